@@ -1,1 +1,103 @@
-//! portcullis-translate
+//! Pure translation: a [`Snapshot`] in, the config IR and every status out.
+//!
+//! This crate does no I/O and knows no clock: everything that varies (the
+//! address pool, previous address assignments, ports that failed to bind) is
+//! an explicit input, so the same input always gives the same output. That is
+//! what makes golden tests possible (`tests/golden/*.in.yaml` → `*.out.yaml`).
+//!
+//! The order of work follows the Gateway API's own dependency order:
+//! GatewayClasses → Gateways and their listeners (plus ListenerSets) → routes
+//! attached to listeners (which fills `attachedRoutes`) → IR per bound port.
+#![deny(missing_docs)]
+
+mod backends;
+#[allow(dead_code)]
+mod conditions;
+mod features;
+mod gateway;
+mod hostname;
+mod listenerset;
+// Some view fields are read only by ListenerSet and Gateway TLS translation, still in progress.
+#[allow(dead_code)]
+mod model;
+mod refs;
+mod routes;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use portcullis_ir::Config;
+use portcullis_store::Snapshot;
+use portcullis_store::status::Statuses;
+
+pub use features::SUPPORTED_FEATURES;
+
+/// The controller name Portcullis answers to.
+pub const CONTROLLER_NAME: &str = "portcullis.dev/gateway-controller";
+
+/// Settings that do not come from the resources.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `spec.controllerName` of the GatewayClasses this controller serves.
+    pub controller_name: String,
+    /// Pool to give Gateways without `spec.addresses` an address of their own.
+    pub address_pool: Option<ipnet::IpNet>,
+    /// Address used when there is neither `spec.addresses` nor a pool.
+    pub bind_address: IpAddr,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            controller_name: CONTROLLER_NAME.to_string(),
+            address_pool: None,
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+}
+
+/// Everything translation reads besides the snapshot.
+#[derive(Clone, Debug)]
+pub struct Input<'a> {
+    /// The resources.
+    pub snapshot: &'a Snapshot,
+    /// Settings.
+    pub options: &'a Options,
+    /// Pool addresses given out before, by Gateway, to keep assignments stable.
+    pub previous_addresses: BTreeMap<portcullis_store::ObjectKey, IpAddr>,
+    /// Sockets the data plane could not bind, with the OS error.
+    pub bind_errors: BTreeMap<SocketAddr, String>,
+}
+
+/// What translation produces.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Output {
+    /// The configuration to serve.
+    pub config: Config,
+    /// The status of every Gateway API object this controller is responsible for.
+    pub statuses: Statuses,
+    /// Address of every Gateway (pool assignments included), to feed back as
+    /// `previous_addresses` next time.
+    pub addresses: BTreeMap<portcullis_store::ObjectKey, IpAddr>,
+}
+
+/// Translate a snapshot. Pure: no I/O, no clock; condition transition times
+/// are left empty for the caller to fill (see
+/// [`portcullis_store::status::carry_transition_times`]).
+pub fn translate(input: &Input<'_>) -> Output {
+    let mut statuses = Statuses::new();
+    let classes = gateway::classes(input, &mut statuses);
+    let grants = refs::Grants::new(input.snapshot);
+    let mut gws = gateway::gateways(input, &classes, &grants);
+    listenerset::attach(input, &mut gws, &grants, &mut statuses);
+    let mut ctx = routes::Ctx::new(input, &grants);
+    routes::attach_all(&mut ctx, &mut gws, &mut statuses);
+    backends::policies(input, &mut statuses);
+    let (config, addresses) = gateway::finish(input, gws, &mut statuses);
+    Output { config, statuses, addresses }
+}
+
+/// Kinds of object whose status this controller owns, for cleanup bookkeeping.
+pub fn owned_kinds() -> BTreeSet<portcullis_store::Kind> {
+    portcullis_store::Kind::ALL.into_iter().filter(|k| k.is_gateway_api() && *k != portcullis_store::Kind::ReferenceGrant).collect()
+}

@@ -1,0 +1,442 @@
+//! GatewayClasses, Gateways and listeners: acceptance, conflicts, TLS
+//! references, addresses, and (at the end) the Gateway statuses and the IR.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use portcullis_ir as ir;
+use portcullis_store::status::{Address, Condition, GatewayClassStatus, GatewayStatus, GroupKind, ListenerStatus, Status, Statuses, SupportedFeature};
+use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef};
+
+use crate::conditions::*;
+use crate::model::{GatewayClassSpec, GatewaySpec, ListenerSpec, Meta, Obj, view};
+use crate::refs::Grants;
+use crate::{Input, features};
+
+/// Names of the GatewayClasses this controller serves and accepted.
+pub(crate) type Classes = BTreeSet<String>;
+
+/// Accept our GatewayClasses and write their status.
+pub(crate) fn classes(input: &Input<'_>, statuses: &mut Statuses) -> Classes {
+    let mut ours = Classes::new();
+    for (key, gc) in &input.snapshot.gateway_classes {
+        let Some(gc) = view::<_, Obj<GatewayClassSpec>>(&**gc) else { continue };
+        if gc.spec.controller_name != input.options.controller_name {
+            continue;
+        }
+        let gen_ = gc.metadata.generation;
+        let problem = gc.spec.parameters_ref.as_ref().map(|p| {
+            Problem::new("InvalidParameters", format!("parametersRef {}/{} {} is not supported by this controller", p.group, p.kind, p.name))
+        });
+        if problem.is_none() {
+            ours.insert(key.name.clone());
+        }
+        let conditions = vec![
+            cond(ACCEPTED, "Accepted", "GatewayClass is accepted by portcullis", problem.as_ref(), gen_),
+            Condition::new(SUPPORTED_VERSION, true, "SupportedVersion", "Gateway API v1.6 CRDs are supported", gen_),
+        ];
+        let supported_features = features::SUPPORTED_FEATURES.iter().map(|f| SupportedFeature { name: f.to_string() }).collect();
+        statuses.insert(ObjectRef { kind: Kind::GatewayClass, key: key.clone() }, Status::GatewayClass(GatewayClassStatus { conditions, supported_features }));
+    }
+    ours
+}
+
+/// Listener protocols Portcullis serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Proto {
+    Http,
+    Https,
+    Tls,
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    fn parse(s: &str) -> Option<Proto> {
+        Some(match s {
+            "HTTP" => Proto::Http,
+            "HTTPS" => Proto::Https,
+            "TLS" => Proto::Tls,
+            "TCP" => Proto::Tcp,
+            "UDP" => Proto::Udp,
+            _ => return None,
+        })
+    }
+    /// Route kinds a listener of this protocol can serve.
+    pub fn kinds(self) -> &'static [&'static str] {
+        match self {
+            Proto::Http | Proto::Https => &["HTTPRoute", "GRPCRoute"],
+            Proto::Tls => &["TLSRoute"],
+            Proto::Tcp => &["TCPRoute"],
+            Proto::Udp => &["UDPRoute"],
+        }
+    }
+    /// Listeners sharing a port must agree on this.
+    fn family(self) -> u8 {
+        match self {
+            Proto::Http => 0,
+            Proto::Https | Proto::Tls => 1,
+            Proto::Tcp => 2,
+            Proto::Udp => 3,
+        }
+    }
+    fn socket(self) -> u8 {
+        if self == Proto::Udp { 1 } else { 0 }
+    }
+}
+
+/// Who declared a listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Gateway,
+    ListenerSet(ObjectKey),
+}
+
+/// A listener being translated.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerState {
+    pub owner: Owner,
+    /// Generation of the owning object.
+    pub generation: i64,
+    pub spec: ListenerSpec,
+    pub protocol: Option<Proto>,
+    pub supported_kinds: Vec<GroupKind>,
+    pub accepted: Option<Problem>,
+    pub resolved: Option<Problem>,
+    pub conflicted: Option<(&'static str, String)>,
+    pub tls: Option<ir::ListenerTls>,
+    pub attached: i32,
+    pub http_rules: Vec<ir::HttpRouteRule>,
+    pub l4_routes: Vec<ir::L4Route>,
+}
+
+impl ListenerState {
+    /// Routes may attach: the listener is accepted and not in conflict.
+    pub fn attachable(&self) -> bool {
+        self.protocol.is_some() && self.accepted.is_none() && self.conflicted.is_none()
+    }
+    /// Whether `kind` may attach here.
+    pub fn allows_kind(&self, kind: &str) -> bool {
+        self.supported_kinds.iter().any(|k| k.group == GATEWAY_GROUP && k.kind == kind)
+    }
+    /// Served by the data plane.
+    pub fn programmed(&self) -> bool {
+        self.attachable() && self.resolved.is_none()
+    }
+}
+
+/// A Gateway being translated.
+#[derive(Clone, Debug)]
+pub(crate) struct GatewayState {
+    pub key: ObjectKey,
+    pub meta: Meta,
+    pub spec: GatewaySpec,
+    pub address: Result<IpAddr, Problem>,
+    pub requested_pool: bool,
+    pub listeners: Vec<ListenerState>,
+    /// ListenerSets attached (reported as `attachedListenerSets`).
+    #[allow(dead_code)]
+    pub attached_listener_sets: i32,
+}
+
+/// Build the state of every Gateway of our classes.
+pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) -> Vec<GatewayState> {
+    let mut out = Vec::new();
+    for (key, gw) in &input.snapshot.gateways {
+        let Some(gw) = view::<_, Obj<GatewaySpec>>(&**gw) else { continue };
+        if !classes.contains(&gw.spec.gateway_class_name) {
+            continue;
+        }
+        let mut listeners: Vec<ListenerState> =
+            gw.spec.listeners.iter().map(|l| listener(input, grants, key, "Gateway", Owner::Gateway, gw.metadata.generation, l)).collect();
+        conflicts(&mut listeners);
+        out.push(GatewayState {
+            key: key.clone(),
+            address: Err(Problem::new("Pending", "address not assigned yet")),
+            requested_pool: false,
+            meta: gw.metadata,
+            spec: gw.spec,
+            listeners,
+            attached_listener_sets: 0,
+        });
+    }
+    assign_addresses(input, &mut out);
+    out
+}
+
+/// Validate one listener on its own (conflicts are found across listeners later).
+pub(crate) fn listener(input: &Input<'_>, grants: &Grants, owner_key: &ObjectKey, owner_kind: &str, owner: Owner, generation: i64, spec: &ListenerSpec) -> ListenerState {
+    let protocol = Proto::parse(&spec.protocol);
+    let mut st = ListenerState {
+        owner,
+        generation,
+        spec: spec.clone(),
+        protocol,
+        supported_kinds: vec![],
+        accepted: None,
+        resolved: None,
+        conflicted: None,
+        tls: None,
+        attached: 0,
+        http_rules: vec![],
+        l4_routes: vec![],
+    };
+    let Some(proto) = protocol else {
+        st.accepted = Some(Problem::new("UnsupportedProtocol", format!("protocol {:?} is not supported; use HTTP, HTTPS, TLS, TCP or UDP", spec.protocol)));
+        return st;
+    };
+    // Route kinds (spec: ResolvedRefs=False/InvalidRouteKinds for any kind that is not supported).
+    let allowed = spec.allowed_routes.as_ref().and_then(|a| a.kinds.clone());
+    match allowed {
+        None => {
+            st.supported_kinds = proto.kinds().iter().map(|k| GroupKind { group: GATEWAY_GROUP.into(), kind: k.to_string() }).collect();
+        }
+        Some(kinds) => {
+            let mut invalid = vec![];
+            for k in kinds {
+                let group = k.group.clone().unwrap_or_else(|| GATEWAY_GROUP.to_string());
+                if group == GATEWAY_GROUP && proto.kinds().contains(&k.kind.as_str()) {
+                    let gk = GroupKind { group, kind: k.kind.clone() };
+                    if !st.supported_kinds.contains(&gk) {
+                        st.supported_kinds.push(gk);
+                    }
+                } else {
+                    invalid.push(format!("{}/{}", group, k.kind));
+                }
+            }
+            if !invalid.is_empty() {
+                st.resolved = Some(Problem::new("InvalidRouteKinds", format!("route kinds not supported on a {} listener: {}", spec.protocol, invalid.join(", "))));
+            }
+        }
+    }
+    // TLS.
+    if matches!(proto, Proto::Https | Proto::Tls) {
+        let mode = spec.tls.as_ref().and_then(|t| t.mode.clone()).unwrap_or_else(|| "Terminate".into());
+        let mode = if mode == "Passthrough" { ir::TlsMode::Passthrough } else { ir::TlsMode::Terminate };
+        if proto == Proto::Https && mode == ir::TlsMode::Passthrough {
+            st.accepted = Some(Problem::new("UnsupportedValue", "an HTTPS listener cannot use tls.mode Passthrough; use protocol TLS"));
+            return st;
+        }
+        let refs = spec.tls.as_ref().map(|t| t.certificate_refs.clone()).unwrap_or_default();
+        let mut certs = vec![];
+        let mut problem = None;
+        if mode == ir::TlsMode::Terminate {
+            for r in &refs {
+                match crate::backends::certificate(input, grants, owner_kind, &owner_key.namespace, r) {
+                    Ok(c) => certs.push(c),
+                    Err(p) => {
+                        problem.get_or_insert(p);
+                    }
+                }
+            }
+            if refs.is_empty() {
+                problem = Some(Problem::new("InvalidCertificateRef", "tls.certificateRefs is empty; a listener that terminates TLS needs a certificate"));
+            }
+        }
+        if let Some(p) = problem {
+            if st.resolved.is_none() {
+                st.resolved = Some(p);
+            }
+        }
+        st.tls = Some(ir::ListenerTls { mode, certificates: certs, client_validation: None });
+    }
+    st
+}
+
+/// Mark listeners that share a port but cannot share it (spec: `Conflicted`).
+pub(crate) fn conflicts(listeners: &mut [ListenerState]) {
+    let n = listeners.len();
+    let mut marks: Vec<Option<(&'static str, String)>> = vec![None; n];
+    for i in 0..n {
+        for j in 0..n {
+            if i == j {
+                continue;
+            }
+            let (a, b) = (&listeners[i], &listeners[j]);
+            let (Some(pa), Some(pb)) = (a.protocol, b.protocol) else { continue };
+            if a.spec.port != b.spec.port || pa.socket() != pb.socket() || a.accepted.is_some() || b.accepted.is_some() {
+                continue;
+            }
+            if pa.family() != pb.family() {
+                marks[i] = Some(("ProtocolConflict", format!("port {} is also used by listener {:?} with protocol {}", a.spec.port, b.spec.name, b.spec.protocol)));
+            } else if a.spec.hostname == b.spec.hostname && marks[i].is_none() {
+                marks[i] = Some(("HostnameConflict", format!("listener {:?} uses the same port, protocol and hostname", b.spec.name)));
+            }
+        }
+    }
+    for (l, m) in listeners.iter_mut().zip(marks) {
+        if l.conflicted.is_none() {
+            l.conflicted = m;
+        }
+    }
+}
+
+/// Give each Gateway its address: `spec.addresses`, else the pool (stable), else the bind address.
+fn assign_addresses(input: &Input<'_>, gws: &mut [GatewayState]) {
+    let mut used: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut pending = vec![];
+    for (i, gw) in gws.iter_mut().enumerate() {
+        let mut explicit = None;
+        let mut problem = None;
+        for a in &gw.spec.addresses {
+            let t = a.type_.as_deref().unwrap_or("IPAddress");
+            match (t, a.value.as_deref()) {
+                ("IPAddress", Some(v)) if !v.is_empty() => match v.parse::<IpAddr>() {
+                    Ok(ip) if explicit.is_none() => explicit = Some(ip),
+                    Ok(_) => {}
+                    Err(_) => problem = Some(Problem::new("UnsupportedAddress", format!("address {v:?} is not an IP address"))),
+                },
+                ("IPAddress", _) => {}
+                (t, _) => problem = Some(Problem::new("UnsupportedAddress", format!("address type {t:?} is not supported; use IPAddress"))),
+            }
+        }
+        if let Some(p) = problem {
+            gw.address = Err(p);
+        } else if let Some(ip) = explicit {
+            used.insert(ip);
+            gw.address = Ok(ip);
+        } else if input.options.address_pool.is_some() {
+            gw.requested_pool = true;
+            pending.push(i);
+        } else {
+            gw.address = Ok(input.options.bind_address);
+        }
+    }
+    let Some(pool) = input.options.address_pool else { return };
+    // Keep previous assignments first, so that assignments are stable.
+    let mut rest = vec![];
+    for i in pending {
+        match input.previous_addresses.get(&gws[i].key) {
+            Some(ip) if pool.contains(ip) && !used.contains(ip) => {
+                used.insert(*ip);
+                gws[i].address = Ok(*ip);
+            }
+            _ => rest.push(i),
+        }
+    }
+    let mut free = pool.hosts().filter(|ip| !used.contains(ip));
+    for i in rest {
+        gws[i].address = match free.next() {
+            Some(ip) => Ok(ip),
+            None => Err(Problem::new("AddressNotAssigned", format!("address pool {pool} is exhausted"))),
+        };
+    }
+}
+
+fn listener_status(l: &ListenerState, bind_error: Option<&String>) -> ListenerStatus {
+    let g = l.generation;
+    let accepted = l.accepted.clone().or_else(|| l.conflicted.as_ref().map(|(r, m)| Problem::new(r, m.clone()))).or_else(|| {
+        bind_error.map(|e| Problem::new("PortUnavailable", format!("cannot bind port {}: {e}", l.spec.port)))
+    });
+    let programmed = if accepted.is_some() || l.resolved.is_some() {
+        Some(Problem::new("Invalid", "listener is not accepted or has unresolved references, so it is not served"))
+    } else {
+        None
+    };
+    let mut conditions = vec![
+        cond(ACCEPTED, "Accepted", "listener is accepted", accepted.as_ref(), g),
+        cond(PROGRAMMED, "Programmed", "listener is served", programmed.as_ref(), g),
+        cond(RESOLVED_REFS, "ResolvedRefs", "all references are resolved", l.resolved.as_ref(), g),
+    ];
+    conditions.push(match &l.conflicted {
+        None => Condition::new(CONFLICTED, false, "NoConflicts", "no conflicts", g),
+        Some((r, m)) => Condition::new(CONFLICTED, true, r, m.clone(), g),
+    });
+    ListenerStatus { name: l.spec.name.clone(), supported_kinds: l.supported_kinds.clone(), attached_routes: l.attached, conditions }
+}
+
+/// Gateway statuses and the IR, once routes are attached.
+pub(crate) fn finish(input: &Input<'_>, gws: Vec<GatewayState>, statuses: &mut Statuses) -> (ir::Config, BTreeMap<ObjectKey, IpAddr>) {
+    let mut ports: BTreeMap<SocketAddr, ir::Port> = BTreeMap::new();
+    let mut addresses = BTreeMap::new();
+    for gw in gws {
+        let g = gw.meta.generation;
+        let own: Vec<&ListenerState> = gw.listeners.iter().filter(|l| l.owner == Owner::Gateway).collect();
+        let bind_err = |l: &ListenerState| -> Option<&String> {
+            let ip = gw.address.as_ref().ok()?;
+            input.bind_errors.get(&SocketAddr::new(*ip, l.spec.port as u16))
+        };
+        let valid = own.iter().filter(|l| l.attachable()).count();
+        let accepted = match &gw.address {
+            Err(p) if p.reason == "UnsupportedAddress" => Some(p.clone()),
+            _ if valid == 0 && !own.is_empty() => Some(Problem::new("ListenersNotValid", "no listener is valid")),
+            _ => None,
+        };
+        let some_invalid = valid < own.len();
+        let addr_unusable = gw.address.as_ref().ok().and_then(|ip| {
+            input.bind_errors.iter().find(|(sa, e)| sa.ip() == *ip && e.contains("assign requested address")).map(|(_, e)| e.clone())
+        });
+        let programmed = if accepted.is_some() {
+            Some(Problem::new("Invalid", "Gateway is not accepted"))
+        } else if let Err(p) = &gw.address {
+            Some(p.clone())
+        } else {
+            addr_unusable.map(|e| Problem::new("AddressNotUsable", format!("cannot bind the Gateway's address: {e}")))
+        };
+        let accepted_cond = match (&accepted, some_invalid) {
+            (Some(p), _) => cond(ACCEPTED, "", "", Some(p), g),
+            (None, true) => Condition::new(ACCEPTED, true, "ListenersNotValid", "some listeners are not valid; the valid ones are served", g),
+            (None, false) => Condition::new(ACCEPTED, true, "Accepted", "Gateway is accepted", g),
+        };
+        let conditions = vec![accepted_cond, cond(PROGRAMMED, "Programmed", "Gateway is served", programmed.as_ref(), g)];
+        let listeners = own.iter().map(|l| listener_status(l, bind_err(l))).collect();
+        let status_addresses = match &gw.address {
+            Ok(ip) if accepted.is_none() && !ip.is_unspecified() => vec![Address { type_: "IPAddress".into(), value: ip.to_string() }],
+            _ => vec![],
+        };
+        statuses.insert(
+            ObjectRef { kind: Kind::Gateway, key: gw.key.clone() },
+            Status::Gateway(GatewayStatus { addresses: status_addresses, conditions, listeners }),
+        );
+        let Ok(ip) = gw.address else { continue };
+        if gw.requested_pool || !gw.spec.addresses.is_empty() {
+            addresses.insert(gw.key.clone(), ip);
+        }
+        if accepted.is_some() {
+            continue;
+        }
+        for l in gw.listeners {
+            if !l.programmed() {
+                continue;
+            }
+            let proto = l.protocol.expect("attachable");
+            let bind = SocketAddr::new(ip, l.spec.port as u16);
+            let port_proto = match proto {
+                Proto::Http => ir::PortProtocol::Http,
+                Proto::Https => ir::PortProtocol::Https,
+                Proto::Tls => ir::PortProtocol::Tls,
+                Proto::Tcp => ir::PortProtocol::Tcp,
+                Proto::Udp => ir::PortProtocol::Udp,
+            };
+            let owner = match &l.owner {
+                Owner::Gateway => gw.key.to_string(),
+                Owner::ListenerSet(k) => format!("{k} (ListenerSet)"),
+            };
+            let port = ports.entry(bind).or_insert_with(|| ir::Port { bind, protocol: port_proto, listeners: vec![] });
+            if port_proto == ir::PortProtocol::Tls {
+                port.protocol = ir::PortProtocol::Tls;
+            }
+            port.listeners.push(ir::Listener {
+                name: format!("{owner}/{}", l.spec.name),
+                hostname: l.spec.hostname.clone(),
+                tls: l.tls.clone(),
+                http_routes: l.http_rules,
+                l4_routes: l.l4_routes,
+            });
+        }
+    }
+    let mut ports: Vec<ir::Port> = ports.into_values().collect();
+    for p in &mut ports {
+        p.listeners.sort_by_key(|l| hostname_rank(l.hostname.as_deref()));
+    }
+    (ir::Config { ports }, addresses)
+}
+
+/// Most specific first: exact names, then wildcards by length, then none.
+fn hostname_rank(h: Option<&str>) -> (u8, std::cmp::Reverse<usize>) {
+    match h {
+        Some(h) if !h.starts_with('*') => (0, std::cmp::Reverse(h.len())),
+        Some(h) => (1, std::cmp::Reverse(h.len())),
+        None => (2, std::cmp::Reverse(0)),
+    }
+}

@@ -1,0 +1,409 @@
+//! HTTPRoute rules → IR: matches, filters, backends, timeouts, retries, session persistence.
+
+use portcullis_ir as ir;
+use serde::Deserialize;
+
+use super::{Built, Ctx, duration_ms};
+use crate::backends;
+use crate::conditions::Problem;
+use crate::model::{BackendRefSpec, ObjectRef};
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Rule {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    matches: Vec<Match>,
+    #[serde(default)]
+    filters: Vec<serde_json::Value>,
+    #[serde(default)]
+    backend_refs: Vec<BackendRefSpec>,
+    #[serde(default)]
+    timeouts: Option<Timeouts>,
+    #[serde(default)]
+    retry: Option<RetrySpec>,
+    #[serde(default)]
+    session_persistence: Option<SessionSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Match {
+    #[serde(default)]
+    path: Option<PathSpec>,
+    #[serde(default)]
+    headers: Vec<NameValue>,
+    #[serde(default)]
+    query_params: Vec<NameValue>,
+    #[serde(default)]
+    method: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PathSpec {
+    #[serde(rename = "type", default)]
+    type_: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct NameValue {
+    #[serde(rename = "type", default)]
+    pub type_: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Timeouts {
+    #[serde(default)]
+    request: Option<String>,
+    #[serde(default)]
+    backend_request: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RetrySpec {
+    #[serde(default)]
+    codes: Vec<u16>,
+    #[serde(default)]
+    attempts: Option<u32>,
+    #[serde(default)]
+    backoff: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SessionSpec {
+    #[serde(default)]
+    session_name: Option<String>,
+    #[serde(default)]
+    absolute_timeout: Option<String>,
+    #[serde(rename = "type", default)]
+    type_: Option<String>,
+    #[serde(default)]
+    cookie_config: Option<CookieConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CookieConfig {
+    #[serde(default)]
+    lifetime_type: Option<String>,
+}
+
+/// Decoded filter (`HTTPRouteFilter`), shared by rules and backendRefs.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct FilterSpec {
+    #[serde(rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub request_header_modifier: Option<HeaderModSpec>,
+    #[serde(default)]
+    pub response_header_modifier: Option<HeaderModSpec>,
+    #[serde(default)]
+    request_redirect: Option<RedirectSpec>,
+    #[serde(default, rename = "urlRewrite")]
+    url_rewrite: Option<RewriteSpec>,
+    #[serde(default)]
+    pub request_mirror: Option<MirrorSpec>,
+    #[serde(default)]
+    cors: Option<CorsSpec>,
+    #[serde(default)]
+    pub extension_ref: Option<ObjectRef>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct HeaderModSpec {
+    #[serde(default)]
+    set: Vec<NameValue>,
+    #[serde(default)]
+    add: Vec<NameValue>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PathModSpec {
+    #[serde(rename = "type")]
+    type_: String,
+    #[serde(default)]
+    replace_full_path: Option<String>,
+    #[serde(default)]
+    replace_prefix_match: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RedirectSpec {
+    #[serde(default)]
+    scheme: Option<String>,
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    path: Option<PathModSpec>,
+    #[serde(default)]
+    port: Option<i32>,
+    #[serde(default)]
+    status_code: Option<u16>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RewriteSpec {
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    path: Option<PathModSpec>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct MirrorSpec {
+    backend_ref: BackendRefSpec,
+    #[serde(default)]
+    percent: Option<u32>,
+    #[serde(default)]
+    fraction: Option<Fraction>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Fraction {
+    numerator: u32,
+    #[serde(default)]
+    denominator: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CorsSpec {
+    #[serde(default)]
+    allow_origins: Vec<String>,
+    #[serde(default)]
+    allow_credentials: Option<bool>,
+    #[serde(default)]
+    allow_methods: Vec<String>,
+    #[serde(default)]
+    allow_headers: Vec<String>,
+    #[serde(default)]
+    expose_headers: Vec<String>,
+    #[serde(default)]
+    max_age: Option<u32>,
+}
+
+pub(super) fn header_mod(m: &HeaderModSpec) -> ir::HeaderModifier {
+    ir::HeaderModifier {
+        set: m.set.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
+        add: m.add.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
+        remove: m.remove.iter().map(|h| h.to_ascii_lowercase()).collect(),
+    }
+}
+
+fn path_mod(p: &PathModSpec) -> Option<ir::PathModifier> {
+    match p.type_.as_str() {
+        "ReplaceFullPath" => Some(ir::PathModifier::ReplaceFullPath(p.replace_full_path.clone().unwrap_or_default())),
+        "ReplacePrefixMatch" => Some(ir::PathModifier::ReplacePrefixMatch(p.replace_prefix_match.clone().unwrap_or_default())),
+        _ => None,
+    }
+}
+
+/// Problems found while converting filters.
+#[derive(Default)]
+pub(super) struct FilterIssues {
+    pub unresolved: Option<Problem>,
+    pub invalid: Option<Problem>,
+}
+
+/// Convert filters (rule-level or backendRef-level) of a route in `ns`.
+pub(super) fn filters(ctx: &Ctx<'_>, route_kind: &str, ns: &str, raw: &[serde_json::Value], issues: &mut FilterIssues) -> Vec<ir::HttpFilter> {
+    let mut out = vec![];
+    for f in raw {
+        let Ok(f) = serde_json::from_value::<FilterSpec>(f.clone()) else {
+            issues.invalid.get_or_insert(Problem::new("UnsupportedValue", "a filter could not be decoded"));
+            out.push(ir::HttpFilter::Invalid { reason: "undecodable filter".into() });
+            continue;
+        };
+        let filter = match f.type_.as_str() {
+            "RequestHeaderModifier" => f.request_header_modifier.as_ref().map(|m| ir::HttpFilter::RequestHeaderModifier(header_mod(m))),
+            "ResponseHeaderModifier" => f.response_header_modifier.as_ref().map(|m| ir::HttpFilter::ResponseHeaderModifier(header_mod(m))),
+            "RequestRedirect" => f.request_redirect.as_ref().map(|r| {
+                ir::HttpFilter::RequestRedirect(ir::Redirect {
+                    scheme: r.scheme.clone(),
+                    hostname: r.hostname.clone(),
+                    path: r.path.as_ref().and_then(path_mod),
+                    port: r.port.map(|p| p as u16),
+                    status_code: r.status_code.unwrap_or(302),
+                })
+            }),
+            "URLRewrite" => f
+                .url_rewrite
+                .as_ref()
+                .map(|r| ir::HttpFilter::UrlRewrite(ir::UrlRewrite { hostname: r.hostname.clone(), path: r.path.as_ref().and_then(path_mod) })),
+            "RequestMirror" => f.request_mirror.as_ref().map(|m| {
+                let res = backends::service(ctx.input, ctx.grants, route_kind, ns, &m.backend_ref);
+                if let Some(p) = res.problem {
+                    issues.unresolved.get_or_insert(p);
+                }
+                let (numerator, denominator) = match (&m.fraction, m.percent) {
+                    (Some(fr), _) => (fr.numerator, fr.denominator.unwrap_or(100)),
+                    (None, Some(p)) => (p, 100),
+                    (None, None) => (100, 100),
+                };
+                ir::HttpFilter::RequestMirror(ir::Mirror {
+                    backend: ir::WeightedBackend { weight: 1, backend: res.backend, filters: vec![] },
+                    numerator,
+                    denominator,
+                })
+            }),
+            "CORS" => f.cors.as_ref().map(|c| {
+                ir::HttpFilter::Cors(ir::Cors {
+                    allow_origins: c.allow_origins.clone(),
+                    allow_credentials: c.allow_credentials.unwrap_or(false),
+                    allow_methods: c.allow_methods.clone(),
+                    allow_headers: c.allow_headers.clone(),
+                    expose_headers: c.expose_headers.clone(),
+                    max_age: c.max_age,
+                })
+            }),
+            "ExtensionRef" => {
+                let r = f.extension_ref.clone().unwrap_or_default();
+                let msg = format!(
+                    "ExtensionRef filter {}/{} {:?} is not known to portcullis; matching requests get 500",
+                    r.group.unwrap_or_default(),
+                    r.kind.unwrap_or_default(),
+                    r.name
+                );
+                issues.unresolved.get_or_insert(Problem::new("InvalidKind", msg.clone()));
+                Some(ir::HttpFilter::Invalid { reason: msg })
+            }
+            other => {
+                let msg = format!("filter type {other} is not supported; matching requests get 500");
+                issues.invalid.get_or_insert(Problem::new("UnsupportedValue", msg.clone()));
+                Some(ir::HttpFilter::Invalid { reason: msg })
+            }
+        };
+        out.push(filter.unwrap_or_else(|| {
+            issues.invalid.get_or_insert(Problem::new("UnsupportedValue", format!("filter {} has no configuration", f.type_)));
+            ir::HttpFilter::Invalid { reason: format!("filter {} has no configuration", f.type_) }
+        }));
+    }
+    out
+}
+
+/// Resolve a rule's backendRefs.
+pub(super) fn backend_refs(ctx: &Ctx<'_>, route_kind: &str, ns: &str, refs: &[BackendRefSpec], issues: &mut FilterIssues) -> Vec<ir::WeightedBackend> {
+    refs.iter()
+        .map(|r| {
+            let res = backends::service(ctx.input, ctx.grants, route_kind, ns, r);
+            if let Some(p) = res.problem {
+                issues.unresolved.get_or_insert(p);
+            }
+            let filters = filters(ctx, route_kind, ns, &r.filters, issues);
+            ir::WeightedBackend { weight: r.weight.unwrap_or(1).max(0) as u32, backend: res.backend, filters }
+        })
+        .collect()
+}
+
+pub(super) fn value_match(nv: &NameValue, lower_name: bool) -> Result<ir::ValueMatch, Problem> {
+    let name = if lower_name { nv.name.to_ascii_lowercase() } else { nv.name.clone() };
+    let value = match nv.type_.as_deref().unwrap_or("Exact") {
+        "RegularExpression" => {
+            regex::Regex::new(&nv.value).map_err(|e| Problem::new("UnsupportedValue", format!("invalid regular expression {:?}: {e}", nv.value)))?;
+            ir::StringMatch::Regex(nv.value.clone())
+        }
+        _ => ir::StringMatch::Exact(nv.value.clone()),
+    };
+    Ok(ir::ValueMatch { name, value })
+}
+
+fn path_match(p: Option<&PathSpec>) -> Result<ir::PathMatch, Problem> {
+    let Some(p) = p else { return Ok(ir::PathMatch::default()) };
+    let v = p.value.clone().unwrap_or_else(|| "/".into());
+    Ok(match p.type_.as_deref().unwrap_or("PathPrefix") {
+        "Exact" => ir::PathMatch::Exact(v),
+        "RegularExpression" => {
+            regex::Regex::new(&v).map_err(|e| Problem::new("UnsupportedValue", format!("invalid path regular expression {v:?}: {e}")))?;
+            ir::PathMatch::Regex(v)
+        }
+        _ => {
+            let trimmed = v.trim_end_matches('/');
+            ir::PathMatch::Prefix(if trimmed.is_empty() { "/".into() } else { trimmed.to_string() })
+        }
+    })
+}
+
+fn matches(m: &Match) -> Result<ir::HttpMatch, Problem> {
+    Ok(ir::HttpMatch {
+        path: path_match(m.path.as_ref())?,
+        method: m.method.clone(),
+        headers: m.headers.iter().map(|h| value_match(h, true)).collect::<Result<_, _>>()?,
+        query_params: m.query_params.iter().map(|q| value_match(q, false)).collect::<Result<_, _>>()?,
+        grpc: false,
+    })
+}
+
+/// Build the IR rules of an HTTPRoute.
+pub(super) fn build(ctx: &Ctx<'_>, ns: &str, rules: &[serde_json::Value], meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta) -> Built {
+    let mut out = Built { http: vec![], l4: None, unresolved: None, invalid: None, all_invalid: false };
+    let mut valid_rules = 0;
+    for (i, raw) in rules.iter().enumerate() {
+        let rule: Rule = match serde_json::from_value(raw.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                out.invalid.get_or_insert(Problem::new("UnsupportedValue", format!("rule {i}: {e}")));
+                continue;
+            }
+        };
+        let ms: Result<Vec<ir::HttpMatch>, Problem> = if rule.matches.is_empty() { Ok(vec![ir::HttpMatch::default()]) } else { rule.matches.iter().map(matches).collect() };
+        let ms = match ms {
+            Ok(ms) => ms,
+            Err(p) => {
+                out.invalid.get_or_insert(Problem::new(p.reason, format!("rule {i} dropped: {}", p.message)));
+                continue;
+            }
+        };
+        let mut issues = FilterIssues::default();
+        let filters = filters(ctx, "HTTPRoute", ns, &rule.filters, &mut issues);
+        let backends = backend_refs(ctx, "HTTPRoute", ns, &rule.backend_refs, &mut issues);
+        if let Some(p) = issues.unresolved {
+            out.unresolved.get_or_insert(p);
+        }
+        if let Some(p) = issues.invalid {
+            out.invalid.get_or_insert(p);
+        }
+        let t = rule.timeouts.unwrap_or_default();
+        let action = ir::HttpAction {
+            filters,
+            backends,
+            request_timeout_ms: t.request.as_deref().and_then(duration_ms).filter(|ms| *ms > 0),
+            backend_request_timeout_ms: t.backend_request.as_deref().and_then(duration_ms).filter(|ms| *ms > 0),
+            retry: rule.retry.map(|r| ir::Retry { codes: r.codes, attempts: r.attempts.unwrap_or(1), backoff_ms: r.backoff.as_deref().and_then(duration_ms) }),
+            session_persistence: rule.session_persistence.map(|s| {
+                let cookie = s.type_.as_deref().unwrap_or("Cookie") == "Cookie";
+                ir::SessionPersistence {
+                    name: s.session_name.unwrap_or_else(|| if cookie { "portcullis-session".into() } else { "x-portcullis-session".into() }),
+                    cookie,
+                    absolute_timeout_s: s.absolute_timeout.as_deref().and_then(duration_ms).map(|ms| ms / 1000),
+                    permanent: s.cookie_config.and_then(|c| c.lifetime_type).as_deref() == Some("Permanent"),
+                }
+            }),
+        };
+        valid_rules += 1;
+        for (mi, m) in ms.into_iter().enumerate() {
+            out.http.push(ir::HttpRouteRule { meta: meta(i, rule.name.clone()), hostnames: vec![], matches: m, match_index: mi, action: action.clone() });
+        }
+    }
+    out.all_invalid = valid_rules == 0 && !rules.is_empty();
+    out
+}

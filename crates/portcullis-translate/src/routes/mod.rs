@@ -1,0 +1,268 @@
+//! Route attachment (parentRefs → listeners) and route statuses, for every route kind.
+//!
+//! Spec rules implemented here (Gateway API v1.6, `ParentReference`,
+//! `AllowedRoutes`, `Hostname`):
+//! - a parentRef selects listeners by `sectionName` and `port`; none → `NoMatchingParent`;
+//! - a listener admits a route by namespace (`Same`/`All`/`Selector`) and kind; none → `NotAllowedByListeners`;
+//! - HTTP, GRPC and TLS routes need a hostname intersection; none → `NoMatchingListenerHostname`;
+//! - `attachedRoutes` counts accepted routes per listener;
+//! - unresolvable backendRefs keep the route Accepted with `ResolvedRefs=False`.
+
+mod grpc;
+mod http;
+mod l4;
+
+use std::collections::BTreeMap;
+
+use portcullis_ir as ir;
+use portcullis_store::status::{Condition, ParentRef, ParentStatus, RouteStatus, Status, Statuses};
+use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef};
+
+use crate::Input;
+use crate::conditions::*;
+use crate::gateway::{GatewayState, ListenerState, Owner};
+use crate::hostname;
+use crate::model::{Meta, Obj, ParentRefSpec, RouteSpec, view};
+use crate::refs::Grants;
+
+/// Shared inputs of route translation.
+pub(crate) struct Ctx<'a> {
+    pub input: &'a Input<'a>,
+    pub grants: &'a Grants,
+    namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(input: &'a Input<'a>, grants: &'a Grants) -> Self {
+        let namespace_labels = input
+            .snapshot
+            .namespaces
+            .iter()
+            .map(|(k, ns)| {
+                let mut labels = ns.metadata.labels.clone().unwrap_or_default();
+                labels.insert("kubernetes.io/metadata.name".into(), k.name.clone());
+                (k.name.clone(), labels)
+            })
+            .collect();
+        Ctx { input, grants, namespace_labels }
+    }
+
+    /// Labels of a namespace, including the `kubernetes.io/metadata.name` label the API server adds.
+    pub fn labels(&self, ns: &str) -> BTreeMap<String, String> {
+        self.namespace_labels.get(ns).cloned().unwrap_or_else(|| BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())]))
+    }
+}
+
+/// What a route's rules turn into, independent of the listener.
+pub(crate) struct Built {
+    pub http: Vec<ir::HttpRouteRule>,
+    pub l4: Option<ir::L4Route>,
+    /// First unresolved reference (ResolvedRefs=False).
+    pub unresolved: Option<Problem>,
+    /// Rules dropped as invalid (PartiallyInvalid=True, or Accepted=False when all are).
+    pub invalid: Option<Problem>,
+    pub all_invalid: bool,
+}
+
+/// One route of any kind, in the shape attachment needs.
+struct RouteObj {
+    kind: Kind,
+    key: ObjectKey,
+    meta: Meta,
+    spec: RouteSpec,
+}
+
+fn collect<T: serde::Serialize>(kind: Kind, objs: &BTreeMap<ObjectKey, std::sync::Arc<T>>) -> Vec<RouteObj> {
+    objs.iter()
+        .filter_map(|(k, o)| view::<_, Obj<RouteSpec>>(&**o).map(|o| RouteObj { kind, key: k.clone(), meta: o.metadata, spec: o.spec }))
+        .collect()
+}
+
+/// Attach every route to its parents, fill listeners' rules and counts, and write route statuses.
+pub(crate) fn attach_all(ctx: &mut Ctx<'_>, gws: &mut [GatewayState], statuses: &mut Statuses) {
+    let s = ctx.input.snapshot;
+    let mut all = collect(Kind::HTTPRoute, &s.http_routes);
+    all.extend(collect(Kind::GRPCRoute, &s.grpc_routes));
+    all.extend(collect(Kind::TLSRoute, &s.tls_routes));
+    all.extend(collect(Kind::TCPRoute, &s.tcp_routes));
+    all.extend(collect(Kind::UDPRoute, &s.udp_routes));
+    // Oldest first: L4 listeners serve the oldest route, and IR order is stable.
+    all.sort_by(|a, b| (a.meta.creation_timestamp.as_deref().unwrap_or(""), &a.key).cmp(&(b.meta.creation_timestamp.as_deref().unwrap_or(""), &b.key)));
+    for route in all {
+        if let Some(status) = attach(ctx, gws, &route) {
+            statuses.insert(ObjectRef { kind: route.kind, key: route.key.clone() }, Status::Route(status));
+        }
+    }
+}
+
+fn build(ctx: &Ctx<'_>, route: &RouteObj) -> Built {
+    let route_meta = |i: usize, name: Option<String>| ir::RouteMeta {
+        kind: route.kind.as_str().to_string(),
+        namespace: route.key.namespace.clone(),
+        name: route.key.name.clone(),
+        creation_timestamp: route.meta.creation_timestamp.clone().unwrap_or_default(),
+        rule_index: i,
+        rule_name: name,
+    };
+    match route.kind {
+        Kind::HTTPRoute => http::build(ctx, &route.key.namespace, &route.spec.rules, &route_meta),
+        Kind::GRPCRoute => grpc::build(ctx, &route.key.namespace, &route.spec.rules, &route_meta),
+        _ => l4::build(ctx, route.kind, &route.key.namespace, &route.spec.rules, &route_meta),
+    }
+}
+
+/// Which listeners of `gw` a parentRef names.
+fn parent_listeners(gw: &GatewayState, pr: &ParentRefSpec, listener_set: Option<&ObjectKey>) -> Vec<usize> {
+    gw.listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| match (&l.owner, listener_set) {
+            (Owner::Gateway, None) => true,
+            (Owner::ListenerSet(k), Some(want)) => k == want,
+            _ => false,
+        })
+        .filter(|(_, l)| pr.section_name.as_ref().is_none_or(|s| *s == l.spec.name) && pr.port.is_none_or(|p| p == l.spec.port))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn namespace_allowed(ctx: &Ctx<'_>, l: &ListenerState, owner_ns: &str, route_ns: &str) -> bool {
+    let ns = l.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.clone()).unwrap_or_default();
+    match ns.from.as_deref().unwrap_or("Same") {
+        "All" => true,
+        "Selector" => ns.selector.is_some_and(|s| s.matches(&ctx.labels(route_ns))),
+        "None" => false,
+        _ => owner_ns == route_ns,
+    }
+}
+
+fn attach(ctx: &Ctx<'_>, gws: &mut [GatewayState], route: &RouteObj) -> Option<RouteStatus> {
+    let mut parents = vec![];
+    let mut built: Option<Built> = None;
+    let g = route.meta.generation;
+    for pr in &route.spec.parent_refs {
+        let group = pr.group.as_deref().unwrap_or(GATEWAY_GROUP);
+        let kind = pr.kind.as_deref().unwrap_or("Gateway");
+        if group != GATEWAY_GROUP {
+            continue;
+        }
+        let ns = pr.namespace.clone().unwrap_or_else(|| route.key.namespace.clone());
+        let target = ObjectKey::new(ns.clone(), pr.name.clone());
+        // Find the Gateway (directly, or through a ListenerSet) among ours.
+        let (gi, ls) = match kind {
+            "Gateway" => match gws.iter().position(|g| g.key == target) {
+                Some(i) => (i, None),
+                None => continue,
+            },
+            "ListenerSet" => match gws.iter().position(|g| g.listeners.iter().any(|l| l.owner == Owner::ListenerSet(target.clone()))) {
+                Some(i) => (i, Some(target.clone())),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let b = built.get_or_insert_with(|| build(ctx, route));
+        let gw = &mut gws[gi];
+        let owner_ns = ls.as_ref().map(|k| k.namespace.clone()).unwrap_or_else(|| gw.key.namespace.clone());
+        let candidates = parent_listeners(gw, pr, ls.as_ref());
+        let accepted_problem = if candidates.is_empty() {
+            Some(Problem::new("NoMatchingParent", match (&pr.section_name, pr.port) {
+                (Some(s), _) => format!("the parent has no listener named {s:?}{}", pr.port.map(|p| format!(" on port {p}")).unwrap_or_default()),
+                (None, Some(p)) => format!("the parent has no listener on port {p}"),
+                _ => "the parent has no listeners".to_string(),
+            }))
+        } else {
+            let allowed: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let l = &gw.listeners[i];
+                    l.attachable() && l.allows_kind(route.kind.as_str()) && namespace_allowed(ctx, l, &owner_ns, &route.key.namespace)
+                })
+                .collect();
+            if allowed.is_empty() {
+                Some(Problem::new("NotAllowedByListeners", format!("no listener of the parent admits a {} from namespace {:?} (allowedRoutes, kinds, or listener invalid)", route.kind, route.key.namespace)))
+            } else {
+                let uses_hostnames = matches!(route.kind, Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute);
+                let mut any = false;
+                for i in allowed {
+                    let l = &mut gw.listeners[i];
+                    let hosts = if uses_hostnames { hostname::route_hostnames_on(l.spec.hostname.as_deref(), &route.spec.hostnames) } else { Ok(vec![]) };
+                    let Ok(hosts) = hosts else { continue };
+                    any = true;
+                    if b.all_invalid {
+                        continue;
+                    }
+                    l.attached += 1;
+                    for r in &b.http {
+                        let mut r = r.clone();
+                        r.hostnames = hosts.clone();
+                        l.http_rules.push(r);
+                    }
+                    if let Some(l4) = &b.l4 {
+                        let mut l4 = l4.clone();
+                        l4.hostnames = hosts.clone();
+                        l.l4_routes.push(l4);
+                    }
+                }
+                if any {
+                    if b.all_invalid { b.invalid.clone() } else { None }
+                } else {
+                    Some(Problem::new("NoMatchingListenerHostname", "none of the route's hostnames matches a hostname of the parent's listeners"))
+                }
+            }
+        };
+        let mut conditions = vec![
+            cond(ACCEPTED, "Accepted", "route is accepted", accepted_problem.as_ref(), g),
+            cond(RESOLVED_REFS, "ResolvedRefs", "all references are resolved", b.unresolved.as_ref(), g),
+        ];
+        if let (Some(p), false) = (&b.invalid, b.all_invalid) {
+            conditions.push(Condition::new(PARTIALLY_INVALID, true, p.reason, p.message.clone(), g));
+        }
+        parents.push(ParentStatus {
+            parent_ref: ParentRef {
+                group: Some(group.to_string()),
+                kind: Some(kind.to_string()),
+                namespace: pr.namespace.clone(),
+                name: pr.name.clone(),
+                section_name: pr.section_name.clone(),
+                port: pr.port,
+            },
+            controller_name: ctx.input.options.controller_name.clone(),
+            conditions,
+        });
+    }
+    if parents.is_empty() { None } else { Some(RouteStatus { parents }) }
+}
+
+/// Parse a Gateway API `Duration` (`1h`, `10s`, `500ms`, `1m30s`) into milliseconds.
+pub(crate) fn duration_ms(s: &str) -> Option<u64> {
+    let re = regex::Regex::new(r"^(?:([0-9]{1,5})(h|ms|m|s))+$").ok()?;
+    if !re.is_match(s) {
+        return None;
+    }
+    let part = regex::Regex::new(r"([0-9]{1,5})(h|ms|m|s)").ok()?;
+    let mut total = 0u64;
+    for c in part.captures_iter(s) {
+        let n: u64 = c[1].parse().ok()?;
+        total += n * match &c[2] {
+            "h" => 3_600_000,
+            "m" => 60_000,
+            "s" => 1000,
+            _ => 1,
+        };
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations() {
+        assert_eq!(super::duration_ms("10s"), Some(10_000));
+        assert_eq!(super::duration_ms("500ms"), Some(500));
+        assert_eq!(super::duration_ms("1m30s"), Some(90_000));
+        assert_eq!(super::duration_ms("1h"), Some(3_600_000));
+        assert_eq!(super::duration_ms("0s"), Some(0));
+        assert_eq!(super::duration_ms("10"), None);
+    }
+}
