@@ -145,6 +145,7 @@ pub struct WeightedBackend {
 
 /// A resolved backend.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // built once per config, never on a hot path
 pub enum Backend {
     /// A Service port with its endpoints.
     Service(ServiceBackend),
