@@ -1,0 +1,64 @@
+//! The admin API: `/healthz`, `/readyz`, `/status`, `/config`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// What the admin API shows; replaced atomically on every applied configuration.
+pub struct AdminView {
+    /// The status document (see [`crate::report::status_document`]).
+    pub status: Bytes,
+    /// The IR as JSON.
+    pub config: Bytes,
+}
+
+/// Shared admin state; `None` until the first configuration is applied.
+pub type AdminState = Arc<ArcSwapOption<AdminView>>;
+
+fn respond(code: StatusCode, ctype: &str, body: Bytes) -> Response<Full<Bytes>> {
+    Response::builder().status(code).header("content-type", ctype).body(Full::new(body)).expect("valid response")
+}
+
+async fn handle(state: AdminState, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let view = state.load_full();
+    Ok(match req.uri().path() {
+        "/healthz" => respond(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
+        "/readyz" => match view {
+            Some(_) => respond(StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
+            None => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", Bytes::from_static(b"first configuration not applied yet\n")),
+        },
+        "/status" => match view {
+            Some(v) => respond(StatusCode::OK, "application/json", v.status.clone()),
+            None => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", Bytes::from_static(b"not ready\n")),
+        },
+        "/config" => match view {
+            Some(v) => respond(StatusCode::OK, "application/json", v.config.clone()),
+            None => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", Bytes::from_static(b"not ready\n")),
+        },
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found; try /healthz /readyz /status /config\n")),
+    })
+}
+
+/// Bind the admin listener (fails fast if the address is taken) and serve it in the background.
+pub async fn serve(addr: SocketAddr, state: AdminState) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("admin API: cannot bind {addr}: {e}"))?;
+    tracing::info!(%addr, "admin API listening");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    Ok(())
+}

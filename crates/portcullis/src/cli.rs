@@ -1,0 +1,96 @@
+//! Command-line interface.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::{controller, report};
+
+/// Portcullis: a Kubernetes Gateway API gateway.
+#[derive(Parser, Debug)]
+#[command(name = "portcullis", version, about)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the Gateway API objects in YAML/JSON files (standalone mode).
+    Run(RunArgs),
+    /// Check files and exit 1 on any invalid object (errors as file:line).
+    Validate {
+        /// A file or a directory (recursive).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print every Gateway API object with the status a cluster would show.
+    Status {
+        /// A file or a directory (recursive).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        output: Format,
+        /// Address pool, as for `run`.
+        #[arg(long)]
+        address_pool: Option<ipnet::IpNet>,
+    },
+}
+
+/// Output formats of `status`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// YAML list.
+    Yaml,
+    /// JSON array of `{apiVersion, kind, metadata, status}`.
+    Json,
+    /// One line per object.
+    Table,
+}
+
+/// Options of `run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// A file or a directory (recursive) of YAML/JSON manifests; watched for changes.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Give each Gateway without `spec.addresses` its own address from this pool.
+    #[arg(long)]
+    pub address_pool: Option<ipnet::IpNet>,
+    /// Address used when a Gateway has no address and there is no pool.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Admin API address (`/healthz`, `/readyz`, `/status`, `/config`).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin: SocketAddr,
+    /// Worker threads (default: number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Seconds to let in-flight requests finish on shutdown.
+    #[arg(long, default_value_t = 10)]
+    pub drain_timeout: u64,
+}
+
+/// Run a command.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            if let Some(w) = args.workers {
+                rt.worker_threads(w.max(1));
+            }
+            let rt = rt.enable_all().build()?;
+            rt.block_on(controller::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config } => Ok(report::validate(&config)),
+        Command::Status { config, output, address_pool } => report::status(&config, output, address_pool),
+    }
+}

@@ -1,0 +1,131 @@
+//! Standalone mode: files → snapshot → translate → data plane, with statuses on the admin API.
+//!
+//! One loop owns all state: it reloads the files on every (debounced) change,
+//! translates the snapshot, applies the IR to the data plane when it changed,
+//! and feeds bind errors back into translation so statuses tell the truth.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use portcullis_store::ObjectKey;
+use portcullis_store::status::Statuses;
+
+use crate::admin::{self, AdminState, AdminView};
+use crate::cli::RunArgs;
+use crate::report::status_document;
+
+/// Run the gateway until SIGINT/SIGTERM.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let state: AdminState = Default::default();
+    admin::serve(args.admin, state.clone()).await?;
+    let options = portcullis_translate::Options {
+        address_pool: args.address_pool,
+        bind_address: args.bind_address,
+        ..Default::default()
+    };
+    let dataplane = portcullis_dataplane::Dataplane::new(portcullis_dataplane::Options {
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        ..Default::default()
+    });
+    let mut watch = portcullis_source::watch(&args.config).map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", args.config.display()))?;
+    let mut source = portcullis_source::FileSource::new(args.config.clone());
+    let mut looper = Loop { options, dataplane: dataplane.clone(), state, previous_statuses: Statuses::new(), addresses: BTreeMap::new(), bind_errors: BTreeMap::new(), config: None };
+    looper.step(&mut source, true).await;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            ev = watch.changed() => {
+                if ev.is_none() {
+                    tracing::warn!("file watcher stopped; configuration is no longer reloaded");
+                    shutdown.as_mut().await;
+                    break;
+                }
+                looper.step(&mut source, false).await;
+            }
+        }
+    }
+    tracing::info!("shutting down: draining connections");
+    dataplane.shutdown().await;
+    Ok(())
+}
+
+struct Loop {
+    options: portcullis_translate::Options,
+    dataplane: portcullis_dataplane::Dataplane,
+    state: AdminState,
+    previous_statuses: Statuses,
+    addresses: BTreeMap<ObjectKey, IpAddr>,
+    bind_errors: BTreeMap<SocketAddr, String>,
+    config: Option<Arc<portcullis_ir::Config>>,
+}
+
+impl Loop {
+    async fn step(&mut self, source: &mut portcullis_source::FileSource, first: bool) {
+        let started = Instant::now();
+        let reload = source.reload();
+        for w in &reload.warnings {
+            tracing::warn!("{w}");
+        }
+        for e in &reload.errors {
+            tracing::error!("{e} (the last good version keeps serving)");
+        }
+        if !reload.changed && !first {
+            return;
+        }
+        // Translate, apply, and translate again if the data plane's bind results changed
+        // (at most twice: bind errors only depend on the ports, which do not change).
+        for _ in 0..2 {
+            let input = portcullis_translate::Input {
+                snapshot: &reload.snapshot,
+                options: &self.options,
+                previous_addresses: self.addresses.clone(),
+                bind_errors: self.bind_errors.clone(),
+            };
+            let mut out = portcullis_translate::translate(&input);
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            portcullis_store::status::carry_transition_times(&mut out.statuses, &self.previous_statuses, &now);
+            self.addresses = out.addresses;
+            let config = Arc::new(out.config);
+            let changed = self.config.as_deref() != Some(&*config);
+            let mut rebind = false;
+            if changed {
+                let report = self.dataplane.apply(config.clone()).await;
+                for (addr, e) in &report.bind_errors {
+                    tracing::error!(%addr, "cannot bind: {e}");
+                }
+                rebind = report.bind_errors != self.bind_errors;
+                self.bind_errors = report.bind_errors;
+                self.config = Some(config.clone());
+            }
+            let doc = status_document(&reload.snapshot, &out.statuses);
+            self.state.store(Some(Arc::new(AdminView {
+                status: Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
+                config: Bytes::from(serde_json::to_vec(&*config).unwrap_or_default()),
+            })));
+            self.previous_statuses = out.statuses;
+            if !rebind {
+                break;
+            }
+        }
+        tracing::info!(objects = reload.snapshot.len(), errors = reload.errors.len(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "configuration applied");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,120 @@
+//! Offline commands (`validate`, `status`) and the status document shared with the admin API.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use portcullis_store::status::Statuses;
+use portcullis_store::{Kind, ObjectRef, Snapshot};
+use serde_json::{Value, json};
+
+use crate::cli::Format;
+
+/// Every Gateway API object with its status, as `[{apiVersion, kind, metadata, status}]`.
+pub fn status_document(snapshot: &Snapshot, statuses: &Statuses) -> Value {
+    let mut out = vec![];
+    for (kind, meta) in snapshot.metas() {
+        if !kind.is_gateway_api() || kind == Kind::ReferenceGrant {
+            continue;
+        }
+        let key = portcullis_store::ObjectKey::of(meta);
+        let status = statuses.get(&ObjectRef { kind, key }).map(|s| serde_json::to_value(s).unwrap_or_default()).unwrap_or_else(|| json!({}));
+        out.push(json!({
+            "apiVersion": kind.api_version(),
+            "kind": kind.as_str(),
+            "metadata": meta,
+            "status": status,
+        }));
+    }
+    Value::Array(out)
+}
+
+/// `portcullis validate`.
+pub fn validate(path: &Path) -> ExitCode {
+    let loaded = portcullis_source::load_path(path);
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in &loaded.errors {
+        println!("{e}");
+    }
+    if loaded.errors.is_empty() {
+        println!("{}: {} objects valid", path.display(), loaded.objects.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("{}: {} errors", path.display(), loaded.errors.len());
+        ExitCode::FAILURE
+    }
+}
+
+/// `portcullis status`: translate offline and print.
+pub fn status(path: &Path, format: Format, pool: Option<ipnet::IpNet>) -> anyhow::Result<ExitCode> {
+    let mut source = portcullis_source::FileSource::new(path);
+    let reload = source.reload();
+    for e in &reload.errors {
+        eprintln!("error: {e}");
+    }
+    let options = portcullis_translate::Options { address_pool: pool, ..Default::default() };
+    let input = portcullis_translate::Input {
+        snapshot: &reload.snapshot,
+        options: &options,
+        previous_addresses: Default::default(),
+        bind_errors: Default::default(),
+    };
+    let mut out = portcullis_translate::translate(&input);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    portcullis_store::status::carry_transition_times(&mut out.statuses, &Default::default(), &now);
+    let doc = status_document(&reload.snapshot, &out.statuses);
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
+        Format::Yaml => print!("{}", serde_saphyr::to_string(&doc)?),
+        Format::Table => print!("{}", table(&doc)),
+    }
+    Ok(if reload.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// One line per object (and per route parent): kind, name, the key conditions and the first problem.
+pub fn table(doc: &Value) -> String {
+    let mut rows = vec![["KIND".to_string(), "NAMESPACE/NAME".into(), "PARENT".into(), "ACCEPTED".into(), "READY".into(), "DETAIL".into()]];
+    for o in doc.as_array().into_iter().flatten() {
+        let kind = o["kind"].as_str().unwrap_or_default().to_string();
+        let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = o["metadata"]["name"].as_str().unwrap_or_default();
+        let id = if ns.is_empty() { name.to_string() } else { format!("{ns}/{name}") };
+        let summarize = |conds: &Value, ready_type: &str| -> (String, String, String) {
+            let get = |t: &str| conds.as_array().into_iter().flatten().find(|c| c["type"] == t);
+            let show = |c: Option<&Value>| c.map(|c| c["status"].as_str().unwrap_or("?").to_string()).unwrap_or_else(|| "-".into());
+            let problem = conds
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| (c["status"] == "False" && c["type"] != "Conflicted") || (c["status"] == "True" && (c["type"] == "Conflicted" || c["type"] == "PartiallyInvalid")))
+                .map(|c| format!("{}: {}", c["reason"].as_str().unwrap_or(""), c["message"].as_str().unwrap_or("")))
+                .unwrap_or_default();
+            (show(get("Accepted")), show(get(ready_type)), problem)
+        };
+        if let Some(parents) = o["status"]["parents"].as_array() {
+            for p in parents {
+                let (a, r, d) = summarize(&p["conditions"], "ResolvedRefs");
+                let pr = &p["parentRef"];
+                let mut parent = pr["name"].as_str().unwrap_or_default().to_string();
+                if let Some(s) = pr["sectionName"].as_str() {
+                    parent = format!("{parent}/{s}");
+                }
+                rows.push([kind.clone(), id.clone(), parent, a, r, d]);
+            }
+            continue;
+        }
+        let (a, r, d) = summarize(&o["status"]["conditions"], "Programmed");
+        rows.push([kind, id, "-".into(), a, r, d]);
+    }
+    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let mut s = String::new();
+    for r in rows {
+        for (i, w) in widths.iter().enumerate() {
+            s.push_str(&format!("{:w$}  ", r[i], w = w));
+        }
+        s.push_str(&r[5]);
+        s.push('\n');
+    }
+    s
+}
