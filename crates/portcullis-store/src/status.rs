@@ -110,6 +110,9 @@ pub struct GatewayStatus {
     /// Per-listener status.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<ListenerStatus>,
+    /// ListenerSets attached to this Gateway (Gateways that allow ListenerSets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<i32>,
 }
 
 /// `ParentReference` as reported in a route status.

@@ -134,9 +134,8 @@ pub(crate) struct GatewayState {
     pub address: Result<IpAddr, Problem>,
     pub requested_pool: bool,
     pub listeners: Vec<ListenerState>,
-    /// ListenerSets attached (reported as `attachedListenerSets`).
-    #[allow(dead_code)]
-    pub attached_listener_sets: i32,
+    /// ListenerSets whose parent is this Gateway, in precedence order.
+    pub listener_sets: Vec<crate::listenerset::ListenerSetState>,
 }
 
 /// Build the state of every Gateway of our classes.
@@ -147,9 +146,8 @@ pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) ->
         if !classes.contains(&gw.spec.gateway_class_name) {
             continue;
         }
-        let mut listeners: Vec<ListenerState> =
+        let listeners: Vec<ListenerState> =
             gw.spec.listeners.iter().map(|l| listener(input, grants, key, "Gateway", Owner::Gateway, gw.metadata.generation, l)).collect();
-        conflicts(&mut listeners);
         out.push(GatewayState {
             key: key.clone(),
             address: Err(Problem::new("Pending", "address not assigned yet")),
@@ -157,7 +155,7 @@ pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) ->
             meta: gw.metadata,
             spec: gw.spec,
             listeners,
-            attached_listener_sets: 0,
+            listener_sets: vec![],
         });
     }
     assign_addresses(input, &mut out);
@@ -244,30 +242,32 @@ pub(crate) fn listener(input: &Input<'_>, grants: &Grants, owner_key: &ObjectKey
 }
 
 /// Mark listeners that share a port but cannot share it (spec: `Conflicted`).
+///
+/// Listeners are in precedence order (the Gateway's own, then ListenerSets
+/// oldest first, then by `namespace/name`); a listener conflicts only with an
+/// earlier one that is not itself conflicted, so the first of a conflicting
+/// group keeps serving (ListenerSet `spec.listeners` precedence rules).
 pub(crate) fn conflicts(listeners: &mut [ListenerState]) {
-    let n = listeners.len();
-    let mut marks: Vec<Option<(&'static str, String)>> = vec![None; n];
-    for i in 0..n {
-        for j in 0..n {
-            if i == j {
-                continue;
-            }
+    for i in 0..listeners.len() {
+        if listeners[i].conflicted.is_some() {
+            continue;
+        }
+        let mut mark = None;
+        for j in 0..i {
             let (a, b) = (&listeners[i], &listeners[j]);
             let (Some(pa), Some(pb)) = (a.protocol, b.protocol) else { continue };
-            if a.spec.port != b.spec.port || pa.socket() != pb.socket() || a.accepted.is_some() || b.accepted.is_some() {
+            if b.conflicted.is_some() || a.spec.port != b.spec.port || pa.socket() != pb.socket() || a.accepted.is_some() || b.accepted.is_some() {
                 continue;
             }
             if pa.family() != pb.family() {
-                marks[i] = Some(("ProtocolConflict", format!("port {} is also used by listener {:?} with protocol {}", a.spec.port, b.spec.name, b.spec.protocol)));
-            } else if a.spec.hostname == b.spec.hostname && marks[i].is_none() {
-                marks[i] = Some(("HostnameConflict", format!("listener {:?} uses the same port, protocol and hostname", b.spec.name)));
+                mark = Some(("ProtocolConflict", format!("port {} is already used by listener {:?} with protocol {}", a.spec.port, b.spec.name, b.spec.protocol)));
+                break;
+            } else if a.spec.hostname == b.spec.hostname {
+                mark = Some(("HostnameConflict", format!("listener {:?} already uses the same port, protocol and hostname", b.spec.name)));
+                break;
             }
         }
-    }
-    for (l, m) in listeners.iter_mut().zip(marks) {
-        if l.conflicted.is_none() {
-            l.conflicted = m;
-        }
+        listeners[i].conflicted = mark;
     }
 }
 
@@ -323,12 +323,14 @@ fn assign_addresses(input: &Input<'_>, gws: &mut [GatewayState]) {
     }
 }
 
-fn listener_status(l: &ListenerState, bind_error: Option<&String>) -> ListenerStatus {
+pub(crate) fn listener_status(l: &ListenerState, bind_error: Option<&String>) -> ListenerStatus {
     let g = l.generation;
     let accepted = l.accepted.clone().or_else(|| l.conflicted.as_ref().map(|(r, m)| Problem::new(r, m.clone()))).or_else(|| {
         bind_error.map(|e| Problem::new("PortUnavailable", format!("cannot bind port {}: {e}", l.spec.port)))
     });
-    let programmed = if accepted.is_some() || l.resolved.is_some() {
+    let programmed = if let Some((r, m)) = &l.conflicted {
+        Some(Problem::new(r, m.clone()))
+    } else if accepted.is_some() || l.resolved.is_some() {
         Some(Problem::new("Invalid", "listener is not accepted or has unresolved references, so it is not served"))
     } else {
         None
@@ -352,9 +354,9 @@ pub(crate) fn finish(input: &Input<'_>, gws: Vec<GatewayState>, statuses: &mut S
     for gw in gws {
         let g = gw.meta.generation;
         let own: Vec<&ListenerState> = gw.listeners.iter().filter(|l| l.owner == Owner::Gateway).collect();
-        let bind_err = |l: &ListenerState| -> Option<&String> {
+        let bind_err = |l: &ListenerState| -> Option<String> {
             let ip = gw.address.as_ref().ok()?;
-            input.bind_errors.get(&SocketAddr::new(*ip, l.spec.port as u16))
+            input.bind_errors.get(&SocketAddr::new(*ip, l.spec.port as u16)).cloned()
         };
         let valid = own.iter().filter(|l| l.attachable()).count();
         let accepted = match &gw.address {
@@ -379,14 +381,15 @@ pub(crate) fn finish(input: &Input<'_>, gws: Vec<GatewayState>, statuses: &mut S
             (None, false) => Condition::new(ACCEPTED, true, "Accepted", "Gateway is accepted", g),
         };
         let conditions = vec![accepted_cond, cond(PROGRAMMED, "Programmed", "Gateway is served", programmed.as_ref(), g)];
-        let listeners = own.iter().map(|l| listener_status(l, bind_err(l))).collect();
+        let listeners = own.iter().map(|l| listener_status(l, bind_err(l).as_ref())).collect();
+        let attached_listener_sets = crate::listenerset::finish(&gw, accepted.is_none(), &bind_err, statuses);
         let status_addresses = match &gw.address {
             Ok(ip) if accepted.is_none() && !ip.is_unspecified() => vec![Address { type_: "IPAddress".into(), value: ip.to_string() }],
             _ => vec![],
         };
         statuses.insert(
             ObjectRef { kind: Kind::Gateway, key: gw.key.clone() },
-            Status::Gateway(GatewayStatus { addresses: status_addresses, conditions, listeners }),
+            Status::Gateway(GatewayStatus { addresses: status_addresses, conditions, listeners, attached_listener_sets }),
         );
         let Ok(ip) = gw.address else { continue };
         if gw.requested_pool || !gw.spec.addresses.is_empty() {

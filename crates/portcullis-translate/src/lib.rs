@@ -90,6 +90,9 @@ pub fn translate(input: &Input<'_>) -> Output {
     let grants = refs::Grants::new(input.snapshot);
     let mut gws = gateway::gateways(input, &classes, &grants);
     listenerset::attach(input, &mut gws, &grants, &mut statuses);
+    for gw in &mut gws {
+        gateway::conflicts(&mut gw.listeners);
+    }
     let mut ctx = routes::Ctx::new(input, &grants);
     routes::attach_all(&mut ctx, &mut gws, &mut statuses);
     backends::policies(input, &mut statuses);

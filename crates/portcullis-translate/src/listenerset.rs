@@ -1,13 +1,103 @@
-//! ListenerSet attachment (GEP-1713): listeners declared outside the Gateway.
+//! ListenerSet attachment (Gateway API v1.6 `ListenerSet`, GEP-1713).
 //!
-//! Not implemented yet: ListenerSets get no status and their listeners are
-//! not served. The `ListenerSet` feature is not claimed until this is done.
+//! - A ListenerSet attaches to the Gateway named by `spec.parentRef` only when
+//!   the Gateway's `allowedListeners.namespaces` admits its namespace
+//!   (default `None`) → otherwise `Accepted=False/NotAllowed`.
+//! - Its listeners are merged after the Gateway's own, ListenerSets ordered
+//!   oldest first, then by `namespace/name`; conflicts are resolved in that
+//!   order (the earlier listener wins).
+//! - A ListenerSet with no valid listener is `Accepted=False/ListenersNotValid`;
+//!   the Gateway reports the number attached in `attachedListenerSets`.
+//! - References from a ListenerSet (certificates) need ReferenceGrants from
+//!   kind ListenerSet; the Gateway's grants are not inherited.
 
-use portcullis_store::status::Statuses;
+use std::collections::BTreeMap;
+
+use portcullis_store::status::{Condition, GatewayStatus, ListenerStatus, Status, Statuses};
+use portcullis_store::{Kind, ObjectKey, ObjectRef};
 
 use crate::Input;
-use crate::gateway::GatewayState;
+use crate::conditions::*;
+use crate::gateway::{GatewayState, ListenerState, Owner, listener, listener_status};
+use crate::model::{ListenerSetSpec, Obj, view};
 use crate::refs::Grants;
 
-/// Attach ListenerSets to their Gateways.
-pub(crate) fn attach(_input: &Input<'_>, _gws: &mut [GatewayState], _grants: &Grants, _statuses: &mut Statuses) {}
+/// A ListenerSet attached (or refused) by a Gateway.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerSetState {
+    pub key: ObjectKey,
+    pub generation: i64,
+}
+
+fn namespace_labels(input: &Input<'_>, ns: &str) -> BTreeMap<String, String> {
+    let mut labels = input.snapshot.namespaces.get(&ObjectKey::cluster(ns)).and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
+    labels.insert("kubernetes.io/metadata.name".into(), ns.to_string());
+    labels
+}
+
+/// Merge the listeners of every admitted ListenerSet into its Gateway; refuse the others.
+pub(crate) fn attach(input: &Input<'_>, gws: &mut [GatewayState], grants: &Grants, statuses: &mut Statuses) {
+    let mut sets: Vec<Obj<ListenerSetSpec>> = input.snapshot.listener_sets.values().filter_map(|l| view(&**l)).collect();
+    sets.sort_by(|a, b| {
+        let ka = (a.metadata.creation_timestamp.clone().unwrap_or_default(), a.metadata.namespace.clone(), a.metadata.name.clone());
+        let kb = (b.metadata.creation_timestamp.clone().unwrap_or_default(), b.metadata.namespace.clone(), b.metadata.name.clone());
+        ka.cmp(&kb)
+    });
+    for ls in sets {
+        let key = ObjectKey::new(ls.metadata.namespace.clone(), ls.metadata.name.clone());
+        let pr = &ls.spec.parent_ref;
+        if pr.group.as_deref().unwrap_or(portcullis_store::GATEWAY_GROUP) != portcullis_store::GATEWAY_GROUP || pr.kind.as_deref().unwrap_or("Gateway") != "Gateway" {
+            continue;
+        }
+        let gw_key = ObjectKey::new(pr.namespace.clone().unwrap_or_else(|| key.namespace.clone()), pr.name.clone());
+        let Some(gw) = gws.iter_mut().find(|g| g.key == gw_key) else { continue };
+        let g = ls.metadata.generation;
+        let allowed = gw.spec.allowed_listeners.as_ref().and_then(|a| a.namespaces.clone()).unwrap_or_default();
+        let admitted = match allowed.from.as_deref().unwrap_or("None") {
+            "All" => true,
+            "Same" => key.namespace == gw.key.namespace,
+            "Selector" => allowed.selector.as_ref().is_some_and(|s| s.matches(&namespace_labels(input, &key.namespace))),
+            _ => false,
+        };
+        if !admitted {
+            let msg = format!("Gateway {} does not allow ListenerSets from namespace {:?} (spec.allowedListeners)", gw.key, key.namespace);
+            statuses.insert(
+                ObjectRef { kind: Kind::ListenerSet, key },
+                Status::Gateway(GatewayStatus {
+                    conditions: vec![Condition::new(ACCEPTED, false, "NotAllowed", msg.clone(), g), Condition::new(PROGRAMMED, false, "NotAllowed", msg, g)],
+                    ..Default::default()
+                }),
+            );
+            continue;
+        }
+        for l in &ls.spec.listeners {
+            gw.listeners.push(listener(input, grants, &key, "ListenerSet", Owner::ListenerSet(key.clone()), g, l));
+        }
+        gw.listener_sets.push(ListenerSetState { key, generation: g });
+    }
+}
+
+/// ListenerSet statuses (after routes attached); returns the Gateway's `attachedListenerSets`.
+pub(crate) fn finish(gw: &GatewayState, gateway_accepted: bool, bind_err: &dyn Fn(&ListenerState) -> Option<String>, statuses: &mut Statuses) -> Option<i32> {
+    let allows = gw.spec.allowed_listeners.as_ref().and_then(|a| a.namespaces.as_ref()).and_then(|n| n.from.as_deref()).is_some_and(|f| f != "None");
+    let mut attached = 0;
+    for ls in &gw.listener_sets {
+        let g = ls.generation;
+        let mine: Vec<&ListenerState> = gw.listeners.iter().filter(|l| l.owner == Owner::ListenerSet(ls.key.clone())).collect();
+        let listeners: Vec<ListenerStatus> = mine.iter().map(|l| listener_status(l, bind_err(l).as_ref())).collect();
+        let valid = mine.iter().filter(|l| l.attachable()).count();
+        let conditions = if !gateway_accepted {
+            let msg = format!("parent Gateway {} is not accepted", gw.key);
+            vec![Condition::new(ACCEPTED, false, "ParentNotAccepted", msg.clone(), g), Condition::new(PROGRAMMED, false, "ParentNotAccepted", msg, g)]
+        } else if valid == 0 {
+            let msg = "no listener of this ListenerSet is valid";
+            vec![Condition::new(ACCEPTED, false, "ListenersNotValid", msg, g), Condition::new(PROGRAMMED, false, "ListenersNotValid", msg, g)]
+        } else {
+            attached += 1;
+            let (reason, msg) = if valid < mine.len() { ("ListenersNotValid", "some listeners are not valid; the valid ones are served") } else { ("Accepted", "ListenerSet is attached") };
+            vec![Condition::new(ACCEPTED, true, reason, msg, g), Condition::new(PROGRAMMED, true, "Programmed", "ListenerSet listeners are served", g)]
+        };
+        statuses.insert(ObjectRef { kind: Kind::ListenerSet, key: ls.key.clone() }, Status::Gateway(GatewayStatus { conditions, listeners, ..Default::default() }));
+    }
+    (allows || attached > 0).then_some(attached)
+}
