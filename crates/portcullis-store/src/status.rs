@@ -138,13 +138,24 @@ pub struct ParentRef {
     pub port: Option<i32>,
 }
 
-/// `RouteParentStatus` and `PolicyAncestorStatus` (same shape).
+/// `RouteParentStatus`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParentStatus {
-    /// The parent (or ancestor) this entry is about.
-    #[serde(alias = "ancestorRef")]
+    /// The parent this entry is about.
     pub parent_ref: ParentRef,
+    /// The controller that wrote this entry.
+    pub controller_name: String,
+    /// Conditions.
+    pub conditions: Vec<Condition>,
+}
+
+/// `PolicyAncestorStatus`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AncestorStatus {
+    /// The ancestor (a Gateway) this entry is about.
+    pub ancestor_ref: ParentRef,
     /// The controller that wrote this entry.
     pub controller_name: String,
     /// Conditions.
@@ -171,7 +182,7 @@ pub enum Status {
     /// A policy (BackendTLSPolicy): `ancestors` entries.
     Policy {
         /// Ancestor entries.
-        ancestors: Vec<ParentStatus>,
+        ancestors: Vec<AncestorStatus>,
     },
 }
 

@@ -4,7 +4,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use portcullis_ir as ir;
 use portcullis_store::ObjectKey;
-use portcullis_store::status::Statuses;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -124,8 +123,3 @@ pub(crate) fn service(input: &Input<'_>, grants: &Grants, route_kind: &str, rout
     }
 }
 
-/// BackendTLSPolicy statuses and upstream TLS settings.
-///
-/// Not implemented yet: policies get no status and backends are reached in
-/// cleartext. The `BackendTLSPolicy` feature is not claimed until this is done.
-pub(crate) fn policies(_input: &Input<'_>, _statuses: &mut Statuses) {}

@@ -134,6 +134,8 @@ pub(crate) struct GatewayState {
     pub address: Result<IpAddr, Problem>,
     pub requested_pool: bool,
     pub listeners: Vec<ListenerState>,
+    /// `spec.tls.backend.clientCertificateRef`, resolved.
+    pub backend_client_cert: Result<Option<ir::Certificate>, Problem>,
     /// ListenerSets whose parent is this Gateway, in precedence order.
     pub listener_sets: Vec<crate::listenerset::ListenerSetState>,
 }
@@ -146,8 +148,12 @@ pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) ->
         if !classes.contains(&gw.spec.gateway_class_name) {
             continue;
         }
-        let listeners: Vec<ListenerState> =
+        let mut listeners: Vec<ListenerState> =
             gw.spec.listeners.iter().map(|l| listener(input, grants, key, "Gateway", Owner::Gateway, gw.metadata.generation, l)).collect();
+        for l in &mut listeners {
+            apply_frontend_validation(input, grants, &key.namespace, &gw.spec, l);
+        }
+        let backend_client_cert = crate::tls::backend_client_certificate(input, grants, &key.namespace, &gw.spec);
         out.push(GatewayState {
             key: key.clone(),
             address: Err(Problem::new("Pending", "address not assigned yet")),
@@ -156,6 +162,7 @@ pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) ->
             spec: gw.spec,
             listeners,
             listener_sets: vec![],
+            backend_client_cert,
         });
     }
     assign_addresses(input, &mut out);
@@ -239,6 +246,21 @@ pub(crate) fn listener(input: &Input<'_>, grants: &Grants, owner_key: &ObjectKey
         st.tls = Some(ir::ListenerTls { mode, certificates: certs, client_validation: None });
     }
     st
+}
+
+/// Client-certificate validation of TLS-terminating listeners (GEP-91).
+pub(crate) fn apply_frontend_validation(input: &Input<'_>, grants: &Grants, ns: &str, spec: &GatewaySpec, l: &mut ListenerState) {
+    let Some(tls) = l.tls.as_mut() else { return };
+    if tls.mode != ir::TlsMode::Terminate {
+        return;
+    }
+    match crate::tls::frontend(input, grants, ns, spec, l.spec.port) {
+        Ok(v) => tls.client_validation = v,
+        Err((resolved, accepted)) => {
+            l.resolved.get_or_insert(resolved);
+            l.accepted.get_or_insert(accepted);
+        }
+    }
 }
 
 /// Mark listeners that share a port but cannot share it (spec: `Conflicted`).
@@ -380,7 +402,12 @@ pub(crate) fn finish(input: &Input<'_>, gws: Vec<GatewayState>, statuses: &mut S
             (None, true) => Condition::new(ACCEPTED, true, "ListenersNotValid", "some listeners are not valid; the valid ones are served", g),
             (None, false) => Condition::new(ACCEPTED, true, "Accepted", "Gateway is accepted", g),
         };
-        let conditions = vec![accepted_cond, cond(PROGRAMMED, "Programmed", "Gateway is served", programmed.as_ref(), g)];
+        let resolved = gw.backend_client_cert.as_ref().err();
+        let conditions = vec![
+            accepted_cond,
+            cond(PROGRAMMED, "Programmed", "Gateway is served", programmed.as_ref(), g),
+            cond(RESOLVED_REFS, "ResolvedRefs", "all Gateway-level references are resolved", resolved, g),
+        ];
         let listeners = own.iter().map(|l| listener_status(l, bind_err(l).as_ref())).collect();
         let attached_listener_sets = crate::listenerset::finish(&gw, accepted.is_none(), &bind_err, statuses);
         let status_addresses = match &gw.address {

@@ -22,6 +22,8 @@ mod listenerset;
 mod model;
 mod refs;
 mod routes;
+mod policy;
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -95,7 +97,7 @@ pub fn translate(input: &Input<'_>) -> Output {
     }
     let mut ctx = routes::Ctx::new(input, &grants);
     routes::attach_all(&mut ctx, &mut gws, &mut statuses);
-    backends::policies(input, &mut statuses);
+    policy::apply(input, &grants, &mut gws, &mut statuses);
     let (config, addresses) = gateway::finish(input, gws, &mut statuses);
     Output { config, statuses, addresses }
 }

@@ -1,0 +1,166 @@
+//! BackendTLSPolicy (GEP-1897): upstream TLS for Services, and the policy's
+//! status per ancestor Gateway.
+//!
+//! - targetRefs name Services (optionally a port by `sectionName`) in the policy's namespace;
+//! - CA certificates come from ConfigMaps' `ca.crt`, or `wellKnownCACertificates: System`;
+//!   no valid CA → `Accepted=False/NoValidCACertificate` and
+//!   `ResolvedRefs=False/InvalidCACertificateRef` (or `InvalidKind`);
+//! - two policies on the same target: the oldest (then `namespace/name`) wins, the
+//!   other is `Accepted=False/Conflicted`;
+//! - ancestors are the Gateways whose attached routes send traffic to the target.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use portcullis_ir as ir;
+use portcullis_store::status::{AncestorStatus, Condition, ParentRef, Status, Statuses};
+use portcullis_store::{Kind, ObjectKey, ObjectRef};
+
+use crate::Input;
+use crate::conditions::*;
+use crate::gateway::GatewayState;
+use crate::model::{BackendTlsPolicySpec, Obj, view};
+use crate::refs::Grants;
+use crate::tls::ca_bundle;
+
+/// `(namespace, service, port)`; port `None` targets every port.
+type Target = (String, String, Option<i32>);
+
+fn backends_mut(gw: &mut GatewayState) -> impl Iterator<Item = &mut ir::ServiceBackend> {
+    gw.listeners.iter_mut().flat_map(|l| {
+        let http = l.http_rules.iter_mut().flat_map(|r| {
+            let mirrors = r.action.filters.iter_mut().filter_map(|f| match f {
+                ir::HttpFilter::RequestMirror(m) => Some(&mut m.backend),
+                _ => None,
+            });
+            r.action.backends.iter_mut().chain(mirrors)
+        });
+        let l4 = l.l4_routes.iter_mut().flat_map(|r| r.backends.iter_mut());
+        http.chain(l4).filter_map(|b| match &mut b.backend {
+            ir::Backend::Service(s) => Some(s),
+            ir::Backend::Invalid { .. } => None,
+        })
+    })
+}
+
+/// Split `ns/name:port`.
+fn parse_backend(name: &str) -> Option<(String, String, i32)> {
+    let (nn, port) = name.rsplit_once(':')?;
+    let (ns, n) = nn.split_once('/')?;
+    Some((ns.to_string(), n.to_string(), port.parse().ok()?))
+}
+
+/// Apply every BackendTLSPolicy to the routes' backends and write policy statuses.
+pub(crate) fn apply(input: &Input<'_>, grants: &Grants, gws: &mut [GatewayState], statuses: &mut Statuses) {
+    let mut policies: Vec<Obj<BackendTlsPolicySpec>> = input.snapshot.backend_tls_policies.values().filter_map(|p| view(&**p)).collect();
+    policies.sort_by(|a, b| {
+        (a.metadata.creation_timestamp.clone().unwrap_or_default(), &a.metadata.namespace, &a.metadata.name).cmp(&(
+            b.metadata.creation_timestamp.clone().unwrap_or_default(),
+            &b.metadata.namespace,
+            &b.metadata.name,
+        ))
+    });
+    let mut claimed: BTreeSet<Target> = BTreeSet::new();
+    for p in policies {
+        let ns = p.metadata.namespace.clone();
+        let g = p.metadata.generation;
+        let key = ObjectKey::new(ns.clone(), p.metadata.name.clone());
+        // Targets, with section names resolved to port numbers.
+        let mut targets: Vec<Target> = vec![];
+        for t in &p.spec.target_refs {
+            if !t.group.is_empty() || t.kind != "Service" {
+                continue;
+            }
+            let port = t.section_name.as_ref().and_then(|sn| {
+                input.snapshot.services.get(&ObjectKey::new(ns.clone(), t.name.clone())).and_then(|s| {
+                    s.spec.as_ref().and_then(|sp| sp.ports.iter().flatten().find(|pp| pp.name.as_deref() == Some(sn.as_str())).map(|pp| pp.port))
+                })
+            });
+            if t.section_name.is_some() && port.is_none() {
+                continue;
+            }
+            targets.push((ns.clone(), t.name.clone(), port));
+        }
+        let conflicted = targets.iter().any(|t| claimed.contains(t));
+        // CA bundle.
+        let v = &p.spec.validation;
+        let mut pems = vec![];
+        let mut problem: Option<Problem> = None;
+        for r in &v.ca_certificate_refs {
+            match ca_bundle(input, grants, "BackendTLSPolicy", &ns, r) {
+                Ok(pem) => pems.push(pem),
+                Err(e) => {
+                    let reason = if e.reason == "InvalidCACertificateKind" { "InvalidKind" } else { "InvalidCACertificateRef" };
+                    problem.get_or_insert(Problem::new(reason, e.message));
+                }
+            }
+        }
+        let system = v.well_known_ca_certificates.as_deref() == Some("System");
+        let valid_ca = problem.is_none() && (system || !pems.is_empty());
+        let accepted = if conflicted {
+            Some(Problem::new("Conflicted", "another, older BackendTLSPolicy already targets this Service port"))
+        } else if !valid_ca {
+            Some(Problem::new("NoValidCACertificate", problem.as_ref().map(|p| p.message.clone()).unwrap_or_else(|| "no CA certificate is configured".into())))
+        } else {
+            None
+        };
+        let tls = ir::BackendTls {
+            hostname: v.hostname.clone(),
+            ca_pem: pems.join("\n"),
+            system_roots: system,
+            subject_alt_names: v
+                .subject_alt_names
+                .iter()
+                .filter_map(|s| match s.type_.as_str() {
+                    "Hostname" => s.hostname.clone().map(ir::SubjectAltName::Hostname),
+                    "URI" => s.uri.clone().map(ir::SubjectAltName::Uri),
+                    _ => None,
+                })
+                .collect(),
+            client_certificate: None,
+        };
+        let mut ancestors: BTreeMap<ObjectKey, ()> = BTreeMap::new();
+        for gw in gws.iter_mut() {
+            let client_cert = gw.backend_client_cert.clone().ok().flatten();
+            let gw_key = gw.key.clone();
+            for b in backends_mut(gw) {
+                let Some((bns, bname, bport)) = parse_backend(&b.name) else { continue };
+                if !targets.iter().any(|(tns, tn, tp)| *tns == bns && *tn == bname && tp.is_none_or(|p| p == bport)) {
+                    continue;
+                }
+                ancestors.insert(gw_key.clone(), ());
+                if accepted.is_none() {
+                    let mut t = tls.clone();
+                    t.client_certificate = client_cert.clone();
+                    b.tls = Some(t);
+                }
+            }
+        }
+        if accepted.is_none() {
+            claimed.extend(targets.iter().cloned());
+        }
+        let parents = ancestors
+            .into_keys()
+            .map(|gk| AncestorStatus {
+                ancestor_ref: ParentRef {
+                    group: Some(portcullis_store::GATEWAY_GROUP.into()),
+                    kind: Some("Gateway".into()),
+                    namespace: Some(gk.namespace.clone()),
+                    name: gk.name.clone(),
+                    section_name: None,
+                    port: None,
+                },
+                controller_name: input.options.controller_name.clone(),
+                conditions: vec![
+                    cond(ACCEPTED, "Accepted", "policy is applied", accepted.as_ref(), g),
+                    match &problem {
+                        None => Condition::new(RESOLVED_REFS, true, "ResolvedRefs", "all references are resolved", g),
+                        Some(p) => Condition::new(RESOLVED_REFS, false, p.reason, p.message.clone(), g),
+                    },
+                ],
+            })
+            .collect::<Vec<_>>();
+        if !parents.is_empty() {
+            statuses.insert(ObjectRef { kind: Kind::BackendTLSPolicy, key }, Status::Policy { ancestors: parents });
+        }
+    }
+}
