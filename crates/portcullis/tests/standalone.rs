@@ -1,0 +1,208 @@
+//! End-to-end tests of the `portcullis` binary in standalone mode: real
+//! processes, real sockets on 127.0.0.1, real files.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the child (by PID, via its handle) when dropped.
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A tiny HTTP/1.1 backend answering `backend:<name> path:<path>` to every request.
+fn backend(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 8192];
+                let mut acc = Vec::new();
+                loop {
+                    let Ok(n) = s.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    acc.extend_from_slice(&buf[..n]);
+                    while let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&acc[..end]).to_string();
+                        acc.drain(..end + 4);
+                        let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                        let body = format!("backend:{name} path:{path}");
+                        let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{}", body.len(), body);
+                        if s.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+fn get(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((status, body))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+fn manifest(port: u16, backend: SocketAddr, path: &str) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: portcullis}}
+spec: {{controllerName: portcullis.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: portcullis
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: route, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]
+      backendRefs: [{{name: svc, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
+addressType: IPv4
+ports: [{{name: http, port: {bport}}}]
+endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
+"#,
+        bport = backend.port()
+    )
+}
+
+fn admin_get(admin: SocketAddr, path: &str) -> Option<(u16, String)> {
+    get(admin, "admin", path)
+}
+
+fn start(dir: &Path, admin: SocketAddr) -> Proc {
+    let child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(dir)
+        .args(["--admin", &admin.to_string(), "--workers", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn portcullis");
+    let p = Proc(child);
+    wait_for("readyz", Duration::from_secs(20), || admin_get(admin, "/readyz").is_some_and(|(s, _)| s == 200));
+    p
+}
+
+#[test]
+fn serves_reloads_and_survives_bad_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let b = backend("one");
+    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    std::fs::write(dir.path().join("all.yaml"), manifest(port, b, "/app")).unwrap();
+    let _p = start(dir.path(), admin);
+
+    // Served as configured; unmatched paths are 404.
+    wait_for("route live", Duration::from_secs(10), || get(gw, "x", "/app/1").is_some_and(|(s, _)| s == 200));
+    let (s, body) = get(gw, "example.com", "/app/hello").unwrap();
+    assert_eq!((s, body.as_str()), (200, "backend:one path:/app/hello"));
+    assert_eq!(get(gw, "example.com", "/other").unwrap().0, 404);
+
+    // The status document reports the route accepted, with observedGeneration 1.
+    let (_, status) = admin_get(admin, "/status").unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let route = doc.as_array().unwrap().iter().find(|o| o["kind"] == "HTTPRoute").unwrap();
+    let accepted = route["status"]["parents"][0]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Accepted").unwrap();
+    assert_eq!(accepted["status"], "True");
+    assert_eq!(accepted["observedGeneration"], 1);
+
+    // An edit applies live: the new prefix serves, the old one is gone.
+    std::fs::write(dir.path().join("all.yaml"), manifest(port, b, "/v2")).unwrap();
+    wait_for("edited route live", Duration::from_secs(10), || get(gw, "x", "/v2/x").is_some_and(|(s, _)| s == 200));
+    assert_eq!(get(gw, "x", "/app/1").unwrap().0, 404);
+
+    // A bad edit (invalid path value) is rejected; the last good version keeps serving.
+    let bad = manifest(port, b, "/v2").replace("value: /v2", "value: no-slash");
+    std::fs::write(dir.path().join("all.yaml"), bad).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(gw, "x", "/v2/still").unwrap().0, 200);
+}
+
+#[test]
+fn validate_reports_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let b: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let bad = manifest(18080, b, "/x").replace("value: /x", "value: nope");
+    std::fs::write(dir.path().join("bad.yaml"), &bad).unwrap();
+    let out = Command::new(bin()).args(["validate", "--config"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = bad.lines().position(|l| l.contains("value: nope")).unwrap() + 1;
+    assert!(text.contains(&format!("bad.yaml:{line}")), "expected file:line {line} in {text}");
+    assert!(text.contains("HTTPRoute") && text.contains("route"), "{text}");
+
+    std::fs::write(dir.path().join("bad.yaml"), manifest(18080, b, "/x")).unwrap();
+    let out = Command::new(bin()).args(["validate", "--config"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn status_command_prints_json_for_every_object() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), manifest(18081, "127.0.0.1:9".parse().unwrap(), "/")).unwrap();
+    let out = Command::new(bin()).args(["status", "-o", "json", "--config"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = doc.as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["GatewayClass", "Gateway", "HTTPRoute"]);
+    let gw = &doc[1];
+    assert_eq!(gw["status"]["addresses"][0]["value"], "127.0.0.1");
+    assert_eq!(gw["status"]["listeners"][0]["attachedRoutes"], 1);
+}
