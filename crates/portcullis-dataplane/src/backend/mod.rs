@@ -1,0 +1,155 @@
+//! Backends: weighted choice between a rule's backends, endpoints, upstream clients.
+
+pub mod endpoint;
+pub mod pool;
+pub mod session;
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use portcullis_ir::{Backend, WeightedBackend};
+use rand::Rng;
+
+use crate::filters::Filters;
+use endpoint::EndpointSet;
+
+/// A Service backend, compiled.
+#[derive(Debug)]
+pub struct ServiceTarget {
+    /// `namespace/name:port`.
+    pub name: Box<str>,
+    /// Endpoints.
+    pub endpoints: EndpointSet,
+    /// Speak HTTP/2 prior knowledge upstream (`kubernetes.io/h2c`).
+    pub h2c: bool,
+}
+
+/// Where a chosen backend entry sends traffic.
+#[derive(Debug)]
+pub enum Target {
+    /// A Service.
+    Service(Arc<ServiceTarget>),
+    /// An unresolved reference: answered 500.
+    Invalid(Box<str>),
+}
+
+impl Target {
+    /// Compile an IR backend.
+    pub fn new(b: &Backend, tokens: &impl BuildHasher) -> Self {
+        match b {
+            Backend::Service(s) => Target::Service(Arc::new(ServiceTarget {
+                name: s.name.as_str().into(),
+                endpoints: EndpointSet::new(&s.endpoints, tokens),
+                h2c: s.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
+            })),
+            Backend::Invalid { reason } => Target::Invalid(reason.as_str().into()),
+        }
+    }
+}
+
+/// One weighted entry with its backendRef-level filters.
+#[derive(Debug)]
+pub struct BackendChoice {
+    /// Target.
+    pub target: Target,
+    /// backendRef filters, applied after the rule's.
+    pub filters: Filters,
+}
+
+/// A rule's backends with precomputed cumulative weights.
+#[derive(Debug, Default)]
+pub struct WeightedBackends {
+    choices: Vec<BackendChoice>,
+    cumulative: Vec<u64>,
+    total: u64,
+}
+
+impl WeightedBackends {
+    /// Compile. Entries of weight 0 are kept out (never chosen).
+    pub fn new(
+        list: &[WeightedBackend],
+        compile_filters: impl Fn(&[portcullis_ir::HttpFilter]) -> Filters,
+        tokens: &impl BuildHasher,
+    ) -> Self {
+        let mut w = WeightedBackends::default();
+        for b in list.iter().filter(|b| b.weight > 0) {
+            w.total += u64::from(b.weight);
+            w.cumulative.push(w.total);
+            w.choices.push(BackendChoice {
+                target: Target::new(&b.backend, tokens),
+                filters: compile_filters(&b.filters),
+            });
+        }
+        w
+    }
+
+    /// Whether nothing can be chosen (no backends, or all of weight 0).
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Weighted random choice.
+    pub fn pick(&self) -> Option<&BackendChoice> {
+        match self.choices.len() {
+            0 => None,
+            1 => Some(&self.choices[0]),
+            _ => {
+                let x = rand::rng().random_range(0..self.total);
+                let i = self.cumulative.partition_point(|c| *c <= x);
+                self.choices.get(i)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_ir::{Endpoint, ServiceBackend};
+    use std::hash::RandomState;
+
+    fn svc(name: &str) -> Backend {
+        Backend::Service(ServiceBackend {
+            name: name.into(),
+            namespace: "ns".into(),
+            app_protocol: None,
+            endpoints: vec![Endpoint {
+                addr: ([127, 0, 0, 1], 1).into(),
+                terminating: false,
+            }],
+            tls: None,
+        })
+    }
+
+    #[test]
+    fn weights_are_respected_and_zero_never_chosen() {
+        let list = vec![
+            WeightedBackend {
+                weight: 1,
+                backend: svc("a"),
+                filters: vec![],
+            },
+            WeightedBackend {
+                weight: 0,
+                backend: svc("zero"),
+                filters: vec![],
+            },
+            WeightedBackend {
+                weight: 3,
+                backend: svc("b"),
+                filters: vec![],
+            },
+        ];
+        let w = WeightedBackends::new(&list, |_| Filters::default(), &RandomState::new());
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..4000 {
+            let Target::Service(s) = &w.pick().unwrap().target else {
+                panic!()
+            };
+            *counts.entry(s.name.to_string()).or_insert(0) += 1;
+        }
+        assert!(!counts.contains_key("zero"));
+        let b = counts["b"];
+        assert!((2700..3300).contains(&b), "b chosen {b}/4000");
+    }
+}

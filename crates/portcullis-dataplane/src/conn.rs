@@ -1,0 +1,142 @@
+//! Serving one accepted connection: HTTP/1.1 or HTTP/2 prior knowledge
+//! (hyper-util auto), with upgrades, slowloris limits, idle keep-alive
+//! timeout and graceful drain.
+//!
+//! - Headers: hyper's HTTP/1 `header_read_timeout` and `max_buf_size`
+//!   (oversized heads are answered 431), HTTP/2 `max_header_list_size`.
+//! - A connection with no request in flight is closed gracefully after
+//!   `header_read_timeout` if it never sent a request, after `idle_timeout`
+//!   otherwise.
+//! - Drain: on the signal the connection is shut down gracefully (in-flight
+//!   requests finish; HTTP/1 closes after the current response, HTTP/2 sends
+//!   GOAWAY) and dropped at the deadline if still open.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::Response;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::Options;
+use crate::body::Guarded;
+use crate::drain::DrainWatch;
+use crate::handler::{self, ConnCtx, PortCtx};
+
+/// Build the connection builder for a port.
+pub fn builder(opts: &Options) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(opts.max_header_bytes).unwrap_or(u32::MAX));
+    b
+}
+
+/// Requests in flight on a connection and when it was last active.
+struct Tracker {
+    start: Instant,
+    active: AtomicUsize,
+    last_ms: AtomicU64,
+    served: AtomicBool,
+}
+
+struct ActiveGuard(Arc<Tracker>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let t = &self.0;
+        t.last_ms
+            .store(t.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        t.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Tracker {
+    fn begin(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.served.store(true, Ordering::Relaxed);
+        ActiveGuard(self.clone())
+    }
+
+    /// How long the connection has had nothing in flight.
+    fn idle_for(&self) -> Duration {
+        if self.active.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// Serve a connection until it closes, idles out, or its drain deadline passes.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, port: Arc<PortCtx>, mut drain: DrainWatch) {
+    let _ = stream.set_nodelay(true);
+    let opts = &port.shared.opts;
+    let (first_limit, idle_limit) = (opts.header_read_timeout, opts.idle_timeout);
+    let check =
+        (first_limit.min(idle_limit) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let tracker = Arc::new(Tracker {
+        start: Instant::now(),
+        active: AtomicUsize::new(0),
+        last_ms: AtomicU64::new(0),
+        served: AtomicBool::new(false),
+    });
+    let cx = Arc::new(ConnCtx {
+        port: port.clone(),
+        peer,
+        drain: drain.clone(),
+    });
+    let svc_tracker = tracker.clone();
+    let svc = service_fn(move |req| {
+        let cx = cx.clone();
+        let active = svc_tracker.begin();
+        async move {
+            let (parts, body) = handler::handle(req, cx).await.into_parts();
+            Ok::<_, Infallible>(Response::from_parts(parts, Guarded::wrap(body, active)))
+        }
+    });
+    let conn = port
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let mut deadline: Option<Instant> = None;
+    let mut tick = tokio::time::interval(check);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with error");
+                }
+                break;
+            }
+            d = drain.signaled(), if deadline.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                deadline = Some(d);
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                tracing::debug!(%peer, "force-closing connection at drain deadline");
+                break;
+            }
+            _ = tick.tick(), if deadline.is_none() => {
+                let limit = if tracker.served.load(Ordering::Relaxed) { idle_limit } else { first_limit };
+                if tracker.idle_for() >= limit {
+                    tracing::debug!(%peer, "closing idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    deadline = Some(Instant::now() + Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The request handler: listener and route choice, filters, backend choice,
+//! forwarding with retries and timeouts, and the access log.
+
+use std::fmt;
+use std::hash::RandomState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use portcullis_route::{canonical_path, normalize_host};
+use tokio::time::Instant;
+
+use crate::Options;
+use crate::backend::endpoint::{EndpointState, InflightGuard};
+use crate::backend::pool::Clients;
+use crate::backend::{ServiceTarget, Target};
+use crate::body::{self, Guarded, ProxyBody};
+use crate::drain::DrainWatch;
+use crate::error::ProxyError;
+use crate::filters::{FilterCtx, Flow, Plan, ReqState};
+use crate::forward;
+use crate::retry::{self, AttemptError};
+use crate::table::{PortTable, RuleAction};
+use crate::websocket;
+
+/// State shared by every port.
+#[derive(Debug)]
+pub struct Shared {
+    /// Options.
+    pub opts: Options,
+    /// Upstream clients.
+    pub clients: Clients,
+    /// Key for session tokens.
+    pub tokens: RandomState,
+}
+
+/// State of one bound port.
+pub struct PortCtx {
+    /// The live table, swapped on apply.
+    pub table: ArcSwap<PortTable>,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Connection builder (HTTP/1.1 + HTTP/2 prior knowledge).
+    pub builder: auto::Builder<TokioExecutor>,
+}
+
+/// State of one client connection.
+pub struct ConnCtx {
+    /// Its port.
+    pub port: Arc<PortCtx>,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Drain watch, handed to upgraded tunnels.
+    pub drain: DrainWatch,
+}
+
+#[derive(Default)]
+struct Log {
+    upstream: Option<SocketAddr>,
+    flag: Option<&'static str>,
+    route: Option<Arc<RuleAction>>,
+}
+
+struct Opt<T>(Option<T>);
+impl<T: fmt::Display> fmt::Display for Opt<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// Handle one request; never fails (errors become responses).
+pub async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let host = req.headers().get(header::HOST).cloned();
+    let mut log = Log::default();
+    let resp = match proxy(req, &cx, &mut log).await {
+        Ok(r) => r,
+        Err(e) => {
+            log.flag.get_or_insert(e.flag());
+            tracing::debug!(error = %e, "request answered by the gateway");
+            e.response()
+        }
+    };
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| host.as_ref().and_then(|h| h.to_str().ok()));
+    tracing::info!(
+        target: "access",
+        method = %method,
+        authority = authority.unwrap_or("-"),
+        path = uri.path(),
+        status = resp.status().as_u16(),
+        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        upstream = %Opt(log.upstream),
+        route = %Opt(log.route.as_ref().map(|r| &r.route)),
+        flag = log.flag.unwrap_or("-"),
+    );
+    resp
+}
+
+async fn proxy(
+    mut req: Request<Incoming>,
+    cx: &ConnCtx,
+    log: &mut Log,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let shared = &cx.port.shared;
+    if req.version() <= Version::HTTP_11
+        && req.headers().contains_key(header::TRANSFER_ENCODING)
+        && req.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(ProxyError::BadRequest(
+            "content-length with transfer-encoding",
+        ));
+    }
+    let host_value = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    }
+    .ok_or(ProxyError::BadRequest("missing host"))?;
+    let host_name = normalize_host(
+        host_value
+            .to_str()
+            .map_err(|_| ProxyError::BadRequest("bad host"))?,
+    )
+    .into_owned();
+    let path = canonical_path(req.uri().path())
+        .map_err(|_| ProxyError::BadRequest("bad path"))?
+        .into_owned();
+    let query = req.uri().query().map(str::to_owned);
+
+    let table = cx.port.table.load_full();
+    let listener = table.listener(&host_name).ok_or(ProxyError::NoListener)?;
+    let rule = listener
+        .routes
+        .lookup(
+            &host_name,
+            req.method().as_str(),
+            &path,
+            req.headers(),
+            query.as_deref(),
+        )
+        .ok_or(ProxyError::NoRoute)?;
+    let action = rule.value();
+    log.route = Some(action.clone());
+
+    let upgrading =
+        req.version() == Version::HTTP_11 && forward::is_websocket_upgrade(req.headers());
+    let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let mut headers = parts.headers;
+    forward::strip_hop_by_hop(&mut headers, upgrading);
+    forward::add_forwarded(
+        &mut headers,
+        cx.peer.ip(),
+        table.scheme,
+        &host_value,
+        shared.opts.trusted_hops,
+    );
+    headers.remove(header::HOST);
+    headers.remove(header::EXPECT);
+    let mut st = ReqState {
+        method: parts.method,
+        host: host_value,
+        host_name,
+        path,
+        query,
+        headers,
+    };
+
+    let fcx = FilterCtx {
+        scheme: table.scheme,
+        listener_port: table.port,
+        matched_prefix: rule.matched_prefix(),
+    };
+    let mut plan = Plan::default();
+    match action.filters.run(&mut st, &fcx, &mut plan) {
+        Flow::Continue => {}
+        Flow::Respond(r) => return Ok(r),
+        Flow::Fail(e) => return Err(e),
+    }
+    let choice = action
+        .backends
+        .pick()
+        .ok_or_else(|| ProxyError::InvalidBackend("no backends".into()))?;
+    match choice.filters.run(&mut st, &fcx, &mut plan) {
+        Flow::Continue => {}
+        Flow::Respond(r) => return Ok(r),
+        Flow::Fail(e) => return Err(e),
+    }
+    let target = match &choice.target {
+        Target::Invalid(reason) => return Err(ProxyError::InvalidBackend(reason.to_string())),
+        Target::Service(s) => s,
+    };
+    let fut = forward(st, plan, target, action, body, client_upgrade, cx, log);
+    match action.request_timeout {
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .map_err(|_| ProxyError::Timeout)?,
+        None => fut.await,
+    }
+}
+
+/// The request body, buffered when small enough to replay.
+enum ReqBody {
+    Empty,
+    Buffered(Bytes),
+    Streaming(Option<ProxyBody>),
+}
+
+impl ReqBody {
+    async fn prepare(
+        body: Incoming,
+        headers: &HeaderMap,
+        opts: &Options,
+    ) -> Result<Self, ProxyError> {
+        if body.is_end_stream() {
+            return Ok(ReqBody::Empty);
+        }
+        let len = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let (Some(max), Some(len)) = (opts.max_body_bytes, len)
+            && len > max
+        {
+            return Err(ProxyError::PayloadTooLarge);
+        }
+        if let Some(len) = len
+            && len <= opts.buffer_body_bytes as u64
+        {
+            let b = body
+                .collect()
+                .await
+                .map_err(|_| ProxyError::BadRequest("request body"))?
+                .to_bytes();
+            return Ok(ReqBody::Buffered(b));
+        }
+        Ok(ReqBody::Streaming(Some(match opts.max_body_bytes {
+            Some(max) => body::boxed(Limited::new(
+                body,
+                usize::try_from(max).unwrap_or(usize::MAX),
+            )),
+            None => body::boxed(body),
+        })))
+    }
+
+    fn replay(&self) -> Option<Bytes> {
+        match self {
+            ReqBody::Empty => Some(Bytes::new()),
+            ReqBody::Buffered(b) => Some(b.clone()),
+            ReqBody::Streaming(_) => None,
+        }
+    }
+
+    fn for_attempt(&mut self) -> ProxyBody {
+        match self {
+            ReqBody::Empty => body::empty(),
+            ReqBody::Buffered(b) => body::full(b.clone()),
+            ReqBody::Streaming(s) => s.take().unwrap_or_else(body::empty),
+        }
+    }
+}
+
+struct Attempt {
+    resp: Response<Incoming>,
+    guard: InflightGuard,
+    ep: Arc<EndpointState>,
+}
+
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    st: ReqState,
+    mut plan: Plan<'_>,
+    target: &Arc<ServiceTarget>,
+    action: &RuleAction,
+    body: Incoming,
+    client_upgrade: Option<OnUpgrade>,
+    cx: &ConnCtx,
+    log: &mut Log,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    if target.endpoints.is_empty() {
+        return Err(ProxyError::NoEndpoints);
+    }
+    let shared = &cx.port.shared;
+    let mut body = ReqBody::prepare(body, &st.headers, &shared.opts).await?;
+    for (m, copy) in plan.mirrors.drain(..) {
+        match body.replay() {
+            Some(b) => m.spawn(&shared.clients, copy, b, MIRROR_TIMEOUT),
+            None => tracing::debug!("request body too large to mirror"),
+        }
+    }
+    let sticky = action
+        .session
+        .as_ref()
+        .and_then(|s| s.token(&st.headers))
+        .and_then(|t| target.endpoints.by_token(t))
+        .cloned();
+    let h2 = (target.h2c || action.grpc) && client_upgrade.is_none();
+    let version = if h2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let path_and_query = st.path_and_query();
+    let replayable = body.replay().is_some();
+    let mut headers = st.headers;
+    headers.insert(header::HOST, st.host);
+    let method = st.method;
+
+    let attempt = |_n: u32| {
+        let ep = sticky.clone().unwrap_or_else(|| {
+            target
+                .endpoints
+                .pick()
+                .cloned()
+                .expect("endpoints checked non-empty")
+        });
+        let guard = ep.acquire();
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(ep.authority.clone())
+            .path_and_query(path_and_query.as_str())
+            .build();
+        let req = uri.map(|uri| {
+            let mut req = Request::new(body.for_attempt());
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = uri;
+            *req.version_mut() = version;
+            *req.headers_mut() = headers.clone();
+            req
+        });
+        let clients = shared.clients.clone();
+        async move {
+            let req = req.map_err(|e| AttemptError::Other(e.to_string()))?;
+            match clients.send(h2, req).await {
+                Ok(resp) => Ok(Attempt { resp, guard, ep }),
+                Err(e) if e.is_connect() => Err(AttemptError::Connect(format!("{}: {e}", ep.addr))),
+                Err(e) => Err(AttemptError::Other(format!("{}: {e}", ep.addr))),
+            }
+        }
+    };
+    let Attempt {
+        mut resp,
+        guard,
+        ep,
+    } = retry::run(
+        action.retry.as_ref(),
+        replayable,
+        action.backend_timeout,
+        attempt,
+        |a| a.resp.status(),
+    )
+    .await?;
+    log.upstream = Some(ep.addr);
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::Upstream("unexpected 101 from upstream".into()));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        websocket::spawn_tunnel(client_upgrade, upstream_upgrade, cx.drain.clone());
+        let (mut parts, _) = resp.into_parts();
+        forward::strip_hop_by_hop(&mut parts.headers, true);
+        plan.apply_response(&mut parts.headers);
+        return Ok(Response::from_parts(
+            parts,
+            Guarded::wrap(body::empty(), guard),
+        ));
+    }
+    forward::strip_hop_by_hop(resp.headers_mut(), false);
+    plan.apply_response(resp.headers_mut());
+    if let Some(sp) = &action.session
+        && sticky.as_ref().is_none_or(|s| s.addr != ep.addr)
+    {
+        sp.set(resp.headers_mut(), &ep.token);
+    }
+    let (parts, incoming) = resp.into_parts();
+    Ok(Response::from_parts(
+        parts,
+        Guarded::wrap(body::boxed(incoming), guard),
+    ))
+}

@@ -1,0 +1,86 @@
+//! Retries (GEP-1731) and per-attempt timeouts.
+//!
+//! An attempt is retried when it fails to connect or the response status is
+//! one of the policy's codes, up to `attempts` retries, waiting `backoff`
+//! between them. Retries only happen when the request body can be replayed
+//! (empty or buffered); the whole loop runs inside the request timeout.
+
+use std::future::Future;
+use std::time::Duration;
+
+use http::StatusCode;
+use portcullis_ir::Retry;
+
+use crate::error::ProxyError;
+
+/// A compiled retry policy.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    codes: Box<[u16]>,
+    attempts: u32,
+    backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Compile.
+    pub fn new(r: &Retry) -> Self {
+        RetryPolicy {
+            codes: r.codes.clone().into(),
+            attempts: r.attempts,
+            backoff: Duration::from_millis(r.backoff_ms.unwrap_or(0)),
+        }
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// Could not connect: retryable.
+    Connect(String),
+    /// Failed after connecting.
+    Other(String),
+}
+
+/// Run attempts until one succeeds or the policy gives up.
+pub async fn run<T, F, Fut>(
+    policy: Option<&RetryPolicy>,
+    replayable: bool,
+    per_try: Option<Duration>,
+    mut attempt: F,
+    status: impl Fn(&T) -> StatusCode,
+) -> Result<T, ProxyError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, AttemptError>>,
+{
+    let max_retries = match policy {
+        Some(p) if replayable => p.attempts,
+        _ => 0,
+    };
+    let mut n = 0;
+    loop {
+        let fut = attempt(n);
+        let res = match per_try {
+            Some(t) => tokio::time::timeout(t, fut)
+                .await
+                .map_err(|_| ProxyError::Timeout)?,
+            None => fut.await,
+        };
+        let retryable = match &res {
+            Ok(r) => policy.is_some_and(|p| p.codes.contains(&status(r).as_u16())),
+            Err(AttemptError::Connect(_)) => true,
+            Err(AttemptError::Other(_)) => false,
+        };
+        if !retryable || n >= max_retries {
+            return res.map_err(|e| match e {
+                AttemptError::Connect(m) | AttemptError::Other(m) => ProxyError::Upstream(m),
+            });
+        }
+        n += 1;
+        if let Some(p) = policy
+            && !p.backoff.is_zero()
+        {
+            tokio::time::sleep(p.backoff).await;
+        }
+    }
+}
