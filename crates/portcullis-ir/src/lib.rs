@@ -102,7 +102,9 @@ pub struct Certificate {
 
 impl std::fmt::Debug for Certificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Certificate").field("source", &self.source).finish_non_exhaustive()
+        f.debug_struct("Certificate")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -214,4 +216,3 @@ pub struct L4Route {
     /// Weighted backends of the (first) rule.
     pub backends: Vec<WeightedBackend>,
 }
-

@@ -58,11 +58,17 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// A namespaced key.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
     /// A cluster-scoped key.
     pub fn cluster(name: impl Into<String>) -> Self {
-        Self { namespace: String::new(), name: name.into() }
+        Self {
+            namespace: String::new(),
+            name: name.into(),
+        }
     }
     /// The key of an object from its metadata.
     pub fn of(meta: &types::ObjectMeta) -> Self {
@@ -190,7 +196,9 @@ impl Kind {
 
     /// Parse `kind:` for a group; `None` for kinds Portcullis does not read.
     pub fn parse(group: &str, kind: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.group() == group && k.as_str() == kind)
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.group() == group && k.as_str() == kind)
     }
 }
 

@@ -30,7 +30,13 @@ pub struct Condition {
 
 impl Condition {
     /// A condition with the given fields; the transition time is filled in by [`carry_transition_times`].
-    pub fn new(type_: &str, ok: bool, reason: &str, message: impl Into<String>, generation: i64) -> Self {
+    pub fn new(
+        type_: &str,
+        ok: bool,
+        reason: &str,
+        message: impl Into<String>,
+        generation: i64,
+    ) -> Self {
         Condition {
             type_: type_.to_string(),
             status: if ok { "True" } else { "False" }.to_string(),
@@ -197,7 +203,9 @@ impl Status {
                 v
             }
             Status::Route(s) => s.parents.iter_mut().map(|p| &mut p.conditions).collect(),
-            Status::Policy { ancestors } => ancestors.iter_mut().map(|p| &mut p.conditions).collect(),
+            Status::Policy { ancestors } => {
+                ancestors.iter_mut().map(|p| &mut p.conditions).collect()
+            }
         }
     }
 }
@@ -212,11 +220,18 @@ pub fn carry_transition_times(new: &mut Statuses, previous: &Statuses, now: &str
         let prev: Vec<Condition> = previous
             .get(obj)
             .cloned()
-            .map(|mut s| s.conditions_mut().into_iter().flat_map(|c| c.clone()).collect())
+            .map(|mut s| {
+                s.conditions_mut()
+                    .into_iter()
+                    .flat_map(|c| c.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         for conds in status.conditions_mut() {
             for c in conds.iter_mut() {
-                let old = prev.iter().find(|p| p.type_ == c.type_ && p.status == c.status);
+                let old = prev
+                    .iter()
+                    .find(|p| p.type_ == c.type_ && p.status == c.status);
                 c.last_transition_time = match old {
                     Some(p) if !p.last_transition_time.is_empty() => p.last_transition_time.clone(),
                     _ => now.to_string(),

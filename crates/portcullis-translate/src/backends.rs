@@ -13,19 +13,40 @@ use crate::model::{BackendRefSpec, ObjectRef};
 use crate::refs::Grants;
 
 /// Resolve a listener `certificateRefs` entry to PEM, checking kind, ReferenceGrant and content.
-pub(crate) fn certificate(input: &Input<'_>, grants: &Grants, from_kind: &str, from_ns: &str, r: &ObjectRef) -> Result<ir::Certificate, Problem> {
+pub(crate) fn certificate(
+    input: &Input<'_>,
+    grants: &Grants,
+    from_kind: &str,
+    from_ns: &str,
+    r: &ObjectRef,
+) -> Result<ir::Certificate, Problem> {
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or("Secret");
     if !group.is_empty() || kind != "Secret" {
-        return Err(Problem::new("InvalidCertificateRef", format!("certificateRef {group}/{kind} {} is not a core Secret", r.name)));
+        return Err(Problem::new(
+            "InvalidCertificateRef",
+            format!(
+                "certificateRef {group}/{kind} {} is not a core Secret",
+                r.name
+            ),
+        ));
     }
     let ns = r.namespace.clone().unwrap_or_else(|| from_ns.to_string());
-    if !grants.allowed(portcullis_store::GATEWAY_GROUP, from_kind, from_ns, "", "Secret", &ns, &r.name) {
-        return Err(Problem::new("RefNotPermitted", format!("Secret {ns}/{} is in another namespace and no ReferenceGrant allows the reference", r.name)));
+    if !grants.allowed(from_kind, from_ns, "", "Secret", &ns, &r.name) {
+        return Err(Problem::new(
+            "RefNotPermitted",
+            format!(
+                "Secret {ns}/{} is in another namespace and no ReferenceGrant allows the reference",
+                r.name
+            ),
+        ));
     }
     let key = ObjectKey::new(ns.clone(), r.name.clone());
     let Some(secret) = input.snapshot.secrets.get(&key) else {
-        return Err(Problem::new("InvalidCertificateRef", format!("Secret {key} does not exist")));
+        return Err(Problem::new(
+            "InvalidCertificateRef",
+            format!("Secret {key} does not exist"),
+        ));
     };
     let data = secret.data.clone().unwrap_or_default();
     let get = |k: &str| -> Option<String> {
@@ -34,16 +55,29 @@ pub(crate) fn certificate(input: &Input<'_>, grants: &Grants, from_kind: &str, f
             .or_else(|| secret.string_data.as_ref().and_then(|s| s.get(k).cloned()))
     };
     let (Some(cert_pem), Some(key_pem)) = (get("tls.crt"), get("tls.key")) else {
-        return Err(Problem::new("InvalidCertificateRef", format!("Secret {key} has no tls.crt and tls.key")));
+        return Err(Problem::new(
+            "InvalidCertificateRef",
+            format!("Secret {key} has no tls.crt and tls.key"),
+        ));
     };
     let certs: Vec<_> = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect();
     if certs.is_empty() || certs.iter().any(|c| c.is_err()) {
-        return Err(Problem::new("InvalidCertificateRef", format!("Secret {key}: tls.crt is not a PEM certificate")));
+        return Err(Problem::new(
+            "InvalidCertificateRef",
+            format!("Secret {key}: tls.crt is not a PEM certificate"),
+        ));
     }
     if PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).is_err() {
-        return Err(Problem::new("InvalidCertificateRef", format!("Secret {key}: tls.key is not a PEM private key")));
+        return Err(Problem::new(
+            "InvalidCertificateRef",
+            format!("Secret {key}: tls.key is not a PEM private key"),
+        ));
     }
-    Ok(ir::Certificate { source: key.to_string(), cert_pem, key_pem })
+    Ok(ir::Certificate {
+        source: key.to_string(),
+        cert_pem,
+        key_pem,
+    })
 }
 
 /// A backendRef resolved: the IR backend and, if it failed, why (for ResolvedRefs).
@@ -53,38 +87,75 @@ pub(crate) struct Resolved {
 }
 
 /// Resolve a backendRef of a route of `route_kind` in `route_ns`.
-pub(crate) fn service(input: &Input<'_>, grants: &Grants, route_kind: &str, route_ns: &str, r: &BackendRefSpec) -> Resolved {
-    let fail = |p: Problem| Resolved { backend: ir::Backend::Invalid { reason: p.message.clone() }, problem: Some(p) };
+pub(crate) fn service(
+    input: &Input<'_>,
+    grants: &Grants,
+    route_kind: &str,
+    route_ns: &str,
+    r: &BackendRefSpec,
+) -> Resolved {
+    let fail = |p: Problem| Resolved {
+        backend: ir::Backend::Invalid {
+            reason: p.message.clone(),
+        },
+        problem: Some(p),
+    };
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or("Service");
     if !group.is_empty() || kind != "Service" {
-        return fail(Problem::new("InvalidKind", format!("backendRef {group}/{kind} {} is not a Service", r.name)));
+        return fail(Problem::new(
+            "InvalidKind",
+            format!("backendRef {group}/{kind} {} is not a Service", r.name),
+        ));
     }
     let ns = r.namespace.clone().unwrap_or_else(|| route_ns.to_string());
-    if !grants.allowed(portcullis_store::GATEWAY_GROUP, route_kind, route_ns, "", "Service", &ns, &r.name) {
-        return fail(Problem::new("RefNotPermitted", format!("Service {ns}/{} is in another namespace and no ReferenceGrant allows the reference", r.name)));
+    if !grants.allowed(route_kind, route_ns, "", "Service", &ns, &r.name) {
+        return fail(Problem::new(
+            "RefNotPermitted",
+            format!(
+                "Service {ns}/{} is in another namespace and no ReferenceGrant allows the reference",
+                r.name
+            ),
+        ));
     }
     let key = ObjectKey::new(ns.clone(), r.name.clone());
     let Some(svc) = input.snapshot.services.get(&key) else {
-        return fail(Problem::new("BackendNotFound", format!("Service {key} does not exist")));
+        return fail(Problem::new(
+            "BackendNotFound",
+            format!("Service {key} does not exist"),
+        ));
     };
     let Some(port) = r.port else {
-        return fail(Problem::new("BackendNotFound", format!("backendRef to Service {key} has no port")));
+        return fail(Problem::new(
+            "BackendNotFound",
+            format!("backendRef to Service {key} has no port"),
+        ));
     };
     let spec = svc.spec.clone().unwrap_or_default();
     let Some(sp) = spec.ports.iter().flatten().find(|p| p.port == port) else {
-        return fail(Problem::new("BackendNotFound", format!("Service {key} has no port {port}")));
+        return fail(Problem::new(
+            "BackendNotFound",
+            format!("Service {key} has no port {port}"),
+        ));
     };
     let port_name = sp.name.clone().unwrap_or_default();
     let mut endpoints = vec![];
     let mut found_slice = false;
     for slice in input.snapshot.endpoint_slices.values() {
         let labels = slice.metadata.labels.clone().unwrap_or_default();
-        if slice.metadata.namespace.as_deref() != Some(ns.as_str()) || labels.get("kubernetes.io/service-name") != Some(&r.name) {
+        if slice.metadata.namespace.as_deref() != Some(ns.as_str())
+            || labels.get("kubernetes.io/service-name") != Some(&r.name)
+        {
             continue;
         }
         found_slice = true;
-        let Some(ep_port) = slice.ports.iter().flatten().find(|p| p.name.clone().unwrap_or_default() == port_name).and_then(|p| p.port) else {
+        let Some(ep_port) = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.clone().unwrap_or_default() == port_name)
+            .and_then(|p| p.port)
+        else {
             continue;
         };
         for ep in &slice.endpoints {
@@ -97,7 +168,10 @@ pub(crate) fn service(input: &Input<'_>, grants: &Grants, route_kind: &str, rout
             }
             for a in &ep.addresses {
                 if let Ok(ip) = a.parse::<IpAddr>() {
-                    endpoints.push(ir::Endpoint { addr: SocketAddr::new(ip, ep_port as u16), terminating: !ready });
+                    endpoints.push(ir::Endpoint {
+                        addr: SocketAddr::new(ip, ep_port as u16),
+                        terminating: !ready,
+                    });
                 }
             }
         }
@@ -105,11 +179,18 @@ pub(crate) fn service(input: &Input<'_>, grants: &Grants, route_kind: &str, rout
     if !found_slice {
         // Standalone convenience: a Service with a concrete clusterIP and no EndpointSlice
         // is reached at clusterIP:port (e.g. a local process on 127.0.0.1).
-        if let Some(ip) = spec.cluster_ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok()) {
-            endpoints.push(ir::Endpoint { addr: SocketAddr::new(ip, port as u16), terminating: false });
+        if let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+        {
+            endpoints.push(ir::Endpoint {
+                addr: SocketAddr::new(ip, port as u16),
+                terminating: false,
+            });
         }
     }
-    endpoints.sort_by(|a, b| a.addr.cmp(&b.addr));
+    endpoints.sort_by_key(|e| e.addr);
     endpoints.dedup();
     Resolved {
         backend: ir::Backend::Service(ir::ServiceBackend {
@@ -122,4 +203,3 @@ pub(crate) fn service(input: &Input<'_>, grants: &Grants, route_kind: &str, rout
         problem: None,
     }
 }
-

@@ -19,12 +19,21 @@ pub(crate) struct Problem {
 
 impl Problem {
     pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Problem { reason, message: message.into() }
+        Problem {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
 /// `True` with `reason` when `problem` is `None`, else `False` with the problem.
-pub(crate) fn cond(type_: &str, ok_reason: &str, ok_message: &str, problem: Option<&Problem>, generation: i64) -> Condition {
+pub(crate) fn cond(
+    type_: &str,
+    ok_reason: &str,
+    ok_message: &str,
+    problem: Option<&Problem>,
+    generation: i64,
+) -> Condition {
     match problem {
         None => Condition::new(type_, true, ok_reason, ok_message, generation),
         Some(p) => Condition::new(type_, false, p.reason, p.message.clone(), generation),

@@ -4,9 +4,5 @@
 //! when every conformance scenario that needs it passes (`scripts/conformance`).
 
 /// Supported features, sorted by name as the spec requires.
-pub const SUPPORTED_FEATURES: &[&str] = &[
-    "Gateway",
-    "GatewayPort8080",
-    "HTTPRoute",
-    "ReferenceGrant",
-];
+pub const SUPPORTED_FEATURES: &[&str] =
+    &["Gateway", "GatewayPort8080", "HTTPRoute", "ReferenceGrant"];

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use portcullis_ir as ir;
-use portcullis_store::status::{Address, Condition, GatewayClassStatus, GatewayStatus, GroupKind, ListenerStatus, Status, Statuses, SupportedFeature};
+use portcullis_store::status::{
+    Address, Condition, GatewayClassStatus, GatewayStatus, GroupKind, ListenerStatus, Status,
+    Statuses, SupportedFeature,
+};
 use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef};
 
 use crate::conditions::*;
@@ -20,23 +23,57 @@ pub(crate) type Classes = BTreeSet<String>;
 pub(crate) fn classes(input: &Input<'_>, statuses: &mut Statuses) -> Classes {
     let mut ours = Classes::new();
     for (key, gc) in &input.snapshot.gateway_classes {
-        let Some(gc) = view::<_, Obj<GatewayClassSpec>>(&**gc) else { continue };
+        let Some(gc) = view::<_, Obj<GatewayClassSpec>>(&**gc) else {
+            continue;
+        };
         if gc.spec.controller_name != input.options.controller_name {
             continue;
         }
         let gen_ = gc.metadata.generation;
         let problem = gc.spec.parameters_ref.as_ref().map(|p| {
-            Problem::new("InvalidParameters", format!("parametersRef {}/{} {} is not supported by this controller", p.group, p.kind, p.name))
+            Problem::new(
+                "InvalidParameters",
+                format!(
+                    "parametersRef {}/{} {} is not supported by this controller",
+                    p.group, p.kind, p.name
+                ),
+            )
         });
         if problem.is_none() {
             ours.insert(key.name.clone());
         }
         let conditions = vec![
-            cond(ACCEPTED, "Accepted", "GatewayClass is accepted by portcullis", problem.as_ref(), gen_),
-            Condition::new(SUPPORTED_VERSION, true, "SupportedVersion", "Gateway API v1.6 CRDs are supported", gen_),
+            cond(
+                ACCEPTED,
+                "Accepted",
+                "GatewayClass is accepted by portcullis",
+                problem.as_ref(),
+                gen_,
+            ),
+            Condition::new(
+                SUPPORTED_VERSION,
+                true,
+                "SupportedVersion",
+                "Gateway API v1.6 CRDs are supported",
+                gen_,
+            ),
         ];
-        let supported_features = features::SUPPORTED_FEATURES.iter().map(|f| SupportedFeature { name: f.to_string() }).collect();
-        statuses.insert(ObjectRef { kind: Kind::GatewayClass, key: key.clone() }, Status::GatewayClass(GatewayClassStatus { conditions, supported_features }));
+        let supported_features = features::SUPPORTED_FEATURES
+            .iter()
+            .map(|f| SupportedFeature {
+                name: f.to_string(),
+            })
+            .collect();
+        statuses.insert(
+            ObjectRef {
+                kind: Kind::GatewayClass,
+                key: key.clone(),
+            },
+            Status::GatewayClass(GatewayClassStatus {
+                conditions,
+                supported_features,
+            }),
+        );
     }
     ours
 }
@@ -117,7 +154,9 @@ impl ListenerState {
     }
     /// Whether `kind` may attach here.
     pub fn allows_kind(&self, kind: &str) -> bool {
-        self.supported_kinds.iter().any(|k| k.group == GATEWAY_GROUP && k.kind == kind)
+        self.supported_kinds
+            .iter()
+            .any(|k| k.group == GATEWAY_GROUP && k.kind == kind)
     }
     /// Served by the data plane.
     pub fn programmed(&self) -> bool {
@@ -144,16 +183,33 @@ pub(crate) struct GatewayState {
 pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) -> Vec<GatewayState> {
     let mut out = Vec::new();
     for (key, gw) in &input.snapshot.gateways {
-        let Some(gw) = view::<_, Obj<GatewaySpec>>(&**gw) else { continue };
+        let Some(gw) = view::<_, Obj<GatewaySpec>>(&**gw) else {
+            continue;
+        };
         if !classes.contains(&gw.spec.gateway_class_name) {
             continue;
         }
-        let mut listeners: Vec<ListenerState> =
-            gw.spec.listeners.iter().map(|l| listener(input, grants, key, "Gateway", Owner::Gateway, gw.metadata.generation, l)).collect();
+        let mut listeners: Vec<ListenerState> = gw
+            .spec
+            .listeners
+            .iter()
+            .map(|l| {
+                listener(
+                    input,
+                    grants,
+                    key,
+                    "Gateway",
+                    Owner::Gateway,
+                    gw.metadata.generation,
+                    l,
+                )
+            })
+            .collect();
         for l in &mut listeners {
             apply_frontend_validation(input, grants, &key.namespace, &gw.spec, l);
         }
-        let backend_client_cert = crate::tls::backend_client_certificate(input, grants, &key.namespace, &gw.spec);
+        let backend_client_cert =
+            crate::tls::backend_client_certificate(input, grants, &key.namespace, &gw.spec);
         out.push(GatewayState {
             key: key.clone(),
             address: Err(Problem::new("Pending", "address not assigned yet")),
@@ -170,7 +226,15 @@ pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) ->
 }
 
 /// Validate one listener on its own (conflicts are found across listeners later).
-pub(crate) fn listener(input: &Input<'_>, grants: &Grants, owner_key: &ObjectKey, owner_kind: &str, owner: Owner, generation: i64, spec: &ListenerSpec) -> ListenerState {
+pub(crate) fn listener(
+    input: &Input<'_>,
+    grants: &Grants,
+    owner_key: &ObjectKey,
+    owner_kind: &str,
+    owner: Owner,
+    generation: i64,
+    spec: &ListenerSpec,
+) -> ListenerState {
     let protocol = Proto::parse(&spec.protocol);
     let mut st = ListenerState {
         owner,
@@ -187,21 +251,37 @@ pub(crate) fn listener(input: &Input<'_>, grants: &Grants, owner_key: &ObjectKey
         l4_routes: vec![],
     };
     let Some(proto) = protocol else {
-        st.accepted = Some(Problem::new("UnsupportedProtocol", format!("protocol {:?} is not supported; use HTTP, HTTPS, TLS, TCP or UDP", spec.protocol)));
+        st.accepted = Some(Problem::new(
+            "UnsupportedProtocol",
+            format!(
+                "protocol {:?} is not supported; use HTTP, HTTPS, TLS, TCP or UDP",
+                spec.protocol
+            ),
+        ));
         return st;
     };
     // Route kinds (spec: ResolvedRefs=False/InvalidRouteKinds for any kind that is not supported).
     let allowed = spec.allowed_routes.as_ref().and_then(|a| a.kinds.clone());
     match allowed {
         None => {
-            st.supported_kinds = proto.kinds().iter().map(|k| GroupKind { group: GATEWAY_GROUP.into(), kind: k.to_string() }).collect();
+            st.supported_kinds = proto
+                .kinds()
+                .iter()
+                .map(|k| GroupKind {
+                    group: GATEWAY_GROUP.into(),
+                    kind: k.to_string(),
+                })
+                .collect();
         }
         Some(kinds) => {
             let mut invalid = vec![];
             for k in kinds {
                 let group = k.group.clone().unwrap_or_else(|| GATEWAY_GROUP.to_string());
                 if group == GATEWAY_GROUP && proto.kinds().contains(&k.kind.as_str()) {
-                    let gk = GroupKind { group, kind: k.kind.clone() };
+                    let gk = GroupKind {
+                        group,
+                        kind: k.kind.clone(),
+                    };
                     if !st.supported_kinds.contains(&gk) {
                         st.supported_kinds.push(gk);
                     }
@@ -210,24 +290,52 @@ pub(crate) fn listener(input: &Input<'_>, grants: &Grants, owner_key: &ObjectKey
                 }
             }
             if !invalid.is_empty() {
-                st.resolved = Some(Problem::new("InvalidRouteKinds", format!("route kinds not supported on a {} listener: {}", spec.protocol, invalid.join(", "))));
+                st.resolved = Some(Problem::new(
+                    "InvalidRouteKinds",
+                    format!(
+                        "route kinds not supported on a {} listener: {}",
+                        spec.protocol,
+                        invalid.join(", ")
+                    ),
+                ));
             }
         }
     }
     // TLS.
     if matches!(proto, Proto::Https | Proto::Tls) {
-        let mode = spec.tls.as_ref().and_then(|t| t.mode.clone()).unwrap_or_else(|| "Terminate".into());
-        let mode = if mode == "Passthrough" { ir::TlsMode::Passthrough } else { ir::TlsMode::Terminate };
+        let mode = spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.mode.clone())
+            .unwrap_or_else(|| "Terminate".into());
+        let mode = if mode == "Passthrough" {
+            ir::TlsMode::Passthrough
+        } else {
+            ir::TlsMode::Terminate
+        };
         if proto == Proto::Https && mode == ir::TlsMode::Passthrough {
-            st.accepted = Some(Problem::new("UnsupportedValue", "an HTTPS listener cannot use tls.mode Passthrough; use protocol TLS"));
+            st.accepted = Some(Problem::new(
+                "UnsupportedValue",
+                "an HTTPS listener cannot use tls.mode Passthrough; use protocol TLS",
+            ));
             return st;
         }
-        let refs = spec.tls.as_ref().map(|t| t.certificate_refs.clone()).unwrap_or_default();
+        let refs = spec
+            .tls
+            .as_ref()
+            .map(|t| t.certificate_refs.clone())
+            .unwrap_or_default();
         let mut certs = vec![];
         let mut problem = None;
         if mode == ir::TlsMode::Terminate {
             for r in &refs {
-                match crate::backends::certificate(input, grants, owner_kind, &owner_key.namespace, r) {
+                match crate::backends::certificate(
+                    input,
+                    grants,
+                    owner_kind,
+                    &owner_key.namespace,
+                    r,
+                ) {
                     Ok(c) => certs.push(c),
                     Err(p) => {
                         problem.get_or_insert(p);
@@ -235,21 +343,34 @@ pub(crate) fn listener(input: &Input<'_>, grants: &Grants, owner_key: &ObjectKey
                 }
             }
             if refs.is_empty() {
-                problem = Some(Problem::new("InvalidCertificateRef", "tls.certificateRefs is empty; a listener that terminates TLS needs a certificate"));
+                problem = Some(Problem::new(
+                    "InvalidCertificateRef",
+                    "tls.certificateRefs is empty; a listener that terminates TLS needs a certificate",
+                ));
             }
         }
-        if let Some(p) = problem {
-            if st.resolved.is_none() {
-                st.resolved = Some(p);
-            }
+        if let Some(p) = problem
+            && st.resolved.is_none()
+        {
+            st.resolved = Some(p);
         }
-        st.tls = Some(ir::ListenerTls { mode, certificates: certs, client_validation: None });
+        st.tls = Some(ir::ListenerTls {
+            mode,
+            certificates: certs,
+            client_validation: None,
+        });
     }
     st
 }
 
 /// Client-certificate validation of TLS-terminating listeners (GEP-91).
-pub(crate) fn apply_frontend_validation(input: &Input<'_>, grants: &Grants, ns: &str, spec: &GatewaySpec, l: &mut ListenerState) {
+pub(crate) fn apply_frontend_validation(
+    input: &Input<'_>,
+    grants: &Grants,
+    ns: &str,
+    spec: &GatewaySpec,
+    l: &mut ListenerState,
+) {
     let Some(tls) = l.tls.as_mut() else { return };
     if tls.mode != ir::TlsMode::Terminate {
         return;
@@ -277,15 +398,34 @@ pub(crate) fn conflicts(listeners: &mut [ListenerState]) {
         let mut mark = None;
         for j in 0..i {
             let (a, b) = (&listeners[i], &listeners[j]);
-            let (Some(pa), Some(pb)) = (a.protocol, b.protocol) else { continue };
-            if b.conflicted.is_some() || a.spec.port != b.spec.port || pa.socket() != pb.socket() || a.accepted.is_some() || b.accepted.is_some() {
+            let (Some(pa), Some(pb)) = (a.protocol, b.protocol) else {
+                continue;
+            };
+            if b.conflicted.is_some()
+                || a.spec.port != b.spec.port
+                || pa.socket() != pb.socket()
+                || a.accepted.is_some()
+                || b.accepted.is_some()
+            {
                 continue;
             }
             if pa.family() != pb.family() {
-                mark = Some(("ProtocolConflict", format!("port {} is already used by listener {:?} with protocol {}", a.spec.port, b.spec.name, b.spec.protocol)));
+                mark = Some((
+                    "ProtocolConflict",
+                    format!(
+                        "port {} is already used by listener {:?} with protocol {}",
+                        a.spec.port, b.spec.name, b.spec.protocol
+                    ),
+                ));
                 break;
             } else if a.spec.hostname == b.spec.hostname {
-                mark = Some(("HostnameConflict", format!("listener {:?} already uses the same port, protocol and hostname", b.spec.name)));
+                mark = Some((
+                    "HostnameConflict",
+                    format!(
+                        "listener {:?} already uses the same port, protocol and hostname",
+                        b.spec.name
+                    ),
+                ));
                 break;
             }
         }
@@ -306,10 +446,20 @@ fn assign_addresses(input: &Input<'_>, gws: &mut [GatewayState]) {
                 ("IPAddress", Some(v)) if !v.is_empty() => match v.parse::<IpAddr>() {
                     Ok(ip) if explicit.is_none() => explicit = Some(ip),
                     Ok(_) => {}
-                    Err(_) => problem = Some(Problem::new("UnsupportedAddress", format!("address {v:?} is not an IP address"))),
+                    Err(_) => {
+                        problem = Some(Problem::new(
+                            "UnsupportedAddress",
+                            format!("address {v:?} is not an IP address"),
+                        ))
+                    }
                 },
                 ("IPAddress", _) => {}
-                (t, _) => problem = Some(Problem::new("UnsupportedAddress", format!("address type {t:?} is not supported; use IPAddress"))),
+                (t, _) => {
+                    problem = Some(Problem::new(
+                        "UnsupportedAddress",
+                        format!("address type {t:?} is not supported; use IPAddress"),
+                    ))
+                }
             }
         }
         if let Some(p) = problem {
@@ -324,7 +474,9 @@ fn assign_addresses(input: &Input<'_>, gws: &mut [GatewayState]) {
             gw.address = Ok(input.options.bind_address);
         }
     }
-    let Some(pool) = input.options.address_pool else { return };
+    let Some(pool) = input.options.address_pool else {
+        return;
+    };
     // Keep previous assignments first, so that assignments are stable.
     let mut rest = vec![];
     for i in pending {
@@ -340,83 +492,180 @@ fn assign_addresses(input: &Input<'_>, gws: &mut [GatewayState]) {
     for i in rest {
         gws[i].address = match free.next() {
             Some(ip) => Ok(ip),
-            None => Err(Problem::new("AddressNotAssigned", format!("address pool {pool} is exhausted"))),
+            None => Err(Problem::new(
+                "AddressNotAssigned",
+                format!("address pool {pool} is exhausted"),
+            )),
         };
     }
 }
 
 pub(crate) fn listener_status(l: &ListenerState, bind_error: Option<&String>) -> ListenerStatus {
     let g = l.generation;
-    let accepted = l.accepted.clone().or_else(|| l.conflicted.as_ref().map(|(r, m)| Problem::new(r, m.clone()))).or_else(|| {
-        bind_error.map(|e| Problem::new("PortUnavailable", format!("cannot bind port {}: {e}", l.spec.port)))
-    });
+    let accepted = l
+        .accepted
+        .clone()
+        .or_else(|| {
+            l.conflicted
+                .as_ref()
+                .map(|(r, m)| Problem::new(r, m.clone()))
+        })
+        .or_else(|| {
+            bind_error.map(|e| {
+                Problem::new(
+                    "PortUnavailable",
+                    format!("cannot bind port {}: {e}", l.spec.port),
+                )
+            })
+        });
     let programmed = if let Some((r, m)) = &l.conflicted {
         Some(Problem::new(r, m.clone()))
     } else if accepted.is_some() || l.resolved.is_some() {
-        Some(Problem::new("Invalid", "listener is not accepted or has unresolved references, so it is not served"))
+        Some(Problem::new(
+            "Invalid",
+            "listener is not accepted or has unresolved references, so it is not served",
+        ))
     } else {
         None
     };
     let mut conditions = vec![
-        cond(ACCEPTED, "Accepted", "listener is accepted", accepted.as_ref(), g),
-        cond(PROGRAMMED, "Programmed", "listener is served", programmed.as_ref(), g),
-        cond(RESOLVED_REFS, "ResolvedRefs", "all references are resolved", l.resolved.as_ref(), g),
+        cond(
+            ACCEPTED,
+            "Accepted",
+            "listener is accepted",
+            accepted.as_ref(),
+            g,
+        ),
+        cond(
+            PROGRAMMED,
+            "Programmed",
+            "listener is served",
+            programmed.as_ref(),
+            g,
+        ),
+        cond(
+            RESOLVED_REFS,
+            "ResolvedRefs",
+            "all references are resolved",
+            l.resolved.as_ref(),
+            g,
+        ),
     ];
     conditions.push(match &l.conflicted {
         None => Condition::new(CONFLICTED, false, "NoConflicts", "no conflicts", g),
         Some((r, m)) => Condition::new(CONFLICTED, true, r, m.clone(), g),
     });
-    ListenerStatus { name: l.spec.name.clone(), supported_kinds: l.supported_kinds.clone(), attached_routes: l.attached, conditions }
+    ListenerStatus {
+        name: l.spec.name.clone(),
+        supported_kinds: l.supported_kinds.clone(),
+        attached_routes: l.attached,
+        conditions,
+    }
 }
 
 /// Gateway statuses and the IR, once routes are attached.
-pub(crate) fn finish(input: &Input<'_>, gws: Vec<GatewayState>, statuses: &mut Statuses) -> (ir::Config, BTreeMap<ObjectKey, IpAddr>) {
+pub(crate) fn finish(
+    input: &Input<'_>,
+    gws: Vec<GatewayState>,
+    statuses: &mut Statuses,
+) -> (ir::Config, BTreeMap<ObjectKey, IpAddr>) {
     let mut ports: BTreeMap<SocketAddr, ir::Port> = BTreeMap::new();
     let mut addresses = BTreeMap::new();
     for gw in gws {
         let g = gw.meta.generation;
-        let own: Vec<&ListenerState> = gw.listeners.iter().filter(|l| l.owner == Owner::Gateway).collect();
+        let own: Vec<&ListenerState> = gw
+            .listeners
+            .iter()
+            .filter(|l| l.owner == Owner::Gateway)
+            .collect();
         let bind_err = |l: &ListenerState| -> Option<String> {
             let ip = gw.address.as_ref().ok()?;
-            input.bind_errors.get(&SocketAddr::new(*ip, l.spec.port as u16)).cloned()
+            input
+                .bind_errors
+                .get(&SocketAddr::new(*ip, l.spec.port as u16))
+                .cloned()
         };
         let valid = own.iter().filter(|l| l.attachable()).count();
         let accepted = match &gw.address {
             Err(p) if p.reason == "UnsupportedAddress" => Some(p.clone()),
-            _ if valid == 0 && !own.is_empty() => Some(Problem::new("ListenersNotValid", "no listener is valid")),
+            _ if valid == 0 && !own.is_empty() => {
+                Some(Problem::new("ListenersNotValid", "no listener is valid"))
+            }
             _ => None,
         };
         let some_invalid = valid < own.len();
         let addr_unusable = gw.address.as_ref().ok().and_then(|ip| {
-            input.bind_errors.iter().find(|(sa, e)| sa.ip() == *ip && e.contains("assign requested address")).map(|(_, e)| e.clone())
+            input
+                .bind_errors
+                .iter()
+                .find(|(sa, e)| sa.ip() == *ip && e.contains("assign requested address"))
+                .map(|(_, e)| e.clone())
         });
         let programmed = if accepted.is_some() {
             Some(Problem::new("Invalid", "Gateway is not accepted"))
         } else if let Err(p) = &gw.address {
             Some(p.clone())
         } else {
-            addr_unusable.map(|e| Problem::new("AddressNotUsable", format!("cannot bind the Gateway's address: {e}")))
+            addr_unusable.map(|e| {
+                Problem::new(
+                    "AddressNotUsable",
+                    format!("cannot bind the Gateway's address: {e}"),
+                )
+            })
         };
         let accepted_cond = match (&accepted, some_invalid) {
             (Some(p), _) => cond(ACCEPTED, "", "", Some(p), g),
-            (None, true) => Condition::new(ACCEPTED, true, "ListenersNotValid", "some listeners are not valid; the valid ones are served", g),
+            (None, true) => Condition::new(
+                ACCEPTED,
+                true,
+                "ListenersNotValid",
+                "some listeners are not valid; the valid ones are served",
+                g,
+            ),
             (None, false) => Condition::new(ACCEPTED, true, "Accepted", "Gateway is accepted", g),
         };
         let resolved = gw.backend_client_cert.as_ref().err();
         let conditions = vec![
             accepted_cond,
-            cond(PROGRAMMED, "Programmed", "Gateway is served", programmed.as_ref(), g),
-            cond(RESOLVED_REFS, "ResolvedRefs", "all Gateway-level references are resolved", resolved, g),
+            cond(
+                PROGRAMMED,
+                "Programmed",
+                "Gateway is served",
+                programmed.as_ref(),
+                g,
+            ),
+            cond(
+                RESOLVED_REFS,
+                "ResolvedRefs",
+                "all Gateway-level references are resolved",
+                resolved,
+                g,
+            ),
         ];
-        let listeners = own.iter().map(|l| listener_status(l, bind_err(l).as_ref())).collect();
-        let attached_listener_sets = crate::listenerset::finish(&gw, accepted.is_none(), &bind_err, statuses);
+        let listeners = own
+            .iter()
+            .map(|l| listener_status(l, bind_err(l).as_ref()))
+            .collect();
+        let attached_listener_sets =
+            crate::listenerset::finish(&gw, accepted.is_none(), &bind_err, statuses);
         let status_addresses = match &gw.address {
-            Ok(ip) if accepted.is_none() && !ip.is_unspecified() => vec![Address { type_: "IPAddress".into(), value: ip.to_string() }],
+            Ok(ip) if accepted.is_none() && !ip.is_unspecified() => vec![Address {
+                type_: "IPAddress".into(),
+                value: ip.to_string(),
+            }],
             _ => vec![],
         };
         statuses.insert(
-            ObjectRef { kind: Kind::Gateway, key: gw.key.clone() },
-            Status::Gateway(GatewayStatus { addresses: status_addresses, conditions, listeners, attached_listener_sets }),
+            ObjectRef {
+                kind: Kind::Gateway,
+                key: gw.key.clone(),
+            },
+            Status::Gateway(GatewayStatus {
+                addresses: status_addresses,
+                conditions,
+                listeners,
+                attached_listener_sets,
+            }),
         );
         let Ok(ip) = gw.address else { continue };
         if gw.requested_pool || !gw.spec.addresses.is_empty() {
@@ -442,7 +691,11 @@ pub(crate) fn finish(input: &Input<'_>, gws: Vec<GatewayState>, statuses: &mut S
                 Owner::Gateway => gw.key.to_string(),
                 Owner::ListenerSet(k) => format!("{k} (ListenerSet)"),
             };
-            let port = ports.entry(bind).or_insert_with(|| ir::Port { bind, protocol: port_proto, listeners: vec![] });
+            let port = ports.entry(bind).or_insert_with(|| ir::Port {
+                bind,
+                protocol: port_proto,
+                listeners: vec![],
+            });
             if port_proto == ir::PortProtocol::Tls {
                 port.protocol = ir::PortProtocol::Tls;
             }
@@ -457,7 +710,8 @@ pub(crate) fn finish(input: &Input<'_>, gws: Vec<GatewayState>, statuses: &mut S
     }
     let mut ports: Vec<ir::Port> = ports.into_values().collect();
     for p in &mut ports {
-        p.listeners.sort_by_key(|l| hostname_rank(l.hostname.as_deref()));
+        p.listeners
+            .sort_by_key(|l| hostname_rank(l.hostname.as_deref()));
     }
     (ir::Config { ports }, addresses)
 }

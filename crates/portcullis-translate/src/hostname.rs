@@ -16,7 +16,9 @@ fn wildcard_covers(wild: &str, other: &str) -> bool {
 /// if equal, or if one is a wildcard that covers the other; the more specific
 /// of the two is what is served.
 pub(crate) fn intersect(listener: Option<&str>, route: &str) -> Option<String> {
-    let Some(l) = listener else { return Some(route.to_string()) };
+    let Some(l) = listener else {
+        return Some(route.to_string());
+    };
     if l == route {
         return Some(route.to_string());
     }
@@ -40,11 +42,17 @@ pub(crate) fn intersect(listener: Option<&str>, route: &str) -> Option<String> {
 
 /// The hostnames a route serves on a listener: `Ok(vec![])` means "every
 /// hostname of the listener"; `Err(())` means no intersection at all.
-pub(crate) fn route_hostnames_on(listener: Option<&str>, route: &[String]) -> Result<Vec<String>, ()> {
+pub(crate) fn route_hostnames_on(
+    listener: Option<&str>,
+    route: &[String],
+) -> Result<Vec<String>, ()> {
     if route.is_empty() {
         return Ok(listener.map(|l| vec![l.to_string()]).unwrap_or_default());
     }
-    let mut out: Vec<String> = route.iter().filter_map(|r| intersect(listener, r)).collect();
+    let mut out: Vec<String> = route
+        .iter()
+        .filter_map(|r| intersect(listener, r))
+        .collect();
     out.sort();
     out.dedup();
     if out.is_empty() { Err(()) } else { Ok(out) }
@@ -59,21 +67,45 @@ mod tests {
         assert_eq!(intersect(None, "a.com").as_deref(), Some("a.com"));
         assert_eq!(intersect(Some("a.com"), "a.com").as_deref(), Some("a.com"));
         assert_eq!(intersect(Some("a.com"), "b.com"), None);
-        assert_eq!(intersect(Some("*.a.com"), "x.a.com").as_deref(), Some("x.a.com"));
-        assert_eq!(intersect(Some("*.a.com"), "x.y.a.com").as_deref(), Some("x.y.a.com"));
+        assert_eq!(
+            intersect(Some("*.a.com"), "x.a.com").as_deref(),
+            Some("x.a.com")
+        );
+        assert_eq!(
+            intersect(Some("*.a.com"), "x.y.a.com").as_deref(),
+            Some("x.y.a.com")
+        );
         // A wildcard never matches the bare domain.
         assert_eq!(intersect(Some("*.a.com"), "a.com"), None);
-        assert_eq!(intersect(Some("x.a.com"), "*.a.com").as_deref(), Some("x.a.com"));
-        assert_eq!(intersect(Some("*.a.com"), "*.b.a.com").as_deref(), Some("*.b.a.com"));
-        assert_eq!(intersect(Some("*.b.a.com"), "*.a.com").as_deref(), Some("*.b.a.com"));
-        assert_eq!(intersect(Some("*.a.com"), "*.a.com").as_deref(), Some("*.a.com"));
+        assert_eq!(
+            intersect(Some("x.a.com"), "*.a.com").as_deref(),
+            Some("x.a.com")
+        );
+        assert_eq!(
+            intersect(Some("*.a.com"), "*.b.a.com").as_deref(),
+            Some("*.b.a.com")
+        );
+        assert_eq!(
+            intersect(Some("*.b.a.com"), "*.a.com").as_deref(),
+            Some("*.b.a.com")
+        );
+        assert_eq!(
+            intersect(Some("*.a.com"), "*.a.com").as_deref(),
+            Some("*.a.com")
+        );
         assert_eq!(intersect(Some("*.a.com"), "*.b.com"), None);
     }
 
     #[test]
     fn route_hostnames() {
         assert_eq!(route_hostnames_on(None, &[]), Ok(vec![]));
-        assert_eq!(route_hostnames_on(Some("a.com"), &[]), Ok(vec!["a.com".to_string()]));
-        assert_eq!(route_hostnames_on(Some("a.com"), &["b.com".into()]), Err(()));
+        assert_eq!(
+            route_hostnames_on(Some("a.com"), &[]),
+            Ok(vec!["a.com".to_string()])
+        );
+        assert_eq!(
+            route_hostnames_on(Some("a.com"), &["b.com".into()]),
+            Err(())
+        );
     }
 }

@@ -20,9 +20,9 @@ mod listenerset;
 // Some view fields are read only by ListenerSet and Gateway TLS translation, still in progress.
 #[allow(dead_code)]
 mod model;
+mod policy;
 mod refs;
 mod routes;
-mod policy;
 mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -99,10 +99,17 @@ pub fn translate(input: &Input<'_>) -> Output {
     routes::attach_all(&mut ctx, &mut gws, &mut statuses);
     policy::apply(input, &grants, &mut gws, &mut statuses);
     let (config, addresses) = gateway::finish(input, gws, &mut statuses);
-    Output { config, statuses, addresses }
+    Output {
+        config,
+        statuses,
+        addresses,
+    }
 }
 
 /// Kinds of object whose status this controller owns, for cleanup bookkeeping.
 pub fn owned_kinds() -> BTreeSet<portcullis_store::Kind> {
-    portcullis_store::Kind::ALL.into_iter().filter(|k| k.is_gateway_api() && *k != portcullis_store::Kind::ReferenceGrant).collect()
+    portcullis_store::Kind::ALL
+        .into_iter()
+        .filter(|k| k.is_gateway_api() && *k != portcullis_store::Kind::ReferenceGrant)
+        .collect()
 }

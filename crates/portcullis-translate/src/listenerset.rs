@@ -30,74 +30,186 @@ pub(crate) struct ListenerSetState {
 }
 
 fn namespace_labels(input: &Input<'_>, ns: &str) -> BTreeMap<String, String> {
-    let mut labels = input.snapshot.namespaces.get(&ObjectKey::cluster(ns)).and_then(|n| n.metadata.labels.clone()).unwrap_or_default();
+    let mut labels = input
+        .snapshot
+        .namespaces
+        .get(&ObjectKey::cluster(ns))
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
     labels.insert("kubernetes.io/metadata.name".into(), ns.to_string());
     labels
 }
 
 /// Merge the listeners of every admitted ListenerSet into its Gateway; refuse the others.
-pub(crate) fn attach(input: &Input<'_>, gws: &mut [GatewayState], grants: &Grants, statuses: &mut Statuses) {
-    let mut sets: Vec<Obj<ListenerSetSpec>> = input.snapshot.listener_sets.values().filter_map(|l| view(&**l)).collect();
+pub(crate) fn attach(
+    input: &Input<'_>,
+    gws: &mut [GatewayState],
+    grants: &Grants,
+    statuses: &mut Statuses,
+) {
+    let mut sets: Vec<Obj<ListenerSetSpec>> = input
+        .snapshot
+        .listener_sets
+        .values()
+        .filter_map(|l| view(&**l))
+        .collect();
     sets.sort_by(|a, b| {
-        let ka = (a.metadata.creation_timestamp.clone().unwrap_or_default(), a.metadata.namespace.clone(), a.metadata.name.clone());
-        let kb = (b.metadata.creation_timestamp.clone().unwrap_or_default(), b.metadata.namespace.clone(), b.metadata.name.clone());
+        let ka = (
+            a.metadata.creation_timestamp.clone().unwrap_or_default(),
+            a.metadata.namespace.clone(),
+            a.metadata.name.clone(),
+        );
+        let kb = (
+            b.metadata.creation_timestamp.clone().unwrap_or_default(),
+            b.metadata.namespace.clone(),
+            b.metadata.name.clone(),
+        );
         ka.cmp(&kb)
     });
     for ls in sets {
         let key = ObjectKey::new(ls.metadata.namespace.clone(), ls.metadata.name.clone());
         let pr = &ls.spec.parent_ref;
-        if pr.group.as_deref().unwrap_or(portcullis_store::GATEWAY_GROUP) != portcullis_store::GATEWAY_GROUP || pr.kind.as_deref().unwrap_or("Gateway") != "Gateway" {
+        if pr
+            .group
+            .as_deref()
+            .unwrap_or(portcullis_store::GATEWAY_GROUP)
+            != portcullis_store::GATEWAY_GROUP
+            || pr.kind.as_deref().unwrap_or("Gateway") != "Gateway"
+        {
             continue;
         }
-        let gw_key = ObjectKey::new(pr.namespace.clone().unwrap_or_else(|| key.namespace.clone()), pr.name.clone());
-        let Some(gw) = gws.iter_mut().find(|g| g.key == gw_key) else { continue };
+        let gw_key = ObjectKey::new(
+            pr.namespace
+                .clone()
+                .unwrap_or_else(|| key.namespace.clone()),
+            pr.name.clone(),
+        );
+        let Some(gw) = gws.iter_mut().find(|g| g.key == gw_key) else {
+            continue;
+        };
         let g = ls.metadata.generation;
-        let allowed = gw.spec.allowed_listeners.as_ref().and_then(|a| a.namespaces.clone()).unwrap_or_default();
+        let allowed = gw
+            .spec
+            .allowed_listeners
+            .as_ref()
+            .and_then(|a| a.namespaces.clone())
+            .unwrap_or_default();
         let admitted = match allowed.from.as_deref().unwrap_or("None") {
             "All" => true,
             "Same" => key.namespace == gw.key.namespace,
-            "Selector" => allowed.selector.as_ref().is_some_and(|s| s.matches(&namespace_labels(input, &key.namespace))),
+            "Selector" => allowed
+                .selector
+                .as_ref()
+                .is_some_and(|s| s.matches(&namespace_labels(input, &key.namespace))),
             _ => false,
         };
         if !admitted {
-            let msg = format!("Gateway {} does not allow ListenerSets from namespace {:?} (spec.allowedListeners)", gw.key, key.namespace);
+            let msg = format!(
+                "Gateway {} does not allow ListenerSets from namespace {:?} (spec.allowedListeners)",
+                gw.key, key.namespace
+            );
             statuses.insert(
-                ObjectRef { kind: Kind::ListenerSet, key },
+                ObjectRef {
+                    kind: Kind::ListenerSet,
+                    key,
+                },
                 Status::Gateway(GatewayStatus {
-                    conditions: vec![Condition::new(ACCEPTED, false, "NotAllowed", msg.clone(), g), Condition::new(PROGRAMMED, false, "NotAllowed", msg, g)],
+                    conditions: vec![
+                        Condition::new(ACCEPTED, false, "NotAllowed", msg.clone(), g),
+                        Condition::new(PROGRAMMED, false, "NotAllowed", msg, g),
+                    ],
                     ..Default::default()
                 }),
             );
             continue;
         }
         for l in &ls.spec.listeners {
-            gw.listeners.push(listener(input, grants, &key, "ListenerSet", Owner::ListenerSet(key.clone()), g, l));
+            gw.listeners.push(listener(
+                input,
+                grants,
+                &key,
+                "ListenerSet",
+                Owner::ListenerSet(key.clone()),
+                g,
+                l,
+            ));
         }
-        gw.listener_sets.push(ListenerSetState { key, generation: g });
+        gw.listener_sets
+            .push(ListenerSetState { key, generation: g });
     }
 }
 
 /// ListenerSet statuses (after routes attached); returns the Gateway's `attachedListenerSets`.
-pub(crate) fn finish(gw: &GatewayState, gateway_accepted: bool, bind_err: &dyn Fn(&ListenerState) -> Option<String>, statuses: &mut Statuses) -> Option<i32> {
-    let allows = gw.spec.allowed_listeners.as_ref().and_then(|a| a.namespaces.as_ref()).and_then(|n| n.from.as_deref()).is_some_and(|f| f != "None");
+pub(crate) fn finish(
+    gw: &GatewayState,
+    gateway_accepted: bool,
+    bind_err: &dyn Fn(&ListenerState) -> Option<String>,
+    statuses: &mut Statuses,
+) -> Option<i32> {
+    let allows = gw
+        .spec
+        .allowed_listeners
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref())
+        .and_then(|n| n.from.as_deref())
+        .is_some_and(|f| f != "None");
     let mut attached = 0;
     for ls in &gw.listener_sets {
         let g = ls.generation;
-        let mine: Vec<&ListenerState> = gw.listeners.iter().filter(|l| l.owner == Owner::ListenerSet(ls.key.clone())).collect();
-        let listeners: Vec<ListenerStatus> = mine.iter().map(|l| listener_status(l, bind_err(l).as_ref())).collect();
+        let mine: Vec<&ListenerState> = gw
+            .listeners
+            .iter()
+            .filter(|l| l.owner == Owner::ListenerSet(ls.key.clone()))
+            .collect();
+        let listeners: Vec<ListenerStatus> = mine
+            .iter()
+            .map(|l| listener_status(l, bind_err(l).as_ref()))
+            .collect();
         let valid = mine.iter().filter(|l| l.attachable()).count();
         let conditions = if !gateway_accepted {
             let msg = format!("parent Gateway {} is not accepted", gw.key);
-            vec![Condition::new(ACCEPTED, false, "ParentNotAccepted", msg.clone(), g), Condition::new(PROGRAMMED, false, "ParentNotAccepted", msg, g)]
+            vec![
+                Condition::new(ACCEPTED, false, "ParentNotAccepted", msg.clone(), g),
+                Condition::new(PROGRAMMED, false, "ParentNotAccepted", msg, g),
+            ]
         } else if valid == 0 {
             let msg = "no listener of this ListenerSet is valid";
-            vec![Condition::new(ACCEPTED, false, "ListenersNotValid", msg, g), Condition::new(PROGRAMMED, false, "ListenersNotValid", msg, g)]
+            vec![
+                Condition::new(ACCEPTED, false, "ListenersNotValid", msg, g),
+                Condition::new(PROGRAMMED, false, "ListenersNotValid", msg, g),
+            ]
         } else {
             attached += 1;
-            let (reason, msg) = if valid < mine.len() { ("ListenersNotValid", "some listeners are not valid; the valid ones are served") } else { ("Accepted", "ListenerSet is attached") };
-            vec![Condition::new(ACCEPTED, true, reason, msg, g), Condition::new(PROGRAMMED, true, "Programmed", "ListenerSet listeners are served", g)]
+            let (reason, msg) = if valid < mine.len() {
+                (
+                    "ListenersNotValid",
+                    "some listeners are not valid; the valid ones are served",
+                )
+            } else {
+                ("Accepted", "ListenerSet is attached")
+            };
+            vec![
+                Condition::new(ACCEPTED, true, reason, msg, g),
+                Condition::new(
+                    PROGRAMMED,
+                    true,
+                    "Programmed",
+                    "ListenerSet listeners are served",
+                    g,
+                ),
+            ]
         };
-        statuses.insert(ObjectRef { kind: Kind::ListenerSet, key: ls.key.clone() }, Status::Gateway(GatewayStatus { conditions, listeners, ..Default::default() }));
+        statuses.insert(
+            ObjectRef {
+                kind: Kind::ListenerSet,
+                key: ls.key.clone(),
+            },
+            Status::Gateway(GatewayStatus {
+                conditions,
+                listeners,
+                ..Default::default()
+            }),
+        );
     }
     (allows || attached > 0).then_some(attached)
 }

@@ -11,7 +11,9 @@ use serde::de::DeserializeOwned;
 
 /// Decode a view from a typed object (same JSON shape, fewer fields).
 pub(crate) fn view<T: serde::Serialize, V: DeserializeOwned>(obj: &T) -> Option<V> {
-    serde_json::to_value(obj).ok().and_then(|v| serde_json::from_value(v).ok())
+    serde_json::to_value(obj)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
 }
 
 #[derive(Clone, Debug, Deserialize, Default)]
@@ -59,7 +61,9 @@ pub(crate) struct LabelExpr {
 impl LabelSelector {
     /// Kubernetes label-selector semantics.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|e| {
                 let val = labels.get(&e.key);
                 match e.operator.as_str() {

@@ -50,14 +50,29 @@ fn parse_backend(name: &str) -> Option<(String, String, i32)> {
 }
 
 /// Apply every BackendTLSPolicy to the routes' backends and write policy statuses.
-pub(crate) fn apply(input: &Input<'_>, grants: &Grants, gws: &mut [GatewayState], statuses: &mut Statuses) {
-    let mut policies: Vec<Obj<BackendTlsPolicySpec>> = input.snapshot.backend_tls_policies.values().filter_map(|p| view(&**p)).collect();
+pub(crate) fn apply(
+    input: &Input<'_>,
+    grants: &Grants,
+    gws: &mut [GatewayState],
+    statuses: &mut Statuses,
+) {
+    let mut policies: Vec<Obj<BackendTlsPolicySpec>> = input
+        .snapshot
+        .backend_tls_policies
+        .values()
+        .filter_map(|p| view(&**p))
+        .collect();
     policies.sort_by(|a, b| {
-        (a.metadata.creation_timestamp.clone().unwrap_or_default(), &a.metadata.namespace, &a.metadata.name).cmp(&(
-            b.metadata.creation_timestamp.clone().unwrap_or_default(),
-            &b.metadata.namespace,
-            &b.metadata.name,
-        ))
+        (
+            a.metadata.creation_timestamp.clone().unwrap_or_default(),
+            &a.metadata.namespace,
+            &a.metadata.name,
+        )
+            .cmp(&(
+                b.metadata.creation_timestamp.clone().unwrap_or_default(),
+                &b.metadata.namespace,
+                &b.metadata.name,
+            ))
     });
     let mut claimed: BTreeSet<Target> = BTreeSet::new();
     for p in policies {
@@ -71,9 +86,19 @@ pub(crate) fn apply(input: &Input<'_>, grants: &Grants, gws: &mut [GatewayState]
                 continue;
             }
             let port = t.section_name.as_ref().and_then(|sn| {
-                input.snapshot.services.get(&ObjectKey::new(ns.clone(), t.name.clone())).and_then(|s| {
-                    s.spec.as_ref().and_then(|sp| sp.ports.iter().flatten().find(|pp| pp.name.as_deref() == Some(sn.as_str())).map(|pp| pp.port))
-                })
+                input
+                    .snapshot
+                    .services
+                    .get(&ObjectKey::new(ns.clone(), t.name.clone()))
+                    .and_then(|s| {
+                        s.spec.as_ref().and_then(|sp| {
+                            sp.ports
+                                .iter()
+                                .flatten()
+                                .find(|pp| pp.name.as_deref() == Some(sn.as_str()))
+                                .map(|pp| pp.port)
+                        })
+                    })
             });
             if t.section_name.is_some() && port.is_none() {
                 continue;
@@ -89,7 +114,11 @@ pub(crate) fn apply(input: &Input<'_>, grants: &Grants, gws: &mut [GatewayState]
             match ca_bundle(input, grants, "BackendTLSPolicy", &ns, r) {
                 Ok(pem) => pems.push(pem),
                 Err(e) => {
-                    let reason = if e.reason == "InvalidCACertificateKind" { "InvalidKind" } else { "InvalidCACertificateRef" };
+                    let reason = if e.reason == "InvalidCACertificateKind" {
+                        "InvalidKind"
+                    } else {
+                        "InvalidCACertificateRef"
+                    };
                     problem.get_or_insert(Problem::new(reason, e.message));
                 }
             }
@@ -97,9 +126,18 @@ pub(crate) fn apply(input: &Input<'_>, grants: &Grants, gws: &mut [GatewayState]
         let system = v.well_known_ca_certificates.as_deref() == Some("System");
         let valid_ca = problem.is_none() && (system || !pems.is_empty());
         let accepted = if conflicted {
-            Some(Problem::new("Conflicted", "another, older BackendTLSPolicy already targets this Service port"))
+            Some(Problem::new(
+                "Conflicted",
+                "another, older BackendTLSPolicy already targets this Service port",
+            ))
         } else if !valid_ca {
-            Some(Problem::new("NoValidCACertificate", problem.as_ref().map(|p| p.message.clone()).unwrap_or_else(|| "no CA certificate is configured".into())))
+            Some(Problem::new(
+                "NoValidCACertificate",
+                problem
+                    .as_ref()
+                    .map(|p| p.message.clone())
+                    .unwrap_or_else(|| "no CA certificate is configured".into()),
+            ))
         } else {
             None
         };
@@ -123,8 +161,12 @@ pub(crate) fn apply(input: &Input<'_>, grants: &Grants, gws: &mut [GatewayState]
             let client_cert = gw.backend_client_cert.clone().ok().flatten();
             let gw_key = gw.key.clone();
             for b in backends_mut(gw) {
-                let Some((bns, bname, bport)) = parse_backend(&b.name) else { continue };
-                if !targets.iter().any(|(tns, tn, tp)| *tns == bns && *tn == bname && tp.is_none_or(|p| p == bport)) {
+                let Some((bns, bname, bport)) = parse_backend(&b.name) else {
+                    continue;
+                };
+                if !targets.iter().any(|(tns, tn, tp)| {
+                    *tns == bns && *tn == bname && tp.is_none_or(|p| p == bport)
+                }) {
                     continue;
                 }
                 ancestors.insert(gw_key.clone(), ());
@@ -151,16 +193,36 @@ pub(crate) fn apply(input: &Input<'_>, grants: &Grants, gws: &mut [GatewayState]
                 },
                 controller_name: input.options.controller_name.clone(),
                 conditions: vec![
-                    cond(ACCEPTED, "Accepted", "policy is applied", accepted.as_ref(), g),
+                    cond(
+                        ACCEPTED,
+                        "Accepted",
+                        "policy is applied",
+                        accepted.as_ref(),
+                        g,
+                    ),
                     match &problem {
-                        None => Condition::new(RESOLVED_REFS, true, "ResolvedRefs", "all references are resolved", g),
-                        Some(p) => Condition::new(RESOLVED_REFS, false, p.reason, p.message.clone(), g),
+                        None => Condition::new(
+                            RESOLVED_REFS,
+                            true,
+                            "ResolvedRefs",
+                            "all references are resolved",
+                            g,
+                        ),
+                        Some(p) => {
+                            Condition::new(RESOLVED_REFS, false, p.reason, p.message.clone(), g)
+                        }
                     },
                 ],
             })
             .collect::<Vec<_>>();
         if !parents.is_empty() {
-            statuses.insert(ObjectRef { kind: Kind::BackendTLSPolicy, key }, Status::Policy { ancestors: parents });
+            statuses.insert(
+                ObjectRef {
+                    kind: Kind::BackendTLSPolicy,
+                    key,
+                },
+                Status::Policy { ancestors: parents },
+            );
         }
     }
 }

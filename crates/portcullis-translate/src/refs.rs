@@ -21,16 +21,32 @@ impl Grants {
         Grants { grants }
     }
 
-    /// Whether `from_kind` in `from_ns` may reference `to_kind` named `to_name` in `to_ns`.
+    /// Whether `from_kind` (of the Gateway API group) in `from_ns` may reference `to_kind` named `to_name` in `to_ns`.
     /// Same-namespace references are always allowed.
-    pub fn allowed(&self, from_group: &str, from_kind: &str, from_ns: &str, to_group: &str, to_kind: &str, to_ns: &str, to_name: &str) -> bool {
+    pub fn allowed(
+        &self,
+        from_kind: &str,
+        from_ns: &str,
+        to_group: &str,
+        to_kind: &str,
+        to_ns: &str,
+        to_name: &str,
+    ) -> bool {
         if from_ns == to_ns {
             return true;
         }
         self.grants.iter().any(|(ns, g)| {
             ns == to_ns
-                && g.from.iter().any(|f| f.group == from_group && f.kind == from_kind && f.namespace == from_ns)
-                && g.to.iter().any(|t| t.group == to_group && t.kind == to_kind && t.name.as_deref().is_none_or(|n| n == to_name))
+                && g.from.iter().any(|f| {
+                    f.group == portcullis_store::GATEWAY_GROUP
+                        && f.kind == from_kind
+                        && f.namespace == from_ns
+                })
+                && g.to.iter().any(|t| {
+                    t.group == to_group
+                        && t.kind == to_kind
+                        && t.name.as_deref().is_none_or(|n| n == to_name)
+                })
         })
     }
 }

@@ -11,7 +11,16 @@ use serde_json::{Value, json};
 
 fn translate_file(path: &Path) -> Value {
     let loaded = portcullis_source::load_path(path);
-    assert!(loaded.errors.is_empty(), "{}: input must be valid: {:#?}", path.display(), loaded.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+    assert!(
+        loaded.errors.is_empty(),
+        "{}: input must be valid: {:#?}",
+        path.display(),
+        loaded
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
     let mut snapshot = Snapshot::default();
     for o in loaded.objects {
         let mut obj = o.object;
@@ -19,8 +28,16 @@ fn translate_file(path: &Path) -> Value {
         meta.generation.get_or_insert(1);
         snapshot.insert(obj);
     }
-    let options = portcullis_translate::Options { address_pool: Some("10.1.0.0/29".parse().unwrap()), ..Default::default() };
-    let input = portcullis_translate::Input { snapshot: &snapshot, options: &options, previous_addresses: Default::default(), bind_errors: Default::default() };
+    let options = portcullis_translate::Options {
+        address_pool: Some("10.1.0.0/29".parse().unwrap()),
+        ..Default::default()
+    };
+    let input = portcullis_translate::Input {
+        snapshot: &snapshot,
+        options: &options,
+        previous_addresses: Default::default(),
+        bind_errors: Default::default(),
+    };
     let out = portcullis_translate::translate(&input);
     let statuses: Vec<Value> = out
         .statuses
@@ -32,7 +49,11 @@ fn translate_file(path: &Path) -> Value {
 
 fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(".in.yaml")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".in.yaml"))
+        .collect();
     v.sort();
     v
 }
@@ -52,8 +73,16 @@ fn golden() {
         }
         let want = std::fs::read_to_string(&out_path).unwrap_or_default();
         if want != got {
-            failures.push(format!("{}:\n{}", out_path.display(), pretty_assertions::StrComparison::new(&want, &got)));
+            failures.push(format!(
+                "{}:\n{}",
+                out_path.display(),
+                pretty_assertions::StrComparison::new(&want, &got)
+            ));
         }
     }
-    assert!(failures.is_empty(), "golden mismatches (UPDATE_GOLDEN=1 to accept):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatches (UPDATE_GOLDEN=1 to accept):\n{}",
+        failures.join("\n")
+    );
 }

@@ -49,14 +49,25 @@ struct MethodMatch {
 fn lower(m: &Match) -> Result<ir::HttpMatch, Problem> {
     let path = match &m.method {
         None => ir::PathMatch::Prefix("/".into()),
-        Some(mm) => match (mm.type_.as_deref().unwrap_or("Exact"), mm.service.as_deref(), mm.method.as_deref()) {
+        Some(mm) => match (
+            mm.type_.as_deref().unwrap_or("Exact"),
+            mm.service.as_deref(),
+            mm.method.as_deref(),
+        ) {
             ("Exact", Some(s), Some(me)) => ir::PathMatch::Exact(format!("/{s}/{me}")),
             ("Exact", Some(s), None) => ir::PathMatch::Prefix(format!("/{s}")),
-            ("Exact", None, Some(me)) => ir::PathMatch::Regex(format!("/[^/]+/{}", regex::escape(me))),
+            ("Exact", None, Some(me)) => {
+                ir::PathMatch::Regex(format!("/[^/]+/{}", regex::escape(me)))
+            }
             ("Exact", None, None) => ir::PathMatch::Prefix("/".into()),
             (_, s, me) => {
                 let re = format!("/{}/{}", s.unwrap_or("[^/]+"), me.unwrap_or("[^/]+"));
-                regex::Regex::new(&re).map_err(|e| Problem::new("UnsupportedValue", format!("invalid method regular expression {re:?}: {e}")))?;
+                regex::Regex::new(&re).map_err(|e| {
+                    Problem::new(
+                        "UnsupportedValue",
+                        format!("invalid method regular expression {re:?}: {e}"),
+                    )
+                })?;
                 ir::PathMatch::Regex(re)
             }
         },
@@ -64,22 +75,44 @@ fn lower(m: &Match) -> Result<ir::HttpMatch, Problem> {
     Ok(ir::HttpMatch {
         path,
         method: None,
-        headers: m.headers.iter().map(|h| value_match(h, true)).collect::<Result<_, _>>()?,
+        headers: m
+            .headers
+            .iter()
+            .map(|h| value_match(h, true))
+            .collect::<Result<_, _>>()?,
         query_params: vec![],
         grpc: true,
     })
 }
 
 /// Build the IR rules of a GRPCRoute.
-pub(super) fn build(ctx: &Ctx<'_>, ns: &str, rules: &[serde_json::Value], meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta) -> Built {
-    let mut out = Built { http: vec![], l4: None, unresolved: None, invalid: None, all_invalid: false };
+pub(super) fn build(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    rules: &[serde_json::Value],
+    meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta,
+) -> Built {
+    let mut out = Built {
+        http: vec![],
+        l4: None,
+        unresolved: None,
+        invalid: None,
+        all_invalid: false,
+    };
     let mut valid = 0;
     for (i, raw) in rules.iter().enumerate() {
         let Ok(rule) = serde_json::from_value::<Rule>(raw.clone()) else {
-            out.invalid.get_or_insert(Problem::new("UnsupportedValue", format!("rule {i} could not be decoded")));
+            out.invalid.get_or_insert(Problem::new(
+                "UnsupportedValue",
+                format!("rule {i} could not be decoded"),
+            ));
             continue;
         };
-        let ms: Result<Vec<_>, _> = if rule.matches.is_empty() { lower(&Match::default()).map(|m| vec![m]) } else { rule.matches.iter().map(lower).collect() };
+        let ms: Result<Vec<_>, _> = if rule.matches.is_empty() {
+            lower(&Match::default()).map(|m| vec![m])
+        } else {
+            rule.matches.iter().map(lower).collect()
+        };
         let ms = match ms {
             Ok(m) => m,
             Err(p) => {
@@ -97,9 +130,19 @@ pub(super) fn build(ctx: &Ctx<'_>, ns: &str, rules: &[serde_json::Value], meta: 
             out.invalid.get_or_insert(p);
         }
         valid += 1;
-        let action = ir::HttpAction { filters, backends, ..Default::default() };
+        let action = ir::HttpAction {
+            filters,
+            backends,
+            ..Default::default()
+        };
         for (mi, m) in ms.into_iter().enumerate() {
-            out.http.push(ir::HttpRouteRule { meta: meta(i, rule.name.clone()), hostnames: vec![], matches: m, match_index: mi, action: action.clone() });
+            out.http.push(ir::HttpRouteRule {
+                meta: meta(i, rule.name.clone()),
+                hostnames: vec![],
+                matches: m,
+                match_index: mi,
+                action: action.clone(),
+            });
         }
     }
     out.all_invalid = valid == 0 && !rules.is_empty();

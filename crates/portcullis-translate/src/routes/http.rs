@@ -204,16 +204,28 @@ struct CorsSpec {
 
 pub(super) fn header_mod(m: &HeaderModSpec) -> ir::HeaderModifier {
     ir::HeaderModifier {
-        set: m.set.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
-        add: m.add.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
+        set: m
+            .set
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect(),
+        add: m
+            .add
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect(),
         remove: m.remove.iter().map(|h| h.to_ascii_lowercase()).collect(),
     }
 }
 
 fn path_mod(p: &PathModSpec) -> Option<ir::PathModifier> {
     match p.type_.as_str() {
-        "ReplaceFullPath" => Some(ir::PathModifier::ReplaceFullPath(p.replace_full_path.clone().unwrap_or_default())),
-        "ReplacePrefixMatch" => Some(ir::PathModifier::ReplacePrefixMatch(p.replace_prefix_match.clone().unwrap_or_default())),
+        "ReplaceFullPath" => Some(ir::PathModifier::ReplaceFullPath(
+            p.replace_full_path.clone().unwrap_or_default(),
+        )),
+        "ReplacePrefixMatch" => Some(ir::PathModifier::ReplacePrefixMatch(
+            p.replace_prefix_match.clone().unwrap_or_default(),
+        )),
         _ => None,
     }
 }
@@ -226,17 +238,34 @@ pub(super) struct FilterIssues {
 }
 
 /// Convert filters (rule-level or backendRef-level) of a route in `ns`.
-pub(super) fn filters(ctx: &Ctx<'_>, route_kind: &str, ns: &str, raw: &[serde_json::Value], issues: &mut FilterIssues) -> Vec<ir::HttpFilter> {
+pub(super) fn filters(
+    ctx: &Ctx<'_>,
+    route_kind: &str,
+    ns: &str,
+    raw: &[serde_json::Value],
+    issues: &mut FilterIssues,
+) -> Vec<ir::HttpFilter> {
     let mut out = vec![];
     for f in raw {
         let Ok(f) = serde_json::from_value::<FilterSpec>(f.clone()) else {
-            issues.invalid.get_or_insert(Problem::new("UnsupportedValue", "a filter could not be decoded"));
-            out.push(ir::HttpFilter::Invalid { reason: "undecodable filter".into() });
+            issues.invalid.get_or_insert(Problem::new(
+                "UnsupportedValue",
+                "a filter could not be decoded",
+            ));
+            out.push(ir::HttpFilter::Invalid {
+                reason: "undecodable filter".into(),
+            });
             continue;
         };
         let filter = match f.type_.as_str() {
-            "RequestHeaderModifier" => f.request_header_modifier.as_ref().map(|m| ir::HttpFilter::RequestHeaderModifier(header_mod(m))),
-            "ResponseHeaderModifier" => f.response_header_modifier.as_ref().map(|m| ir::HttpFilter::ResponseHeaderModifier(header_mod(m))),
+            "RequestHeaderModifier" => f
+                .request_header_modifier
+                .as_ref()
+                .map(|m| ir::HttpFilter::RequestHeaderModifier(header_mod(m))),
+            "ResponseHeaderModifier" => f
+                .response_header_modifier
+                .as_ref()
+                .map(|m| ir::HttpFilter::ResponseHeaderModifier(header_mod(m))),
             "RequestRedirect" => f.request_redirect.as_ref().map(|r| {
                 ir::HttpFilter::RequestRedirect(ir::Redirect {
                     scheme: r.scheme.clone(),
@@ -246,10 +275,12 @@ pub(super) fn filters(ctx: &Ctx<'_>, route_kind: &str, ns: &str, raw: &[serde_js
                     status_code: r.status_code.unwrap_or(302),
                 })
             }),
-            "URLRewrite" => f
-                .url_rewrite
-                .as_ref()
-                .map(|r| ir::HttpFilter::UrlRewrite(ir::UrlRewrite { hostname: r.hostname.clone(), path: r.path.as_ref().and_then(path_mod) })),
+            "URLRewrite" => f.url_rewrite.as_ref().map(|r| {
+                ir::HttpFilter::UrlRewrite(ir::UrlRewrite {
+                    hostname: r.hostname.clone(),
+                    path: r.path.as_ref().and_then(path_mod),
+                })
+            }),
             "RequestMirror" => f.request_mirror.as_ref().map(|m| {
                 let res = backends::service(ctx.input, ctx.grants, route_kind, ns, &m.backend_ref);
                 if let Some(p) = res.problem {
@@ -261,7 +292,11 @@ pub(super) fn filters(ctx: &Ctx<'_>, route_kind: &str, ns: &str, raw: &[serde_js
                     (None, None) => (100, 100),
                 };
                 ir::HttpFilter::RequestMirror(ir::Mirror {
-                    backend: ir::WeightedBackend { weight: 1, backend: res.backend, filters: vec![] },
+                    backend: ir::WeightedBackend {
+                        weight: 1,
+                        backend: res.backend,
+                        filters: vec![],
+                    },
                     numerator,
                     denominator,
                 })
@@ -284,25 +319,41 @@ pub(super) fn filters(ctx: &Ctx<'_>, route_kind: &str, ns: &str, raw: &[serde_js
                     r.kind.unwrap_or_default(),
                     r.name
                 );
-                issues.unresolved.get_or_insert(Problem::new("InvalidKind", msg.clone()));
+                issues
+                    .unresolved
+                    .get_or_insert(Problem::new("InvalidKind", msg.clone()));
                 Some(ir::HttpFilter::Invalid { reason: msg })
             }
             other => {
-                let msg = format!("filter type {other} is not supported; matching requests get 500");
-                issues.invalid.get_or_insert(Problem::new("UnsupportedValue", msg.clone()));
+                let msg =
+                    format!("filter type {other} is not supported; matching requests get 500");
+                issues
+                    .invalid
+                    .get_or_insert(Problem::new("UnsupportedValue", msg.clone()));
                 Some(ir::HttpFilter::Invalid { reason: msg })
             }
         };
         out.push(filter.unwrap_or_else(|| {
-            issues.invalid.get_or_insert(Problem::new("UnsupportedValue", format!("filter {} has no configuration", f.type_)));
-            ir::HttpFilter::Invalid { reason: format!("filter {} has no configuration", f.type_) }
+            issues.invalid.get_or_insert(Problem::new(
+                "UnsupportedValue",
+                format!("filter {} has no configuration", f.type_),
+            ));
+            ir::HttpFilter::Invalid {
+                reason: format!("filter {} has no configuration", f.type_),
+            }
         }));
     }
     out
 }
 
 /// Resolve a rule's backendRefs.
-pub(super) fn backend_refs(ctx: &Ctx<'_>, route_kind: &str, ns: &str, refs: &[BackendRefSpec], issues: &mut FilterIssues) -> Vec<ir::WeightedBackend> {
+pub(super) fn backend_refs(
+    ctx: &Ctx<'_>,
+    route_kind: &str,
+    ns: &str,
+    refs: &[BackendRefSpec],
+    issues: &mut FilterIssues,
+) -> Vec<ir::WeightedBackend> {
     refs.iter()
         .map(|r| {
             let res = backends::service(ctx.input, ctx.grants, route_kind, ns, r);
@@ -310,16 +361,29 @@ pub(super) fn backend_refs(ctx: &Ctx<'_>, route_kind: &str, ns: &str, refs: &[Ba
                 issues.unresolved.get_or_insert(p);
             }
             let filters = filters(ctx, route_kind, ns, &r.filters, issues);
-            ir::WeightedBackend { weight: r.weight.unwrap_or(1).max(0) as u32, backend: res.backend, filters }
+            ir::WeightedBackend {
+                weight: r.weight.unwrap_or(1).max(0) as u32,
+                backend: res.backend,
+                filters,
+            }
         })
         .collect()
 }
 
 pub(super) fn value_match(nv: &NameValue, lower_name: bool) -> Result<ir::ValueMatch, Problem> {
-    let name = if lower_name { nv.name.to_ascii_lowercase() } else { nv.name.clone() };
+    let name = if lower_name {
+        nv.name.to_ascii_lowercase()
+    } else {
+        nv.name.clone()
+    };
     let value = match nv.type_.as_deref().unwrap_or("Exact") {
         "RegularExpression" => {
-            regex::Regex::new(&nv.value).map_err(|e| Problem::new("UnsupportedValue", format!("invalid regular expression {:?}: {e}", nv.value)))?;
+            regex::Regex::new(&nv.value).map_err(|e| {
+                Problem::new(
+                    "UnsupportedValue",
+                    format!("invalid regular expression {:?}: {e}", nv.value),
+                )
+            })?;
             ir::StringMatch::Regex(nv.value.clone())
         }
         _ => ir::StringMatch::Exact(nv.value.clone()),
@@ -328,17 +392,28 @@ pub(super) fn value_match(nv: &NameValue, lower_name: bool) -> Result<ir::ValueM
 }
 
 fn path_match(p: Option<&PathSpec>) -> Result<ir::PathMatch, Problem> {
-    let Some(p) = p else { return Ok(ir::PathMatch::default()) };
+    let Some(p) = p else {
+        return Ok(ir::PathMatch::default());
+    };
     let v = p.value.clone().unwrap_or_else(|| "/".into());
     Ok(match p.type_.as_deref().unwrap_or("PathPrefix") {
         "Exact" => ir::PathMatch::Exact(v),
         "RegularExpression" => {
-            regex::Regex::new(&v).map_err(|e| Problem::new("UnsupportedValue", format!("invalid path regular expression {v:?}: {e}")))?;
+            regex::Regex::new(&v).map_err(|e| {
+                Problem::new(
+                    "UnsupportedValue",
+                    format!("invalid path regular expression {v:?}: {e}"),
+                )
+            })?;
             ir::PathMatch::Regex(v)
         }
         _ => {
             let trimmed = v.trim_end_matches('/');
-            ir::PathMatch::Prefix(if trimmed.is_empty() { "/".into() } else { trimmed.to_string() })
+            ir::PathMatch::Prefix(if trimmed.is_empty() {
+                "/".into()
+            } else {
+                trimmed.to_string()
+            })
         }
     })
 }
@@ -347,29 +422,56 @@ fn matches(m: &Match) -> Result<ir::HttpMatch, Problem> {
     Ok(ir::HttpMatch {
         path: path_match(m.path.as_ref())?,
         method: m.method.clone(),
-        headers: m.headers.iter().map(|h| value_match(h, true)).collect::<Result<_, _>>()?,
-        query_params: m.query_params.iter().map(|q| value_match(q, false)).collect::<Result<_, _>>()?,
+        headers: m
+            .headers
+            .iter()
+            .map(|h| value_match(h, true))
+            .collect::<Result<_, _>>()?,
+        query_params: m
+            .query_params
+            .iter()
+            .map(|q| value_match(q, false))
+            .collect::<Result<_, _>>()?,
         grpc: false,
     })
 }
 
 /// Build the IR rules of an HTTPRoute.
-pub(super) fn build(ctx: &Ctx<'_>, ns: &str, rules: &[serde_json::Value], meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta) -> Built {
-    let mut out = Built { http: vec![], l4: None, unresolved: None, invalid: None, all_invalid: false };
+pub(super) fn build(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    rules: &[serde_json::Value],
+    meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta,
+) -> Built {
+    let mut out = Built {
+        http: vec![],
+        l4: None,
+        unresolved: None,
+        invalid: None,
+        all_invalid: false,
+    };
     let mut valid_rules = 0;
     for (i, raw) in rules.iter().enumerate() {
         let rule: Rule = match serde_json::from_value(raw.clone()) {
             Ok(r) => r,
             Err(e) => {
-                out.invalid.get_or_insert(Problem::new("UnsupportedValue", format!("rule {i}: {e}")));
+                out.invalid
+                    .get_or_insert(Problem::new("UnsupportedValue", format!("rule {i}: {e}")));
                 continue;
             }
         };
-        let ms: Result<Vec<ir::HttpMatch>, Problem> = if rule.matches.is_empty() { Ok(vec![ir::HttpMatch::default()]) } else { rule.matches.iter().map(matches).collect() };
+        let ms: Result<Vec<ir::HttpMatch>, Problem> = if rule.matches.is_empty() {
+            Ok(vec![ir::HttpMatch::default()])
+        } else {
+            rule.matches.iter().map(matches).collect()
+        };
         let ms = match ms {
             Ok(ms) => ms,
             Err(p) => {
-                out.invalid.get_or_insert(Problem::new(p.reason, format!("rule {i} dropped: {}", p.message)));
+                out.invalid.get_or_insert(Problem::new(
+                    p.reason,
+                    format!("rule {i} dropped: {}", p.message),
+                ));
                 continue;
             }
         };
@@ -386,22 +488,51 @@ pub(super) fn build(ctx: &Ctx<'_>, ns: &str, rules: &[serde_json::Value], meta: 
         let action = ir::HttpAction {
             filters,
             backends,
-            request_timeout_ms: t.request.as_deref().and_then(duration_ms).filter(|ms| *ms > 0),
-            backend_request_timeout_ms: t.backend_request.as_deref().and_then(duration_ms).filter(|ms| *ms > 0),
-            retry: rule.retry.map(|r| ir::Retry { codes: r.codes, attempts: r.attempts.unwrap_or(1), backoff_ms: r.backoff.as_deref().and_then(duration_ms) }),
+            request_timeout_ms: t
+                .request
+                .as_deref()
+                .and_then(duration_ms)
+                .filter(|ms| *ms > 0),
+            backend_request_timeout_ms: t
+                .backend_request
+                .as_deref()
+                .and_then(duration_ms)
+                .filter(|ms| *ms > 0),
+            retry: rule.retry.map(|r| ir::Retry {
+                codes: r.codes,
+                attempts: r.attempts.unwrap_or(1),
+                backoff_ms: r.backoff.as_deref().and_then(duration_ms),
+            }),
             session_persistence: rule.session_persistence.map(|s| {
                 let cookie = s.type_.as_deref().unwrap_or("Cookie") == "Cookie";
                 ir::SessionPersistence {
-                    name: s.session_name.unwrap_or_else(|| if cookie { "portcullis-session".into() } else { "x-portcullis-session".into() }),
+                    name: s.session_name.unwrap_or_else(|| {
+                        if cookie {
+                            "portcullis-session".into()
+                        } else {
+                            "x-portcullis-session".into()
+                        }
+                    }),
                     cookie,
-                    absolute_timeout_s: s.absolute_timeout.as_deref().and_then(duration_ms).map(|ms| ms / 1000),
-                    permanent: s.cookie_config.and_then(|c| c.lifetime_type).as_deref() == Some("Permanent"),
+                    absolute_timeout_s: s
+                        .absolute_timeout
+                        .as_deref()
+                        .and_then(duration_ms)
+                        .map(|ms| ms / 1000),
+                    permanent: s.cookie_config.and_then(|c| c.lifetime_type).as_deref()
+                        == Some("Permanent"),
                 }
             }),
         };
         valid_rules += 1;
         for (mi, m) in ms.into_iter().enumerate() {
-            out.http.push(ir::HttpRouteRule { meta: meta(i, rule.name.clone()), hostnames: vec![], matches: m, match_index: mi, action: action.clone() });
+            out.http.push(ir::HttpRouteRule {
+                meta: meta(i, rule.name.clone()),
+                hostnames: vec![],
+                matches: m,
+                match_index: mi,
+                action: action.clone(),
+            });
         }
     }
     out.all_invalid = valid_rules == 0 && !rules.is_empty();

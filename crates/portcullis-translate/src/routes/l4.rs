@@ -19,19 +19,47 @@ struct Rule {
 }
 
 /// Build the IR of a layer-4 route: the first rule's backends (these kinds have one rule in practice).
-pub(super) fn build(ctx: &Ctx<'_>, kind: Kind, ns: &str, rules: &[serde_json::Value], meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta) -> Built {
-    let mut out = Built { http: vec![], l4: None, unresolved: None, invalid: None, all_invalid: false };
-    let Some(Ok(rule)) = rules.first().map(|r| serde_json::from_value::<Rule>(r.clone())) else {
-        out.invalid = Some(Problem::new("UnsupportedValue", "the route has no usable rule"));
+pub(super) fn build(
+    ctx: &Ctx<'_>,
+    kind: Kind,
+    ns: &str,
+    rules: &[serde_json::Value],
+    meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta,
+) -> Built {
+    let mut out = Built {
+        http: vec![],
+        l4: None,
+        unresolved: None,
+        invalid: None,
+        all_invalid: false,
+    };
+    let Some(Ok(rule)) = rules
+        .first()
+        .map(|r| serde_json::from_value::<Rule>(r.clone()))
+    else {
+        out.invalid = Some(Problem::new(
+            "UnsupportedValue",
+            "the route has no usable rule",
+        ));
         out.all_invalid = true;
         return out;
     };
     if rules.len() > 1 {
-        out.invalid = Some(Problem::new("UnsupportedValue", format!("only the first rule of a {kind} is served; {} rules dropped", rules.len() - 1)));
+        out.invalid = Some(Problem::new(
+            "UnsupportedValue",
+            format!(
+                "only the first rule of a {kind} is served; {} rules dropped",
+                rules.len() - 1
+            ),
+        ));
     }
     let mut issues = FilterIssues::default();
     let backends = backend_refs(ctx, kind.as_str(), ns, &rule.backend_refs, &mut issues);
     out.unresolved = issues.unresolved;
-    out.l4 = Some(ir::L4Route { meta: meta(0, rule.name), hostnames: vec![], backends });
+    out.l4 = Some(ir::L4Route {
+        meta: meta(0, rule.name),
+        hostnames: vec![],
+        backends,
+    });
     out
 }

@@ -44,12 +44,18 @@ impl<'a> Ctx<'a> {
                 (k.name.clone(), labels)
             })
             .collect();
-        Ctx { input, grants, namespace_labels }
+        Ctx {
+            input,
+            grants,
+            namespace_labels,
+        }
     }
 
     /// Labels of a namespace, including the `kubernetes.io/metadata.name` label the API server adds.
     pub fn labels(&self, ns: &str) -> BTreeMap<String, String> {
-        self.namespace_labels.get(ns).cloned().unwrap_or_else(|| BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())]))
+        self.namespace_labels.get(ns).cloned().unwrap_or_else(|| {
+            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())])
+        })
     }
 }
 
@@ -72,9 +78,19 @@ struct RouteObj {
     spec: RouteSpec,
 }
 
-fn collect<T: serde::Serialize>(kind: Kind, objs: &BTreeMap<ObjectKey, std::sync::Arc<T>>) -> Vec<RouteObj> {
+fn collect<T: serde::Serialize>(
+    kind: Kind,
+    objs: &BTreeMap<ObjectKey, std::sync::Arc<T>>,
+) -> Vec<RouteObj> {
     objs.iter()
-        .filter_map(|(k, o)| view::<_, Obj<RouteSpec>>(&**o).map(|o| RouteObj { kind, key: k.clone(), meta: o.metadata, spec: o.spec }))
+        .filter_map(|(k, o)| {
+            view::<_, Obj<RouteSpec>>(&**o).map(|o| RouteObj {
+                kind,
+                key: k.clone(),
+                meta: o.metadata,
+                spec: o.spec,
+            })
+        })
         .collect()
 }
 
@@ -87,10 +103,19 @@ pub(crate) fn attach_all(ctx: &mut Ctx<'_>, gws: &mut [GatewayState], statuses: 
     all.extend(collect(Kind::TCPRoute, &s.tcp_routes));
     all.extend(collect(Kind::UDPRoute, &s.udp_routes));
     // Oldest first: L4 listeners serve the oldest route, and IR order is stable.
-    all.sort_by(|a, b| (a.meta.creation_timestamp.as_deref().unwrap_or(""), &a.key).cmp(&(b.meta.creation_timestamp.as_deref().unwrap_or(""), &b.key)));
+    all.sort_by(|a, b| {
+        (a.meta.creation_timestamp.as_deref().unwrap_or(""), &a.key)
+            .cmp(&(b.meta.creation_timestamp.as_deref().unwrap_or(""), &b.key))
+    });
     for route in all {
         if let Some(status) = attach(ctx, gws, &route) {
-            statuses.insert(ObjectRef { kind: route.kind, key: route.key.clone() }, Status::Route(status));
+            statuses.insert(
+                ObjectRef {
+                    kind: route.kind,
+                    key: route.key.clone(),
+                },
+                Status::Route(status),
+            );
         }
     }
 }
@@ -107,12 +132,22 @@ fn build(ctx: &Ctx<'_>, route: &RouteObj) -> Built {
     match route.kind {
         Kind::HTTPRoute => http::build(ctx, &route.key.namespace, &route.spec.rules, &route_meta),
         Kind::GRPCRoute => grpc::build(ctx, &route.key.namespace, &route.spec.rules, &route_meta),
-        _ => l4::build(ctx, route.kind, &route.key.namespace, &route.spec.rules, &route_meta),
+        _ => l4::build(
+            ctx,
+            route.kind,
+            &route.key.namespace,
+            &route.spec.rules,
+            &route_meta,
+        ),
     }
 }
 
 /// Which listeners of `gw` a parentRef names.
-fn parent_listeners(gw: &GatewayState, pr: &ParentRefSpec, listener_set: Option<&ObjectKey>) -> Vec<usize> {
+fn parent_listeners(
+    gw: &GatewayState,
+    pr: &ParentRefSpec,
+    listener_set: Option<&ObjectKey>,
+) -> Vec<usize> {
     gw.listeners
         .iter()
         .enumerate()
@@ -121,16 +156,26 @@ fn parent_listeners(gw: &GatewayState, pr: &ParentRefSpec, listener_set: Option<
             (Owner::ListenerSet(k), Some(want)) => k == want,
             _ => false,
         })
-        .filter(|(_, l)| pr.section_name.as_ref().is_none_or(|s| *s == l.spec.name) && pr.port.is_none_or(|p| p == l.spec.port))
+        .filter(|(_, l)| {
+            pr.section_name.as_ref().is_none_or(|s| *s == l.spec.name)
+                && pr.port.is_none_or(|p| p == l.spec.port)
+        })
         .map(|(i, _)| i)
         .collect()
 }
 
 fn namespace_allowed(ctx: &Ctx<'_>, l: &ListenerState, owner_ns: &str, route_ns: &str) -> bool {
-    let ns = l.spec.allowed_routes.as_ref().and_then(|a| a.namespaces.clone()).unwrap_or_default();
+    let ns = l
+        .spec
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.namespaces.clone())
+        .unwrap_or_default();
     match ns.from.as_deref().unwrap_or("Same") {
         "All" => true,
-        "Selector" => ns.selector.is_some_and(|s| s.matches(&ctx.labels(route_ns))),
+        "Selector" => ns
+            .selector
+            .is_some_and(|s| s.matches(&ctx.labels(route_ns))),
         "None" => false,
         _ => owner_ns == route_ns,
     }
@@ -146,7 +191,10 @@ fn attach(ctx: &Ctx<'_>, gws: &mut [GatewayState], route: &RouteObj) -> Option<R
         if group != GATEWAY_GROUP {
             continue;
         }
-        let ns = pr.namespace.clone().unwrap_or_else(|| route.key.namespace.clone());
+        let ns = pr
+            .namespace
+            .clone()
+            .unwrap_or_else(|| route.key.namespace.clone());
         let target = ObjectKey::new(ns.clone(), pr.name.clone());
         // Find the Gateway (directly, or through a ListenerSet) among ours.
         let (gi, ls) = match kind {
@@ -154,7 +202,11 @@ fn attach(ctx: &Ctx<'_>, gws: &mut [GatewayState], route: &RouteObj) -> Option<R
                 Some(i) => (i, None),
                 None => continue,
             },
-            "ListenerSet" => match gws.iter().position(|g| g.listeners.iter().any(|l| l.owner == Owner::ListenerSet(target.clone()))) {
+            "ListenerSet" => match gws.iter().position(|g| {
+                g.listeners
+                    .iter()
+                    .any(|l| l.owner == Owner::ListenerSet(target.clone()))
+            }) {
                 Some(i) => (i, Some(target.clone())),
                 None => continue,
             },
@@ -162,31 +214,58 @@ fn attach(ctx: &Ctx<'_>, gws: &mut [GatewayState], route: &RouteObj) -> Option<R
         };
         let b = built.get_or_insert_with(|| build(ctx, route));
         let gw = &mut gws[gi];
-        let owner_ns = ls.as_ref().map(|k| k.namespace.clone()).unwrap_or_else(|| gw.key.namespace.clone());
+        let owner_ns = ls
+            .as_ref()
+            .map(|k| k.namespace.clone())
+            .unwrap_or_else(|| gw.key.namespace.clone());
         let candidates = parent_listeners(gw, pr, ls.as_ref());
         let accepted_problem = if candidates.is_empty() {
-            Some(Problem::new("NoMatchingParent", match (&pr.section_name, pr.port) {
-                (Some(s), _) => format!("the parent has no listener named {s:?}{}", pr.port.map(|p| format!(" on port {p}")).unwrap_or_default()),
-                (None, Some(p)) => format!("the parent has no listener on port {p}"),
-                _ => "the parent has no listeners".to_string(),
-            }))
+            Some(Problem::new(
+                "NoMatchingParent",
+                match (&pr.section_name, pr.port) {
+                    (Some(s), _) => format!(
+                        "the parent has no listener named {s:?}{}",
+                        pr.port.map(|p| format!(" on port {p}")).unwrap_or_default()
+                    ),
+                    (None, Some(p)) => format!("the parent has no listener on port {p}"),
+                    _ => "the parent has no listeners".to_string(),
+                },
+            ))
         } else {
             let allowed: Vec<usize> = candidates
                 .iter()
                 .copied()
                 .filter(|&i| {
                     let l = &gw.listeners[i];
-                    l.attachable() && l.allows_kind(route.kind.as_str()) && namespace_allowed(ctx, l, &owner_ns, &route.key.namespace)
+                    l.attachable()
+                        && l.allows_kind(route.kind.as_str())
+                        && namespace_allowed(ctx, l, &owner_ns, &route.key.namespace)
                 })
                 .collect();
             if allowed.is_empty() {
-                Some(Problem::new("NotAllowedByListeners", format!("no listener of the parent admits a {} from namespace {:?} (allowedRoutes, kinds, or listener invalid)", route.kind, route.key.namespace)))
+                Some(Problem::new(
+                    "NotAllowedByListeners",
+                    format!(
+                        "no listener of the parent admits a {} from namespace {:?} (allowedRoutes, kinds, or listener invalid)",
+                        route.kind, route.key.namespace
+                    ),
+                ))
             } else {
-                let uses_hostnames = matches!(route.kind, Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute);
+                let uses_hostnames = matches!(
+                    route.kind,
+                    Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute
+                );
                 let mut any = false;
                 for i in allowed {
                     let l = &mut gw.listeners[i];
-                    let hosts = if uses_hostnames { hostname::route_hostnames_on(l.spec.hostname.as_deref(), &route.spec.hostnames) } else { Ok(vec![]) };
+                    let hosts = if uses_hostnames {
+                        hostname::route_hostnames_on(
+                            l.spec.hostname.as_deref(),
+                            &route.spec.hostnames,
+                        )
+                    } else {
+                        Ok(vec![])
+                    };
                     let Ok(hosts) = hosts else { continue };
                     any = true;
                     if b.all_invalid {
@@ -205,18 +284,43 @@ fn attach(ctx: &Ctx<'_>, gws: &mut [GatewayState], route: &RouteObj) -> Option<R
                     }
                 }
                 if any {
-                    if b.all_invalid { b.invalid.clone() } else { None }
+                    if b.all_invalid {
+                        b.invalid.clone()
+                    } else {
+                        None
+                    }
                 } else {
-                    Some(Problem::new("NoMatchingListenerHostname", "none of the route's hostnames matches a hostname of the parent's listeners"))
+                    Some(Problem::new(
+                        "NoMatchingListenerHostname",
+                        "none of the route's hostnames matches a hostname of the parent's listeners",
+                    ))
                 }
             }
         };
         let mut conditions = vec![
-            cond(ACCEPTED, "Accepted", "route is accepted", accepted_problem.as_ref(), g),
-            cond(RESOLVED_REFS, "ResolvedRefs", "all references are resolved", b.unresolved.as_ref(), g),
+            cond(
+                ACCEPTED,
+                "Accepted",
+                "route is accepted",
+                accepted_problem.as_ref(),
+                g,
+            ),
+            cond(
+                RESOLVED_REFS,
+                "ResolvedRefs",
+                "all references are resolved",
+                b.unresolved.as_ref(),
+                g,
+            ),
         ];
         if let (Some(p), false) = (&b.invalid, b.all_invalid) {
-            conditions.push(Condition::new(PARTIALLY_INVALID, true, p.reason, p.message.clone(), g));
+            conditions.push(Condition::new(
+                PARTIALLY_INVALID,
+                true,
+                p.reason,
+                p.message.clone(),
+                g,
+            ));
         }
         parents.push(ParentStatus {
             parent_ref: ParentRef {
@@ -231,7 +335,11 @@ fn attach(ctx: &Ctx<'_>, gws: &mut [GatewayState], route: &RouteObj) -> Option<R
             conditions,
         });
     }
-    if parents.is_empty() { None } else { Some(RouteStatus { parents }) }
+    if parents.is_empty() {
+        None
+    } else {
+        Some(RouteStatus { parents })
+    }
 }
 
 /// Parse a Gateway API `Duration` (`1h`, `10s`, `500ms`, `1m30s`) into milliseconds.
