@@ -1,0 +1,415 @@
+//! The waiting helpers of upstream `utils/kubernetes/helpers.go`, over `/status`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::status::{
+    Cond, ExpListener, ExpParent, GROUP, GatewayRef, Nn, Snapshot, arr, cond, conditions_match,
+    eventually, find_condition, latest_generation, listeners_match, parents_match, poll,
+};
+use crate::suite::Ctx;
+
+fn gateway_latest<'a>(snap: &'a Snapshot, gw: &Nn) -> Result<&'a Value, String> {
+    let obj = snap.get("Gateway", gw)?;
+    latest_generation(obj, arr(obj, "/status/conditions"))
+        .map_err(|m| format!("Gateway {gw}: {m}"))?;
+    Ok(obj)
+}
+
+pub async fn gwc_must_have_accepted(ctx: &Ctx, name: &str, status: &str) -> Result<()> {
+    let key = Nn {
+        namespace: String::new(),
+        name: name.into(),
+    };
+    eventually(ctx, &format!("GatewayClass {name} Accepted"), |snap| {
+        let obj = snap.get("GatewayClass", &key)?;
+        let conds = arr(obj, "/status/conditions");
+        latest_generation(obj, conds).map_err(|m| format!("GatewayClass {name}: {m}"))?;
+        find_condition(conds, &cond("Accepted", status, ""))
+    })
+    .await
+}
+
+pub async fn gateway_class_must_have_latest_conditions(ctx: &Ctx, name: &str) -> Result<()> {
+    let key = Nn {
+        namespace: String::new(),
+        name: name.into(),
+    };
+    eventually(
+        ctx,
+        &format!("GatewayClass {name} latest conditions"),
+        |snap| {
+            let obj = snap.get("GatewayClass", &key)?;
+            latest_generation(obj, arr(obj, "/status/conditions"))
+        },
+    )
+    .await
+}
+
+pub async fn gateway_must_have_latest_conditions(ctx: &Ctx, gw: &Nn) -> Result<()> {
+    eventually(ctx, &format!("Gateway {gw} latest conditions"), |snap| {
+        gateway_latest(snap, gw).map(|_| ())
+    })
+    .await
+}
+
+pub async fn gateway_must_have_condition(ctx: &Ctx, gw: &Nn, expected: Cond) -> Result<()> {
+    eventually(ctx, &format!("Gateway {gw} condition"), |snap| {
+        let obj = gateway_latest(snap, gw)?;
+        find_condition(arr(obj, "/status/conditions"), &expected)
+            .map_err(|m| format!("Gateway {gw}: {m}"))
+    })
+    .await
+}
+
+pub async fn gateway_status_must_have_listeners(
+    ctx: &Ctx,
+    gw: &Nn,
+    listeners: Vec<ExpListener>,
+) -> Result<()> {
+    eventually(ctx, &format!("Gateway {gw} listeners"), |snap| {
+        let obj = gateway_latest(snap, gw)?;
+        listeners_match(&listeners, arr(obj, "/status/listeners"))
+            .map_err(|m| format!("Gateway {gw}: {m}"))
+    })
+    .await
+}
+
+/// upstream GatewayListenersMustHaveConditions (all listeners when `names` is empty).
+pub async fn gateway_listeners_must_have_conditions(
+    ctx: &Ctx,
+    gw: &Nn,
+    conditions: &[Cond],
+    names: &[&str],
+) -> Result<()> {
+    eventually(ctx, &format!("Gateway {gw} listener conditions"), |snap| {
+        let obj = snap.get("Gateway", gw)?;
+        let listeners = arr(obj, "/status/listeners");
+        let mut unmatched: Vec<&str> = names.to_vec();
+        for c in conditions {
+            for l in listeners {
+                let lname = l.get("name").and_then(Value::as_str).unwrap_or("");
+                if !names.is_empty() && !names.contains(&lname) {
+                    continue;
+                }
+                find_condition(arr(l, "/conditions"), c)
+                    .map_err(|m| format!("Gateway {gw} listener {lname}: {m}"))?;
+                unmatched.retain(|n| *n != lname);
+            }
+        }
+        if !unmatched.is_empty() {
+            return Err(format!(
+                "Gateway {gw}: listeners {unmatched:?} missing from status"
+            ));
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// upstream GatewayListenerMustHaveConditions (one listener by name).
+pub async fn gateway_listener_must_have_conditions(
+    ctx: &Ctx,
+    gw: &Nn,
+    listener: &str,
+    conditions: &[Cond],
+) -> Result<()> {
+    gateway_listeners_must_have_conditions(ctx, gw, conditions, &[listener]).await
+}
+
+pub async fn gateway_must_have_zero_routes(ctx: &Ctx, gw: &Nn) -> Result<()> {
+    eventually(ctx, &format!("Gateway {gw} zero routes"), |snap| {
+        let obj = gateway_latest(snap, gw)?;
+        let listeners = arr(obj, "/status/listeners");
+        if listeners.is_empty() {
+            return Ok(());
+        }
+        if listeners.len() == 1
+            && listeners[0]
+                .get("attachedRoutes")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                == 0
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "Gateway {gw}: want zero listeners or exactly 1 listener with zero routes, got {}",
+            Value::Array(listeners.to_vec())
+        ))
+    })
+    .await
+}
+
+/// upstream WaitForGatewayAddress: `ip:port` of the first (or named) listener.
+pub async fn wait_for_gateway_address(ctx: &Ctx, gw: &GatewayRef) -> Result<String> {
+    let spec = ctx
+        .spec_of("Gateway", &gw.nn)
+        .with_context(|| format!("no manifest for Gateway {}", gw.nn))?;
+    let listeners = arr(&spec, "/spec/listeners");
+    let mut listener = listeners.first().cloned().unwrap_or(Value::Null);
+    if let Some(Some(name)) = gw.listener_names.first() {
+        if let Some(l) = listeners
+            .iter()
+            .find(|l| l.get("name").and_then(Value::as_str) == Some(name.as_str()))
+        {
+            listener = l.clone();
+        }
+    }
+    let port = listener.get("port").and_then(Value::as_i64).unwrap_or(0);
+    let ip = eventually(ctx, &format!("Gateway {} address", gw.nn), |snap| {
+        let obj = gateway_latest(snap, &gw.nn)?;
+        arr(obj, "/status/addresses")
+            .iter()
+            .find_map(|a| a.get("value").and_then(Value::as_str).map(str::to_string))
+            .ok_or_else(|| format!("Gateway {}: no address in status", gw.nn))
+    })
+    .await?;
+    Ok(join_host_port(&ip, port))
+}
+
+pub fn join_host_port(host: &str, port: i64) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+pub async fn route_must_have_parents(
+    ctx: &Ctx,
+    kind: &str,
+    route: &Nn,
+    parents: Vec<ExpParent>,
+    namespace_required: bool,
+) -> Result<()> {
+    eventually(ctx, &format!("{kind} {route} parents"), |snap| {
+        let obj = snap.get(kind, route)?;
+        let actual = arr(obj, "/status/parents");
+        for p in actual {
+            latest_generation(obj, arr(p, "/conditions"))
+                .map_err(|m| format!("{kind} {route}: {m}"))?;
+        }
+        parents_match(route, &parents, actual, namespace_required)
+    })
+    .await
+}
+
+/// upstream HTTPRouteMustHaveCondition and its TLS/TCP/UDP twins.
+pub async fn route_must_have_condition(
+    ctx: &Ctx,
+    kind: &str,
+    route: &Nn,
+    gw: &Nn,
+    expected: Cond,
+) -> Result<()> {
+    eventually(
+        ctx,
+        &format!("{kind} {route} condition for parent {gw}"),
+        |snap| {
+            let obj = snap.get(kind, route)?;
+            let mut last = format!("{kind} {route}: no parent {gw} in status");
+            for p in arr(obj, "/status/parents") {
+                latest_generation(obj, arr(p, "/conditions"))
+                    .map_err(|m| format!("{kind} {route}: {m}"))?;
+                let pr = &p["parentRef"];
+                let name_ok = pr.get("name").and_then(Value::as_str) == Some(gw.name.as_str());
+                let ns_ok = pr
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .is_none_or(|ns| ns == gw.namespace);
+                if name_ok && ns_ok {
+                    match find_condition(arr(p, "/conditions"), &expected) {
+                        Ok(()) => return Ok(()),
+                        Err(m) => last = format!("{kind} {route} parent {gw}: {m}"),
+                    }
+                }
+            }
+            Err(last)
+        },
+    )
+    .await
+}
+
+/// upstream HTTPRouteMustHaveNoAcceptedParents and twins.
+pub async fn route_must_have_no_accepted_parents(ctx: &Ctx, kind: &str, route: &Nn) -> Result<()> {
+    let mut empty_checked = false;
+    poll(
+        ctx,
+        &format!("{kind} {route} no accepted parents"),
+        ctx.timeout,
+        Duration::from_millis(1000),
+        |snap| {
+            let obj = snap.get(kind, route)?;
+            let parents = arr(obj, "/status/parents");
+            if parents.is_empty() {
+                if !empty_checked {
+                    empty_checked = true;
+                    return Err("status.parents empty (checking again)".into());
+                }
+                return Ok(());
+            }
+            if parents.len() > 1 {
+                return Err(format!(
+                    "{kind} {route}: expected at most one parent, got {}",
+                    parents.len()
+                ));
+            }
+            latest_generation(obj, arr(&parents[0], "/conditions"))
+                .map_err(|m| format!("{kind} {route}: {m}"))?;
+            conditions_match(
+                &[cond("Accepted", "False", "")],
+                arr(&parents[0], "/conditions"),
+            )
+            .map_err(|m| format!("{kind} {route}: {m}"))
+        },
+    )
+    .await
+}
+
+pub async fn route_must_have_latest_conditions(ctx: &Ctx, kind: &str, route: &Nn) -> Result<()> {
+    eventually(ctx, &format!("{kind} {route} latest conditions"), |snap| {
+        let obj = snap.get(kind, route)?;
+        for p in arr(obj, "/status/parents") {
+            latest_generation(obj, arr(p, "/conditions"))
+                .map_err(|m| format!("{kind} {route}: {m}"))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn accepted() -> Cond {
+    cond("Accepted", "True", "Accepted")
+}
+
+/// upstream RoutesAndParentMustBeAccepted for a Gateway parent.
+pub async fn routes_and_gateway_must_be_accepted(
+    ctx: &Ctx,
+    kind: &str,
+    gw: &GatewayRef,
+    routes: &[Nn],
+) -> Result<()> {
+    for route in routes {
+        let namespace_required = route.namespace != gw.nn.namespace;
+        let parents: Vec<ExpParent> = gw
+            .listener_names
+            .iter()
+            .map(|l| ExpParent {
+                group: Some(GROUP.into()),
+                kind: Some("Gateway".into()),
+                name: gw.nn.name.clone(),
+                namespace: Some(gw.nn.namespace.clone()),
+                section_name: l.clone(),
+                controller_name: ctx.controller_name.clone(),
+                conditions: vec![accepted()],
+            })
+            .collect();
+        route_must_have_parents(ctx, kind, route, parents, namespace_required).await?;
+    }
+    gateway_listeners_must_have_conditions(
+        ctx,
+        &gw.nn,
+        &[
+            cond("ResolvedRefs", "True", ""),
+            cond("Accepted", "True", ""),
+            cond("Programmed", "True", ""),
+        ],
+        &[],
+    )
+    .await
+}
+
+/// upstream GatewayAndRoutesMustBeAccepted: returns `ip:port` (or `ip` when
+/// `use_port` is false).
+pub async fn gateway_and_routes_must_be_accepted(
+    ctx: &Ctx,
+    kind: &str,
+    gw: &GatewayRef,
+    use_port: bool,
+    routes: &[Nn],
+) -> Result<String> {
+    let mut addr = wait_for_gateway_address(ctx, gw).await?;
+    if !use_port {
+        addr = addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or(addr);
+    }
+    routes_and_gateway_must_be_accepted(ctx, kind, gw, routes).await?;
+    Ok(addr)
+}
+
+pub async fn gateway_and_http_routes_must_be_accepted(
+    ctx: &Ctx,
+    gw: &GatewayRef,
+    routes: &[Nn],
+) -> Result<String> {
+    gateway_and_routes_must_be_accepted(ctx, "HTTPRoute", gw, true, routes).await
+}
+
+/// upstream NamespacesMustBeReady (Gateways part; pods are local processes
+/// that were waited for when started).
+pub async fn namespaces_must_be_ready(ctx: &Ctx, namespaces: &[&str]) -> Result<()> {
+    let gateways: Vec<Nn> = ctx
+        .all_docs()
+        .iter()
+        .filter(|d| crate::manifests::kind(d) == "Gateway")
+        .filter(|d| namespaces.contains(&crate::manifests::namespace(d)))
+        .filter(|d| {
+            d.pointer("/metadata/annotations/gateway-api~1skip-this-for-readiness")
+                .and_then(Value::as_str)
+                != Some("true")
+        })
+        .map(|d| crate::status::nn(crate::manifests::namespace(d), crate::manifests::name(d)))
+        .collect();
+    eventually(ctx, "Gateways ready", |snap| {
+        for gw in &gateways {
+            let obj = gateway_latest(snap, gw)?;
+            let conds = arr(obj, "/status/conditions");
+            find_condition(conds, &cond("Accepted", "True", ""))
+                .map_err(|m| format!("Gateway {gw}: {m}"))?;
+            find_condition(conds, &cond("Programmed", "True", ""))
+                .map_err(|m| format!("Gateway {gw}: {m}"))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The generation `/status` reports for an object.
+pub async fn current_generation(ctx: &Ctx, kind: &str, obj: &Nn) -> Result<i64> {
+    eventually(ctx, &format!("{kind} {obj} present"), |snap| {
+        snap.get(kind, obj).map(crate::status::generation)
+    })
+    .await
+}
+
+/// Patches an applied object (an update) and waits until its generation moves,
+/// which the API server guarantees synchronously upstream. Returns the
+/// generations before and after.
+pub async fn patch_and_wait_generation(
+    ctx: &mut Ctx,
+    kind: &str,
+    obj: &Nn,
+    f: impl FnOnce(&mut Value),
+) -> Result<(i64, i64)> {
+    let original = current_generation(ctx, kind, obj).await?;
+    ctx.patch(kind, obj, f)?;
+    let updated = eventually(
+        ctx,
+        &format!("{kind} {obj} generation to change after an update"),
+        |snap| {
+            let g = crate::status::generation(snap.get(kind, obj)?);
+            if g != original {
+                Ok(g)
+            } else {
+                Err(format!("generation still {g}"))
+            }
+        },
+    )
+    .await?;
+    Ok((original, updated))
+}
