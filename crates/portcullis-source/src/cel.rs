@@ -41,11 +41,14 @@ fn root_context() -> Context<'static, 'static> {
     let mut ctx = Context::with_env(Arc::clone(&ENV));
     // An overload conflict means the environment already has the function.
     let _ = ctx.add_function("isIP", |s: Arc<String>| s.parse::<IpAddr>().is_ok());
-    let _ = ctx.add_function("duration", |s: Arc<String>| -> Result<cel::Value, ExecutionError> {
-        parse_go_duration(&s)
-            .map(cel::Value::Int)
-            .ok_or_else(|| ExecutionError::function_error("duration", format!("invalid duration {s:?}")))
-    });
+    let _ = ctx.add_function(
+        "duration",
+        |s: Arc<String>| -> Result<cel::Value, ExecutionError> {
+            parse_go_duration(&s).map(cel::Value::Int).ok_or_else(|| {
+                ExecutionError::function_error("duration", format!("invalid duration {s:?}"))
+            })
+        },
+    );
     ctx
 }
 
@@ -63,10 +66,14 @@ pub(crate) fn parse_go_duration(s: &str) -> Option<i64> {
     }
     let mut total: f64 = 0.0;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let num: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_end] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
@@ -100,7 +107,10 @@ pub(crate) struct Rule {
 impl Rule {
     /// Compile a rule from its CRD entry.
     pub(crate) fn parse(v: &Json) -> Result<Rule, String> {
-        let rule = v.get("rule").and_then(Json::as_str).ok_or("x-kubernetes-validations entry without rule")?;
+        let rule = v
+            .get("rule")
+            .and_then(Json::as_str)
+            .ok_or("x-kubernetes-validations entry without rule")?;
         let compile = |src: &str| ENV.compile(src).map_err(|e| e.to_string());
         let program = compile(rule);
         let transition = match &program {
@@ -110,14 +120,21 @@ impl Rule {
         Ok(Rule {
             rule: rule.to_string(),
             message: v.get("message").and_then(Json::as_str).map(str::to_string),
-            message_expression: v.get("messageExpression").and_then(Json::as_str).map(compile),
-            field_path: v.get("fieldPath").and_then(Json::as_str).map(str::to_string),
+            message_expression: v
+                .get("messageExpression")
+                .and_then(Json::as_str)
+                .map(compile),
+            field_path: v
+                .get("fieldPath")
+                .and_then(Json::as_str)
+                .map(str::to_string),
             program,
             transition,
         })
     }
 
     /// Whether the rule cannot be compiled by the interpreter, and why.
+    #[cfg(test)]
     pub(crate) fn compile_error(&self) -> Option<&str> {
         self.program.as_ref().err().map(String::as_str)
     }
@@ -148,12 +165,16 @@ impl Rule {
             Ok(cel::Value::Bool(true)) => None,
             Ok(cel::Value::Bool(false)) => Some(self.message(this, old)),
             Ok(other) => {
-                unsupported(&self.rule, &format!("evaluates to {other:?}, not a boolean"));
+                unsupported(
+                    &self.rule,
+                    &format!("evaluates to {other:?}, not a boolean"),
+                );
                 None
             }
-            Err(ExecutionError::NoSuchKey(k)) => {
-                Some(format!("{} (the rule reads field {k:?}, which is not set)", self.message(this, old)))
-            }
+            Err(ExecutionError::NoSuchKey(k)) => Some(format!(
+                "{} (the rule reads field {k:?}, which is not set)",
+                self.message(this, old)
+            )),
             Err(e) => {
                 unsupported(&self.rule, &format!("cannot be evaluated: {e}"));
                 None
@@ -162,7 +183,11 @@ impl Rule {
     }
 }
 
-fn run(program: &Program, this: &cel::Value, old: Option<&cel::Value>) -> Result<cel::Value, ExecutionError> {
+fn run(
+    program: &Program,
+    this: &cel::Value,
+    old: Option<&cel::Value>,
+) -> Result<cel::Value, ExecutionError> {
     ROOT.with(|root| {
         let mut ctx = root.new_inner_scope();
         ctx.add_variable_from_value("self", this.clone());
@@ -185,12 +210,36 @@ fn unsupported(rule: &str, why: &str) {
 /// Every rule that was treated as passing because the interpreter could not
 /// compile or evaluate it, with the reason, so far in this process.
 pub fn unsupported_rules() -> Vec<(String, String)> {
-    UNSUPPORTED.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    UNSUPPORTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect()
 }
 
 const RESERVED: &[&str] = &[
-    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function",
-    "if", "import", "let", "loop", "package", "namespace", "return", "var", "void", "while",
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
 ];
 
 /// Escape an object property name the way Kubernetes exposes it to CEL.
@@ -221,7 +270,9 @@ fn convert(v: &Json, schema: Option<&Schema>) -> cel::Value {
         Json::String(s) => cel::Value::String(Arc::new(s.clone())),
         Json::Array(items) => {
             let item_schema = schema.and_then(|s| s.items.as_deref());
-            cel::Value::List(Arc::new(items.iter().map(|i| convert(i, item_schema)).collect()))
+            cel::Value::List(Arc::new(
+                items.iter().map(|i| convert(i, item_schema)).collect(),
+            ))
         }
         Json::Object(obj) => {
             let mut map = HashMap::with_capacity(obj.len());
@@ -249,7 +300,11 @@ mod tests {
 
     fn eval(src: &str, this: Json) -> Option<String> {
         let r = rule(src);
-        assert!(r.compile_error().is_none(), "{src}: {:?}", r.compile_error());
+        assert!(
+            r.compile_error().is_none(),
+            "{src}: {:?}",
+            r.compile_error()
+        );
         r.check(&convert(&this, None), None)
     }
 
@@ -267,26 +322,62 @@ mod tests {
 
     #[test]
     fn kubernetes_functions() {
-        assert_eq!(eval("self.all(h, !isIP(h))", json!(["a.com", "b.org"])), None);
-        assert_eq!(eval("self.all(h, !isIP(h))", json!(["a.com", "10.0.0.1"])).as_deref(), Some("nope"));
-        assert_eq!(eval("self.all(h, !isIP(h))", json!(["::1"])).as_deref(), Some("nope"));
-        assert_eq!(eval(r#"self.all(key, key.split("/")[0].size() < 4)"#, json!({"ab/c": "x"})), None);
-        assert!(eval(r#"self.all(key, key.split("/")[0].size() < 4)"#, json!({"abcd/c": "x"})).is_some());
+        assert_eq!(
+            eval("self.all(h, !isIP(h))", json!(["a.com", "b.org"])),
+            None
+        );
+        assert_eq!(
+            eval("self.all(h, !isIP(h))", json!(["a.com", "10.0.0.1"])).as_deref(),
+            Some("nope")
+        );
+        assert_eq!(
+            eval("self.all(h, !isIP(h))", json!(["::1"])).as_deref(),
+            Some("nope")
+        );
+        assert_eq!(
+            eval(
+                r#"self.all(key, key.split("/")[0].size() < 4)"#,
+                json!({"ab/c": "x"})
+            ),
+            None
+        );
+        assert!(
+            eval(
+                r#"self.all(key, key.split("/")[0].size() < 4)"#,
+                json!({"abcd/c": "x"})
+            )
+            .is_some()
+        );
         assert_eq!(eval("self.substring(2) == 'foo'", json!("*.foo")), None);
         let d = "!(duration(self.request) != duration('0s') && duration(self.backendRequest) > duration(self.request))";
-        assert_eq!(eval(d, json!({"request": "10s", "backendRequest": "2s"})), None);
-        assert!(eval(d, json!({"request": "1s", "backendRequest": "1500ms"})).is_some());
-        assert_eq!(eval(d, json!({"request": "0s", "backendRequest": "1h"})), None);
         assert_eq!(
-            eval(r#"self.matches(r"""^(?i)\.?[a-z_][a-z_0-9]*$""")"#, json!("Foo_1")),
+            eval(d, json!({"request": "10s", "backendRequest": "2s"})),
+            None
+        );
+        assert!(eval(d, json!({"request": "1s", "backendRequest": "1500ms"})).is_some());
+        assert_eq!(
+            eval(d, json!({"request": "0s", "backendRequest": "1h"})),
+            None
+        );
+        assert_eq!(
+            eval(
+                r#"self.matches(r"""^(?i)\.?[a-z_][a-z_0-9]*$""")"#,
+                json!("Foo_1")
+            ),
             None
         );
     }
 
     #[test]
     fn missing_fields_fail_like_kubernetes() {
-        let m = eval("self.mode == 'Terminate' ? size(self.certificateRefs) > 0 : true", json!({"mode": "Terminate"}));
-        assert_eq!(m.as_deref(), Some("nope (the rule reads field \"certificateRefs\", which is not set)"));
+        let m = eval(
+            "self.mode == 'Terminate' ? size(self.certificateRefs) > 0 : true",
+            json!({"mode": "Terminate"}),
+        );
+        assert_eq!(
+            m.as_deref(),
+            Some("nope (the rule reads field \"certificateRefs\", which is not set)")
+        );
         // `||` absorbs an error when the other side is true, as in cel-go.
         let ok = eval("size(self.a) > 0 || size(self.b) > 0", json!({"b": [1]}));
         assert_eq!(ok, None);
@@ -295,13 +386,19 @@ mod tests {
     #[test]
     fn property_names_are_escaped() {
         assert_eq!(escape("namespace"), "__namespace__");
-        assert_eq!(escape("a.b-c/d__e"), "a__dot__b__dash__c__slash__d__underscores__e");
+        assert_eq!(
+            escape("a.b-c/d__e"),
+            "a__dot__b__dash__c__slash__d__underscores__e"
+        );
         let schema = Schema::parse(&json!({
             "type": "object",
             "properties": {"namespace": {"type": "string"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}}}
         }))
         .unwrap();
-        let v = to_cel(&json!({"namespace": "ns", "labels": {"namespace": "x"}}), &schema);
+        let v = to_cel(
+            &json!({"namespace": "ns", "labels": {"namespace": "x"}}),
+            &schema,
+        );
         let r = rule("self.__namespace__ == 'ns' && self.labels['namespace'] == 'x'");
         assert_eq!(r.check(&v, None), None);
     }
@@ -318,9 +415,14 @@ mod tests {
 
     #[test]
     fn message_expression_and_default_message() {
-        let r = Rule::parse(&json!({"rule": "self > 1", "messageExpression": "'got ' + string(self)"})).unwrap();
+        let r =
+            Rule::parse(&json!({"rule": "self > 1", "messageExpression": "'got ' + string(self)"}))
+                .unwrap();
         assert_eq!(r.check(&cel::Value::Int(0), None).as_deref(), Some("got 0"));
         let r = Rule::parse(&json!({"rule": "self > 1"})).unwrap();
-        assert_eq!(r.check(&cel::Value::Int(0), None).as_deref(), Some("failed rule: self > 1"));
+        assert_eq!(
+            r.check(&cel::Value::Int(0), None).as_deref(),
+            Some("failed rule: self > 1")
+        );
     }
 }

@@ -23,7 +23,10 @@ pub(crate) struct FieldError {
 
 impl FieldError {
     pub(crate) fn new(path: &FieldPath, message: impl Into<String>) -> Self {
-        FieldError { path: path.clone(), message: message.into() }
+        FieldError {
+            path: path.clone(),
+            message: message.into(),
+        }
     }
 }
 
@@ -102,7 +105,12 @@ impl Schema {
             required: o
                 .get("required")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default(),
             items: match o.get("items") {
                 Some(i) => Some(Box::new(Schema::parse(i)?)),
@@ -129,7 +137,12 @@ impl Schema {
             list_map_keys: o
                 .get("x-kubernetes-list-map-keys")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default(),
             one_of: list("oneOf")?,
             any_of: list("anyOf")?,
@@ -143,6 +156,7 @@ impl Schema {
     }
 
     /// Every rule of this node and below, with the schema path it hangs from.
+    #[cfg(test)]
     pub(crate) fn all_rules<'a>(&'a self, at: &str, out: &mut Vec<(String, &'a Rule)>) {
         out.extend(self.rules.iter().map(|r| (at.to_string(), r)));
         for (k, p) in &self.properties {
@@ -166,7 +180,11 @@ impl Schema {
 /// A short rendering of a value for messages.
 pub(crate) fn show(v: &Value) -> String {
     let s = v.to_string();
-    if s.chars().count() > 80 { format!("{}...", s.chars().take(77).collect::<String>()) } else { s }
+    if s.chars().count() > 80 {
+        format!("{}...", s.chars().take(77).collect::<String>())
+    } else {
+        s
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -192,8 +210,11 @@ pub(crate) fn prune_and_default(
     match value {
         Value::Object(obj) if schema.is_object_like() => {
             if !schema.preserve_unknown && schema.additional.is_none() {
-                let unknown: Vec<String> =
-                    obj.keys().filter(|k| !schema.properties.contains_key(*k)).cloned().collect();
+                let unknown: Vec<String> = obj
+                    .keys()
+                    .filter(|k| !schema.properties.contains_key(*k))
+                    .cloned()
+                    .collect();
                 for k in unknown {
                     obj.remove(&k);
                     warnings.push(FieldError::new(
@@ -249,7 +270,11 @@ pub(crate) struct Validator<'a> {
 
 impl Default for Validator<'_> {
     fn default() -> Self {
-        Validator { errors: Vec::new(), cel: true, _marker: std::marker::PhantomData }
+        Validator {
+            errors: Vec::new(),
+            cel: true,
+            _marker: std::marker::PhantomData,
+        }
     }
 }
 
@@ -270,7 +295,13 @@ impl Validator<'_> {
         let before = self.errors.len();
         if value.is_null() {
             if !schema.nullable && schema.ty.is_some() {
-                self.err(path, format!("must be of type {}, got null", schema.ty.as_deref().unwrap_or("?")));
+                self.err(
+                    path,
+                    format!(
+                        "must be of type {}, got null",
+                        schema.ty.as_deref().unwrap_or("?")
+                    ),
+                );
             }
             return self.errors.len() == before;
         }
@@ -285,7 +316,14 @@ impl Validator<'_> {
                 _ => true,
             };
             if !ok {
-                self.err(path, format!("must be of type {ty}, got {} {}", type_name(value), show(value)));
+                self.err(
+                    path,
+                    format!(
+                        "must be of type {ty}, got {} {}",
+                        type_name(value),
+                        show(value)
+                    ),
+                );
                 return false;
             }
         }
@@ -300,7 +338,14 @@ impl Validator<'_> {
             && !allowed.contains(value)
         {
             let list: Vec<String> = allowed.iter().map(show).collect();
-            self.err(path, format!("unsupported value {}: supported values: {}", show(value), list.join(", ")));
+            self.err(
+                path,
+                format!(
+                    "unsupported value {}: supported values: {}",
+                    show(value),
+                    list.join(", ")
+                ),
+            );
         }
         self.combinators(value, schema, path);
         if self.errors.len() == before && self.cel && !schema.rules.is_empty() {
@@ -309,7 +354,13 @@ impl Validator<'_> {
         self.errors.len() == before
     }
 
-    fn object(&mut self, obj: &Map<String, Value>, schema: &Schema, path: &FieldPath, old: Option<&Value>) {
+    fn object(
+        &mut self,
+        obj: &Map<String, Value>,
+        schema: &Schema,
+        path: &FieldPath,
+        old: Option<&Value>,
+    ) {
         for r in &schema.required {
             if !obj.contains_key(r) {
                 self.err(&path.field(r), "required value is missing");
@@ -318,12 +369,18 @@ impl Validator<'_> {
         if let Some(max) = schema.max_properties
             && obj.len() as u64 > max
         {
-            self.err(path, format!("must have at most {max} entries, has {}", obj.len()));
+            self.err(
+                path,
+                format!("must have at most {max} entries, has {}", obj.len()),
+            );
         }
         if let Some(min) = schema.min_properties
             && (obj.len() as u64) < min
         {
-            self.err(path, format!("must have at least {min} entries, has {}", obj.len()));
+            self.err(
+                path,
+                format!("must have at least {min} entries, has {}", obj.len()),
+            );
         }
         let old_obj = old.and_then(Value::as_object);
         for (k, v) in obj {
@@ -340,12 +397,22 @@ impl Validator<'_> {
         if let Some(max) = schema.max_items
             && items.len() as u64 > max
         {
-            self.err(path, format!("must have at most {max} items, has {}", items.len()));
+            self.err(
+                path,
+                format!("must have at most {max} items, has {}", items.len()),
+            );
         }
         if let Some(min) = schema.min_items
             && (items.len() as u64) < min
         {
-            self.err(path, format!("must have at least {min} item{}, has {}", if min == 1 { "" } else { "s" }, items.len()));
+            self.err(
+                path,
+                format!(
+                    "must have at least {min} item{}, has {}",
+                    if min == 1 { "" } else { "s" },
+                    items.len()
+                ),
+            );
         }
         match schema.list_type.as_deref() {
             Some("set") => {
@@ -365,7 +432,13 @@ impl Validator<'_> {
                             .iter()
                             .map(|k| format!("{k} {}", show(v.get(k).unwrap_or(&Value::Null))))
                             .collect();
-                        self.err(&path.index(i), format!("duplicate entry: an earlier item has the same {}", desc.join(" and ")));
+                        self.err(
+                            &path.index(i),
+                            format!(
+                                "duplicate entry: an earlier item has the same {}",
+                                desc.join(" and ")
+                            ),
+                        );
                     }
                 }
             }
@@ -373,11 +446,14 @@ impl Validator<'_> {
         }
         if let Some(item_schema) = &schema.items {
             // Only items of map lists can be matched with their old version.
-            let old_items = old.and_then(Value::as_array).filter(|_| schema.list_type.as_deref() == Some("map"));
+            let old_items = old
+                .and_then(Value::as_array)
+                .filter(|_| schema.list_type.as_deref() == Some("map"));
             for (i, v) in items.iter().enumerate() {
                 let old_v = old_items.and_then(|o| {
                     let key = map_key(v, &schema.list_map_keys);
-                    o.iter().find(|ov| map_key(ov, &schema.list_map_keys) == key)
+                    o.iter()
+                        .find(|ov| map_key(ov, &schema.list_map_keys) == key)
                 });
                 self.validate(v, item_schema, &path.index(i), old_v);
             }
@@ -389,7 +465,10 @@ impl Validator<'_> {
         if let Some(max) = schema.max_length
             && len > max
         {
-            self.err(path, format!("must be at most {max} characters long, is {len}"));
+            self.err(
+                path,
+                format!("must be at most {max} characters long, is {len}"),
+            );
         }
         if let Some(min) = schema.min_length
             && len < min
@@ -397,23 +476,41 @@ impl Validator<'_> {
             if min == 1 {
                 self.err(path, "must not be empty");
             } else {
-                self.err(path, format!("must be at least {min} characters long, is {len}"));
+                self.err(
+                    path,
+                    format!("must be at least {min} characters long, is {len}"),
+                );
             }
         }
         if let Some((p, re)) = &schema.pattern
             && !re.is_match(s)
         {
-            self.err(path, format!("invalid value {}: must match the regular expression '{p}'", show(&Value::from(s))));
+            self.err(
+                path,
+                format!(
+                    "invalid value {}: must match the regular expression '{p}'",
+                    show(&Value::from(s))
+                ),
+            );
         }
         match schema.format.as_deref() {
             Some("ipv4") if s.parse::<Ipv4Addr>().is_err() => {
-                self.err(path, format!("{} is not a valid IPv4 address", show(&Value::from(s))));
+                self.err(
+                    path,
+                    format!("{} is not a valid IPv4 address", show(&Value::from(s))),
+                );
             }
             Some("ipv6") if s.parse::<Ipv6Addr>().is_err() => {
-                self.err(path, format!("{} is not a valid IPv6 address", show(&Value::from(s))));
+                self.err(
+                    path,
+                    format!("{} is not a valid IPv6 address", show(&Value::from(s))),
+                );
             }
             Some("date-time") if chrono::DateTime::parse_from_rfc3339(s).is_err() => {
-                self.err(path, format!("{} is not an RFC 3339 date-time", show(&Value::from(s))));
+                self.err(
+                    path,
+                    format!("{} is not an RFC 3339 date-time", show(&Value::from(s))),
+                );
             }
             _ => {}
         }
@@ -425,7 +522,10 @@ impl Validator<'_> {
             if schema.exclusive_minimum && n <= min {
                 self.err(path, format!("must be greater than {min}, is {v}"));
             } else if n < min {
-                self.err(path, format!("must be greater than or equal to {min}, is {v}"));
+                self.err(
+                    path,
+                    format!("must be greater than or equal to {min}, is {v}"),
+                );
             }
         }
         if let Some(max) = schema.maximum {
@@ -445,7 +545,10 @@ impl Validator<'_> {
     /// `oneOf`, `anyOf`, `allOf` and `not`: value-only sub-schemas.
     fn combinators(&mut self, value: &Value, schema: &Schema, path: &FieldPath) {
         let check = |s: &Schema| {
-            let mut v = Validator { cel: false, ..Validator::default() };
+            let mut v = Validator {
+                cel: false,
+                ..Validator::default()
+            };
             v.validate(value, s, path, None);
             v.errors
         };
@@ -455,15 +558,30 @@ impl Validator<'_> {
         if !schema.any_of.is_empty() {
             let results: Vec<_> = schema.any_of.iter().map(check).collect();
             if results.iter().all(|r| !r.is_empty()) {
-                self.err(path, format!("must satisfy at least one of: {}", alternatives(path, &results)));
+                self.err(
+                    path,
+                    format!(
+                        "must satisfy at least one of: {}",
+                        alternatives(path, &results)
+                    ),
+                );
             }
         }
         if !schema.one_of.is_empty() {
             let results: Vec<_> = schema.one_of.iter().map(check).collect();
             match results.iter().filter(|r| r.is_empty()).count() {
                 1 => {}
-                0 => self.err(path, format!("must satisfy exactly one of: {}", alternatives(path, &results))),
-                n => self.err(path, format!("must satisfy exactly one of the alternatives, satisfies {n}")),
+                0 => self.err(
+                    path,
+                    format!(
+                        "must satisfy exactly one of: {}",
+                        alternatives(path, &results)
+                    ),
+                ),
+                n => self.err(
+                    path,
+                    format!("must satisfy exactly one of the alternatives, satisfies {n}"),
+                ),
             }
         }
         if let Some(n) = &schema.not
@@ -482,7 +600,13 @@ impl Validator<'_> {
             }
             if let Some(message) = rule.check(&this, old_cel.as_ref()) {
                 let at = match &rule.field_path {
-                    Some(fp) => FieldPath(path.0.iter().cloned().chain(FieldPath::parse(fp).0).collect()),
+                    Some(fp) => FieldPath(
+                        path.0
+                            .iter()
+                            .cloned()
+                            .chain(FieldPath::parse(fp).0)
+                            .collect(),
+                    ),
                     None => path.clone(),
                 };
                 self.err(&at, message);
@@ -492,7 +616,11 @@ impl Validator<'_> {
 }
 
 fn map_key(v: &Value, keys: &[String]) -> Value {
-    Value::Array(keys.iter().map(|k| v.get(k).cloned().unwrap_or(Value::Null)).collect())
+    Value::Array(
+        keys.iter()
+            .map(|k| v.get(k).cloned().unwrap_or(Value::Null))
+            .collect(),
+    )
 }
 
 fn alternatives(at: &FieldPath, results: &[Vec<FieldError>]) -> String {
@@ -503,10 +631,19 @@ fn alternatives(at: &FieldPath, results: &[Vec<FieldError>]) -> String {
                 .iter()
                 .map(|e| {
                     let rel = FieldPath(e.path.0.iter().skip(at.0.len()).cloned().collect());
-                    if rel.0.is_empty() { e.message.clone() } else { format!("{rel}: {}", e.message) }
+                    if rel.0.is_empty() {
+                        e.message.clone()
+                    } else {
+                        format!("{rel}: {}", e.message)
+                    }
                 })
                 .collect();
-            if results.iter().all(|r| r.len() == 1) { msgs.join("; ") } else { format!("({})", msgs.join("; ")) }
+            let text = msgs.join("; ");
+            if text.contains(" or ") || text.contains("; ") {
+                format!("({text})")
+            } else {
+                text
+            }
         })
         .collect();
     parts.join(" or ")

@@ -91,7 +91,10 @@ pub(crate) struct Lines {
 impl Lines {
     /// Lines of a document of which only the start is known.
     pub(crate) fn flat(line: usize) -> Lines {
-        Lines { line, ..Lines::default() }
+        Lines {
+            line,
+            ..Lines::default()
+        }
     }
 
     /// The line of the deepest node along `path` that exists.
@@ -158,10 +161,14 @@ impl<'de> Visitor<'de> for NodeVisitor {
         })
     }
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<Node, E> {
-        i64::try_from(v).map(Node::Int).or(Ok(Node::Float(v as f64)))
+        i64::try_from(v)
+            .map(Node::Int)
+            .or(Ok(Node::Float(v as f64)))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Node, E> {
-        u64::try_from(v).map(Node::UInt).or(Ok(Node::Float(v as f64)))
+        u64::try_from(v)
+            .map(Node::UInt)
+            .or(Ok(Node::Float(v as f64)))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
         Ok(Node::Float(v))
@@ -224,7 +231,9 @@ fn convert(node: Spanned<Node>, line: usize) -> (Value, Lines) {
         Node::Bool(b) => Value::Bool(b),
         Node::Int(i) => Value::Number(i.into()),
         Node::UInt(u) => Value::Number(u.into()),
-        Node::Float(f) => Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
+        Node::Float(f) => Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
         Node::Str(s) => Value::String(s),
         Node::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -303,12 +312,18 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Vec<Doc>, SyntaxError> {
 /// field; if that fails, serde_json decides, with the document's start line.
 pub(crate) fn parse_json(text: &str) -> Result<Vec<Doc>, SyntaxError> {
     match serde_json::from_str::<Value>(text) {
-        Err(e) => Err(SyntaxError { line: e.line(), message: e.to_string() }),
+        Err(e) => Err(SyntaxError {
+            line: e.line(),
+            message: e.to_string(),
+        }),
         Ok(value) => match parse_yaml(text) {
             Ok(docs) if docs.len() == 1 && docs[0].value == value => Ok(docs),
             _ => {
                 let start = text.lines().position(|l| !l.trim().is_empty()).unwrap_or(0) + 1;
-                Ok(vec![Doc { value, lines: Lines::flat(start) }])
+                Ok(vec![Doc {
+                    value,
+                    lines: Lines::flat(start),
+                }])
             }
         },
     }
@@ -337,8 +352,10 @@ mod tests {
 
     #[test]
     fn scalars_keep_their_types() {
-        let docs = parse_yaml("y: n\ns: '80'\ni: 80\nf: 1.5\nb: true\nn: null\nbig: 18446744073709551615\n")
-            .unwrap();
+        let docs = parse_yaml(
+            "y: n\ns: '80'\ni: 80\nf: 1.5\nb: true\nn: null\nbig: 18446744073709551615\n",
+        )
+        .unwrap();
         let v = &docs[0].value;
         assert_eq!(v["y"], "n");
         assert_eq!(v["s"], "80");
@@ -367,8 +384,16 @@ mod tests {
 
     #[test]
     fn paths_render_and_parse() {
-        let p = FieldPath::default().field("spec").field("rules").index(0).field("x").key("a/b");
+        let p = FieldPath::default()
+            .field("spec")
+            .field("rules")
+            .index(0)
+            .field("x")
+            .key("a/b");
         assert_eq!(p.to_string(), "spec.rules[0].x[a/b]");
-        assert_eq!(FieldPath::parse("spec.rules[0].x").to_string(), "spec.rules[0].x");
+        assert_eq!(
+            FieldPath::parse("spec.rules[0].x").to_string(),
+            "spec.rules[0].x"
+        );
     }
 }

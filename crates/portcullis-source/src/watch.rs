@@ -1,0 +1,246 @@
+//! Watching a file or a directory for changes, debounced.
+//!
+//! Editors save by writing a temporary file and renaming it over the old one,
+//! and Kubernetes ConfigMap volumes swap a `..data` symbolic link to a new
+//! directory atomically; in both cases the inode that was watched goes away.
+//! So besides the path itself (recursively for a directory), the parent
+//! directory of the path is watched, and the directory the path finally
+//! resolves to; after every burst of events the set of watched directories
+//! is computed again, following the new symbolic links.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak, mpsc as std_mpsc};
+use std::time::{Duration, Instant};
+
+use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+/// How long a burst of events must be quiet before it is reported.
+const QUIET: Duration = Duration::from_millis(30);
+/// The longest a busy burst is held back.
+const MAX_DELAY: Duration = Duration::from_millis(500);
+
+/// Why a watch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceWatchError {
+    /// Neither the path nor its parent directory exists.
+    #[error("cannot watch {0}: neither it nor its parent directory exists")]
+    NotFound(PathBuf),
+    /// The file notification backend failed.
+    #[error("cannot watch {path}: {source}")]
+    Notify {
+        /// The path.
+        path: PathBuf,
+        /// The backend's error.
+        source: notify::Error,
+    },
+}
+
+struct Inner {
+    watcher: RecommendedWatcher,
+    watched: HashMap<PathBuf, RecursiveMode>,
+}
+
+/// A running watch: yields `()` once per debounced burst of changes.
+///
+/// It dereferences to its [`mpsc::Receiver`]; the watch stops when it is dropped.
+#[derive(Debug)]
+pub struct Watch {
+    rx: mpsc::Receiver<()>,
+    _inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("watched", &self.watched)
+            .finish()
+    }
+}
+
+impl Watch {
+    /// Wait for the next burst of changes; `None` if the watch stopped.
+    pub async fn changed(&mut self) -> Option<()> {
+        self.rx.recv().await
+    }
+}
+
+impl std::ops::Deref for Watch {
+    type Target = mpsc::Receiver<()>;
+    fn deref(&self) -> &Self::Target {
+        &self.rx
+    }
+}
+
+impl std::ops::DerefMut for Watch {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.rx
+    }
+}
+
+/// Watch `path` (a file or a directory) for changes.
+pub fn watch(path: &Path) -> Result<Watch, SourceWatchError> {
+    let root = absolute(path);
+    let (raw_tx, raw_rx) = std_mpsc::channel::<notify::Event>();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res {
+            let _ = raw_tx.send(event);
+        }
+    })
+    .map_err(|source| SourceWatchError::Notify {
+        path: root.clone(),
+        source,
+    })?;
+    let inner = Arc::new(Mutex::new(Inner {
+        watcher,
+        watched: HashMap::new(),
+    }));
+    {
+        let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = targets(&root);
+        if wanted.is_empty() {
+            return Err(SourceWatchError::NotFound(root));
+        }
+        update(&mut guard, wanted);
+        if guard.watched.is_empty() {
+            let source = notify::Error::generic("no directory could be watched");
+            return Err(SourceWatchError::Notify { path: root, source });
+        }
+    }
+    let (tx, rx) = mpsc::channel(1);
+    let weak = Arc::downgrade(&inner);
+    std::thread::Builder::new()
+        .name("portcullis-watch".into())
+        .spawn(move || debounce(root, raw_rx, tx, weak))
+        .map_err(|e| SourceWatchError::Notify {
+            path: path.to_path_buf(),
+            source: notify::Error::io(e),
+        })?;
+    Ok(Watch { rx, _inner: inner })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The directories to watch for `root`, as things are now.
+fn targets(root: &Path) -> Vec<(PathBuf, RecursiveMode)> {
+    let mut out = Vec::new();
+    if let Some(parent) = root.parent().filter(|p| p.is_dir()) {
+        out.push((parent.to_path_buf(), RecursiveMode::NonRecursive));
+    }
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => {
+            out.push((root.to_path_buf(), RecursiveMode::Recursive));
+            if let Ok(real) = std::fs::canonicalize(root)
+                && real != root
+            {
+                out.push((real, RecursiveMode::Recursive));
+            }
+        }
+        Ok(_) => {
+            if let Some(real_parent) = std::fs::canonicalize(root)
+                .ok()
+                .and_then(|r| r.parent().map(Path::to_path_buf))
+                && Some(real_parent.as_path()) != root.parent()
+            {
+                out.push((real_parent, RecursiveMode::NonRecursive));
+            }
+        }
+        Err(_) => {}
+    }
+    out
+}
+
+/// Watch exactly `wanted`.
+fn update(inner: &mut Inner, wanted: Vec<(PathBuf, RecursiveMode)>) {
+    let stale: Vec<PathBuf> = inner
+        .watched
+        .iter()
+        .filter(|(p, m)| !wanted.contains(&((*p).clone(), **m)))
+        .map(|(p, _)| p.clone())
+        .collect();
+    for p in stale {
+        let _ = inner.watcher.unwatch(&p);
+        inner.watched.remove(&p);
+    }
+    for (p, mode) in wanted {
+        if inner.watched.contains_key(&p) {
+            continue;
+        }
+        match inner.watcher.watch(&p, mode) {
+            Ok(()) => {
+                inner.watched.insert(p, mode);
+            }
+            Err(e) => tracing::debug!(path = %p.display(), "cannot watch: {e}"),
+        }
+    }
+}
+
+/// Whether an event can change what is read under `root`.
+fn relevant(event: &notify::Event, root: &Path) -> bool {
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
+        EventKind::Access(_) => return false,
+        _ => {}
+    }
+    let real = std::fs::canonicalize(root).ok();
+    let name = root.file_name();
+    event.paths.iter().any(|p| {
+        p.starts_with(root)
+            || real.as_ref().is_some_and(|r| {
+                p.starts_with(r) || r.parent().is_some_and(|rp| p.parent() == Some(rp))
+            })
+            || (p.parent() == root.parent()
+                && (p.file_name() == name
+                    || p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".."))))
+    })
+}
+
+fn debounce(
+    root: PathBuf,
+    raw: std_mpsc::Receiver<notify::Event>,
+    tx: mpsc::Sender<()>,
+    inner: Weak<Mutex<Inner>>,
+) {
+    loop {
+        // Wait for the first relevant event of a burst.
+        let first = match raw.recv() {
+            Ok(e) => e,
+            Err(_) => return,
+        };
+        if tx.is_closed() {
+            return;
+        }
+        if !relevant(&first, &root) {
+            continue;
+        }
+        let start = Instant::now();
+        loop {
+            let left = MAX_DELAY.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match raw.recv_timeout(QUIET.min(left)) {
+                Ok(_) => continue,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => break,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        // Follow renamed directories and swapped symbolic links.
+        match inner.upgrade() {
+            Some(inner) => {
+                let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
+                update(&mut guard, targets(&root));
+            }
+            None => return,
+        }
+        match tx.try_send(()) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(())) => {}
+            Err(mpsc::error::TrySendError::Closed(())) => return,
+        }
+    }
+}
