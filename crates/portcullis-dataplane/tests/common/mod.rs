@@ -45,6 +45,11 @@ impl Drop for Echo {
 
 impl Echo {
     pub async fn start(name: &str) -> Echo {
+        Self::start_slow(name, 0).await
+    }
+
+    /// An echo backend that waits `delay_ms` before every answer.
+    pub async fn start_slow(name: &str, delay_ms: u64) -> Echo {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -58,8 +63,13 @@ impl Echo {
                 };
                 let (name, seen, fails) = (name_s.clone(), seen2.clone(), fails.clone());
                 tokio::spawn(async move {
-                    let svc =
-                        service_fn(move |req| echo(req, name.clone(), seen.clone(), fails.clone()));
+                    let svc = service_fn(move |req| {
+                        let (name, seen, fails) = (name.clone(), seen.clone(), fails.clone());
+                        async move {
+                            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                            echo(req, name, seen, fails).await
+                        }
+                    });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .await;
