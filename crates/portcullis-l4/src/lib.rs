@@ -1,0 +1,2 @@
+//! Layer-4 proxying for Portcullis (work in progress).
+#![deny(missing_docs)]
