@@ -472,6 +472,16 @@ impl Cluster {
             .collect()
     }
 
+    /// (name, IP) of the running pods of a deployment.
+    pub fn pod_endpoints(&self, namespace: &str, deployment: &str) -> Vec<(String, Ipv4Addr)> {
+        self.pods
+            .iter()
+            .filter(|p| p.plan.namespace == namespace && p.plan.deployment == deployment)
+            .filter(|p| p.child.is_some())
+            .map(|p| (p.plan.name.clone(), p.plan.ip))
+            .collect()
+    }
+
     /// Names of the running pods of a deployment.
     pub fn pod_names(&self, namespace: &str, deployment: &str) -> Vec<String> {
         self.pods

@@ -18,6 +18,8 @@ macro_rules! test_fn {
 }
 
 mod gateway;
+mod httproute_backends;
+mod httproute_matching;
 mod httproute_status;
 
 include!("registry.rs");
