@@ -1,0 +1,103 @@
+//! Command-line options of `portcullis controller` and `portcullis proxy`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+/// Options of `portcullis controller`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControllerArgs {
+    /// Watch namespaced objects in this namespace only (default: every namespace).
+    #[arg(long, env = "PORTCULLIS_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// `spec.controllerName` of the GatewayClasses this controller serves.
+    #[arg(long, default_value = portcullis_translate::CONTROLLER_NAME)]
+    pub controller_name: String,
+    /// Name of the coordination.k8s.io Lease used for leader election.
+    #[arg(long, default_value = "portcullis-controller")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "portcullis-system")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease (default: the pod name, from POD_NAME).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a leader's Lease stays valid without renewal.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
+    /// Seconds between Lease renewals (and acquisition attempts).
+    #[arg(long, default_value_t = 2)]
+    pub lease_retry: u64,
+    /// Status writes per second (token bucket refill rate).
+    #[arg(long, default_value_t = 500.0)]
+    pub status_qps: f64,
+    /// Status writes allowed in one burst (token bucket size).
+    #[arg(long, default_value_t = 1000)]
+    pub status_burst: u32,
+    /// Status writes in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub status_concurrency: usize,
+    /// Milliseconds to wait for more changes before translating.
+    #[arg(long, default_value_t = 100)]
+    pub debounce_ms: u64,
+    /// Address the config stream (HTTP/2) listens on.
+    #[arg(long, default_value = "0.0.0.0:9977")]
+    pub stream_listen: SocketAddr,
+    /// URL provisioned proxies use to reach the config stream.
+    #[arg(
+        long,
+        default_value = "http://portcullis-controller.portcullis-system.svc:9977"
+    )]
+    pub stream_url: String,
+    /// Image of provisioned proxies (normally the controller's own image).
+    #[arg(
+        long,
+        env = "PORTCULLIS_IMAGE",
+        default_value = "ghcr.io/portcullis-dev/portcullis:latest"
+    )]
+    pub proxy_image: String,
+    /// Log filter passed to provisioned proxies.
+    #[arg(long, default_value = "info")]
+    pub proxy_log_level: String,
+    /// Do not create Deployments and Services for Gateways (bring your own proxies).
+    #[arg(long)]
+    pub no_provisioning: bool,
+    /// Address of `/healthz` and `/readyz`.
+    #[arg(long, default_value = "0.0.0.0:9901")]
+    pub admin: SocketAddr,
+}
+
+impl ControllerArgs {
+    /// The defaults, as `portcullis controller` with no options would have them.
+    pub fn defaults() -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            a: ControllerArgs,
+        }
+        P::parse_from(["controller"]).a
+    }
+}
+
+/// Options of `portcullis proxy`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProxyArgs {
+    /// URL of the controller's config stream, e.g. `http://portcullis-controller.portcullis-system.svc:9977`.
+    #[arg(long)]
+    pub controller: String,
+    /// The Gateway this proxy serves, `namespace/name`.
+    #[arg(long)]
+    pub gateway: String,
+    /// Projected ServiceAccount token (audience `portcullis`), re-read on every connection.
+    #[arg(long, default_value = "/var/run/secrets/portcullis/token")]
+    pub token_file: PathBuf,
+    /// Address of `/healthz` and `/readyz` (ready once the first configuration is served).
+    #[arg(long, default_value = "0.0.0.0:9902")]
+    pub admin: SocketAddr,
+    /// Seconds to let in-flight requests finish on SIGTERM.
+    #[arg(long, default_value_t = 10)]
+    pub drain_timeout: u64,
+    /// Address every listener binds in this pod.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind_address: IpAddr,
+}

@@ -1,0 +1,368 @@
+//! `portcullis controller`: reflectors → one debounced translate loop →
+//! config streams (every replica), statuses and provisioning (the leader).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use portcullis_ir::Config;
+use portcullis_store::status::{Status, Statuses};
+use portcullis_store::{Kind, ObjectKey, ObjectRef, Snapshot};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+
+use crate::args::ControllerArgs;
+use crate::leader::{Elector, LeaseOptions};
+use crate::provision::{self, Settings, apply::Provisioner};
+use crate::reflect::{Cache, RefCache};
+use crate::status::merge;
+use crate::status::writer::{Pending, StatusWriter, WriterOptions};
+use crate::stream::{KubeTokenReviewer, Published, StreamServer, TokenReviewer, filter};
+use crate::{KubeModeError, health, kinds};
+
+/// Run the controller in the cluster (in-cluster config, else kubeconfig) until SIGINT/SIGTERM.
+pub async fn run_controller(args: ControllerArgs) -> Result<(), KubeModeError> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| KubeModeError::ClientConfig(e.to_string()))?;
+    let reviewer = Arc::new(KubeTokenReviewer::new(client.clone()));
+    let controller = Controller::start(client, args, reviewer).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    controller.shutdown().await
+}
+
+/// A running controller.
+pub struct Controller {
+    stream_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), KubeModeError>>,
+    stats: watch::Receiver<Stats>,
+}
+
+/// Counters for logs and tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Translation passes done.
+    pub passes: u64,
+    /// Whether this replica leads.
+    pub leader: bool,
+    /// Status writes queued plus in flight.
+    pub status_backlog: usize,
+}
+
+impl Controller {
+    /// Bind the health and stream endpoints, start watching, and run the loop in the background.
+    pub async fn start(
+        client: Client,
+        args: ControllerArgs,
+        reviewer: Arc<dyn TokenReviewer>,
+    ) -> Result<Controller, KubeModeError> {
+        let (ready_tx, ready_rx) = watch::channel(false);
+        let (admin_addr, admin_task) = health::serve(args.admin, ready_rx).await?;
+        let listener = TcpListener::bind(args.stream_listen)
+            .await
+            .map_err(|e| KubeModeError::io(format!("cannot bind {}", args.stream_listen), e))?;
+        let (published_tx, published_rx) = watch::channel(Arc::new(Published::default()));
+        let server = StreamServer::start(listener, published_rx, reviewer);
+        let stream_addr = server.local_addr();
+        let (stop, stop_rx) = oneshot::channel();
+        let (stats_tx, stats) = watch::channel(Stats::default());
+        let task = tokio::spawn(async move {
+            let r = main_loop(client, args, published_tx, ready_tx, stats_tx, stop_rx).await;
+            drop(server);
+            admin_task.abort();
+            r
+        });
+        Ok(Controller {
+            stream_addr,
+            admin_addr,
+            stop,
+            task,
+            stats,
+        })
+    }
+
+    /// Address of the config stream.
+    pub fn stream_addr(&self) -> SocketAddr {
+        self.stream_addr
+    }
+
+    /// Address of `/healthz` and `/readyz`.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Loop counters.
+    pub fn stats(&self) -> watch::Receiver<Stats> {
+        self.stats.clone()
+    }
+
+    /// Stop: release the Lease, stop watching, close the streams.
+    pub async fn shutdown(self) -> Result<(), KubeModeError> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+async fn main_loop(
+    client: Client,
+    args: ControllerArgs,
+    published: watch::Sender<Arc<Published>>,
+    ready: watch::Sender<bool>,
+    stats: watch::Sender<Stats>,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<(), KubeModeError> {
+    let cache = Cache::start(&client, args.namespace.as_deref());
+    tokio::select! {
+        r = cache.wait_synced(Duration::from_secs(300)) => r?,
+        _ = &mut stop => return Ok(()),
+    }
+    tracing::info!("caches synced");
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("portcullis-{:016x}", rand::random::<u64>()));
+    let elector = Elector::start(
+        client.clone(),
+        LeaseOptions {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity,
+            lease_duration: Duration::from_secs(args.lease_duration.max(1)),
+            retry: Duration::from_secs(args.lease_retry.max(1)),
+        },
+    );
+    let writer = StatusWriter::start(
+        client.clone(),
+        WriterOptions {
+            qps: args.status_qps,
+            burst: args.status_burst,
+            concurrency: args.status_concurrency,
+            controller_name: args.controller_name.clone(),
+        },
+        elector.subscribe(),
+    );
+    let pool = filter::INTERNAL_POOL.parse().expect("valid pool");
+    let mut lp = Loop {
+        client: client.clone(),
+        cache: cache.clone(),
+        options: portcullis_translate::Options {
+            controller_name: args.controller_name.clone(),
+            address_pool: Some(pool),
+            ..Default::default()
+        },
+        settings: Settings {
+            image: args.proxy_image.clone(),
+            stream_url: args.stream_url.clone(),
+            log_level: args.proxy_log_level.clone(),
+            enabled: !args.no_provisioning,
+        },
+        refcache: RefCache::default(),
+        provisioner: Provisioner::new(client.clone()),
+        addresses: BTreeMap::new(),
+        published,
+        writer,
+    };
+    let mut changes = cache.subscribe();
+    let mut leader = elector.subscribe();
+    let mut was_leader = false;
+    let mut resync = tokio::time::interval(Duration::from_secs(300));
+    resync.tick().await;
+    let mut passes = 0;
+    loop {
+        let is_leader = *leader.borrow_and_update();
+        if is_leader && !was_leader {
+            lp.provisioner.reset();
+        }
+        was_leader = is_leader;
+        changes.borrow_and_update();
+        lp.pass(is_leader).await;
+        passes += 1;
+        ready.send_replace(true);
+        let backlog = lp.writer.backlog();
+        stats.send_replace(Stats {
+            passes,
+            leader: is_leader,
+            status_backlog: *backlog.borrow(),
+        });
+        tokio::select! {
+            _ = &mut stop => break,
+            r = changes.changed() => {
+                if r.is_err() { break }
+                tokio::time::sleep(Duration::from_millis(args.debounce_ms)).await;
+            }
+            r = leader.changed() => if r.is_err() { break },
+            _ = resync.tick() => {}
+        }
+    }
+    ready.send_replace(false);
+    elector.release().await;
+    cache.stop();
+    Ok(())
+}
+
+struct Loop {
+    client: Client,
+    cache: Arc<Cache>,
+    options: portcullis_translate::Options,
+    settings: Settings,
+    refcache: RefCache,
+    provisioner: Provisioner,
+    addresses: BTreeMap<ObjectKey, IpAddr>,
+    published: watch::Sender<Arc<Published>>,
+    writer: StatusWriter,
+}
+
+impl Loop {
+    async fn pass(&mut self, leader: bool) {
+        let started = std::time::Instant::now();
+        let (mut snapshot, metas) = self.cache.view();
+        let wanted = kinds::referenced(&snapshot);
+        self.refcache
+            .fill(&self.client, &wanted, &metas, &mut snapshot)
+            .await;
+        let (statuses, plans, config) = self.translate(&snapshot);
+        self.publish(&snapshot, &statuses, &config);
+        if !leader {
+            return;
+        }
+        for p in &plans {
+            if let Ok(objects) = &p.objects {
+                self.provisioner.apply(objects).await;
+            }
+        }
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let writes = status_writes(&snapshot, &statuses, &self.options.controller_name, &now);
+        tracing::debug!(
+            writes = writes.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "translated"
+        );
+        self.writer.submit(writes);
+    }
+
+    /// Translate, then post-process Gateway statuses for provisioning.
+    fn translate(&mut self, snapshot: &Snapshot) -> (Statuses, Vec<provision::Plan>, Config) {
+        let input = portcullis_translate::Input {
+            snapshot,
+            options: &self.options,
+            previous_addresses: self.addresses.clone(),
+            bind_errors: BTreeMap::new(),
+        };
+        let mut out = portcullis_translate::translate(&input);
+        self.addresses = out.addresses.clone();
+        let plans = if self.settings.enabled {
+            provision::plan(snapshot, &out.statuses, &self.settings)
+        } else {
+            vec![]
+        };
+        provision::adjust_statuses(&mut out.statuses, &plans, snapshot, &self.settings);
+        (out.statuses, plans, out.config)
+    }
+
+    /// Publish each accepted Gateway's config to its proxies (reusing unchanged Arcs).
+    fn publish(&mut self, snapshot: &Snapshot, statuses: &Statuses, config: &Config) {
+        let previous = self.published.borrow().clone();
+        let mut next = Published {
+            version: previous.version,
+            ..Default::default()
+        };
+        for (key, cfg) in filter::split(config, &self.addresses) {
+            let accepted = matches!(statuses.get(&ObjectRef { kind: Kind::Gateway, key: key.clone() }), Some(Status::Gateway(s)) if s.conditions.iter().any(|c| c.type_ == "Accepted" && c.is_true()));
+            let Some(gw) = snapshot.gateways.get(&key).filter(|_| accepted) else {
+                continue;
+            };
+            let cfg = match previous.gateways.get(&key) {
+                Some(old) if **old == cfg => old.clone(),
+                _ => Arc::new(cfg),
+            };
+            next.identities.insert(
+                key.clone(),
+                format!(
+                    "system:serviceaccount:{}:{}",
+                    key.namespace,
+                    provision::service_account(gw)
+                ),
+            );
+            next.gateways.insert(key, cfg);
+        }
+        let same = next.identities == previous.identities
+            && next.gateways.len() == previous.gateways.len()
+            && next
+                .gateways
+                .iter()
+                .all(|(k, v)| previous.gateways.get(k).is_some_and(|p| Arc::ptr_eq(p, v)));
+        if !same {
+            next.version += 1;
+            self.published.send_replace(Arc::new(next));
+        }
+    }
+}
+
+/// Every status write needed to bring the cluster in line with `statuses`.
+pub fn status_writes(
+    snapshot: &Snapshot,
+    statuses: &Statuses,
+    controller: &str,
+    now: &str,
+) -> Vec<Pending> {
+    let mut out = vec![];
+    macro_rules! each {
+        ($($f:ident $k:ident),*) => {$(
+            for (key, o) in &snapshot.$f {
+                let oref = ObjectRef { kind: Kind::$k, key: key.clone() };
+                let translated = statuses.get(&oref);
+                if translated.is_none() && merge::list_keys(Kind::$k).is_none() {
+                    continue;
+                }
+                let current = o.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or_default());
+                if let Some(status) = merge::desired(Kind::$k, current.as_ref(), translated, controller, now) {
+                    out.push(Pending {
+                        oref,
+                        resource_version: o.metadata.resource_version.clone().unwrap_or_default(),
+                        generation: o.metadata.generation.unwrap_or(0),
+                        translated: translated.cloned(),
+                        status,
+                    });
+                }
+            }
+        )*};
+    }
+    each!(
+        gateway_classes GatewayClass,
+        gateways Gateway,
+        listener_sets ListenerSet,
+        http_routes HTTPRoute,
+        grpc_routes GRPCRoute,
+        tls_routes TLSRoute,
+        tcp_routes TCPRoute,
+        udp_routes UDPRoute,
+        backend_tls_policies BackendTLSPolicy
+    );
+    out
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,44 @@
+//! Kubernetes mode: `portcullis controller` and `portcullis proxy`.
+//!
+//! The controller watches the cluster (one reflector per kind; Secrets and
+//! ConfigMaps by metadata only, their data fetched for the ones that are
+//! referenced), and runs one debounced loop over the whole snapshot with the
+//! same pure [`portcullis_translate::translate`] as standalone mode. From the
+//! output it
+//!
+//! - writes statuses back through the status subresource ([`status`]): only
+//!   our own `controllerName` entries in `parents[]`/`ancestors[]`, no write
+//!   when nothing changed, rate-limited and guarded by `resourceVersion`;
+//! - provisions one proxy (ServiceAccount, Deployment, Service) per accepted
+//!   Gateway of our class ([`provision`]), and post-processes the Gateway's
+//!   status for what translation cannot know (bad `parametersRef` →
+//!   `Accepted=False/InvalidParameters`; `status.addresses` from the Service);
+//! - streams each Gateway's part of the IR to its proxies ([`stream`]).
+//!
+//! Only the holder of a `coordination.k8s.io` Lease ([`leader`]) writes
+//! statuses and provisions; every replica serves config streams.
+#![deny(missing_docs)]
+
+pub mod args;
+pub mod controller;
+mod error;
+mod health;
+pub mod kinds;
+pub mod leader;
+pub mod provision;
+pub mod proxy;
+pub mod rbac;
+pub mod reflect;
+pub mod status;
+pub mod stream;
+
+pub use args::{ControllerArgs, ProxyArgs};
+pub use controller::run_controller;
+pub use error::KubeModeError;
+pub use proxy::run_proxy;
+
+/// Audience of the projected ServiceAccount tokens proxies present to the controller.
+pub const TOKEN_AUDIENCE: &str = "portcullis";
+
+/// Field manager for server-side apply and status patches.
+pub const FIELD_MANAGER: &str = "portcullis";

@@ -1,0 +1,91 @@
+//! Server-side apply of provisioned objects, skipping objects whose desired
+//! state was already applied (the API server would no-op them anyway, but
+//! each would still cost a request per translation).
+
+use std::collections::HashMap;
+
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::Value;
+
+/// Applies provisioned objects with the `portcullis` field manager.
+pub struct Provisioner {
+    client: Client,
+    applied: HashMap<(String, String, String), Value>,
+}
+
+impl Provisioner {
+    /// A provisioner with nothing applied yet.
+    pub fn new(client: Client) -> Self {
+        Provisioner {
+            client,
+            applied: HashMap::new(),
+        }
+    }
+
+    /// Forget what was applied (after regaining leadership, apply everything again).
+    pub fn reset(&mut self) {
+        self.applied.clear();
+    }
+
+    /// Apply every object that differs from what was applied last; returns how many were sent.
+    pub async fn apply(&mut self, objects: &[Value]) -> usize {
+        let mut sent = 0;
+        for obj in objects {
+            let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+            let ns = obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let key = (kind.clone(), ns.clone(), name.clone());
+            if self.applied.get(&key) == Some(obj) {
+                continue;
+            }
+            let Some(ar) = resource(&kind) else { continue };
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
+            sent += 1;
+            match api
+                .patch(
+                    &name,
+                    &PatchParams::apply(crate::FIELD_MANAGER).force(),
+                    &Patch::Apply(obj),
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(%kind, object = %format!("{ns}/{name}"), "provisioned");
+                    self.applied.insert(key, obj.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(%kind, object = %format!("{ns}/{name}"), "cannot apply: {e}")
+                }
+            }
+        }
+        sent
+    }
+}
+
+fn resource(kind: &str) -> Option<ApiResource> {
+    let (group, version, plural) = match kind {
+        "ServiceAccount" => ("", "v1", "serviceaccounts"),
+        "Service" => ("", "v1", "services"),
+        "Deployment" => ("apps", "v1", "deployments"),
+        _ => return None,
+    };
+    let api_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version,
+        kind: kind.into(),
+        plural: plural.into(),
+    })
+}

@@ -1,0 +1,216 @@
+//! `spec.infrastructure.parametersRef`: a ConfigMap in the Gateway's namespace.
+//!
+//! ```yaml
+//! data:
+//!   replicas: "2"                 # 0..=100
+//!   serviceType: NodePort         # ClusterIP | NodePort | LoadBalancer
+//!   resources: |                  # requests and/or limits; cpu and/or memory
+//!     requests: {cpu: 200m, memory: 128Mi}
+//!     limits: {memory: 256Mi}
+//! ```
+//! Anything else (an unknown key, a bad value, a missing ConfigMap, a ref to
+//! another kind) makes the Gateway `Accepted=False` with reason `InvalidParameters`.
+
+use std::collections::BTreeMap;
+
+use portcullis_store::types::{ConfigMap, Gateway};
+use portcullis_store::{ObjectKey, Snapshot};
+use serde_json::{Value, json};
+
+/// Provisioning parameters of one Gateway.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    /// Proxy replicas.
+    pub replicas: i32,
+    /// Service type.
+    pub service_type: String,
+    /// Container `resources`.
+    pub resources: Value,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            replicas: 1,
+            service_type: "LoadBalancer".into(),
+            resources: json!({"requests": {"cpu": "100m", "memory": "64Mi"}}),
+        }
+    }
+}
+
+/// The parameters of a Gateway: defaults without a `parametersRef`, else the
+/// referenced ConfigMap's; `Err` carries the `InvalidParameters` message.
+pub fn of(gw: &Gateway, snapshot: &Snapshot) -> Result<Params, String> {
+    let Some(r) = gw
+        .spec
+        .infrastructure
+        .as_ref()
+        .and_then(|i| i.parameters_ref.as_ref())
+    else {
+        return Ok(Params::default());
+    };
+    if !(r.group.is_empty() || r.group == "core") || r.kind != "ConfigMap" {
+        return Err(format!(
+            "parametersRef must be a ConfigMap (group \"\"), not {}/{}",
+            r.group, r.kind
+        ));
+    }
+    let ns = gw.metadata.namespace.clone().unwrap_or_default();
+    let Some(cm) = snapshot.config_maps.get(&ObjectKey::new(&ns, &r.name)) else {
+        return Err(format!(
+            "parametersRef: ConfigMap {ns}/{} not found",
+            r.name
+        ));
+    };
+    parse(cm)
+}
+
+/// Parse the ConfigMap's data.
+pub fn parse(cm: &ConfigMap) -> Result<Params, String> {
+    let mut p = Params::default();
+    let empty = BTreeMap::new();
+    let name = cm.metadata.name.as_deref().unwrap_or_default();
+    for (k, v) in cm.data.as_ref().unwrap_or(&empty) {
+        let v = v.trim();
+        match k.as_str() {
+            "replicas" => {
+                p.replicas = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (0..=100).contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "ConfigMap {name}: replicas must be an integer from 0 to 100, not {v:?}"
+                        )
+                    })?;
+            }
+            "serviceType" => {
+                if !matches!(v, "ClusterIP" | "NodePort" | "LoadBalancer") {
+                    return Err(format!(
+                        "ConfigMap {name}: serviceType must be ClusterIP, NodePort or LoadBalancer, not {v:?}"
+                    ));
+                }
+                p.service_type = v.to_string();
+            }
+            "resources" => {
+                p.resources =
+                    resources(v).map_err(|e| format!("ConfigMap {name}: resources: {e}"))?
+            }
+            other => {
+                return Err(format!(
+                    "ConfigMap {name}: unknown key {other:?} (known: replicas, serviceType, resources)"
+                ));
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn resources(text: &str) -> Result<Value, String> {
+    let v: Value = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let Value::Object(m) = &v else {
+        return Err("must be a mapping with requests and/or limits".into());
+    };
+    for (section, body) in m {
+        if !matches!(section.as_str(), "requests" | "limits") {
+            return Err(format!(
+                "unknown field {section:?} (known: requests, limits)"
+            ));
+        }
+        let Value::Object(q) = body else {
+            return Err(format!("{section} must be a mapping"));
+        };
+        for (res, val) in q {
+            if !matches!(res.as_str(), "cpu" | "memory") {
+                return Err(format!(
+                    "{section}: unknown resource {res:?} (known: cpu, memory)"
+                ));
+            }
+            let s = match val {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return Err(format!("{section}.{res} must be a quantity")),
+            };
+            if !quantity(&s) {
+                return Err(format!("{section}.{res}: {s:?} is not a quantity"));
+            }
+        }
+    }
+    // Quantities are written back as strings, as the API would return them.
+    let mut out = v.clone();
+    for q in out
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|m| m.values_mut())
+        .filter_map(Value::as_object_mut)
+    {
+        for val in q.values_mut() {
+            if let Value::Number(n) = val {
+                *val = Value::String(n.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Kubernetes quantity syntax: a decimal number and an optional suffix.
+fn quantity(s: &str) -> bool {
+    let suffixes = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E", "",
+    ];
+    let Some(num) = suffixes.iter().find_map(|suf| s.strip_suffix(suf)) else {
+        return false;
+    };
+    let num = num.strip_prefix('+').unwrap_or(num);
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    !(int.is_empty() && frac.is_empty())
+        && int.chars().all(|c| c.is_ascii_digit())
+        && frac.chars().all(|c| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(pairs: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn parses_and_rejects() {
+        let p = parse(&cm(&[
+            ("replicas", "3"),
+            ("serviceType", "NodePort"),
+            (
+                "resources",
+                "requests: {cpu: 250m, memory: 1Gi}\nlimits: {cpu: 1}",
+            ),
+        ]))
+        .expect("valid");
+        assert_eq!(p.replicas, 3);
+        assert_eq!(p.service_type, "NodePort");
+        assert_eq!(
+            p.resources,
+            json!({"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1"}})
+        );
+        for bad in [
+            vec![("replicas", "-1")],
+            vec![("replicas", "two")],
+            vec![("serviceType", "ExternalName")],
+            vec![("resources", "requests: {cpu: lots}")],
+            vec![("resources", "requests: {gpu: 1}")],
+            vec![("resources", "[1, 2]")],
+            vec![("replica", "1")],
+        ] {
+            assert!(parse(&cm(&bad)).is_err(), "{bad:?} must be rejected");
+        }
+    }
+}
