@@ -19,6 +19,8 @@ macro_rules! test_fn {
 
 mod gateway;
 mod httproute_backends;
+mod httproute_ext_matching;
+mod httproute_filters;
 mod httproute_matching;
 mod httproute_status;
 
