@@ -226,7 +226,11 @@ impl Checker<'_> {
                     let Some(p) = p.as_object_mut() else { continue };
                     self.port(p, "port", &at, true);
                     self.protocol(p, &at);
-                    if let Some(port) = p.get("port").cloned() {
+                    if let Some(port) = p
+                        .get("port")
+                        .filter(|v| v.as_i64().is_some_and(|n| (1..=65535).contains(&n)))
+                    {
+                        let port = port.clone();
                         p.entry("targetPort").or_insert(port);
                     }
                     match p.get("targetPort") {

@@ -299,16 +299,18 @@ fn walk(
 fn parse_file(file: &Path) -> Result<Vec<yaml::Doc>, Box<SourceError>> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Box::new(SourceError::file(file, 0, format!("cannot read: {e}"))))?;
-    let parsed = if file.extension().and_then(|e| e.to_str()) == Some("json") {
+    let json = file.extension().and_then(|e| e.to_str()) == Some("json");
+    let parsed = if json {
         yaml::parse_json(&text)
     } else {
         yaml::parse_yaml(&text)
     };
+    let what = if json { "JSON" } else { "YAML" };
     parsed.map_err(|e| {
         Box::new(SourceError::file(
             file,
             e.line,
-            format!("invalid syntax: {}", e.message),
+            format!("invalid {what}: {}", e.message),
         ))
     })
 }

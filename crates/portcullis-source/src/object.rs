@@ -78,10 +78,14 @@ impl Ctx<'_> {
             message: message.into(),
         }
     }
+    /// Errors (or warnings) about fields, in the order of their lines.
     fn errors(&self, errs: Vec<FieldError>) -> Vec<SourceError> {
-        errs.into_iter()
+        let mut out: Vec<SourceError> = errs
+            .into_iter()
             .map(|e| self.error(&e.path, e.message))
-            .collect()
+            .collect();
+        out.sort_by_key(|e| e.line);
+        out
     }
 }
 

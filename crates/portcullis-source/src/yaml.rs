@@ -276,16 +276,31 @@ pub(crate) struct SyntaxError {
 }
 
 fn yaml_error(e: serde_saphyr::Error) -> SyntaxError {
-    let line = e.location().map(|l| l.line() as usize).unwrap_or(0);
-    // The Display of serde-saphyr errors includes a source snippet over several
-    // lines; keep the first line, which carries the message.
+    let location = e.location();
+    let line = location.map(|l| l.line() as usize).unwrap_or(0);
+    // The Display of serde-saphyr errors is `error: line L column C: message`
+    // followed by a source snippet; keep the message and the column.
     let text = e.to_string();
-    let message = text
+    let first = text
         .lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("invalid YAML")
-        .trim()
-        .to_string();
+        .trim();
+    let message = match first
+        .strip_prefix("error: line ")
+        .and_then(|r| r.split_once(": "))
+    {
+        Some((_, m)) => m,
+        None => first.strip_prefix("error: ").unwrap_or(first),
+    };
+    let message = message
+        .split(", set DuplicateKeyPolicy")
+        .next()
+        .unwrap_or(message);
+    let message = match location.map(|l| l.column()).filter(|c| *c > 0) {
+        Some(c) => format!("{message} (column {c})"),
+        None => message.to_string(),
+    };
     SyntaxError { line, message }
 }
 
