@@ -23,6 +23,7 @@ mod httproute_ext_matching;
 mod httproute_filters;
 mod httproute_matching;
 mod httproute_status;
+mod httproute_traffic;
 
 include!("registry.rs");
 
