@@ -187,16 +187,23 @@ fn relevant(event: &notify::Event, root: &Path) -> bool {
         _ => {}
     }
     let real = std::fs::canonicalize(root).ok();
+    // For a file, the directory it finally resolves into when that is not its
+    // own directory (a ConfigMap volume's `..2024_...`): all of it counts.
+    let root_dir = root.parent().and_then(|p| std::fs::canonicalize(p).ok());
+    let real_dir = real
+        .as_deref()
+        .filter(|r| !r.is_dir())
+        .and_then(Path::parent)
+        .filter(|d| Some(*d) != root_dir.as_deref());
     let name = root.file_name();
     event.paths.iter().any(|p| {
         p.starts_with(root)
-            || real.as_ref().is_some_and(|r| {
-                p.starts_with(r) || r.parent().is_some_and(|rp| p.parent() == Some(rp))
-            })
+            || real.as_ref().is_some_and(|r| p.starts_with(r))
+            || real_dir.is_some_and(|d| p.starts_with(d))
+            // In the parent: the path itself, or the links of a ConfigMap volume.
             || (p.parent() == root.parent()
                 && (p.file_name() == name
-                    || p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(".."))))
+                    || p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".."))))
     })
 }
 
