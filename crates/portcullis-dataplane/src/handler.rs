@@ -1,5 +1,19 @@
 //! The request handler: listener and route choice, filters, backend choice,
 //! forwarding with retries and timeouts, and the access log.
+//!
+//! - `timeouts.request` bounds everything up to the upstream response head
+//!   (body buffering, every attempt and backoff); `timeouts.backendRequest`
+//!   bounds each attempt up to its response head. Either answers 504. A
+//!   response body that has started streaming is not cut by them.
+//! - Framing: hyper answers malformed heads itself (400 for a bad or
+//!   conflicting `Content-Length`, a non-chunked final `Transfer-Encoding`;
+//!   431 for oversized heads) and closes the connection. A head with both
+//!   `Content-Length` and `Transfer-Encoding: chunked` is read as chunked,
+//!   `Content-Length` is dropped and the connection is closed after the
+//!   response (RFC 9112 §6.3), so nothing can be smuggled behind it.
+//! - Access log: one `tracing` event per request, target `access`, with
+//!   method, authority, path, status, duration, upstream, route and a
+//!   response flag (see [`crate::error::ProxyError::flag`]).
 
 use std::fmt;
 use std::hash::RandomState;
@@ -322,15 +336,19 @@ async fn forward(
     let mut headers = st.headers;
     headers.insert(header::HOST, st.host);
     let method = st.method;
+    // Without retries there is one attempt: move the headers instead of cloning them.
+    let single = !replayable || action.retry.as_ref().is_none_or(|r| r.max_retries() == 0);
 
+    // A retry goes to another endpoint than the attempt before it, when there is one.
+    let mut prev: Option<Arc<EndpointState>> = None;
     let attempt = |_n: u32| {
-        let ep = sticky.clone().unwrap_or_else(|| {
-            target
-                .endpoints
-                .pick()
-                .cloned()
-                .expect("endpoints checked non-empty")
-        });
+        let picked = match (&prev, &sticky) {
+            (Some(p), _) => target.endpoints.pick_excluding(p),
+            (None, Some(s)) => Some(s),
+            (None, None) => target.endpoints.pick(),
+        };
+        let ep = picked.cloned().expect("endpoints checked non-empty");
+        prev = Some(ep.clone());
         let guard = ep.acquire();
         let uri = Uri::builder()
             .scheme("http")
@@ -342,7 +360,11 @@ async fn forward(
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri;
             *req.version_mut() = version;
-            *req.headers_mut() = headers.clone();
+            *req.headers_mut() = if single {
+                std::mem::take(&mut headers)
+            } else {
+                headers.clone()
+            };
             req
         });
         let clients = shared.clients.clone();

@@ -32,6 +32,13 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// Retries after the first attempt.
+    pub fn max_retries(&self) -> u32 {
+        self.attempts
+    }
+}
+
 /// Why one attempt failed.
 #[derive(Debug)]
 pub enum AttemptError {

@@ -98,9 +98,25 @@ impl EndpointSet {
     /// Least-request power of two choices: two random endpoints, the one with
     /// fewer requests in flight wins.
     pub fn pick(&self) -> Option<&Arc<EndpointState>> {
-        match self.eps.len() {
+        self.p2c(self.eps.len(), |i| i)
+    }
+
+    /// Like [`EndpointSet::pick`], avoiding `prev` (the endpoint a failed
+    /// attempt used) when there is another.
+    pub fn pick_excluding(&self, prev: &Arc<EndpointState>) -> Option<&Arc<EndpointState>> {
+        match self.eps.iter().position(|e| Arc::ptr_eq(e, prev)) {
+            Some(skip) if self.eps.len() > 1 => {
+                self.p2c(self.eps.len() - 1, |i| if i >= skip { i + 1 } else { i })
+            }
+            _ => self.pick(),
+        }
+    }
+
+    /// P2C over `n` candidates, `idx` mapping a candidate to an endpoint index.
+    fn p2c(&self, n: usize, idx: impl Fn(usize) -> usize) -> Option<&Arc<EndpointState>> {
+        match n {
             0 => None,
-            1 => Some(&self.eps[0]),
+            1 => Some(&self.eps[idx(0)]),
             n => {
                 let mut rng = rand::rng();
                 let a = rng.random_range(0..n);
@@ -108,7 +124,7 @@ impl EndpointSet {
                 if b >= a {
                     b += 1;
                 }
-                let (ea, eb) = (&self.eps[a], &self.eps[b]);
+                let (ea, eb) = (&self.eps[idx(a)], &self.eps[idx(b)]);
                 Some(if eb.inflight() < ea.inflight() {
                     eb
                 } else {
@@ -156,5 +172,9 @@ mod tests {
         assert_eq!(s.by_token(t).unwrap().addr.port(), 2);
         drop(_g);
         assert_eq!(busy.inflight(), 0);
+        for _ in 0..20 {
+            let other = s.pick_excluding(&busy).unwrap();
+            assert_eq!(other.addr.port(), 2, "a retry avoids the failed endpoint");
+        }
     }
 }
