@@ -648,3 +648,7 @@ fn alternatives(at: &FieldPath, results: &[Vec<FieldError>]) -> String {
         .collect();
     parts.join(" or ")
 }
+
+#[cfg(test)]
+#[path = "schema_tests.rs"]
+mod tests;

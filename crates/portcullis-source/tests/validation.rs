@@ -396,3 +396,15 @@ fn missing_path_is_an_error() {
         loaded.errors[0]
     );
 }
+
+#[test]
+fn list_type_set_values_must_be_unique() {
+    expect_errors(
+        &route(
+            "  rules:\n  - filters:\n    - type: CORS\n      cors:\n        allowHeaders: [x-a, x-b, x-a]\n",
+        ),
+        &[
+            "test.yaml:10: HTTPRoute default/foo: spec.rules[0].filters[0].cors.allowHeaders[2]: duplicate value \"x-a\"",
+        ],
+    );
+}
