@@ -212,3 +212,23 @@ impl Dataplane {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_sync<T: Send + Sync + Clone + 'static>() {}
+
+    #[tokio::test]
+    async fn futures_are_send_and_empty_config_applies() {
+        assert_sync::<Dataplane>();
+        let dp = Dataplane::new(Options::default());
+        let f = dp.apply(Arc::new(Config::default()));
+        assert_send(&f);
+        assert!(f.await.bind_errors.is_empty());
+        let s = dp.shutdown();
+        assert_send(&s);
+        s.await;
+    }
+}
