@@ -481,15 +481,6 @@ impl Cluster {
             .map(|p| (p.plan.name.clone(), p.plan.ip))
             .collect()
     }
-
-    /// Names of the running pods of a deployment.
-    pub fn pod_names(&self, namespace: &str, deployment: &str) -> Vec<String> {
-        self.pods
-            .iter()
-            .filter(|p| p.plan.namespace == namespace && p.plan.deployment == deployment)
-            .map(|p| p.plan.name.clone())
-            .collect()
-    }
 }
 
 fn rewrite_mount_path(value: &str, mounts: &[(String, PathBuf)], pod_dir: &Path) -> String {

@@ -109,16 +109,6 @@ pub async fn gateway_listeners_must_have_conditions(
     .await
 }
 
-/// upstream GatewayListenerMustHaveConditions (one listener by name).
-pub async fn gateway_listener_must_have_conditions(
-    ctx: &Ctx,
-    gw: &Nn,
-    listener: &str,
-    conditions: &[Cond],
-) -> Result<()> {
-    gateway_listeners_must_have_conditions(ctx, gw, conditions, &[listener]).await
-}
-
 pub async fn gateway_must_have_zero_routes(ctx: &Ctx, gw: &Nn) -> Result<()> {
     eventually(ctx, &format!("Gateway {gw} zero routes"), |snap| {
         let obj = gateway_latest(snap, gw)?;
@@ -150,13 +140,12 @@ pub async fn wait_for_gateway_address(ctx: &Ctx, gw: &GatewayRef) -> Result<Stri
         .with_context(|| format!("no manifest for Gateway {}", gw.nn))?;
     let listeners = arr(&spec, "/spec/listeners");
     let mut listener = listeners.first().cloned().unwrap_or(Value::Null);
-    if let Some(Some(name)) = gw.listener_names.first() {
-        if let Some(l) = listeners
+    if let Some(Some(name)) = gw.listener_names.first()
+        && let Some(l) = listeners
             .iter()
             .find(|l| l.get("name").and_then(Value::as_str) == Some(name.as_str()))
-        {
-            listener = l.clone();
-        }
+    {
+        listener = l.clone();
     }
     let port = listener.get("port").and_then(Value::as_i64).unwrap_or(0);
     let ip = eventually(ctx, &format!("Gateway {} address", gw.nn), |snap| {

@@ -54,9 +54,9 @@ pub struct ExpectedResponse {
     pub backend: String,
     pub namespace: String,
     pub test_case_name: String,
-    pub server_name: String,
 }
 
+#[cfg(test)]
 pub fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -64,6 +64,7 @@ pub fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+#[cfg(test)]
 pub fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
@@ -424,6 +425,7 @@ pub async fn expect_responses(ctx: &Ctx, gw_addr: &str, cases: &[ExpectedRespons
     Ok(())
 }
 
+#[allow(dead_code)] // ported for tests that expect failures; none is wired yet
 /// upstream MakeRequestAndExpectFailure (five consecutive non-200 answers).
 pub async fn expect_failure(ctx: &Ctx, gw_addr: &str, expected: &ExpectedResponse) -> Result<()> {
     let mut expected = expected.clone();
@@ -457,6 +459,141 @@ pub async fn expect_failure(ctx: &Ctx, gw_addr: &str, expected: &ExpectedRespons
         bail!(f);
     }
     result
+}
+
+/// A test case for a request to `host` (may be empty) and `path`.
+pub fn case(host: &str, path: &str) -> ExpectedResponse {
+    ExpectedResponse {
+        request: Request {
+            host: host.into(),
+            path: path.into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Builder methods mirroring the fields of upstream's ExpectedResponse.
+impl ExpectedResponse {
+    /// Expected backend (pod name prefix) and namespace.
+    pub fn to(mut self, backend: &str, namespace: &str) -> Self {
+        self.backend = backend.into();
+        self.namespace = namespace.into();
+        self
+    }
+    pub fn code(mut self, code: u16) -> Self {
+        self.response.status_codes = vec![code];
+        self
+    }
+    pub fn codes(mut self, codes: &[u16]) -> Self {
+        self.response.status_codes = codes.to_vec();
+        self
+    }
+    pub fn ns(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.request.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn method(mut self, method: &str) -> Self {
+        self.request.method = method.into();
+        self
+    }
+    pub fn unfollow(mut self) -> Self {
+        self.request.unfollow_redirect = true;
+        self
+    }
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        self.request.protocol = protocol.into();
+        self
+    }
+    fn expected_request(&mut self) -> &mut ExpectedRequest {
+        let base = self.request.clone();
+        self.expected_request
+            .get_or_insert_with(|| ExpectedRequest {
+                request: Request {
+                    host: base.host,
+                    method: base.method,
+                    path: base.path,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+    }
+    /// Sets the expected request explicitly (fields not given stay empty).
+    pub fn expect_req(mut self, host: &str, path: &str) -> Self {
+        self.expected_request = Some(ExpectedRequest {
+            request: Request {
+                host: host.into(),
+                path: path.into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        self
+    }
+    pub fn expect_header(mut self, name: &str, value: &str) -> Self {
+        self.expected_request()
+            .request
+            .headers
+            .push((name.into(), value.into()));
+        self
+    }
+    pub fn expect_absent(mut self, names: &[&str]) -> Self {
+        self.expected_request()
+            .absent_headers
+            .extend(names.iter().map(|s| s.to_string()));
+        self
+    }
+    pub fn resp_header(mut self, name: &str, value: &str) -> Self {
+        self.response.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn resp_absent(mut self, names: &[&str]) -> Self {
+        self.response
+            .absent_headers
+            .extend(names.iter().map(|s| s.to_string()));
+        self
+    }
+    pub fn backend_sets(mut self, name: &str, value: &str) -> Self {
+        self.backend_set_response_headers
+            .push((name.into(), value.into()));
+        self
+    }
+    pub fn redirect(mut self, scheme: &str, host: &str, port: &str, path: &str) -> Self {
+        self.redirect_request = Some(RedirectRequest {
+            scheme: scheme.into(),
+            host: host.into(),
+            port: port.into(),
+            path: path.into(),
+        });
+        self
+    }
+}
+
+/// upstream tls.MakeTLSRequestAndExpectEventuallyConsistentResponse.
+pub async fn expect_tls_response(
+    ctx: &Ctx,
+    gw_addr: &str,
+    server_cert: &str,
+    client_cert: Option<(String, String)>,
+    server_name: &str,
+    expected: &ExpectedResponse,
+) -> Result<()> {
+    let mut expected = expected.clone();
+    let mut req = make_request(
+        ctx,
+        &mut expected,
+        gw_addr,
+        crate::roundtrip::HTTPS,
+        "https",
+    )?;
+    req.server_name = server_name.into();
+    req.server_certificate = Some(server_cert.into());
+    req.client_cert = client_cert;
+    wait_for_consistent_response(ctx, &req, &expected).await
 }
 
 #[cfg(test)]
@@ -557,155 +694,4 @@ mod tests {
         got.redirect_request.as_mut().unwrap().port = "8080".into();
         assert!(compare_round_trip(&req, &creq("", ""), &got, &exp).is_err());
     }
-}
-
-/// A test case for a request to `host` (may be empty) and `path`.
-pub fn case(host: &str, path: &str) -> ExpectedResponse {
-    ExpectedResponse {
-        request: Request {
-            host: host.into(),
-            path: path.into(),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-/// Builder methods mirroring the fields of upstream's ExpectedResponse.
-impl ExpectedResponse {
-    /// Expected backend (pod name prefix) and namespace.
-    pub fn to(mut self, backend: &str, namespace: &str) -> Self {
-        self.backend = backend.into();
-        self.namespace = namespace.into();
-        self
-    }
-    pub fn code(mut self, code: u16) -> Self {
-        self.response.status_codes = vec![code];
-        self
-    }
-    pub fn codes(mut self, codes: &[u16]) -> Self {
-        self.response.status_codes = codes.to_vec();
-        self
-    }
-    pub fn ns(mut self, namespace: &str) -> Self {
-        self.namespace = namespace.into();
-        self
-    }
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.request.headers.push((name.into(), value.into()));
-        self
-    }
-    pub fn method(mut self, method: &str) -> Self {
-        self.request.method = method.into();
-        self
-    }
-    pub fn unfollow(mut self) -> Self {
-        self.request.unfollow_redirect = true;
-        self
-    }
-    pub fn protocol(mut self, protocol: &str) -> Self {
-        self.request.protocol = protocol.into();
-        self
-    }
-    fn expected_request(&mut self) -> &mut ExpectedRequest {
-        let base = self.request.clone();
-        self.expected_request
-            .get_or_insert_with(|| ExpectedRequest {
-                request: Request {
-                    host: base.host,
-                    method: base.method,
-                    path: base.path,
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-    }
-    /// Sets the expected request explicitly (fields not given stay empty).
-    pub fn expect_req(mut self, host: &str, path: &str) -> Self {
-        self.expected_request = Some(ExpectedRequest {
-            request: Request {
-                host: host.into(),
-                path: path.into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        });
-        self
-    }
-    pub fn expect_path(mut self, path: &str) -> Self {
-        self.expected_request().request.path = path.into();
-        self
-    }
-    pub fn expect_host(mut self, host: &str) -> Self {
-        self.expected_request().request.host = host.into();
-        self
-    }
-    pub fn expect_method(mut self, method: &str) -> Self {
-        self.expected_request().request.method = method.into();
-        self
-    }
-    pub fn expect_header(mut self, name: &str, value: &str) -> Self {
-        self.expected_request()
-            .request
-            .headers
-            .push((name.into(), value.into()));
-        self
-    }
-    pub fn expect_absent(mut self, names: &[&str]) -> Self {
-        self.expected_request()
-            .absent_headers
-            .extend(names.iter().map(|s| s.to_string()));
-        self
-    }
-    pub fn resp_header(mut self, name: &str, value: &str) -> Self {
-        self.response.headers.push((name.into(), value.into()));
-        self
-    }
-    pub fn resp_absent(mut self, names: &[&str]) -> Self {
-        self.response
-            .absent_headers
-            .extend(names.iter().map(|s| s.to_string()));
-        self
-    }
-    pub fn backend_sets(mut self, name: &str, value: &str) -> Self {
-        self.backend_set_response_headers
-            .push((name.into(), value.into()));
-        self
-    }
-    pub fn redirect(mut self, scheme: &str, host: &str, port: &str, path: &str) -> Self {
-        self.redirect_request = Some(RedirectRequest {
-            scheme: scheme.into(),
-            host: host.into(),
-            port: port.into(),
-            path: path.into(),
-        });
-        self
-    }
-    pub fn named(mut self, name: &str) -> Self {
-        self.test_case_name = name.into();
-        self
-    }
-}
-
-/// upstream tls.MakeTLSRequestAndExpectEventuallyConsistentResponse.
-pub async fn expect_tls_response(
-    ctx: &Ctx,
-    gw_addr: &str,
-    server_cert: &str,
-    client_cert: Option<(String, String)>,
-    server_name: &str,
-    expected: &ExpectedResponse,
-) -> Result<()> {
-    let mut expected = expected.clone();
-    let mut req = make_request(
-        ctx,
-        &mut expected,
-        gw_addr,
-        crate::roundtrip::HTTPS,
-        "https",
-    )?;
-    req.server_name = server_name.into();
-    req.server_certificate = Some(server_cert.into());
-    req.client_cert = client_cert;
-    wait_for_consistent_response(ctx, &req, &expected).await
 }

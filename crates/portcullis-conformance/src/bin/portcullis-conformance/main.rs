@@ -21,7 +21,7 @@ mod tests;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use crate::cluster::Cluster;
 use crate::manifests::Applier;
 use crate::portcullis::Portcullis;
-use crate::suite::{Ctx, PROFILES, Profile, TestDef};
+use crate::suite::{Ctx, Profile, TestDef};
 
 /// Gateway API conformance runner for Portcullis (standalone mode).
 #[derive(Debug, Parser)]
@@ -84,6 +84,9 @@ struct Args {
     /// Upper bound on one test, in seconds.
     #[arg(long, default_value_t = 180)]
     test_timeout: u64,
+    /// Skip tests upstream marks provisional.
+    #[arg(long)]
+    skip_provisional: bool,
     /// Keep the temporary config directory.
     #[arg(long)]
     keep_dir: bool,
@@ -211,14 +214,11 @@ async fn run(args: Args) -> Result<bool> {
     let mut ctx = Ctx::new(
         admin,
         Duration::from_secs(args.timeout),
-        args.controller_name.clone(),
-        args.gateway_class.clone(),
         config_dir.clone(),
         upstream.clone(),
         applier,
         cluster,
         certs,
-        args.verbose,
     );
 
     // Base: GatewayClass, certificates, base manifests with pods and endpoints.
@@ -280,7 +280,9 @@ async fn run_tests(
 
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for test in selected {
-        if let Some(reason) = suite::skip_reason(test, &supported, args.all_features) {
+        if let Some(reason) =
+            suite::skip_reason(test, &supported, args.all_features, args.skip_provisional)
+        {
             println!("SKIP {}: {reason}", test.name);
             skipped += 1;
             continue;
@@ -364,11 +366,5 @@ async fn supported_features(
         })
         .collect();
     set.extend(cores.iter().cloned());
-    let _ = PROFILES;
     Ok(set)
-}
-
-#[allow(dead_code)]
-fn exists(p: &Path) -> bool {
-    p.exists()
 }

@@ -98,7 +98,6 @@ pub struct CapturedResponse {
     /// Canonical header names → values.
     pub headers: BTreeMap<String, Vec<String>>,
     pub redirect_request: Option<RedirectRequest>,
-    pub body: Bytes,
 }
 
 pub fn is_redirect(code: u16) -> bool {
@@ -276,7 +275,7 @@ async fn capture_inner(mut req: RtRequest) -> Result<(CapturedRequest, CapturedR
                 .url
                 .join(loc)
                 .with_context(|| format!("bad Location {loc}"))?;
-            if matches!(status, 301 | 302 | 303) && req.method != "HEAD" {
+            if (301..=303).contains(&status) && req.method != "HEAD" {
                 req.method = "GET".into();
                 req.body.clear();
             }
@@ -305,7 +304,6 @@ async fn capture_inner(mut req: RtRequest) -> Result<(CapturedRequest, CapturedR
             protocol: proto,
             headers: canonical_headers(resp.headers()),
             redirect_request: None,
-            body: resp.body().clone(),
         };
         if is_redirect(status) {
             let loc = location.context("redirect without Location header")?;
@@ -325,15 +323,11 @@ async fn capture_inner(mut req: RtRequest) -> Result<(CapturedRequest, CapturedR
                 path: percent_decode(u.path()),
             });
             // url normalises default ports away; recover an explicit one.
-            if cres
-                .redirect_request
-                .as_ref()
-                .is_some_and(|r| r.port.is_empty())
+            if let Some(r) = cres.redirect_request.as_mut()
+                && r.port.is_empty()
                 && let Some(port) = explicit_port(&loc)
             {
-                if let Some(r) = cres.redirect_request.as_mut() {
-                    r.port = port;
-                }
+                r.port = port;
             }
         }
         return Ok((captured, cres));

@@ -45,46 +45,38 @@ pub struct Ctx {
     pub request_timeout: Duration,
     pub consecutive_successes: usize,
     pub controller_name: String,
-    pub gateway_class: String,
     pub config_dir: PathBuf,
     pub upstream_dir: PathBuf,
     pub applier: Applier,
     pub cluster: Cluster,
     pub certs: Certificates,
     pub base_docs: Vec<Value>,
-    pub verbose: bool,
     applied: Vec<Applied>,
     scope: String,
 }
 
 impl Ctx {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         admin: SocketAddr,
         timeout: Duration,
-        controller_name: String,
-        gateway_class: String,
         config_dir: PathBuf,
         upstream_dir: PathBuf,
         applier: Applier,
         cluster: Cluster,
         certs: Certificates,
-        verbose: bool,
     ) -> Self {
         Self {
             admin,
             timeout,
             request_timeout: Duration::from_secs(10),
             consecutive_successes: 3,
-            controller_name,
-            gateway_class,
+            controller_name: applier.controller_name.clone(),
             config_dir,
             upstream_dir,
             applier,
             cluster,
             certs,
             base_docs: Vec::new(),
-            verbose,
             applied: Vec::new(),
             scope: String::new(),
         }
@@ -366,7 +358,11 @@ pub fn skip_reason(
     test: &TestDef,
     supported: &BTreeSet<String>,
     all_features: bool,
+    skip_provisional: bool,
 ) -> Option<String> {
+    if skip_provisional && test.provisional {
+        return Some("provisional test skipped".into());
+    }
     if let Some(reason) = test.needs_cluster {
         return Some(format!("needs a real cluster: {reason}"));
     }
@@ -426,9 +422,9 @@ mod tests {
         t.run = Some(|_ctx| Box::pin(async { Ok(()) }));
         let supported: BTreeSet<String> = ["Gateway".to_string()].into();
         assert_eq!(
-            skip_reason(&t, &supported, false).as_deref(),
+            skip_reason(&t, &supported, false, false).as_deref(),
             Some("feature HTTPRouteCORS not supported")
         );
-        assert_eq!(skip_reason(&t, &supported, true), None);
+        assert_eq!(skip_reason(&t, &supported, true, false), None);
     }
 }

@@ -208,7 +208,7 @@ test_fn!(httproute_listener_hostname_matching, |ctx| {
         gateway_and_http_routes_must_be_accepted(
             ctx,
             &GatewayRef::with_listeners(gw.clone(), listeners),
-            &[r.clone()],
+            std::slice::from_ref(&r),
         )
         .await?;
         route_must_have_condition(
@@ -224,7 +224,7 @@ test_fn!(httproute_listener_hostname_matching, |ctx| {
     let addr = gateway_and_http_routes_must_be_accepted(
         ctx,
         &GatewayRef::with_listeners(gw.clone(), &["listener-3", "listener-4"]),
-        &[r.clone()],
+        std::slice::from_ref(&r),
     )
     .await?;
     route_must_have_condition(
