@@ -230,33 +230,30 @@ fn build(ctx: &mut Ctx, value: Value, old: OldLookup, warnings: &mut Vec<String>
     });
 
     let crd = crd::crd(kind);
-    let served = match crd {
-        Some(c) => c
-            .served(version)
-            .map(|v| &v.schema)
-            .ok_or_else(|| c.served_names().join(", ")),
-        // Built-in kinds: only v1 (core/v1, discovery.k8s.io/v1) is read.
-        None if version == "v1" => Err(String::new()),
-        None => Err("v1".into()),
+    let not_served = |served: &str| {
+        let group = if group.is_empty() {
+            "the core group"
+        } else {
+            group
+        };
+        let msg = format!(
+            "no matches for kind {kind_name:?} in version {api_version:?}: served versions of {group}: {served}"
+        );
+        invalid(
+            ctx,
+            Some(kind),
+            vec![ctx.error(&root.field("apiVersion"), msg)],
+        )
     };
-    let schema = match served {
-        Ok(s) => Some(s),
-        Err(versions) if versions.is_empty() => None,
-        Err(versions) => {
-            let msg = format!(
-                "no matches for kind {kind_name:?} in version {api_version:?}: served versions of {}: {versions}",
-                if group.is_empty() {
-                    "the core group".to_string()
-                } else {
-                    group.to_string()
-                }
-            );
-            return invalid(
-                ctx,
-                Some(kind),
-                vec![ctx.error(&root.field("apiVersion"), msg)],
-            );
-        }
+    // The schema of the version; built-in kinds have none, and only v1
+    // (core/v1, discovery.k8s.io/v1) of them is read.
+    let schema = match crd {
+        Some(c) => match c.served(version) {
+            Some(v) => Some(&v.schema),
+            None => return not_served(&c.served_names().join(", ")),
+        },
+        None if version == "v1" => None,
+        None => return not_served("v1"),
     };
 
     // metadata

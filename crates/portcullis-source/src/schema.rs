@@ -260,25 +260,23 @@ pub(crate) fn prune_and_default(
 }
 
 /// Validation state shared along one walk.
-pub(crate) struct Validator<'a> {
+pub(crate) struct Validator {
     /// Errors found so far.
     pub(crate) errors: Vec<FieldError>,
     /// Whether to evaluate CEL rules (sub-schemas of `oneOf` etc. have none).
     cel: bool,
-    _marker: std::marker::PhantomData<&'a ()>,
 }
 
-impl Default for Validator<'_> {
+impl Default for Validator {
     fn default() -> Self {
         Validator {
             errors: Vec::new(),
             cel: true,
-            _marker: std::marker::PhantomData,
         }
     }
 }
 
-impl Validator<'_> {
+impl Validator {
     fn err(&mut self, path: &FieldPath, message: impl Into<String>) {
         self.errors.push(FieldError::new(path, message));
     }

@@ -290,3 +290,24 @@ fn single_file_source() {
     assert!(r.errors.is_empty());
     assert!(get(&r, Kind::HTTPRoute, "web", "foo").is_some());
 }
+
+#[test]
+fn unreadable_path_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("config");
+    std::fs::create_dir(&root).unwrap();
+    write(&root, "a.yaml", &route("foo", "/a", ""));
+    let mut src = FileSource::new(&root);
+    let r1 = src.reload();
+    assert_eq!(r1.snapshot.len(), 1);
+    std::fs::remove_dir_all(&root).unwrap();
+    let r2 = src.reload();
+    assert_eq!(r2.errors.len(), 1);
+    assert!(
+        r2.errors[0].to_string().contains("config: cannot read: "),
+        "{}",
+        r2.errors[0]
+    );
+    assert_eq!(r2.snapshot, r1.snapshot);
+    assert!(!r2.changed);
+}
