@@ -272,8 +272,16 @@ async fn run_tests(
         ],
     )
     .await?;
-    let supported =
+    let mut supported =
         supported_features(ctx, &args.gateway_class, &selected_profile_cores(args)?).await?;
+    if args.all_features {
+        supported.extend(
+            selected
+                .iter()
+                .flat_map(|t| t.features.iter().map(|f| f.to_string())),
+        );
+    }
+    ctx.supported = supported.clone();
     if args.verbose {
         eprintln!("supported features: {supported:?}");
     }

@@ -130,7 +130,13 @@ impl Applier {
         if usable {
             overlay.extend(self.usable_addresses.iter().cloned());
         }
-        doc["spec"]["addresses"] = Value::Array(overlay);
+        // Like unstructured.SetNestedSlice with a nil slice: the field is dropped.
+        match doc["spec"].as_object_mut() {
+            Some(spec) if overlay.is_empty() => {
+                spec.remove("addresses");
+            }
+            _ => doc["spec"]["addresses"] = Value::Array(overlay),
+        }
     }
 }
 

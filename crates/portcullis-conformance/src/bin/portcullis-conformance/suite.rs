@@ -51,6 +51,8 @@ pub struct Ctx {
     pub cluster: Cluster,
     pub certs: Certificates,
     pub base_docs: Vec<Value>,
+    /// The features the suite treats as supported (upstream SupportedFeatures).
+    pub supported: BTreeSet<String>,
     applied: Vec<Applied>,
     scope: String,
 }
@@ -77,6 +79,7 @@ impl Ctx {
             cluster,
             certs,
             base_docs: Vec::new(),
+            supported: BTreeSet::new(),
             applied: Vec::new(),
             scope: String::new(),
         }

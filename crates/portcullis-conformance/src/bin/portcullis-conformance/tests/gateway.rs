@@ -314,3 +314,21 @@ test_fn!(gateway_with_attached_routes_with_port_8080, |ctx| {
     )
     .await
 });
+
+test_fn!(gateway_invalid_parameters_ref, |ctx| {
+    let gw = nn(INFRA, "gateway-invalid-parameters-ref");
+    gateway_must_have_latest_conditions(ctx, &gw).await?;
+    gateway_must_have_condition(ctx, &gw, cond("Accepted", "False", "InvalidParameters")).await
+});
+
+test_fn!(gateway_optional_address_value, |ctx| {
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let gw = nn(INFRA, "gateway-without-address-value");
+    gateway_must_have_latest_conditions(ctx, &gw).await?;
+    wait_for_gateway_address(
+        ctx,
+        &crate::status::GatewayRef::with_listeners(gw, &["http"]),
+    )
+    .await?;
+    Ok(())
+});

@@ -74,3 +74,27 @@ test_fn!(httproute_observed_generation_bump, |ctx| {
     );
     Ok(())
 });
+
+test_fn!(httproute_disallowed_kind, |ctx| {
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let route = nn(INFRA, "disallowed-kind");
+    let gw = nn(INFRA, "tlsroutes-only");
+    route_must_have_condition(
+        ctx,
+        "HTTPRoute",
+        &route,
+        &gw,
+        cond("ResolvedRefs", "True", "ResolvedRefs"),
+    )
+    .await?;
+    route_must_have_condition(
+        ctx,
+        "HTTPRoute",
+        &route,
+        &gw,
+        cond("Accepted", "False", "NotAllowedByListeners"),
+    )
+    .await?;
+    route_must_have_no_accepted_parents(ctx, "HTTPRoute", &route).await?;
+    gateway_must_have_zero_routes(ctx, &gw).await
+});

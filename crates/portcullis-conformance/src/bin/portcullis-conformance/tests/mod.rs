@@ -24,6 +24,7 @@ mod httproute_filters;
 mod httproute_matching;
 mod httproute_status;
 mod httproute_traffic;
+mod l4;
 
 include!("registry.rs");
 
