@@ -15,6 +15,18 @@
 //!   version of every object, which keeps being served while a newer version
 //!   is invalid.
 //! - [`watch()`] reports debounced changes under a path.
+//!
+//! Details worth knowing:
+//! - YAML is read with YAML 1.2 core booleans: `yes`, `no`, `on`, `off`, `y`
+//!   and `n` are strings, not booleans.
+//! - `status` is ignored for kinds with a status subresource (every Gateway
+//!   API kind that has a status), as the API server does on writes.
+//! - Fields of `metadata` the API server sets itself (`generation`,
+//!   `resourceVersion`, `managedFields`, ...) are dropped; `uid` and
+//!   `creationTimestamp` are kept when given.
+//! - A CEL rule that reads a field the object does not set fails, as in
+//!   Kubernetes; a rule the interpreter cannot compile or evaluate is logged
+//!   once and passes ([`unsupported_rules`] lists them; none are known).
 #![deny(missing_docs)]
 
 mod bookkeeping;
