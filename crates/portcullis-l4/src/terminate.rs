@@ -23,8 +23,13 @@ use crate::splice::splice;
 /// open connections are untouched.
 #[derive(Default)]
 pub struct TlsTerminator {
-    cache: Mutex<Option<(Arc<Port>, Arc<SwappableAcceptor>)>>,
+    /// The port version the acceptor was built for; `None` if that build failed
+    /// (logged once, connections are closed until the configuration changes).
+    cache: Mutex<Option<Built>>,
 }
+
+/// A port version and the acceptor built for it (`None`: the build failed).
+type Built = (Arc<Port>, Option<Arc<SwappableAcceptor>>);
 
 impl std::fmt::Debug for TlsTerminator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,19 +38,25 @@ impl std::fmt::Debug for TlsTerminator {
 }
 
 impl TlsTerminator {
-    fn acceptor(&self, ctx: &TerminateContext) -> Result<Arc<SwappableAcceptor>, TlsError> {
+    fn acceptor(&self, ctx: &TerminateContext) -> Option<Arc<SwappableAcceptor>> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((port, acceptor)) = cache.as_ref()
             && Arc::ptr_eq(port, &ctx.port)
         {
-            return Ok(acceptor.clone());
+            return acceptor.clone();
         }
-        let tls = ServerTls::build(&ctx.port.listeners, Alpn::None)?;
-        let acceptor = Arc::new(
-            SwappableAcceptor::new(tls).with_handshake_timeout(ctx.options.client_hello_timeout),
-        );
+        let acceptor = match ServerTls::build(&ctx.port.listeners, Alpn::None) {
+            Ok(tls) => Some(Arc::new(
+                SwappableAcceptor::new(tls)
+                    .with_handshake_timeout(ctx.options.client_hello_timeout),
+            )),
+            Err(e) => {
+                tracing::warn!(bind = %ctx.port.bind, error = %e, "TLS termination unavailable on this port");
+                None
+            }
+        };
         *cache = Some((ctx.port.clone(), acceptor.clone()));
-        Ok(acceptor)
+        acceptor
     }
 }
 
@@ -74,11 +85,14 @@ enum TerminateError {
 }
 
 async fn serve(
-    acceptor: Result<Arc<SwappableAcceptor>, TlsError>,
+    acceptor: Option<Arc<SwappableAcceptor>>,
     stream: Rewind<TcpStream>,
     ctx: TerminateContext,
 ) -> Result<(), TerminateError> {
-    let (tls, info) = acceptor?.accept(stream).await?;
+    let Some(acceptor) = acceptor else {
+        return Ok(()); // already logged; dropping the stream closes it
+    };
+    let (tls, info) = acceptor.accept(stream).await?;
     let listener = &ctx.port.listeners[ctx.listener];
     let route = select::select_tls_route(listener, info.sni.as_deref())
         .ok_or_else(|| crate::port::ConnError::from(Refusal::NoRoute(listener.name.clone())))?;

@@ -103,8 +103,10 @@ impl L4Port {
                         self.datagram(&socket, &sessions, &mut tasks, client, &buf[..n], deadline.is_none()).await;
                     }
                     Err(e) => {
-                        // e.g. ICMP errors surfacing on some platforms: keep serving.
+                        // e.g. ICMP errors surfacing on some platforms: keep serving,
+                        // without spinning if the error persists.
                         tracing::debug!(error = %e, "UDP receive failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 },
             }

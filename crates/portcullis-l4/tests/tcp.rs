@@ -251,7 +251,7 @@ async fn idle_connections_are_closed() {
             )],
         );
         let opts = L4Options {
-            idle_timeout: Some(Duration::from_millis(300)),
+            idle_timeout: Some(Duration::from_millis(500)),
             ..L4Options::default()
         };
         let proxy = serve_tcp(L4Port::new(p).with_options(opts), sock);
@@ -267,7 +267,7 @@ async fn idle_connections_are_closed() {
         assert!(closed(&mut s).await);
         let waited = started.elapsed();
         assert!(
-            waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+            waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
             "{waited:?}"
         );
     })

@@ -277,3 +277,56 @@ async fn custom_terminator_gets_the_replayed_clienthello() {
     })
     .await
 }
+
+#[tokio::test]
+async fn an_unusable_terminate_certificate_closes_only_terminated_connections() {
+    bounded(async {
+        let ca = Ca::new("ca");
+        let pass = tls_backend("PASS", &ca.leaf(&["pass.example.com"])).await;
+        let plain = tcp_backend("PLAIN").await;
+        let mut broken = ca.leaf(&["term.example.com"]).ir("ns/broken");
+        broken.key_pem = ca.leaf(&["other.example.com"]).key_pem; // key of another certificate
+        let sock = bind_tcp().await;
+        let p = port(
+            sock.local_addr().unwrap(),
+            PortProtocol::Tls,
+            vec![
+                listener(
+                    "gw/pass",
+                    Some("pass.example.com"),
+                    passthrough(),
+                    vec![route(
+                        "p",
+                        "2024-01-01T00:00:00Z",
+                        &[],
+                        vec![wb(1, svc("pass", &[pass]))],
+                    )],
+                ),
+                listener(
+                    "gw/term",
+                    Some("term.example.com"),
+                    terminate(broken),
+                    vec![route(
+                        "t",
+                        "2024-01-01T00:00:00Z",
+                        &[],
+                        vec![wb(1, svc("plain", &[plain]))],
+                    )],
+                ),
+            ],
+        );
+        let proxy = serve_tcp(L4Port::new(p), sock);
+        for _ in 0..2 {
+            assert!(
+                tls_connect(proxy.addr, ca.client(), "term.example.com")
+                    .await
+                    .is_err()
+            );
+        }
+        let mut s = tls_connect(proxy.addr, ca.client(), "pass.example.com")
+            .await
+            .unwrap();
+        assert_eq!(greeting(&mut s).await.as_deref(), Some("PASS"));
+    })
+    .await
+}

@@ -81,13 +81,14 @@ async fn idle_sessions_expire() {
     bounded(async {
         let a = udp_backend("A").await;
         let opts = L4Options {
-            udp_idle_timeout: Duration::from_millis(300),
+            udp_idle_timeout: Duration::from_millis(500),
             ..L4Options::default()
         };
         let (_l4, proxy) = start(vec![wb(1, svc("a", &[a]))], opts).await;
         let c = client().await;
         let (_, first) = ask(&c, proxy.addr, "one").await.unwrap();
-        for _ in 0..3 {
+        // 5 x 150ms: longer than the idle timeout, but never idle for that long.
+        for _ in 0..5 {
             tokio::time::sleep(Duration::from_millis(150)).await;
             assert_eq!(
                 ask(&c, proxy.addr, "keep").await.unwrap().1,
@@ -95,7 +96,7 @@ async fn idle_sessions_expire() {
                 "active session kept"
             );
         }
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         let (_, second) = ask(&c, proxy.addr, "after idle").await.unwrap();
         assert_ne!(
             second, first,
