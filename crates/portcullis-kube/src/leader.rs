@@ -91,13 +91,13 @@ async fn run(
                 if !leading {
                     tracing::info!(identity = %opts.identity, lease = %opts.name, "became leader");
                 }
-                tx.send_replace(true);
+                tx.send_if_modified(|v| !std::mem::replace(v, true));
             }
             Ok(false) => {
                 if leading {
                     tracing::warn!(identity = %opts.identity, "lost the lease");
                 }
-                tx.send_replace(false);
+                tx.send_if_modified(|v| std::mem::replace(v, false));
             }
             Err(e) => {
                 tracing::warn!(lease = %opts.name, "lease: {e}");

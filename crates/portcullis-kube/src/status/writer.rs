@@ -226,6 +226,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         .map(|(g, v)| (g.to_string(), v.to_string()))
         .unwrap_or_default();
     let plural = match kind {
+        Kind::GatewayClass => "gatewayclasses".to_string(),
         Kind::BackendTLSPolicy => "backendtlspolicies".to_string(),
         k => format!("{}s", k.as_str().to_ascii_lowercase()),
     };

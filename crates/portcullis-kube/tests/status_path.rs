@@ -1,0 +1,478 @@
+//! The watch → translate → status-patch path against a fake API server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use portcullis_kube::status::writer::{Pending, StatusWriter, WriterOptions};
+use portcullis_store::{Kind, Object, ObjectKey, ObjectRef, Snapshot};
+use serde_json::{Value, json};
+
+fn other_entry() -> Value {
+    json!({"parentRef": {"group": GW, "kind": "Gateway", "name": "theirs"}, "controllerName": "example.com/other",
+           "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "theirs", "lastTransitionTime": "2020-01-01T00:00:00Z", "observedGeneration": 1}]})
+}
+
+fn snapshot_of(objects: &[Value]) -> Snapshot {
+    let mut s = Snapshot::default();
+    for o in objects {
+        let kind = Kind::parse(
+            o["apiVersion"]
+                .as_str()
+                .unwrap()
+                .rsplit_once('/')
+                .map(|(g, _)| g)
+                .unwrap_or(""),
+            o["kind"].as_str().unwrap(),
+        )
+        .unwrap();
+        s.insert(Object::from_json(kind, o.clone()).unwrap());
+    }
+    s
+}
+
+async fn seeded(api: &FakeApi) -> Vec<Value> {
+    let mut r = route("web", "gw", "web");
+    r["status"] = json!({"parents": [other_entry()]});
+    let backend = "127.0.0.1:1".parse().unwrap();
+    [
+        namespace("default"),
+        class(),
+        gateway("gw", 18080),
+        r,
+        service("web"),
+        endpoints("web", backend),
+    ]
+    .into_iter()
+    .map(|o| api.put(o))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_patches_exact_bodies_keep_other_controllers_and_skip_noops() {
+    init_tracing();
+    let api = FakeApi::new();
+    let objects = seeded(&api).await;
+    let addr = api.listen(0).await;
+    let ctl = start(FakeApi::client(addr), args("a", false), vec![]).await;
+
+    let patches = eventually(20, "three status patches", || {
+        let p = status_patches(&api, None);
+        (p.len() >= 3).then_some(p)
+    })
+    .await;
+    let route_patch = patches
+        .iter()
+        .find(|(p, _)| {
+            p == "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/web/status"
+        })
+        .expect("route patched");
+    let ct = api
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("httproutes/web/status"))
+        .unwrap()
+        .content_type;
+    assert_eq!(ct, "application/merge-patch+json");
+
+    // The exact body: the cached resourceVersion as a precondition, the other
+    // controller's entry untouched and first, then ours as translation computed it.
+    let out = portcullis_translate::translate(&portcullis_translate::Input {
+        snapshot: &snapshot_of(&objects),
+        options: &portcullis_translate::Options {
+            address_pool: Some(
+                portcullis_kube::stream::filter::INTERNAL_POOL
+                    .parse()
+                    .unwrap(),
+            ),
+            ..Default::default()
+        },
+        previous_addresses: Default::default(),
+        bind_errors: Default::default(),
+    });
+    let ours = serde_json::to_value(
+        &out.statuses[&ObjectRef {
+            kind: Kind::HTTPRoute,
+            key: ObjectKey::new("default", "web"),
+        }],
+    )
+    .unwrap()["parents"][0]
+        .clone();
+    let mut ours = ours;
+    ours["parentRef"] = json!({"group": GW, "kind": "Gateway", "name": "gw"});
+    let mut body = route_patch.1.clone();
+    blank_times(&mut body);
+    set_times(&mut ours);
+    let mut other = other_entry();
+    other["conditions"][0]["lastTransitionTime"] = json!("T");
+    let expected = json!({"metadata": {"resourceVersion": objects[3]["metadata"]["resourceVersion"]}, "status": {"parents": [other, ours]}});
+    assert_eq!(body, expected);
+    assert_eq!(
+        route_patch.1["status"]["parents"][0],
+        other_entry(),
+        "other controller's entry byte for byte"
+    );
+    let accepted = &body["status"]["parents"][1]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Accepted")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            accepted["status"].as_str(),
+            accepted["observedGeneration"].as_i64()
+        ),
+        (Some("True"), Some(1))
+    );
+    assert_eq!(body["status"]["parents"][1]["controllerName"], ME);
+
+    // The Gateway and GatewayClass statuses are whole-status patches.
+    let gw_patch = &patches
+        .iter()
+        .find(|(p, _)| p.ends_with("/gateways/gw/status"))
+        .expect("gateway patched")
+        .1;
+    assert_eq!(
+        gw_patch["status"]["addresses"],
+        Value::Null,
+        "no provisioning: internal addresses are not reported"
+    );
+    assert_eq!(gw_patch["status"]["listeners"][0]["attachedRoutes"], 1);
+    assert!(
+        patches.iter().any(
+            |(p, _)| p == "/apis/gateway.networking.k8s.io/v1/gatewayclasses/portcullis/status"
+        ),
+        "{:#?}",
+        api.requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .map(|r| (&r.path, r.status, &r.body))
+            .collect::<Vec<_>>()
+    );
+
+    // Settled: the stored route status holds both entries.
+    let stored = api.get(GW, "httproutes", "default", "web").unwrap();
+    assert_eq!(stored["status"]["parents"].as_array().unwrap().len(), 2);
+
+    // No-op suppression: our own writes come back through the watch, and an
+    // unrelated change triggers a translation, yet nothing is written again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = status_patches(&api, None).len();
+    assert_eq!(
+        before,
+        3,
+        "one write per object: {:?}",
+        status_patches(&api, None)
+            .iter()
+            .map(|p| &p.0)
+            .collect::<Vec<_>>()
+    );
+    let mut stats = ctl.stats();
+    let passes = stats.borrow_and_update().passes;
+    api.put(service("unrelated"));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stats.wait_for(|s| s.passes > passes),
+    )
+    .await
+    .expect("a pass ran")
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        status_patches(&api, None).len(),
+        before,
+        "nothing changed, nothing written"
+    );
+
+    // A spec change (new generation) is written, still keeping the other entry.
+    let mut r = api.get(GW, "httproutes", "default", "web").unwrap();
+    r["spec"]["rules"][0]["backendRefs"][0]["name"] = json!("missing");
+    api.put(r);
+    let p = eventually(10, "route re-patched", || {
+        status_patches(&api, None)
+            .into_iter()
+            .skip(before)
+            .find(|(p, _)| p.ends_with("httproutes/web/status"))
+    })
+    .await;
+    assert_eq!(p.1["status"]["parents"][0], other_entry());
+    let resolved = p.1["status"]["parents"][1]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "ResolvedRefs")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            resolved["status"].as_str(),
+            resolved["observedGeneration"].as_i64()
+        ),
+        (Some("False"), Some(2))
+    );
+    ctl.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_cache_conflict_rereads_and_keeps_the_newer_entries() {
+    init_tracing();
+    let api = FakeApi::new();
+    let r1 = api.put(route("web", "gw", "web"));
+    // Another controller writes its entry after our cache saw r1.
+    let mut newer = r1.clone();
+    newer["status"] = json!({"parents": [other_entry()]});
+    let r2 = api.put(newer);
+    let addr = api.listen(0).await;
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(true);
+    let writer = StatusWriter::start(
+        FakeApi::client(addr),
+        WriterOptions {
+            qps: 100.0,
+            burst: 10,
+            concurrency: 4,
+            controller_name: ME.into(),
+        },
+        leader_rx,
+    );
+    let translated: portcullis_store::status::Status = serde_json::from_value(json!({"parents": [
+        {"parentRef": {"name": "gw"}, "controllerName": ME, "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "", "observedGeneration": 1, "lastTransitionTime": ""}]}
+    ]}))
+    .unwrap();
+    let oref = ObjectRef {
+        kind: Kind::HTTPRoute,
+        key: ObjectKey::new("default", "web"),
+    };
+    let status = portcullis_kube::status::merge::desired(
+        Kind::HTTPRoute,
+        None,
+        Some(&translated),
+        ME,
+        "2024-05-05T00:00:00Z",
+    )
+    .unwrap();
+    writer.submit(vec![Pending {
+        oref,
+        resource_version: r1["metadata"]["resourceVersion"].as_str().unwrap().into(),
+        generation: 1,
+        translated: Some(translated),
+        status,
+    }]);
+    let reqs = eventually(10, "conflict resolved", || {
+        let r: Vec<_> = api
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.contains("httproutes/web"))
+            .collect();
+        (r.iter()
+            .filter(|r| r.status == 200 && r.method == "PATCH")
+            .count()
+            == 1)
+            .then_some(r)
+    })
+    .await;
+    let seq: Vec<(String, u16)> = reqs.iter().map(|r| (r.method.clone(), r.status)).collect();
+    assert_eq!(
+        seq,
+        vec![
+            ("PATCH".into(), 409),
+            ("GET".into(), 200),
+            ("PATCH".into(), 200)
+        ]
+    );
+    assert_eq!(
+        reqs[0].body["metadata"]["resourceVersion"],
+        r1["metadata"]["resourceVersion"]
+    );
+    assert_eq!(
+        reqs[2].body["metadata"]["resourceVersion"],
+        r2["metadata"]["resourceVersion"]
+    );
+    let stored = api.get(GW, "httproutes", "default", "web").unwrap();
+    let parents = stored["status"]["parents"].as_array().unwrap();
+    assert_eq!(parents.len(), 2);
+    assert_eq!(parents[0], other_entry());
+    assert_eq!(parents[1]["controllerName"], ME);
+    drop(leader_tx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_a_standby_takes_over() {
+    init_tracing();
+    let api = FakeApi::new();
+    seeded(&api).await;
+    let (a_addr, b_addr) = (api.listen(0).await, api.listen(1).await);
+    let a = start(FakeApi::client(a_addr), args("replica-a", false), vec![]).await;
+    let mut a_stats = a.stats();
+    tokio::time::timeout(Duration::from_secs(10), a_stats.wait_for(|s| s.leader))
+        .await
+        .expect("a leads")
+        .unwrap();
+    eventually(10, "a writes", || {
+        (status_patches(&api, Some(0)).len() >= 3).then_some(())
+    })
+    .await;
+    let b = start(FakeApi::client(b_addr), args("replica-b", false), vec![]).await;
+    let mut b_stats = b.stats();
+    tokio::time::timeout(Duration::from_secs(10), b_stats.wait_for(|s| s.passes >= 1))
+        .await
+        .expect("b translates")
+        .unwrap();
+
+    // A change while a leads: only a writes.
+    let mut r = api.get(GW, "httproutes", "default", "web").unwrap();
+    r["spec"]["rules"][0]["backendRefs"][0]["name"] = json!("missing");
+    api.put(r);
+    eventually(10, "a writes the change", || {
+        status_patches(&api, Some(0))
+            .iter()
+            .filter(|(p, _)| p.ends_with("httproutes/web/status"))
+            .nth(1)
+            .cloned()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        status_patches(&api, Some(1)).is_empty(),
+        "the standby never writes"
+    );
+    assert!(!b_stats.borrow().leader);
+    let lease = api
+        .get(
+            "coordination.k8s.io",
+            "leases",
+            "portcullis-system",
+            "portcullis-controller",
+        )
+        .expect("lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
+
+    // a stops and releases the Lease; b takes over and writes the next change.
+    a.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), b_stats.wait_for(|s| s.leader))
+        .await
+        .expect("b leads")
+        .unwrap();
+    let mut r = api.get(GW, "httproutes", "default", "web").unwrap();
+    r["spec"]["rules"][0]["backendRefs"][0]["name"] = json!("web");
+    api.put(r);
+    eventually(10, "b writes", || {
+        status_patches(&api, Some(1))
+            .into_iter()
+            .find(|(p, _)| p.ends_with("httproutes/web/status"))
+    })
+    .await;
+    let lease = api
+        .get(
+            "coordination.k8s.io",
+            "leases",
+            "portcullis-system",
+            "portcullis-controller",
+        )
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-b");
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_applies_objects_and_reports_service_addresses_and_bad_parameters() {
+    init_tracing();
+    let api = FakeApi::new();
+    seeded(&api).await;
+    let mut bad = gateway("bad", 18081);
+    bad["spec"]["infrastructure"] =
+        json!({"parametersRef": {"group": "", "kind": "ConfigMap", "name": "bad-params"}});
+    api.put(bad);
+    api.put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad-params", "namespace": "default"}, "data": {"replicas": "many"}}));
+    let addr = api.listen(0).await;
+    let ctl = start(FakeApi::client(addr), args("a", true), vec![]).await;
+
+    let applied = eventually(10, "three objects applied", || {
+        let w: Vec<_> = api
+            .writes(None)
+            .into_iter()
+            .filter(|r| r.content_type.contains("apply-patch"))
+            .collect();
+        (w.len() >= 3).then_some(w)
+    })
+    .await;
+    let paths: Vec<&str> = applied.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/namespaces/default/serviceaccounts/gw-portcullis",
+            "/apis/apps/v1/namespaces/default/deployments/gw-portcullis",
+            "/api/v1/namespaces/default/services/gw-portcullis"
+        ]
+    );
+    assert!(
+        applied
+            .iter()
+            .all(|r| r.query.contains("fieldManager=portcullis") && r.query.contains("force=true")),
+        "{:?}",
+        applied[0].query
+    );
+    // The bad Gateway: InvalidParameters, nothing provisioned.
+    let bad_status = eventually(10, "bad gateway status", || {
+        api.get(GW, "gateways", "default", "bad")
+            .and_then(|g| g.get("status").cloned())
+    })
+    .await;
+    let accepted = bad_status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Accepted")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (accepted["status"].as_str(), accepted["reason"].as_str()),
+        (Some("False"), Some("InvalidParameters"))
+    );
+    assert!(accepted["message"].as_str().unwrap().contains("replicas"));
+    assert!(
+        api.get("apps", "deployments", "default", "bad-portcullis")
+            .is_none()
+    );
+
+    // No address yet: Programmed=False/AddressNotAssigned. Then the load balancer answers.
+    let st = eventually(10, "gw status", || {
+        api.get(GW, "gateways", "default", "gw")
+            .and_then(|g| g.get("status").cloned())
+    })
+    .await;
+    let programmed = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Programmed")
+        .unwrap()
+        .clone();
+    assert_eq!(programmed["reason"], "AddressNotAssigned");
+    let mut svc = api.get("", "services", "default", "gw-portcullis").unwrap();
+    svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}});
+    api.put(svc);
+    let st = eventually(10, "address in status", || {
+        let st = api.get(GW, "gateways", "default", "gw")?["status"].clone();
+        (st["addresses"] == json!([{"type": "IPAddress", "value": "203.0.113.7"}])).then_some(st)
+    })
+    .await;
+    let programmed = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Programmed")
+        .unwrap()
+        .clone();
+    assert_eq!(programmed["status"], "True");
+    // Applied objects are not re-applied while unchanged.
+    let n = api
+        .writes(None)
+        .iter()
+        .filter(|r| r.content_type.contains("apply-patch"))
+        .count();
+    assert_eq!(n, 3);
+    ctl.shutdown().await.unwrap();
+}
