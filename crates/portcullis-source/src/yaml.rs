@@ -307,7 +307,14 @@ fn yaml_error(e: serde_saphyr::Error) -> SyntaxError {
 /// Parse a (possibly multi-document) YAML text.
 pub(crate) fn parse_yaml(text: &str) -> Result<Vec<Doc>, SyntaxError> {
     // YAML 1.2 core booleans only: `y`, `no`, `on` stay strings.
-    let options = serde_saphyr::options! { strict_booleans: true };
+    // Larger limits than serde-saphyr's defaults (1,024 documents, 250,000
+    // nodes), which a generated manifest file can exceed; alias bombs stay
+    // bounded by the default alias limits.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 1_000_000;
+    budget.max_nodes = 50_000_000;
+    budget.max_events = 200_000_000;
+    let options = serde_saphyr::options! { strict_booleans: true, budget: Some(budget) };
     let docs: Vec<Spanned<Node>> =
         serde_saphyr::from_multiple_with_options(text, options).map_err(yaml_error)?;
     Ok(docs
@@ -379,6 +386,12 @@ mod tests {
         assert_eq!(v["b"], true);
         assert!(v["n"].is_null());
         assert_eq!(v["big"], serde_json::json!(18446744073709551615u64));
+    }
+
+    #[test]
+    fn many_documents() {
+        let text = "a: 1\n---\n".repeat(5000);
+        assert_eq!(parse_yaml(&text).unwrap().len(), 5000);
     }
 
     #[test]
