@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rand::Rng;
 use tokio::sync::mpsc;
 
@@ -56,6 +56,8 @@ pub async fn follow(f: Follow, out: mpsc::Sender<Message>) {
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
     let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .http2_only(true)
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
         .http2_keep_alive_interval(Duration::from_secs(10))
         .http2_keep_alive_timeout(Duration::from_secs(20))
         .http2_keep_alive_while_idle(true)

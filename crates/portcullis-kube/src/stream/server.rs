@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -146,7 +146,8 @@ async fn accept(
                 handle(req, published.clone(), reviewer.clone())
             });
             let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-            b.keep_alive_interval(Some(Duration::from_secs(10)))
+            b.timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(10)))
                 .keep_alive_timeout(Duration::from_secs(20));
             if let Err(e) = b.serve_connection(TokioIo::new(sock), svc).await {
                 tracing::debug!(%peer, "config stream connection: {e}");

@@ -10,6 +10,7 @@ use portcullis_kube::stream::server::{BoxFuture, TokenReviewer};
 use portcullis_kube::{ControllerArgs, status::merge};
 use serde_json::{Value, json};
 
+#[allow(unused_imports)]
 pub use fake_api::{FakeApi, eventually};
 
 pub const GW: &str = "gateway.networking.k8s.io";
