@@ -55,7 +55,31 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building tokio runtime")?;
-    let grpc = std::env::var("GRPC_ECHO_SERVER").is_ok_and(|v| !v.is_empty());
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    if flag("TCP_ECHO_SERVER") {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let port = |name: &str, default: u16| -> anyhow::Result<u16> {
+            Ok(match var(name) {
+                Some(v) => v
+                    .parse()
+                    .with_context(|| format!("non-integer value in {name}: {v}"))?,
+                None => default,
+            })
+        };
+        let key = var("TLS_SERVER_PRIV_KEY").or_else(|| var("TLS_SERVER_PRIVKEY"));
+        let tcp = echo::tcp::TcpEchoConfig {
+            bind: config.bind,
+            tcp_port: port("TCP_PORT", 3000)?,
+            tls_port: port("TLS_PORT", 8443)?,
+            context: config.context,
+            tls: var("TLS_SERVER_CERT")
+                .zip(key)
+                .map(|(c, k)| (c.into(), k.into())),
+        };
+        runtime.block_on(echo::tcp::run(tcp))?;
+        return Ok(());
+    }
+    let grpc = flag("GRPC_ECHO_SERVER");
     runtime.block_on(async move {
         if grpc {
             echo::grpc::run(config).await

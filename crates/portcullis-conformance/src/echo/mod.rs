@@ -12,6 +12,7 @@ pub mod grpc;
 mod handler;
 mod headers;
 mod server;
+pub mod tcp;
 mod tls;
 mod ws;
 

@@ -17,6 +17,7 @@ mod portcullis;
 mod roundtrip;
 mod status;
 mod suite;
+mod tcp;
 mod tests;
 
 use std::collections::BTreeSet;

@@ -15,7 +15,7 @@ use crate::suite::{BoxFut, Ctx};
 
 /// upstream GatewayAndTLSRoutesMustBeAccepted: the address and the hostnames of
 /// the last route.
-async fn gateway_and_tls_routes_accepted(
+pub async fn gateway_and_tls_routes_accepted(
     ctx: &Ctx,
     gw: &GatewayRef,
     routes: &[Nn],
@@ -89,7 +89,7 @@ impl ServerCertVerifier for AcceptAny {
 
 /// upstream tls.MakeTLSConnectionAndExpectEventuallyConnectionRejection: the
 /// TLS handshake must end in EOF or a connection reset.
-async fn expect_tls_rejection(ctx: &Ctx, addr: &str, server_name: &str) -> anyhow::Result<()> {
+pub async fn expect_tls_rejection(ctx: &Ctx, addr: &str, server_name: &str) -> anyhow::Result<()> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

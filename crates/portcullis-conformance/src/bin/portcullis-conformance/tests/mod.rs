@@ -24,7 +24,8 @@ mod httproute_filters;
 mod httproute_matching;
 mod httproute_status;
 mod httproute_traffic;
-mod l4;
+pub mod l4;
+mod l4_traffic;
 
 include!("registry.rs");
 
