@@ -30,6 +30,9 @@ struct Args {
     /// HTTPS port (overrides HTTPS_PORT, default 8443).
     #[arg(long)]
     https_port: Option<u16>,
+    /// Run a minimal DNS responder on this UDP port instead (stand-in for coredns).
+    #[arg(long)]
+    dns_port: Option<u16>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +59,24 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("building tokio runtime")?;
     let flag = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    if let Some(port) = args.dns_port {
+        runtime.block_on(echo::udp::run_dns(std::net::SocketAddr::new(
+            config.bind,
+            port,
+        )))?;
+        return Ok(());
+    }
+    if flag("UDP_ECHO_SERVER") {
+        let port: u16 = match std::env::var("UDP_PORT").ok().filter(|v| !v.is_empty()) {
+            Some(v) => v.parse().with_context(|| format!("UDP_PORT={v}"))?,
+            None => 8080,
+        };
+        runtime.block_on(echo::udp::run_echo(
+            std::net::SocketAddr::new(config.bind, port),
+            config.context,
+        ))?;
+        return Ok(());
+    }
     if flag("TCP_ECHO_SERVER") {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let port = |name: &str, default: u16| -> anyhow::Result<u16> {

@@ -14,6 +14,7 @@ mod headers;
 mod server;
 pub mod tcp;
 mod tls;
+pub mod udp;
 mod ws;
 
 pub use duration::parse_go_duration;

@@ -23,7 +23,9 @@ use crate::manifests::{kind, name, namespace};
 pub enum PodMode {
     /// The echo-basic image (HTTP, gRPC or TCP mode chosen by its environment).
     Echo,
-    /// An image we cannot run locally (e.g. coredns).
+    /// coredns: a minimal DNS responder on the given UDP port.
+    Dns(u16),
+    /// An image we cannot run locally.
     Unsupported(String),
 }
 
@@ -185,6 +187,8 @@ impl Cluster {
         let image = container.get("image").and_then(Value::as_str).unwrap_or("");
         let mode = if image.contains("echo-basic") {
             PodMode::Echo
+        } else if image.contains("coredns") {
+            PodMode::Dns(53)
         } else {
             PodMode::Unsupported(image.to_string())
         };
@@ -345,7 +349,7 @@ impl Cluster {
     async fn start_pod(&mut self, plan: PodPlan, scope: &str) -> Result<()> {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let child = match &plan.mode {
-            PodMode::Echo => Some(self.spawn_echo(&plan, logs.clone()).await?),
+            PodMode::Echo | PodMode::Dns(_) => Some(self.spawn_echo(&plan, logs.clone()).await?),
             PodMode::Unsupported(image) => {
                 if self.verbose {
                     eprintln!(
@@ -377,6 +381,9 @@ impl Cluster {
         }
         let mut cmd = Command::new(&self.echo_bin);
         cmd.arg("--bind").arg(plan.ip.to_string());
+        if let PodMode::Dns(port) = plan.mode {
+            cmd.arg("--dns-port").arg(port.to_string());
+        }
         for (k, v) in &plan.env {
             cmd.env(k, rewrite_mount_path(v, &plan.mounts, &pod_dir));
         }
@@ -400,40 +407,34 @@ impl Cluster {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {}", self.echo_bin.display()))?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         if let Some(stdout) = child.stdout.take() {
             tokio::spawn(async move {
+                let mut ready = Some(ready_tx);
                 let mut lines = BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
+                    if line.contains("listening")
+                        && let Some(tx) = ready.take()
+                    {
+                        let _ = tx.send(());
+                    }
                     logs.lock().unwrap_or_else(|e| e.into_inner()).push(line);
                 }
             });
         }
-        // Wait until the pod accepts connections on its HTTP port.
-        let port = plan
-            .env
-            .iter()
-            .find(|(k, _)| k == "HTTP_PORT")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(3000u16);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect((plan.ip, port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!("echo pod {} exited early: {status}", plan.name);
-            }
-            if tokio::time::Instant::now() > deadline {
+        // The echo prints its "listening" line once every socket is bound.
+        match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
+            Ok(Ok(())) => {}
+            _ => {
+                if let Some(status) = child.try_wait()? {
+                    bail!("echo pod {} exited early: {status}", plan.name);
+                }
                 bail!(
-                    "echo pod {} did not listen on {}:{port}",
+                    "echo pod {} did not start listening on {}",
                     plan.name,
                     plan.ip
                 );
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(child)
     }

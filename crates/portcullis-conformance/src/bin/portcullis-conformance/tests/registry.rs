@@ -125,12 +125,12 @@ pub fn registry() -> Vec<TestDef> {
         t("TLSRouteTerminateSimpleSameNamespace", &["Gateway", "TLSRoute", "TLSRouteModeTerminate"], &["tests/tlsroute-terminate-simple-same-namespace.yaml"], true, None, None),
         t("UDPRouteInvalidBackendRefNonexistent", &["Gateway", "UDPRoute"], &["tests/udproute-invalid-backendref-nonexistent.yaml"], true, None, Some(l4::udproute_invalid_backendref_nonexistent)),
         t("UDPRouteInvalidCrossNamespaceBackendRef", &["Gateway", "UDPRoute", "ReferenceGrant"], &["tests/udproute-invalid-cross-namespace-backend-ref.yaml"], true, None, Some(l4::udproute_invalid_cross_namespace_backend_ref)),
-        t("UDPRouteMultipleRoutesAttachment", &["Gateway", "UDPRoute"], &["tests/udproute-multiple-routes-attachment.yaml"], true, None, None),
+        t("UDPRouteMultipleRoutesAttachment", &["Gateway", "UDPRoute"], &["tests/udproute-multiple-routes-attachment.yaml"], true, None, Some(udp::udproute_multiple_routes_attachment)),
         t("UDPRouteNotAllowedByListeners", &["Gateway", "UDPRoute"], &["tests/udproute-not-allowed-by-listeners.yaml"], true, None, Some(l4::udproute_not_allowed_by_listeners)),
-        t("UDPRouteParentRefAttachAllListeners", &["Gateway", "UDPRoute"], &["tests/udproute-parentref-attach-all-listeners.yaml"], true, None, None),
-        t("UDPRouteParentRefPortAndSectionName", &["Gateway", "UDPRoute"], &["tests/udproute-parentref-port-and-section-name.yaml"], true, None, None),
-        t("UDPRouteReferenceGrant", &["Gateway", "UDPRoute", "ReferenceGrant"], &["tests/udproute-reference-grant.yaml"], true, None, None),
-        t("UDPRoute", &["UDPRoute", "Gateway"], &["tests/udproute-simple.yaml"], true, None, None),
-        t("UDPRouteWeightedRouting", &["Gateway", "UDPRoute"], &["tests/udproute-weighted-routing.yaml"], true, None, None),
+        t("UDPRouteParentRefAttachAllListeners", &["Gateway", "UDPRoute"], &["tests/udproute-parentref-attach-all-listeners.yaml"], true, None, Some(udp::udproute_parentref_attach_all_listeners)),
+        t("UDPRouteParentRefPortAndSectionName", &["Gateway", "UDPRoute"], &["tests/udproute-parentref-port-and-section-name.yaml"], true, None, Some(udp::udproute_parentref_port_and_section_name)),
+        t("UDPRouteReferenceGrant", &["Gateway", "UDPRoute", "ReferenceGrant"], &["tests/udproute-reference-grant.yaml"], true, None, Some(udp::udproute_reference_grant)),
+        t("UDPRoute", &["UDPRoute", "Gateway"], &["tests/udproute-simple.yaml"], true, None, Some(udp::udproute_simple)),
+        t("UDPRouteWeightedRouting", &["Gateway", "UDPRoute"], &["tests/udproute-weighted-routing.yaml"], true, None, Some(udp::udproute_weighted_routing)),
     ]
 }
