@@ -235,3 +235,109 @@ fn websocket_echo_requires_origin_and_echoes_frames() {
         assert_eq!(m, Message::Binary(vec![1u8, 2, 3].into()));
     });
 }
+
+fn spawn_mode(envs: &[(&str, String)], args: &[&str]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis-echo"));
+    cmd.args(["--bind", "127.0.0.1"]).args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the "listening" line.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listening"), "{first}");
+    child
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tcp_mode_speaks_the_tcp_backend_protocol() {
+    let port = free_port();
+    let _child = Kill(spawn_mode(
+        &[
+            ("TCP_ECHO_SERVER", "1".into()),
+            ("TCP_PORT", port.to_string()),
+            ("POD_NAME", "tcp-backend-abcdefghij-xyz12".into()),
+            ("NAMESPACE", "ns".into()),
+        ],
+        &[],
+    ));
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "Gateway API Test TCP Server\n");
+    for (cmd, want) in [("PING\n", "PONG\n"), ("IS_TLS\n", "false\n")] {
+        w.write_all(cmd.as_bytes()).unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, want);
+    }
+    w.write_all(b"TEST\n").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["pod"], "tcp-backend-abcdefghij-xyz12");
+    assert_eq!(v["namespace"], "ns");
+    assert_eq!(v["isTLS"], false);
+    assert_eq!(v["tcpport"], port.to_string());
+}
+
+#[test]
+fn udp_echo_and_dns_modes_answer_datagrams() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _echo = Kill(spawn_mode(
+        &[
+            ("UDP_ECHO_SERVER", "1".into()),
+            ("UDP_PORT", port.to_string()),
+            ("POD_NAME", "udp-backend-abcdefghij-xyz12".into()),
+            ("SERVICE_NAME", "udp-backend".into()),
+        ],
+        &[],
+    ));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(b"hello", ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+    assert_eq!(v["request"], "hello");
+    assert_eq!(v["pod"], "udp-backend-abcdefghij-xyz12");
+    assert_eq!(v["service"], "udp-backend");
+
+    let dns_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _dns = Kill(spawn_mode(&[], &["--dns-port", &dns_port.to_string()]));
+    let mut q = vec![
+        0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'f', b'o', b'o', 0, 0, 1, 0, 1,
+    ];
+    sock.send_to(&q, ("127.0.0.1", dns_port)).unwrap();
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..2], &[0xab, 0xcd]);
+    assert_eq!(buf[2] & 0x80, 0x80, "response bit");
+    q[2] = buf[2];
+    q[3] = buf[3];
+    assert_eq!(&buf[..n], &q[..]);
+}

@@ -24,7 +24,7 @@ pub async fn run(config: EchoConfig) -> Result<(), EchoError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| EchoError::Bind { addr, source })?;
-    println!(
+    super::log!(
         "Starting gRPC placeholder server, listening on port {}",
         config.http_port
     );

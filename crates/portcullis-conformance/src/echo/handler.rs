@@ -296,7 +296,7 @@ fn assertions(req: &Request<Incoming>, state: &State, conn: &ConnInfo) -> Reques
 }
 
 async fn echo(req: &Request<Incoming>, state: &State, conn: &ConnInfo) -> EchoResponse {
-    println!(
+    super::log!(
         "Echoing back request made to {} to client ({})",
         request_uri(req),
         conn.remote

@@ -7,6 +7,16 @@
 //! `INGRESS_NAME`, `TLS_SERVER_CERT`, `TLS_SERVER_PRIVKEY`, `TLS_CLIENT_CACERTS`),
 //! plus a bind address so that many echo "pods" can share one machine.
 
+/// Prints a line to stdout, ignoring a closed stdout (the runner reads these
+/// lines; a vanished reader must not take the backend down).
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+pub(crate) use log;
+
 mod duration;
 pub mod grpc;
 mod handler;

@@ -113,7 +113,7 @@ pub async fn run(config: EchoConfig) -> Result<(), EchoError> {
         }
         None => None,
     };
-    println!(
+    super::log!(
         "Starting server, listening on port {} (http), {} (h2c){}",
         config.http_port,
         config.h2c_port,

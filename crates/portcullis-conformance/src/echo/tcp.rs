@@ -140,7 +140,7 @@ pub async fn run(config: TcpEchoConfig) -> Result<(), EchoError> {
         #[allow(unreachable_code)]
         Ok::<(), std::io::Error>(())
     });
-    println!(
+    super::log!(
         "Starting TCP server, listening on port {} (tcp){}",
         config.tcp_port,
         if config.tls.is_some() {

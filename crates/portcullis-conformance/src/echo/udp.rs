@@ -34,12 +34,12 @@ async fn bind(addr: SocketAddr) -> Result<UdpSocket, EchoError> {
 /// Replies to each datagram with a [`UdpEchoResponse`].
 pub async fn run_echo(addr: SocketAddr, context: EchoContext) -> Result<(), EchoError> {
     let socket = bind(addr).await?;
-    println!("UDP server listening on :{}", addr.port());
+    super::log!("UDP server listening on :{}", addr.port());
     let mut buf = vec![0u8; 1024];
     loop {
         let (n, peer) = socket.recv_from(&mut buf).await?;
         let request = String::from_utf8_lossy(&buf[..n]).into_owned();
-        println!("Received UDP {request} from {peer}");
+        super::log!("Received UDP {request} from {peer}");
         let reply = UdpEchoResponse {
             request,
             namespace: context.namespace.clone(),
@@ -86,7 +86,7 @@ pub fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
 /// Answers DNS queries on `addr` (the coredns stand-in).
 pub async fn run_dns(addr: SocketAddr) -> Result<(), EchoError> {
     let socket = bind(addr).await?;
-    println!("DNS responder listening on :{}", addr.port());
+    super::log!("DNS responder listening on :{}", addr.port());
     let mut buf = vec![0u8; 1500];
     loop {
         let (n, peer) = socket.recv_from(&mut buf).await?;

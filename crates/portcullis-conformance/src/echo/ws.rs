@@ -58,7 +58,7 @@ pub(crate) fn upgrade(req: &mut Request<Incoming>) -> EchoResponse {
         };
         let mut ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-        println!("established websocket connection");
+        super::log!("established websocket connection");
         while let Some(Ok(msg)) = ws.next().await {
             let reply = match msg {
                 Message::Text(t) => Message::Text(t),
