@@ -1,5 +1,6 @@
 //! Serving one accepted connection: HTTP/1.1 or HTTP/2 prior knowledge
-//! (hyper-util auto), with upgrades, slowloris limits, idle keep-alive
+//! (hyper-util auto) on cleartext ports; on TLS, the protocol ALPN chose
+//! (`h2`, else HTTP/1.1). With upgrades, slowloris limits, idle keep-alive
 //! timeout and graceful drain.
 //!
 //! - Headers: hyper's HTTP/1 `header_read_timeout` and `max_buf_size`
@@ -21,13 +22,46 @@ use http::Response;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::Options;
 use crate::body::Guarded;
 use crate::drain::DrainWatch;
 use crate::handler::{self, ConnCtx, PortCtx};
+
+/// The connection builders of a port.
+pub struct Builders {
+    /// HTTP/1.1 or HTTP/2 prior knowledge, detected from the first bytes.
+    pub auto: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 only (TLS without ALPN `h2`).
+    pub h1: auto::Builder<TokioExecutor>,
+    /// HTTP/2 only (TLS with ALPN `h2`).
+    pub h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    /// Builders for `opts`.
+    pub fn new(opts: &Options) -> Self {
+        let auto = builder(opts);
+        Builders {
+            h1: auto.clone().http1_only(),
+            h2: auto.clone().http2_only(),
+            auto,
+        }
+    }
+}
+
+/// The HTTP protocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// Detect HTTP/1.1 or the HTTP/2 preface (cleartext).
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
+}
 
 /// Build the connection builder for a port.
 pub fn builder(opts: &Options) -> auto::Builder<TokioExecutor> {
@@ -79,9 +113,18 @@ impl Tracker {
     }
 }
 
-/// Serve a connection until it closes, idles out, or its drain deadline passes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, port: Arc<PortCtx>, mut drain: DrainWatch) {
-    let _ = stream.set_nodelay(true);
+/// Serve a connection until it closes, idles out, or its drain deadline
+/// passes. `sni` is the ClientHello's server name on TLS connections.
+pub async fn serve<IO>(
+    stream: IO,
+    peer: SocketAddr,
+    port: Arc<PortCtx>,
+    mut drain: DrainWatch,
+    proto: Proto,
+    sni: Option<Box<str>>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let opts = &port.shared.opts;
     let (first_limit, idle_limit) = (opts.header_read_timeout, opts.idle_timeout);
     let check =
@@ -96,6 +139,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, port: Arc<PortCtx>, mut 
         port: port.clone(),
         peer,
         drain: drain.clone(),
+        sni,
     });
     let svc_tracker = tracker.clone();
     let svc = service_fn(move |req| {
@@ -106,9 +150,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, port: Arc<PortCtx>, mut 
             Ok::<_, Infallible>(Response::from_parts(parts, Guarded::wrap(body, active)))
         }
     });
-    let conn = port
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    let builder = match proto {
+        Proto::Auto => &port.builders.auto,
+        Proto::Http1 => &port.builders.h1,
+        Proto::Http2 => &port.builders.h2,
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     let mut deadline: Option<Instant> = None;
     let mut tick = tokio::time::interval(check);

@@ -1,7 +1,17 @@
 //! Every error the gateway answers itself, mapped to a response in one place.
+//!
+//! gRPC requests (`content-type: application/grpc*`) get gRPC-shaped errors:
+//! HTTP 200, a trailers-only response (one HEADERS frame with END_STREAM)
+//! carrying `grpc-status` and `grpc-message`. No route is `12 UNIMPLEMENTED`;
+//! an unavailable upstream (connect failure, no endpoints, an invalid backend
+//! as GRPCRoute's `backendRefs` documentation requires) is `14 UNAVAILABLE`;
+//! a timeout is `4 DEADLINE_EXCEEDED`; an invalid filter or a malformed
+//! request `13 INTERNAL`; a too-large body `8 RESOURCE_EXHAUSTED`. A
+//! misdirected request stays HTTP 421: it tells the client to use another
+//! connection, which is not an RPC outcome.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use crate::body::{self, ProxyBody};
 
@@ -35,6 +45,20 @@ pub enum ProxyError {
     /// The request body is larger than allowed.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request's Host belongs to another listener than the TLS
+    /// connection's SNI selected.
+    #[error("misdirected request")]
+    Misdirected,
+}
+
+/// Whether a request is gRPC: `content-type: application/grpc` or `application/grpc+…`.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.len() >= 16
+            && v[..16].eq_ignore_ascii_case(b"application/grpc")
+            && matches!(v.get(16), None | Some(b'+' | b';'))
+    })
 }
 
 impl ProxyError {
@@ -50,6 +74,22 @@ impl ProxyError {
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+        }
+    }
+
+    /// The gRPC status code for a gRPC request, `None` when the error is
+    /// answered with its HTTP status even to gRPC clients.
+    pub fn grpc_status(&self) -> Option<u8> {
+        match self {
+            ProxyError::NoListener | ProxyError::NoRoute => Some(12),
+            ProxyError::NoEndpoints | ProxyError::Upstream(_) | ProxyError::InvalidBackend(_) => {
+                Some(14)
+            }
+            ProxyError::Timeout => Some(4),
+            ProxyError::InvalidFilter(_) | ProxyError::BadRequest(_) => Some(13),
+            ProxyError::PayloadTooLarge => Some(8),
+            ProxyError::Misdirected => None,
         }
     }
 
@@ -64,6 +104,7 @@ impl ProxyError {
             ProxyError::Timeout => "UT",
             ProxyError::BadRequest(_) => "BR",
             ProxyError::PayloadTooLarge => "PL",
+            ProxyError::Misdirected => "MR",
         }
     }
 
@@ -78,10 +119,37 @@ impl ProxyError {
             ProxyError::Timeout => "upstream request timeout\n",
             ProxyError::BadRequest(_) => "bad request\n",
             ProxyError::PayloadTooLarge => "payload too large\n",
+            ProxyError::Misdirected => "misdirected request\n",
         }
     }
 
-    /// The response. 400 and 413 also close the connection.
+    /// The response for a request; `grpc` when the request is gRPC (see
+    /// [`is_grpc`]), which gets a trailers-only gRPC error when
+    /// [`ProxyError::grpc_status`] has one.
+    pub fn response_for(&self, grpc: bool) -> Response<ProxyBody> {
+        match self.grpc_status() {
+            Some(code) if grpc => self.grpc_response(code),
+            _ => self.response(),
+        }
+    }
+
+    fn grpc_response(&self, code: u8) -> Response<ProxyBody> {
+        let mut r = Response::new(body::empty());
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", HeaderValue::from(u16::from(code)));
+        // The plain-text body, without its newline, is the message.
+        h.insert(
+            "grpc-message",
+            HeaderValue::from_static(self.body().trim_end()),
+        );
+        r
+    }
+
+    /// The plain HTTP response. 400 and 413 also close the connection.
     pub fn response(&self) -> Response<ProxyBody> {
         let mut r = Response::new(body::full(Bytes::from_static(self.body().as_bytes())));
         *r.status_mut() = self.status();
@@ -95,5 +163,41 @@ impl ProxyError {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Body;
+
+    #[test]
+    fn grpc_detection_and_trailers_only_errors() {
+        let mut h = HeaderMap::new();
+        assert!(!is_grpc(&h));
+        for (v, want) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("Application/GRPC; charset=x", true),
+            ("application/grpc-web", false),
+            ("application/json", false),
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+            assert_eq!(is_grpc(&h), want, "{v}");
+        }
+        let r = ProxyError::NoRoute.response_for(true);
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["grpc-status"], "12");
+        assert_eq!(r.headers()["grpc-message"], "no route");
+        assert!(r.body().is_end_stream(), "trailers-only: no body");
+        let r = ProxyError::InvalidBackend("x".into()).response_for(true);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        assert_eq!(
+            ProxyError::Timeout.response_for(true).headers()["grpc-status"],
+            "4"
+        );
+        let r = ProxyError::Misdirected.response_for(true);
+        assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+        assert_eq!(ProxyError::NoRoute.response_for(false).status(), 404);
     }
 }

@@ -11,6 +11,12 @@
 //!   `Content-Length` and `Transfer-Encoding: chunked` is read as chunked,
 //!   `Content-Length` is dropped and the connection is closed after the
 //!   response (RFC 9112 §6.3), so nothing can be smuggled behind it.
+//! - HTTPS: a request whose Host belongs to another listener than the one
+//!   the connection's SNI selected is answered 421.
+//! - gRPC (`content-type: application/grpc*`): always HTTP/2 upstream, the
+//!   body is streamed (never buffered, unless a mirror needs a copy) and
+//!   trailers pass through both ways; errors are gRPC-shaped (see
+//!   [`crate::error`]).
 //! - Access log: one `tracing` event per request, target `access`, with
 //!   method, authority, path, status, duration, upstream, route and a
 //!   response flag (see [`crate::error::ProxyError::flag`]).
@@ -27,18 +33,19 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use portcullis_route::{canonical_path, normalize_host};
+use portcullis_tls::SwappableAcceptor;
 use tokio::time::Instant;
 
 use crate::Options;
 use crate::backend::endpoint::{EndpointState, InflightGuard};
 use crate::backend::pool::Clients;
+use crate::backend::tls::UpstreamTlsCache;
 use crate::backend::{ServiceTarget, Target};
 use crate::body::{self, Guarded, ProxyBody};
+use crate::conn::Builders;
 use crate::drain::DrainWatch;
-use crate::error::ProxyError;
+use crate::error::{self, ProxyError};
 use crate::filters::{FilterCtx, Flow, Plan, ReqState};
 use crate::forward;
 use crate::retry::{self, AttemptError};
@@ -52,6 +59,8 @@ pub struct Shared {
     pub opts: Options,
     /// Upstream clients.
     pub clients: Clients,
+    /// Upstream TLS clients (BackendTLSPolicy), by policy.
+    pub upstream_tls: UpstreamTlsCache,
     /// Key for session tokens.
     pub tokens: RandomState,
 }
@@ -62,8 +71,10 @@ pub struct PortCtx {
     pub table: ArcSwap<PortTable>,
     /// Shared state.
     pub shared: Arc<Shared>,
-    /// Connection builder (HTTP/1.1 + HTTP/2 prior knowledge).
-    pub builder: auto::Builder<TokioExecutor>,
+    /// Connection builders (HTTP/1.1 + HTTP/2 prior knowledge; either alone for TLS ALPN).
+    pub builders: Builders,
+    /// HTTPS ports: the TLS acceptor, whose configuration is swapped on rotation.
+    pub tls: Option<Arc<SwappableAcceptor>>,
 }
 
 /// State of one client connection.
@@ -74,6 +85,8 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
     /// Drain watch, handed to upgraded tunnels.
     pub drain: DrainWatch,
+    /// TLS connections: the SNI of the ClientHello.
+    pub sni: Option<Box<str>>,
 }
 
 #[derive(Default)]
@@ -99,13 +112,14 @@ pub async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyB
     let method = req.method().clone();
     let uri = req.uri().clone();
     let host = req.headers().get(header::HOST).cloned();
+    let grpc = error::is_grpc(req.headers());
     let mut log = Log::default();
-    let resp = match proxy(req, &cx, &mut log).await {
+    let resp = match proxy(req, &cx, grpc, &mut log).await {
         Ok(r) => r,
         Err(e) => {
             log.flag.get_or_insert(e.flag());
             tracing::debug!(error = %e, "request answered by the gateway");
-            e.response()
+            e.response_for(grpc)
         }
     };
     let authority = uri
@@ -129,6 +143,7 @@ pub async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyB
 async fn proxy(
     mut req: Request<Incoming>,
     cx: &ConnCtx,
+    grpc: bool,
     log: &mut Log,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let shared = &cx.port.shared;
@@ -157,6 +172,9 @@ async fn proxy(
     let query = req.uri().query().map(str::to_owned);
 
     let table = cx.port.table.load_full();
+    if table.misdirected(cx.sni.as_deref(), &host_name) {
+        return Err(ProxyError::Misdirected);
+    }
     let listener = table.listener(&host_name).ok_or(ProxyError::NoListener)?;
     let rule = listener
         .routes
@@ -219,7 +237,17 @@ async fn proxy(
         Target::Invalid(reason) => return Err(ProxyError::InvalidBackend(reason.to_string())),
         Target::Service(s) => s,
     };
-    let fut = forward(st, plan, target, action, body, client_upgrade, cx, log);
+    let fut = forward(
+        st,
+        plan,
+        target,
+        action,
+        body,
+        client_upgrade,
+        grpc,
+        cx,
+        log,
+    );
     match action.request_timeout {
         Some(t) => tokio::time::timeout(t, fut)
             .await
@@ -240,6 +268,7 @@ impl ReqBody {
         body: Incoming,
         headers: &HeaderMap,
         opts: &Options,
+        may_buffer: bool,
     ) -> Result<Self, ProxyError> {
         if body.is_end_stream() {
             return Ok(ReqBody::Empty);
@@ -254,6 +283,7 @@ impl ReqBody {
             return Err(ProxyError::PayloadTooLarge);
         }
         if let Some(len) = len
+            && may_buffer
             && len <= opts.buffer_body_bytes as u64
         {
             let b = body
@@ -305,6 +335,7 @@ async fn forward(
     action: &RuleAction,
     body: Incoming,
     client_upgrade: Option<OnUpgrade>,
+    grpc: bool,
     cx: &ConnCtx,
     log: &mut Log,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -312,7 +343,9 @@ async fn forward(
         return Err(ProxyError::NoEndpoints);
     }
     let shared = &cx.port.shared;
-    let mut body = ReqBody::prepare(body, &st.headers, &shared.opts).await?;
+    // gRPC bodies are streams: buffered only when a mirror needs a copy.
+    let may_buffer = !grpc || !plan.mirrors.is_empty();
+    let mut body = ReqBody::prepare(body, &st.headers, &shared.opts, may_buffer).await?;
     for (m, copy) in plan.mirrors.drain(..) {
         match body.replay() {
             Some(b) => m.spawn(&shared.clients, copy, b, MIRROR_TIMEOUT),
@@ -325,7 +358,12 @@ async fn forward(
         .and_then(|s| s.token(&st.headers))
         .and_then(|t| target.endpoints.by_token(t))
         .cloned();
-    let h2 = (target.h2c || action.grpc) && client_upgrade.is_none();
+    let h2 = (target.h2c || action.grpc || grpc) && client_upgrade.is_none();
+    let scheme = if target.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let version = if h2 {
         Version::HTTP_2
     } else {
@@ -351,7 +389,7 @@ async fn forward(
         prev = Some(ep.clone());
         let guard = ep.acquire();
         let uri = Uri::builder()
-            .scheme("http")
+            .scheme(scheme)
             .authority(ep.authority.clone())
             .path_and_query(path_and_query.as_str())
             .build();
@@ -367,10 +405,13 @@ async fn forward(
             };
             req
         });
-        let clients = shared.clients.clone();
+        let sent = req.map(|req| match &target.tls {
+            Some(tls) => tls.send(h2, req),
+            None => shared.clients.request(h2, req),
+        });
         async move {
-            let req = req.map_err(|e| AttemptError::Other(e.to_string()))?;
-            match clients.send(h2, req).await {
+            let sent = sent.map_err(|e| AttemptError::Other(e.to_string()))?;
+            match sent.await {
                 Ok(resp) => Ok(Attempt { resp, guard, ep }),
                 Err(e) if e.is_connect() => Err(AttemptError::Connect(format!("{}: {e}", ep.addr))),
                 Err(e) => Err(AttemptError::Other(format!("{}: {e}", ep.addr))),

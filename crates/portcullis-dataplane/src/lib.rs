@@ -7,16 +7,25 @@
 //! cut by a configuration change. The request path reads the table with one
 //! `load_full` and takes no lock.
 //!
-//! Layout (each concern its own module, so HTTPS/TLS/TCP/UDP can be added as
-//! siblings): [`listener`] (bind + accept loop + drain per port), [`conn`]
-//! (serving one connection), [`handler`] (one request), [`table`] (compiled
-//! per-port state), [`filters`], [`cors`], [`mirror`], [`retry`],
-//! [`websocket`], [`forward`] (hop-by-hop, X-Forwarded-*), [`backend`]
-//! (weighted choice, endpoints, pool, session persistence), [`error`] (every
-//! gateway-generated error in one place) and [`drain`].
+//! Ports by protocol:
 //!
-//! Only `PortProtocol::Http` is served for now; other ports are skipped with
-//! a warning.
+//! | IR protocol | served by |
+//! |---|---|
+//! | `Http` | [`listener`] → [`conn`] (HTTP/1.1 + h2c prior knowledge) → [`handler`] |
+//! | `Https` | [`listener`] (TLS handshake on a `portcullis_tls::SwappableAcceptor`, ALPN `h2`/`http/1.1`) → [`conn`] → [`handler`] (421 on misdirected requests) |
+//! | `Tls`, `Tcp` | [`l4`] → `portcullis_l4::L4Port::serve_tcp` (passthrough by SNI, terminate to TCP, plain TCP) |
+//! | `Udp` | [`l4`] → `portcullis_l4::L4Port::serve_udp` |
+//!
+//! Other modules: [`table`] (compiled per-port state), [`filters`], [`cors`],
+//! [`mirror`], [`retry`], [`websocket`], [`forward`] (hop-by-hop,
+//! X-Forwarded-*), [`backend`] (weighted choice, endpoints, pools, upstream
+//! TLS, session persistence), [`error`] (every gateway-generated error in one
+//! place, gRPC-shaped for gRPC requests) and [`drain`].
+//!
+//! What an apply could not do is in the [`ApplyReport`]: ports that could not
+//! be bound, HTTPS ports whose TLS configuration could not be built (the
+//! previous configuration stays in use) and backends whose BackendTLSPolicy
+//! client configuration could not be built (they answer as invalid backends).
 #![deny(missing_docs)]
 
 pub mod backend;
@@ -28,25 +37,30 @@ pub mod error;
 pub mod filters;
 pub mod forward;
 pub mod handler;
+pub mod l4;
 pub mod listener;
 pub mod mirror;
 pub mod retry;
 pub mod table;
 pub mod websocket;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::RandomState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_ir::{Config, PortProtocol};
+use portcullis_ir::{Config, Port, PortProtocol};
 use tokio::sync::Mutex;
 
 use backend::pool::Clients;
+use backend::tls::UpstreamTlsCache;
 use drain::Drain;
 use handler::Shared;
+use l4::L4Handle;
 use listener::PortHandle;
+
+pub use portcullis_l4::L4Options;
 
 /// Data plane tuning.
 #[derive(Clone, Debug)]
@@ -72,6 +86,8 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Idle pooled upstream connections are closed after this.
     pub upstream_idle_timeout: Duration,
+    /// Layer-4 (TLS, TCP, UDP) timeouts and limits.
+    pub l4: L4Options,
 }
 
 impl Default for Options {
@@ -86,6 +102,7 @@ impl Default for Options {
             buffer_body_bytes: 64 * 1024,
             connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(90),
+            l4: L4Options::default(),
         }
     }
 }
@@ -95,6 +112,13 @@ impl Default for Options {
 pub struct ApplyReport {
     /// Ports that could not be bound, with the OS error.
     pub bind_errors: BTreeMap<SocketAddr, String>,
+    /// HTTPS ports whose TLS configuration could not be built. A port that
+    /// was already serving keeps its previous configuration; a new port is
+    /// bound but refuses handshakes.
+    pub tls_errors: BTreeMap<SocketAddr, String>,
+    /// Backends (`namespace/name:port`) whose BackendTLSPolicy client
+    /// configuration could not be built; they are answered as invalid.
+    pub backend_tls_errors: BTreeMap<String, String>,
 }
 
 /// The running data plane; cheap to clone.
@@ -108,9 +132,67 @@ struct Inner {
     state: Mutex<State>,
 }
 
+/// A running port of any protocol.
+enum Running {
+    Http(PortHandle),
+    L4(L4Handle),
+}
+
+/// Ports are keyed by address and socket type (TCP or UDP).
+type PortKey = (SocketAddr, bool);
+
+fn key(p: &Port) -> PortKey {
+    (p.bind, p.protocol == PortProtocol::Udp)
+}
+
+impl Running {
+    async fn start(
+        port: &Port,
+        shared: &Arc<Shared>,
+        retry_bind: bool,
+    ) -> std::io::Result<(Self, Option<String>)> {
+        match port.protocol {
+            PortProtocol::Http | PortProtocol::Https => {
+                let (h, e) = PortHandle::start(port, shared.clone(), retry_bind).await?;
+                Ok((Running::Http(h), e))
+            }
+            PortProtocol::Tls | PortProtocol::Tcp | PortProtocol::Udp => {
+                let h = L4Handle::start(port, &shared.opts.l4, retry_bind).await?;
+                Ok((Running::L4(h), None))
+            }
+        }
+    }
+
+    /// Whether `port` can be served by updating this one in place.
+    fn can_serve(&self, port: &Port) -> bool {
+        match self {
+            Running::Http(h) => h.ir.protocol == port.protocol,
+            Running::L4(h) => h.can_serve(port),
+        }
+    }
+
+    /// Update in place; returns a TLS error for the report.
+    fn update(&mut self, port: &Port) -> Option<String> {
+        match self {
+            Running::Http(h) => h.update(port),
+            Running::L4(h) => {
+                h.update(port);
+                None
+            }
+        }
+    }
+
+    async fn stop(self, grace: Duration) -> Drain {
+        match self {
+            Running::Http(h) => h.stop(grace).await,
+            Running::L4(h) => h.stop(grace).await,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    ports: HashMap<SocketAddr, PortHandle>,
+    ports: HashMap<PortKey, Running>,
     last: Option<Arc<Config>>,
     draining: Vec<Drain>,
     shut: bool,
@@ -120,9 +202,11 @@ impl Dataplane {
     /// A data plane with no ports.
     pub fn new(opts: Options) -> Self {
         let clients = Clients::new(opts.connect_timeout, opts.upstream_idle_timeout);
+        let upstream_tls = UpstreamTlsCache::new(opts.connect_timeout, opts.upstream_idle_timeout);
         let shared = Arc::new(Shared {
             opts,
             clients,
+            upstream_tls,
             tokens: RandomState::new(),
         });
         Dataplane {
@@ -134,11 +218,13 @@ impl Dataplane {
     }
 
     /// Make `config` live: bind ports that are new, stop ports that
-    /// disappeared (drain their connections), and atomically swap the route
-    /// tables of ports that stay (in-flight requests and open keep-alive,
-    /// WebSocket and streaming connections on kept ports are never cut). An
-    /// identical config is a no-op. Returns the ports that could not be
-    /// bound, with the OS error (they are retried by the next apply).
+    /// disappeared or changed protocol (drain their connections), and
+    /// atomically swap the route tables (and TLS configurations) of ports
+    /// that stay (in-flight requests and open keep-alive, WebSocket, TLS,
+    /// TCP and streaming connections on kept ports are never cut). An
+    /// identical config is a no-op. Returns what could not be done: ports
+    /// that could not be bound, with the OS error (retried by the next
+    /// apply), and TLS configurations that could not be built.
     pub async fn apply(&self, config: Arc<Config>) -> ApplyReport {
         let mut report = ApplyReport::default();
         let mut st = self.inner.state.lock().await;
@@ -153,40 +239,51 @@ impl Dataplane {
             return report;
         }
         let shared = &self.inner.shared;
-        let mut wanted = HashMap::new();
-        for p in &config.ports {
-            if p.protocol == PortProtocol::Http {
-                wanted.insert(p.bind, p);
-            } else {
-                tracing::warn!(bind = %p.bind, protocol = ?p.protocol, "port protocol not served yet; skipped");
-            }
-        }
-        let gone: Vec<SocketAddr> = st
+        let wanted: HashMap<PortKey, &Port> = config.ports.iter().map(|p| (key(p), p)).collect();
+        let gone: Vec<PortKey> = st
             .ports
-            .keys()
-            .filter(|a| !wanted.contains_key(a))
-            .copied()
+            .iter()
+            .filter(|(k, r)| wanted.get(k).is_none_or(|p| !r.can_serve(p)))
+            .map(|(k, _)| *k)
             .collect();
-        for addr in gone {
-            if let Some(h) = st.ports.remove(&addr) {
+        let mut released = HashSet::new();
+        for k in gone {
+            if let Some(h) = st.ports.remove(&k) {
                 let d = h.stop(shared.opts.drain_timeout).await;
                 st.draining.push(d);
+                released.insert(k);
             }
         }
         st.draining.retain(|d| d.watchers() > 0);
-        for (addr, port) in wanted {
-            match st.ports.get_mut(&addr) {
-                Some(h) => h.update(port),
-                None => match PortHandle::start(port, shared.clone()).await {
-                    Ok(h) => {
-                        st.ports.insert(addr, h);
+        for port in &config.ports {
+            let k = key(port);
+            if wanted.get(&k).is_none_or(|p| !std::ptr::eq(*p, port)) {
+                tracing::warn!(bind = %port.bind, "port listed twice; the last one is served");
+                continue;
+            }
+            match st.ports.get_mut(&k) {
+                Some(h) => {
+                    if let Some(e) = h.update(port) {
+                        report.tls_errors.insert(port.bind, e);
+                    }
+                }
+                None => match Running::start(port, shared, released.contains(&k)).await {
+                    Ok((h, tls_error)) => {
+                        st.ports.insert(k, h);
+                        if let Some(e) = tls_error {
+                            report.tls_errors.insert(port.bind, e);
+                        }
                     }
                     Err(e) => {
-                        tracing::warn!(bind = %addr, error = %e, "bind failed");
-                        report.bind_errors.insert(addr, e.to_string());
+                        tracing::warn!(bind = %port.bind, error = %e, "bind failed");
+                        report.bind_errors.insert(port.bind, e.to_string());
                     }
                 },
             }
+        }
+        report.backend_tls_errors = shared.upstream_tls.finish();
+        for (backend, e) in &report.backend_tls_errors {
+            tracing::warn!(%backend, error = %e, "backend TLS configuration failed");
         }
         st.last = report.bind_errors.is_empty().then_some(config);
         report
@@ -198,7 +295,7 @@ impl Dataplane {
         let mut st = self.inner.state.lock().await;
         st.shut = true;
         let grace = self.inner.shared.opts.drain_timeout;
-        let ports: Vec<PortHandle> = st.ports.drain().map(|(_, h)| h).collect();
+        let ports: Vec<Running> = st.ports.drain().map(|(_, h)| h).collect();
         let mut drains = std::mem::take(&mut st.draining);
         for h in ports {
             drains.push(h.stop(grace).await);

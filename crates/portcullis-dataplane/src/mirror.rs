@@ -41,8 +41,8 @@ pub struct MirrorCopy {
 
 impl MirrorFilter {
     /// Compile.
-    pub fn new(m: &Mirror, tokens: &impl std::hash::BuildHasher) -> Self {
-        let target = match Target::new(&m.backend.backend, tokens) {
+    pub fn new(m: &Mirror, cx: &crate::table::BuildCtx<'_>) -> Self {
+        let target = match Target::new(&m.backend.backend, cx) {
             Target::Service(s) => Some(s),
             Target::Invalid(_) => None,
         };
@@ -74,7 +74,11 @@ impl MirrorFilter {
         let clients = clients.clone();
         tokio::spawn(async move {
             let uri = match Uri::builder()
-                .scheme("http")
+                .scheme(if target.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                })
                 .authority(ep.authority.clone())
                 .path_and_query(copy.path_and_query.as_str())
                 .build()
@@ -93,7 +97,10 @@ impl MirrorFilter {
             };
             let _guard = ep.acquire();
             let res = tokio::time::timeout(timeout, async {
-                let resp = clients.send(target.h2c, req).await?;
+                let resp = match &target.tls {
+                    Some(t) => t.send(target.h2c, req).await?,
+                    None => clients.send(target.h2c, req).await?,
+                };
                 let _ = resp.into_body().collect().await;
                 Ok::<_, hyper_util::client::legacy::Error>(())
             })

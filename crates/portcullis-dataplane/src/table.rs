@@ -6,18 +6,39 @@
 //! [`RuleAction`] (filters, weighted backends, timeouts, retry, session).
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::RandomState;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_ir::{HttpAction, Port, PortProtocol};
+use portcullis_ir::{HttpAction, Listener, Port, PortProtocol};
 use portcullis_route::RouteTable;
 use portcullis_route::host::{self, HostPattern};
 
 use crate::backend::WeightedBackends;
 use crate::backend::session::SessionPolicy;
+use crate::backend::tls::UpstreamTlsCache;
 use crate::filters::Filters;
+use crate::handler::Shared;
 use crate::retry::RetryPolicy;
+
+/// What compiling a table needs besides the IR.
+#[derive(Clone, Copy)]
+pub struct BuildCtx<'a> {
+    /// Key for session-persistence tokens.
+    pub tokens: &'a RandomState,
+    /// Upstream TLS clients by BackendTLSPolicy content.
+    pub upstream_tls: &'a UpstreamTlsCache,
+}
+
+impl<'a> BuildCtx<'a> {
+    /// The context of the data plane's shared state.
+    pub fn of(shared: &'a Shared) -> Self {
+        BuildCtx {
+            tokens: &shared.tokens,
+            upstream_tls: &shared.upstream_tls,
+        }
+    }
+}
 
 /// What a matched rule does, compiled.
 #[derive(Debug)]
@@ -41,12 +62,12 @@ pub struct RuleAction {
 }
 
 impl RuleAction {
-    fn new(route: String, a: &HttpAction, grpc: bool, tokens: &impl BuildHasher) -> Self {
+    fn new(route: String, a: &HttpAction, grpc: bool, cx: &BuildCtx<'_>) -> Self {
         let ms = |v: Option<u64>| v.filter(|m| *m > 0).map(Duration::from_millis);
         RuleAction {
             route: route.into(),
-            filters: Filters::new(&a.filters, tokens),
-            backends: WeightedBackends::new(&a.backends, |f| Filters::new(f, tokens), tokens),
+            filters: Filters::new(&a.filters, cx),
+            backends: WeightedBackends::new(&a.backends, |f| Filters::new(f, cx), cx),
             request_timeout: ms(a.request_timeout_ms),
             backend_timeout: ms(a.backend_request_timeout_ms),
             retry: a.retry.as_ref().map(RetryPolicy::new),
@@ -76,11 +97,14 @@ pub struct PortTable {
     wildcard: HashMap<Box<str>, usize>,
     any: Option<usize>,
     listeners: Vec<ListenerRoutes>,
+    /// The port's listeners without their routes, for the misdirected-request
+    /// (421) check on HTTPS ports.
+    pub hostnames: Vec<Listener>,
 }
 
 impl PortTable {
     /// Compile a port of the IR.
-    pub fn build(port: &Port, tokens: &impl BuildHasher) -> Self {
+    pub fn build(port: &Port, cx: &BuildCtx<'_>) -> Self {
         let mut t = PortTable {
             port: port.bind.port(),
             scheme: if port.protocol == PortProtocol::Https {
@@ -92,6 +116,14 @@ impl PortTable {
             wildcard: HashMap::new(),
             any: None,
             listeners: Vec::with_capacity(port.listeners.len()),
+            hostnames: port
+                .listeners
+                .iter()
+                .map(|l| Listener {
+                    tls: None,
+                    ..without_routes(l)
+                })
+                .collect(),
         };
         let mut actions: HashMap<(String, String, String, usize), Arc<RuleAction>> = HashMap::new();
         for l in &port.listeners {
@@ -111,7 +143,7 @@ impl PortTable {
                             format!("{}/{}", m.namespace, m.name),
                             &r.action,
                             r.matches.grpc,
-                            tokens,
+                            cx,
                         ))
                     })
                     .clone();
@@ -140,6 +172,12 @@ impl PortTable {
         t
     }
 
+    /// Whether a request for `host` on a connection whose ClientHello named
+    /// `sni` must be answered 421 (another listener owns the host).
+    pub fn misdirected(&self, sni: Option<&str>, host: &str) -> bool {
+        sni.is_some() && !portcullis_tls::host_allowed_for_sni(sni, host, &self.hostnames)
+    }
+
     /// The listener serving a (normalised) host.
     pub fn listener(&self, host: &str) -> Option<&ListenerRoutes> {
         if let Some(i) = self.exact.get(host) {
@@ -153,5 +191,16 @@ impl PortTable {
             }
         }
         self.any.map(|i| &self.listeners[i])
+    }
+}
+
+/// A listener's name, hostname and TLS, without its routes.
+pub fn without_routes(l: &Listener) -> Listener {
+    Listener {
+        name: l.name.clone(),
+        hostname: l.hostname.clone(),
+        tls: l.tls.clone(),
+        http_routes: vec![],
+        l4_routes: vec![],
     }
 }

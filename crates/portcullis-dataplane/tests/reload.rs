@@ -400,27 +400,3 @@ async fn shutdown_force_closes_after_the_deadline() {
     .await
     .unwrap();
 }
-
-#[tokio::test]
-async fn non_http_ports_are_skipped() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        init_tracing();
-        let dp = Dataplane::new(Options::default());
-        let addr = free_addr();
-        let cfg = Arc::new(Config {
-            ports: vec![Port {
-                bind: addr,
-                protocol: PortProtocol::Tcp,
-                listeners: vec![],
-            }],
-        });
-        assert!(dp.apply(cfg).await.bind_errors.is_empty());
-        assert!(
-            TcpStream::connect(addr).await.is_err(),
-            "a TCP port must not be served by the HTTP data plane yet"
-        );
-        dp.shutdown().await;
-    })
-    .await
-    .unwrap();
-}

@@ -3,15 +3,17 @@
 pub mod endpoint;
 pub mod pool;
 pub mod session;
+pub mod tls;
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use portcullis_ir::{Backend, WeightedBackend};
 use rand::Rng;
 
 use crate::filters::Filters;
+use crate::table::BuildCtx;
 use endpoint::EndpointSet;
+use tls::TlsUpstream;
 
 /// A Service backend, compiled.
 #[derive(Debug)]
@@ -22,6 +24,8 @@ pub struct ServiceTarget {
     pub endpoints: EndpointSet,
     /// Speak HTTP/2 prior knowledge upstream (`kubernetes.io/h2c`).
     pub h2c: bool,
+    /// Upstream TLS (BackendTLSPolicy): its pooled clients.
+    pub tls: Option<Arc<TlsUpstream>>,
 }
 
 /// Where a chosen backend entry sends traffic.
@@ -34,14 +38,25 @@ pub enum Target {
 }
 
 impl Target {
-    /// Compile an IR backend.
-    pub fn new(b: &Backend, tokens: &impl BuildHasher) -> Self {
+    /// Compile an IR backend. A BackendTLSPolicy whose client config cannot
+    /// be built makes the backend invalid (and is reported by the apply).
+    pub fn new(b: &Backend, cx: &BuildCtx<'_>) -> Self {
         match b {
-            Backend::Service(s) => Target::Service(Arc::new(ServiceTarget {
-                name: s.name.as_str().into(),
-                endpoints: EndpointSet::new(&s.endpoints, tokens),
-                h2c: s.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
-            })),
+            Backend::Service(s) => {
+                let tls = match &s.tls {
+                    None => None,
+                    Some(t) => match cx.upstream_tls.get(&s.name, t) {
+                        Ok(u) => Some(u),
+                        Err(e) => return Target::Invalid(format!("backend TLS: {e}").into()),
+                    },
+                };
+                Target::Service(Arc::new(ServiceTarget {
+                    name: s.name.as_str().into(),
+                    endpoints: EndpointSet::new(&s.endpoints, cx.tokens),
+                    h2c: s.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
+                    tls,
+                }))
+            }
             Backend::Invalid { reason } => Target::Invalid(reason.as_str().into()),
         }
     }
@@ -69,14 +84,14 @@ impl WeightedBackends {
     pub fn new(
         list: &[WeightedBackend],
         compile_filters: impl Fn(&[portcullis_ir::HttpFilter]) -> Filters,
-        tokens: &impl BuildHasher,
+        cx: &BuildCtx<'_>,
     ) -> Self {
         let mut w = WeightedBackends::default();
         for b in list.iter().filter(|b| b.weight > 0) {
             w.total += u64::from(b.weight);
             w.cumulative.push(w.total);
             w.choices.push(BackendChoice {
-                target: Target::new(&b.backend, tokens),
+                target: Target::new(&b.backend, cx),
                 filters: compile_filters(&b.filters),
             });
         }
@@ -107,6 +122,7 @@ mod tests {
     use super::*;
     use portcullis_ir::{Endpoint, ServiceBackend};
     use std::hash::RandomState;
+    use std::time::Duration;
 
     fn svc(name: &str) -> Backend {
         Backend::Service(ServiceBackend {
@@ -140,7 +156,13 @@ mod tests {
                 filters: vec![],
             },
         ];
-        let w = WeightedBackends::new(&list, |_| Filters::default(), &RandomState::new());
+        let tokens = RandomState::new();
+        let tls = tls::UpstreamTlsCache::new(Duration::from_secs(1), Duration::from_secs(1));
+        let cx = BuildCtx {
+            tokens: &tokens,
+            upstream_tls: &tls,
+        };
+        let w = WeightedBackends::new(&list, |_| Filters::default(), &cx);
         let mut counts = std::collections::HashMap::new();
         for _ in 0..4000 {
             let Target::Service(s) = &w.pick().unwrap().target else {

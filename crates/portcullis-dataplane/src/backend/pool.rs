@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, Error as ClientError};
+use hyper_util::client::legacy::{Client, Error as ClientError, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::ProxyBody;
@@ -35,6 +35,15 @@ impl Clients {
         let h1 = base().build(conn.clone());
         let h2 = base().http2_only(true).timer(TokioTimer::new()).build(conn);
         Clients { h1, h2 }
+    }
+
+    /// Start sending a request (absolute URI naming the endpoint); the future owns what it needs.
+    pub fn request(&self, h2: bool, req: Request<ProxyBody>) -> ResponseFuture {
+        if h2 {
+            self.h2.request(req)
+        } else {
+            self.h1.request(req)
+        }
     }
 
     /// Send a request (absolute URI naming the endpoint).

@@ -8,7 +8,6 @@ pub mod headers;
 pub mod redirect;
 pub mod rewrite;
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method, Response};
@@ -18,6 +17,7 @@ use crate::body::ProxyBody;
 use crate::cors::CorsPolicy;
 use crate::error::ProxyError;
 use crate::mirror::{MirrorCopy, MirrorFilter};
+use crate::table::BuildCtx;
 use headers::HeaderMods;
 use redirect::{RedirectFilter, RedirectInput};
 
@@ -51,8 +51,8 @@ pub struct Filters(Box<[Filter]>);
 
 impl Filters {
     /// Compile an IR list; a filter that does not compile becomes [`Filter::Invalid`].
-    pub fn new(list: &[HttpFilter], tokens: &impl BuildHasher) -> Self {
-        Filters(list.iter().map(|f| compile(f, tokens)).collect())
+    pub fn new(list: &[HttpFilter], cx: &BuildCtx<'_>) -> Self {
+        Filters(list.iter().map(|f| compile(f, cx)).collect())
     }
 
     /// Whether the list is empty.
@@ -66,7 +66,7 @@ impl Filters {
     }
 }
 
-fn compile(f: &HttpFilter, tokens: &impl BuildHasher) -> Filter {
+fn compile(f: &HttpFilter, cx: &BuildCtx<'_>) -> Filter {
     let r = match f {
         HttpFilter::RequestHeaderModifier(m) => HeaderMods::new(m).map(Filter::RequestHeaders),
         HttpFilter::ResponseHeaderModifier(m) => HeaderMods::new(m).map(Filter::ResponseHeaders),
@@ -80,7 +80,7 @@ fn compile(f: &HttpFilter, tokens: &impl BuildHasher) -> Filter {
                 Err(e) => Err(format!("rewrite hostname: {e}")),
             }
         }
-        HttpFilter::RequestMirror(m) => Ok(Filter::Mirror(MirrorFilter::new(m, tokens))),
+        HttpFilter::RequestMirror(m) => Ok(Filter::Mirror(MirrorFilter::new(m, cx))),
         HttpFilter::Cors(c) => CorsPolicy::new(c).map(|p| Filter::Cors(Arc::new(p))),
         HttpFilter::Invalid { reason } => Err(reason.clone()),
     };

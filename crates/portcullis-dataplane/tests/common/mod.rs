@@ -1,6 +1,9 @@
 //! Test support: an echo backend, IR builders and clients.
 #![allow(dead_code)]
 
+pub mod grpc;
+pub mod tls;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -306,6 +309,44 @@ pub async fn serve_with(opts: Options, listeners: Vec<Listener>) -> (Dataplane, 
         }
     }
     panic!("could not bind a port");
+}
+
+/// Apply a config with one port built by `make` on a fresh address (TCP, or
+/// UDP for UDP ports); returns the address.
+pub async fn apply_port(dp: &Dataplane, make: impl Fn(SocketAddr) -> Port) -> SocketAddr {
+    init_tracing();
+    for _ in 0..5 {
+        let probe = make(free_addr());
+        let addr = if probe.protocol == PortProtocol::Udp {
+            free_udp_addr()
+        } else {
+            probe.bind
+        };
+        let report = dp
+            .apply(Arc::new(Config {
+                ports: vec![make(addr)],
+            }))
+            .await;
+        if report.bind_errors.is_empty() {
+            return addr;
+        }
+    }
+    panic!("could not bind a port");
+}
+
+/// A free UDP port on 127.0.0.1 (bound then released).
+pub fn free_udp_addr() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+/// A port of `protocol` with `listeners`.
+pub fn port(bind: SocketAddr, protocol: PortProtocol, listeners: Vec<Listener>) -> Port {
+    Port {
+        bind,
+        protocol,
+        listeners,
+    }
 }
 
 pub fn init_tracing() {
