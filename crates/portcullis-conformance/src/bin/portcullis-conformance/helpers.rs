@@ -402,3 +402,109 @@ pub async fn patch_and_wait_generation(
     .await?;
     Ok((original, updated))
 }
+
+/// upstream ListenerSetMustHaveCondition.
+pub async fn listenerset_must_have_condition(ctx: &Ctx, ls: &Nn, expected: Cond) -> Result<()> {
+    eventually(ctx, &format!("ListenerSet {ls} condition"), |snap| {
+        let obj = snap.get("ListenerSet", ls)?;
+        let conds = arr(obj, "/status/conditions");
+        latest_generation(obj, conds).map_err(|m| format!("ListenerSet {ls}: {m}"))?;
+        find_condition(conds, &expected).map_err(|m| format!("ListenerSet {ls}: {m}"))
+    })
+    .await
+}
+
+/// upstream ListenerSetListenersMustHaveConditions (all listeners when `names` is empty).
+pub async fn listenerset_listeners_must_have_conditions(
+    ctx: &Ctx,
+    ls: &Nn,
+    conditions: &[Cond],
+    names: &[&str],
+) -> Result<()> {
+    eventually(
+        ctx,
+        &format!("ListenerSet {ls} listener conditions"),
+        |snap| {
+            let obj = snap.get("ListenerSet", ls)?;
+            latest_generation(obj, arr(obj, "/status/conditions"))
+                .map_err(|m| format!("ListenerSet {ls}: {m}"))?;
+            let mut unmatched: Vec<&str> = names.to_vec();
+            for c in conditions {
+                for l in arr(obj, "/status/listeners") {
+                    let lname = l.get("name").and_then(Value::as_str).unwrap_or("");
+                    if !names.is_empty() && !names.contains(&lname) {
+                        continue;
+                    }
+                    find_condition(arr(l, "/conditions"), c)
+                        .map_err(|m| format!("ListenerSet {ls} listener {lname}: {m}"))?;
+                    unmatched.retain(|n| *n != lname);
+                }
+            }
+            if !unmatched.is_empty() {
+                return Err(format!(
+                    "ListenerSet {ls}: listeners {unmatched:?} missing from status"
+                ));
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// upstream GatewayMustHaveAttachedListeners (status.attachedListenerSets).
+pub async fn gateway_must_have_attached_listeners(ctx: &Ctx, gw: &Nn, expected: i64) -> Result<()> {
+    eventually(ctx, &format!("Gateway {gw} attachedListenerSets"), |snap| {
+        let obj = gateway_latest(snap, gw)?;
+        let got = obj
+            .pointer("/status/attachedListenerSets")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if got == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "Gateway {gw}: got {got} attachedListenerSets, want {expected}"
+            ))
+        }
+    })
+    .await
+}
+
+/// upstream RoutesAndParentMustBeAccepted for a ListenerSet parent.
+pub async fn routes_and_listenerset_must_be_accepted(
+    ctx: &Ctx,
+    kind: &str,
+    ls: &Nn,
+    routes: &[Nn],
+) -> Result<()> {
+    for route in routes {
+        let parent = ExpParent {
+            group: Some(GROUP.into()),
+            kind: Some("ListenerSet".into()),
+            name: ls.name.clone(),
+            namespace: Some(ls.namespace.clone()),
+            section_name: None,
+            controller_name: ctx.controller_name.clone(),
+            conditions: vec![accepted()],
+        };
+        route_must_have_parents(
+            ctx,
+            kind,
+            route,
+            vec![parent],
+            route.namespace != ls.namespace,
+        )
+        .await?;
+    }
+    listenerset_listeners_must_have_conditions(
+        ctx,
+        ls,
+        &[
+            cond("ResolvedRefs", "True", ""),
+            cond("Accepted", "True", ""),
+            cond("Programmed", "True", ""),
+        ],
+        &[],
+    )
+    .await
+}

@@ -27,6 +27,7 @@ mod httproute_status;
 mod httproute_traffic;
 pub mod l4;
 mod l4_traffic;
+mod listenerset;
 mod udp;
 
 include!("registry.rs");

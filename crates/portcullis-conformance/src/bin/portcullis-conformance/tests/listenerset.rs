@@ -1,0 +1,278 @@
+//! ListenerSet tests (upstream tests/listenerset-*.go).
+
+use super::INFRA;
+use crate::helpers::*;
+use crate::http::{case, expect_response};
+use crate::status::{Cond, GatewayRef, cond, nn};
+use crate::suite::{BoxFut, Ctx};
+
+fn accepted_listener() -> Vec<Cond> {
+    vec![
+        cond("ResolvedRefs", "True", ""),
+        cond("Accepted", "True", ""),
+        cond("Programmed", "True", ""),
+    ]
+}
+
+async fn gateway_accepted(ctx: &Ctx, gw: &str) -> anyhow::Result<crate::status::Nn> {
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let gw = nn(INFRA, gw);
+    gateway_must_have_condition(ctx, &gw, cond("Accepted", "True", "")).await?;
+    Ok(gw)
+}
+
+async fn ls_state(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    status: &str,
+    accepted: &str,
+    programmed: &str,
+) -> anyhow::Result<()> {
+    let ls = nn(ns, name);
+    listenerset_must_have_condition(ctx, &ls, cond("Accepted", status, accepted)).await?;
+    listenerset_must_have_condition(ctx, &ls, cond("Programmed", status, programmed)).await
+}
+
+async fn not_allowed(ctx: &Ctx, ns: &str, name: &str) -> anyhow::Result<()> {
+    ls_state(ctx, ns, name, "False", "NotAllowed", "NotAllowed").await
+}
+
+test_fn!(listenerset_allowed_namespace_none, |ctx| {
+    let gw = gateway_accepted(ctx, "gateway-does-not-allow-listenerset").await?;
+    gateway_must_have_attached_listeners(ctx, &gw, 0).await?;
+    not_allowed(ctx, INFRA, "listenerset-not-allowed").await
+});
+
+test_fn!(listenerset_default_not_allowed, |ctx| {
+    let gw = gateway_accepted(ctx, "gateway-default-does-not-allow-listenerset").await?;
+    gateway_must_have_attached_listeners(ctx, &gw, 0).await?;
+    not_allowed(ctx, INFRA, "listenerset-default-not-allowed").await
+});
+
+async fn allowed_and_not(
+    ctx: &Ctx,
+    gw: &str,
+    (ns, name, listener): (&str, &str, &str),
+    (dns, dname): (&str, &str),
+) -> anyhow::Result<()> {
+    let gw = gateway_accepted(ctx, gw).await?;
+    gateway_must_have_attached_listeners(ctx, &gw, 1).await?;
+    ls_state(ctx, ns, name, "True", "Accepted", "Programmed").await?;
+    listenerset_listeners_must_have_conditions(
+        ctx,
+        &nn(ns, name),
+        &accepted_listener(),
+        &[listener],
+    )
+    .await?;
+    not_allowed(ctx, dns, dname).await
+}
+
+test_fn!(listenerset_allowed_namespace_same, |ctx| {
+    allowed_and_not(
+        ctx,
+        "gateway-allows-listenerset-in-same-namespace",
+        (
+            INFRA,
+            "listenerset-in-same-namespace",
+            "listenerset-in-same-namespace-listener",
+        ),
+        (
+            "gateway-api-listenerset-not-allowed-ns",
+            "listenerset-in-different-namespace",
+        ),
+    )
+    .await
+});
+
+test_fn!(listenerset_allowed_namespace_selector, |ctx| {
+    allowed_and_not(
+        ctx,
+        "gateway-allows-listenerset-in-selected-namespace",
+        (
+            "gateway-api-listenerset-selector-allowed-ns",
+            "listenerset-in-selected-namespace",
+            "listenerset-in-selected-namespace-listener",
+        ),
+        (
+            "gateway-api-listenerset-selector-not-allowed-ns",
+            "listenerset-not-in-selected-namespace",
+        ),
+    )
+    .await
+});
+
+/// The shared shape of the hostname and protocol conflict tests.
+async fn conflict(ctx: &Ctx, kind: &str) -> anyhow::Result<()> {
+    let reason = if kind == "hostname" {
+        "HostnameConflict"
+    } else {
+        "ProtocolConflict"
+    };
+    let conflicted = vec![
+        cond("Accepted", "False", reason),
+        cond("Programmed", "False", reason),
+        cond("Conflicted", "True", reason),
+    ];
+    let gw = gateway_accepted(ctx, &format!("gateway-with-listenerset-{kind}-conflict")).await?;
+    let with_gw = format!("{kind}-conflict-with-gateway-listener");
+    let with_ls = format!("{kind}-conflict-with-listener-set-listener");
+    gateway_listeners_must_have_conditions(ctx, &gw, &accepted_listener(), &["gateway-listener"])
+        .await?;
+    gateway_listeners_must_have_conditions(ctx, &gw, &accepted_listener(), &[&with_gw]).await?;
+    gateway_must_have_attached_listeners(ctx, &gw, 2).await?;
+
+    let ls1 = format!("listenerset-with-{kind}-conflict-with-gateway-1");
+    listenerset_must_have_condition(ctx, &nn(INFRA, &ls1), cond("Accepted", "True", "")).await?;
+    listenerset_must_have_condition(
+        ctx,
+        &nn(INFRA, &ls1),
+        cond("Programmed", "True", "Programmed"),
+    )
+    .await?;
+    listenerset_listeners_must_have_conditions(
+        ctx,
+        &nn(INFRA, &ls1),
+        &accepted_listener(),
+        &["listener-set-1-listener"],
+    )
+    .await?;
+    listenerset_listeners_must_have_conditions(ctx, &nn(INFRA, &ls1), &conflicted, &[&with_gw])
+        .await?;
+    listenerset_listeners_must_have_conditions(
+        ctx,
+        &nn(INFRA, &ls1),
+        &accepted_listener(),
+        &[&with_ls],
+    )
+    .await?;
+
+    let ls2 = format!("listenerset-with-{kind}-conflict-with-gateway-2");
+    ls_state(
+        ctx,
+        INFRA,
+        &ls2,
+        "False",
+        "ListenersNotValid",
+        "ListenersNotValid",
+    )
+    .await?;
+    listenerset_listeners_must_have_conditions(ctx, &nn(INFRA, &ls2), &conflicted, &[&with_gw])
+        .await?;
+
+    let ls3 = format!("listenerset-with-{kind}-conflict-with-listener-set-1");
+    listenerset_must_have_condition(ctx, &nn(INFRA, &ls3), cond("Accepted", "True", "")).await?;
+    listenerset_must_have_condition(
+        ctx,
+        &nn(INFRA, &ls3),
+        cond("Programmed", "True", "Programmed"),
+    )
+    .await?;
+    listenerset_listeners_must_have_conditions(
+        ctx,
+        &nn(INFRA, &ls3),
+        &accepted_listener(),
+        &["listener-set-2-listener"],
+    )
+    .await?;
+    listenerset_listeners_must_have_conditions(ctx, &nn(INFRA, &ls3), &conflicted, &[&with_ls])
+        .await?;
+
+    let ls4 = format!("listenerset-with-{kind}-conflict-with-listener-set-2");
+    ls_state(
+        ctx,
+        INFRA,
+        &ls4,
+        "False",
+        "ListenersNotValid",
+        "ListenersNotValid",
+    )
+    .await?;
+    listenerset_listeners_must_have_conditions(ctx, &nn(INFRA, &ls4), &conflicted, &[&with_ls])
+        .await
+}
+
+test_fn!(listenerset_hostname_conflict, |ctx| {
+    conflict(ctx, "hostname").await
+});
+
+test_fn!(listenerset_protocol_conflict, |ctx| {
+    conflict(ctx, "protocol").await
+});
+
+test_fn!(listenerset_reference_grant, |ctx| {
+    gateway_accepted(ctx, "gateway-with-listener-sets-test-reference-grant").await?;
+    let ls = nn(INFRA, "listenerset-with-reference-grant");
+    listenerset_must_have_condition(ctx, &ls, cond("Accepted", "True", "")).await?;
+    listenerset_must_have_condition(ctx, &ls, cond("Programmed", "True", "")).await?;
+    listenerset_listeners_must_have_conditions(
+        ctx,
+        &ls,
+        &[cond("ResolvedRefs", "True", "")],
+        &["listenerset-with-reference-grant-listener"],
+    )
+    .await?;
+    let ns = "gateway-api-listener-sets-test-reference-grant-ns";
+    ls_state(
+        ctx,
+        ns,
+        "listenerset-without-reference-grant",
+        "False",
+        "ListenersNotValid",
+        "ListenersNotValid",
+    )
+    .await?;
+    listenerset_listeners_must_have_conditions(
+        ctx,
+        &nn(ns, "listenerset-without-reference-grant"),
+        &[cond("ResolvedRefs", "False", "RefNotPermitted")],
+        &["listenerset-without-reference-grant-listener"],
+    )
+    .await
+});
+
+test_fn!(listenerset_allowed_routes_supported_kinds, |ctx| {
+    gateway_accepted(ctx, "gateway-with-listener-sets-test-supported-route-kinds").await?;
+    listenerset_listeners_must_have_conditions(
+        ctx,
+        &nn(INFRA, "listenerset-test-allowed-routes-supported-kinds"),
+        &[cond("ResolvedRefs", "False", "InvalidRouteKinds")],
+        &["listener-set-listener-allowed-routes-tls-only"],
+    )
+    .await
+});
+
+test_fn!(listenerset_gateway_parent_section_name_not_found, |ctx| {
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let gw = nn(INFRA, "gateway-section-name");
+    let addr = wait_for_gateway_address(
+        ctx,
+        &GatewayRef::with_listeners(gw.clone(), &["gw-listener"]),
+    )
+    .await?;
+    gateway_must_have_condition(ctx, &gw, cond("Accepted", "True", "")).await?;
+    gateway_must_have_attached_listeners(ctx, &gw, 1).await?;
+    routes_and_listenerset_must_be_accepted(
+        ctx,
+        "HTTPRoute",
+        &nn(INFRA, "listenerset-section-name"),
+        &[nn(INFRA, "route-via-listenerset")],
+    )
+    .await?;
+    route_must_have_condition(
+        ctx,
+        "HTTPRoute",
+        &nn(INFRA, "route-via-gateway"),
+        &gw,
+        cond("Accepted", "False", "NoMatchingParent"),
+    )
+    .await?;
+    expect_response(
+        ctx,
+        &addr,
+        &case("ls-section-name.com", "/goodsection").to("infra-backend-v1", INFRA),
+    )
+    .await?;
+    expect_response(ctx, &addr, &case("gw-section.com", "/badsection").code(404)).await
+});
