@@ -154,7 +154,8 @@ async fn run(
     // until the watch delivers our own write, the same intent comes back and is skipped.
     let mut recent: HashMap<ObjectRef, (String, Value)> = HashMap::new();
     let mut in_flight = FuturesUnordered::new();
-    let mut busy: std::collections::HashSet<ObjectRef> = Default::default();
+    // What is in flight per object (cache resourceVersion, status): the same intent is not queued again.
+    let mut busy: HashMap<ObjectRef, (String, Value)> = HashMap::new();
     let mut bucket = Bucket::new(opts.qps, opts.burst);
     let opts = Arc::new(opts);
     loop {
@@ -164,7 +165,7 @@ async fn run(
             recent.clear();
         }
         while in_flight.len() < opts.concurrency.max(1) {
-            let Some(pos) = order.iter().position(|r| !busy.contains(r)) else {
+            let Some(pos) = order.iter().position(|r| !busy.contains_key(r)) else {
                 break;
             };
             let oref = order.remove(pos).expect("position");
@@ -172,7 +173,7 @@ async fn run(
                 continue;
             };
             bucket.take().await;
-            busy.insert(oref.clone());
+            busy.insert(oref.clone(), (p.resource_version.clone(), p.status.clone()));
             patches.fetch_add(1, Ordering::Relaxed);
             let (client, opts) = (client.clone(), opts.clone());
             in_flight.push(async move {
@@ -188,7 +189,9 @@ async fn run(
                     continue;
                 }
                 for p in batch {
-                    if recent.get(&p.oref).is_some_and(|(rv, s)| *rv == p.resource_version && *s == p.status) {
+                    // Same object version and same status but for transition times taken at another pass.
+                    let same = |x: Option<&(String, Value)>| x.is_some_and(|(rv, s)| *rv == p.resource_version && untimed(s) == untimed(&p.status));
+                    if same(recent.get(&p.oref)) || same(busy.get(&p.oref)) {
                         continue;
                     }
                     if queue.insert(p.oref.clone(), (p.clone(), 0)).is_none() {
@@ -215,6 +218,20 @@ async fn run(
             }
             r = leader.changed() => if r.is_err() { return },
         }
+    }
+}
+
+/// A status without its `lastTransitionTime`s.
+fn untimed(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| *k != "lastTransitionTime")
+                .map(|(k, v)| (k.clone(), untimed(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(untimed).collect()),
+        other => other.clone(),
     }
 }
 
