@@ -42,6 +42,10 @@ pub enum Command {
         #[arg(long)]
         address_pool: Option<ipnet::IpNet>,
     },
+    /// Kubernetes mode: watch the cluster, write statuses, provision and feed one proxy per Gateway.
+    Controller(portcullis_kube::ControllerArgs),
+    /// Kubernetes mode: serve one Gateway with the configuration streamed by the controller.
+    Proxy(portcullis_kube::ProxyArgs),
 }
 
 /// Output formats of `status`.
@@ -92,5 +96,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { config } => Ok(report::validate(&config)),
         Command::Status { config, output, address_pool } => report::status(&config, output, address_pool),
+        Command::Controller(args) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(portcullis_kube::run_controller(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proxy(args) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(portcullis_kube::run_proxy(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
