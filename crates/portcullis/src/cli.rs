@@ -97,11 +97,17 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { config } => Ok(report::validate(&config)),
         Command::Status { config, output, address_pool } => report::status(&config, output, address_pool),
         Command::Controller(args) => {
-            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(portcullis_kube::run_controller(args))?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(portcullis_kube::run_controller(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy(args) => {
-            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(portcullis_kube::run_proxy(args))?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(portcullis_kube::run_proxy(args))?;
             Ok(ExitCode::SUCCESS)
         }
     }
