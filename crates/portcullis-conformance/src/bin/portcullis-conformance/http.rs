@@ -547,6 +547,24 @@ impl ExpectedResponse {
             .extend(names.iter().map(|s| s.to_string()));
         self
     }
+    pub fn expect_method(mut self, method: &str) -> Self {
+        self.expected_request().request.method = method.into();
+        self
+    }
+    pub fn named(mut self, name: &str) -> Self {
+        self.test_case_name = name.into();
+        self
+    }
+    pub fn resp_one_of(mut self, name: &str, values: &[&str]) -> Self {
+        self.response
+            .valid_header_values
+            .push((name.into(), values.iter().map(|v| v.to_string()).collect()));
+        self
+    }
+    pub fn ignore_whitespace(mut self) -> Self {
+        self.response.ignore_whitespace = true;
+        self
+    }
     pub fn resp_header(mut self, name: &str, value: &str) -> Self {
         self.response.headers.push((name.into(), value.into()));
         self

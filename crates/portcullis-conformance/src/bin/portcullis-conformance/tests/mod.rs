@@ -20,6 +20,7 @@ macro_rules! test_fn {
 mod gateway;
 mod grpc;
 mod httproute_backends;
+mod httproute_cors;
 mod httproute_ext_matching;
 mod httproute_filters;
 mod httproute_matching;

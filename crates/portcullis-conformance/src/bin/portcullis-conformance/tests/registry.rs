@@ -40,7 +40,7 @@ pub fn registry() -> Vec<TestDef> {
         t("HTTPRoute308Redirect", &["Gateway", "HTTPRoute", "HTTPRoute308RedirectStatusCode"], &["tests/httproute-308-redirect.yaml"], true, None, Some(httproute_filters::httproute_308_redirect)),
         t("HTTPRouteBackendProtocolH2C", &["Gateway", "HTTPRoute", "HTTPRouteBackendProtocolH2C"], &["tests/httproute-backend-protocol-h2c.yaml"], false, None, Some(httproute_traffic::httproute_backend_protocol_h2c)),
         t("HTTPRouteBackendProtocolWebSocket", &["Gateway", "HTTPRoute", "HTTPRouteBackendProtocolWebSocket"], &["tests/httproute-backend-protocol-websocket.yaml"], false, None, Some(httproute_traffic::httproute_backend_protocol_websocket)),
-        t("HTTPRouteCORS", &["Gateway", "HTTPRoute", "HTTPRouteCORS"], &["tests/httproute-cors.yaml"], false, None, None),
+        t("HTTPRouteCORS", &["Gateway", "HTTPRoute", "HTTPRouteCORS"], &["tests/httproute-cors.yaml"], false, None, Some(httproute_cors::httproute_cors)),
         t("HTTPRouteCrossNamespace", &["Gateway", "HTTPRoute"], &["tests/httproute-cross-namespace.yaml"], false, None, Some(httproute_matching::httproute_cross_namespace)),
         t("HTTPRouteDisallowedKind", &["Gateway", "HTTPRoute", "TLSRoute"], &["tests/httproute-disallowed-kind.yaml"], false, None, Some(httproute_status::httproute_disallowed_kind)),
         t("HTTPRouteExactPathMatching", &["Gateway", "HTTPRoute"], &["tests/httproute-exact-path-matching.yaml"], false, None, Some(httproute_matching::httproute_exact_path_matching)),
