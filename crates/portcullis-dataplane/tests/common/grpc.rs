@@ -67,7 +67,7 @@ pub fn channel_body() -> (mpsc::Sender<Frame<Bytes>>, ChanBody) {
 /// `Unary` and `Bidi` echo each message as it arrives; `ServerStream`
 /// answers three messages `<msg>-<i>`, waiting on `gate` after the first;
 /// `ClientStream` answers one message `<count>:<concatenation>`; `Slow`
-/// waits 2 s before answering. Every answer ends with trailers
+/// waits 2 s before the response head. Every answer ends with trailers
 /// `grpc-status: 0` and `x-trailer: <method>`.
 pub struct GrpcBackend {
     pub addr: SocketAddr,
@@ -84,7 +84,18 @@ impl Drop for GrpcBackend {
 }
 
 impl GrpcBackend {
+    /// Over h2c (HTTP/2 prior knowledge).
     pub async fn start() -> GrpcBackend {
+        Self::start_inner(None).await
+    }
+
+    /// Over TLS with `leaf`, ALPN `h2`.
+    pub async fn start_tls(leaf: &super::tls::Leaf) -> GrpcBackend {
+        let cfg = super::tls::server_config(leaf, &[b"h2"]);
+        Self::start_inner(Some(portcullis_tls::tokio_rustls::TlsAcceptor::from(cfg))).await
+    }
+
+    async fn start_inner(tls: Option<portcullis_tls::tokio_rustls::TlsAcceptor>) -> GrpcBackend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let gate = Arc::new(Notify::new());
@@ -92,15 +103,28 @@ impl GrpcBackend {
         let (gate2, seen2) = (gate.clone(), seen.clone());
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let (gate, seen) = (gate2.clone(), seen2.clone());
+                let (gate, seen, tls) = (gate2.clone(), seen2.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let (gate, seen) = (gate.clone(), seen.clone());
-                        async move { Ok::<_, Infallible>(handle(req, gate, seen)) }
+                        async move {
+                            if req.uri().path().ends_with("/Slow") {
+                                tokio::time::sleep(Duration::from_secs(2)).await;
+                            }
+                            Ok::<_, Infallible>(handle(req, gate, seen))
+                        }
                     });
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
+                    let server = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = server.serve_connection(TokioIo::new(tcp), svc).await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(tcp).await {
+                                let _ = server.serve_connection(TokioIo::new(s), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -160,7 +184,6 @@ fn handle(
                 let out = format!("{}:{}", all.len(), String::from_utf8_lossy(&cat));
                 let _ = tx.send(Frame::data(frame(out.as_bytes()))).await;
             }
-            "Slow" => tokio::time::sleep(Duration::from_secs(2)).await,
             _ => {}
         }
         let mut t = HeaderMap::new();
