@@ -427,3 +427,94 @@ test_fn!(gateway_http_listener_isolation, |ctx| {
     }
     Ok(())
 });
+
+/// upstream HTTPRouteRequestPercentageMirror: 500 requests per check (10 at a
+/// time); the mirror backend must log a share within 3 binomial standard
+/// deviations of the configured percentage; up to 5 checks.
+async fn percentage_case(
+    ctx: &Ctx,
+    addr: &str,
+    c: ExpectedResponse,
+    percent: f64,
+) -> anyhow::Result<()> {
+    expect_response(ctx, addr, &c).await?;
+    const TOTAL: usize = 500;
+    let mut last = String::new();
+    for _ in 0..5 {
+        let c = with_request_id(c.clone());
+        let mut sent = 0;
+        while sent < TOTAL {
+            let mut batch = tokio::task::JoinSet::new();
+            for _ in 0..10.min(TOTAL - sent) {
+                let mut exp = c.clone();
+                let req = make_request(ctx, &mut exp, addr, "HTTP", "http")?;
+                batch.spawn(async move {
+                    let (creq, cres) = capture_round_trip(&req)
+                        .await
+                        .map_err(|e| format!("{e:#}"))?;
+                    compare_round_trip(&req, &creq, &cres, &exp)
+                });
+            }
+            sent += batch.len();
+            while let Some(r) = batch.join_next().await {
+                r?.map_err(|e| anyhow!("request failed: {e}"))?;
+            }
+        }
+        // Give the mirrors a moment to log the last requests.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let needle = format!("Echoing back request made to {} to client", c.request.path);
+        let count = ctx
+            .cluster
+            .logs(INFRA, &format!("{V2}-"))
+            .iter()
+            .flatten()
+            .filter(|l| l.contains(&needle))
+            .count() as f64;
+        let p = percent / 100.0;
+        let expected = TOTAL as f64 * p;
+        let margin = 3.0 * (TOTAL as f64 * p * (1.0 - p)).sqrt();
+        if (expected - margin..=expected + margin).contains(&count) {
+            return Ok(());
+        }
+        last = format!(
+            "pod {V2} did not meet the mirroring percentage within tolerance. Expected between {} and {}, but got {count}",
+            expected - margin,
+            expected + margin
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    bail!("percentage based mirror distribution tests failed: {last}")
+}
+
+test_fn!(httproute_request_percentage_mirror, |ctx| {
+    let addr = same_namespace(ctx, "request-percentage-mirror", true).await?;
+    let cases = [
+        (
+            case("", "/percent-mirror")
+                .expect_req("", "/percent-mirror")
+                .to(V1, INFRA),
+            20.0,
+        ),
+        (
+            case("", "/percent-mirror-fraction")
+                .expect_req("", "/percent-mirror-fraction")
+                .to(V1, INFRA),
+            50.0,
+        ),
+        (
+            modified(
+                case("", "/percent-mirror-and-modify-headers"),
+                "/percent-mirror-and-modify-headers",
+            )
+            .to(V1, INFRA),
+            35.0,
+        ),
+    ];
+    for (i, (c, percent)) in cases.into_iter().enumerate() {
+        let name = c.case_name(i);
+        percentage_case(ctx, &addr, c, percent)
+            .await
+            .map_err(|e| anyhow!("{name}: {e:#}"))?;
+    }
+    Ok(())
+});

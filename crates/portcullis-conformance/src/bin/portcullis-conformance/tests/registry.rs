@@ -79,7 +79,7 @@ pub fn registry() -> Vec<TestDef> {
         t("HTTPRouteRequestHeaderModifier", &["Gateway", "HTTPRoute"], &["tests/httproute-request-header-modifier.yaml"], false, None, Some(httproute_backends::httproute_request_header_modifier)),
         t("HTTPRouteRequestMirror", &["Gateway", "HTTPRoute", "HTTPRouteRequestMirror"], &["tests/httproute-request-mirror.yaml"], false, None, Some(httproute_traffic::httproute_request_mirror)),
         t("HTTPRouteRequestMultipleMirrors", &["Gateway", "HTTPRoute", "HTTPRouteRequestMirror", "HTTPRouteRequestMultipleMirrors"], &["tests/httproute-request-multiple-mirrors.yaml"], false, None, Some(httproute_traffic::httproute_request_multiple_mirrors)),
-        t("HTTPRouteRequestPercentageMirror", &["Gateway", "HTTPRoute", "HTTPRouteRequestPercentageMirror"], &["tests/httproute-request-percentage-mirror.yaml"], true, None, None),
+        t("HTTPRouteRequestPercentageMirror", &["Gateway", "HTTPRoute", "HTTPRouteRequestPercentageMirror"], &["tests/httproute-request-percentage-mirror.yaml"], true, None, Some(httproute_traffic::httproute_request_percentage_mirror)),
         t("HTTPRouteResponseHeaderModifier", &["Gateway", "HTTPRoute", "HTTPRouteResponseHeaderModification"], &["tests/httproute-response-header-modifier.yaml"], false, None, Some(httproute_filters::httproute_response_header_modifier)),
         t("HTTPRouteRetry", &["Gateway", "HTTPRoute", "HTTPRouteRetry"], &["tests/httproute-retry.yaml"], false, None, Some(httproute_traffic::httproute_retry)),
         t("HTTPRouteRewriteHost", &["Gateway", "HTTPRoute", "HTTPRouteHostRewrite"], &["tests/httproute-rewrite-host.yaml"], false, None, Some(httproute_filters::httproute_rewrite_host)),
