@@ -508,3 +508,56 @@ pub async fn routes_and_listenerset_must_be_accepted(
     )
     .await
 }
+
+/// upstream BackendTLSPolicyMustHaveCondition (ancestor = the Gateway).
+pub async fn backend_tls_policy_must_have_condition(
+    ctx: &Ctx,
+    policy: &Nn,
+    gw: &Nn,
+    expected: Cond,
+) -> Result<()> {
+    eventually(
+        ctx,
+        &format!("BackendTLSPolicy {policy} condition"),
+        |snap| {
+            let obj = snap.get("BackendTLSPolicy", policy)?;
+            let mut last = format!("BackendTLSPolicy {policy}: no ancestor {gw} in status");
+            for a in arr(obj, "/status/ancestors") {
+                let conds = arr(a, "/conditions");
+                latest_generation(obj, conds)
+                    .map_err(|m| format!("BackendTLSPolicy {policy}: {m}"))?;
+                let r = &a["ancestorRef"];
+                let name_ok = r.get("name").and_then(Value::as_str) == Some(gw.name.as_str());
+                let ns_ok = r
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .is_none_or(|ns| ns == gw.namespace);
+                if name_ok && ns_ok {
+                    match find_condition(conds, &expected) {
+                        Ok(()) => return Ok(()),
+                        Err(m) => last = format!("BackendTLSPolicy {policy} ancestor {gw}: {m}"),
+                    }
+                }
+            }
+            Err(last)
+        },
+    )
+    .await
+}
+
+/// upstream BackendTLSPolicyMustHaveLatestConditions (waits instead of failing at once).
+pub async fn backend_tls_policy_must_have_latest_conditions(ctx: &Ctx, policy: &Nn) -> Result<()> {
+    eventually(
+        ctx,
+        &format!("BackendTLSPolicy {policy} latest conditions"),
+        |snap| {
+            let obj = snap.get("BackendTLSPolicy", policy)?;
+            for a in arr(obj, "/status/ancestors") {
+                latest_generation(obj, arr(a, "/conditions"))
+                    .map_err(|m| format!("BackendTLSPolicy {policy}: {m}"))?;
+            }
+            Ok(())
+        },
+    )
+    .await
+}

@@ -17,6 +17,7 @@ macro_rules! test_fn {
     };
 }
 
+mod backendtls;
 mod gateway;
 mod grpc;
 mod httproute_backends;
