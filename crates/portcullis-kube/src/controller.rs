@@ -174,6 +174,7 @@ async fn main_loop(
     let mut resync = tokio::time::interval(Duration::from_secs(300));
     resync.tick().await;
     let mut passes = 0;
+    let mut backlog = lp.writer.backlog();
     loop {
         let is_leader = *leader.borrow_and_update();
         if is_leader && !was_leader {
@@ -184,20 +185,31 @@ async fn main_loop(
         lp.pass(is_leader).await;
         passes += 1;
         ready.send_replace(true);
-        let backlog = lp.writer.backlog();
         stats.send_replace(Stats {
             passes,
             leader: is_leader,
-            status_backlog: *backlog.borrow(),
+            status_backlog: *backlog.borrow_and_update(),
         });
-        tokio::select! {
-            _ = &mut stop => break,
-            r = changes.changed() => {
-                if r.is_err() { break }
-                tokio::time::sleep(Duration::from_millis(args.debounce_ms)).await;
+        // Wait for a reason to translate again, keeping the backlog count current meanwhile.
+        let again = loop {
+            tokio::select! {
+                _ = &mut stop => break false,
+                r = changes.changed() => {
+                    if r.is_err() { break false }
+                    tokio::time::sleep(Duration::from_millis(args.debounce_ms)).await;
+                    break true;
+                }
+                r = leader.changed() => break r.is_ok(),
+                _ = resync.tick() => break true,
+                r = backlog.changed(), if backlog.has_changed().is_ok() => {
+                    if r.is_ok() {
+                        stats.send_modify(|s| s.status_backlog = *backlog.borrow_and_update());
+                    }
+                }
             }
-            r = leader.changed() => if r.is_err() { break },
-            _ = resync.tick() => {}
+        };
+        if !again {
+            break;
         }
     }
     ready.send_replace(false);
