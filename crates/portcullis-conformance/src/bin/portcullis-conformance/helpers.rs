@@ -561,3 +561,19 @@ pub async fn backend_tls_policy_must_have_latest_conditions(ctx: &Ctx, policy: &
     )
     .await
 }
+
+/// upstream ListenerSetStatusMustHaveListeners.
+pub async fn listenerset_status_must_have_listeners(
+    ctx: &Ctx,
+    ls: &Nn,
+    listeners: Vec<ExpListener>,
+) -> Result<()> {
+    eventually(ctx, &format!("ListenerSet {ls} listeners"), |snap| {
+        let obj = snap.get("ListenerSet", ls)?;
+        latest_generation(obj, arr(obj, "/status/conditions"))
+            .map_err(|m| format!("ListenerSet {ls}: {m}"))?;
+        listeners_match(&listeners, arr(obj, "/status/listeners"))
+            .map_err(|m| format!("ListenerSet {ls}: {m}"))
+    })
+    .await
+}

@@ -3,7 +3,7 @@
 use super::INFRA;
 use crate::helpers::*;
 use crate::http::{case, expect_response};
-use crate::status::{Cond, GatewayRef, cond, nn};
+use crate::status::{Cond, ExpParent, GatewayRef, cond, listener, nn};
 use crate::suite::{BoxFut, Ctx};
 
 fn accepted_listener() -> Vec<Cond> {
@@ -275,4 +275,119 @@ test_fn!(listenerset_gateway_parent_section_name_not_found, |ctx| {
     )
     .await?;
     expect_response(ctx, &addr, &case("gw-section.com", "/badsection").code(404)).await
+});
+
+fn ls_parent(ctx: &Ctx, kind: &str, name: &str) -> ExpParent {
+    ExpParent {
+        group: Some(crate::status::GROUP.into()),
+        kind: Some(kind.into()),
+        name: name.into(),
+        namespace: Some(INFRA.into()),
+        section_name: None,
+        controller_name: ctx.controller_name.clone(),
+        conditions: vec![cond("Accepted", "True", "")],
+    }
+}
+
+test_fn!(listenerset_route_status_scoped_to_parentref, |ctx| {
+    let gw = gateway_accepted(ctx, "gateway-parentref").await?;
+    gateway_must_have_attached_listeners(ctx, &gw, 1).await?;
+    let ls = nn(INFRA, "listenerset-parentref");
+    listenerset_status_must_have_listeners(
+        ctx,
+        &ls,
+        vec![listener(
+            "listenerset-parentref-listener",
+            &["HTTPRoute"],
+            accepted_listener(),
+            1,
+        )],
+    )
+    .await?;
+    let gw_only = nn(INFRA, "route-parentref-gwonly");
+    route_must_have_condition(
+        ctx,
+        "HTTPRoute",
+        &gw_only,
+        &gw,
+        cond("Accepted", "True", ""),
+    )
+    .await?;
+    route_must_have_parents(
+        ctx,
+        "HTTPRoute",
+        &gw_only,
+        vec![ls_parent(ctx, "Gateway", "gateway-parentref")],
+        true,
+    )
+    .await?;
+    let ls_only = nn(INFRA, "route-parentref-lsonly");
+    routes_and_listenerset_must_be_accepted(ctx, "HTTPRoute", &ls, std::slice::from_ref(&ls_only))
+        .await?;
+    route_must_have_parents(
+        ctx,
+        "HTTPRoute",
+        &ls_only,
+        vec![ls_parent(ctx, "ListenerSet", "listenerset-parentref")],
+        true,
+    )
+    .await
+});
+
+test_fn!(listenerset_dual_parentref_independence, |ctx| {
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let gw = nn(INFRA, "gateway-dual-parentref");
+    let addr = wait_for_gateway_address(
+        ctx,
+        &GatewayRef::with_listeners(gw.clone(), &["gw-dual-parentref-listener"]),
+    )
+    .await?;
+    gateway_must_have_condition(ctx, &gw, cond("Accepted", "True", "")).await?;
+    gateway_must_have_attached_listeners(ctx, &gw, 1).await?;
+    let ls = nn(INFRA, "ls-dual-parentref");
+    listenerset_status_must_have_listeners(
+        ctx,
+        &ls,
+        vec![listener(
+            "ls-dual-parentref-listener",
+            &["HTTPRoute"],
+            accepted_listener(),
+            2,
+        )],
+    )
+    .await?;
+    let both = nn(INFRA, "route-dual-parentref-both");
+    route_must_have_condition(ctx, "HTTPRoute", &both, &gw, cond("Accepted", "True", "")).await?;
+    route_must_have_condition(ctx, "HTTPRoute", &both, &ls, cond("Accepted", "True", "")).await?;
+    expect_response(
+        ctx,
+        &addr,
+        &case("gw-dual.com", "/dualboth").to("infra-backend-v1", INFRA),
+    )
+    .await?;
+    expect_response(
+        ctx,
+        &addr,
+        &case("ls-dual.com", "/dualboth").to("infra-backend-v1", INFRA),
+    )
+    .await?;
+    let one = nn(INFRA, "route-dual-parentref-one");
+    route_must_have_condition(
+        ctx,
+        "HTTPRoute",
+        &one,
+        &gw,
+        cond("Accepted", "False", "NoMatchingParent"),
+    )
+    .await?;
+    route_must_have_condition(ctx, "HTTPRoute", &one, &ls, cond("Accepted", "True", "")).await?;
+    routes_and_listenerset_must_be_accepted(ctx, "HTTPRoute", &ls, std::slice::from_ref(&one))
+        .await?;
+    expect_response(
+        ctx,
+        &addr,
+        &case("ls-dual.com", "/dualone").to("infra-backend-v2", INFRA),
+    )
+    .await?;
+    expect_response(ctx, &addr, &case("gw-dual.com", "/dualone").code(404)).await
 });
