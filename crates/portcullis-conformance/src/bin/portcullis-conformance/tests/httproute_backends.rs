@@ -445,3 +445,77 @@ test_fn!(httproute_request_header_modifier, |ctx| {
     )
     .await
 });
+
+test_fn!(
+    httproute_https_listener_detect_misdirected_requests,
+    |ctx| {
+        let gw = nn(INFRA, "same-namespace-with-https-listener");
+        let routes: Vec<Nn> = (1..=4)
+            .map(|i| {
+                nn(
+                    INFRA,
+                    &format!("https-listener-detect-misdirected-requests-test-{i}"),
+                )
+            })
+            .collect();
+        let addr =
+            gateway_and_http_routes_must_be_accepted(ctx, &GatewayRef::new(gw.clone()), &routes)
+                .await?;
+        for r in &routes {
+            resolved(ctx, &gw, r).await?;
+        }
+        let cert = ctx.cert_pem(&format!("{INFRA}/tls-validity-checks-certificate"))?;
+        let cases: &[(&str, &str, u16, &str)] = &[
+            ("example.org", "example.org", 200, V1),
+            ("example.org", "second-example.org", 421, ""),
+            ("example.org", "unknown-example.org", 404, ""),
+            ("second-example.org", "second-example.org", 200, V2),
+            ("second-example.org", "example.org", 421, ""),
+            ("second-example.org", "unknown-example.org", 421, ""),
+            (
+                "third-example.wildcard.org",
+                "third-example.wildcard.org",
+                200,
+                V3,
+            ),
+            (
+                "third-example.wildcard.org",
+                "fith-example.wildcard.org",
+                200,
+                V3,
+            ),
+            (
+                "third-example.wildcard.org",
+                "fourth-example.wildcard.org",
+                421,
+                "",
+            ),
+            ("third-example.wildcard.org", "second-example.org", 421, ""),
+            ("third-example.wildcard.org", "unknown-example.org", 421, ""),
+            (
+                "fourth-example.wildcard.org",
+                "fourth-example.wildcard.org",
+                200,
+                V1,
+            ),
+            (
+                "fourth-example.wildcard.org",
+                "fith-example.wildcard.org",
+                421,
+                "",
+            ),
+            ("unknown-example.org", "example.org", 200, V1),
+            ("unknown-example.org", "unknown-example.org", 404, ""),
+        ];
+        for (i, (server_name, host, code, backend)) in cases.iter().enumerate() {
+            let c = case(host, "/detect-misdirected-requests")
+                .protocol(crate::roundtrip::H2)
+                .code(*code)
+                .to(backend, INFRA);
+            expect_tls_response(ctx, &addr, &cert, None, server_name, &c)
+                .await
+                .map_err(|e| anyhow!("{} (SNI {server_name}): {e:#}", c.case_name(i)))?;
+        }
+        Ok(())
+    }
+);

@@ -343,3 +343,91 @@ async fn tcp_distribution(addr: &str, expected: &[(&str, f64)]) -> Result<(), St
         Err(errs.join("; "))
     }
 }
+
+fn terminated() -> TcpExpected {
+    TcpExpected {
+        backend_is_tls: false,
+        backend: "tcp-backend".into(),
+        namespace: INFRA.into(),
+        hostname: String::new(),
+    }
+}
+
+test_fn!(tlsroute_terminate_simple_same_namespace, |ctx| {
+    let route = nn(INFRA, "tlsroute-terminated-test");
+    let gw = nn(INFRA, "gateway-tlsroute-terminate");
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let (addr, hostnames) =
+        gateway_and_tls_routes_accepted(ctx, &GatewayRef::new(gw), std::slice::from_ref(&route))
+            .await?;
+    if hostnames.len() != 1 {
+        bail!(
+            "unexpected error in test configuration, found {} hostnames",
+            hostnames.len()
+        );
+    }
+    let ca = ctx.cert_pem(&format!("{INFRA}/tls-checks-ca-certificate"))?;
+    expect_tcp_response(ctx, &addr, Some((&ca, &hostnames[0])), &terminated())
+        .await
+        .context("Simple TLS request matching terminated TLSRoute should reach tcp-backend with plain text")
+});
+
+test_fn!(tlsroute_mixed_termination_same_namespace, |ctx| {
+    let terminate = nn(INFRA, "gateway-conformance-mixed-terminateroute");
+    let passthrough = nn(INFRA, "gateway-conformance-mixed-passthroughroute");
+    let gw = nn(INFRA, "gateway-tlsroute-mixed-termination");
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let (addr, pass_hosts) = gateway_and_tls_routes_accepted(
+        ctx,
+        &GatewayRef::new(gw.clone()),
+        std::slice::from_ref(&passthrough),
+    )
+    .await?;
+    let ok = |name: &str| {
+        listener(
+            name,
+            &["TLSRoute"],
+            vec![cond("Accepted", "True", "Accepted")],
+            1,
+        )
+    };
+    gateway_status_must_have_listeners(ctx, &gw, vec![ok("tls-terminate"), ok("tls-passthrough")])
+        .await?;
+    if pass_hosts.len() != 1 {
+        bail!(
+            "unexpected error in test configuration, found {} passthrough hostnames",
+            pass_hosts.len()
+        );
+    }
+    let (_, term_hosts) = gateway_and_tls_routes_accepted(
+        ctx,
+        &GatewayRef::new(gw),
+        std::slice::from_ref(&terminate),
+    )
+    .await?;
+    if term_hosts.len() != 1 {
+        bail!(
+            "unexpected error in test configuration, found {} terminate hostnames",
+            term_hosts.len()
+        );
+    }
+    let ca = ctx.cert_pem(&format!("{INFRA}/tls-checks-ca-certificate"))?;
+    expect_tcp_response(ctx, &addr, Some((&ca, &term_hosts[0])), &terminated())
+        .await
+        .context(
+            "Simple TLS request matching terminated TLSRoute should reach tcp-backend unencrypted",
+        )?;
+    expect_tcp_response(
+        ctx,
+        &addr,
+        Some((&ca, &pass_hosts[0])),
+        &TcpExpected {
+            backend_is_tls: true,
+            backend: "tcp-backend".into(),
+            namespace: INFRA.into(),
+            hostname: pass_hosts[0].clone(),
+        },
+    )
+    .await
+    .context("Simple TLS request matching TLSRoute Passthrough should reach infra-backend")
+});
