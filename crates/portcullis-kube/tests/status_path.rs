@@ -476,3 +476,84 @@ async fn provisioning_applies_objects_and_reports_service_addresses_and_bad_para
     assert_eq!(n, 3);
     ctl.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_reviews_go_to_the_api_server_with_our_audience() {
+    use portcullis_kube::stream::{KubeTokenReviewer, TokenReviewer};
+    let api = FakeApi::new();
+    api.allow_token("good", "system:serviceaccount:default:gw-portcullis");
+    let addr = api.listen(0).await;
+    let reviewer = KubeTokenReviewer::new(FakeApi::client(addr));
+    assert_eq!(
+        reviewer.review("good").await.as_deref(),
+        Ok("system:serviceaccount:default:gw-portcullis")
+    );
+    assert!(reviewer.review("forged").await.is_err());
+    let sent = api
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/apis/authentication.k8s.io/v1/tokenreviews")
+        .expect("TokenReview created");
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.body["spec"]["audiences"], json!(["portcullis"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_writes_are_retried_with_backoff() {
+    init_tracing();
+    // The API server answers the first write with a 500; the writer retries after a backoff.
+    let api = FakeApi::new();
+    let r = api.put(route("web", "gw", "web"));
+    let addr = api.listen(0).await;
+    let (_leader_tx, leader_rx) = tokio::sync::watch::channel(true);
+    let writer = StatusWriter::start(
+        FakeApi::client(addr),
+        WriterOptions {
+            qps: 100.0,
+            burst: 10,
+            concurrency: 4,
+            controller_name: ME.into(),
+        },
+        leader_rx,
+    );
+    let translated: portcullis_store::status::Status = serde_json::from_value(json!({"parents": [
+        {"parentRef": {"name": "gw"}, "controllerName": ME, "conditions": []}
+    ]}))
+    .unwrap();
+    let status = portcullis_kube::status::merge::desired(
+        Kind::HTTPRoute,
+        None,
+        Some(&translated),
+        ME,
+        "2024-05-05T00:00:00Z",
+    )
+    .unwrap();
+    api.fail_next(1);
+    writer.submit(vec![Pending {
+        oref: ObjectRef {
+            kind: Kind::HTTPRoute,
+            key: ObjectKey::new("default", "web"),
+        },
+        resource_version: r["metadata"]["resourceVersion"].as_str().unwrap().into(),
+        generation: 1,
+        translated: Some(translated),
+        status,
+    }]);
+    let reqs = eventually(10, "retried write", || {
+        let r: Vec<_> = api
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .collect();
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        reqs.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [500, 200]
+    );
+    assert_eq!(
+        api.get(GW, "httproutes", "default", "web").unwrap()["status"]["parents"][0]["controllerName"],
+        ME
+    );
+}

@@ -158,6 +158,8 @@ async fn run(
     let mut busy: HashMap<ObjectRef, (String, Value)> = HashMap::new();
     let mut bucket = Bucket::new(opts.qps, opts.burst);
     let opts = Arc::new(opts);
+    // Failed writes come back here after their backoff.
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<(Pending, u32)>();
     loop {
         if !*leader.borrow() {
             queue.clear();
@@ -207,13 +209,22 @@ async fn run(
                         recent.insert(p.oref.clone(), (p.resource_version.clone(), status));
                     }
                     Outcome::Unchanged | Outcome::Stale => {}
-                    Outcome::Failed(e) if attempt < 5 && !queue.contains_key(&p.oref) => {
+                    Outcome::Failed(e) if attempt < 5 => {
                         tracing::warn!(object = %p.oref, attempt, "status write failed, retrying: {e}");
-                        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                        order.push_back(p.oref.clone());
-                        queue.insert(p.oref.clone(), (p, attempt + 1));
+                        let retry_tx = retry_tx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                            let _ = retry_tx.send((p, attempt + 1));
+                        });
                     }
                     Outcome::Failed(e) => tracing::warn!(object = %p.oref, "status write failed: {e}"),
+                }
+            }
+            Some((p, attempt)) = retry_rx.recv() => {
+                // A newer write for the object supersedes the retry.
+                if *leader.borrow() && !queue.contains_key(&p.oref) && !busy.contains_key(&p.oref) {
+                    order.push_back(p.oref.clone());
+                    queue.insert(p.oref.clone(), (p, attempt));
                 }
             }
             r = leader.changed() => if r.is_err() { return },

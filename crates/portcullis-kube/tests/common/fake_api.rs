@@ -50,6 +50,8 @@ struct State {
     log: Vec<Event>,
     requests: Vec<Recorded>,
     tokens: BTreeMap<String, String>,
+    /// Answer this many next writes with 500.
+    fail: usize,
     /// Resources whose watch events are held back (a lagging cache).
     paused: Vec<Key>,
     held: Vec<Event>,
@@ -182,6 +184,12 @@ impl FakeApi {
         } else {
             let _ = tx.send(ev);
         }
+    }
+
+    /// Answer the next `n` writes (non-GET requests) with 500 Internal Server Error.
+    #[allow(dead_code)]
+    pub fn fail_next(&self, n: usize) {
+        self.state.lock().unwrap().fail = n;
     }
 
     /// Hold back watch events of a resource (the controller's cache lags) until [`FakeApi::resume`].
@@ -366,7 +374,11 @@ impl FakeApi {
         body: &Value,
         meta_only: bool,
     ) -> (u16, Result<Value, Value>) {
-        let st = self.state.lock().unwrap();
+        let mut st = self.state.lock().unwrap();
+        if method != "GET" && st.fail > 0 {
+            st.fail -= 1;
+            return (500, Err(status(500, "InternalError", "injected failure")));
+        }
         let key = (p.group.clone(), p.resource.clone());
         if p.resource == "tokenreviews" && method == "POST" {
             let token = body["spec"]["token"].as_str().unwrap_or_default();
