@@ -557,3 +557,78 @@ async fn failed_writes_are_retried_with_backoff() {
         ME
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_referenced_secrets_are_read_and_secrets_are_watched_by_metadata() {
+    init_tracing();
+    let api = FakeApi::new();
+    seeded(&api).await;
+    let secret = |name: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "default"}, "type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}});
+    for s in ["cert", "cert2", "unrelated"] {
+        api.put(secret(s));
+    }
+    let mut gw = api.get(GW, "gateways", "default", "gw").unwrap();
+    gw["spec"]["listeners"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "https", "port": 18443, "protocol": "HTTPS", "tls": {"mode": "Terminate", "certificateRefs": [{"group": "", "kind": "Secret", "name": "cert"}]}}));
+    api.put(gw);
+    let addr = api.listen(0).await;
+    let ctl = start(FakeApi::client(addr), args("a", false), vec![]).await;
+    let secret_gets = |api: &FakeApi| -> Vec<String> {
+        api.requests()
+            .into_iter()
+            .filter(|r| {
+                r.method == "GET" && r.path.starts_with("/api/v1/namespaces/default/secrets/")
+            })
+            .map(|r| r.path)
+            .collect()
+    };
+    eventually(10, "referenced secret read", || {
+        (!secret_gets(&api).is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        secret_gets(&api),
+        ["/api/v1/namespaces/default/secrets/cert"]
+    );
+    let lists: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/secrets")
+        .collect();
+    assert!(
+        !lists.is_empty() && lists.iter().all(|r| r.meta_only),
+        "Secrets are listed and watched by metadata only"
+    );
+
+    // A new reference is read; a changed referenced Secret is read again; the unreferenced one never.
+    let mut gw = api.get(GW, "gateways", "default", "gw").unwrap();
+    gw["spec"]["listeners"][1]["tls"]["certificateRefs"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"group": "", "kind": "Secret", "name": "cert2"}));
+    api.put(gw);
+    eventually(10, "cert2 read", || {
+        secret_gets(&api)
+            .iter()
+            .any(|p| p.ends_with("/cert2"))
+            .then_some(())
+    })
+    .await;
+    let mut s = api.get("", "secrets", "default", "cert").unwrap();
+    s["data"]["tls.crt"] = json!("Y2hhbmdlZA==");
+    api.put(s);
+    eventually(10, "cert re-read", || {
+        (secret_gets(&api)
+            .iter()
+            .filter(|p| p.ends_with("/cert"))
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    assert!(!secret_gets(&api).iter().any(|p| p.ends_with("/unrelated")));
+    ctl.shutdown().await.unwrap();
+}

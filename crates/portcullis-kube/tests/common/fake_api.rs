@@ -30,6 +30,8 @@ pub struct Recorded {
     pub content_type: String,
     pub body: Value,
     pub status: u16,
+    /// Whether the client asked for metadata only (PartialObjectMetadata).
+    pub meta_only: bool,
 }
 
 type Key = (String, String); // (group, resource)
@@ -321,13 +323,31 @@ impl FakeApi {
                         .get("resourceVersion")
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
-                    self.record(listener, &method, &path, &query, &content_type, body, 200);
+                    self.record(
+                        listener,
+                        &method,
+                        &path,
+                        &query,
+                        &content_type,
+                        body,
+                        200,
+                        meta_only,
+                    );
                     return self.watch(p, since, meta_only);
                 }
                 self.dispatch(&method, p, &content_type, &body, meta_only)
             }
         };
-        self.record(listener, &method, &path, &query, &content_type, body, code);
+        self.record(
+            listener,
+            &method,
+            &path,
+            &query,
+            &content_type,
+            body,
+            code,
+            meta_only,
+        );
         let v = resp.unwrap_or_else(|e| e);
         let mut r =
             http::Response::new(Full::new(Bytes::from(serde_json::to_vec(&v).unwrap())).boxed());
@@ -349,6 +369,7 @@ impl FakeApi {
         ct: &str,
         body: Value,
         status: u16,
+        meta_only: bool,
     ) {
         let query = query
             .iter()
@@ -363,6 +384,7 @@ impl FakeApi {
             content_type: ct.into(),
             body,
             status,
+            meta_only,
         });
     }
 
