@@ -18,6 +18,7 @@ macro_rules! test_fn {
 }
 
 mod backendtls;
+mod frontend_tls;
 mod gateway;
 mod grpc;
 mod httproute_backends;

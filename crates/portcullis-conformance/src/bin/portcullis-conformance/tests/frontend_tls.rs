@@ -1,0 +1,152 @@
+//! Frontend client-certificate validation tests (upstream
+//! tests/gateway-with-*clientcertificate-validation*.go).
+
+use anyhow::{anyhow, bail};
+
+use super::INFRA;
+use crate::helpers::*;
+use crate::http::{case, expect_tls_response, make_request};
+use crate::roundtrip::capture_round_trip;
+use crate::status::{GatewayRef, cond, nn};
+use crate::suite::{BoxFut, Ctx};
+
+test_fn!(
+    gateway_invalid_frontend_client_certificate_validation,
+    |ctx| {
+        let gw = nn(INFRA, "gateway-with-invalid-client-cert-validation");
+        let invalid = |reason: &str| {
+            vec![
+                cond("ResolvedRefs", "False", reason),
+                cond("Accepted", "False", "NoValidCACertificate"),
+                cond("Programmed", "False", ""),
+            ]
+        };
+        let cases = [
+            (
+                "https",
+                vec![
+                    cond("ResolvedRefs", "True", ""),
+                    cond("Accepted", "True", ""),
+                    cond("Programmed", "True", ""),
+                ],
+            ),
+            ("https-unresolved", invalid("InvalidCACertificateRef")),
+            ("https-invalid-kind", invalid("InvalidCACertificateKind")),
+            ("https-grant-missing", invalid("RefNotPermitted")),
+        ];
+        for (listener, conditions) in cases {
+            gateway_listeners_must_have_conditions(ctx, &gw, &conditions, &[listener]).await?;
+        }
+        Ok(())
+    }
+);
+
+fn key_pair(ctx: &Ctx, name: &str) -> anyhow::Result<(String, String)> {
+    let key = format!("{INFRA}/{name}");
+    let cert = ctx.cert_pem(&key)?;
+    let private = ctx
+        .certs
+        .keys
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| anyhow!("no key for {key}"))?;
+    Ok((cert, private))
+}
+
+/// upstream tls.MakeTLSRequestAndExpectFailureResponse: one request that must fail.
+async fn expect_tls_failure(
+    ctx: &Ctx,
+    addr: &str,
+    server_cert: &str,
+    client: (String, String),
+    server_name: &str,
+    host: &str,
+) -> anyhow::Result<()> {
+    let mut exp = case(host, "/").ns(INFRA);
+    let mut req = make_request(ctx, &mut exp, addr, crate::roundtrip::HTTPS, "https")?;
+    req.server_name = server_name.into();
+    req.server_certificate = Some(server_cert.into());
+    req.client_cert = Some(client);
+    if capture_round_trip(&req).await.is_ok() {
+        bail!("request to {addr} ({server_name}) with the wrong client certificate should fail");
+    }
+    Ok(())
+}
+
+test_fn!(gateway_frontend_client_certificate_validation, |ctx| {
+    let gw = nn(INFRA, "client-validation-default");
+    let routes = [
+        nn(INFRA, "client-certificate-validation-https-test"),
+        nn(
+            INFRA,
+            "client-certificate-validation-https-test-no-hostname",
+        ),
+    ];
+    let ip = gateway_and_routes_must_be_accepted(
+        ctx,
+        "HTTPRoute",
+        &GatewayRef::new(gw.clone()),
+        false,
+        &routes,
+    )
+    .await?;
+    for r in &routes {
+        route_must_have_condition(
+            ctx,
+            "HTTPRoute",
+            r,
+            &gw,
+            cond("ResolvedRefs", "True", "ResolvedRefs"),
+        )
+        .await?;
+    }
+    let server = ctx.cert_pem(&format!("{INFRA}/tls-validity-checks-certificate"))?;
+    let default_client = key_pair(ctx, "tls-validity-checks-client-certificate")?;
+    let per_port_client = key_pair(ctx, "tls-validity-checks-per-port-client-certificate")?;
+    let default_addr = join_host_port(&ip, 443);
+    let ok = case("example.org", "/")
+        .code(200)
+        .to("infra-backend-v1", INFRA);
+    expect_tls_response(
+        ctx,
+        &default_addr,
+        &server,
+        Some(default_client.clone()),
+        "example.org",
+        &ok,
+    )
+    .await
+    .map_err(|e| anyhow!("Validate default configuration: {e:#}"))?;
+    expect_tls_failure(
+        ctx,
+        &default_addr,
+        &server,
+        per_port_client.clone(),
+        "example.org",
+        "example.org",
+    )
+    .await?;
+    let per_port_addr = join_host_port(&ip, 8443);
+    let ok = case("second-example.org", "/")
+        .code(200)
+        .to("infra-backend-v2", INFRA);
+    expect_tls_response(
+        ctx,
+        &per_port_addr,
+        &server,
+        Some(per_port_client),
+        "second-example.org",
+        &ok,
+    )
+    .await
+    .map_err(|e| anyhow!("Validate per port configuration: {e:#}"))?;
+    expect_tls_failure(
+        ctx,
+        &per_port_addr,
+        &server,
+        default_client,
+        "second-example.org",
+        "second-example.org",
+    )
+    .await
+});
