@@ -13,7 +13,7 @@
 //! |---|---|
 //! | `Http` | [`listener`] → [`conn`] (HTTP/1.1 + h2c prior knowledge) → [`handler`] |
 //! | `Https` | [`listener`] (TLS handshake on a `portcullis_tls::SwappableAcceptor`, ALPN `h2`/`http/1.1`) → [`conn`] → [`handler`] (421 on misdirected requests) |
-//! | `Tls`, `Tcp` | [`l4`] → `portcullis_l4::L4Port::serve_tcp` (passthrough by SNI, terminate to TCP, plain TCP) |
+//! | `Tls`, `Tcp` | [`l4`] → `portcullis_l4::L4Port::serve_tcp` (passthrough by SNI, terminate to TCP, plain TCP; HTTPS listeners sharing a TLS port go back to [`frontend_tls`] → [`conn`] → [`handler`]) |
 //! | `Udp` | [`l4`] → `portcullis_l4::L4Port::serve_udp` |
 //!
 //! Other modules: [`table`] (compiled per-port state), [`filters`], [`cors`],
@@ -36,6 +36,7 @@ pub mod drain;
 pub mod error;
 pub mod filters;
 pub mod forward;
+pub mod frontend_tls;
 pub mod handler;
 pub mod l4;
 pub mod listener;
@@ -112,9 +113,10 @@ impl Default for Options {
 pub struct ApplyReport {
     /// Ports that could not be bound, with the OS error.
     pub bind_errors: BTreeMap<SocketAddr, String>,
-    /// HTTPS ports whose TLS configuration could not be built. A port that
-    /// was already serving keeps its previous configuration; a new port is
-    /// bound but refuses handshakes.
+    /// Ports (HTTPS, and TLS ports with terminating listeners) whose TLS
+    /// configuration could not be built. A port that was already serving
+    /// keeps its previous configuration; a new port is bound but refuses
+    /// those handshakes.
     pub tls_errors: BTreeMap<SocketAddr, String>,
     /// Backends (`namespace/name:port`) whose BackendTLSPolicy client
     /// configuration could not be built; they are answered as invalid.
@@ -157,8 +159,8 @@ impl Running {
                 Ok((Running::Http(h), e))
             }
             PortProtocol::Tls | PortProtocol::Tcp | PortProtocol::Udp => {
-                let h = L4Handle::start(port, &shared.opts.l4, retry_bind).await?;
-                Ok((Running::L4(h), None))
+                let (h, e) = L4Handle::start(port, shared, retry_bind).await?;
+                Ok((Running::L4(h), e))
             }
         }
     }
@@ -175,10 +177,7 @@ impl Running {
     fn update(&mut self, port: &Port) -> Option<String> {
         match self {
             Running::Http(h) => h.update(port),
-            Running::L4(h) => {
-                h.update(port);
-                None
-            }
+            Running::L4(h) => h.update(port),
         }
     }
 

@@ -1,12 +1,9 @@
 //! A bound HTTP or HTTPS port: its accept loop, live table, TLS acceptor and drain.
 //!
 //! HTTPS: every accepted connection runs the TLS handshake on the port's
-//! [`SwappableAcceptor`] (certificate by SNI, client-certificate validation
-//! per listener, ALPN `h2`/`http/1.1`), then HTTP as ALPN chose. When an
-//! apply changes a listener's TLS (a rotated Secret, a new certificate or
-//! validation), a new [`ServerTls`] is stored in the acceptor: the next
-//! handshake uses it, open connections keep theirs. A TLS configuration that
-//! cannot be built keeps the previous one and is reported.
+//! acceptor (certificate by SNI, client-certificate validation per listener,
+//! ALPN `h2`/`http/1.1`), then HTTP as ALPN chose; see [`crate::frontend_tls`]
+//! for rotation.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,15 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use portcullis_ir::{Listener, Port, PortProtocol};
-use portcullis_tls::{Alpn, ServerTls, SwappableAcceptor};
-use tokio::net::{TcpListener, TcpStream};
+use portcullis_ir::{Port, PortProtocol};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::conn::{self, Builders, Proto};
 use crate::drain::{Drain, DrainWatch};
+use crate::frontend_tls::{self, FrontendTls};
 use crate::handler::{PortCtx, Shared};
-use crate::table::{BuildCtx, PortTable, without_routes};
+use crate::table::{BuildCtx, PortTable};
 
 /// A running HTTP or HTTPS port.
 pub struct PortHandle {
@@ -30,16 +27,10 @@ pub struct PortHandle {
     pub ctx: Arc<PortCtx>,
     /// The IR the table was built from.
     pub ir: Port,
-    /// HTTPS: the listeners (without routes) the acceptor's configuration was
-    /// built from; `None` while none could be built.
-    tls_from: Option<Vec<Listener>>,
+    /// HTTPS: the frontend TLS.
+    tls: Option<FrontendTls>,
     drain: Drain,
     accept: JoinHandle<()>,
-}
-
-/// The TLS configuration of an HTTPS port's listeners.
-fn server_tls(port: &Port) -> Result<ServerTls, String> {
-    ServerTls::build(&port.listeners, Alpn::Http).map_err(|e| e.to_string())
 }
 
 impl PortHandle {
@@ -53,30 +44,17 @@ impl PortHandle {
     ) -> io::Result<(Self, Option<String>)> {
         let listener = bind_tcp(port.bind, retry_bind).await?;
         let table = PortTable::build(port, &BuildCtx::of(&shared));
-        let (mut tls, mut tls_error, mut tls_from) = (None, None, None);
-        if port.protocol == PortProtocol::Https {
-            let built = match server_tls(port) {
-                Ok(t) => {
-                    tls_from = Some(port.listeners.iter().map(without_routes).collect());
-                    t
-                }
-                Err(e) => {
-                    tracing::warn!(bind = %port.bind, error = %e, "TLS configuration failed; handshakes are refused");
-                    tls_error = Some(e);
-                    ServerTls::build::<Listener>(&[], Alpn::Http)
-                        .map_err(|e| io::Error::other(e.to_string()))?
-                }
-            };
-            tls = Some(Arc::new(
-                SwappableAcceptor::new(built)
-                    .with_handshake_timeout(shared.opts.header_read_timeout),
-            ));
-        }
+        let (tls, tls_error) = if port.protocol == PortProtocol::Https {
+            let (t, e) = FrontendTls::new(port, shared.opts.header_read_timeout);
+            (Some(t), e)
+        } else {
+            (None, None)
+        };
         let ctx = Arc::new(PortCtx {
             table: ArcSwap::from_pointee(table),
             builders: Builders::new(&shared.opts),
             shared,
-            tls,
+            tls: tls.as_ref().map(|t| t.acceptor.clone()),
         });
         let drain = Drain::new();
         let accept = tokio::spawn(accept_loop(listener, ctx.clone(), drain.watch()));
@@ -85,7 +63,7 @@ impl PortHandle {
             PortHandle {
                 ctx,
                 ir: port.clone(),
-                tls_from,
+                tls,
                 drain,
                 accept,
             },
@@ -98,23 +76,7 @@ impl PortHandle {
     /// untouched. Returns the TLS build error, if any (the previous TLS
     /// configuration stays in use).
     pub fn update(&mut self, port: &Port) -> Option<String> {
-        let mut error = None;
-        if let Some(acceptor) = &self.ctx.tls {
-            let wanted: Vec<Listener> = port.listeners.iter().map(without_routes).collect();
-            if self.tls_from.as_ref() != Some(&wanted) {
-                match server_tls(port) {
-                    Ok(t) => {
-                        acceptor.store(t);
-                        self.tls_from = Some(wanted);
-                        tracing::info!(bind = %port.bind, "TLS configuration updated");
-                    }
-                    Err(e) => {
-                        tracing::warn!(bind = %port.bind, error = %e, "TLS configuration failed; the previous one stays");
-                        error = Some(e);
-                    }
-                }
-            }
-        }
+        let error = self.tls.as_mut().and_then(|t| t.update(port));
         if self.ir != *port {
             let table = PortTable::build(port, &BuildCtx::of(&self.ctx.shared));
             self.ctx.table.store(Arc::new(table));
@@ -159,7 +121,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<PortCtx>, mut watch: DrainW
                             tokio::spawn(conn::serve(stream, peer, ctx.clone(), watch.clone(), Proto::Auto, None));
                         }
                         Some(acceptor) => {
-                            tokio::spawn(serve_tls(stream, peer, acceptor.clone(), ctx.clone(), watch.clone()));
+                            tokio::spawn(frontend_tls::serve(stream, peer, acceptor.clone(), ctx.clone(), watch.clone()));
                         }
                     }
                 }
@@ -170,31 +132,5 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<PortCtx>, mut watch: DrainW
             },
             _ = watch.signaled() => break,
         }
-    }
-}
-
-/// Handshake (abandoned if the port starts draining), then HTTP as ALPN chose.
-async fn serve_tls(
-    stream: TcpStream,
-    peer: SocketAddr,
-    acceptor: Arc<SwappableAcceptor>,
-    ctx: Arc<PortCtx>,
-    mut watch: DrainWatch,
-) {
-    let accepted = tokio::select! {
-        r = acceptor.accept(stream) => r,
-        _ = watch.signaled() => return,
-    };
-    match accepted {
-        Ok((tls, info)) => {
-            let proto = if info.is_h2() {
-                Proto::Http2
-            } else {
-                Proto::Http1
-            };
-            tracing::trace!(%peer, sni = ?info.sni, listener = ?info.listener, client_cert = ?info.client_cert, "TLS handshake done");
-            conn::serve(tls, peer, ctx, watch, proto, info.sni.map(Into::into)).await;
-        }
-        Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
     }
 }

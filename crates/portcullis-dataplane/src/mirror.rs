@@ -86,11 +86,13 @@ impl MirrorFilter {
                 Ok(u) => u,
                 Err(_) => return,
             };
+            // gRPC copies go over HTTP/2, like the requests they copy.
+            let h2 = target.h2c || crate::error::is_grpc(&copy.headers);
             let mut req = Request::new(body::full(body));
             *req.method_mut() = copy.method;
             *req.uri_mut() = uri;
             *req.headers_mut() = copy.headers;
-            *req.version_mut() = if target.h2c {
+            *req.version_mut() = if h2 {
                 Version::HTTP_2
             } else {
                 Version::HTTP_11
@@ -98,8 +100,8 @@ impl MirrorFilter {
             let _guard = ep.acquire();
             let res = tokio::time::timeout(timeout, async {
                 let resp = match &target.tls {
-                    Some(t) => t.send(target.h2c, req).await?,
-                    None => clients.send(target.h2c, req).await?,
+                    Some(t) => t.send(h2, req).await?,
+                    None => clients.send(h2, req).await?,
                 };
                 let _ = resp.into_body().collect().await;
                 Ok::<_, hyper_util::client::legacy::Error>(())

@@ -107,7 +107,7 @@ impl PortTable {
     pub fn build(port: &Port, cx: &BuildCtx<'_>) -> Self {
         let mut t = PortTable {
             port: port.bind.port(),
-            scheme: if port.protocol == PortProtocol::Https {
+            scheme: if matches!(port.protocol, PortProtocol::Https | PortProtocol::Tls) {
                 "https"
             } else {
                 "http"

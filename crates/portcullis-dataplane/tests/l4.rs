@@ -164,16 +164,16 @@ async fn tls_passthrough_and_terminate_mixed_on_one_port() {
         let addr = apply_port(&dp, |a| port(a, PortProtocol::Tls, listeners.clone())).await;
 
         // Passthrough: the handshake is with the backend, end to end.
-        let mut s = tls_connect(
+        let mut p = tls_connect(
             addr,
             client_config(&backend_ca, &[], None),
             "passthrough.example.com",
         )
         .await
         .expect("passthrough handshake with the backend");
-        assert_eq!(peer_cert(&s), backend_leaf.der());
-        assert_eq!(greeting(&mut s).await.as_deref(), Some("hello passthrough"));
-        echo(&mut s, b"through the gateway untouched")
+        assert_eq!(peer_cert(&p), backend_leaf.der());
+        assert_eq!(greeting(&mut p).await.as_deref(), Some("hello passthrough"));
+        echo(&mut p, b"through the gateway untouched")
             .await
             .unwrap();
 
@@ -192,6 +192,7 @@ async fn tls_passthrough_and_terminate_mixed_on_one_port() {
         // No listener for the SNI: closed.
         let r = tls_connect(addr, client_config(&gw_ca, &[], None), "other.example.com").await;
         assert!(r.is_err(), "unknown SNI must not be served");
+        drop((p, s));
         dp.shutdown().await;
     })
     .await
@@ -350,6 +351,7 @@ async fn protocol_change_on_the_same_address_rebinds() {
         let g = get(addr, "x.example", "/").await;
         assert_eq!(g.status, 200);
         assert_eq!(g.json()["backend"], "http");
+        drop(s);
         dp.shutdown().await;
     })
     .await
@@ -390,6 +392,192 @@ async fn l4_bind_errors_are_reported() {
             "no route: the connection is closed"
         );
         dp.shutdown().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn https_listener_shares_a_tls_port_with_passthrough() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let backend_ca = Ca::new("backend ca");
+        let backend_leaf = backend_ca.leaf(&["passthrough.example.com"]);
+        let pt = tls_echo_backend("passthrough", &backend_leaf).await;
+        let e = Echo::start("www").await;
+        let gw_ca = Ca::new("gateway ca");
+        let (www, www2) = (
+            gw_ca.leaf(&["www.example.com"]),
+            gw_ca.leaf(&["www.example.com"]),
+        );
+        let listeners = |cert: Certificate| {
+            vec![
+                l4_listener(
+                    "gw/pt",
+                    Some("passthrough.example.com"),
+                    Some(ListenerTls {
+                        mode: TlsMode::Passthrough,
+                        certificates: vec![],
+                        client_validation: None,
+                    }),
+                    vec![l4_route(
+                        "TLSRoute",
+                        "pt",
+                        &[],
+                        vec![wb(1, service("pt", &[pt], None))],
+                    )],
+                ),
+                tls_listener(
+                    "gw/www",
+                    Some("www.example.com"),
+                    vec![cert],
+                    None,
+                    vec![rule("www", prefix("/"), vec![wb(1, e.backend())])],
+                ),
+            ]
+        };
+        let dp = Dataplane::new(Options::default());
+        let addr = apply_port(&dp, |a| {
+            port(a, PortProtocol::Tls, listeners(www.ir("ns/www")))
+        })
+        .await;
+
+        let mut c = TlsHttp::connect(
+            addr,
+            client_config(&gw_ca, &[b"h2", b"http/1.1"], None),
+            "www.example.com",
+        )
+        .await
+        .unwrap();
+        assert!(c.h2, "ALPN h2 on the HTTPS listener of a TLS port");
+        assert_eq!(c.cert, www.der());
+        let g = c.get("www.example.com", "/x").await.unwrap();
+        assert_eq!(g.status, 200);
+        assert_eq!(g.json()["backend"], "www");
+        assert_eq!(g.echoed("x-forwarded-proto").as_deref(), Some("https"));
+        assert_eq!(
+            c.get("passthrough.example.com", "/").await.unwrap().status,
+            421,
+            "a host of another listener is misdirected"
+        );
+
+        let mut s = tls_connect(
+            addr,
+            client_config(&backend_ca, &[], None),
+            "passthrough.example.com",
+        )
+        .await
+        .expect("passthrough on the same port");
+        assert_eq!(greeting(&mut s).await.as_deref(), Some("hello passthrough"));
+
+        // Rotation on apply; a broken certificate is reported and the previous one stays.
+        let report = dp
+            .apply(Arc::new(Config {
+                ports: vec![port(addr, PortProtocol::Tls, listeners(www2.ir("ns/www")))],
+            }))
+            .await;
+        assert_eq!(report, Default::default());
+        let mut c2 = TlsHttp::connect(
+            addr,
+            client_config(&gw_ca, &[b"http/1.1"], None),
+            "www.example.com",
+        )
+        .await
+        .unwrap();
+        assert_eq!(c2.cert, www2.der());
+        assert_eq!(c2.get("www.example.com", "/").await.unwrap().status, 200);
+        assert_eq!(
+            c.get("www.example.com", "/").await.unwrap().status,
+            200,
+            "open connection kept"
+        );
+        let broken = Certificate {
+            key_pem: www.key_pem.clone(),
+            ..www2.ir("ns/www")
+        };
+        let report = dp
+            .apply(Arc::new(Config {
+                ports: vec![port(addr, PortProtocol::Tls, listeners(broken))],
+            }))
+            .await;
+        assert!(report.tls_errors.contains_key(&addr), "{report:?}");
+        let c3 = TlsHttp::connect(
+            addr,
+            client_config(&gw_ca, &[b"http/1.1"], None),
+            "www.example.com",
+        )
+        .await
+        .unwrap();
+        assert_eq!(c3.cert, www2.der());
+        drop((s, c, c2, c3));
+        dp.shutdown().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_layer4_connections_by_the_deadline() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let t = tcp_backend("t").await;
+        let u = udp_backend("u").await;
+        let opts = Options {
+            drain_timeout: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let dp = Dataplane::new(opts);
+        let tcp_addr = free_addr();
+        let udp_addr = free_udp_addr();
+        let report = dp
+            .apply(Arc::new(Config {
+                ports: vec![
+                    tcp_port(tcp_addr, vec![wb(1, service("t", &[t], None))]),
+                    port(
+                        udp_addr,
+                        PortProtocol::Udp,
+                        vec![l4_listener(
+                            "gw/u",
+                            None,
+                            None,
+                            vec![l4_route(
+                                "UDPRoute",
+                                "u",
+                                &[],
+                                vec![wb(1, service("u", &[u], None))],
+                            )],
+                        )],
+                    ),
+                ],
+            }))
+            .await;
+        assert_eq!(report, Default::default());
+        let mut open = TcpStream::connect(tcp_addr).await.unwrap();
+        assert_eq!(greeting(&mut open).await.as_deref(), Some("hello t"));
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.send_to(b"x", udp_addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"u:x");
+
+        let started = std::time::Instant::now();
+        dp.shutdown().await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(1400),
+            "shutdown waited {took:?}"
+        );
+        let r = tokio::time::timeout(Duration::from_secs(2), open.read(&mut buf)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "open TCP connection closed by shutdown"
+        );
+        assert!(TcpStream::connect(tcp_addr).await.is_err());
+        assert!(
+            std::net::UdpSocket::bind(udp_addr).is_ok(),
+            "the UDP socket is released after shutdown"
+        );
     })
     .await
     .unwrap();
