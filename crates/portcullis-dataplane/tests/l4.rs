@@ -521,7 +521,7 @@ async fn shutdown_closes_layer4_connections_by_the_deadline() {
         let t = tcp_backend("t").await;
         let u = udp_backend("u").await;
         let opts = Options {
-            drain_timeout: Duration::from_millis(500),
+            drain_timeout: Duration::from_millis(300),
             ..Default::default()
         };
         let dp = Dataplane::new(opts);
