@@ -238,3 +238,31 @@ async fn backend_tls_pools_survive_unrelated_config_changes() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn backend_tls_presents_the_gateway_client_certificate() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let ca = Ca::new("backend ca");
+        let client_ca = Ca::new("gateway client ca");
+        let b = TlsEchoHttp::start_mtls("mtls", &ca.leaf(&["mtls.example.com"]), &client_ca).await;
+        let mut with_cert = policy("mtls.example.com", &ca, vec![]);
+        with_cert.client_certificate =
+            Some(client_ca.leaf(&["gateway.example.com"]).ir("ns/gw-client"));
+        let (dp, addr) = gateway(vec![
+            ("/with", tls_service("with", b.addr, with_cert)),
+            (
+                "/without",
+                tls_service("without", b.addr, policy("mtls.example.com", &ca, vec![])),
+            ),
+        ])
+        .await;
+        let g = get(addr, "f.example", "/with").await;
+        assert_eq!(g.status, 200, "{:?}", g.body);
+        assert_eq!(g.json()["backend"], "mtls");
+        assert_eq!(get(addr, "f.example", "/without").await.status, 502);
+        assert_eq!(b.seen.lock().unwrap().len(), 1);
+        dp.shutdown().await;
+    })
+    .await
+    .unwrap();
+}

@@ -308,9 +308,33 @@ pub struct TlsEchoHttp {
 
 impl TlsEchoHttp {
     pub async fn start(name: &str, leaf: &Leaf) -> TlsEchoHttp {
+        Self::start_with(name, server_config(leaf, &[b"h2", b"http/1.1"])).await
+    }
+
+    /// Requiring a client certificate issued by `client_ca`.
+    pub async fn start_mtls(name: &str, leaf: &Leaf, client_ca: &Ca) -> TlsEchoHttp {
+        let provider = portcullis_tls::provider();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(client_ca.roots()),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let (chain, key) = leaf.chain_and_key();
+        let mut c = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self::start_with(name, Arc::new(c)).await
+    }
+
+    pub async fn start_with(name: &str, config: Arc<rustls::ServerConfig>) -> TlsEchoHttp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let acceptor = TlsAcceptor::from(server_config(leaf, &[b"h2", b"http/1.1"]));
+        let acceptor = TlsAcceptor::from(config);
         let snis: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
         let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
         let (snis2, seen2, name) = (snis.clone(), seen.clone(), name.to_string());
