@@ -10,6 +10,7 @@
 
 mod certs;
 mod cluster;
+mod gotls;
 mod grpc;
 mod helpers;
 mod http;

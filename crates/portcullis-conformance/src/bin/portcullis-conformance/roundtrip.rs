@@ -120,14 +120,14 @@ fn tls_config(req: &RtRequest, alpn: &[u8]) -> Result<Arc<rustls::ClientConfig>>
         .as_deref()
         .filter(|p| !p.is_empty())
         .context("https request has no trusted certificates configured")?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        roots.add(cert.context("parsing trusted certificate")?)?;
-    }
+    let roots = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("parsing trusted certificate")?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+        .dangerous()
+        .with_custom_certificate_verifier(crate::gotls::GoVerifier::new(roots)?);
     let mut config = match &req.client_cert {
         Some((cert, key)) => {
             let certs =

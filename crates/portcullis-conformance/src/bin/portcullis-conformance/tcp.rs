@@ -31,14 +31,13 @@ async fn dial(addr: &str, tls: Option<(&str, &str)>) -> Result<Box<dyn Io>> {
     let Some((ca, server_name)) = tls else {
         return Ok(Box::new(tcp));
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        roots.add(c?)?;
-    }
+    let roots = rustls_pki_types::CertificateDer::pem_slice_iter(ca.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(crate::gotls::GoVerifier::new(roots)?)
         .with_no_client_auth();
     let name = ServerName::try_from(server_name.to_string())?;
     let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
