@@ -569,7 +569,8 @@ pub(crate) fn finish(
     gws: Vec<GatewayState>,
     statuses: &mut Statuses,
 ) -> (ir::Config, BTreeMap<ObjectKey, IpAddr>) {
-    let mut ports: BTreeMap<SocketAddr, ir::Port> = BTreeMap::new();
+    // Keyed by socket and transport: a TCP and a UDP listener may share a port number.
+    let mut ports: BTreeMap<(SocketAddr, bool), ir::Port> = BTreeMap::new();
     let mut addresses = BTreeMap::new();
     for gw in gws {
         let g = gw.meta.generation;
@@ -691,7 +692,7 @@ pub(crate) fn finish(
                 Owner::Gateway => gw.key.to_string(),
                 Owner::ListenerSet(k) => format!("{k} (ListenerSet)"),
             };
-            let port = ports.entry(bind).or_insert_with(|| ir::Port {
+            let port = ports.entry((bind, proto == Proto::Udp)).or_insert_with(|| ir::Port {
                 bind,
                 protocol: port_proto,
                 listeners: vec![],

@@ -98,6 +98,12 @@ impl Loop {
                 for (addr, e) in &report.bind_errors {
                     tracing::error!(%addr, "cannot bind: {e}");
                 }
+                for (addr, e) in &report.tls_errors {
+                    tracing::error!(%addr, "TLS configuration rejected (the previous one keeps serving): {e}");
+                }
+                for (backend, e) in &report.backend_tls_errors {
+                    tracing::error!(%backend, "backend TLS configuration rejected (answered as an invalid backend): {e}");
+                }
                 rebind = report.bind_errors != self.bind_errors;
                 self.bind_errors = report.bind_errors;
                 self.config = Some(config.clone());
