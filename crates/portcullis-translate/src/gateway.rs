@@ -692,11 +692,13 @@ pub(crate) fn finish(
                 Owner::Gateway => gw.key.to_string(),
                 Owner::ListenerSet(k) => format!("{k} (ListenerSet)"),
             };
-            let port = ports.entry((bind, proto == Proto::Udp)).or_insert_with(|| ir::Port {
-                bind,
-                protocol: port_proto,
-                listeners: vec![],
-            });
+            let port = ports
+                .entry((bind, proto == Proto::Udp))
+                .or_insert_with(|| ir::Port {
+                    bind,
+                    protocol: port_proto,
+                    listeners: vec![],
+                });
             if port_proto == ir::PortProtocol::Tls {
                 port.protocol = ir::PortProtocol::Tls;
             }

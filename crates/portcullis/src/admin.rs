@@ -23,40 +23,69 @@ pub struct AdminView {
 pub type AdminState = Arc<ArcSwapOption<AdminView>>;
 
 fn respond(code: StatusCode, ctype: &str, body: Bytes) -> Response<Full<Bytes>> {
-    Response::builder().status(code).header("content-type", ctype).body(Full::new(body)).expect("valid response")
+    Response::builder()
+        .status(code)
+        .header("content-type", ctype)
+        .body(Full::new(body))
+        .expect("valid response")
 }
 
-async fn handle(state: AdminState, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    state: AdminState,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let view = state.load_full();
     Ok(match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
         "/readyz" => match view {
             Some(_) => respond(StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
-            None => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", Bytes::from_static(b"first configuration not applied yet\n")),
+            None => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                Bytes::from_static(b"first configuration not applied yet\n"),
+            ),
         },
         "/status" => match view {
             Some(v) => respond(StatusCode::OK, "application/json", v.status.clone()),
-            None => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", Bytes::from_static(b"not ready\n")),
+            None => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                Bytes::from_static(b"not ready\n"),
+            ),
         },
         "/config" => match view {
             Some(v) => respond(StatusCode::OK, "application/json", v.config.clone()),
-            None => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", Bytes::from_static(b"not ready\n")),
+            None => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                Bytes::from_static(b"not ready\n"),
+            ),
         },
-        _ => respond(StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found; try /healthz /readyz /status /config\n")),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            Bytes::from_static(b"not found; try /healthz /readyz /status /config\n"),
+        ),
     })
 }
 
 /// Bind the admin listener (fails fast if the address is taken) and serve it in the background.
 pub async fn serve(addr: SocketAddr, state: AdminState) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("admin API: cannot bind {addr}: {e}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("admin API: cannot bind {addr}: {e}"))?;
     tracing::info!(%addr, "admin API listening");
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let state = state.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });

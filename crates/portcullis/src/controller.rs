@@ -30,9 +30,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(args.drain_timeout),
         ..Default::default()
     });
-    let mut watch = portcullis_source::watch(&args.config).map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", args.config.display()))?;
+    let mut watch = portcullis_source::watch(&args.config)
+        .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", args.config.display()))?;
     let mut source = portcullis_source::FileSource::new(args.config.clone());
-    let mut looper = Loop { options, dataplane: dataplane.clone(), state, previous_statuses: Statuses::new(), addresses: BTreeMap::new(), bind_errors: BTreeMap::new(), config: None };
+    let mut looper = Loop {
+        options,
+        dataplane: dataplane.clone(),
+        state,
+        previous_statuses: Statuses::new(),
+        addresses: BTreeMap::new(),
+        bind_errors: BTreeMap::new(),
+        config: None,
+    };
     looper.step(&mut source, true).await;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -88,7 +97,11 @@ impl Loop {
             };
             let mut out = portcullis_translate::translate(&input);
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            portcullis_store::status::carry_transition_times(&mut out.statuses, &self.previous_statuses, &now);
+            portcullis_store::status::carry_transition_times(
+                &mut out.statuses,
+                &self.previous_statuses,
+                &now,
+            );
             self.addresses = out.addresses;
             let config = Arc::new(out.config);
             let changed = self.config.as_deref() != Some(&*config);
@@ -118,7 +131,12 @@ impl Loop {
                 break;
             }
         }
-        tracing::info!(objects = reload.snapshot.len(), errors = reload.errors.len(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "configuration applied");
+        tracing::info!(
+            objects = reload.snapshot.len(),
+            errors = reload.errors.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "configuration applied"
+        );
     }
 }
 
@@ -126,7 +144,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -17,7 +17,10 @@ pub fn status_document(snapshot: &Snapshot, statuses: &Statuses) -> Value {
             continue;
         }
         let key = portcullis_store::ObjectKey::of(meta);
-        let status = statuses.get(&ObjectRef { kind, key }).map(|s| serde_json::to_value(s).unwrap_or_default()).unwrap_or_else(|| json!({}));
+        let status = statuses
+            .get(&ObjectRef { kind, key })
+            .map(|s| serde_json::to_value(s).unwrap_or_default())
+            .unwrap_or_else(|| json!({}));
         out.push(json!({
             "apiVersion": kind.api_version(),
             "kind": kind.as_str(),
@@ -53,7 +56,10 @@ pub fn status(path: &Path, format: Format, pool: Option<ipnet::IpNet>) -> anyhow
     for e in &reload.errors {
         eprintln!("error: {e}");
     }
-    let options = portcullis_translate::Options { address_pool: pool, ..Default::default() };
+    let options = portcullis_translate::Options {
+        address_pool: pool,
+        ..Default::default()
+    };
     let input = portcullis_translate::Input {
         snapshot: &reload.snapshot,
         options: &options,
@@ -69,26 +75,60 @@ pub fn status(path: &Path, format: Format, pool: Option<ipnet::IpNet>) -> anyhow
         Format::Yaml => print!("{}", serde_saphyr::to_string(&doc)?),
         Format::Table => print!("{}", table(&doc)),
     }
-    Ok(if reload.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if reload.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// One line per object (and per route parent): kind, name, the key conditions and the first problem.
 pub fn table(doc: &Value) -> String {
-    let mut rows = vec![["KIND".to_string(), "NAMESPACE/NAME".into(), "PARENT".into(), "ACCEPTED".into(), "READY".into(), "DETAIL".into()]];
+    let mut rows = vec![[
+        "KIND".to_string(),
+        "NAMESPACE/NAME".into(),
+        "PARENT".into(),
+        "ACCEPTED".into(),
+        "READY".into(),
+        "DETAIL".into(),
+    ]];
     for o in doc.as_array().into_iter().flatten() {
         let kind = o["kind"].as_str().unwrap_or_default().to_string();
         let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = o["metadata"]["name"].as_str().unwrap_or_default();
-        let id = if ns.is_empty() { name.to_string() } else { format!("{ns}/{name}") };
+        let id = if ns.is_empty() {
+            name.to_string()
+        } else {
+            format!("{ns}/{name}")
+        };
         let summarize = |conds: &Value, ready_type: &str| -> (String, String, String) {
-            let get = |t: &str| conds.as_array().into_iter().flatten().find(|c| c["type"] == t);
-            let show = |c: Option<&Value>| c.map(|c| c["status"].as_str().unwrap_or("?").to_string()).unwrap_or_else(|| "-".into());
+            let get = |t: &str| {
+                conds
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == t)
+            };
+            let show = |c: Option<&Value>| {
+                c.map(|c| c["status"].as_str().unwrap_or("?").to_string())
+                    .unwrap_or_else(|| "-".into())
+            };
             let problem = conds
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|c| (c["status"] == "False" && c["type"] != "Conflicted") || (c["status"] == "True" && (c["type"] == "Conflicted" || c["type"] == "PartiallyInvalid")))
-                .map(|c| format!("{}: {}", c["reason"].as_str().unwrap_or(""), c["message"].as_str().unwrap_or("")))
+                .find(|c| {
+                    (c["status"] == "False" && c["type"] != "Conflicted")
+                        || (c["status"] == "True"
+                            && (c["type"] == "Conflicted" || c["type"] == "PartiallyInvalid"))
+                })
+                .map(|c| {
+                    format!(
+                        "{}: {}",
+                        c["reason"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
+                    )
+                })
                 .unwrap_or_default();
             (show(get("Accepted")), show(get(ready_type)), problem)
         };
@@ -107,7 +147,9 @@ pub fn table(doc: &Value) -> String {
         let (a, r, d) = summarize(&o["status"]["conditions"], "Programmed");
         rows.push([kind, id, "-".into(), a, r, d]);
     }
-    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
     let mut s = String::new();
     for r in rows {
         for (i, w) in widths.iter().enumerate() {

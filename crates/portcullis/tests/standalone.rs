@@ -21,7 +21,11 @@ fn bin() -> &'static str {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A tiny HTTP/1.1 backend answering `backend:<name> path:<path>` to every request.
@@ -45,7 +49,11 @@ fn backend(name: &'static str) -> SocketAddr {
                         acc.drain(..end + 4);
                         let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
                         let body = format!("backend:{name} path:{path}");
-                        let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{}", body.len(), body);
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{}",
+                            body.len(),
+                            body
+                        );
                         if s.write_all(resp.as_bytes()).is_err() {
                             return;
                         }
@@ -61,7 +69,11 @@ fn backend(name: &'static str) -> SocketAddr {
 fn get(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
@@ -135,7 +147,9 @@ fn start(dir: &Path, admin: SocketAddr) -> Proc {
         .spawn()
         .expect("spawn portcullis");
     let p = Proc(child);
-    wait_for("readyz", Duration::from_secs(20), || admin_get(admin, "/readyz").is_some_and(|(s, _)| s == 200));
+    wait_for("readyz", Duration::from_secs(20), || {
+        admin_get(admin, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
     p
 }
 
@@ -150,7 +164,9 @@ fn serves_reloads_and_survives_bad_edits() {
     let _p = start(dir.path(), admin);
 
     // Served as configured; unmatched paths are 404.
-    wait_for("route live", Duration::from_secs(10), || get(gw, "x", "/app/1").is_some_and(|(s, _)| s == 200));
+    wait_for("route live", Duration::from_secs(10), || {
+        get(gw, "x", "/app/1").is_some_and(|(s, _)| s == 200)
+    });
     let (s, body) = get(gw, "example.com", "/app/hello").unwrap();
     assert_eq!((s, body.as_str()), (200, "backend:one path:/app/hello"));
     assert_eq!(get(gw, "example.com", "/other").unwrap().0, 404);
@@ -158,14 +174,26 @@ fn serves_reloads_and_survives_bad_edits() {
     // The status document reports the route accepted, with observedGeneration 1.
     let (_, status) = admin_get(admin, "/status").unwrap();
     let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
-    let route = doc.as_array().unwrap().iter().find(|o| o["kind"] == "HTTPRoute").unwrap();
-    let accepted = route["status"]["parents"][0]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Accepted").unwrap();
+    let route = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "HTTPRoute")
+        .unwrap();
+    let accepted = route["status"]["parents"][0]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Accepted")
+        .unwrap();
     assert_eq!(accepted["status"], "True");
     assert_eq!(accepted["observedGeneration"], 1);
 
     // An edit applies live: the new prefix serves, the old one is gone.
     std::fs::write(dir.path().join("all.yaml"), manifest(port, b, "/v2")).unwrap();
-    wait_for("edited route live", Duration::from_secs(10), || get(gw, "x", "/v2/x").is_some_and(|(s, _)| s == 200));
+    wait_for("edited route live", Duration::from_secs(10), || {
+        get(gw, "x", "/v2/x").is_some_and(|(s, _)| s == 200)
+    });
     assert_eq!(get(gw, "x", "/app/1").unwrap().0, 404);
 
     // A bad edit (invalid path value) is rejected; the last good version keeps serving.
@@ -181,26 +209,58 @@ fn validate_reports_file_and_line() {
     let b: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let bad = manifest(18080, b, "/x").replace("value: /x", "value: nope");
     std::fs::write(dir.path().join("bad.yaml"), &bad).unwrap();
-    let out = Command::new(bin()).args(["validate", "--config"]).arg(dir.path()).output().unwrap();
+    let out = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     let line = bad.lines().position(|l| l.contains("value: nope")).unwrap() + 1;
-    assert!(text.contains(&format!("bad.yaml:{line}")), "expected file:line {line} in {text}");
-    assert!(text.contains("HTTPRoute") && text.contains("route"), "{text}");
+    assert!(
+        text.contains(&format!("bad.yaml:{line}")),
+        "expected file:line {line} in {text}"
+    );
+    assert!(
+        text.contains("HTTPRoute") && text.contains("route"),
+        "{text}"
+    );
 
     std::fs::write(dir.path().join("bad.yaml"), manifest(18080, b, "/x")).unwrap();
-    let out = Command::new(bin()).args(["validate", "--config"]).arg(dir.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
 fn status_command_prints_json_for_every_object() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.yaml"), manifest(18081, "127.0.0.1:9".parse().unwrap(), "/")).unwrap();
-    let out = Command::new(bin()).args(["status", "-o", "json", "--config"]).arg(dir.path()).output().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        manifest(18081, "127.0.0.1:9".parse().unwrap(), "/"),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["status", "-o", "json", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let kinds: Vec<&str> = doc.as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["GatewayClass", "Gateway", "HTTPRoute"]);
     let gw = &doc[1];
     assert_eq!(gw["status"]["addresses"][0]["value"], "127.0.0.1");
