@@ -425,7 +425,6 @@ pub async fn expect_responses(ctx: &Ctx, gw_addr: &str, cases: &[ExpectedRespons
     Ok(())
 }
 
-#[allow(dead_code)] // ported for tests that expect failures; none is wired yet
 /// upstream MakeRequestAndExpectFailure (five consecutive non-200 answers).
 pub async fn expect_failure(ctx: &Ctx, gw_addr: &str, expected: &ExpectedResponse) -> Result<()> {
     let mut expected = expected.clone();
@@ -545,6 +544,21 @@ impl ExpectedResponse {
         self.expected_request()
             .absent_headers
             .extend(names.iter().map(|s| s.to_string()));
+        self
+    }
+    /// The SNI the backend must see (ExpectedRequest.SNI).
+    pub fn expect_sni(mut self, sni: &str) -> Self {
+        self.expected_request().request.sni = sni.into();
+        self
+    }
+    /// Sets Request.SNI (also the default expected SNI).
+    pub fn sni(mut self, sni: &str) -> Self {
+        self.request.sni = sni.into();
+        self
+    }
+    /// The client certificate PEM the backend must have been shown.
+    pub fn expect_client_cert(mut self, pem: &str) -> Self {
+        self.request.client_cert = pem.into();
         self
     }
     pub fn expect_method(mut self, method: &str) -> Self {

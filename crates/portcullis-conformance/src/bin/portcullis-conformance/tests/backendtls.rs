@@ -89,3 +89,179 @@ test_fn!(backendtlspolicy_observed_generation_bump, |ctx| {
     );
     Ok(())
 });
+
+fn accepted() -> crate::status::Cond {
+    cond("Accepted", "True", "Accepted")
+}
+
+fn resolved() -> crate::status::Cond {
+    cond("ResolvedRefs", "True", "ResolvedRefs")
+}
+
+test_fn!(backendtlspolicy, |ctx| {
+    // Re-encrypt from the HTTPS listener.
+    let https_gw = nn(INFRA, "same-namespace-with-https-listener");
+    let route = nn(INFRA, "backendtlspolicy-reencrypt");
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let ip = gateway_and_routes_must_be_accepted(
+        ctx,
+        "HTTPRoute",
+        &GatewayRef::new(https_gw.clone()),
+        false,
+        std::slice::from_ref(&route),
+    )
+    .await?;
+    route_must_have_condition(ctx, "HTTPRoute", &route, &https_gw, resolved()).await?;
+    let valid = nn(INFRA, "normative-test");
+    backend_tls_policy_must_have_condition(ctx, &valid, &https_gw, accepted()).await?;
+    backend_tls_policy_must_have_condition(ctx, &valid, &https_gw, resolved()).await?;
+    let server = ctx.cert_pem(&format!("{INFRA}/tls-validity-checks-certificate"))?;
+    let c = case("https-listener.org", "/backendtlspolicy")
+        .sni("https-listener.org")
+        .expect_req("", "/backendtlspolicy")
+        .expect_sni("abc.example.com")
+        .codes(&[200])
+        .ns(INFRA);
+    crate::http::expect_tls_response(ctx, &ip, &server, None, "https-listener.org", &c)
+        .await
+        .map_err(|e| anyhow::anyhow!("Re-encrypt HTTPS request sent to Service with valid BackendTLSPolicy should succeed: {e:#}"))?;
+
+    let gw = nn(INFRA, "same-namespace");
+    let route = nn(INFRA, "backendtlspolicy");
+    let ip = gateway_and_routes_must_be_accepted(
+        ctx,
+        "HTTPRoute",
+        &GatewayRef::new(gw.clone()),
+        false,
+        std::slice::from_ref(&route),
+    )
+    .await?;
+    route_must_have_condition(ctx, "HTTPRoute", &route, &gw, resolved()).await?;
+    backend_tls_policy_must_have_condition(ctx, &valid, &gw, accepted()).await?;
+    backend_tls_policy_must_have_condition(ctx, &valid, &gw, resolved()).await?;
+    expect_response(
+        ctx,
+        &ip,
+        &case("abc.example.com", "/backendtlspolicy")
+            .sni("abc.example.com")
+            .codes(&[200])
+            .ns(INFRA),
+    )
+    .await?;
+    for (policy, host, path) in [
+        (
+            "host-mismatch",
+            "abc.example.org",
+            "/backendtlspolicy-host-mismatch",
+        ),
+        (
+            "cert-mismatch",
+            "abc.example.com",
+            "/backendtlspolicy-cert-mismatch",
+        ),
+    ] {
+        let p = nn(INFRA, policy);
+        backend_tls_policy_must_have_condition(ctx, &p, &gw, accepted()).await?;
+        backend_tls_policy_must_have_condition(ctx, &p, &gw, resolved()).await?;
+        crate::http::expect_failure(ctx, &ip, &case(host, path).sni("abc.example.com").ns(INFRA))
+            .await?;
+    }
+
+    // A CA ConfigMap's content changes are reconciled.
+    let policy = nn(INFRA, "reconcile-test");
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, accepted()).await?;
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, resolved()).await?;
+    let ca = ctx.cert_pem(&format!("{INFRA}/tls-checks-ca-certificate"))?;
+    let cm_name = "tls-checks-ca-certificate-reconcile-test";
+    let original_refs = ctx
+        .spec_of("BackendTLSPolicy", &policy)
+        .and_then(|d| d.pointer("/spec/validation/caCertificateRefs").cloned())
+        .unwrap_or(json!([]));
+    ctx.patch("BackendTLSPolicy", &policy, |d| {
+        d["spec"]["validation"]["caCertificateRefs"] =
+            json!([{"group": "", "kind": "ConfigMap", "name": cm_name}]);
+    })?;
+    let invalid_accepted = cond("Accepted", "False", "NoValidCACertificate");
+    let invalid_resolved = cond("ResolvedRefs", "False", "InvalidCACertificateRef");
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, invalid_accepted.clone()).await?;
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, invalid_resolved.clone()).await?;
+    let cm = nn(INFRA, cm_name);
+    ctx.apply_docs(
+        "reconcile-configmap.yaml",
+        vec![json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": cm_name, "namespace": INFRA},
+            "data": {"ca.crt": ca},
+        })],
+    )
+    .await?;
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, accepted()).await?;
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, resolved()).await?;
+    ctx.patch("ConfigMap", &cm, |d| d["data"]["ca.crt"] = json!(""))?;
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, invalid_accepted).await?;
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, invalid_resolved).await?;
+    ctx.patch("ConfigMap", &cm, |d| d["data"]["ca.crt"] = json!(ca))?;
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, accepted()).await?;
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, resolved()).await?;
+    ctx.patch("BackendTLSPolicy", &policy, |d| {
+        d["spec"]["validation"]["caCertificateRefs"] = original_refs
+    })?;
+    Ok(())
+});
+
+test_fn!(gateway_invalid_tls_backend_configuration, |ctx| {
+    for (gw, reason) in [
+        (
+            "gateway-client-certificate-nonexistent-secret",
+            "InvalidClientCertificateRef",
+        ),
+        (
+            "gateway-client-certificate-unsupported-group",
+            "InvalidClientCertificateRef",
+        ),
+        (
+            "gateway-client-certificate-unsupported-kind",
+            "InvalidClientCertificateRef",
+        ),
+        (
+            "gateway-client-certificate-malformed-secret",
+            "InvalidClientCertificateRef",
+        ),
+        (
+            "gateway-client-certificate-missing-reference-grant",
+            "RefNotPermitted",
+        ),
+    ] {
+        let gw = nn(INFRA, gw);
+        gateway_must_have_latest_conditions(ctx, &gw).await?;
+        gateway_must_have_condition(ctx, &gw, cond("ResolvedRefs", "False", reason)).await?;
+        gateway_must_have_condition(ctx, &gw, cond("Accepted", "True", "Accepted")).await?;
+    }
+    Ok(())
+});
+
+test_fn!(gateway_tls_backend_client_certificate, |ctx| {
+    let route = nn(INFRA, "gateway-tls-backend-client-certificate");
+    let gw = nn(INFRA, "gateway-tls-backend-client-certificate");
+    let policy = nn(INFRA, "gateway-tls-backend-client-certificate-test");
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let ip = gateway_and_routes_must_be_accepted(
+        ctx,
+        "HTTPRoute",
+        &GatewayRef::new(gw.clone()),
+        false,
+        std::slice::from_ref(&route),
+    )
+    .await?;
+    route_must_have_condition(ctx, "HTTPRoute", &route, &gw, resolved()).await?;
+    backend_tls_policy_must_have_condition(ctx, &policy, &gw, accepted()).await?;
+    gateway_must_have_condition(ctx, &gw, cond("ResolvedRefs", "True", "ResolvedRefs")).await?;
+    let client_cert = ctx.cert_pem(&format!("{INFRA}/tls-checks-client-certificate"))?;
+    let c = case("abc.example.com", "/")
+        .sni("abc.example.com")
+        .expect_client_cert(&client_cert)
+        .codes(&[200])
+        .ns(INFRA);
+    expect_response(ctx, &ip, &c).await
+});
