@@ -265,3 +265,84 @@ test_fn!(gateway_tls_backend_client_certificate, |ctx| {
         .ns(INFRA);
     expect_response(ctx, &ip, &c).await
 });
+
+async fn tls_route(ctx: &Ctx, route: &str) -> anyhow::Result<(crate::status::Nn, String)> {
+    let gw = nn(INFRA, "same-namespace");
+    let route = nn(INFRA, route);
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let ip = gateway_and_routes_must_be_accepted(
+        ctx,
+        "HTTPRoute",
+        &GatewayRef::new(gw.clone()),
+        false,
+        std::slice::from_ref(&route),
+    )
+    .await?;
+    route_must_have_condition(ctx, "HTTPRoute", &route, &gw, resolved()).await?;
+    Ok((gw, ip))
+}
+
+test_fn!(backendtlspolicy_conflict_resolution, |ctx| {
+    let (gw, ip) = tls_route(ctx, "backendtlspolicy-conflict-resolution").await?;
+    let conflicted = cond("Accepted", "False", "Conflicted");
+    for suffix in ["without-section-name", "with-section-name"] {
+        backend_tls_policy_must_have_condition(
+            ctx,
+            &nn(INFRA, &format!("conflicted-{suffix}-1")),
+            &gw,
+            accepted(),
+        )
+        .await?;
+        backend_tls_policy_must_have_condition(
+            ctx,
+            &nn(INFRA, &format!("conflicted-{suffix}-2")),
+            &gw,
+            conflicted.clone(),
+        )
+        .await?;
+        let c = case(
+            "abc.example.com",
+            &format!("/backendtlspolicy-conflicted-{suffix}"),
+        )
+        .sni("other.example.com")
+        .code(200)
+        .ns(INFRA);
+        expect_response(ctx, &ip, &c).await?;
+    }
+    for (policy, sni) in [
+        ("not-conflicted-with-section-name", "other.example.com"),
+        ("not-conflicted-without-section-name", "abc.example.com"),
+    ] {
+        backend_tls_policy_must_have_condition(ctx, &nn(INFRA, policy), &gw, accepted()).await?;
+        let c = case("abc.example.com", &format!("/backendtlspolicy-{policy}"))
+            .sni(sni)
+            .code(200)
+            .ns(INFRA);
+        expect_response(ctx, &ip, &c).await?;
+    }
+    Ok(())
+});
+
+test_fn!(backendtlspolicy_san_validation, |ctx| {
+    let (gw, ip) = tls_route(ctx, "backendtlspolicy-san-test").await?;
+    let host = "abc.example.com";
+    for (policy, ok) in [
+        ("san-dns", true),
+        ("san-dns-mismatch", false),
+        ("san-uri", true),
+        ("san-uri-mismatch", false),
+        ("multiple-sans", true),
+        ("multiple-mismatch-sans", false),
+    ] {
+        backend_tls_policy_must_have_condition(ctx, &nn(INFRA, policy), &gw, accepted()).await?;
+        let c = case(host, &format!("/backendtlspolicy-{policy}"))
+            .sni(host)
+            .ns(INFRA);
+        if ok {
+            expect_response(ctx, &ip, &c.codes(&[200])).await?;
+        } else {
+            crate::http::expect_failure(ctx, &ip, &c).await?;
+        }
+    }
+    Ok(())
+});

@@ -1,11 +1,11 @@
 /// Every upstream v1.6.1 conformance test (mesh tests excluded), in upstream file order.
 pub fn registry() -> Vec<TestDef> {
     vec![
-        t("BackendTLSPolicyConflictResolution", &["Gateway", "HTTPRoute", "BackendTLSPolicy"], &["tests/backendtlspolicy-conflict-resolution.yaml"], false, None, None),
+        t("BackendTLSPolicyConflictResolution", &["Gateway", "HTTPRoute", "BackendTLSPolicy"], &["tests/backendtlspolicy-conflict-resolution.yaml"], false, None, Some(backendtls::backendtlspolicy_conflict_resolution)),
         t("BackendTLSPolicyInvalidCACertificateRef", &["Gateway", "HTTPRoute", "BackendTLSPolicy"], &["tests/backendtlspolicy-invalid-ca-certificate-ref.yaml"], false, None, Some(backendtls::backendtlspolicy_invalid_ca_certificate_ref)),
         t("BackendTLSPolicyInvalidKind", &["Gateway", "HTTPRoute", "BackendTLSPolicy"], &["tests/backendtlspolicy-invalid-kind.yaml"], false, None, Some(backendtls::backendtlspolicy_invalid_kind)),
         t("BackendTLSPolicyObservedGenerationBump", &["Gateway", "HTTPRoute", "BackendTLSPolicy"], &["tests/backendtlspolicy-observed-generation-bump.yaml"], false, None, Some(backendtls::backendtlspolicy_observed_generation_bump)),
-        t("BackendTLSPolicySANValidation", &["Gateway", "HTTPRoute", "BackendTLSPolicy", "BackendTLSPolicySANValidation"], &["tests/backendtlspolicy-san.yaml"], false, None, None),
+        t("BackendTLSPolicySANValidation", &["Gateway", "HTTPRoute", "BackendTLSPolicy", "BackendTLSPolicySANValidation"], &["tests/backendtlspolicy-san.yaml"], false, None, Some(backendtls::backendtlspolicy_san_validation)),
         t("BackendTLSPolicy", &["Gateway", "HTTPRoute", "BackendTLSPolicy"], &["tests/backendtlspolicy.yaml"], false, None, Some(backendtls::backendtlspolicy)),
         t("GatewayHTTPListenerIsolation", &["Gateway", "GatewayHTTPListenerIsolation", "HTTPRoute"], &["tests/gateway-http-listener-isolation.yaml", "tests/gateway-http-listener-isolation-with-hostname-intersection.yaml"], false, None, Some(httproute_traffic::gateway_http_listener_isolation)),
         t("GatewayInfrastructure", &["Gateway", "GatewayInfrastructurePropagation"], &["tests/gateway-infrastructure.yaml"], true, Some("infrastructure labels and annotations are checked on generated cluster resources"), None),
