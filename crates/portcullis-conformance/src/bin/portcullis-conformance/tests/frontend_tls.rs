@@ -58,7 +58,7 @@ async fn expect_tls_failure(
     ctx: &Ctx,
     addr: &str,
     server_cert: &str,
-    client: (String, String),
+    client: Option<(String, String)>,
     server_name: &str,
     host: &str,
 ) -> anyhow::Result<()> {
@@ -66,7 +66,7 @@ async fn expect_tls_failure(
     let mut req = make_request(ctx, &mut exp, addr, crate::roundtrip::HTTPS, "https")?;
     req.server_name = server_name.into();
     req.server_certificate = Some(server_cert.into());
-    req.client_cert = Some(client);
+    req.client_cert = client;
     if capture_round_trip(&req).await.is_ok() {
         bail!("request to {addr} ({server_name}) with the wrong client certificate should fail");
     }
@@ -150,3 +150,123 @@ test_fn!(gateway_frontend_client_certificate_validation, |ctx| {
     )
     .await
 });
+
+test_fn!(
+    gateway_frontend_client_certificate_validation_insecure_fallback,
+    |ctx| {
+        let gw = nn(INFRA, "client-validation-insecure-fallback");
+        let routes = [
+            nn(INFRA, "client-cert-validation-insecure-fallback-test"),
+            nn(
+                INFRA,
+                "client-cert-validation-insecure-fallback-test-no-hostname",
+            ),
+        ];
+        let ip = gateway_and_routes_must_be_accepted(
+            ctx,
+            "HTTPRoute",
+            &GatewayRef::new(gw.clone()),
+            false,
+            &routes,
+        )
+        .await?;
+        for r in &routes {
+            route_must_have_condition(
+                ctx,
+                "HTTPRoute",
+                r,
+                &gw,
+                cond("ResolvedRefs", "True", "ResolvedRefs"),
+            )
+            .await?;
+        }
+        gateway_must_have_condition(
+            ctx,
+            &gw,
+            cond(
+                "InsecureFrontendValidationMode",
+                "True",
+                "ConfigurationChanged",
+            ),
+        )
+        .await?;
+        let server = ctx.cert_pem(&format!("{INFRA}/tls-validity-checks-certificate"))?;
+        let default_client = key_pair(ctx, "tls-validity-checks-client-certificate")?;
+        let per_port_client = key_pair(ctx, "tls-validity-checks-per-port-client-certificate")?;
+        for (port, host, backend, clients) in [
+            (
+                443,
+                "example.org",
+                "infra-backend-v1",
+                [
+                    Some(default_client.clone()),
+                    Some(per_port_client.clone()),
+                    None,
+                ],
+            ),
+            (
+                8443,
+                "second-example.org",
+                "infra-backend-v2",
+                [Some(per_port_client), Some(default_client), None],
+            ),
+        ] {
+            let addr = join_host_port(&ip, port);
+            let ok = case(host, "/").code(200).to(backend, INFRA);
+            for (i, client) in clients.into_iter().enumerate() {
+                expect_tls_response(ctx, &addr, &server, client, host, &ok)
+                    .await
+                    .map_err(|e| anyhow!("port {port}, client certificate case {i}: {e:#}"))?;
+            }
+        }
+        Ok(())
+    }
+);
+
+test_fn!(
+    gateway_frontend_invalid_default_client_certificate_validation,
+    |ctx| {
+        let gw = nn(INFRA, "invalid-default-client-validation-config");
+        let addr = wait_for_gateway_address(ctx, &GatewayRef::new(gw.clone())).await?;
+        let ip = addr
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or(addr);
+        gateway_listeners_must_have_conditions(
+            ctx,
+            &gw,
+            &[
+                cond("ResolvedRefs", "True", ""),
+                cond("Accepted", "True", ""),
+                cond("Programmed", "True", ""),
+            ],
+            &["http"],
+        )
+        .await?;
+        let ok = case("example.org", "/")
+            .code(200)
+            .to("infra-backend-v1", INFRA);
+        crate::http::expect_response(ctx, &join_host_port(&ip, 80), &ok).await?;
+        gateway_listeners_must_have_conditions(
+            ctx,
+            &gw,
+            &[
+                cond("ResolvedRefs", "False", "InvalidCACertificateRef"),
+                cond("Accepted", "False", "NoValidCACertificate"),
+                cond("Programmed", "False", ""),
+            ],
+            &["https"],
+        )
+        .await?;
+        let server = ctx.cert_pem(&format!("{INFRA}/tls-validity-checks-certificate"))?;
+        expect_tls_failure(
+            ctx,
+            &join_host_port(&ip, 443),
+            &server,
+            None,
+            "example.org",
+            "example.org",
+        )
+        .await
+    }
+);
