@@ -121,7 +121,7 @@ test_fn!(gateway_frontend_client_certificate_validation, |ctx| {
         ctx,
         &default_addr,
         &server,
-        per_port_client.clone(),
+        Some(per_port_client.clone()),
         "example.org",
         "example.org",
     )
@@ -144,7 +144,7 @@ test_fn!(gateway_frontend_client_certificate_validation, |ctx| {
         ctx,
         &per_port_addr,
         &server,
-        default_client,
+        Some(default_client),
         "second-example.org",
         "second-example.org",
     )
