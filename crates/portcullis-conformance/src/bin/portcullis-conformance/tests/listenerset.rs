@@ -2,7 +2,7 @@
 
 use super::INFRA;
 use crate::helpers::*;
-use crate::http::{case, expect_response};
+use crate::http::{case, expect_response, expect_responses};
 use crate::status::{Cond, ExpParent, GatewayRef, cond, listener, nn};
 use crate::suite::{BoxFut, Ctx};
 
@@ -390,4 +390,342 @@ test_fn!(listenerset_dual_parentref_independence, |ctx| {
     )
     .await?;
     expect_response(ctx, &addr, &case("gw-dual.com", "/dualone").code(404)).await
+});
+
+const V1: &str = "infra-backend-v1";
+const V2: &str = "infra-backend-v2";
+const V3: &str = "infra-backend-v3";
+
+test_fn!(listenerset_allowed_routes_namespaces, |ctx| {
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let gw = nn(INFRA, "gateway-with-listener-sets-test-allowed-routes");
+    let addr = wait_for_gateway_address(
+        ctx,
+        &GatewayRef::with_listeners(gw.clone(), &["gateway-listener"]),
+    )
+    .await?;
+    gateway_must_have_condition(ctx, &gw, cond("Accepted", "True", "")).await?;
+    gateway_must_have_attached_listeners(ctx, &gw, 2).await?;
+
+    let ls = nn(INFRA, "listenerset-test-allowed-routes-namespaces");
+    let routes = [
+        nn(INFRA, "route-in-same-namespace"),
+        nn(
+            "gateway-api-routes-allowed-ns",
+            "route-in-selected-namespace",
+        ),
+        nn(
+            "gateway-api-routes-not-allowed-ns",
+            "route-not-in-selected-namespace",
+        ),
+    ];
+    routes_and_listenerset_must_be_accepted(ctx, "HTTPRoute", &ls, &routes).await?;
+    listenerset_status_must_have_listeners(
+        ctx,
+        &ls,
+        vec![
+            listener(
+                "listener-set-listener-allowed-routes-all",
+                &["HTTPRoute"],
+                accepted_listener(),
+                3,
+            ),
+            listener(
+                "listener-set-listener-allowed-routes-same",
+                &["HTTPRoute"],
+                accepted_listener(),
+                1,
+            ),
+            listener(
+                "listener-set-listener-allowed-routes-selector",
+                &["HTTPRoute"],
+                accepted_listener(),
+                1,
+            ),
+        ],
+    )
+    .await?;
+    let all = "listener-set-listener-allowed-routes-all.com";
+    let same = "listener-set-listener-allowed-routes-same.com";
+    let selector = "listener-set-listener-allowed-routes-selector.com";
+    expect_responses(
+        ctx,
+        &addr,
+        &[
+            case(all, "/route-in-same-namespace").to(V1, INFRA),
+            case(all, "/route-in-selected-namespace").to(V2, INFRA),
+            case(all, "/route-not-in-selected-namespace").to(V3, INFRA),
+            case(same, "/route-in-same-namespace").to(V1, INFRA),
+            case(same, "/route-in-selected-namespace").code(404),
+            case(same, "/route-not-in-selected-namespace").code(404),
+            case(selector, "/route-in-same-namespace").code(404),
+            case(selector, "/route-in-selected-namespace").to(V2, INFRA),
+            case(selector, "/route-not-in-selected-namespace").code(404),
+        ],
+    )
+    .await?;
+
+    let ls_ns = "gateway-api-ls-cross-ns";
+    let ls = nn(ls_ns, "listenerset-test-allowed-routes-cross-ns");
+    routes_and_listenerset_must_be_accepted(
+        ctx,
+        "HTTPRoute",
+        &ls,
+        &[nn(ls_ns, "route-in-listenerset-namespace")],
+    )
+    .await?;
+    route_must_have_condition(
+        ctx,
+        "HTTPRoute",
+        &nn(INFRA, "route-in-gateway-namespace"),
+        &ls,
+        cond("Accepted", "False", "NotAllowedByListeners"),
+    )
+    .await?;
+    listenerset_status_must_have_listeners(
+        ctx,
+        &ls,
+        vec![listener(
+            "listener-set-listener-allowed-routes-cross-ns-same",
+            &["HTTPRoute"],
+            accepted_listener(),
+            1,
+        )],
+    )
+    .await?;
+    let host = "listener-set-listener-allowed-routes-cross-ns-same.com";
+    expect_responses(
+        ctx,
+        &addr,
+        &[
+            case(host, "/route-in-listenerset-namespace").to(V1, INFRA),
+            case(host, "/route-in-gateway-namespace").code(404),
+        ],
+    )
+    .await
+});
+
+test_fn!(listenerset_http_routing, |ctx| {
+    namespaces_must_be_ready(ctx, &[INFRA]).await?;
+    let gw = nn(INFRA, "gateway-with-listener-sets-http-routing");
+    let gw_routes = [
+        nn(INFRA, "attaches-to-all-listeners"),
+        nn(INFRA, "gateway-route"),
+        nn(INFRA, "gateway-section-route"),
+    ];
+    let addr = gateway_and_http_routes_must_be_accepted(
+        ctx,
+        &GatewayRef::with_listeners(gw.clone(), &["gateway-listener"]),
+        &gw_routes,
+    )
+    .await?;
+    gateway_must_have_attached_listeners(ctx, &gw, 2).await?;
+    let ls1 = nn(INFRA, "listener-set-http-routing-1");
+    routes_and_listenerset_must_be_accepted(
+        ctx,
+        "HTTPRoute",
+        &ls1,
+        &[
+            nn(INFRA, "attaches-to-all-listeners"),
+            nn(INFRA, "listener-set-http-routing-1-route"),
+            nn(INFRA, "listener-set-http-routing-1-section-route"),
+        ],
+    )
+    .await?;
+    listenerset_status_must_have_listeners(
+        ctx,
+        &ls1,
+        vec![
+            listener(
+                "listener-set-http-routing-1-listener-1",
+                &["HTTPRoute"],
+                accepted_listener(),
+                3,
+            ),
+            listener(
+                "listener-set-http-routing-1-listener-2",
+                &["HTTPRoute"],
+                accepted_listener(),
+                2,
+            ),
+        ],
+    )
+    .await?;
+    let ls2 = nn(INFRA, "listener-set-http-routing-2");
+    routes_and_listenerset_must_be_accepted(
+        ctx,
+        "HTTPRoute",
+        &ls2,
+        &[
+            nn(INFRA, "attaches-to-all-listeners"),
+            nn(INFRA, "listener-set-http-routing-2-route"),
+        ],
+    )
+    .await?;
+    listenerset_status_must_have_listeners(
+        ctx,
+        &ls2,
+        vec![
+            listener(
+                "listener-set-http-routing-2-listener-1",
+                &["HTTPRoute"],
+                accepted_listener(),
+                2,
+            ),
+            listener(
+                "listener-set-http-routing-2-listener-2",
+                &["HTTPRoute"],
+                accepted_listener(),
+                2,
+            ),
+        ],
+    )
+    .await?;
+    expect_responses(
+        ctx,
+        &addr,
+        &[
+            case("gateway-listener-1.com", "/route").to(V1, INFRA),
+            case("gateway-listener-2.com", "/route").to(V1, INFRA),
+            case("listener-set-http-routing-1-listener-1.com", "/route").to(V1, INFRA),
+            case("listener-set-http-routing-1-listener-2.com", "/route").to(V1, INFRA),
+            case("listener-set-http-routing-2-listener-1.com", "/route").to(V1, INFRA),
+            case("listener-set-http-routing-2-listener-2.com", "/route").to(V1, INFRA),
+            case("gateway-listener-1.com", "/gateway-route").to(V2, INFRA),
+            case("gateway-listener-2.com", "/gateway-route").to(V2, INFRA),
+            case(
+                "listener-set-http-routing-1-listener-1.com",
+                "/gateway-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-1-listener-2.com",
+                "/gateway-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-2-listener-1.com",
+                "/gateway-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-2-listener-2.com",
+                "/gateway-route",
+            )
+            .code(404),
+            case("gateway-listener-1.com", "/gateway-section-route").to(V3, INFRA),
+            case("gateway-listener-2.com", "/gateway-section-route").code(404),
+            case(
+                "listener-set-http-routing-1-listener-1.com",
+                "/gateway-section-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-1-listener-2.com",
+                "/gateway-section-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-2-listener-1.com",
+                "/gateway-section-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-2-listener-2.com",
+                "/gateway-section-route",
+            )
+            .code(404),
+            case(
+                "gateway-listener-1.com",
+                "/listener-set-http-routing-1-route",
+            )
+            .code(404),
+            case(
+                "gateway-listener-2.com",
+                "/listener-set-http-routing-1-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-1-listener-1.com",
+                "/listener-set-http-routing-1-route",
+            )
+            .to(V2, INFRA),
+            case(
+                "listener-set-http-routing-1-listener-2.com",
+                "/listener-set-http-routing-1-route",
+            )
+            .to(V2, INFRA),
+            case(
+                "listener-set-http-routing-2-listener-1.com",
+                "/listener-set-http-routing-1-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-2-listener-2.com",
+                "/listener-set-http-routing-1-route",
+            )
+            .code(404),
+            case(
+                "gateway-listener-1.com",
+                "/listener-set-http-routing-1-section-route",
+            )
+            .code(404),
+            case(
+                "gateway-listener-2.com",
+                "/listener-set-http-routing-1-section-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-1-listener-1.com",
+                "/listener-set-http-routing-1-section-route",
+            )
+            .to(V3, INFRA),
+            case(
+                "listener-set-http-routing-1-listener-2.com",
+                "/listener-set-http-routing-1-section-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-2-listener-1.com",
+                "/listener-set-http-routing-1-section-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-2-listener-2.com",
+                "/listener-set-http-routing-1-section-route",
+            )
+            .code(404),
+            case(
+                "gateway-listener-1.com",
+                "/listener-set-http-routing-2-route",
+            )
+            .code(404),
+            case(
+                "gateway-listener-2.com",
+                "/listener-set-http-routing-2-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-1-listener-1.com",
+                "/listener-set-http-routing-2-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-1-listener-2.com",
+                "/listener-set-http-routing-2-route",
+            )
+            .code(404),
+            case(
+                "listener-set-http-routing-2-listener-1.com",
+                "/listener-set-http-routing-2-route",
+            )
+            .to(V2, INFRA),
+            case(
+                "listener-set-http-routing-2-listener-2.com",
+                "/listener-set-http-routing-2-route",
+            )
+            .to(V2, INFRA),
+        ],
+    )
+    .await
 });
