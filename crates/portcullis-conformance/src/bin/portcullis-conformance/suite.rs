@@ -171,6 +171,7 @@ impl Ctx {
     /// Removes everything the current test applied and waits until its objects
     /// are gone from `/status`.
     pub async fn cleanup(&mut self) -> Result<()> {
+        let sockets = self.test_gateway_sockets().await;
         let mut keys: BTreeSet<ObjKey> = BTreeSet::new();
         for applied in self.applied.drain(..) {
             keys.extend(manifests::status_keys(&applied.docs));
@@ -208,7 +209,45 @@ impl Ctx {
                 }
             },
         )
-        .await
+        .await?;
+        wait_sockets_released(&sockets).await;
+        Ok(())
+    }
+
+    /// The (address, port, UDP?) of every listener of the Gateways this test
+    /// applied, as they are bound now.
+    async fn test_gateway_sockets(&self) -> Vec<(std::net::IpAddr, u16, bool)> {
+        let Ok(objects) = crate::portcullis::status(self.admin).await else {
+            return Vec::new();
+        };
+        let snap = crate::status::Snapshot(objects);
+        let mut out = Vec::new();
+        for doc in self.applied.iter().flat_map(|a| a.docs.iter()) {
+            if manifests::kind(doc) != "Gateway" {
+                continue;
+            }
+            let nn = Nn {
+                namespace: manifests::namespace(doc).to_string(),
+                name: manifests::name(doc).to_string(),
+            };
+            let Some(ip) = snap
+                .find("Gateway", &nn)
+                .and_then(|g| crate::status::arr(g, "/status/addresses").first().cloned())
+                .and_then(|a| {
+                    a.get("value")
+                        .and_then(Value::as_str)
+                        .and_then(|v| v.parse().ok())
+                })
+            else {
+                continue;
+            };
+            for l in crate::status::arr(doc, "/spec/listeners") {
+                let port = l.get("port").and_then(Value::as_u64).unwrap_or(0) as u16;
+                let udp = l.get("protocol").and_then(Value::as_str) == Some("UDP");
+                out.push((ip, port, udp));
+            }
+        }
+        out
     }
 
     /// A Secret's or CA ConfigMap's certificate PEM (`namespace/name`).
@@ -380,6 +419,26 @@ pub fn skip_reason(
         }
     }
     None
+}
+
+/// Test isolation: waits (bounded) until the listening sockets of the removed
+/// Gateways are released, so that the next test's Gateway, which may get the
+/// same pool address, can bind them. Like upstream's TestIsolation pause.
+async fn wait_sockets_released(sockets: &[(std::net::IpAddr, u16, bool)]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for &(ip, port, udp) in sockets {
+        loop {
+            let free = if udp {
+                std::net::UdpSocket::bind((ip, port)).is_ok()
+            } else {
+                std::net::TcpListener::bind((ip, port)).is_ok()
+            };
+            if free || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 #[cfg(test)]
