@@ -173,6 +173,8 @@ pub(crate) struct GatewayState {
     pub address: Result<IpAddr, Problem>,
     pub requested_pool: bool,
     pub listeners: Vec<ListenerState>,
+    /// Why `spec.infrastructure.parametersRef` is unusable, if it is.
+    pub params_problem: Option<Problem>,
     /// `spec.tls.backend.clientCertificateRef`, resolved.
     pub backend_client_cert: Result<Option<ir::Certificate>, Problem>,
     /// ListenerSets whose parent is this Gateway, in precedence order.
@@ -208,6 +210,7 @@ pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) ->
         for l in &mut listeners {
             apply_frontend_validation(input, grants, &key.namespace, &gw.spec, l);
         }
+        let params_problem = infrastructure_parameters(input, &key.namespace, &gw.spec);
         let backend_client_cert =
             crate::tls::backend_client_certificate(input, grants, &key.namespace, &gw.spec);
         out.push(GatewayState {
@@ -219,6 +222,7 @@ pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) ->
             listeners,
             listener_sets: vec![],
             backend_client_cert,
+            params_problem,
         });
     }
     assign_addresses(input, &mut out);
@@ -361,6 +365,34 @@ pub(crate) fn listener(
         });
     }
     st
+}
+
+/// `spec.infrastructure.parametersRef` (GEP-1867): a ConfigMap in the Gateway's
+/// namespace is accepted (standalone mode has no per-Gateway infrastructure to
+/// configure; Kubernetes mode reads it when provisioning); anything else, or a
+/// missing object, is `Accepted=False/InvalidParameters`.
+fn infrastructure_parameters(input: &Input<'_>, ns: &str, spec: &GatewaySpec) -> Option<Problem> {
+    let r = spec.infrastructure.as_ref()?.parameters_ref.as_ref()?;
+    if !r.group.is_empty() || r.kind != "ConfigMap" {
+        return Some(Problem::new(
+            "InvalidParameters",
+            format!(
+                "parametersRef {}/{} {} is not a supported kind; use a core ConfigMap",
+                r.group, r.kind, r.name
+            ),
+        ));
+    }
+    if !input
+        .snapshot
+        .config_maps
+        .contains_key(&ObjectKey::new(ns, r.name.clone()))
+    {
+        return Some(Problem::new(
+            "InvalidParameters",
+            format!("parametersRef ConfigMap {ns}/{} does not exist", r.name),
+        ));
+    }
+    None
 }
 
 /// Client-certificate validation of TLS-terminating listeners (GEP-91).
@@ -588,6 +620,7 @@ pub(crate) fn finish(
         };
         let valid = own.iter().filter(|l| l.attachable()).count();
         let accepted = match &gw.address {
+            _ if gw.params_problem.is_some() => gw.params_problem.clone(),
             Err(p) if p.reason == "UnsupportedAddress" => Some(p.clone()),
             _ if valid == 0 && !own.is_empty() => {
                 Some(Problem::new("ListenersNotValid", "no listener is valid"))
