@@ -41,6 +41,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         addresses: BTreeMap::new(),
         bind_errors: BTreeMap::new(),
         config: None,
+        snapshot: Default::default(),
     };
     looper.step(&mut source, true).await;
     let shutdown = shutdown_signal();
@@ -55,6 +56,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     break;
                 }
                 looper.step(&mut source, false).await;
+            }
+            // Ports that could not be bound (e.g. still held by a draining
+            // listener) are retried until they bind; statuses follow.
+            _ = tokio::time::sleep(Duration::from_millis(250)), if !looper.bind_errors.is_empty() => {
+                let started = Instant::now();
+                looper.publish(started, 0).await;
             }
         }
     }
@@ -71,6 +78,8 @@ struct Loop {
     addresses: BTreeMap<ObjectKey, IpAddr>,
     bind_errors: BTreeMap<SocketAddr, String>,
     config: Option<Arc<portcullis_ir::Config>>,
+    /// The last snapshot translated.
+    snapshot: portcullis_store::Snapshot,
 }
 
 impl Loop {
@@ -86,11 +95,18 @@ impl Loop {
         if !reload.changed && !first {
             return;
         }
+        self.snapshot = reload.snapshot;
+        self.publish(started, reload.errors.len()).await;
+    }
+
+    /// Translate the current snapshot, apply it, publish statuses.
+    async fn publish(&mut self, started: Instant, errors: usize) {
+        let reload = &self.snapshot;
         // Translate, apply, and translate again if the data plane's bind results changed
         // (at most twice: bind errors only depend on the ports, which do not change).
         for _ in 0..2 {
             let input = portcullis_translate::Input {
-                snapshot: &reload.snapshot,
+                snapshot: reload,
                 options: &self.options,
                 previous_addresses: self.addresses.clone(),
                 bind_errors: self.bind_errors.clone(),
@@ -104,7 +120,7 @@ impl Loop {
             );
             self.addresses = out.addresses;
             let config = Arc::new(out.config);
-            let changed = self.config.as_deref() != Some(&*config);
+            let changed = self.config.as_deref() != Some(&*config) || !self.bind_errors.is_empty();
             let mut rebind = false;
             if changed {
                 let report = self.dataplane.apply(config.clone()).await;
@@ -121,7 +137,7 @@ impl Loop {
                 self.bind_errors = report.bind_errors;
                 self.config = Some(config.clone());
             }
-            let doc = status_document(&reload.snapshot, &out.statuses);
+            let doc = status_document(reload, &out.statuses);
             self.state.store(Some(Arc::new(AdminView {
                 status: Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
                 config: Bytes::from(serde_json::to_vec(&*config).unwrap_or_default()),
@@ -132,8 +148,8 @@ impl Loop {
             }
         }
         tracing::info!(
-            objects = reload.snapshot.len(),
-            errors = reload.errors.len(),
+            objects = reload.len(),
+            errors,
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "configuration applied"
         );
