@@ -395,6 +395,17 @@ fn infrastructure_parameters(input: &Input<'_>, ns: &str, spec: &GatewaySpec) ->
     None
 }
 
+/// Whether any frontend validation (default or per port) uses `AllowInsecureFallback`.
+fn insecure_frontend_validation(spec: &GatewaySpec) -> bool {
+    let Some(f) = spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
+        return false;
+    };
+    std::iter::once(&f.default)
+        .chain(f.per_port.iter().map(|p| &p.tls))
+        .filter_map(|c| c.validation.as_ref())
+        .any(|v| v.mode.as_deref() == Some("AllowInsecureFallback"))
+}
+
 /// Client-certificate validation of TLS-terminating listeners (GEP-91).
 pub(crate) fn apply_frontend_validation(
     input: &Input<'_>,
@@ -659,7 +670,7 @@ pub(crate) fn finish(
             (None, false) => Condition::new(ACCEPTED, true, "Accepted", "Gateway is accepted", g),
         };
         let resolved = gw.backend_client_cert.as_ref().err();
-        let conditions = vec![
+        let mut conditions = vec![
             accepted_cond,
             cond(
                 PROGRAMMED,
@@ -676,6 +687,15 @@ pub(crate) fn finish(
                 g,
             ),
         ];
+        if insecure_frontend_validation(&gw.spec) {
+            conditions.push(Condition::new(
+                "InsecureFrontendValidationMode",
+                true,
+                "ConfigurationChanged",
+                "client certificate validation uses AllowInsecureFallback: connections without a valid client certificate are accepted",
+                g,
+            ));
+        }
         let listeners = own
             .iter()
             .map(|l| listener_status(l, bind_err(l).as_ref()))

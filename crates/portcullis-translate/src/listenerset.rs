@@ -165,7 +165,8 @@ pub(crate) fn finish(
             .iter()
             .map(|l| listener_status(l, bind_err(l).as_ref()))
             .collect();
-        let valid = mine.iter().filter(|l| l.attachable()).count();
+        // A listener counts when it is served: accepted, not conflicted, references resolved.
+        let valid = mine.iter().filter(|l| l.programmed()).count();
         let conditions = if !gateway_accepted {
             let msg = format!("parent Gateway {} is not accepted", gw.key);
             vec![

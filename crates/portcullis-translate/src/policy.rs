@@ -6,7 +6,8 @@
 //!   no valid CA → `Accepted=False/NoValidCACertificate` and
 //!   `ResolvedRefs=False/InvalidCACertificateRef` (or `InvalidKind`);
 //! - two policies on the same target: the oldest (then `namespace/name`) wins, the
-//!   other is `Accepted=False/Conflicted`;
+//!   other is `Accepted=False/Conflicted`; a policy naming a port (`sectionName`)
+//!   overrides one for the whole Service on that port, and both are accepted;
 //! - ancestors are the Gateways whose attached routes send traffic to the target.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,18 +63,18 @@ pub(crate) fn apply(
         .values()
         .filter_map(|p| view(&**p))
         .collect();
-    policies.sort_by(|a, b| {
+    // Whole-Service policies first, then port-specific ones, so that a policy
+    // naming a port (sectionName) wins over one for the whole Service on that
+    // port; within each group, oldest first (GEP-713 conflict resolution).
+    let key = |p: &Obj<BackendTlsPolicySpec>| {
         (
-            a.metadata.creation_timestamp.clone().unwrap_or_default(),
-            &a.metadata.namespace,
-            &a.metadata.name,
+            p.spec.target_refs.iter().any(|t| t.section_name.is_some()),
+            p.metadata.creation_timestamp.clone().unwrap_or_default(),
+            p.metadata.namespace.clone(),
+            p.metadata.name.clone(),
         )
-            .cmp(&(
-                b.metadata.creation_timestamp.clone().unwrap_or_default(),
-                &b.metadata.namespace,
-                &b.metadata.name,
-            ))
-    });
+    };
+    policies.sort_by_key(key);
     let mut claimed: BTreeSet<Target> = BTreeSet::new();
     for p in policies {
         let ns = p.metadata.namespace.clone();
