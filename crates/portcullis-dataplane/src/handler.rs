@@ -63,6 +63,8 @@ pub struct Shared {
     pub upstream_tls: UpstreamTlsCache,
     /// Key for session tokens.
     pub tokens: RandomState,
+    /// Worker threads serving HTTP(S) ports (none: the caller's runtime).
+    pub workers: crate::workers::Workers,
 }
 
 /// State of one bound port.

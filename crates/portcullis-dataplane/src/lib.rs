@@ -44,6 +44,7 @@ pub mod mirror;
 pub mod retry;
 pub mod table;
 pub mod websocket;
+pub mod workers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::RandomState;
@@ -89,6 +90,10 @@ pub struct Options {
     pub upstream_idle_timeout: Duration,
     /// Layer-4 (TLS, TCP, UDP) timeouts and limits.
     pub l4: L4Options,
+    /// Worker threads for HTTP(S) ports, each with its own single-threaded
+    /// runtime and `SO_REUSEPORT` accept socket per port (see [`workers`]);
+    /// 0 serves everything on the caller's runtime.
+    pub workers: usize,
 }
 
 impl Default for Options {
@@ -104,6 +109,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(90),
             l4: L4Options::default(),
+            workers: 0,
         }
     }
 }
@@ -199,7 +205,11 @@ struct State {
 
 impl Dataplane {
     /// A data plane with no ports.
+    ///
+    /// # Panics
+    /// If `opts.workers` threads cannot be started.
     pub fn new(opts: Options) -> Self {
+        let workers = workers::Workers::start(opts.workers).expect("data-plane worker threads");
         let clients = Clients::new(opts.connect_timeout, opts.upstream_idle_timeout);
         let upstream_tls = UpstreamTlsCache::new(opts.connect_timeout, opts.upstream_idle_timeout);
         let shared = Arc::new(Shared {
@@ -207,6 +217,7 @@ impl Dataplane {
             clients,
             upstream_tls,
             tokens: RandomState::new(),
+            workers,
         });
         Dataplane {
             inner: Arc::new(Inner {

@@ -20,6 +20,7 @@ use crate::drain::{Drain, DrainWatch};
 use crate::frontend_tls::{self, FrontendTls};
 use crate::handler::{PortCtx, Shared};
 use crate::table::{BuildCtx, PortTable};
+use crate::workers::bind_reuseport;
 
 /// A running HTTP or HTTPS port.
 pub struct PortHandle {
@@ -30,7 +31,7 @@ pub struct PortHandle {
     /// HTTPS: the frontend TLS.
     tls: Option<FrontendTls>,
     drain: Drain,
-    accept: JoinHandle<()>,
+    accept: Vec<JoinHandle<()>>,
 }
 
 impl PortHandle {
@@ -42,7 +43,8 @@ impl PortHandle {
         shared: Arc<Shared>,
         retry_bind: bool,
     ) -> io::Result<(Self, Option<String>)> {
-        let listener = bind_tcp(port.bind, retry_bind).await?;
+        let workers = shared.workers.handles().to_vec();
+        let listeners = bind_reuseport(port.bind, workers.len().max(1), retry_bind).await?;
         let table = PortTable::build(port, &BuildCtx::of(&shared));
         let (tls, tls_error) = if port.protocol == PortProtocol::Https {
             let (t, e) = FrontendTls::new(port, shared.opts.header_read_timeout);
@@ -57,7 +59,22 @@ impl PortHandle {
             tls: tls.as_ref().map(|t| t.acceptor.clone()),
         });
         let drain = Drain::new();
-        let accept = tokio::spawn(accept_loop(listener, ctx.clone(), drain.watch()));
+        // One accept loop per worker, each on its own socket; without workers,
+        // one on the caller's runtime.
+        let mut accept = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.into_iter().enumerate() {
+            let (ctx, watch) = (ctx.clone(), drain.watch());
+            let run = async move {
+                match TcpListener::from_std(l) {
+                    Ok(l) => accept_loop(l, ctx, watch).await,
+                    Err(e) => tracing::error!(error = %e, "cannot register listener"),
+                }
+            };
+            accept.push(match workers.get(i) {
+                Some(h) => h.spawn(run),
+                None => tokio::spawn(run),
+            });
+        }
         tracing::info!(bind = %port.bind, protocol = ?port.protocol, "listening");
         Ok((
             PortHandle {
@@ -89,7 +106,9 @@ impl PortHandle {
     /// draining connections; returns the drain to wait on.
     pub async fn stop(self, grace: Duration) -> Drain {
         self.drain.start(grace);
-        let _ = self.accept.await;
+        for a in self.accept {
+            let _ = a.await;
+        }
         tracing::info!(bind = %self.ir.bind, "stopped listening");
         self.drain
     }

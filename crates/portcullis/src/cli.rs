@@ -74,7 +74,8 @@ pub struct RunArgs {
     /// Admin API address (`/healthz`, `/readyz`, `/status`, `/config`).
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
-    /// Worker threads (default: number of cores).
+    /// Data-plane worker threads, one single-threaded runtime and one
+    /// `SO_REUSEPORT` accept socket per port each (default: number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
     /// Seconds to let in-flight requests finish on shutdown.
@@ -86,16 +87,20 @@ pub struct RunArgs {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
-            if let Some(w) = args.workers {
-                rt.worker_threads(w.max(1));
-            }
-            let rt = rt.enable_all().build()?;
+            // The controller (file reloads, translation) and the admin API run
+            // here; the data plane runs on its own worker threads.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(controller::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => Ok(report::validate(&config)),
-        Command::Status { config, output, address_pool } => report::status(&config, output, address_pool),
+        Command::Status {
+            config,
+            output,
+            address_pool,
+        } => report::status(&config, output, address_pool),
         Command::Controller(args) => {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -28,6 +28,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let dataplane = portcullis_dataplane::Dataplane::new(portcullis_dataplane::Options {
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1),
         ..Default::default()
     });
     let mut watch = portcullis_source::watch(&args.config)
