@@ -46,6 +46,9 @@ pub enum AttemptError {
     Connect(String),
     /// Failed after connecting.
     Other(String),
+    /// The per-attempt (`backendRequest`) timeout elapsed: retryable, and
+    /// answered 504 when it is the last attempt.
+    Timeout,
 }
 
 /// Run attempts until one succeeds or the policy gives up.
@@ -70,17 +73,19 @@ where
         let res = match per_try {
             Some(t) => tokio::time::timeout(t, fut)
                 .await
-                .map_err(|_| ProxyError::Timeout)?,
+                .unwrap_or(Err(AttemptError::Timeout)),
             None => fut.await,
         };
         let retryable = match &res {
             Ok(r) => policy.is_some_and(|p| p.codes.contains(&status(r).as_u16())),
             Err(AttemptError::Connect(_)) => true,
+            Err(AttemptError::Timeout) => policy.is_some(),
             Err(AttemptError::Other(_)) => false,
         };
         if !retryable || n >= max_retries {
             return res.map_err(|e| match e {
                 AttemptError::Connect(m) | AttemptError::Other(m) => ProxyError::Upstream(m),
+                AttemptError::Timeout => ProxyError::Timeout,
             });
         }
         n += 1;

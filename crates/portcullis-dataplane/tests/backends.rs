@@ -3,6 +3,8 @@
 mod common;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -483,6 +485,69 @@ async fn forwarded_headers_and_hop_by_hop() {
             Some("6.6.6.6, 127.0.0.1")
         );
         assert_eq!(g.echoed("x-forwarded-proto").as_deref(), Some("https"));
+    })
+    .await
+    .unwrap();
+}
+
+/// A backend that accepts connections and never answers; counts connections.
+async fn silent_backend() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((s, _)) = l.accept().await {
+            n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    (addr, n)
+}
+
+#[tokio::test]
+async fn backend_request_timeouts_are_retried() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let e = Echo::start("e").await;
+        let (silent, attempts) = silent_backend().await;
+        let retry = Some(Retry {
+            codes: vec![],
+            attempts: 2,
+            backoff_ms: None,
+        });
+        // Only a silent endpoint: every attempt times out; 1 + 2 retries, then 504.
+        let mut dead = rule(
+            "dead",
+            prefix("/dead"),
+            vec![wb(1, service("silent", &[silent], None))],
+        );
+        dead.action.retry = retry.clone();
+        dead.action.backend_request_timeout_ms = Some(150);
+        // A silent and a live endpoint: a timed-out attempt is retried on another pick.
+        let mut mixed = rule(
+            "mixed",
+            prefix("/mixed"),
+            vec![wb(1, service("mixed", &[silent, e.addr], None))],
+        );
+        mixed.action.retry = retry;
+        mixed.action.backend_request_timeout_ms = Some(150);
+        let (_dp, addr) = serve(vec![dead, mixed]).await;
+        let c = client();
+        let start = Instant::now();
+        assert_eq!(send(&c, addr, "GET", "h", "/dead", &[]).await.status, 504);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "three attempts of 150 ms"
+        );
+        assert_eq!(
+            attempts.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "the first attempt and two retries"
+        );
+        for _ in 0..10 {
+            assert_eq!(send(&c, addr, "GET", "h", "/mixed", &[]).await.status, 200);
+        }
     })
     .await
     .unwrap();
