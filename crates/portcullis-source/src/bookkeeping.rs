@@ -7,7 +7,7 @@ use portcullis_store::{Kind, Object, ObjectKey, Snapshot};
 use serde_json::Value;
 
 use crate::object::{Outcome, Position};
-use crate::{Seen, SourceError, load};
+use crate::{FileCache, Seen, SourceError, load_with_cache};
 
 /// What the source knows about one object: its last good version and the
 /// metadata it assigned.
@@ -67,6 +67,9 @@ pub struct FileSource {
     entries: HashMap<(Kind, ObjectKey), Entry>,
     resource_version: u64,
     reloaded: bool,
+    /// Processed objects of the files read last time, reused while a file
+    /// is unchanged (same size, modification and change times, inode).
+    files: FileCache,
 }
 
 impl FileSource {
@@ -77,6 +80,7 @@ impl FileSource {
             entries: HashMap::new(),
             resource_version: 0,
             reloaded: false,
+            files: FileCache::new(),
         }
     }
 
@@ -90,7 +94,7 @@ impl FileSource {
         let entries = &self.entries;
         let old =
             |kind: Kind, key: &ObjectKey| entries.get(&(kind, key.clone())).map(|e| e.json.clone());
-        let raw = load(&self.path, &old);
+        let raw = load_with_cache(&self.path, &old, Some(&mut self.files));
         let mut errors = raw.errors;
         let keep_everything = !errors.is_empty();
         let mut next: HashMap<(Kind, ObjectKey), Entry> = HashMap::new();

@@ -16,7 +16,7 @@ use crate::yaml::{Doc, FieldPath, Lines, Seg};
 pub(crate) type Position = (usize, Option<usize>);
 
 /// What became of one object of a file.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Outcome {
     /// Defaulted, validated and decoded.
     Valid {
@@ -43,7 +43,7 @@ pub(crate) enum Outcome {
 }
 
 /// One object of a file, processed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Processed {
     /// The line the object starts at.
     pub(crate) line: usize,

@@ -106,9 +106,13 @@ impl Loop {
     /// Translate the current snapshot, apply it, publish statuses.
     async fn publish(&mut self, started: Instant, errors: usize) {
         let reload = &self.snapshot;
+        let read = started.elapsed();
+        let (mut translating, mut applying, mut statuses) = Default::default();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         // Translate, apply, and translate again if the data plane's bind results changed
         // (at most twice: bind errors only depend on the ports, which do not change).
         for _ in 0..2 {
+            let t = Instant::now();
             let input = portcullis_translate::Input {
                 snapshot: reload,
                 options: &self.options,
@@ -126,6 +130,8 @@ impl Loop {
             let config = Arc::new(out.config);
             let changed = self.config.as_deref() != Some(&*config) || !self.bind_errors.is_empty();
             let mut rebind = false;
+            translating += t.elapsed();
+            let t = Instant::now();
             if changed {
                 let report = self.dataplane.apply(config.clone()).await;
                 for (addr, e) in &report.bind_errors {
@@ -141,12 +147,15 @@ impl Loop {
                 self.bind_errors = report.bind_errors;
                 self.config = Some(config.clone());
             }
+            applying += t.elapsed();
+            let t = Instant::now();
             let doc = status_document(reload, &out.statuses);
             self.state.store(Some(Arc::new(AdminView {
                 status: Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
                 config: Bytes::from(serde_json::to_vec(&*config).unwrap_or_default()),
             })));
             self.previous_statuses = out.statuses;
+            statuses += t.elapsed();
             if !rebind {
                 break;
             }
@@ -154,7 +163,11 @@ impl Loop {
         tracing::info!(
             objects = reload.len(),
             errors,
-            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            elapsed_ms = ms(started.elapsed()),
+            read_ms = ms(read),
+            translate_ms = ms(translating),
+            apply_ms = ms(applying),
+            status_ms = ms(statuses),
             "configuration applied"
         );
     }

@@ -1,0 +1,72 @@
+//! `FileSource` reuses the processed objects of unchanged files: every kind of
+//! rewrite must still be seen, and an unchanged tree reloads as unchanged.
+
+use portcullis_source::FileSource;
+use portcullis_store::{Kind, ObjectKey};
+
+fn route(name: &str, host: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec:\n  parentRefs: [{{name: gw}}]\n  hostnames: [{host}]\n"
+    )
+}
+
+fn hostnames(src: &mut FileSource) -> (bool, Vec<String>) {
+    let r = src.reload();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let mut hosts: Vec<String> = ["a", "b"]
+        .iter()
+        .filter_map(|n| {
+            r.snapshot
+                .get(Kind::HTTPRoute, &ObjectKey::new("default", *n))
+        })
+        .flat_map(|o| {
+            o.to_json()
+                .pointer("/spec/hostnames")
+                .and_then(|h| h.as_array().cloned())
+                .unwrap_or_default()
+        })
+        .filter_map(|h| h.as_str().map(str::to_string))
+        .collect();
+    hosts.sort();
+    (r.changed, hosts)
+}
+
+#[test]
+fn rewrites_of_the_same_size_in_the_same_instant_renames_and_removals_are_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&a, route("a", "a1.example")).unwrap();
+    std::fs::write(&b, route("b", "b1.example")).unwrap();
+    let mut src = FileSource::new(dir.path());
+    assert_eq!(
+        hostnames(&mut src),
+        (true, vec!["a1.example".into(), "b1.example".into()])
+    );
+    // Unchanged: nothing new.
+    assert!(!hostnames(&mut src).0, "unchanged files reload as unchanged");
+    // In place, same length, immediately.
+    std::fs::write(&a, route("a", "a2.example")).unwrap();
+    assert_eq!(
+        hostnames(&mut src),
+        (true, vec!["a2.example".into(), "b1.example".into()])
+    );
+    // Renamed over (a new inode), same length again.
+    let tmp = dir.path().join(".b.tmp");
+    std::fs::write(&tmp, route("b", "b2.example")).unwrap();
+    std::fs::rename(&tmp, &b).unwrap();
+    assert_eq!(
+        hostnames(&mut src),
+        (true, vec!["a2.example".into(), "b2.example".into()])
+    );
+    // Removed, then written back unchanged.
+    std::fs::remove_file(&b).unwrap();
+    assert_eq!(hostnames(&mut src), (true, vec!["a2.example".into()]));
+    std::fs::write(&b, route("b", "b2.example")).unwrap();
+    assert_eq!(
+        hostnames(&mut src),
+        (true, vec!["a2.example".into(), "b2.example".into()])
+    );
+    assert!(!hostnames(&mut src).0, "unchanged files reload as unchanged");
+}
