@@ -8,7 +8,7 @@
 use portcullis_ir as ir;
 use serde::Deserialize;
 
-use super::http::{FilterIssues, NameValue, backend_refs, filters, value_match};
+use super::http::{NameValue, resolve_action, value_match};
 use super::{Built, Ctx};
 use crate::conditions::Problem;
 use crate::model::BackendRefSpec;
@@ -92,13 +92,7 @@ pub(super) fn build(
     rules: &[serde_json::Value],
     meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta,
 ) -> Built {
-    let mut out = Built {
-        http: vec![],
-        l4: None,
-        unresolved: None,
-        invalid: None,
-        all_invalid: false,
-    };
+    let mut out = Built::default();
     let mut valid = 0;
     for (i, raw) in rules.iter().enumerate() {
         let Ok(rule) = serde_json::from_value::<Rule>(raw.clone()) else {
@@ -120,15 +114,14 @@ pub(super) fn build(
                 continue;
             }
         };
-        let mut issues = FilterIssues::default();
-        let filters = filters(ctx, "GRPCRoute", ns, &rule.filters, &mut issues);
-        let backends = backend_refs(ctx, "GRPCRoute", ns, &rule.backend_refs, &mut issues);
-        if let Some(p) = issues.unresolved {
-            out.unresolved.get_or_insert(p);
-        }
-        if let Some(p) = issues.invalid {
-            out.invalid.get_or_insert(p);
-        }
+        let (filters, backends) = resolve_action(
+            ctx,
+            "GRPCRoute",
+            ns,
+            &rule.filters,
+            &rule.backend_refs,
+            &mut out,
+        );
         valid += 1;
         let action = ir::HttpAction {
             filters,

@@ -346,6 +346,27 @@ pub(super) fn filters(
     out
 }
 
+/// Resolve a rule's filters and backendRefs, recording problems on the route.
+pub(super) fn resolve_action(
+    ctx: &Ctx<'_>,
+    route_kind: &str,
+    ns: &str,
+    raw_filters: &[serde_json::Value],
+    refs: &[BackendRefSpec],
+    out: &mut Built,
+) -> (Vec<ir::HttpFilter>, Vec<ir::WeightedBackend>) {
+    let mut issues = FilterIssues::default();
+    let filters = filters(ctx, route_kind, ns, raw_filters, &mut issues);
+    let backends = backend_refs(ctx, route_kind, ns, refs, &mut issues);
+    if let Some(p) = issues.unresolved {
+        out.unresolved.get_or_insert(p);
+    }
+    if let Some(p) = issues.invalid {
+        out.invalid.get_or_insert(p);
+    }
+    (filters, backends)
+}
+
 /// Resolve a rule's backendRefs.
 pub(super) fn backend_refs(
     ctx: &Ctx<'_>,
@@ -443,13 +464,7 @@ pub(super) fn build(
     rules: &[serde_json::Value],
     meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta,
 ) -> Built {
-    let mut out = Built {
-        http: vec![],
-        l4: None,
-        unresolved: None,
-        invalid: None,
-        all_invalid: false,
-    };
+    let mut out = Built::default();
     let mut valid_rules = 0;
     for (i, raw) in rules.iter().enumerate() {
         let rule: Rule = match serde_json::from_value(raw.clone()) {
@@ -475,15 +490,14 @@ pub(super) fn build(
                 continue;
             }
         };
-        let mut issues = FilterIssues::default();
-        let filters = filters(ctx, "HTTPRoute", ns, &rule.filters, &mut issues);
-        let backends = backend_refs(ctx, "HTTPRoute", ns, &rule.backend_refs, &mut issues);
-        if let Some(p) = issues.unresolved {
-            out.unresolved.get_or_insert(p);
-        }
-        if let Some(p) = issues.invalid {
-            out.invalid.get_or_insert(p);
-        }
+        let (filters, backends) = resolve_action(
+            ctx,
+            "HTTPRoute",
+            ns,
+            &rule.filters,
+            &rule.backend_refs,
+            &mut out,
+        );
         let t = rule.timeouts.unwrap_or_default();
         let action = ir::HttpAction {
             filters,

@@ -26,13 +26,7 @@ pub(super) fn build(
     rules: &[serde_json::Value],
     meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta,
 ) -> Built {
-    let mut out = Built {
-        http: vec![],
-        l4: None,
-        unresolved: None,
-        invalid: None,
-        all_invalid: false,
-    };
+    let mut out = Built::default();
     let Some(Ok(rule)) = rules
         .first()
         .map(|r| serde_json::from_value::<Rule>(r.clone()))

@@ -60,6 +60,7 @@ impl<'a> Ctx<'a> {
 }
 
 /// What a route's rules turn into, independent of the listener.
+#[derive(Default)]
 pub(crate) struct Built {
     pub http: Vec<ir::HttpRouteRule>,
     pub l4: Option<ir::L4Route>,
