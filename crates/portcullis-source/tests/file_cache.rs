@@ -45,7 +45,10 @@ fn rewrites_of_the_same_size_in_the_same_instant_renames_and_removals_are_seen()
         (true, vec!["a1.example".into(), "b1.example".into()])
     );
     // Unchanged: nothing new.
-    assert!(!hostnames(&mut src).0, "unchanged files reload as unchanged");
+    assert!(
+        !hostnames(&mut src).0,
+        "unchanged files reload as unchanged"
+    );
     // In place, same length, immediately.
     std::fs::write(&a, route("a", "a2.example")).unwrap();
     assert_eq!(
@@ -68,5 +71,8 @@ fn rewrites_of_the_same_size_in_the_same_instant_renames_and_removals_are_seen()
         hostnames(&mut src),
         (true, vec!["a2.example".into(), "b2.example".into()])
     );
-    assert!(!hostnames(&mut src).0, "unchanged files reload as unchanged");
+    assert!(
+        !hostnames(&mut src).0,
+        "unchanged files reload as unchanged"
+    );
 }
