@@ -502,8 +502,10 @@ def phase_edits():
     for h in hammers:
         h.join(10)
     g.stop()
-    row = dict(routes=n, edits=args.edits, kinds=sorted(set(descs)),
-               edit_visible_p50_ms=pct(lat, 50), edit_visible_p99_ms=pct(lat, 99), edit_visible_max_ms=max(lat),
+    seen_lat = [x for x in lat if x == x]
+    row = dict(routes=n, edits=args.edits, kinds=sorted(set(descs)), edits_seen=len(seen_lat),
+               edit_visible_p50_ms=pct(seen_lat, 50), edit_visible_p99_ms=pct(seen_lat, 99),
+               edit_visible_max_ms=max(seen_lat, default=float('nan')),
                wrk_requests=res.get('requests', 0), wrk_rps=res.get('rps', float('nan')),
                wrk_non2xx=res.get('non2xx', -1), wrk_socket_errors=res.get('sock_errors', -1),
                client_ok=sum(h.ok for h in hammers), client_failed=sum(h.bad for h in hammers),
@@ -563,7 +565,8 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
         print(f"\nroute edits under load ({r['edits']} edits of r0 with {r['routes']:,} routes: {', '.join(r['kinds'])}): "
               f"wrk {r['wrk_requests']} requests ({f2(r['wrk_rps'], 0)} rps), {r['wrk_non2xx']} non-2xx, {r['wrk_socket_errors']} socket errors; "
               f"keep-alive clients {r['client_ok']} ok, {r['client_failed']} failed, {r['client_conns_closed']} connections closed; "
-              f"edit visible p50 {r['edit_visible_p50_ms']:.1f} ms, p99 {r['edit_visible_p99_ms']:.1f} ms")
+              f"edit visible p50 {r['edit_visible_p50_ms']:.1f} ms, p99 {r['edit_visible_p99_ms']:.1f} ms "
+              f"({r['edits_seen']} of {r['edits']} revisions observed; the others were superseded by the next edit before a reload)")
     print(f'\nraw: {out}/route-scale.json', file=sys.stderr)
 
 
