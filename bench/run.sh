@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole comparison in one command (see BENCHMARKS.md for the figures):
+#   bench/run.sh [--quick] [--out DIR] [-- extra proxy-bench.sh options]
+# 1. builds target/release/portcullis;
+# 2. runs ../shared/bench/proxy-bench.sh with Portcullis as the candidate
+#    (bench/portcullis-candidate.sh), side by side with nginx and HAProxy;
+# 3. runs bench/route-scale.py (10k routes: RSS, apply time, lookup cost;
+#    new-route propagation at 3,000 routes; 20 route edits under load).
+# --quick: 1 repetition of 5 s and fewer routes/trials, for a first look.
+# Needs (Debian): nginx-light haproxy wrk nghttp2-client curl. Only 127.0.0.1
+# is used; every process started is stopped by PID. Not part of scripts/test.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SHARED="${BENCH_SHARED:-$HERE/../shared/bench}"
+OUT="/tmp/portcullis-bench.$(date +%Y%m%d-%H%M%S)"; QUICK=0; EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1; shift;;
+    --out) OUT="$2"; shift 2;;
+    --) shift; EXTRA=("$@"); break;;
+    *) echo "unknown option $1 (bench/run.sh [--quick] [--out DIR] [-- proxy-bench options])" >&2; exit 2;;
+  esac
+done
+mkdir -p "$OUT"
+cd "$HERE"
+cargo build --release -p portcullis
+if [ "$QUICK" = 1 ]; then
+  PB=(--reps 1 --duration 5); RS=(--routes 10,1000 --prop-routes 1000 --trials 10 --edits 10)
+else
+  PB=(--reps 3 --duration 10); RS=()
+fi
+"$SHARED/proxy-bench.sh" --candidate-name portcullis --candidate-h2 --quiet-wait 120 "${PB[@]}" \
+  --candidate-cmd "$HERE/bench/portcullis-candidate.sh {PORT} {H2PORT} {BACKEND_PORT} {RUNDIR}" \
+  --out "$OUT/proxy-bench" "${EXTRA[@]}"
+python3 "$HERE/bench/route-scale.py" --out "$OUT/route-scale" "${RS[@]}" | tee "$OUT/route-scale.md"
+echo "results: $OUT"
