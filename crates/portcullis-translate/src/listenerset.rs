@@ -11,15 +11,13 @@
 //! - References from a ListenerSet (certificates) need ReferenceGrants from
 //!   kind ListenerSet; the Gateway's grants are not inherited.
 
-use std::collections::BTreeMap;
-
 use portcullis_store::status::{Condition, GatewayStatus, ListenerStatus, Status, Statuses};
 use portcullis_store::{Kind, ObjectKey, ObjectRef};
 
 use crate::Input;
 use crate::conditions::*;
 use crate::gateway::{GatewayState, ListenerState, Owner, listener, listener_status};
-use crate::model::{ListenerSetSpec, Obj, view};
+use crate::model::{ListenerSetSpec, Obj, namespace_labels, view};
 use crate::refs::Grants;
 
 /// A ListenerSet attached (or refused) by a Gateway.
@@ -27,17 +25,6 @@ use crate::refs::Grants;
 pub(crate) struct ListenerSetState {
     pub key: ObjectKey,
     pub generation: i64,
-}
-
-fn namespace_labels(input: &Input<'_>, ns: &str) -> BTreeMap<String, String> {
-    let mut labels = input
-        .snapshot
-        .namespaces
-        .get(&ObjectKey::cluster(ns))
-        .and_then(|n| n.metadata.labels.clone())
-        .unwrap_or_default();
-    labels.insert("kubernetes.io/metadata.name".into(), ns.to_string());
-    labels
 }
 
 /// Merge the listeners of every admitted ListenerSet into its Gateway; refuse the others.
@@ -53,19 +40,7 @@ pub(crate) fn attach(
         .values()
         .filter_map(|l| view(&**l))
         .collect();
-    sets.sort_by(|a, b| {
-        let ka = (
-            a.metadata.creation_timestamp.clone().unwrap_or_default(),
-            a.metadata.namespace.clone(),
-            a.metadata.name.clone(),
-        );
-        let kb = (
-            b.metadata.creation_timestamp.clone().unwrap_or_default(),
-            b.metadata.namespace.clone(),
-            b.metadata.name.clone(),
-        );
-        ka.cmp(&kb)
-    });
+    sets.sort_by_cached_key(|l| l.metadata.age_key());
     for ls in sets {
         let key = ObjectKey::new(ls.metadata.namespace.clone(), ls.metadata.name.clone());
         let pr = &ls.spec.parent_ref;
@@ -100,7 +75,7 @@ pub(crate) fn attach(
             "Selector" => allowed
                 .selector
                 .as_ref()
-                .is_some_and(|s| s.matches(&namespace_labels(input, &key.namespace))),
+                .is_some_and(|s| s.matches(&namespace_labels(input.snapshot, &key.namespace))),
             _ => false,
         };
         if !admitted {

@@ -33,6 +33,32 @@ pub(crate) struct Meta {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl Meta {
+    /// Precedence between objects of one kind (GEP-713 conflict resolution):
+    /// oldest `creationTimestamp` first, then `namespace/name`.
+    pub fn age_key(&self) -> (String, String, String) {
+        (
+            self.creation_timestamp.clone().unwrap_or_default(),
+            self.namespace.clone(),
+            self.name.clone(),
+        )
+    }
+}
+
+/// Labels of a namespace, plus the `kubernetes.io/metadata.name` label the API server adds.
+pub(crate) fn namespace_labels(
+    snapshot: &portcullis_store::Snapshot,
+    ns: &str,
+) -> BTreeMap<String, String> {
+    let mut labels = snapshot
+        .namespaces
+        .get(&portcullis_store::ObjectKey::cluster(ns))
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
+    labels.insert("kubernetes.io/metadata.name".into(), ns.to_string());
+    labels
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Obj<S> {
@@ -233,7 +259,8 @@ pub(crate) struct RouteGroupKind {
     pub kind: String,
 }
 
-/// A reference to an object (certificateRefs, caCertificateRefs, clientCertificateRef, extensionRef).
+/// A reference to an object (certificateRefs, caCertificateRefs, clientCertificateRef,
+/// extensionRef, a ListenerSet's parentRef).
 #[derive(Clone, Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ObjectRef {
@@ -249,21 +276,9 @@ pub(crate) struct ObjectRef {
 #[derive(Clone, Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListenerSetSpec {
-    pub parent_ref: ParentGatewayRef,
+    pub parent_ref: ObjectRef,
     #[serde(default)]
     pub listeners: Vec<ListenerSpec>,
-}
-
-#[derive(Clone, Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ParentGatewayRef {
-    #[serde(default)]
-    pub group: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
-    pub name: String,
-    #[serde(default)]
-    pub namespace: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Default)]

@@ -66,15 +66,12 @@ pub(crate) fn apply(
     // Whole-Service policies first, then port-specific ones, so that a policy
     // naming a port (sectionName) wins over one for the whole Service on that
     // port; within each group, oldest first (GEP-713 conflict resolution).
-    let key = |p: &Obj<BackendTlsPolicySpec>| {
+    policies.sort_by_cached_key(|p| {
         (
             p.spec.target_refs.iter().any(|t| t.section_name.is_some()),
-            p.metadata.creation_timestamp.clone().unwrap_or_default(),
-            p.metadata.namespace.clone(),
-            p.metadata.name.clone(),
+            p.metadata.age_key(),
         )
-    };
-    policies.sort_by_key(key);
+    });
     let mut claimed: BTreeSet<Target> = BTreeSet::new();
     for p in policies {
         let ns = p.metadata.namespace.clone();

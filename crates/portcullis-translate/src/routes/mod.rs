@@ -13,6 +13,7 @@ mod http;
 mod l4;
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use portcullis_ir as ir;
 use portcullis_store::status::{Condition, ParentRef, ParentStatus, RouteStatus, Status, Statuses};
@@ -22,40 +23,23 @@ use crate::Input;
 use crate::conditions::*;
 use crate::gateway::{GatewayState, ListenerState, Owner};
 use crate::hostname;
-use crate::model::{Meta, Obj, ParentRefSpec, RouteSpec, view};
+use crate::model::{Meta, Obj, ParentRefSpec, RouteSpec, namespace_labels, view};
 use crate::refs::Grants;
 
 /// Shared inputs of route translation.
 pub(crate) struct Ctx<'a> {
     pub input: &'a Input<'a>,
     pub grants: &'a Grants,
-    namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(input: &'a Input<'a>, grants: &'a Grants) -> Self {
-        let namespace_labels = input
-            .snapshot
-            .namespaces
-            .iter()
-            .map(|(k, ns)| {
-                let mut labels = ns.metadata.labels.clone().unwrap_or_default();
-                labels.insert("kubernetes.io/metadata.name".into(), k.name.clone());
-                (k.name.clone(), labels)
-            })
-            .collect();
-        Ctx {
-            input,
-            grants,
-            namespace_labels,
-        }
+        Ctx { input, grants }
     }
 
     /// Labels of a namespace, including the `kubernetes.io/metadata.name` label the API server adds.
     pub fn labels(&self, ns: &str) -> BTreeMap<String, String> {
-        self.namespace_labels.get(ns).cloned().unwrap_or_else(|| {
-            BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.to_string())])
-        })
+        namespace_labels(self.input.snapshot, ns)
     }
 }
 
@@ -104,10 +88,7 @@ pub(crate) fn attach_all(ctx: &mut Ctx<'_>, gws: &mut [GatewayState], statuses: 
     all.extend(collect(Kind::TCPRoute, &s.tcp_routes));
     all.extend(collect(Kind::UDPRoute, &s.udp_routes));
     // Oldest first: L4 listeners serve the oldest route, and IR order is stable.
-    all.sort_by(|a, b| {
-        (a.meta.creation_timestamp.as_deref().unwrap_or(""), &a.key)
-            .cmp(&(b.meta.creation_timestamp.as_deref().unwrap_or(""), &b.key))
-    });
+    all.sort_by_cached_key(|r| r.meta.age_key());
     for route in all {
         if let Some(status) = attach(ctx, gws, &route) {
             statuses.insert(
@@ -345,11 +326,14 @@ fn attach(ctx: &Ctx<'_>, gws: &mut [GatewayState], route: &RouteObj) -> Option<R
 
 /// Parse a Gateway API `Duration` (`1h`, `10s`, `500ms`, `1m30s`) into milliseconds.
 pub(crate) fn duration_ms(s: &str) -> Option<u64> {
-    let re = regex::Regex::new(r"^(?:([0-9]{1,5})(h|ms|m|s))+$").ok()?;
+    static WHOLE: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"^(?:([0-9]{1,5})(h|ms|m|s))+$").expect("valid regex"));
+    static PART: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"([0-9]{1,5})(h|ms|m|s)").expect("valid regex"));
+    let (re, part) = (&*WHOLE, &*PART);
     if !re.is_match(s) {
         return None;
     }
-    let part = regex::Regex::new(r"([0-9]{1,5})(h|ms|m|s)").ok()?;
     let mut total = 0u64;
     for c in part.captures_iter(s) {
         let n: u64 = c[1].parse().ok()?;
