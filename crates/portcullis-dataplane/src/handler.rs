@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures_util::future::Either;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, Limited};
@@ -39,6 +40,7 @@ use tokio::time::Instant;
 
 use crate::Options;
 use crate::backend::endpoint::{EndpointState, InflightGuard};
+use crate::backend::h1::{H1Body, H1Client};
 use crate::backend::pool::Clients;
 use crate::backend::tls::UpstreamTlsCache;
 use crate::backend::{ServiceTarget, Target};
@@ -57,8 +59,10 @@ use crate::websocket;
 pub struct Shared {
     /// Options.
     pub opts: Options,
-    /// Upstream clients.
+    /// Upstream clients (hyper: HTTP/2, upgrades, mirrors).
     pub clients: Clients,
+    /// The lean HTTP/1.1 upstream client (plain-text, no upgrade).
+    pub h1: H1Client,
     /// Upstream TLS clients (BackendTLSPolicy), by policy.
     pub upstream_tls: UpstreamTlsCache,
     /// Key for session tokens.
@@ -322,7 +326,9 @@ impl ReqBody {
 }
 
 struct Attempt {
-    resp: Response<Incoming>,
+    resp: Response<ProxyBody>,
+    /// The upstream side of a `101` (hyper client only).
+    upgrade: Option<OnUpgrade>,
     guard: InflightGuard,
     ep: Arc<EndpointState>,
 }
@@ -378,6 +384,8 @@ async fn forward(
     let method = st.method;
     // Without retries there is one attempt: move the headers instead of cloning them.
     let single = !replayable || action.retry.as_ref().is_none_or(|r| r.max_retries() == 0);
+    // Plain HTTP/1.1 without an upgrade goes through the lean client.
+    let lean = !h2 && target.tls.is_none() && client_upgrade.is_none();
 
     // A retry goes to another endpoint than the attempt before it, when there is one.
     let mut prev: Option<Arc<EndpointState>> = None;
@@ -390,6 +398,28 @@ async fn forward(
         let ep = picked.cloned().expect("endpoints checked non-empty");
         prev = Some(ep.clone());
         let guard = ep.acquire();
+        if lean {
+            let h1_body = match body.replay() {
+                Some(b) => H1Body::Bytes(b),
+                None => H1Body::Stream(body.for_attempt()),
+            };
+            let client = &shared.h1;
+            let req = H1Client::prepare(&method, &path_and_query, &headers, h1_body);
+            return Either::Left(async move {
+                match client.send(ep.addr, req).await {
+                    Ok(resp) => Ok(Attempt {
+                        resp: resp.map(body::boxed),
+                        upgrade: None,
+                        guard,
+                        ep,
+                    }),
+                    Err(e) if e.is_connect() => {
+                        Err(AttemptError::Connect(format!("{}: {e}", ep.addr)))
+                    }
+                    Err(e) => Err(AttemptError::Other(format!("{}: {e}", ep.addr))),
+                }
+            });
+        }
         let uri = Uri::builder()
             .scheme(scheme)
             .authority(ep.authority.clone())
@@ -411,17 +441,27 @@ async fn forward(
             Some(tls) => tls.send(h2, req),
             None => shared.clients.request(h2, req),
         });
-        async move {
+        Either::Right(async move {
             let sent = sent.map_err(|e| AttemptError::Other(e.to_string()))?;
             match sent.await {
-                Ok(resp) => Ok(Attempt { resp, guard, ep }),
+                Ok(mut resp) => {
+                    let upgrade = (resp.status() == StatusCode::SWITCHING_PROTOCOLS)
+                        .then(|| hyper::upgrade::on(&mut resp));
+                    Ok(Attempt {
+                        resp: resp.map(body::boxed),
+                        upgrade,
+                        guard,
+                        ep,
+                    })
+                }
                 Err(e) if e.is_connect() => Err(AttemptError::Connect(format!("{}: {e}", ep.addr))),
                 Err(e) => Err(AttemptError::Other(format!("{}: {e}", ep.addr))),
             }
-        }
+        })
     };
     let Attempt {
-        mut resp,
+        resp,
+        upgrade,
         guard,
         ep,
     } = retry::run(
@@ -434,11 +474,11 @@ async fn forward(
     .await?;
     log.upstream = Some(ep.addr);
 
+    let mut resp = resp;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        let (Some(client_upgrade), Some(upstream_upgrade)) = (client_upgrade, upgrade) else {
             return Err(ProxyError::Upstream("unexpected 101 from upstream".into()));
         };
-        let upstream_upgrade = hyper::upgrade::on(&mut resp);
         websocket::spawn_tunnel(client_upgrade, upstream_upgrade, cx.drain.clone());
         let (mut parts, _) = resp.into_parts();
         forward::strip_hop_by_hop(&mut parts.headers, true);
@@ -455,9 +495,6 @@ async fn forward(
     {
         sp.set(resp.headers_mut(), &ep.token);
     }
-    let (parts, incoming) = resp.into_parts();
-    Ok(Response::from_parts(
-        parts,
-        Guarded::wrap(body::boxed(incoming), guard),
-    ))
+    let (parts, upstream) = resp.into_parts();
+    Ok(Response::from_parts(parts, Guarded::wrap(upstream, guard)))
 }

@@ -212,9 +212,11 @@ impl Dataplane {
         let workers = workers::Workers::start(opts.workers).expect("data-plane worker threads");
         let clients = Clients::new(opts.connect_timeout, opts.upstream_idle_timeout);
         let upstream_tls = UpstreamTlsCache::new(opts.connect_timeout, opts.upstream_idle_timeout);
+        let h1 = backend::h1::H1Client::new(opts.connect_timeout, opts.upstream_idle_timeout);
         let shared = Arc::new(Shared {
             opts,
             clients,
+            h1,
             upstream_tls,
             tokens: RandomState::new(),
             workers,

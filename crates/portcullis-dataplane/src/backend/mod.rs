@@ -1,6 +1,7 @@
 //! Backends: weighted choice between a rule's backends, endpoints, upstream clients.
 
 pub mod endpoint;
+pub mod h1;
 pub mod pool;
 pub mod session;
 pub mod tls;
