@@ -115,7 +115,29 @@ impl Tracker {
 
 /// Serve a connection until it closes, idles out, or its drain deadline
 /// passes. `sni` is the ClientHello's server name on TLS connections.
+/// HTTP/1 starts on the fast path ([`crate::http1`]); HTTP/2 (ALPN) goes
+/// to hyper directly.
 pub async fn serve<IO>(
+    stream: IO,
+    peer: SocketAddr,
+    port: Arc<PortCtx>,
+    drain: DrainWatch,
+    proto: Proto,
+    sni: Option<Box<str>>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match proto {
+        Proto::Http2 => serve_hyper(stream, peer, port, drain, proto, sni).await,
+        Proto::Auto | Proto::Http1 => {
+            crate::http1::serve(stream, peer, port, drain, proto, sni).await
+        }
+    }
+}
+
+/// Serve a connection with hyper (HTTP/1.1 with bodies and upgrades, or
+/// HTTP/2), until it closes, idles out, or its drain deadline passes.
+pub async fn serve_hyper<IO>(
     stream: IO,
     peer: SocketAddr,
     port: Arc<PortCtx>,

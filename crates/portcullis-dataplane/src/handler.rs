@@ -28,11 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use futures_util::future::Either;
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use hyper::upgrade::OnUpgrade;
 use portcullis_route::{canonical_path, normalize_host};
 use portcullis_tls::SwappableAcceptor;
@@ -44,7 +44,7 @@ use crate::backend::h1::{H1Body, H1Client};
 use crate::backend::pool::Clients;
 use crate::backend::tls::UpstreamTlsCache;
 use crate::backend::{ServiceTarget, Target};
-use crate::body::{self, Guarded, ProxyBody};
+use crate::body::{self, BoxError, Guarded, ProxyBody};
 use crate::conn::Builders;
 use crate::drain::DrainWatch;
 use crate::error::{self, ProxyError};
@@ -113,7 +113,11 @@ impl<T: fmt::Display> fmt::Display for Opt<T> {
 }
 
 /// Handle one request; never fails (errors become responses).
-pub async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyBody> {
+pub async fn handle<B>(req: Request<B>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let start = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
@@ -146,12 +150,16 @@ pub async fn handle(req: Request<Incoming>, cx: Arc<ConnCtx>) -> Response<ProxyB
     resp
 }
 
-async fn proxy(
-    mut req: Request<Incoming>,
+async fn proxy<B>(
+    mut req: Request<B>,
     cx: &ConnCtx,
     grpc: bool,
     log: &mut Log,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Response<ProxyBody>, ProxyError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let shared = &cx.port.shared;
     if req.version() <= Version::HTTP_11
         && req.headers().contains_key(header::TRANSFER_ENCODING)
@@ -270,12 +278,16 @@ enum ReqBody {
 }
 
 impl ReqBody {
-    async fn prepare(
-        body: Incoming,
+    async fn prepare<B>(
+        body: B,
         headers: &HeaderMap,
         opts: &Options,
         may_buffer: bool,
-    ) -> Result<Self, ProxyError> {
+    ) -> Result<Self, ProxyError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         if body.is_end_stream() {
             return Ok(ReqBody::Empty);
         }
@@ -336,17 +348,21 @@ struct Attempt {
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[allow(clippy::too_many_arguments)]
-async fn forward(
+async fn forward<B>(
     st: ReqState,
     mut plan: Plan<'_>,
     target: &Arc<ServiceTarget>,
     action: &RuleAction,
-    body: Incoming,
+    body: B,
     client_upgrade: Option<OnUpgrade>,
     grpc: bool,
     cx: &ConnCtx,
     log: &mut Log,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Response<ProxyBody>, ProxyError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     if target.endpoints.is_empty() {
         return Err(ProxyError::NoEndpoints);
     }

@@ -38,6 +38,7 @@ pub mod filters;
 pub mod forward;
 pub mod frontend_tls;
 pub mod handler;
+pub mod http1;
 pub mod l4;
 pub mod listener;
 pub mod mirror;

@@ -55,7 +55,10 @@ async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, V
         return Some((head, Vec::new()));
     }
     let mut body = Vec::new();
-    if let Some(l) = head.lines().find_map(|l| l.strip_prefix("content-length: ")) {
+    if let Some(l) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+    {
         let n: usize = l.trim().parse().unwrap();
         while buf.len() < n {
             let k = s.read(&mut tmp).await.ok()?;
@@ -102,8 +105,10 @@ fn answer(head: &str) -> (Vec<u8>, bool) {
     let path = head.split(' ').nth(1).unwrap_or("/");
     match path {
         "/chunked" => (
-            r("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n\
-               5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nx-t: done\r\n\r\n"),
+            r(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n\
+               5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nx-t: done\r\n\r\n",
+            ),
             false,
         ),
         "/eof" => (r("HTTP/1.1 200 OK\r\n\r\nuntil the end"), true),
@@ -117,11 +122,16 @@ fn answer(head: &str) -> (Vec<u8>, bool) {
             false,
         ),
         "/early" => (
-            r("HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbig"),
+            r(
+                "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbig",
+            ),
             true,
         ),
         "/short" => (r("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc"), true),
-        _ => (r("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"), false),
+        _ => (
+            r("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"),
+            false,
+        ),
     }
 }
 
@@ -224,7 +234,10 @@ async fn framing_of_responses() {
         let get = |p: &str| format!("GET {p} HTTP/1.1\r\nhost: h\r\nte: trailers\r\n\r\n");
 
         let t = exchange(&mut s, get("/len").as_bytes()).await;
-        assert!(t.starts_with("http/1.1 200") && t.ends_with("\r\n\r\nhello"), "{t}");
+        assert!(
+            t.starts_with("http/1.1 200") && t.ends_with("\r\n\r\nhello"),
+            "{t}"
+        );
 
         // Chunked with an extension and a trailer: re-chunked to the client,
         // the trailer passed through (the client sent `TE: trailers`).
@@ -233,30 +246,47 @@ async fn framing_of_responses() {
         let body = &t[t.find("\r\n\r\n").unwrap() + 4..];
         let payload: String = body
             .split("\r\n")
-            .filter(|l| !l.is_empty() && u64::from_str_radix(l.split(';').next().unwrap(), 16).is_err() && !l.starts_with("x-t"))
+            .filter(|l| {
+                !l.is_empty()
+                    && u64::from_str_radix(l.split(';').next().unwrap(), 16).is_err()
+                    && !l.starts_with("x-t")
+            })
             .collect();
         assert_eq!(payload, "hello, world", "{t}");
         assert!(body.contains("x-t: done"), "trailer: {t}");
 
         let t = exchange(&mut s, b"HEAD /any HTTP/1.1\r\nhost: h\r\n\r\n").await;
-        assert!(t.starts_with("http/1.1 200") && t.contains("content-length: 100"), "{t}");
+        assert!(
+            t.starts_with("http/1.1 200") && t.contains("content-length: 100"),
+            "{t}"
+        );
         assert!(t.ends_with("\r\n\r\n"), "HEAD has no body: {t}");
 
         let t = exchange(&mut s, get("/204").as_bytes()).await;
         assert!(t.starts_with("http/1.1 204"), "{t}");
 
         let t = exchange(&mut s, get("/interim").as_bytes()).await;
-        assert!(t.starts_with("http/1.1 200") && t.ends_with("ok"), "interim 100 skipped: {t}");
+        assert!(
+            t.starts_with("http/1.1 200") && t.ends_with("ok"),
+            "interim 100 skipped: {t}"
+        );
 
         // All of the above on one upstream connection.
         assert_eq!(b.conns(), 1, "one pooled upstream connection");
 
         // A body delimited by the end of the connection: the connection is not reused.
         let t = exchange(&mut s, get("/eof").as_bytes()).await;
-        assert!(t.starts_with("http/1.1 200") && t.contains("until the end"), "{t}");
+        assert!(
+            t.starts_with("http/1.1 200") && t.contains("until the end"),
+            "{t}"
+        );
         let t = exchange(&mut s, get("/len").as_bytes()).await;
         assert!(t.ends_with("hello"), "{t}");
-        assert_eq!(b.conns(), 2, "a new upstream connection after a body ended by close");
+        assert_eq!(
+            b.conns(),
+            2,
+            "a new upstream connection after a body ended by close"
+        );
 
         // `Connection: close` from upstream: not reused either.
         let t = exchange(&mut s, get("/close").as_bytes()).await;

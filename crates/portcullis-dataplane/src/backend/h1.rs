@@ -482,40 +482,38 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, H1E
     } else {
         !has_token(&headers, &header::CONNECTION, "close")
     };
-    let state = if head_only
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        State::Length(0)
-    } else if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked_last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
-            keep_alive = false;
-        }
-        if chunked_last {
-            State::Chunked(Chunk::Size)
+    let state =
+        if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            State::Length(0)
+        } else if headers.contains_key(header::TRANSFER_ENCODING) {
+            let chunked_last = headers
+                .get_all(header::TRANSFER_ENCODING)
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
+            if headers.remove(header::CONTENT_LENGTH).is_some() {
+                keep_alive = false;
+            }
+            if chunked_last {
+                State::Chunked(Chunk::Size)
+            } else {
+                keep_alive = false;
+                State::Eof
+            }
+        } else if let Some(first) = headers.get(header::CONTENT_LENGTH) {
+            let n = content_length(first)?;
+            for v in headers.get_all(header::CONTENT_LENGTH) {
+                if content_length(v)? != n {
+                    return Err(H1Error::Invalid("conflicting content-length"));
+                }
+            }
+            State::Length(n)
         } else {
             keep_alive = false;
             State::Eof
-        }
-    } else if let Some(first) = headers.get(header::CONTENT_LENGTH) {
-        let n = content_length(first)?;
-        for v in headers.get_all(header::CONTENT_LENGTH) {
-            if content_length(v)? != n {
-                return Err(H1Error::Invalid("conflicting content-length"));
-            }
-        }
-        State::Length(n)
-    } else {
-        keep_alive = false;
-        State::Eof
-    };
+        };
     let mut resp = Response::new(());
     *resp.status_mut() = status;
     *resp.version_mut() = version;
@@ -524,11 +522,14 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, H1E
 }
 
 fn content_length(v: &HeaderValue) -> Result<u64, H1Error> {
-    let s = v.to_str().map_err(|_| H1Error::Invalid("bad content-length"))?;
+    let s = v
+        .to_str()
+        .map_err(|_| H1Error::Invalid("bad content-length"))?;
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(H1Error::Invalid("bad content-length"));
     }
-    s.parse().map_err(|_| H1Error::Invalid("bad content-length"))
+    s.parse()
+        .map_err(|_| H1Error::Invalid("bad content-length"))
 }
 
 enum State {
@@ -588,7 +589,6 @@ impl UpstreamBody {
         unsafe { self.buf.set_len(self.buf.len() + n) };
         Poll::Ready(Ok(n))
     }
-
 }
 
 /// Up to `max` buffered bytes.
@@ -658,7 +658,11 @@ impl Body for UpstreamBody {
                                 true
                             }
                             Ok(httparse::Status::Partial) if this.buf.len() < 4096 => false,
-                            _ => return Poll::Ready(Some(Err("bad chunk size from upstream".into()))),
+                            _ => {
+                                return Poll::Ready(Some(Err(
+                                    "bad chunk size from upstream".into()
+                                )));
+                            }
                         },
                         Chunk::Data(left) if !this.buf.is_empty() => {
                             let left_now = *left;
@@ -674,7 +678,9 @@ impl Body for UpstreamBody {
                         Chunk::Data(_) => false,
                         Chunk::DataEnd if this.buf.len() >= 2 => {
                             if &this.buf[..2] != b"\r\n" {
-                                return Poll::Ready(Some(Err("bad chunk end from upstream".into())));
+                                return Poll::Ready(Some(
+                                    Err("bad chunk end from upstream".into()),
+                                ));
                             }
                             this.buf.advance(2);
                             *chunk = Chunk::Size;
@@ -701,8 +707,16 @@ impl Body for UpstreamBody {
                                     }
                                     return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                                 }
-                                Ok(httparse::Status::Partial) if this.buf.len() < MAX_HEAD_BYTES => false,
-                                _ => return Poll::Ready(Some(Err("bad trailers from upstream".into()))),
+                                Ok(httparse::Status::Partial)
+                                    if this.buf.len() < MAX_HEAD_BYTES =>
+                                {
+                                    false
+                                }
+                                _ => {
+                                    return Poll::Ready(Some(Err(
+                                        "bad trailers from upstream".into()
+                                    )));
+                                }
                             }
                         }
                     };

@@ -1,0 +1,630 @@
+//! The HTTP/1.1 fast path: a connection loop that serves the common request
+//! (a head with no body) itself, and hands the connection to hyper for
+//! everything else.
+//!
+//! - A request head is read into a per-thread scratch buffer and parsed with
+//!   `httparse`; a connection keeps a buffer of its own only while it holds
+//!   a partial head or pipelined bytes, so an idle keep-alive connection
+//!   holds no buffer at all, and the per-request handler future is boxed
+//!   while it runs.
+//! - Served here: HTTP/1.0 and HTTP/1.1 requests without a body (no
+//!   `Transfer-Encoding`, `Content-Length` absent or 0), without `Upgrade`,
+//!   `Expect` or `CONNECT`. Anything else (a body, an upgrade, a head that is
+//!   malformed or over `max_header_bytes`, the HTTP/2 prior-knowledge
+//!   preface) goes, with the bytes read so far replayed, to hyper for the rest
+//!   of the connection ([`crate::conn::serve_hyper`]), which answers errors
+//!   (400, 431) exactly as before.
+//! - Responses (RFC 9112 §6): `Content-Length` when the response has one or
+//!   its body's size is known, else chunked to HTTP/1.1 clients (trailers
+//!   only when the client sent `TE: trailers`) and close-delimited to
+//!   HTTP/1.0 clients; no body for `HEAD`, `1xx`, `204` and `304`. A `Date`
+//!   is added when missing. The head and the body's first ready frames go
+//!   out in one write. A body that fails or does not match its
+//!   `Content-Length` closes the connection.
+//! - Keep-alive: HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
+//!   `Connection: keep-alive`. Timeouts: `header_read_timeout` for the first
+//!   head and for any head once begun, `idle_timeout` between requests.
+//!   Drain: an idle connection closes at once; a busy one finishes its
+//!   response with `Connection: close`.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::SystemTime;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header};
+use http_body::Body;
+use http_body_util::Empty;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
+
+use crate::body::ProxyBody;
+use crate::conn::{self, Proto};
+use crate::drain::DrainWatch;
+use crate::handler::{self, ConnCtx, PortCtx};
+
+const MAX_HEADERS: usize = 100;
+const SCRATCH: usize = 16 * 1024;
+/// Flush the write buffer beyond this many bytes.
+const WRITE_HIGH: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
+    static WRITE_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static DATE: RefCell<(u64, HeaderValue)> = const { RefCell::new((0, HeaderValue::from_static(""))) };
+}
+
+/// A parsed request head that the fast path serves.
+struct Head {
+    req: Request<Empty<Bytes>>,
+    keep_alive: bool,
+    trailers: bool,
+}
+
+/// What one parse of buffered bytes gave.
+enum Parse {
+    /// A complete head of this many bytes that the fast path serves.
+    Serve(usize, Box<Head>),
+    /// Not complete yet.
+    Partial,
+    /// For hyper (a body, an upgrade, an error, HTTP/2, ...).
+    Hyper,
+}
+
+fn has_token(v: &HeaderValue, token: &str) -> bool {
+    v.to_str()
+        .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .unwrap_or(false)
+}
+
+fn parse(buf: &[u8]) -> Parse {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut p = httparse::Request::new(&mut slots);
+    let len = match p.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(_) => return Parse::Hyper,
+    };
+    let (Some(method), Some(path), Some(v)) = (p.method, p.path, p.version) else {
+        return Parse::Hyper;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parse::Hyper;
+    };
+    if method == Method::CONNECT {
+        return Parse::Hyper;
+    }
+    let Ok(uri) = Uri::from_maybe_shared(Bytes::copy_from_slice(path.as_bytes())) else {
+        return Parse::Hyper;
+    };
+    let version = if v == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut headers = HeaderMap::with_capacity(p.headers.len());
+    let mut keep_alive = version == Version::HTTP_11;
+    let mut trailers = false;
+    for h in p.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) else {
+            return Parse::Hyper;
+        };
+        match name {
+            header::TRANSFER_ENCODING | header::UPGRADE | header::EXPECT => return Parse::Hyper,
+            header::CONTENT_LENGTH if value.as_bytes() != b"0" => return Parse::Hyper,
+            header::CONNECTION => {
+                if has_token(&value, "close") {
+                    keep_alive = false;
+                } else if has_token(&value, "keep-alive") && version == Version::HTTP_10 {
+                    keep_alive = true;
+                }
+            }
+            header::TE => trailers |= has_token(&value, "trailers"),
+            _ => {}
+        }
+        headers.append(name, value);
+    }
+    let mut req = Request::new(Empty::new());
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = version;
+    *req.headers_mut() = headers;
+    Parse::Serve(
+        len,
+        Box::new(Head {
+            req,
+            keep_alive,
+            trailers,
+        }),
+    )
+}
+
+/// Read once into the scratch buffer. A head complete in what was read (with
+/// nothing buffered before) is parsed straight from it; other bytes are
+/// appended to `pending`. `Ready(Ok(None))`: more bytes are in `pending`.
+fn poll_read_head<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    cx: &mut Context<'_>,
+    pending: &mut BytesMut,
+) -> Poll<io::Result<Option<Parse>>> {
+    SCRATCH_BUF.with_borrow_mut(|s| {
+        let mut rb = ReadBuf::new(&mut s[..]);
+        ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+        }
+        let got = &s[..n];
+        if pending.is_empty() {
+            match parse(got) {
+                Parse::Serve(len, head) => {
+                    pending.extend_from_slice(&got[len..]);
+                    return Poll::Ready(Ok(Some(Parse::Serve(0, head))));
+                }
+                Parse::Partial => {}
+                Parse::Hyper => {
+                    pending.extend_from_slice(got);
+                    return Poll::Ready(Ok(Some(Parse::Hyper)));
+                }
+            }
+        }
+        pending.extend_from_slice(got);
+        Poll::Ready(Ok(None))
+    })
+}
+
+/// How a wait for the next request ended.
+enum Next {
+    Serve(Box<Head>),
+    Hyper,
+    Close,
+}
+
+/// Serve a connection: HTTP/1.1 here, handed to hyper when needed.
+pub async fn serve<IO>(
+    mut io: IO,
+    peer: SocketAddr,
+    port: Arc<PortCtx>,
+    mut drain: DrainWatch,
+    proto: Proto,
+    sni: Option<Box<str>>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let opts = &port.shared.opts;
+    let (first_limit, idle_limit, max_head) = (
+        opts.header_read_timeout,
+        opts.idle_timeout,
+        opts.max_header_bytes,
+    );
+    let cx = Arc::new(ConnCtx {
+        port: port.clone(),
+        peer,
+        drain: drain.clone(),
+        sni,
+    });
+    let mut force = drain.clone();
+    let mut pending = BytesMut::new();
+    let mut served = false;
+    let timer = tokio::time::sleep(first_limit);
+    tokio::pin!(timer);
+    loop {
+        // Wait for a complete head (or a reason to hand over or close).
+        let mut head_started = !pending.is_empty();
+        let limit = if served && !head_started {
+            idle_limit
+        } else {
+            first_limit
+        };
+        timer.as_mut().reset(Instant::now() + limit);
+        let next = loop {
+            if !pending.is_empty() {
+                match parse(&pending) {
+                    Parse::Serve(len, head) => {
+                        pending.advance(len);
+                        break Next::Serve(head);
+                    }
+                    Parse::Hyper => break Next::Hyper,
+                    Parse::Partial if pending.len() > max_head => break Next::Hyper,
+                    Parse::Partial => {}
+                }
+                if !head_started {
+                    head_started = true;
+                    timer.as_mut().reset(Instant::now() + first_limit);
+                }
+            }
+            let idle = pending.is_empty();
+            let read = std::future::poll_fn(|c| poll_read_head(&mut io, c, &mut pending));
+            tokio::select! {
+                biased;
+                r = read => match r {
+                    Ok(Some(Parse::Serve(_, head))) => break Next::Serve(head),
+                    Ok(Some(Parse::Hyper)) => break Next::Hyper,
+                    Ok(_) => {}
+                    Err(_) => break Next::Close,
+                },
+                _ = &mut timer => break Next::Close,
+                _ = drain.signaled(), if idle => break Next::Close,
+            }
+        };
+        let head = match next {
+            Next::Serve(head) => head,
+            Next::Close => return,
+            Next::Hyper => {
+                if served && drain.deadline().is_some() {
+                    return;
+                }
+                let io = Rewind::new(pending.freeze(), io);
+                return conn::serve_hyper(io, peer, port, drain, proto, cx.sni.clone()).await;
+            }
+        };
+        served = true;
+        let Head {
+            req,
+            mut keep_alive,
+            trailers,
+        } = *head;
+        let method_head = req.method() == Method::HEAD;
+        let version = req.version();
+        let work = async {
+            let resp = Box::pin(handler::handle(req, cx.clone())).await;
+            if drain.deadline().is_some() {
+                keep_alive = false;
+            }
+            let (parts, body) = resp.into_parts();
+            let out = Out {
+                status: parts.status,
+                version,
+                head_only: method_head,
+                trailers,
+            };
+            write_response(&mut io, out, parts.headers, body, keep_alive).await
+        };
+        // Past the drain deadline an unfinished exchange is cut.
+        let cut = async {
+            let d = force.signaled().await;
+            tokio::time::sleep_until(d).await;
+        };
+        let done = tokio::select! {
+            biased;
+            r = work => r,
+            _ = cut => return,
+        };
+        match done {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                let _ = io.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+struct Out {
+    status: StatusCode,
+    version: Version,
+    head_only: bool,
+    trailers: bool,
+}
+
+fn date() -> HeaderValue {
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, v)| {
+        if *at != secs {
+            *at = secs;
+            *v = HeaderValue::from_str(&httpdate::fmt_http_date(now))
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+        }
+        v.clone()
+    })
+}
+
+fn take_wbuf() -> Vec<u8> {
+    WRITE_BUFS
+        .with_borrow_mut(|b| b.pop())
+        .unwrap_or_else(|| Vec::with_capacity(1024))
+}
+
+fn give_wbuf(mut b: Vec<u8>) {
+    if b.capacity() <= WRITE_HIGH * 2 {
+        b.clear();
+        WRITE_BUFS.with_borrow_mut(|l| {
+            if l.len() < 64 {
+                l.push(b);
+            }
+        });
+    }
+}
+
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+/// Write one response; `Ok(true)` when the connection can carry another.
+async fn write_response<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    out: Out,
+    mut headers: HeaderMap,
+    mut body: ProxyBody,
+    mut keep_alive: bool,
+) -> io::Result<bool> {
+    let no_body = out.head_only
+        || out.status.is_informational()
+        || out.status == StatusCode::NO_CONTENT
+        || out.status == StatusCode::NOT_MODIFIED;
+    for h in [header::CONNECTION, header::TRANSFER_ENCODING] {
+        headers.remove(h);
+    }
+    let declared = match headers.get(header::CONTENT_LENGTH) {
+        Some(v) => match v.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(n) => Some(n),
+            None => {
+                headers.remove(header::CONTENT_LENGTH);
+                None
+            }
+        },
+        None => None,
+    };
+    let framing = if no_body {
+        Framing::None
+    } else if let Some(n) = declared {
+        Framing::Length(n)
+    } else if let Some(n) = body.size_hint().exact() {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        Framing::Length(n)
+    } else if out.version == Version::HTTP_11 {
+        Framing::Chunked
+    } else {
+        keep_alive = false;
+        Framing::Close
+    };
+    if !headers.contains_key(header::DATE) {
+        headers.insert(header::DATE, date());
+    }
+    let mut w = take_wbuf();
+    w.extend_from_slice(if out.version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    w.extend_from_slice(out.status.as_str().as_bytes());
+    w.push(b' ');
+    w.extend_from_slice(out.status.canonical_reason().unwrap_or("").as_bytes());
+    w.extend_from_slice(b"\r\n");
+    for (name, value) in &headers {
+        w.extend_from_slice(name.as_str().as_bytes());
+        w.extend_from_slice(b": ");
+        w.extend_from_slice(value.as_bytes());
+        w.extend_from_slice(b"\r\n");
+    }
+    if matches!(framing, Framing::Chunked) {
+        w.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !keep_alive {
+        w.extend_from_slice(b"connection: close\r\n");
+    } else if out.version == Version::HTTP_10 {
+        w.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    w.extend_from_slice(b"\r\n");
+    if matches!(framing, Framing::None) {
+        drop(body);
+        io.write_all(&w).await?;
+        give_wbuf(w);
+        return Ok(keep_alive);
+    }
+    let mut sent: u64 = 0;
+    let mut ended_with_trailers = false;
+    loop {
+        // Take what is ready now; write and wait only when nothing is.
+        let ready = std::future::poll_fn(|c| {
+            Poll::Ready(match Pin::new(&mut body).poll_frame(c) {
+                Poll::Ready(f) => Some(f),
+                Poll::Pending => None,
+            })
+        })
+        .await;
+        let frame = match ready {
+            Some(f) => f,
+            None => {
+                io.write_all(&w).await?;
+                w.clear();
+                std::future::poll_fn(|c| Pin::new(&mut body).poll_frame(c)).await
+            }
+        };
+        let frame = match frame {
+            None => break,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed; closing the connection");
+                let _ = io.write_all(&w).await;
+                give_wbuf(w);
+                return Ok(false);
+            }
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                if data.is_empty() {
+                    continue;
+                }
+                match framing {
+                    Framing::Length(n) => {
+                        let room = n.saturating_sub(sent);
+                        let take = (data.len() as u64).min(room) as usize;
+                        w.extend_from_slice(&data[..take]);
+                        sent += take as u64;
+                        if take < data.len() {
+                            tracing::debug!(
+                                "response body longer than its content-length; closing"
+                            );
+                            io.write_all(&w).await?;
+                            give_wbuf(w);
+                            return Ok(false);
+                        }
+                    }
+                    Framing::Chunked => {
+                        w.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        w.extend_from_slice(&data);
+                        w.extend_from_slice(b"\r\n");
+                    }
+                    Framing::Close | Framing::None => w.extend_from_slice(&data),
+                }
+            }
+            Err(frame) => {
+                if let (Framing::Chunked, true, Ok(t)) =
+                    (&framing, out.trailers, frame.into_trailers())
+                {
+                    w.extend_from_slice(b"0\r\n");
+                    for (name, value) in &t {
+                        w.extend_from_slice(name.as_str().as_bytes());
+                        w.extend_from_slice(b": ");
+                        w.extend_from_slice(value.as_bytes());
+                        w.extend_from_slice(b"\r\n");
+                    }
+                    w.extend_from_slice(b"\r\n");
+                    ended_with_trailers = true;
+                }
+            }
+        }
+        if w.len() >= WRITE_HIGH {
+            io.write_all(&w).await?;
+            w.clear();
+        }
+    }
+    match framing {
+        Framing::Chunked if !ended_with_trailers => w.extend_from_slice(b"0\r\n\r\n"),
+        Framing::Length(n) if sent != n => {
+            tracing::debug!(
+                sent,
+                declared = n,
+                "response body shorter than its content-length; closing"
+            );
+            keep_alive = false;
+        }
+        _ => {}
+    }
+    io.write_all(&w).await?;
+    io.flush().await?;
+    give_wbuf(w);
+    Ok(keep_alive)
+}
+
+/// An IO whose first reads return bytes already read from it.
+pub struct Rewind<IO> {
+    prefix: Bytes,
+    io: IO,
+}
+
+impl<IO> Rewind<IO> {
+    /// Replay `prefix`, then read from `io`.
+    pub fn new(prefix: Bytes, io: IO) -> Self {
+        Rewind { prefix, io }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodyless_requests_are_served_here_and_the_rest_by_hyper() {
+        let ok = |b: &[u8]| matches!(parse(b), Parse::Serve(..));
+        let hyper = |b: &[u8]| matches!(parse(b), Parse::Hyper);
+        assert!(ok(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"));
+        assert!(ok(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ok(
+            b"DELETE /x HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"
+        ));
+        assert!(hyper(
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc"
+        ));
+        assert!(hyper(
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+        ));
+        assert!(hyper(
+            b"GET / HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+        ));
+        assert!(hyper(
+            b"GET / HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\n\r\n"
+        ));
+        assert!(hyper(b"CONNECT a:443 HTTP/1.1\r\nhost: a\r\n\r\n"));
+        assert!(hyper(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        assert!(hyper(b"GET / HTTP/1.1\r\nbad header\r\n\r\n"));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nhost: a\r\n"),
+            Parse::Partial
+        ));
+    }
+
+    #[test]
+    fn keep_alive_by_version_and_connection() {
+        let ka = |b: &[u8]| match parse(b) {
+            Parse::Serve(_, h) => h.keep_alive,
+            _ => panic!("not served"),
+        };
+        assert!(ka(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+        ));
+        assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka(b"GET / HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n"));
+    }
+}
