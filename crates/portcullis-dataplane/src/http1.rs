@@ -192,7 +192,7 @@ pub async fn serve<IO>(
     mut io: IO,
     peer: SocketAddr,
     port: Arc<PortCtx>,
-    mut drain: DrainWatch,
+    drain: DrainWatch,
     proto: Proto,
     sni: Option<Box<str>>,
 ) where
@@ -210,7 +210,11 @@ pub async fn serve<IO>(
         drain: drain.clone(),
         sni,
     });
-    let mut force = drain.clone();
+    // One drain future for the connection's life (not one per request).
+    let mut signal = drain.clone();
+    let drain_signal = async move { signal.signaled().await };
+    tokio::pin!(drain_signal);
+    let mut drain_deadline: Option<Instant> = None;
     let mut pending = BytesMut::new();
     let mut served = false;
     let timer = tokio::time::sleep(first_limit);
@@ -225,6 +229,9 @@ pub async fn serve<IO>(
         };
         timer.as_mut().reset(Instant::now() + limit);
         let next = loop {
+            if drain_deadline.is_some() && pending.is_empty() {
+                break Next::Close;
+            }
             if !pending.is_empty() {
                 match parse(&pending) {
                     Parse::Serve(len, head) => {
@@ -251,14 +258,19 @@ pub async fn serve<IO>(
                     Err(_) => break Next::Close,
                 },
                 _ = &mut timer => break Next::Close,
-                _ = drain.signaled(), if idle => break Next::Close,
+                d = &mut drain_signal, if drain_deadline.is_none() => {
+                    drain_deadline = Some(d);
+                    if idle {
+                        break Next::Close;
+                    }
+                }
             }
         };
         let head = match next {
             Next::Serve(head) => head,
             Next::Close => return,
             Next::Hyper => {
-                if served && drain.deadline().is_some() {
+                if served && drain_deadline.is_some() {
                     return;
                 }
                 let io = Rewind::new(pending.freeze(), io);
@@ -288,14 +300,16 @@ pub async fn serve<IO>(
             write_response(&mut io, out, parts.headers, body, keep_alive).await
         };
         // Past the drain deadline an unfinished exchange is cut.
-        let cut = async {
-            let d = force.signaled().await;
-            tokio::time::sleep_until(d).await;
-        };
-        let done = tokio::select! {
-            biased;
-            r = work => r,
-            _ = cut => return,
+        let done = {
+            tokio::pin!(work);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut work => break r,
+                    d = &mut drain_signal, if drain_deadline.is_none() => drain_deadline = Some(d),
+                    _ = tokio::time::sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => return,
+                }
+            }
         };
         match done {
             Ok(true) => {}
