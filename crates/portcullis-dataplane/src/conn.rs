@@ -128,7 +128,8 @@ pub async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match proto {
-        Proto::Http2 => serve_hyper(stream, peer, port, drain, proto, sni).await,
+        // Boxed, so that the fast path's connection task stays small.
+        Proto::Http2 => Box::pin(serve_hyper(stream, peer, port, drain, proto, sni)).await,
         Proto::Auto | Proto::Http1 => {
             crate::http1::serve(stream, peer, port, drain, proto, sni).await
         }

@@ -118,12 +118,22 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let grpc = error::is_grpc(req.headers());
+    let mut log = Log::default();
+    // What the access log needs is kept only when it is on.
+    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        return match proxy(req, &cx, grpc, &mut log).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "request answered by the gateway");
+                e.response_for(grpc)
+            }
+        };
+    }
     let start = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
     let host = req.headers().get(header::HOST).cloned();
-    let grpc = error::is_grpc(req.headers());
-    let mut log = Log::default();
     let resp = match proxy(req, &cx, grpc, &mut log).await {
         Ok(r) => r,
         Err(e) => {

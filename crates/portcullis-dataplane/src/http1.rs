@@ -220,7 +220,11 @@ pub async fn serve<IO>(
     let timer = tokio::time::sleep(first_limit);
     tokio::pin!(timer);
     loop {
-        // Wait for a complete head (or a reason to hand over or close).
+        // Wait for a complete head (or a reason to hand over or close),
+        // holding no buffer while there is nothing in it.
+        if pending.is_empty() && pending.capacity() > 0 {
+            pending = BytesMut::new();
+        }
         let mut head_started = !pending.is_empty();
         let limit = if served && !head_started {
             idle_limit
@@ -274,7 +278,16 @@ pub async fn serve<IO>(
                     return;
                 }
                 let io = Rewind::new(pending.freeze(), io);
-                return conn::serve_hyper(io, peer, port, drain, proto, cx.sni.clone()).await;
+                // Boxed: an idle fast-path connection does not carry hyper's state.
+                return Box::pin(conn::serve_hyper(
+                    io,
+                    peer,
+                    port,
+                    drain,
+                    proto,
+                    cx.sni.clone(),
+                ))
+                .await;
             }
         };
         served = true;
