@@ -5,12 +5,14 @@
 //!   (body buffering, every attempt and backoff); `timeouts.backendRequest`
 //!   bounds each attempt up to its response head. Either answers 504. A
 //!   response body that has started streaming is not cut by them.
-//! - Framing: hyper answers malformed heads itself (400 for a bad or
-//!   conflicting `Content-Length`, a non-chunked final `Transfer-Encoding`;
-//!   431 for oversized heads) and closes the connection. A head with both
-//!   `Content-Length` and `Transfer-Encoding: chunked` is read as chunked,
-//!   `Content-Length` is dropped and the connection is closed after the
-//!   response (RFC 9112 §6.3), so nothing can be smuggled behind it.
+//! - Framing: a head with both `Content-Length` and `Transfer-Encoding` is
+//!   answered 400 and the connection closed by the HTTP/1 fast path
+//!   ([`crate::http1`]); on a connection already handed to hyper (after a
+//!   request with a body or an upgrade attempt), hyper reads it as chunked,
+//!   drops `Content-Length` and closes after the response (RFC 9112 §6.3),
+//!   so nothing can be smuggled behind it. hyper answers other malformed
+//!   heads (400 for a bad or conflicting `Content-Length`, a non-chunked
+//!   final `Transfer-Encoding`; 431 for oversized heads) and closes.
 //! - HTTPS: a request whose Host belongs to another listener than the one
 //!   the connection's SNI selected is answered 421.
 //! - gRPC (`content-type: application/grpc*`): always HTTP/2 upstream, the

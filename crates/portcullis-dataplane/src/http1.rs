@@ -9,7 +9,9 @@
 //!   while it runs.
 //! - Served here: HTTP/1.0 and HTTP/1.1 requests without a body (no
 //!   `Transfer-Encoding`, `Content-Length` absent or 0), without `Upgrade`,
-//!   `Expect` or `CONNECT`. Anything else (a body, an upgrade, a head that is
+//!   `Expect` or `CONNECT`. A head with both `Content-Length` and
+//!   `Transfer-Encoding` is answered 400 and the connection closed (RFC 9112
+//!   §6.3 allows it; it is how requests are smuggled). Anything else (a body, an upgrade, a head that is
 //!   malformed or over `max_header_bytes`, the HTTP/2 prior-knowledge
 //!   preface) goes, with the bytes read so far replayed, to hyper for the rest
 //!   of the connection ([`crate::conn::serve_hyper`]), which answers errors
@@ -73,6 +75,9 @@ enum Parse {
     Partial,
     /// For hyper (a body, an upgrade, an error, HTTP/2, ...).
     Hyper,
+    /// Both `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.3: a
+    /// request smuggling vector): answered 400 and the connection closed.
+    Reject,
 }
 
 fn has_token(v: &HeaderValue, token: &str) -> bool {
@@ -109,6 +114,7 @@ fn parse(buf: &[u8]) -> Parse {
     let mut headers = HeaderMap::with_capacity(p.headers.len());
     let mut keep_alive = version == Version::HTTP_11;
     let mut trailers = false;
+    let (mut te, mut cl, mut other) = (false, false, false);
     for h in p.headers.iter() {
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(h.name.as_bytes()),
@@ -117,8 +123,12 @@ fn parse(buf: &[u8]) -> Parse {
             return Parse::Hyper;
         };
         match name {
-            header::TRANSFER_ENCODING | header::UPGRADE | header::EXPECT => return Parse::Hyper,
-            header::CONTENT_LENGTH if value.as_bytes() != b"0" => return Parse::Hyper,
+            header::TRANSFER_ENCODING => te = true,
+            header::CONTENT_LENGTH => {
+                cl = true;
+                other |= value.as_bytes() != b"0";
+            }
+            header::UPGRADE | header::EXPECT => other = true,
             header::CONNECTION => {
                 if has_token(&value, "close") {
                     keep_alive = false;
@@ -130,6 +140,12 @@ fn parse(buf: &[u8]) -> Parse {
             _ => {}
         }
         headers.append(name, value);
+    }
+    if te && cl {
+        return Parse::Reject;
+    }
+    if te || other || headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Parse::Hyper;
     }
     let mut req = Request::new(Empty::new());
     *req.method_mut() = method;
@@ -169,6 +185,7 @@ fn poll_read_head<IO: AsyncRead + Unpin>(
                     return Poll::Ready(Ok(Some(Parse::Serve(0, head))));
                 }
                 Parse::Partial => {}
+                Parse::Reject => return Poll::Ready(Ok(Some(Parse::Reject))),
                 Parse::Hyper => {
                     pending.extend_from_slice(got);
                     return Poll::Ready(Ok(Some(Parse::Hyper)));
@@ -184,6 +201,7 @@ fn poll_read_head<IO: AsyncRead + Unpin>(
 enum Next {
     Serve(Box<Head>),
     Hyper,
+    Reject,
     Close,
 }
 
@@ -243,6 +261,7 @@ pub async fn serve<IO>(
                         break Next::Serve(head);
                     }
                     Parse::Hyper => break Next::Hyper,
+                    Parse::Reject => break Next::Reject,
                     Parse::Partial if pending.len() > max_head => break Next::Hyper,
                     Parse::Partial => {}
                 }
@@ -258,6 +277,7 @@ pub async fn serve<IO>(
                 r = read => match r {
                     Ok(Some(Parse::Serve(_, head))) => break Next::Serve(head),
                     Ok(Some(Parse::Hyper)) => break Next::Hyper,
+                    Ok(Some(Parse::Reject)) => break Next::Reject,
                     Ok(_) => {}
                     Err(_) => break Next::Close,
                 },
@@ -273,6 +293,13 @@ pub async fn serve<IO>(
         let head = match next {
             Next::Serve(head) => head,
             Next::Close => return,
+            Next::Reject => {
+                let _ = io
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = io.shutdown().await;
+                return;
+            }
             Next::Hyper => {
                 if served && drain_deadline.is_some() {
                     return;

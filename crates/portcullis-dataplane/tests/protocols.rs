@@ -126,23 +126,19 @@ async fn bad_framing_is_400_and_closes_the_connection() {
         }
         assert_eq!(e.count(), 0, "nothing reaches the backend");
 
-        // Content-Length with Transfer-Encoding (RFC 9112 §6.3): hyper lets
-        // Transfer-Encoding win and drops Content-Length; the request is then
-        // forwarded without Content-Length and the connection is closed after
-        // the response, so nothing can be smuggled behind it.
+        // Content-Length with Transfer-Encoding (RFC 9112 §6.3), either
+        // order: answered 400 and closed; neither the request nor what
+        // follows it reaches a backend.
         for order in [
             &b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"[..],
             &b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"[..],
         ] {
             let before = e.count();
             let (resp, closed) = raw(addr, order).await;
+            assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
             assert!(closed, "connection must be closed after CL+TE");
             assert_eq!(resp.lines().filter(|l| l.starts_with("HTTP/1.1 ")).count(), 1, "only one response: {resp}");
-            assert_eq!(e.count(), before + 1, "the smuggled request never reaches a backend");
-            let seen = e.seen.lock().unwrap().last().unwrap().clone();
-            assert_eq!(seen["body"], "abc", "the body is read as chunked");
-            assert!(seen["headers"].get("content-length").is_none(), "Content-Length is not forwarded");
-            assert_eq!(seen["path"], "/");
+            assert_eq!(e.count(), before, "nothing reaches a backend");
         }
         let (resp, _) = raw(addr, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await;
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
