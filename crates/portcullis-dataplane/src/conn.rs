@@ -169,7 +169,9 @@ pub async fn serve_hyper<IO>(
         let cx = cx.clone();
         let active = svc_tracker.begin();
         async move {
-            let (parts, body) = handler::handle(req, cx).await.into_parts();
+            // Boxed: hyper moves the service future (into each HTTP/2 stream
+            // task); the handler's large state is allocated once instead.
+            let (parts, body) = Box::pin(handler::handle(req, cx)).await.into_parts();
             Ok::<_, Infallible>(Response::from_parts(parts, Guarded::wrap(body, active)))
         }
     });

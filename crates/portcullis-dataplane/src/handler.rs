@@ -52,7 +52,7 @@ use crate::drain::DrainWatch;
 use crate::error::{self, ProxyError};
 use crate::filters::{FilterCtx, Flow, Plan, ReqState};
 use crate::forward;
-use crate::retry::{self, AttemptError};
+use crate::retry::{self, AttemptError, MaybeTimeout};
 use crate::table::{PortTable, RuleAction};
 use crate::websocket;
 
@@ -123,19 +123,14 @@ where
     let grpc = error::is_grpc(req.headers());
     let mut log = Log::default();
     // What the access log needs is kept only when it is on.
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
-        return match proxy(req, &cx, grpc, &mut log).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(error = %e, "request answered by the gateway");
-                e.response_for(grpc)
-            }
-        };
-    }
-    let start = Instant::now();
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let host = req.headers().get(header::HOST).cloned();
+    let seen = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
+        (
+            Instant::now(),
+            req.method().clone(),
+            req.uri().clone(),
+            req.headers().get(header::HOST).cloned(),
+        )
+    });
     let resp = match proxy(req, &cx, grpc, &mut log).await {
         Ok(r) => r,
         Err(e) => {
@@ -144,21 +139,23 @@ where
             e.response_for(grpc)
         }
     };
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| host.as_ref().and_then(|h| h.to_str().ok()));
-    tracing::info!(
-        target: "access",
-        method = %method,
-        authority = authority.unwrap_or("-"),
-        path = uri.path(),
-        status = resp.status().as_u16(),
-        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
-        upstream = %Opt(log.upstream),
-        route = %Opt(log.route.as_ref().map(|r| &r.route)),
-        flag = log.flag.unwrap_or("-"),
-    );
+    if let Some((start, method, uri, host)) = seen {
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| host.as_ref().and_then(|h| h.to_str().ok()));
+        tracing::info!(
+            target: "access",
+            method = %method,
+            authority = authority.unwrap_or("-"),
+            path = uri.path(),
+            status = resp.status().as_u16(),
+            duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+            upstream = %Opt(log.upstream),
+            route = %Opt(log.route.as_ref().map(|r| &r.route)),
+            flag = log.flag.unwrap_or("-"),
+        );
+    }
     resp
 }
 
@@ -274,12 +271,11 @@ where
         cx,
         log,
     );
-    match action.request_timeout {
-        Some(t) => tokio::time::timeout(t, fut)
-            .await
-            .map_err(|_| ProxyError::Timeout)?,
-        None => fut.await,
-    }
+    // One awaited future either way (two `await`s would each keep a copy
+    // of the forward future's state in this one).
+    MaybeTimeout::new(action.request_timeout, fut)
+        .await
+        .ok_or(ProxyError::Timeout)?
 }
 
 /// The request body, buffered when small enough to replay.

@@ -6,7 +6,11 @@
 //! (empty or buffered); the whole loop runs inside the request timeout.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use tokio::time::Sleep;
 
 use http::StatusCode;
 use portcullis_ir::Retry;
@@ -69,13 +73,13 @@ where
     };
     let mut n = 0;
     loop {
-        let fut = attempt(n);
-        let res = match per_try {
-            Some(t) => tokio::time::timeout(t, fut)
-                .await
-                .unwrap_or(Err(AttemptError::Timeout)),
-            None => fut.await,
-        };
+        // Boxed: the upstream exchange is the deepest future of a request;
+        // keeping it out of line keeps every enclosing future (moved when a
+        // request is spawned or boxed) small.
+        let fut = Box::pin(attempt(n));
+        let res = MaybeTimeout::new(per_try, fut)
+            .await
+            .unwrap_or(Err(AttemptError::Timeout));
         let retryable = match &res {
             Ok(r) => policy.is_some_and(|p| p.codes.contains(&status(r).as_u16())),
             Err(AttemptError::Connect(_)) => true,
@@ -93,6 +97,43 @@ where
             && !p.backoff.is_zero()
         {
             tokio::time::sleep(p.backoff).await;
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future with an optional time limit: `None` when the limit passed
+    /// first. One future either way, so an enclosing `async fn` keeps one
+    /// copy of `F`'s state (a `match` with `timeout(t, f).await` in one arm
+    /// and `f.await` in the other keeps two).
+    pub struct MaybeTimeout<F> {
+        #[pin]
+        fut: F,
+        sleep: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<F: Future> MaybeTimeout<F> {
+    /// Limit `fut` to `limit`, if any.
+    pub fn new(limit: Option<Duration>, fut: F) -> Self {
+        MaybeTimeout {
+            fut,
+            sleep: limit.map(|t| Box::pin(tokio::time::sleep(t))),
+        }
+    }
+}
+
+impl<F: Future> Future for MaybeTimeout<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.fut.poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        match this.sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
         }
     }
 }
