@@ -7,6 +7,8 @@
 # 3. runs bench/route-scale.py (10k routes: RSS, apply time, lookup cost;
 #    new-route propagation at 3,000 routes; 20 route edits under load).
 # --quick: 1 repetition of 5 s and fewer routes/trials, for a first look.
+# With oha on PATH (`cargo install oha --locked`), proxy-bench also measures
+# h1 latency at a fixed offered rate (50 % of nginx's rps) and h2c with oha.
 # Needs (Debian): nginx-light haproxy wrk nghttp2-client curl. Only 127.0.0.1
 # is used; every process started is stopped by PID. Not part of scripts/test.
 set -euo pipefail
@@ -29,6 +31,7 @@ if [ "$QUICK" = 1 ]; then
 else
   PB=(--reps 3 --duration 10); RS=()
 fi
+if command -v oha >/dev/null; then PB+=(--oha); fi
 "$SHARED/proxy-bench.sh" --candidate-name portcullis --candidate-h2 --quiet-wait 120 "${PB[@]}" \
   --candidate-cmd "$HERE/bench/portcullis-candidate.sh {PORT} {H2PORT} {BACKEND_PORT} {RUNDIR}" \
   --out "$OUT/proxy-bench" "${EXTRA[@]}"
