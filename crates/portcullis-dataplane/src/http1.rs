@@ -1,15 +1,17 @@
 //! The HTTP/1.1 fast path: a connection loop that serves the common request
-//! (a head with no body) itself, and hands the connection to hyper for
-//! everything else.
+//! (a head with no body or a small one) itself, and hands the connection to
+//! hyper for everything else.
 //!
 //! - A request head is read into a per-thread scratch buffer and parsed with
 //!   `httparse`; a connection keeps a buffer of its own only while it holds
 //!   a partial head or pipelined bytes, so an idle keep-alive connection
 //!   holds no buffer at all, and the per-request handler future is boxed
 //!   while it runs.
-//! - Served here: HTTP/1.0 and HTTP/1.1 requests without a body (no
-//!   `Transfer-Encoding`, `Content-Length` absent or 0), without `Upgrade`,
-//!   `Expect` or `CONNECT`. A head with both `Content-Length` and
+//! - Served here: HTTP/1.0 and HTTP/1.1 requests without `Upgrade`,
+//!   `Expect`, `Transfer-Encoding` or `CONNECT`, whose body (one plain
+//!   `Content-Length`) fits the buffering limit (`buffer_body_bytes`, and
+//!   `max_body_bytes`): the body is read here before the handler runs, as
+//!   the handler would buffer it anyway. A head with both `Content-Length` and
 //!   `Transfer-Encoding` is answered 400 and the connection closed (RFC 9112
 //!   §6.3 allows it; it is how requests are smuggled). Anything else (a body, an upgrade, a head that is
 //!   malformed or over `max_header_bytes`, the HTTP/2 prior-knowledge
@@ -40,7 +42,7 @@ use std::time::SystemTime;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header};
 use http_body::Body;
-use http_body_util::Empty;
+use http_body_util::Full;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
@@ -62,9 +64,11 @@ thread_local! {
 
 /// A parsed request head that the fast path serves.
 struct Head {
-    req: Request<Empty<Bytes>>,
+    req: Request<Full<Bytes>>,
     keep_alive: bool,
     trailers: bool,
+    /// The body's `Content-Length` (read here before the handler runs).
+    body_len: usize,
 }
 
 /// What one parse of buffered bytes gave.
@@ -86,7 +90,7 @@ fn has_token(v: &HeaderValue, token: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn parse(buf: &[u8]) -> Parse {
+fn parse(buf: &[u8], max_body: usize) -> Parse {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut p = httparse::Request::new(&mut slots);
     let len = match p.parse(buf) {
@@ -115,6 +119,7 @@ fn parse(buf: &[u8]) -> Parse {
     let mut keep_alive = version == Version::HTTP_11;
     let mut trailers = false;
     let (mut te, mut cl, mut other) = (false, false, false);
+    let mut body_len = 0usize;
     for h in p.headers.iter() {
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(h.name.as_bytes()),
@@ -125,8 +130,17 @@ fn parse(buf: &[u8]) -> Parse {
         match name {
             header::TRANSFER_ENCODING => te = true,
             header::CONTENT_LENGTH => {
+                // One plain decimal value within the buffering limit is read
+                // here; anything else is hyper's to judge.
+                let n = std::str::from_utf8(value.as_bytes())
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<usize>().ok());
+                match n {
+                    Some(n) if !cl && n <= max_body => body_len = n,
+                    _ => other = true,
+                }
                 cl = true;
-                other |= value.as_bytes() != b"0";
             }
             header::UPGRADE | header::EXPECT => other = true,
             header::CONNECTION => {
@@ -144,10 +158,10 @@ fn parse(buf: &[u8]) -> Parse {
     if te && cl {
         return Parse::Reject;
     }
-    if te || other || headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+    if te || other {
         return Parse::Hyper;
     }
-    let mut req = Request::new(Empty::new());
+    let mut req = Request::new(Full::new(Bytes::new()));
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = version;
@@ -158,6 +172,7 @@ fn parse(buf: &[u8]) -> Parse {
             req,
             keep_alive,
             trailers,
+            body_len,
         }),
     )
 }
@@ -169,6 +184,7 @@ fn poll_read_head<IO: AsyncRead + Unpin>(
     io: &mut IO,
     cx: &mut Context<'_>,
     pending: &mut BytesMut,
+    max_body: usize,
 ) -> Poll<io::Result<Option<Parse>>> {
     SCRATCH_BUF.with_borrow_mut(|s| {
         let mut rb = ReadBuf::new(&mut s[..]);
@@ -179,7 +195,7 @@ fn poll_read_head<IO: AsyncRead + Unpin>(
         }
         let got = &s[..n];
         if pending.is_empty() {
-            match parse(got) {
+            match parse(got, max_body) {
                 Parse::Serve(len, head) => {
                     pending.extend_from_slice(&got[len..]);
                     return Poll::Ready(Ok(Some(Parse::Serve(0, head))));
@@ -222,6 +238,12 @@ pub async fn serve<IO>(
         opts.idle_timeout,
         opts.max_header_bytes,
     );
+    // Bodies up to the buffering limit (and under the body size limit) are
+    // read here; larger ones stream through hyper.
+    let max_body = opts.buffer_body_bytes.min(
+        opts.max_body_bytes
+            .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX)),
+    );
     let cx = Arc::new(ConnCtx {
         port: port.clone(),
         peer,
@@ -255,7 +277,7 @@ pub async fn serve<IO>(
                 break Next::Close;
             }
             if !pending.is_empty() {
-                match parse(&pending) {
+                match parse(&pending, max_body) {
                     Parse::Serve(len, head) => {
                         pending.advance(len);
                         break Next::Serve(head);
@@ -271,7 +293,7 @@ pub async fn serve<IO>(
                 }
             }
             let idle = pending.is_empty();
-            let read = std::future::poll_fn(|c| poll_read_head(&mut io, c, &mut pending));
+            let read = std::future::poll_fn(|c| poll_read_head(&mut io, c, &mut pending, max_body));
             tokio::select! {
                 biased;
                 r = read => match r {
@@ -319,10 +341,23 @@ pub async fn serve<IO>(
         };
         served = true;
         let Head {
-            req,
+            mut req,
             mut keep_alive,
             trailers,
+            body_len,
         } = *head;
+        if body_len > 0 {
+            timer.as_mut().reset(Instant::now() + idle_limit);
+            let body = tokio::select! {
+                biased;
+                b = read_body(&mut io, &mut pending, body_len) => b,
+                _ = &mut timer => None,
+            };
+            match body {
+                Some(b) => *req.body_mut() = Full::new(b),
+                None => return,
+            }
+        }
         let method_head = req.method() == Method::HEAD;
         let version = req.version();
         let work = async {
@@ -359,6 +394,29 @@ pub async fn serve<IO>(
             }
         }
     }
+}
+
+/// Read a `len`-byte body: what `pending` holds first, then the socket.
+async fn read_body<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    pending: &mut BytesMut,
+    len: usize,
+) -> Option<Bytes> {
+    use tokio::io::AsyncReadExt;
+    if pending.len() >= len {
+        return Some(pending.split_to(len).freeze());
+    }
+    let mut body = BytesMut::with_capacity(len);
+    body.extend_from_slice(pending);
+    pending.clear();
+    while body.len() < len {
+        let mut chunk = (&mut *io).take((len - body.len()) as u64);
+        match chunk.read_buf(&mut body).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    Some(body.freeze())
 }
 
 struct Out {
@@ -639,16 +697,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bodyless_requests_are_served_here_and_the_rest_by_hyper() {
-        let ok = |b: &[u8]| matches!(parse(b), Parse::Serve(..));
-        let hyper = |b: &[u8]| matches!(parse(b), Parse::Hyper);
+    fn small_requests_are_served_here_and_the_rest_by_hyper() {
+        let ok = |b: &[u8]| matches!(parse(b, 16), Parse::Serve(..));
+        let hyper = |b: &[u8]| matches!(parse(b, 16), Parse::Hyper);
         assert!(ok(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"));
         assert!(ok(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(ok(
             b"DELETE /x HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"
         ));
-        assert!(hyper(
+        assert!(ok(
             b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc"
+        ));
+        // Over the buffering limit, duplicated, or not plain digits: hyper.
+        assert!(hyper(
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 17\r\n\r\n"
+        ));
+        assert!(hyper(
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\n"
+        ));
+        assert!(hyper(
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: +3\r\n\r\n"
         ));
         assert!(hyper(
             b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -663,14 +731,14 @@ mod tests {
         assert!(hyper(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
         assert!(hyper(b"GET / HTTP/1.1\r\nbad header\r\n\r\n"));
         assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\nhost: a\r\n"),
+            parse(b"GET / HTTP/1.1\r\nhost: a\r\n", 16),
             Parse::Partial
         ));
     }
 
     #[test]
     fn keep_alive_by_version_and_connection() {
-        let ka = |b: &[u8]| match parse(b) {
+        let ka = |b: &[u8]| match parse(b, 16) {
             Parse::Serve(_, h) => h.keep_alive,
             _ => panic!("not served"),
         };

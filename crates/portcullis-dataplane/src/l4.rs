@@ -129,6 +129,9 @@ impl L4Handle {
             deadline
         };
         let bind = port.bind;
+        // Held by the serving task until its socket is dropped, so that the
+        // drain completes only once the port is released.
+        let held = drain.watch();
         match port.protocol {
             PortProtocol::Udp => {
                 let socket = bind_udp(bind, retry_bind).await?;
@@ -137,6 +140,7 @@ impl L4Handle {
                     if let Err(e) = served.serve_udp(socket, signal).await {
                         tracing::warn!(%bind, error = %e, "UDP port failed");
                     }
+                    drop(held);
                 });
             }
             _ => {
@@ -146,6 +150,7 @@ impl L4Handle {
                     if let Err(e) = served.serve_tcp(listener, signal).await {
                         tracing::warn!(%bind, error = %e, "layer-4 port failed");
                     }
+                    drop(held);
                 });
             }
         }

@@ -1,7 +1,8 @@
 //! The HTTP/1.1 fast path as a client sees it on a raw socket: pipelining,
-//! HTTP/1.0, HEAD, `Connection: close`, gateway answers, a hand-over to
-//! hyper in the middle of a keep-alive connection (a request with a body,
-//! then an upgrade), and drain of idle and busy connections.
+//! HTTP/1.0, HEAD, `Connection: close`, gateway answers, a small body
+//! arriving in pieces, a hand-over to hyper in the middle of a keep-alive
+//! connection (a chunked body, then an upgrade), and drain of idle and busy
+//! connections.
 
 mod common;
 
@@ -154,16 +155,20 @@ async fn body_then_upgrade_hand_the_connection_to_hyper() {
             .unwrap();
         let r = read_responses(&mut s, 1, false).await;
         assert!(r[0].contains("\"path\":\"/a\""), "{}", r[0]);
-        // A body: served by hyper from here on, on the same connection.
-        s.write_all(b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
+        // A small body with a Content-Length: read by the fast path.
+        s.write_all(b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhel")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(b"lo").await.unwrap();
+        let r = read_responses(&mut s, 1, false).await;
+        assert!(r[0].contains("\"path\":\"/b\"") && r[0].contains("\"body\":\"hello\""), "{}", r[0]);
+        // A chunked body: served by hyper from here on, on the same connection.
+        s.write_all(b"POST /b2 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nworld\r\n0\r\n\r\n")
             .await
             .unwrap();
         let r = read_responses(&mut s, 1, false).await;
-        assert!(
-            r[0].contains("\"path\":\"/b\"") && r[0].contains("\"body\":\"hello\""),
-            "{}",
-            r[0]
-        );
+        assert!(r[0].contains("\"path\":\"/b2\"") && r[0].contains("\"body\":\"world\""), "{}", r[0]);
         s.write_all(b"GET /c HTTP/1.1\r\nHost: h\r\n\r\n")
             .await
             .unwrap();

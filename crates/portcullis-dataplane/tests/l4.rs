@@ -237,7 +237,11 @@ async fn tcp_weighted_backends_and_weight_zero() {
 async fn udp_datagrams_are_echoed_through_the_port() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         let u = udp_backend("u").await;
-        let dp = Dataplane::new(Options::default());
+        // Open sessions hold the drain until they idle out or the deadline.
+        let dp = Dataplane::new(Options {
+            drain_timeout: Duration::from_secs(1),
+            ..Default::default()
+        });
         let addr = apply_port(&dp, |a| {
             port(
                 a,
@@ -269,6 +273,10 @@ async fn udp_datagrams_are_echoed_through_the_port() {
             assert_eq!(&buf[..n], format!("u:{msg}").as_bytes());
         }
         dp.shutdown().await;
+        assert!(
+            std::net::UdpSocket::bind(addr).is_ok(),
+            "the UDP port is released when shutdown returns"
+        );
     })
     .await
     .unwrap();
