@@ -534,6 +534,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     if matches!(framing, Framing::None) {
         drop(body);
         io.write_all(&w).await?;
+        io.flush().await?;
         give_wbuf(w);
         return Ok(keep_alive);
     }
@@ -552,6 +553,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
             Some(f) => f,
             None => {
                 io.write_all(&w).await?;
+                io.flush().await?;
                 w.clear();
                 std::future::poll_fn(|c| Pin::new(&mut body).poll_frame(c)).await
             }
