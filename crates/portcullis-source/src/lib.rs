@@ -31,6 +31,7 @@
 
 mod bookkeeping;
 mod builtin;
+mod cache;
 mod cel;
 mod crd;
 mod object;
@@ -48,7 +49,6 @@ pub use bookkeeping::{FileSource, Reload};
 pub use cel::unsupported_rules;
 pub use watch::{SourceWatchError, Watch, watch};
 
-pub(crate) use load_cached as load_with_cache;
 use object::{OldLookup, Outcome, Processed};
 
 /// An error about one file, object or field.
@@ -222,90 +222,34 @@ pub(crate) struct RawLoad {
 }
 
 pub(crate) fn load(path: &Path, old: OldLookup) -> RawLoad {
-    load_cached(path, old, None)
-}
-
-/// What a file was when it was last read: a rewrite (even of the same size,
-/// within the same second) changes the modification time in nanoseconds,
-/// the inode change time or, for a rename over it, the inode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    ino: u64,
-}
-
-impl Stamp {
-    fn of(file: &Path) -> Option<Stamp> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(file).ok()?;
-        Some(Stamp {
-            len: m.len(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-            ino: m.ino(),
-        })
-    }
-}
-
-/// Files processed by an earlier load, by path: reused while unchanged.
-pub(crate) type FileCache = HashMap<PathBuf, (Stamp, Vec<Processed>, Vec<String>)>;
-
-/// [`load`], reusing the processed objects of files whose [`Stamp`] did not
-/// change since they were put in `cache` (files that failed to parse are
-/// not cached). The cache is updated to hold exactly the files read now.
-pub(crate) fn load_cached(
-    path: &Path,
-    old: OldLookup,
-    mut cache: Option<&mut FileCache>,
-) -> RawLoad {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let found = discover(path, &mut errors);
-    let mut next = FileCache::new();
-    let files = found
+    let files = discover(path, &mut errors)
         .into_iter()
         .map(|file| {
-            let stamp = Stamp::of(&file);
-            if let (Some(c), Some(s)) = (cache.as_deref_mut(), stamp)
-                && let Some((was, processed, warned)) = c.remove(&file)
-                && was == s
-            {
-                warnings.extend(warned.iter().cloned());
-                next.insert(file.clone(), (s, processed.clone(), warned));
-                return FileLoad {
-                    file,
-                    parsed: Ok(processed),
-                };
-            }
-            let mut warned = Vec::new();
-            let parsed: Result<Vec<Processed>, _> = parse_file(&file).map(|docs| {
-                docs.into_iter()
-                    .enumerate()
-                    .flat_map(|(i, doc)| object::process_doc(&file, doc, i, old, &mut warned))
-                    .collect()
-            });
-            if let (Some(s), Ok(p)) = (stamp, &parsed)
-                && cache.is_some()
-                // A stamp taken after the read must match: a file written
-                // while being read is read again next time.
-                && Stamp::of(&file) == Some(s)
-            {
-                next.insert(file.clone(), (s, p.clone(), warned.clone()));
-            }
-            warnings.extend(warned);
+            let parsed = process_file(&file, old, &mut warnings);
             FileLoad { file, parsed }
         })
         .collect();
-    if let Some(c) = cache {
-        *c = next;
-    }
     RawLoad {
         files,
         errors,
         warnings,
     }
+}
+
+/// Parse, default, validate and decode every object of one file.
+pub(crate) fn process_file(
+    file: &Path,
+    old: OldLookup,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Processed>, Box<SourceError>> {
+    parse_file(file).map(|docs| {
+        docs.into_iter()
+            .enumerate()
+            .flat_map(|(i, doc)| object::process_doc(file, doc, i, old, warnings))
+            .collect()
+    })
 }
 
 fn is_manifest(p: &Path) -> bool {
