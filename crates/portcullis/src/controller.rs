@@ -9,13 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use portcullis_store::ObjectKey;
 use portcullis_store::status::Statuses;
 
 use crate::admin::{self, AdminState, AdminView};
 use crate::cli::RunArgs;
-use crate::report::status_document;
 
 /// Run the gateway until SIGINT/SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -41,7 +39,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         options,
         dataplane: dataplane.clone(),
         state,
-        previous_statuses: Statuses::new(),
+        previous_statuses: Default::default(),
         addresses: BTreeMap::new(),
         bind_errors: BTreeMap::new(),
         config: None,
@@ -78,12 +76,12 @@ struct Loop {
     options: portcullis_translate::Options,
     dataplane: portcullis_dataplane::Dataplane,
     state: AdminState,
-    previous_statuses: Statuses,
+    previous_statuses: Arc<Statuses>,
     addresses: BTreeMap<ObjectKey, IpAddr>,
     bind_errors: BTreeMap<SocketAddr, String>,
     config: Option<Arc<portcullis_ir::Config>>,
-    /// The last snapshot translated.
-    snapshot: portcullis_store::Snapshot,
+    /// The last snapshot translated (shared with the admin API).
+    snapshot: Arc<portcullis_store::Snapshot>,
 }
 
 impl Loop {
@@ -99,13 +97,13 @@ impl Loop {
         if !reload.changed && !first {
             return;
         }
-        self.snapshot = reload.snapshot;
+        self.snapshot = Arc::new(reload.snapshot);
         self.publish(started, reload.errors.len()).await;
     }
 
     /// Translate the current snapshot, apply it, publish statuses.
     async fn publish(&mut self, started: Instant, errors: usize) {
-        let reload = &self.snapshot;
+        let reload = &*self.snapshot.clone();
         let read = started.elapsed();
         let (mut translating, mut applying, mut statuses) = Default::default();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -149,12 +147,13 @@ impl Loop {
             }
             applying += t.elapsed();
             let t = Instant::now();
-            let doc = status_document(reload, &out.statuses);
+            self.previous_statuses = Arc::new(out.statuses);
+            // The admin documents are rendered on request.
             self.state.store(Some(Arc::new(AdminView {
-                status: Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
-                config: Bytes::from(serde_json::to_vec(&*config).unwrap_or_default()),
+                snapshot: self.snapshot.clone(),
+                statuses: self.previous_statuses.clone(),
+                config: self.config.clone().unwrap_or(config),
             })));
-            self.previous_statuses = out.statuses;
             statuses += t.elapsed();
             if !rebind {
                 break;
