@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cache::{CachedFile, CachedItem, FileCache, Stamp, body_digest, digest};
 use crate::object::{Outcome, Position};
-use crate::{Seen, SourceError, crd, discover, process_file};
+use crate::{Seen, SourceError, crd, discover_stamped, process_file};
 
 /// What the source knows about one object besides the object itself (which
 /// is in the source's snapshot): the metadata it assigned and digests to
@@ -105,7 +105,7 @@ impl FileSource {
     pub fn reload(&mut self) -> Reload {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let found = discover(&self.path, &mut errors);
+        let found = discover_stamped(&self.path, &mut errors);
         let keep_everything = !errors.is_empty();
         let mut next: Entries = HashMap::with_capacity(self.entries.len());
         let mut seen = Seen::default();
@@ -113,8 +113,7 @@ impl FileSource {
         let mut cache = std::mem::take(&mut self.files);
         let mut next_cache = FileCache::with_capacity(cache.len());
 
-        for file in found {
-            let stamp = Stamp::of(&file);
+        for (file, stamp) in found {
             if let Some(cached) = cache.remove(&file)
                 && Some(cached.stamp) == stamp
                 && self.replayable(&file, &cached)

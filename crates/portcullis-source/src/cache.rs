@@ -28,14 +28,18 @@ pub(crate) struct Stamp {
 impl Stamp {
     /// The file's stamp now; `None` if it cannot be read.
     pub(crate) fn of(file: &Path) -> Option<Stamp> {
+        std::fs::metadata(file).ok().map(|m| Stamp::from_meta(&m))
+    }
+
+    /// The stamp of metadata already read.
+    pub(crate) fn from_meta(m: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(file).ok()?;
-        Some(Stamp {
+        Stamp {
             len: m.len(),
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
             ino: m.ino(),
-        })
+        }
     }
 }
 

@@ -261,6 +261,18 @@ fn is_manifest(p: &Path) -> bool {
 
 /// The files to read under `path`, sorted.
 pub(crate) fn discover(path: &Path, errors: &mut Vec<SourceError>) -> Vec<PathBuf> {
+    discover_stamped(path, errors)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// [`discover`], with each file's [`cache::Stamp`] taken from the metadata
+/// the walk read anyway (`None` for a single file, stamped by the caller).
+pub(crate) fn discover_stamped(
+    path: &Path,
+    errors: &mut Vec<SourceError>,
+) -> Vec<(PathBuf, Option<cache::Stamp>)> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
@@ -269,7 +281,7 @@ pub(crate) fn discover(path: &Path, errors: &mut Vec<SourceError>) -> Vec<PathBu
         }
     };
     if !meta.is_dir() {
-        return vec![path.to_path_buf()];
+        return vec![(path.to_path_buf(), Some(cache::Stamp::from_meta(&meta)))];
     }
     let mut out = Vec::new();
     let mut visited = HashSet::new();
@@ -279,7 +291,7 @@ pub(crate) fn discover(path: &Path, errors: &mut Vec<SourceError>) -> Vec<PathBu
 
 fn walk(
     dir: &Path,
-    out: &mut Vec<PathBuf>,
+    out: &mut Vec<(PathBuf, Option<cache::Stamp>)>,
     visited: &mut HashSet<PathBuf>,
     errors: &mut Vec<SourceError>,
 ) {
@@ -306,11 +318,15 @@ fn walk(
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| e.path())
         .collect();
-    paths.sort();
+    // Entries of one directory: ordering by name is ordering by path.
+    paths.sort_unstable_by(|a, b| a.file_name().cmp(&b.file_name()));
     for p in paths {
         match std::fs::metadata(&p) {
             Ok(m) if m.is_dir() => walk(&p, out, visited, errors),
-            Ok(m) if m.is_file() && is_manifest(&p) => out.push(p),
+            Ok(m) if m.is_file() && is_manifest(&p) => {
+                let stamp = cache::Stamp::from_meta(&m);
+                out.push((p, Some(stamp)))
+            }
             Ok(_) => {}
             // A dangling symbolic link, or a file removed meanwhile.
             Err(_) => {}

@@ -42,8 +42,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         previous_statuses: Default::default(),
         addresses: BTreeMap::new(),
         bind_errors: BTreeMap::new(),
-        config: None,
         snapshot: Default::default(),
+        memo: Default::default(),
     };
     looper.step(&mut source, true).await;
     let shutdown = shutdown_signal();
@@ -79,9 +79,10 @@ struct Loop {
     previous_statuses: Arc<Statuses>,
     addresses: BTreeMap<ObjectKey, IpAddr>,
     bind_errors: BTreeMap<SocketAddr, String>,
-    config: Option<Arc<portcullis_ir::Config>>,
     /// The last snapshot translated (shared with the admin API).
     snapshot: Arc<portcullis_store::Snapshot>,
+    /// Per-route translation results, reused for routes that did not change.
+    memo: portcullis_translate::Memo,
 }
 
 impl Loop {
@@ -117,7 +118,7 @@ impl Loop {
                 previous_addresses: self.addresses.clone(),
                 bind_errors: self.bind_errors.clone(),
             };
-            let mut out = portcullis_translate::translate(&input);
+            let mut out = portcullis_translate::translate_with(&input, &mut self.memo);
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             portcullis_store::status::carry_transition_times(
                 &mut out.statuses,
@@ -126,25 +127,21 @@ impl Loop {
             );
             self.addresses = out.addresses;
             let config = Arc::new(out.config);
-            let changed = self.config.as_deref() != Some(&*config) || !self.bind_errors.is_empty();
-            let mut rebind = false;
+            // The data plane compares with what it serves (an identical config is a no-op).
             translating += t.elapsed();
             let t = Instant::now();
-            if changed {
-                let report = self.dataplane.apply(config.clone()).await;
-                for (addr, e) in &report.bind_errors {
-                    tracing::error!(%addr, "cannot bind: {e}");
-                }
-                for (addr, e) in &report.tls_errors {
-                    tracing::error!(%addr, "TLS configuration rejected (the previous one keeps serving): {e}");
-                }
-                for (backend, e) in &report.backend_tls_errors {
-                    tracing::error!(%backend, "backend TLS configuration rejected (answered as an invalid backend): {e}");
-                }
-                rebind = report.bind_errors != self.bind_errors;
-                self.bind_errors = report.bind_errors;
-                self.config = Some(config.clone());
+            let report = self.dataplane.apply(config.clone()).await;
+            for (addr, e) in &report.bind_errors {
+                tracing::error!(%addr, "cannot bind: {e}");
             }
+            for (addr, e) in &report.tls_errors {
+                tracing::error!(%addr, "TLS configuration rejected (the previous one keeps serving): {e}");
+            }
+            for (backend, e) in &report.backend_tls_errors {
+                tracing::error!(%backend, "backend TLS configuration rejected (answered as an invalid backend): {e}");
+            }
+            let rebind = report.bind_errors != self.bind_errors;
+            self.bind_errors = report.bind_errors;
             applying += t.elapsed();
             let t = Instant::now();
             self.previous_statuses = Arc::new(out.statuses);
@@ -152,7 +149,7 @@ impl Loop {
             self.state.store(Some(Arc::new(AdminView {
                 snapshot: self.snapshot.clone(),
                 statuses: self.previous_statuses.clone(),
-                config: self.config.clone().unwrap_or(config),
+                config,
             })));
             statuses += t.elapsed();
             if !rebind {
