@@ -2,23 +2,27 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use portcullis_store::{Kind, Object, ObjectKey, Snapshot};
 use serde_json::Value;
 
+use crate::cache::{CachedFile, CachedItem, FileCache, Stamp, body_digest, digest};
 use crate::object::{Outcome, Position};
-use crate::{FileCache, Seen, SourceError, load_with_cache};
+use crate::{Seen, SourceError, crd, discover_stamped, process_file};
 
-/// What the source knows about one object: its last good version and the
-/// metadata it assigned.
+/// What the source knows about one object besides the object itself (which
+/// is in the source's snapshot): the metadata it assigned and digests to
+/// tell the next version apart.
 #[derive(Clone, Debug)]
 struct Entry {
-    /// The last good version, metadata bookkeeping applied.
-    object: Object,
-    /// The defaulted JSON it was decoded from (metadata as written).
-    json: Value,
-    /// Everything but metadata and status: a change bumps the generation.
-    body: Value,
+    /// The defaulted JSON it was decoded from (metadata as written), kept
+    /// only for kinds with transition rules.
+    json: Option<Arc<Value>>,
+    /// Digest of that JSON: a change gives a new resourceVersion.
+    json_digest: u64,
+    /// Digest of everything but metadata and status: a change bumps the generation.
+    body_digest: u64,
     file: PathBuf,
     line: usize,
     position: Position,
@@ -27,6 +31,8 @@ struct Entry {
     created: String,
     resource_version: u64,
 }
+
+type Entries = HashMap<(Kind, ObjectKey), Entry>;
 
 /// The result of [`FileSource::reload`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -64,11 +70,13 @@ pub struct Reload {
 #[derive(Debug)]
 pub struct FileSource {
     path: PathBuf,
-    entries: HashMap<(Kind, ObjectKey), Entry>,
+    entries: Entries,
+    /// Every object of `entries`, bookkeeping applied.
+    snapshot: Snapshot,
     resource_version: u64,
     reloaded: bool,
-    /// Processed objects of the files read last time, reused while a file
-    /// is unchanged (same size, modification and change times, inode).
+    /// The files read last time, replayed while unchanged (same size,
+    /// modification and change times, inode).
     files: FileCache,
 }
 
@@ -78,6 +86,7 @@ impl FileSource {
         FileSource {
             path: path.into(),
             entries: HashMap::new(),
+            snapshot: Snapshot::default(),
             resource_version: 0,
             reloaded: false,
             files: FileCache::new(),
@@ -89,34 +98,59 @@ impl FileSource {
         &self.path
     }
 
-    /// Read everything again.
+    /// Read everything again. Files that did not change since the last
+    /// reload are not read again: their objects are carried over as they
+    /// were (the snapshot shares them), so a reload costs little more than
+    /// the files that changed.
     pub fn reload(&mut self) -> Reload {
-        let entries = &self.entries;
-        let old =
-            |kind: Kind, key: &ObjectKey| entries.get(&(kind, key.clone())).map(|e| e.json.clone());
-        let raw = load_with_cache(&self.path, &old, Some(&mut self.files));
-        let mut errors = raw.errors;
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let found = discover_stamped(&self.path, &mut errors);
         let keep_everything = !errors.is_empty();
-        let mut next: HashMap<(Kind, ObjectKey), Entry> = HashMap::new();
+        let mut next: Entries = HashMap::with_capacity(self.entries.len());
         let mut seen = Seen::default();
+        let mut updates: Vec<Object> = Vec::new();
+        let mut cache = std::mem::take(&mut self.files);
+        let mut next_cache = FileCache::with_capacity(cache.len());
 
-        for file in raw.files {
-            let processed = match file.parsed {
+        for (file, stamp) in found {
+            if let Some(cached) = cache.remove(&file)
+                && Some(cached.stamp) == stamp
+                && self.replayable(&file, &cached)
+            {
+                self.replay(&file, &cached, &mut next, &mut seen, &mut errors);
+                warnings.extend(cached.warnings.iter().cloned());
+                next_cache.insert(file, cached);
+                continue;
+            }
+            let mut warned = Vec::new();
+            let parsed = {
+                let entries = &self.entries;
+                let old = |kind: Kind, key: &ObjectKey| {
+                    entries
+                        .get(&(kind, key.clone()))
+                        .and_then(|e| e.json.as_deref().cloned())
+                };
+                process_file(&file, &old, &mut warned)
+            };
+            let processed = match parsed {
                 Ok(p) => p,
                 Err(e) => {
                     errors.push(*e);
-                    let mut kept: Vec<&Entry> = self
+                    warnings.extend(warned);
+                    let mut kept: Vec<(&(Kind, ObjectKey), &Entry)> = self
                         .entries
-                        .values()
-                        .filter(|e| e.file == file.file)
+                        .iter()
+                        .filter(|(_, e)| e.file == file)
                         .collect();
-                    kept.sort_by_key(|e| e.line);
-                    for e in kept {
-                        self.keep(e, &mut next, &mut seen, &mut errors);
+                    kept.sort_by_key(|(_, e)| e.line);
+                    for (k, e) in kept {
+                        keep(k, e, &mut next, &mut seen, &mut errors);
                     }
                     continue;
                 }
             };
+            let mut items = Vec::with_capacity(processed.len());
             for p in processed {
                 match p.outcome {
                     Outcome::Valid {
@@ -125,12 +159,19 @@ impl FileSource {
                         object,
                         json,
                     } => {
-                        if let Some(e) = seen.duplicate(kind, &key, &file.file, p.line) {
+                        items.push(CachedItem::Valid {
+                            kind,
+                            key: key.clone(),
+                            line: p.line,
+                            position: p.position,
+                        });
+                        if let Some(e) = seen.duplicate(kind, &key, &file, p.line) {
                             errors.push(e);
                             continue;
                         }
-                        let entry =
-                            self.account(kind, &key, *object, json, &file.file, p.line, p.position);
+                        let (entry, object) =
+                            self.account(kind, &key, *object, json, &file, p.line, p.position);
+                        updates.extend(object);
                         next.insert((kind, key), entry);
                     }
                     Outcome::Invalid {
@@ -138,72 +179,152 @@ impl FileSource {
                         key,
                         errors: errs,
                     } => {
+                        items.push(CachedItem::Invalid {
+                            kind,
+                            key: key.clone(),
+                            position: p.position,
+                            errors: errs.clone(),
+                        });
                         errors.extend(errs);
-                        let last_good = match (kind, key) {
-                            (Some(kind), Some(key)) => self.entries.get(&(kind, key)),
-                            // Unidentifiable: the object that was at the same place.
-                            _ => self
-                                .entries
-                                .values()
-                                .find(|e| e.file == file.file && e.position == p.position),
-                        };
-                        if let Some(e) = last_good {
-                            self.keep(e, &mut next, &mut seen, &mut errors);
-                        }
+                        self.keep_last_good(
+                            kind,
+                            key,
+                            &file,
+                            p.position,
+                            &mut next,
+                            &mut seen,
+                            &mut errors,
+                        );
                     }
                     Outcome::Skipped => {}
                 }
             }
+            // A stamp taken after the read must match: a file written while
+            // being read is read again next time.
+            if let Some(s) = stamp
+                && Stamp::of(&file) == Some(s)
+            {
+                let warnings = warned.clone();
+                next_cache.insert(
+                    file,
+                    CachedFile {
+                        stamp: s,
+                        items,
+                        warnings,
+                    },
+                );
+            }
+            warnings.extend(warned);
         }
+        self.files = next_cache;
         if keep_everything {
             for (k, e) in &self.entries {
                 next.entry(k.clone()).or_insert_with(|| e.clone());
             }
         }
 
-        let changed = !self.reloaded
-            || next.len() != self.entries.len()
-            || next.iter().any(|(k, e)| {
-                self.entries
-                    .get(k)
-                    .is_none_or(|o| o.resource_version != e.resource_version)
-            });
+        let mut changed = !self.reloaded || !updates.is_empty();
+        for (kind, key) in self.entries.keys() {
+            if !next.contains_key(&(*kind, key.clone())) {
+                self.snapshot.remove(*kind, key);
+                changed = true;
+            }
+        }
+        for o in updates {
+            self.snapshot.insert(o);
+        }
         self.entries = next;
         self.reloaded = true;
-        let mut snapshot = Snapshot::default();
-        for e in self.entries.values() {
-            snapshot.insert(e.object.clone());
-        }
         Reload {
-            snapshot,
+            snapshot: self.snapshot.clone(),
             errors,
-            warnings: raw.warnings,
+            warnings,
             changed,
         }
     }
 
-    /// Keep serving the last good version of an object.
-    fn keep(
-        &self,
-        e: &Entry,
-        next: &mut HashMap<(Kind, ObjectKey), Entry>,
+    /// Whether a cached, unchanged file can be replayed: each of its valid
+    /// objects is still the source's entry read from that file and place
+    /// (it is not when it lost to a duplicate elsewhere).
+    fn replayable(&self, file: &Path, cached: &CachedFile) -> bool {
+        cached.items.iter().all(|i| match i {
+            CachedItem::Valid {
+                kind,
+                key,
+                position,
+                ..
+            } => self
+                .entries
+                .get(&(*kind, key.clone()))
+                .is_some_and(|e| e.file == file && e.position == *position),
+            CachedItem::Invalid { .. } => true,
+        })
+    }
+
+    /// Carry an unchanged file's objects over (moved, not copied).
+    fn replay(
+        &mut self,
+        file: &Path,
+        cached: &CachedFile,
+        next: &mut Entries,
         seen: &mut Seen,
         errors: &mut Vec<SourceError>,
     ) {
-        let kind = e.object.kind();
-        let key = ObjectKey::of(e.object.meta());
-        if next.contains_key(&(kind, key.clone())) {
-            return;
-        }
-        match seen.duplicate(kind, &key, &e.file, e.line) {
-            None => {
-                next.insert((kind, key), e.clone());
+        for item in &cached.items {
+            match item {
+                CachedItem::Valid {
+                    kind, key, line, ..
+                } => {
+                    if let Some(e) = seen.duplicate(*kind, key, file, *line) {
+                        errors.push(e);
+                        continue;
+                    }
+                    let k = (*kind, key.clone());
+                    if let Some(e) = self.entries.remove(&k) {
+                        next.insert(k, e);
+                    }
+                }
+                CachedItem::Invalid {
+                    kind,
+                    key,
+                    position,
+                    errors: errs,
+                } => {
+                    errors.extend(errs.iter().cloned());
+                    self.keep_last_good(*kind, key.clone(), file, *position, next, seen, errors);
+                }
             }
-            Some(err) => errors.push(err),
         }
     }
 
-    /// Metadata bookkeeping for a new valid version of an object.
+    /// Keep serving the last good version of an invalid object: the one of
+    /// the same kind and key, or, unidentifiable, the one that was at the
+    /// same place.
+    #[allow(clippy::too_many_arguments)]
+    fn keep_last_good(
+        &self,
+        kind: Option<Kind>,
+        key: Option<ObjectKey>,
+        file: &Path,
+        position: Position,
+        next: &mut Entries,
+        seen: &mut Seen,
+        errors: &mut Vec<SourceError>,
+    ) {
+        let last_good = match (kind, key) {
+            (Some(kind), Some(key)) => self.entries.get_key_value(&(kind, key)),
+            _ => self
+                .entries
+                .iter()
+                .find(|(_, e)| e.file == file && e.position == position),
+        };
+        if let Some((k, e)) = last_good {
+            keep(k, e, next, seen, errors);
+        }
+    }
+
+    /// Metadata bookkeeping for a new valid version of an object: its entry,
+    /// and the object to put in the snapshot if anything in it changed.
     #[allow(clippy::too_many_arguments)]
     fn account(
         &mut self,
@@ -214,13 +335,9 @@ impl FileSource {
         file: &Path,
         line: usize,
         position: Position,
-    ) -> Entry {
-        let mut body = json.clone();
-        if let Some(o) = body.as_object_mut() {
-            for k in ["metadata", "status", "apiVersion", "kind"] {
-                o.remove(k);
-            }
-        }
+    ) -> (Entry, Option<Object>) {
+        let json_digest = digest(&json);
+        let body_digest = body_digest(&json);
         let written = |f: &str| {
             json.pointer(&format!("/metadata/{f}"))
                 .and_then(Value::as_str)
@@ -229,12 +346,12 @@ impl FileSource {
         let previous = self.entries.get(&(kind, key.clone()));
         let (generation, uid, created, resource_version) = match previous {
             Some(p) => {
-                let generation = if p.body == body {
+                let generation = if p.body_digest == body_digest {
                     p.generation
                 } else {
                     p.generation + 1
                 };
-                let rv = if p.json == json {
+                let rv = if p.json_digest == json_digest {
                     p.resource_version
                 } else {
                     self.resource_version += 1;
@@ -252,15 +369,18 @@ impl FileSource {
                 (1, uid, created, self.resource_version)
             }
         };
+        // Same JSON as before: same object, same metadata; the snapshot keeps
+        // the one it has (and its identity).
+        let unchanged = previous.is_some_and(|p| p.resource_version == resource_version);
         let meta = object.meta_mut();
         meta.generation = Some(generation);
         meta.uid = Some(uid.clone());
         meta.resource_version = Some(resource_version.to_string());
         meta.creation_timestamp = serde_json::from_value(Value::String(created.clone())).ok();
-        Entry {
-            object,
-            json,
-            body,
+        let entry = Entry {
+            json: crd::has_transition_rules(kind).then(|| Arc::new(json)),
+            json_digest,
+            body_digest,
             file: file.to_path_buf(),
             line,
             position,
@@ -268,6 +388,26 @@ impl FileSource {
             uid,
             created,
             resource_version,
+        };
+        (entry, (!unchanged).then_some(object))
+    }
+}
+
+/// Keep serving the last good version of an object.
+fn keep(
+    k: &(Kind, ObjectKey),
+    e: &Entry,
+    next: &mut Entries,
+    seen: &mut Seen,
+    errors: &mut Vec<SourceError>,
+) {
+    if next.contains_key(k) {
+        return;
+    }
+    match seen.duplicate(k.0, &k.1, &e.file, e.line) {
+        None => {
+            next.insert(k.clone(), e.clone());
         }
+        Some(err) => errors.push(err),
     }
 }

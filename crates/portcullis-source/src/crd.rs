@@ -91,6 +91,15 @@ macro_rules! crds {
                 _ => None,
             }
         }
+
+        /// Whether the CRD of `kind` has transition rules (CEL rules reading
+        /// `oldSelf`), which need the previous version of an object.
+        pub(crate) fn has_transition_rules(kind: Kind) -> bool {
+            match kind {
+                $(Kind::$kind => include_str!(concat!("../crds/gateway.networking.k8s.io_", $file, ".yaml")).contains("oldSelf"),)*
+                _ => false,
+            }
+        }
     };
 }
 

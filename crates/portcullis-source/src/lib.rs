@@ -31,6 +31,7 @@
 
 mod bookkeeping;
 mod builtin;
+mod cache;
 mod cel;
 mod crd;
 mod object;
@@ -48,7 +49,6 @@ pub use bookkeeping::{FileSource, Reload};
 pub use cel::unsupported_rules;
 pub use watch::{SourceWatchError, Watch, watch};
 
-pub(crate) use load_cached as load_with_cache;
 use object::{OldLookup, Outcome, Processed};
 
 /// An error about one file, object or field.
@@ -222,90 +222,34 @@ pub(crate) struct RawLoad {
 }
 
 pub(crate) fn load(path: &Path, old: OldLookup) -> RawLoad {
-    load_cached(path, old, None)
-}
-
-/// What a file was when it was last read: a rewrite (even of the same size,
-/// within the same second) changes the modification time in nanoseconds,
-/// the inode change time or, for a rename over it, the inode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    ino: u64,
-}
-
-impl Stamp {
-    fn of(file: &Path) -> Option<Stamp> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(file).ok()?;
-        Some(Stamp {
-            len: m.len(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-            ino: m.ino(),
-        })
-    }
-}
-
-/// Files processed by an earlier load, by path: reused while unchanged.
-pub(crate) type FileCache = HashMap<PathBuf, (Stamp, Vec<Processed>, Vec<String>)>;
-
-/// [`load`], reusing the processed objects of files whose [`Stamp`] did not
-/// change since they were put in `cache` (files that failed to parse are
-/// not cached). The cache is updated to hold exactly the files read now.
-pub(crate) fn load_cached(
-    path: &Path,
-    old: OldLookup,
-    mut cache: Option<&mut FileCache>,
-) -> RawLoad {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let found = discover(path, &mut errors);
-    let mut next = FileCache::new();
-    let files = found
+    let files = discover(path, &mut errors)
         .into_iter()
         .map(|file| {
-            let stamp = Stamp::of(&file);
-            if let (Some(c), Some(s)) = (cache.as_deref_mut(), stamp)
-                && let Some((was, processed, warned)) = c.remove(&file)
-                && was == s
-            {
-                warnings.extend(warned.iter().cloned());
-                next.insert(file.clone(), (s, processed.clone(), warned));
-                return FileLoad {
-                    file,
-                    parsed: Ok(processed),
-                };
-            }
-            let mut warned = Vec::new();
-            let parsed: Result<Vec<Processed>, _> = parse_file(&file).map(|docs| {
-                docs.into_iter()
-                    .enumerate()
-                    .flat_map(|(i, doc)| object::process_doc(&file, doc, i, old, &mut warned))
-                    .collect()
-            });
-            if let (Some(s), Ok(p)) = (stamp, &parsed)
-                && cache.is_some()
-                // A stamp taken after the read must match: a file written
-                // while being read is read again next time.
-                && Stamp::of(&file) == Some(s)
-            {
-                next.insert(file.clone(), (s, p.clone(), warned.clone()));
-            }
-            warnings.extend(warned);
+            let parsed = process_file(&file, old, &mut warnings);
             FileLoad { file, parsed }
         })
         .collect();
-    if let Some(c) = cache {
-        *c = next;
-    }
     RawLoad {
         files,
         errors,
         warnings,
     }
+}
+
+/// Parse, default, validate and decode every object of one file.
+pub(crate) fn process_file(
+    file: &Path,
+    old: OldLookup,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Processed>, Box<SourceError>> {
+    parse_file(file).map(|docs| {
+        docs.into_iter()
+            .enumerate()
+            .flat_map(|(i, doc)| object::process_doc(file, doc, i, old, warnings))
+            .collect()
+    })
 }
 
 fn is_manifest(p: &Path) -> bool {
@@ -317,6 +261,18 @@ fn is_manifest(p: &Path) -> bool {
 
 /// The files to read under `path`, sorted.
 pub(crate) fn discover(path: &Path, errors: &mut Vec<SourceError>) -> Vec<PathBuf> {
+    discover_stamped(path, errors)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// [`discover`], with each file's [`cache::Stamp`] taken from the metadata
+/// the walk read anyway (`None` for a single file, stamped by the caller).
+pub(crate) fn discover_stamped(
+    path: &Path,
+    errors: &mut Vec<SourceError>,
+) -> Vec<(PathBuf, Option<cache::Stamp>)> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
@@ -325,7 +281,7 @@ pub(crate) fn discover(path: &Path, errors: &mut Vec<SourceError>) -> Vec<PathBu
         }
     };
     if !meta.is_dir() {
-        return vec![path.to_path_buf()];
+        return vec![(path.to_path_buf(), Some(cache::Stamp::from_meta(&meta)))];
     }
     let mut out = Vec::new();
     let mut visited = HashSet::new();
@@ -335,7 +291,7 @@ pub(crate) fn discover(path: &Path, errors: &mut Vec<SourceError>) -> Vec<PathBu
 
 fn walk(
     dir: &Path,
-    out: &mut Vec<PathBuf>,
+    out: &mut Vec<(PathBuf, Option<cache::Stamp>)>,
     visited: &mut HashSet<PathBuf>,
     errors: &mut Vec<SourceError>,
 ) {
@@ -362,11 +318,15 @@ fn walk(
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| e.path())
         .collect();
-    paths.sort();
+    // Entries of one directory: ordering by name is ordering by path.
+    paths.sort_unstable_by(|a, b| a.file_name().cmp(&b.file_name()));
     for p in paths {
         match std::fs::metadata(&p) {
             Ok(m) if m.is_dir() => walk(&p, out, visited, errors),
-            Ok(m) if m.is_file() && is_manifest(&p) => out.push(p),
+            Ok(m) if m.is_file() && is_manifest(&p) => {
+                let stamp = cache::Stamp::from_meta(&m);
+                out.push((p, Some(stamp)))
+            }
             Ok(_) => {}
             // A dangling symbolic link, or a file removed meanwhile.
             Err(_) => {}

@@ -13,12 +13,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
-use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 /// How long a burst of events must be quiet before it is reported.
 const QUIET: Duration = Duration::from_millis(30);
+/// How long a burst must be quiet when its last event completed a write
+/// (a file closed after writing, or renamed into place): such a burst is
+/// most likely over, so it is reported almost at once, while the events
+/// of a burst still arriving (a tree being copied) keep being coalesced.
+const SETTLE: Duration = Duration::from_millis(2);
 /// The longest a busy burst is held back.
 const MAX_DELAY: Duration = Duration::from_millis(500);
 
@@ -207,6 +212,16 @@ fn relevant(event: &notify::Event, root: &Path) -> bool {
     })
 }
 
+/// Whether an event completes a write: a file closed after writing, or
+/// renamed into place.
+fn completes_write(event: &notify::Event) -> bool {
+    matches!(
+        event.kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+    )
+}
+
 fn debounce(
     root: PathBuf,
     raw: std_mpsc::Receiver<notify::Event>,
@@ -226,13 +241,21 @@ fn debounce(
             continue;
         }
         let start = Instant::now();
+        let mut quiet = if completes_write(&first) {
+            SETTLE
+        } else {
+            QUIET
+        };
         loop {
             let left = MAX_DELAY.saturating_sub(start.elapsed());
             if left.is_zero() {
                 break;
             }
-            match raw.recv_timeout(QUIET.min(left)) {
-                Ok(_) => continue,
+            match raw.recv_timeout(quiet.min(left)) {
+                Ok(e) => {
+                    quiet = if completes_write(&e) { SETTLE } else { QUIET };
+                    continue;
+                }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => break,
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }

@@ -1,6 +1,8 @@
 //! `FileSource` reuses the processed objects of unchanged files: every kind of
 //! rewrite must still be seen, and an unchanged tree reloads as unchanged.
 
+use std::sync::Arc;
+
 use portcullis_source::FileSource;
 use portcullis_store::{Kind, ObjectKey};
 
@@ -74,5 +76,55 @@ fn rewrites_of_the_same_size_in_the_same_instant_renames_and_removals_are_seen()
     assert!(
         !hostnames(&mut src).0,
         "unchanged files reload as unchanged"
+    );
+}
+
+#[test]
+fn unchanged_objects_are_shared_across_reloads_and_duplicates_resolve_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    std::fs::write(&a, route("a", "a1.example")).unwrap();
+    std::fs::write(&b, route("b", "b1.example")).unwrap();
+    let mut src = FileSource::new(dir.path());
+    let r1 = src.reload();
+    std::fs::write(&a, route("a", "a2.example")).unwrap();
+    let r2 = src.reload();
+    assert!(r2.changed);
+    let (ka, kb) = (
+        ObjectKey::new("default", "a"),
+        ObjectKey::new("default", "b"),
+    );
+    // The untouched route is the very same object; the rewritten one is new.
+    assert!(Arc::ptr_eq(
+        &r1.snapshot.http_routes[&kb],
+        &r2.snapshot.http_routes[&kb]
+    ));
+    assert!(!Arc::ptr_eq(
+        &r1.snapshot.http_routes[&ka],
+        &r2.snapshot.http_routes[&ka]
+    ));
+    // b.yaml now also defines route "a": a duplicate of a.yaml's (first wins).
+    std::fs::write(
+        &b,
+        format!(
+            "{}---\n{}",
+            route("b", "b1.example"),
+            route("a", "dup.example")
+        ),
+    )
+    .unwrap();
+    let r3 = src.reload();
+    assert_eq!(r3.errors.len(), 1, "{:?}", r3.errors);
+    assert!(Arc::ptr_eq(
+        &r2.snapshot.http_routes[&ka],
+        &r3.snapshot.http_routes[&ka]
+    ));
+    // a.yaml removed: b.yaml's "a" (cached as a duplicate) is read again and served.
+    std::fs::remove_file(&a).unwrap();
+    let (changed, hosts) = hostnames(&mut src);
+    assert!(changed);
+    assert_eq!(
+        hosts,
+        vec!["b1.example".to_string(), "dup.example".to_string()]
     );
 }

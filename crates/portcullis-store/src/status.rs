@@ -193,6 +193,20 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every condition in this status.
+    pub fn conditions(&self) -> Vec<&Vec<Condition>> {
+        match self {
+            Status::GatewayClass(s) => vec![&s.conditions],
+            Status::Gateway(s) => {
+                let mut v = vec![&s.conditions];
+                v.extend(s.listeners.iter().map(|l| &l.conditions));
+                v
+            }
+            Status::Route(s) => s.parents.iter().map(|p| &p.conditions).collect(),
+            Status::Policy { ancestors } => ancestors.iter().map(|p| &p.conditions).collect(),
+        }
+    }
+
     /// Every condition in this status, mutably (for bookkeeping such as transition times).
     pub fn conditions_mut(&mut self) -> Vec<&mut Vec<Condition>> {
         match self {
@@ -217,20 +231,15 @@ pub type Statuses = BTreeMap<ObjectRef, Status>;
 /// condition's `status` did not change, else use `now` (RFC 3339).
 pub fn carry_transition_times(new: &mut Statuses, previous: &Statuses, now: &str) {
     for (obj, status) in new.iter_mut() {
-        let prev: Vec<Condition> = previous
+        let prev = previous
             .get(obj)
-            .cloned()
-            .map(|mut s| {
-                s.conditions_mut()
-                    .into_iter()
-                    .flat_map(|c| c.clone())
-                    .collect()
-            })
+            .map(Status::conditions)
             .unwrap_or_default();
         for conds in status.conditions_mut() {
             for c in conds.iter_mut() {
                 let old = prev
                     .iter()
+                    .flat_map(|cs| cs.iter())
                     .find(|p| p.type_ == c.type_ && p.status == c.status);
                 c.last_transition_time = match old {
                     Some(p) if !p.last_transition_time.is_empty() => p.last_transition_time.clone(),

@@ -17,6 +17,7 @@ mod features;
 mod gateway;
 mod hostname;
 mod listenerset;
+mod memo;
 // Some view fields are read only by ListenerSet and Gateway TLS translation, still in progress.
 #[allow(dead_code)]
 mod model;
@@ -33,6 +34,7 @@ use portcullis_store::Snapshot;
 use portcullis_store::status::Statuses;
 
 pub use features::SUPPORTED_FEATURES;
+pub use memo::Memo;
 
 /// The controller name Portcullis answers to.
 pub const CONTROLLER_NAME: &str = "portcullis.dev/gateway-controller";
@@ -87,6 +89,14 @@ pub struct Output {
 /// are left empty for the caller to fill (see
 /// [`portcullis_store::status::carry_transition_times`]).
 pub fn translate(input: &Input<'_>) -> Output {
+    translate_with(input, &mut Memo::new())
+}
+
+/// [`translate`], reusing what an earlier translation with the same `memo`
+/// computed for objects that did not change (same `Arc`s in the snapshot);
+/// the output is exactly [`translate`]'s. See [`Memo`].
+pub fn translate_with(input: &Input<'_>, memo: &mut Memo) -> Output {
+    memo.begin(input.snapshot);
     let mut statuses = Statuses::new();
     let classes = gateway::classes(input, &mut statuses);
     let grants = refs::Grants::new(input.snapshot);
@@ -96,7 +106,7 @@ pub fn translate(input: &Input<'_>) -> Output {
         gateway::conflicts(&mut gw.listeners);
     }
     let mut ctx = routes::Ctx::new(input, &grants);
-    routes::attach_all(&mut ctx, &mut gws, &mut statuses);
+    routes::attach_all(&mut ctx, memo, &mut gws, &mut statuses);
     policy::apply(input, &grants, &mut gws, &mut statuses);
     let (config, addresses) = gateway::finish(input, gws, &mut statuses);
     Output {

@@ -36,6 +36,19 @@ pub(crate) struct Meta {
 impl Meta {
     /// Precedence between objects of one kind (GEP-713 conflict resolution):
     /// oldest `creationTimestamp` first, then `namespace/name`.
+    /// Compare by [`Meta::age_key`] without allocating.
+    pub fn age_cmp(&self, other: &Meta) -> std::cmp::Ordering {
+        fn key(m: &Meta) -> (&str, &str, &str) {
+            (
+                m.creation_timestamp.as_deref().unwrap_or_default(),
+                m.namespace.as_str(),
+                m.name.as_str(),
+            )
+        }
+        key(self).cmp(&key(other))
+    }
+
+    /// [`Meta::age_cmp`]'s key, owned.
     pub fn age_key(&self) -> (String, String, String) {
         (
             self.creation_timestamp.clone().unwrap_or_default(),

@@ -9,14 +9,35 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use portcullis_ir::Config;
+use portcullis_store::Snapshot;
+use portcullis_store::status::Statuses;
 use tokio::net::TcpListener;
 
-/// What the admin API shows; replaced atomically on every applied configuration.
+use crate::report::status_document;
+
+/// What the admin API shows; replaced atomically on every applied
+/// configuration. Documents are rendered when asked for, not on every reload.
 pub struct AdminView {
-    /// The status document (see [`crate::report::status_document`]).
-    pub status: Bytes,
+    /// The snapshot translated.
+    pub snapshot: Arc<Snapshot>,
+    /// Its statuses (see [`crate::report::status_document`]).
+    pub statuses: Arc<Statuses>,
+    /// The IR applied.
+    pub config: Arc<Config>,
+}
+
+impl AdminView {
+    /// The status document as JSON.
+    pub fn status_json(&self) -> Bytes {
+        let doc = status_document(&self.snapshot, &self.statuses);
+        Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+    }
+
     /// The IR as JSON.
-    pub config: Bytes,
+    pub fn config_json(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(&*self.config).unwrap_or_default())
+    }
 }
 
 /// Shared admin state; `None` until the first configuration is applied.
@@ -46,7 +67,7 @@ async fn handle(
             ),
         },
         "/status" => match view {
-            Some(v) => respond(StatusCode::OK, "application/json", v.status.clone()),
+            Some(v) => respond(StatusCode::OK, "application/json", v.status_json()),
             None => respond(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
@@ -54,7 +75,7 @@ async fn handle(
             ),
         },
         "/config" => match view {
-            Some(v) => respond(StatusCode::OK, "application/json", v.config.clone()),
+            Some(v) => respond(StatusCode::OK, "application/json", v.config_json()),
             None => respond(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",

@@ -9,13 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use portcullis_store::ObjectKey;
 use portcullis_store::status::Statuses;
 
 use crate::admin::{self, AdminState, AdminView};
 use crate::cli::RunArgs;
-use crate::report::status_document;
 
 /// Run the gateway until SIGINT/SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -41,11 +39,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         options,
         dataplane: dataplane.clone(),
         state,
-        previous_statuses: Statuses::new(),
+        previous_statuses: Default::default(),
         addresses: BTreeMap::new(),
         bind_errors: BTreeMap::new(),
-        config: None,
         snapshot: Default::default(),
+        memo: Default::default(),
     };
     looper.step(&mut source, true).await;
     let shutdown = shutdown_signal();
@@ -78,12 +76,13 @@ struct Loop {
     options: portcullis_translate::Options,
     dataplane: portcullis_dataplane::Dataplane,
     state: AdminState,
-    previous_statuses: Statuses,
+    previous_statuses: Arc<Statuses>,
     addresses: BTreeMap<ObjectKey, IpAddr>,
     bind_errors: BTreeMap<SocketAddr, String>,
-    config: Option<Arc<portcullis_ir::Config>>,
-    /// The last snapshot translated.
-    snapshot: portcullis_store::Snapshot,
+    /// The last snapshot translated (shared with the admin API).
+    snapshot: Arc<portcullis_store::Snapshot>,
+    /// Per-route translation results, reused for routes that did not change.
+    memo: portcullis_translate::Memo,
 }
 
 impl Loop {
@@ -99,13 +98,13 @@ impl Loop {
         if !reload.changed && !first {
             return;
         }
-        self.snapshot = reload.snapshot;
+        self.snapshot = Arc::new(reload.snapshot);
         self.publish(started, reload.errors.len()).await;
     }
 
     /// Translate the current snapshot, apply it, publish statuses.
     async fn publish(&mut self, started: Instant, errors: usize) {
-        let reload = &self.snapshot;
+        let reload = &*self.snapshot.clone();
         let read = started.elapsed();
         let (mut translating, mut applying, mut statuses) = Default::default();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -119,7 +118,7 @@ impl Loop {
                 previous_addresses: self.addresses.clone(),
                 bind_errors: self.bind_errors.clone(),
             };
-            let mut out = portcullis_translate::translate(&input);
+            let mut out = portcullis_translate::translate_with(&input, &mut self.memo);
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             portcullis_store::status::carry_transition_times(
                 &mut out.statuses,
@@ -128,33 +127,30 @@ impl Loop {
             );
             self.addresses = out.addresses;
             let config = Arc::new(out.config);
-            let changed = self.config.as_deref() != Some(&*config) || !self.bind_errors.is_empty();
-            let mut rebind = false;
+            // The data plane compares with what it serves (an identical config is a no-op).
             translating += t.elapsed();
             let t = Instant::now();
-            if changed {
-                let report = self.dataplane.apply(config.clone()).await;
-                for (addr, e) in &report.bind_errors {
-                    tracing::error!(%addr, "cannot bind: {e}");
-                }
-                for (addr, e) in &report.tls_errors {
-                    tracing::error!(%addr, "TLS configuration rejected (the previous one keeps serving): {e}");
-                }
-                for (backend, e) in &report.backend_tls_errors {
-                    tracing::error!(%backend, "backend TLS configuration rejected (answered as an invalid backend): {e}");
-                }
-                rebind = report.bind_errors != self.bind_errors;
-                self.bind_errors = report.bind_errors;
-                self.config = Some(config.clone());
+            let report = self.dataplane.apply(config.clone()).await;
+            for (addr, e) in &report.bind_errors {
+                tracing::error!(%addr, "cannot bind: {e}");
             }
+            for (addr, e) in &report.tls_errors {
+                tracing::error!(%addr, "TLS configuration rejected (the previous one keeps serving): {e}");
+            }
+            for (backend, e) in &report.backend_tls_errors {
+                tracing::error!(%backend, "backend TLS configuration rejected (answered as an invalid backend): {e}");
+            }
+            let rebind = report.bind_errors != self.bind_errors;
+            self.bind_errors = report.bind_errors;
             applying += t.elapsed();
             let t = Instant::now();
-            let doc = status_document(reload, &out.statuses);
+            self.previous_statuses = Arc::new(out.statuses);
+            // The admin documents are rendered on request.
             self.state.store(Some(Arc::new(AdminView {
-                status: Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
-                config: Bytes::from(serde_json::to_vec(&*config).unwrap_or_default()),
+                snapshot: self.snapshot.clone(),
+                statuses: self.previous_statuses.clone(),
+                config,
             })));
-            self.previous_statuses = out.statuses;
             statuses += t.elapsed();
             if !rebind {
                 break;

@@ -13,7 +13,7 @@ mod http;
 mod l4;
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use portcullis_ir as ir;
 use portcullis_store::status::{Condition, ParentRef, ParentStatus, RouteStatus, Status, Statuses};
@@ -23,6 +23,7 @@ use crate::Input;
 use crate::conditions::*;
 use crate::gateway::{GatewayState, ListenerState, Owner};
 use crate::hostname;
+use crate::memo::Memo;
 use crate::model::{Meta, Obj, ParentRefSpec, RouteSpec, namespace_labels, view};
 use crate::refs::Grants;
 
@@ -55,42 +56,73 @@ pub(crate) struct Built {
     pub all_invalid: bool,
 }
 
-/// One route of any kind, in the shape attachment needs.
-struct RouteObj {
-    kind: Kind,
-    key: ObjectKey,
+/// A route's metadata and spec, in the shape attachment needs.
+pub(crate) struct RouteView {
     meta: Meta,
     spec: RouteSpec,
 }
 
-fn collect<T: serde::Serialize>(
+impl RouteView {
+    /// The view of a route object of any kind.
+    pub(crate) fn of<T: serde::Serialize>(o: &T) -> Option<RouteView> {
+        view::<_, Obj<RouteSpec>>(o).map(|o| RouteView {
+            meta: o.metadata,
+            spec: o.spec,
+        })
+    }
+}
+
+/// One route of any kind, in the shape attachment needs.
+struct RouteObj {
     kind: Kind,
-    objs: &BTreeMap<ObjectKey, std::sync::Arc<T>>,
+    key: ObjectKey,
+    /// The object's address, its key in the memo.
+    addr: usize,
+    view: Arc<RouteView>,
+}
+
+impl std::ops::Deref for RouteObj {
+    type Target = RouteView;
+    fn deref(&self) -> &RouteView {
+        &self.view
+    }
+}
+
+fn collect<T: serde::Serialize + Send + Sync + 'static>(
+    memo: &mut Memo,
+    kind: Kind,
+    objs: &BTreeMap<ObjectKey, Arc<T>>,
 ) -> Vec<RouteObj> {
     objs.iter()
         .filter_map(|(k, o)| {
-            view::<_, Obj<RouteSpec>>(&**o).map(|o| RouteObj {
+            let (addr, view) = memo.view(kind, o);
+            view.map(|view| RouteObj {
                 kind,
                 key: k.clone(),
-                meta: o.metadata,
-                spec: o.spec,
+                addr,
+                view,
             })
         })
         .collect()
 }
 
 /// Attach every route to its parents, fill listeners' rules and counts, and write route statuses.
-pub(crate) fn attach_all(ctx: &mut Ctx<'_>, gws: &mut [GatewayState], statuses: &mut Statuses) {
+pub(crate) fn attach_all(
+    ctx: &mut Ctx<'_>,
+    memo: &mut Memo,
+    gws: &mut [GatewayState],
+    statuses: &mut Statuses,
+) {
     let s = ctx.input.snapshot;
-    let mut all = collect(Kind::HTTPRoute, &s.http_routes);
-    all.extend(collect(Kind::GRPCRoute, &s.grpc_routes));
-    all.extend(collect(Kind::TLSRoute, &s.tls_routes));
-    all.extend(collect(Kind::TCPRoute, &s.tcp_routes));
-    all.extend(collect(Kind::UDPRoute, &s.udp_routes));
+    let mut all = collect(memo, Kind::HTTPRoute, &s.http_routes);
+    all.extend(collect(memo, Kind::GRPCRoute, &s.grpc_routes));
+    all.extend(collect(memo, Kind::TLSRoute, &s.tls_routes));
+    all.extend(collect(memo, Kind::TCPRoute, &s.tcp_routes));
+    all.extend(collect(memo, Kind::UDPRoute, &s.udp_routes));
     // Oldest first: L4 listeners serve the oldest route, and IR order is stable.
-    all.sort_by_cached_key(|r| r.meta.age_key());
+    all.sort_by(|a, b| a.meta.age_cmp(&b.meta));
     for route in all {
-        if let Some(status) = attach(ctx, gws, &route) {
+        if let Some(status) = attach(ctx, memo, gws, &route) {
             statuses.insert(
                 ObjectRef {
                     kind: route.kind,
@@ -163,9 +195,14 @@ fn namespace_allowed(ctx: &Ctx<'_>, l: &ListenerState, owner_ns: &str, route_ns:
     }
 }
 
-fn attach(ctx: &Ctx<'_>, gws: &mut [GatewayState], route: &RouteObj) -> Option<RouteStatus> {
+fn attach(
+    ctx: &Ctx<'_>,
+    memo: &mut Memo,
+    gws: &mut [GatewayState],
+    route: &RouteObj,
+) -> Option<RouteStatus> {
     let mut parents = vec![];
-    let mut built: Option<Built> = None;
+    let mut built: Option<Arc<Built>> = None;
     let g = route.meta.generation;
     for pr in &route.spec.parent_refs {
         let group = pr.group.as_deref().unwrap_or(GATEWAY_GROUP);
@@ -194,7 +231,8 @@ fn attach(ctx: &Ctx<'_>, gws: &mut [GatewayState], route: &RouteObj) -> Option<R
             },
             _ => continue,
         };
-        let b = built.get_or_insert_with(|| build(ctx, route));
+        let b =
+            built.get_or_insert_with(|| memo.built(route.kind, route.addr, || build(ctx, route)));
         let gw = &mut gws[gi];
         let owner_ns = ls
             .as_ref()
