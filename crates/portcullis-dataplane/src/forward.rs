@@ -21,12 +21,23 @@ const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
 const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-fn has_token(h: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+/// Whether a comma-separated header (every line of it) carries `token`.
+pub(crate) fn has_token(h: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     h.get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Write `name: value\r\n` for every header (HTTP/1 wire form).
+pub(crate) fn put_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Whether the request asks for a WebSocket upgrade.

@@ -49,6 +49,7 @@ use tokio::time::Instant;
 use crate::body::ProxyBody;
 use crate::conn::{self, Proto};
 use crate::drain::DrainWatch;
+use crate::forward::put_headers;
 use crate::handler::{self, ConnCtx, PortCtx};
 
 const MAX_HEADERS: usize = 100;
@@ -516,12 +517,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     w.push(b' ');
     w.extend_from_slice(out.status.canonical_reason().unwrap_or("").as_bytes());
     w.extend_from_slice(b"\r\n");
-    for (name, value) in &headers {
-        w.extend_from_slice(name.as_str().as_bytes());
-        w.extend_from_slice(b": ");
-        w.extend_from_slice(value.as_bytes());
-        w.extend_from_slice(b"\r\n");
-    }
+    put_headers(&mut w, &headers);
     if matches!(framing, Framing::Chunked) {
         w.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -601,12 +597,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
                     (&framing, out.trailers, frame.into_trailers())
                 {
                     w.extend_from_slice(b"0\r\n");
-                    for (name, value) in &t {
-                        w.extend_from_slice(name.as_str().as_bytes());
-                        w.extend_from_slice(b": ");
-                        w.extend_from_slice(value.as_bytes());
-                        w.extend_from_slice(b"\r\n");
-                    }
+                    put_headers(&mut w, &t);
                     w.extend_from_slice(b"\r\n");
                     ended_with_trailers = true;
                 }

@@ -38,6 +38,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::body::{BoxError, ProxyBody};
+use crate::forward::{has_token, put_headers};
 
 const MAX_HEADERS: usize = 128;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -405,12 +406,7 @@ where
             Err(frame) => {
                 if let (true, Ok(trailers)) = (chunked, frame.into_trailers()) {
                     let mut t = Vec::from(&b"0\r\n"[..]);
-                    for (name, value) in &trailers {
-                        t.extend_from_slice(name.as_str().as_bytes());
-                        t.extend_from_slice(b": ");
-                        t.extend_from_slice(value.as_bytes());
-                        t.extend_from_slice(b"\r\n");
-                    }
+                    put_headers(&mut t, &trailers);
                     t.extend_from_slice(b"\r\n");
                     w.write_all(&t).await?;
                     return Ok(w.flush().await?);
@@ -432,15 +428,6 @@ struct Framing {
 enum Parsed {
     Final(Response<()>, Framing),
     Interim,
-}
-
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// Parse a response head at the start of `buf`, consuming it when complete.
