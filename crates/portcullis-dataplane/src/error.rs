@@ -45,6 +45,10 @@ pub enum ProxyError {
     /// The request body is larger than allowed.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request uses a feature the gateway does not implement (a
+    /// transfer coding other than `chunked`), answered 501 as nginx does.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     /// The request's Host belongs to another listener than the TLS
     /// connection's SNI selected.
     #[error("misdirected request")]
@@ -74,6 +78,7 @@ impl ProxyError {
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
@@ -89,6 +94,7 @@ impl ProxyError {
             ProxyError::Timeout => Some(4),
             ProxyError::InvalidFilter(_) | ProxyError::BadRequest(_) => Some(13),
             ProxyError::PayloadTooLarge => Some(8),
+            ProxyError::NotImplemented(_) => Some(12),
             ProxyError::Misdirected => None,
         }
     }
@@ -104,6 +110,7 @@ impl ProxyError {
             ProxyError::Timeout => "UT",
             ProxyError::BadRequest(_) => "BR",
             ProxyError::PayloadTooLarge => "PL",
+            ProxyError::NotImplemented(_) => "NI",
             ProxyError::Misdirected => "MR",
         }
     }
@@ -119,6 +126,7 @@ impl ProxyError {
             ProxyError::Timeout => "upstream request timeout\n",
             ProxyError::BadRequest(_) => "bad request\n",
             ProxyError::PayloadTooLarge => "payload too large\n",
+            ProxyError::NotImplemented(_) => "not implemented\n",
             ProxyError::Misdirected => "misdirected request\n",
         }
     }

@@ -517,7 +517,10 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     w.push(b' ');
     w.extend_from_slice(out.status.canonical_reason().unwrap_or("").as_bytes());
     w.extend_from_slice(b"\r\n");
-    put_headers(&mut w, &headers);
+    if let Err(e) = put_headers(&mut w, &headers) {
+        give_wbuf(w);
+        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+    }
     if matches!(framing, Framing::Chunked) {
         w.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -597,7 +600,8 @@ async fn write_response<IO: AsyncWrite + Unpin>(
                     (&framing, out.trailers, frame.into_trailers())
                 {
                     w.extend_from_slice(b"0\r\n");
-                    put_headers(&mut w, &t);
+                    put_headers(&mut w, &t)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     w.extend_from_slice(b"\r\n");
                     ended_with_trailers = true;
                 }

@@ -30,6 +30,7 @@
 
 pub mod backend;
 pub mod body;
+pub mod client_ip;
 pub mod conn;
 pub mod cors;
 pub mod drain;
@@ -70,7 +71,9 @@ pub use portcullis_l4::L4Options;
 pub struct Options {
     /// Largest request head (HTTP/1 buffer, HTTP/2 header list); larger heads get 431.
     pub max_header_bytes: usize,
-    /// Largest request body; `None` for no limit. Larger declared bodies get 413.
+    /// Largest request body; `None` for no limit. Larger declared bodies get
+    /// 413; a streamed body that grows past it is cut and answered 413 when
+    /// no response has started. Default 100 MiB.
     pub max_body_bytes: Option<u64>,
     /// Time allowed for a request head to arrive (slowloris), and for the
     /// first request on a new connection.
@@ -79,9 +82,9 @@ pub struct Options {
     pub idle_timeout: Duration,
     /// How long draining waits for in-flight work before force-closing.
     pub drain_timeout: Duration,
-    /// Trusted proxy hops in front of the gateway: 0 discards incoming
-    /// X-Forwarded-For/-Proto/-Host; more keeps and appends to them.
-    pub trusted_hops: u32,
+    /// Who may tell the gateway the client's address (trusted hops and
+    /// CIDRs); by default no one, and inbound forwarding headers are replaced.
+    pub client_ip: client_ip::ClientIpDetection,
     /// Request bodies with a Content-Length up to this are buffered, which
     /// makes them retryable and mirrorable.
     pub buffer_body_bytes: usize,
@@ -101,11 +104,11 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             max_header_bytes: 64 * 1024,
-            max_body_bytes: None,
+            max_body_bytes: Some(100 * 1024 * 1024),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
-            trusted_hops: 0,
+            client_ip: client_ip::ClientIpDetection::default(),
             buffer_body_bytes: 64 * 1024,
             connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(90),

@@ -81,6 +81,18 @@ pub struct RunArgs {
     /// Seconds to let in-flight requests finish on shutdown.
     #[arg(long, default_value_t = 10)]
     pub drain_timeout: u64,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` entries are
+    /// trusted: the client is the N-th address from the right. 0 (the
+    /// default) trusts no inbound forwarding header.
+    #[arg(long, default_value_t = 0)]
+    pub trusted_hops: u32,
+    /// Peers in these networks are trusted proxies (repeat or comma-separate);
+    /// the client is the rightmost `X-Forwarded-For` address outside them.
+    #[arg(long, value_delimiter = ',')]
+    pub trusted_cidrs: Vec<ipnet::IpNet>,
+    /// Largest request body in bytes (413 past it); 0 for no limit.
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    pub max_request_body_bytes: u64,
 }
 
 /// Run a command.

@@ -26,6 +26,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let dataplane = portcullis_dataplane::Dataplane::new(portcullis_dataplane::Options {
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        max_body_bytes: (args.max_request_body_bytes > 0).then_some(args.max_request_body_bytes),
+        client_ip: portcullis_dataplane::client_ip::ClientIpDetection {
+            trusted_hops: args.trusted_hops,
+            trusted_cidrs: args.trusted_cidrs.clone(),
+        },
         workers: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
