@@ -24,19 +24,19 @@ const SCENARIOS: &[&str] = &[
     "gateway-with-attached-routes.yaml",
 ];
 
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/gateway-api-v1.6.1/conformance")
+fn upstream() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../third_party/gateway-api/v1.6.1/conformance")
 }
 
 fn fixture(dir: &Path, scenario: &str) {
-    let base = std::fs::read_to_string(shared().join("base/manifests.yaml"))
-        .expect("upstream conformance base manifests in ../shared");
+    let base = std::fs::read_to_string(upstream().join("base/manifests.yaml"))
+        .expect("upstream conformance base manifests in third_party/gateway-api/v1.6.1");
     std::fs::write(
         dir.join("base.yaml"),
         base.replace("{GATEWAY_CLASS_NAME}", "portcullis"),
     )
     .unwrap();
-    let test = std::fs::read_to_string(shared().join("tests").join(scenario)).unwrap();
+    let test = std::fs::read_to_string(upstream().join("tests").join(scenario)).unwrap();
     std::fs::write(
         dir.join("test.yaml"),
         test.replace("{GATEWAY_CLASS_NAME}", "portcullis"),

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 fn conformance_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/gateway-api-v1.6.1/conformance")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../third_party/gateway-api/v1.6.1/conformance")
 }
 
 /// Copy the tree, substituting the placeholders the upstream suite fills in

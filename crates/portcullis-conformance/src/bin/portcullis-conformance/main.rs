@@ -60,8 +60,9 @@ struct Args {
     /// The portcullis-echo binary (default: next to this binary).
     #[arg(long)]
     echo: Option<PathBuf>,
-    /// The unpacked upstream Gateway API v1.6.1 release.
-    #[arg(long, default_value = "../shared/gateway-api-v1.6.1")]
+    /// The upstream Gateway API v1.6.1 conformance manifests (a directory holding
+    /// `conformance/`); the default is the vendored copy, relative to the repository root.
+    #[arg(long, default_value = "third_party/gateway-api/v1.6.1")]
     upstream_dir: PathBuf,
     /// GatewayClass name the manifests are rewritten to.
     #[arg(long, default_value = "portcullis")]
