@@ -1,4 +1,5 @@
-//! GatewayClasses, Gateways and listeners: acceptance, conflicts, TLS
+//! GatewayClasses, Gateways and listeners: acceptance (conflicts across
+//! listeners are in `conflicts.rs`), TLS
 //! references, addresses, and (at the end) the Gateway statuses and the IR.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +13,7 @@ use portcullis_store::status::{
 use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef};
 
 use crate::conditions::*;
+use crate::conflicts::listeners_not_valid;
 use crate::model::{GatewayClassSpec, GatewaySpec, ListenerSpec, Meta, Obj, view};
 use crate::refs::Grants;
 use crate::{Input, features};
@@ -109,7 +111,7 @@ impl Proto {
         }
     }
     /// Listeners sharing a port must agree on this.
-    fn family(self) -> u8 {
+    pub(crate) fn family(self) -> u8 {
         match self {
             Proto::Http => 0,
             Proto::Https | Proto::Tls => 1,
@@ -117,7 +119,8 @@ impl Proto {
             Proto::Udp => 3,
         }
     }
-    fn socket(self) -> u8 {
+    /// 1 for a UDP socket, 0 for a TCP one.
+    pub(crate) fn socket(self) -> u8 {
         if self == Proto::Udp { 1 } else { 0 }
     }
 }
@@ -427,55 +430,6 @@ pub(crate) fn apply_frontend_validation(
     }
 }
 
-/// Mark listeners that share a port but cannot share it (spec: `Conflicted`).
-///
-/// Listeners are in precedence order (the Gateway's own, then ListenerSets
-/// oldest first, then by `namespace/name`); a listener conflicts only with an
-/// earlier one that is not itself conflicted, so the first of a conflicting
-/// group keeps serving (ListenerSet `spec.listeners` precedence rules).
-pub(crate) fn conflicts(listeners: &mut [ListenerState]) {
-    for i in 0..listeners.len() {
-        if listeners[i].conflicted.is_some() {
-            continue;
-        }
-        let mut mark = None;
-        for j in 0..i {
-            let (a, b) = (&listeners[i], &listeners[j]);
-            let (Some(pa), Some(pb)) = (a.protocol, b.protocol) else {
-                continue;
-            };
-            if b.conflicted.is_some()
-                || a.spec.port != b.spec.port
-                || pa.socket() != pb.socket()
-                || a.accepted.is_some()
-                || b.accepted.is_some()
-            {
-                continue;
-            }
-            if pa.family() != pb.family() {
-                mark = Some((
-                    "ProtocolConflict",
-                    format!(
-                        "port {} is already used by listener {:?} with protocol {}",
-                        a.spec.port, b.spec.name, b.spec.protocol
-                    ),
-                ));
-                break;
-            } else if a.spec.hostname == b.spec.hostname {
-                mark = Some((
-                    "HostnameConflict",
-                    format!(
-                        "listener {:?} already uses the same port, protocol and hostname",
-                        b.spec.name
-                    ),
-                ));
-                break;
-            }
-        }
-        listeners[i].conflicted = mark;
-    }
-}
-
 /// Give each Gateway its address: `spec.addresses`, else the pool (stable), else the bind address.
 fn assign_addresses(input: &Input<'_>, gws: &mut [GatewayState]) {
     let mut used: BTreeSet<IpAddr> = BTreeSet::new();
@@ -630,15 +584,16 @@ pub(crate) fn finish(
                 .cloned()
         };
         let valid = own.iter().filter(|l| l.attachable()).count();
+        let not_valid = listeners_not_valid(&own, ListenerState::attachable);
         let accepted = match &gw.address {
             _ if gw.params_problem.is_some() => gw.params_problem.clone(),
             Err(p) if p.reason == "UnsupportedAddress" => Some(p.clone()),
-            _ if valid == 0 && !own.is_empty() => {
-                Some(Problem::new("ListenersNotValid", "no listener is valid"))
-            }
+            _ if valid == 0 && !own.is_empty() => Some(Problem::new(
+                "ListenersNotValid",
+                not_valid.clone().unwrap_or_default(),
+            )),
             _ => None,
         };
-        let some_invalid = valid < own.len();
         let addr_unusable = gw.address.as_ref().ok().and_then(|ip| {
             input
                 .bind_errors
@@ -658,16 +613,10 @@ pub(crate) fn finish(
                 )
             })
         };
-        let accepted_cond = match (&accepted, some_invalid) {
+        let accepted_cond = match (&accepted, not_valid) {
             (Some(p), _) => cond(ACCEPTED, "", "", Some(p), g),
-            (None, true) => Condition::new(
-                ACCEPTED,
-                true,
-                "ListenersNotValid",
-                "some listeners are not valid; the valid ones are served",
-                g,
-            ),
-            (None, false) => Condition::new(ACCEPTED, true, "Accepted", "Gateway is accepted", g),
+            (None, Some(m)) => Condition::new(ACCEPTED, true, "ListenersNotValid", m, g),
+            (None, None) => Condition::new(ACCEPTED, true, "Accepted", "Gateway is accepted", g),
         };
         let resolved = gw.backend_client_cert.as_ref().err();
         let mut conditions = vec![

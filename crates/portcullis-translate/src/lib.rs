@@ -13,6 +13,7 @@
 mod backends;
 #[allow(dead_code)]
 mod conditions;
+mod conflicts;
 mod features;
 mod gateway;
 mod hostname;
@@ -103,7 +104,7 @@ pub fn translate_with(input: &Input<'_>, memo: &mut Memo) -> Output {
     let mut gws = gateway::gateways(input, &classes, &grants);
     listenerset::attach(input, &mut gws, &grants, &mut statuses);
     for gw in &mut gws {
-        gateway::conflicts(&mut gw.listeners);
+        conflicts::conflicts(&mut gw.listeners);
     }
     let mut ctx = routes::Ctx::new(input, &grants);
     routes::attach_all(&mut ctx, memo, &mut gws, &mut statuses);
