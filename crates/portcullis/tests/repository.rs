@@ -38,7 +38,12 @@ fn no_file_names_a_sibling_folder_or_a_machine_path() {
     ];
     let mut all = Vec::new();
     files(&root(), &mut all);
-    assert!(all.len() > 100, "only {} files under {}", all.len(), root().display());
+    assert!(
+        all.len() > 100,
+        "only {} files under {}",
+        all.len(),
+        root().display()
+    );
     let mut hits = Vec::new();
     for path in &all {
         let Ok(text) = std::fs::read_to_string(path) else {
@@ -53,17 +58,30 @@ fn no_file_names_a_sibling_folder_or_a_machine_path() {
             }
         }
     }
-    assert!(hits.is_empty(), "paths outside the repository:\n{}", hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "paths outside the repository:\n{}",
+        hits.join("\n")
+    );
 }
 
 #[test]
 fn upstream_conformance_manifests_are_vendored_with_their_license() {
     let dir = root().join("third_party/gateway-api/v1.6.1");
     for f in ["LICENSE", "README.md", "conformance/base/manifests.yaml"] {
-        assert!(dir.join(f).is_file(), "{} is missing", dir.join(f).display());
+        assert!(
+            dir.join(f).is_file(),
+            "{} is missing",
+            dir.join(f).display()
+        );
     }
     let license = std::fs::read_to_string(dir.join("LICENSE")).unwrap();
-    assert!(license.contains("Apache License"), "LICENSE is not the Apache License");
-    let tests = std::fs::read_dir(dir.join("conformance/tests")).unwrap().count();
+    assert!(
+        license.contains("Apache License"),
+        "LICENSE is not the Apache License"
+    );
+    let tests = std::fs::read_dir(dir.join("conformance/tests"))
+        .unwrap()
+        .count();
     assert!(tests > 100, "only {tests} conformance test manifests");
 }
