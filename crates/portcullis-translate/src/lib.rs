@@ -16,8 +16,10 @@ mod conditions;
 mod conflicts;
 mod features;
 mod gateway;
+mod gateway_status;
 mod hostname;
 mod listenerset;
+mod lower;
 mod memo;
 // Some view fields are read only by ListenerSet and Gateway TLS translation, still in progress.
 #[allow(dead_code)]

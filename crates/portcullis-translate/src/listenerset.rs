@@ -18,7 +18,8 @@ use portcullis_store::{Kind, ObjectKey, ObjectRef};
 use crate::Input;
 use crate::conditions::*;
 use crate::conflicts::listeners_not_valid;
-use crate::gateway::{GatewayState, ListenerState, Owner, listener, listener_status};
+use crate::gateway::{GatewayState, ListenerState, Owner, listener};
+use crate::gateway_status::listener_status;
 use crate::model::{ListenerSetSpec, Obj, namespace_labels, view};
 use crate::refs::Grants;
 
