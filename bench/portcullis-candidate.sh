@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Candidate for ../shared/bench/proxy-bench.sh:
+# Candidate for the proxy-bench harness (proxy-bench.sh, not part of this repository):
 #   bench/portcullis-candidate.sh {PORT} {H2PORT} {BACKEND_PORT} {RUNDIR}
 # Writes a Gateway (HTTP on PORT, HTTP on H2PORT: both serve HTTP/1.1 and h2c prior
 # knowledge), an HTTPRoute, a Service and an EndpointSlice for the backend into RUNDIR,

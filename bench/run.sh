@@ -2,7 +2,8 @@
 # The whole comparison in one command (see BENCHMARKS.md for the figures):
 #   bench/run.sh [--quick] [--out DIR] [-- extra proxy-bench.sh options]
 # 1. builds target/release/portcullis;
-# 2. runs ../shared/bench/proxy-bench.sh with Portcullis as the candidate
+# 2. runs the proxy-bench harness ($PROXY_BENCH_DIR/proxy-bench.sh, not part of
+#    this repository) with Portcullis as the candidate
 #    (bench/portcullis-candidate.sh), side by side with nginx and HAProxy;
 # 3. runs bench/route-scale.py (10k routes: RSS, apply time, lookup cost;
 #    new-route propagation at 3,000 routes; 20 route edits under load).
@@ -13,7 +14,7 @@
 # is used; every process started is stopped by PID. Not part of scripts/test.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED="${BENCH_SHARED:-$HERE/../shared/bench}"
+SHARED="${PROXY_BENCH_DIR:?set PROXY_BENCH_DIR to the directory holding proxy-bench.sh}"
 OUT="/tmp/portcullis-bench.$(date +%Y%m%d-%H%M%S)"; QUICK=0; EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cache::{CachedFile, CachedItem, FileCache, Stamp, body_digest, digest};
 use crate::object::{Outcome, Position};
-use crate::{Seen, SourceError, crd, discover_stamped, process_file};
+use crate::{FieldValidation, Seen, SourceError, crd, discover_stamped, process_file};
 
 /// What the source knows about one object besides the object itself (which
 /// is in the source's snapshot): the metadata it assigned and digests to
@@ -78,6 +78,8 @@ pub struct FileSource {
     /// The files read last time, replayed while unchanged (same size,
     /// modification and change times, inode).
     files: FileCache,
+    /// What an unknown field or kind does.
+    fields: FieldValidation,
 }
 
 impl FileSource {
@@ -90,12 +92,28 @@ impl FileSource {
             resource_version: 0,
             reloaded: false,
             files: FileCache::new(),
+            fields: FieldValidation::Strict,
         }
+    }
+
+    /// Handle unknown fields and kinds this way (default:
+    /// [`FieldValidation::Strict`]). Set before the first reload.
+    pub fn with_field_validation(mut self, fields: FieldValidation) -> Self {
+        self.fields = fields;
+        self
     }
 
     /// The path this source reads.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the version of an object in the last reload's snapshot was
+    /// read: its file and the line it starts at.
+    pub fn location(&self, kind: Kind, key: &ObjectKey) -> Option<(&Path, usize)> {
+        self.entries
+            .get(&(kind, key.clone()))
+            .map(|e| (e.file.as_path(), e.line))
     }
 
     /// Read everything again. Files that did not change since the last
@@ -131,7 +149,7 @@ impl FileSource {
                         .get(&(kind, key.clone()))
                         .and_then(|e| e.json.as_deref().cloned())
                 };
-                process_file(&file, &old, &mut warned)
+                process_file(&file, &old, self.fields, &mut warned)
             };
             let processed = match parsed {
                 Ok(p) => p,

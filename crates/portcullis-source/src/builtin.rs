@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::LazyLock;
 
 use base64::Engine;
-use portcullis_store::Kind;
+use portcullis_store::{Kind, types};
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -443,6 +443,41 @@ pub(crate) fn check(kind: Kind, value: &mut Value) -> Vec<FieldError> {
         _ => {}
     }
     errors
+}
+
+/// Fields of a built-in object (metadata included) that its Kubernetes type
+/// does not have, as the API server's strict decoding finds them.
+pub(crate) fn unknown_fields(kind: Kind, value: &Value) -> Vec<FieldError> {
+    fn scan<T: serde::de::DeserializeOwned>(value: &Value) -> Vec<FieldError> {
+        let mut found = Vec::new();
+        // A type error is reported by the typed decoding afterwards.
+        let _ = serde_ignored::deserialize::<_, _, T>(value, |p| found.push(field_path(&p)));
+        found
+            .into_iter()
+            .map(|path| FieldError::new(&path, "unknown field"))
+            .collect()
+    }
+    match kind {
+        Kind::Service => scan::<types::Service>(value),
+        Kind::EndpointSlice => scan::<types::EndpointSlice>(value),
+        Kind::Secret => scan::<types::Secret>(value),
+        Kind::ConfigMap => scan::<types::ConfigMap>(value),
+        Kind::Namespace => scan::<types::Namespace>(value),
+        _ => Vec::new(),
+    }
+}
+
+/// A serde_ignored path as a field path.
+fn field_path(p: &serde_ignored::Path<'_>) -> FieldPath {
+    use serde_ignored::Path;
+    match p {
+        Path::Root => FieldPath::default(),
+        Path::Seq { parent, index } => field_path(parent).index(*index),
+        Path::Map { parent, key } => field_path(parent).field(key),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
 }
 
 /// Which name format a kind's `metadata.name` must have.

@@ -3,8 +3,9 @@
 //! It reads Kubernetes manifests from a file or a directory tree (`.yaml`,
 //! `.yml`, `.json`; multi-document YAML; `kind: List`), and treats each object
 //! the way a Kubernetes API server with the Gateway API v1.6.1 experimental
-//! CRDs installed would: unknown fields are pruned (with a warning), defaults
-//! are filled from the CRD schemas, and the object is validated against the
+//! CRDs installed would with kubectl's strict field validation: an unknown
+//! field or kind is an error ([`FieldValidation`] relaxes this), defaults are
+//! filled from the CRD schemas, and the object is validated against the
 //! schema and its CEL rules. Built-in kinds (Service, EndpointSlice, Secret,
 //! ConfigMap, Namespace) get the essential defaults and checks of the API
 //! server. Every error names the file, line, object and field.
@@ -50,6 +51,62 @@ pub use cel::unsupported_rules;
 pub use watch::{SourceWatchError, Watch, watch};
 
 use object::{OldLookup, Outcome, Processed};
+
+/// What to do with a field, or a whole object's kind, that the schemas do not
+/// know: kubectl's `--field-validation`.
+///
+/// Unknown fields are found against the CRD schemas (Gateway API kinds), the
+/// fields of `ObjectMeta` (`metadata`), and the Kubernetes types of the
+/// built-in kinds. The subtrees a schema marks
+/// `x-kubernetes-preserve-unknown-fields` keep every field, as in Kubernetes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FieldValidation {
+    /// An unknown field, or an object of an unknown kind, makes the object
+    /// invalid (an error naming the file, line, object and field), so its
+    /// last good version keeps serving. kubectl's default.
+    #[default]
+    Strict,
+    /// Unknown fields are dropped and objects of unknown kinds skipped, each
+    /// with a warning.
+    Warn,
+    /// Unknown fields are dropped and objects of unknown kinds skipped, silently.
+    Ignore,
+}
+
+impl FieldValidation {
+    /// The name as kubectl spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldValidation::Strict => "Strict",
+            FieldValidation::Warn => "Warn",
+            FieldValidation::Ignore => "Ignore",
+        }
+    }
+}
+
+impl fmt::Display for FieldValidation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `--field-validation` value that is not `Strict`, `Warn` or `Ignore`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid field validation {0:?}: use Strict, Warn or Ignore")]
+pub struct ParseFieldValidationError(pub String);
+
+impl std::str::FromStr for FieldValidation {
+    type Err = ParseFieldValidationError;
+    /// `Strict`, `Warn` or `Ignore`, in any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "strict" => Ok(FieldValidation::Strict),
+            "warn" => Ok(FieldValidation::Warn),
+            "ignore" => Ok(FieldValidation::Ignore),
+            _ => Err(ParseFieldValidationError(s.to_string())),
+        }
+    }
+}
 
 /// An error about one file, object or field.
 ///
@@ -125,7 +182,8 @@ pub struct Loaded {
     pub objects: Vec<LoadedObject>,
     /// Every error.
     pub errors: Vec<SourceError>,
-    /// Warnings: skipped kinds, pruned unknown fields, ignored namespaces.
+    /// Warnings: ignored namespaces; with [`FieldValidation::Warn`], skipped
+    /// kinds and dropped unknown fields.
     pub warnings: Vec<String>,
 }
 
@@ -135,8 +193,14 @@ pub struct Loaded {
 ///
 /// Pure with respect to state: no generation bookkeeping, and transition
 /// rules (those reading `oldSelf`) are not evaluated, as on a create.
+/// Unknown fields and kinds are errors ([`FieldValidation::Strict`]).
 pub fn load_path(path: &Path) -> Loaded {
-    let raw = load(path, &|_, _| None);
+    load_path_with(path, FieldValidation::Strict)
+}
+
+/// [`load_path`] with the given handling of unknown fields and kinds.
+pub fn load_path_with(path: &Path, fields: FieldValidation) -> Loaded {
+    let raw = load(path, &|_, _| None, fields);
     let mut out = Loaded {
         errors: raw.errors,
         warnings: raw.warnings,
@@ -221,13 +285,13 @@ pub(crate) struct RawLoad {
     pub(crate) warnings: Vec<String>,
 }
 
-pub(crate) fn load(path: &Path, old: OldLookup) -> RawLoad {
+pub(crate) fn load(path: &Path, old: OldLookup, fields: FieldValidation) -> RawLoad {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let files = discover(path, &mut errors)
         .into_iter()
         .map(|file| {
-            let parsed = process_file(&file, old, &mut warnings);
+            let parsed = process_file(&file, old, fields, &mut warnings);
             FileLoad { file, parsed }
         })
         .collect();
@@ -242,12 +306,13 @@ pub(crate) fn load(path: &Path, old: OldLookup) -> RawLoad {
 pub(crate) fn process_file(
     file: &Path,
     old: OldLookup,
+    fields: FieldValidation,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Processed>, Box<SourceError>> {
     parse_file(file).map(|docs| {
         docs.into_iter()
             .enumerate()
-            .flat_map(|(i, doc)| object::process_doc(file, doc, i, old, warnings))
+            .flat_map(|(i, doc)| object::process_doc(file, doc, i, old, fields, warnings))
             .collect()
     })
 }

@@ -6,11 +6,11 @@ use std::path::Path;
 use portcullis_store::{Kind, Object, ObjectKey, types};
 use serde_json::{Map, Value};
 
-use crate::SourceError;
 use crate::builtin;
 use crate::crd;
 use crate::schema::{self, FieldError, Validator};
 use crate::yaml::{Doc, FieldPath, Lines, Seg};
+use crate::{FieldValidation, SourceError};
 
 /// Where a document (or an item of a `List` document) is in its file.
 pub(crate) type Position = (usize, Option<usize>);
@@ -95,6 +95,7 @@ pub(crate) fn process_doc(
     doc: Doc,
     index: usize,
     old: OldLookup,
+    fields: FieldValidation,
     warnings: &mut Vec<String>,
 ) -> Vec<Processed> {
     let is_list = doc
@@ -110,6 +111,7 @@ pub(crate) fn process_doc(
             &doc.lines,
             (index, None),
             old,
+            fields,
             warnings,
         )];
     }
@@ -133,7 +135,7 @@ pub(crate) fn process_doc(
                 .child(&Seg::Index(i))
                 .cloned()
                 .unwrap_or_else(|| Lines::flat(items_lines.line));
-            process_object(file, item, &lines, (index, Some(i)), old, warnings)
+            process_object(file, item, &lines, (index, Some(i)), old, fields, warnings)
         })
         .collect()
 }
@@ -152,6 +154,7 @@ fn process_object(
     lines: &Lines,
     position: Position,
     old: OldLookup,
+    fields: FieldValidation,
     warnings: &mut Vec<String>,
 ) -> Processed {
     let mut ctx = Ctx {
@@ -160,7 +163,7 @@ fn process_object(
         kind_name: None,
         key: None,
     };
-    let outcome = build(&mut ctx, value, old, warnings);
+    let outcome = build(&mut ctx, value, old, fields, warnings);
     Processed {
         line: lines.line,
         position,
@@ -168,7 +171,13 @@ fn process_object(
     }
 }
 
-fn build(ctx: &mut Ctx, value: Value, old: OldLookup, warnings: &mut Vec<String>) -> Outcome {
+fn build(
+    ctx: &mut Ctx,
+    value: Value,
+    old: OldLookup,
+    fields: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> Outcome {
     let root = FieldPath::default();
     let Value::Object(mut obj) = value else {
         return invalid(
@@ -216,11 +225,26 @@ fn build(ctx: &mut Ctx, value: Value, old: OldLookup, warnings: &mut Vec<String>
             (None, Some(n)) => n,
             _ => "(unnamed)".into(),
         };
-        warnings.push(format!(
-            "{}:{}: skipping unsupported kind {api_version} {kind_name} {who}",
-            ctx.file.display(),
-            ctx.lines.line
-        ));
+        match fields {
+            FieldValidation::Strict => {
+                ctx.key = meta_name("name")
+                    .map(|n| ObjectKey::new(meta_name("namespace").unwrap_or_default(), n));
+                let msg = format!(
+                    "no matches for kind {kind_name:?} in version {api_version:?}: Portcullis reads \
+                     the Gateway API kinds ({}) and v1 Service, EndpointSlice, Secret, ConfigMap and \
+                     Namespace; remove this object from the configuration (or skip unknown kinds with \
+                     field validation Warn)",
+                    portcullis_store::GATEWAY_GROUP
+                );
+                return invalid(ctx, None, vec![ctx.error(&root.field("kind"), msg)]);
+            }
+            FieldValidation::Warn => warnings.push(format!(
+                "{}:{}: skipping unsupported kind {api_version} {kind_name} {who}",
+                ctx.file.display(),
+                ctx.lines.line
+            )),
+            FieldValidation::Ignore => {}
+        }
         return Outcome::Skipped;
     };
     // The best identity we can tell, for errors before metadata is checked.
@@ -271,7 +295,14 @@ fn build(ctx: &mut Ctx, value: Value, old: OldLookup, warnings: &mut Vec<String>
         None => Map::new(),
     };
     let mut meta_warnings = Vec::new();
-    let key = check_metadata(kind, &mut meta, &mut errors, &mut meta_warnings);
+    let mut unknown = Vec::new();
+    let key = check_metadata(
+        kind,
+        &mut meta,
+        &mut errors,
+        &mut meta_warnings,
+        &mut unknown,
+    );
     if let Some(k) = &key {
         ctx.key = Some(k.clone());
     }
@@ -290,15 +321,35 @@ fn build(ctx: &mut Ctx, value: Value, old: OldLookup, warnings: &mut Vec<String>
             {
                 o.remove("status");
             }
-            let mut pruned = Vec::new();
-            schema::prune_and_default(&mut json, schema, &root, &mut pruned);
-            warnings.extend(ctx.errors(pruned).into_iter().map(|e| e.to_string()));
+            schema::prune_and_default(&mut json, schema, &root, &mut unknown);
             let old_json = old(kind, &key);
             let mut v = Validator::default();
             v.validate(&json, schema, &root, old_json.as_ref());
             errors = v.errors;
         }
-        None => errors = builtin::check(kind, &mut json),
+        None => {
+            errors = builtin::check(kind, &mut json);
+            if errors.is_empty() {
+                let mut with_meta = json.clone();
+                if let Some(o) = with_meta.as_object_mut() {
+                    o.insert("metadata".into(), Value::Object(meta.clone()));
+                }
+                unknown.extend(builtin::unknown_fields(kind, &with_meta));
+                for u in &unknown {
+                    remove_field(&mut json, &u.path);
+                }
+            }
+        }
+    }
+    match fields {
+        FieldValidation::Strict => errors.extend(unknown),
+        FieldValidation::Warn => warnings.extend(ctx.errors(unknown).into_iter().map(|mut e| {
+            e.message = e
+                .message
+                .replacen("unknown field", "unknown field, ignored", 1);
+            e.to_string()
+        })),
+        FieldValidation::Ignore => {}
     }
     if !errors.is_empty() {
         return invalid(ctx, Some(kind), ctx.errors(errors));
@@ -344,6 +395,7 @@ fn check_metadata(
     meta: &mut Map<String, Value>,
     errors: &mut Vec<FieldError>,
     warnings: &mut Vec<FieldError>,
+    unknown: &mut Vec<FieldError>,
 ) -> Option<ObjectKey> {
     let path = FieldPath::default().field("metadata");
     for k in meta.keys().cloned().collect::<Vec<_>>() {
@@ -356,9 +408,10 @@ fn check_metadata(
             ));
         } else if !KEPT.contains(&k.as_str()) {
             meta.remove(&k);
-            warnings.push(FieldError::new(
+            let known = KEPT.iter().chain(SERVER_SET).copied();
+            unknown.push(FieldError::new(
                 &path.field(&k),
-                "unknown field, ignored (it is not in ObjectMeta)",
+                schema::unknown_field_message(&k, known, "ObjectMeta"),
             ));
         }
     }
@@ -478,6 +531,27 @@ fn check_string_map(
             }
             Some(_) => {}
         }
+    }
+}
+
+/// Remove the field at `path` (an unknown field found after defaulting).
+fn remove_field(value: &mut Value, path: &FieldPath) {
+    let Some((last, parents)) = path.0.split_last() else {
+        return;
+    };
+    let mut at = value;
+    for seg in parents {
+        let next = match seg {
+            Seg::Field(f) | Seg::Key(f) => at.get_mut(f.as_str()),
+            Seg::Index(i) => at.get_mut(*i),
+        };
+        match next {
+            Some(n) => at = n,
+            None => return,
+        }
+    }
+    if let (Seg::Field(f) | Seg::Key(f), Some(o)) = (last, at.as_object_mut()) {
+        o.remove(f.as_str());
     }
 }
 

@@ -1,5 +1,5 @@
 //! OpenAPI v3 structural schemas as the Kubernetes API server applies them to
-//! custom resources: pruning of unknown fields, defaulting, and validation
+//! custom resources: pruning (and reporting) of unknown fields, defaulting, and validation
 //! (types, formats, bounds, enums, patterns, list types and the CEL rules of
 //! `x-kubernetes-validations`).
 
@@ -199,27 +199,69 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// `unknown field`, with a suggestion when a known field is spelled alike
+/// (`unknown field (did you mean "backendRefs"?)`), else naming `what` the
+/// field is not in, if given.
+pub(crate) fn unknown_field_message<'a>(
+    name: &str,
+    known: impl IntoIterator<Item = &'a str>,
+    what: &str,
+) -> String {
+    let lower = name.to_ascii_lowercase();
+    let best = known
+        .into_iter()
+        .map(|k| (edit_distance(&lower, &k.to_ascii_lowercase()), k))
+        .min();
+    match best {
+        Some((d, k)) if d <= (name.chars().count() / 3).max(1) => {
+            format!("unknown field (did you mean {k:?}?)")
+        }
+        _ if what.is_empty() => "unknown field".to_string(),
+        _ => format!("unknown field (not in {what})"),
+    }
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let up = row[j + 1];
+            row[j + 1] = (diag + usize::from(ca != *cb)).min(up + 1).min(row[j] + 1);
+            diag = up;
+        }
+    }
+    row[b.len()]
+}
+
 /// Prune unknown fields and non-nullable nulls, then fill defaults, the way
-/// the API server does before validating. Pruned fields become warnings.
+/// the API server does before validating. Every pruned unknown field is
+/// reported in `unknown` (the caller decides whether that is an error, as
+/// kubectl's field validation does); fields under a schema node marked
+/// `x-kubernetes-preserve-unknown-fields` are kept and not reported.
 pub(crate) fn prune_and_default(
     value: &mut Value,
     schema: &Schema,
     path: &FieldPath,
-    warnings: &mut Vec<FieldError>,
+    unknown: &mut Vec<FieldError>,
 ) {
     match value {
         Value::Object(obj) if schema.is_object_like() => {
             if !schema.preserve_unknown && schema.additional.is_none() {
-                let unknown: Vec<String> = obj
+                let found: Vec<String> = obj
                     .keys()
                     .filter(|k| !schema.properties.contains_key(*k))
                     .cloned()
                     .collect();
-                for k in unknown {
+                for k in found {
                     obj.remove(&k);
-                    warnings.push(FieldError::new(
+                    let known = schema.properties.keys().map(String::as_str);
+                    unknown.push(FieldError::new(
                         &path.field(&k),
-                        "unknown field, ignored (it is not in the schema)",
+                        unknown_field_message(&k, known, ""),
                     ));
                 }
             }
@@ -242,16 +284,16 @@ pub(crate) fn prune_and_default(
             }
             for (k, v) in obj.iter_mut() {
                 if let Some(p) = schema.properties.get(k) {
-                    prune_and_default(v, p, &path.field(k), warnings);
+                    prune_and_default(v, p, &path.field(k), unknown);
                 } else if let Some(a) = &schema.additional {
-                    prune_and_default(v, a, &path.key(k), warnings);
+                    prune_and_default(v, a, &path.key(k), unknown);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = &schema.items {
                 for (i, v) in items.iter_mut().enumerate() {
-                    prune_and_default(v, item_schema, &path.index(i), warnings);
+                    prune_and_default(v, item_schema, &path.index(i), unknown);
                 }
             }
         }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 fn conformance_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/gateway-api-v1.6.1/conformance")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../third_party/gateway-api/v1.6.1/conformance")
 }
 
 /// Copy the tree, substituting the placeholders the upstream suite fills in
@@ -53,10 +53,23 @@ fn every_conformance_manifest_is_valid() {
     assert_eq!(paths.len(), files);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    let mut deployments = 0;
     let mut objects = 0;
     for p in &paths {
+        // Strict field validation: no upstream manifest has an unknown field.
         let loaded = portcullis_source::load_path(p);
-        errors.extend(loaded.errors.iter().map(|e| e.to_string()));
+        for e in &loaded.errors {
+            // Deployments are the conformance suite's backends, which the
+            // runner replaces with local processes: not a kind Portcullis reads.
+            if e.kind.as_deref() == Some("Deployment")
+                && e.message
+                    .starts_with("no matches for kind \"Deployment\" in version \"apps/v1\"")
+            {
+                deployments += 1;
+            } else {
+                errors.push(e.to_string());
+            }
+        }
         warnings.extend(loaded.warnings);
         objects += loaded.objects.len();
     }
@@ -66,15 +79,9 @@ fn every_conformance_manifest_is_valid() {
         errors.len(),
         errors.join("\n")
     );
+    assert!(warnings.is_empty(), "{warnings:#?}");
     assert!(objects > 400, "only {objects} objects");
-    // Only kinds Portcullis does not read are skipped, and no field is pruned.
-    for w in &warnings {
-        assert!(
-            w.contains("skipping unsupported kind apps/v1 Deployment"),
-            "unexpected warning: {w}"
-        );
-    }
-    assert_eq!(warnings.len(), 36);
+    assert_eq!(deployments, 36);
     let unsupported = portcullis_source::unsupported_rules();
     assert!(
         unsupported.is_empty(),

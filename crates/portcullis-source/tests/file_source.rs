@@ -311,3 +311,41 @@ fn unreadable_path_keeps_everything() {
     assert_eq!(r2.snapshot, r1.snapshot);
     assert!(!r2.changed);
 }
+
+#[test]
+fn an_edit_with_an_unknown_field_applies_nothing_and_the_last_good_version_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &route("foo", "/a", ""));
+    let mut src = FileSource::new(dir.path());
+    let r1 = src.reload();
+    assert!(r1.errors.is_empty(), "{:?}", r1.errors);
+
+    // The path changes, and a typo sneaks into the same edit.
+    let edited =
+        route("foo", "/b", "").replace("  - matches:", "  - backendRefz: []\n    matches:");
+    write(dir.path(), "a.yaml", &edited);
+    let r2 = src.reload();
+    assert_eq!(
+        relative_errors(dir.path(), &r2),
+        [
+            "a.yaml:7: HTTPRoute default/foo: spec.rules[0].backendRefz: unknown field (did you mean \"backendRefs\"?)"
+        ]
+    );
+    let served = get(&r2, Kind::HTTPRoute, "default", "foo").unwrap();
+    assert_eq!(
+        served["spec"]["rules"][0]["matches"][0]["path"]["value"], "/a",
+        "the last good version keeps serving; the edit's other change is not applied"
+    );
+
+    // The same edit with Warn: the field is dropped, the rest applies.
+    let mut warn =
+        FileSource::new(dir.path()).with_field_validation(portcullis_source::FieldValidation::Warn);
+    let r3 = warn.reload();
+    assert!(r3.errors.is_empty(), "{:?}", r3.errors);
+    assert_eq!(r3.warnings.len(), 1, "{:?}", r3.warnings);
+    let served = get(&r3, Kind::HTTPRoute, "default", "foo").unwrap();
+    assert_eq!(
+        served["spec"]["rules"][0]["matches"][0]["path"]["value"],
+        "/b"
+    );
+}

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{expect_errors, load};
+use common::{expect_errors, load, load_with, only};
+use portcullis_source::FieldValidation;
+use portcullis_store::Kind;
 
 const ROUTE_HEAD: &str =
     "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: foo\nspec:\n";
@@ -145,23 +147,106 @@ fn additional_properties_values_are_validated() {
     );
 }
 
+/// A route with two unknown fields (a typo of `rules`, and an extra key).
+fn route_with_unknown_fields() -> String {
+    route(
+        "  hostnames: [a.example.com]\n  rulez: []\n  parentRefs:\n  - name: gw\n    colour: blue\n",
+    )
+}
+
 #[test]
-fn unknown_fields_are_pruned_with_a_warning() {
-    let (loaded, errors, warnings) = load(
+fn unknown_fields_make_the_object_invalid_by_default() {
+    // kubectl's default field validation (Strict): the object is rejected,
+    // with the file, line, object and field of each unknown field.
+    let (loaded, errors, warnings) = load("test.yaml", &route_with_unknown_fields());
+    assert_eq!(
+        errors,
+        [
+            "test.yaml:7: HTTPRoute default/foo: spec.rulez: unknown field (did you mean \"rules\"?)",
+            "test.yaml:10: HTTPRoute default/foo: spec.parentRefs[0].colour: unknown field",
+        ]
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(loaded.objects.is_empty());
+}
+
+#[test]
+fn unknown_fields_are_dropped_with_a_warning_or_silently_on_request() {
+    let (loaded, errors, warnings) = load_with(
         "test.yaml",
-        &route(
-            "  hostnames: [a.example.com]\n  rulez: []\n  parentRefs:\n  - name: gw\n    colour: blue\n",
-        ),
+        &route_with_unknown_fields(),
+        FieldValidation::Warn,
     );
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(
         warnings,
         [
-            "test.yaml:7: HTTPRoute default/foo: spec.rulez: unknown field, ignored (it is not in the schema)",
-            "test.yaml:10: HTTPRoute default/foo: spec.parentRefs[0].colour: unknown field, ignored (it is not in the schema)",
+            "test.yaml:7: HTTPRoute default/foo: spec.rulez: unknown field, ignored (did you mean \"rules\"?)",
+            "test.yaml:10: HTTPRoute default/foo: spec.parentRefs[0].colour: unknown field, ignored",
         ]
     );
     assert_eq!(loaded.objects.len(), 1);
+    let json = only(&loaded, Kind::HTTPRoute);
+    assert!(json["spec"].get("rulez").is_none(), "{json}");
+    assert!(
+        json["spec"]["parentRefs"][0].get("colour").is_none(),
+        "{json}"
+    );
+
+    let (loaded, errors, warnings) = load_with(
+        "test.yaml",
+        &route_with_unknown_fields(),
+        FieldValidation::Ignore,
+    );
+    assert!(
+        errors.is_empty() && warnings.is_empty(),
+        "{errors:?} {warnings:?}"
+    );
+    assert_eq!(loaded.objects.len(), 1);
+}
+
+#[test]
+fn a_typo_in_a_backend_ref_is_an_error_not_a_route_without_backends() {
+    let (loaded, errors, _) = load(
+        "typo.yaml",
+        &route(
+            "  parentRefs: [{name: gw}]\n  rules:\n  - backendRefz:\n    - {name: web, port: 80}\n",
+        ),
+    );
+    assert_eq!(
+        errors,
+        [
+            "typo.yaml:8: HTTPRoute default/foo: spec.rules[0].backendRefz: unknown field (did you mean \"backendRefs\"?)"
+        ]
+    );
+    assert!(loaded.objects.is_empty());
+}
+
+#[test]
+fn unknown_metadata_and_core_fields_are_errors_known_ones_are_not() {
+    // metadata: annotations, labels, finalizers, ownerReferences are known;
+    // server-set fields (resourceVersion, managedFields...) are dropped; a
+    // status in the file is ignored, as the API server does on writes.
+    let (loaded, errors, _) = load(
+        "ok.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n  annotations: {a: b}\n  labels: {c: d}\n  finalizers: [x/y]\n  resourceVersion: \"7\"\n  generation: 3\n  managedFields: []\nspec: {}\nstatus:\n  parents: []\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, annotations: {a: b}}\nspec:\n  ports: [{port: 80}]\nstatus: {loadBalancer: {}}\n",
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(loaded.objects.len(), 2);
+
+    let (loaded, errors, _) = load(
+        "bad.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n  annotation: {a: b}\nspec: {}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  prots: [{port: 80}]\n  ports:\n  - port: 80\n    nodePrt: 3\n",
+    );
+    assert_eq!(
+        errors,
+        [
+            "bad.yaml:5: HTTPRoute default/r: metadata.annotation: unknown field (did you mean \"annotations\"?)",
+            "bad.yaml:12: Service default/s: spec.prots: unknown field",
+            "bad.yaml:15: Service default/s: spec.ports[0].nodePrt: unknown field",
+        ]
+    );
+    assert!(loaded.objects.is_empty());
 }
 
 #[test]
@@ -299,6 +384,29 @@ fn kinds_and_versions() {
         "mixed.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: ns}\n---\napiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XBackendTrafficPolicy\nmetadata: {name: p}\n---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: HTTPRoute\nmetadata: {name: r}\n---\nkind: Service\nmetadata: {name: r}\n---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: t}\nspec:\n  rules:\n  - backendRefs:\n    - name: s\n      port: 9000\n",
     );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let others = "Portcullis reads the Gateway API kinds (gateway.networking.k8s.io) and v1 Service, EndpointSlice, Secret, ConfigMap and Namespace; remove this object from the configuration (or skip unknown kinds with field validation Warn)";
+    assert_eq!(
+        errors,
+        [
+            format!("mixed.yaml:2: Deployment ns/web: kind: no matches for kind \"Deployment\" in version \"apps/v1\": {others}"),
+            format!("mixed.yaml:6: XBackendTrafficPolicy p: kind: no matches for kind \"XBackendTrafficPolicy\" in version \"gateway.networking.x-k8s.io/v1alpha1\": {others}"),
+            "mixed.yaml:9: HTTPRoute default/r: apiVersion: no matches for kind \"HTTPRoute\" in version \"gateway.networking.k8s.io/v1alpha2\": served versions of gateway.networking.k8s.io: v1, v1beta1".to_string(),
+            "mixed.yaml:13: apiVersion: required value is missing".to_string(),
+        ]
+    );
+    assert_eq!(loaded.objects.len(), 1);
+    assert_eq!(loaded.objects[0].line, 16);
+}
+
+#[test]
+fn unknown_kinds_are_skipped_with_a_warning_on_request() {
+    let (loaded, errors, warnings) = load_with(
+        "mixed.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: ns}\n---\napiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XBackendTrafficPolicy\nmetadata: {name: p}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: n}\n",
+        FieldValidation::Warn,
+    );
+    assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(
         warnings,
         [
@@ -306,15 +414,7 @@ fn kinds_and_versions() {
             "mixed.yaml:5: skipping unsupported kind gateway.networking.x-k8s.io/v1alpha1 XBackendTrafficPolicy p",
         ]
     );
-    assert_eq!(
-        errors,
-        [
-            "mixed.yaml:9: HTTPRoute default/r: apiVersion: no matches for kind \"HTTPRoute\" in version \"gateway.networking.k8s.io/v1alpha2\": served versions of gateway.networking.k8s.io: v1, v1beta1",
-            "mixed.yaml:13: apiVersion: required value is missing",
-        ]
-    );
     assert_eq!(loaded.objects.len(), 1);
-    assert_eq!(loaded.objects[0].line, 16);
 }
 
 #[test]

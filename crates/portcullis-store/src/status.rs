@@ -227,25 +227,323 @@ impl Status {
 /// Every status translation computed, by object.
 pub type Statuses = BTreeMap<ObjectRef, Status>;
 
-/// Fill each condition's `lastTransitionTime`: keep the previous time when the
-/// condition's `status` did not change, else use `now` (RFC 3339).
-pub fn carry_transition_times(new: &mut Statuses, previous: &Statuses, now: &str) {
-    for (obj, status) in new.iter_mut() {
-        let prev = previous
-            .get(obj)
-            .map(Status::conditions)
-            .unwrap_or_default();
-        for conds in status.conditions_mut() {
-            for c in conds.iter_mut() {
-                let old = prev
-                    .iter()
-                    .flat_map(|cs| cs.iter())
-                    .find(|p| p.type_ == c.type_ && p.status == c.status);
-                c.last_transition_time = match old {
-                    Some(p) if !p.last_transition_time.is_empty() => p.last_transition_time.clone(),
-                    _ => now.to_string(),
-                };
+/// Where a list of conditions sits in an object's status: on the object
+/// itself, on one listener (by name), or on one route parent / policy
+/// ancestor (by reference, group and kind defaulted). A condition's
+/// `lastTransitionTime` belongs to its scope and type: one listener's
+/// condition never takes another listener's time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConditionScope {
+    /// `status.conditions`.
+    Object,
+    /// `status.listeners[name].conditions`.
+    Listener(String),
+    /// `status.parents[parentRef].conditions` or `status.ancestors[ancestorRef].conditions`.
+    Parent(ParentRef),
+}
+
+impl ParentRef {
+    /// The reference with the API's defaults filled in (group
+    /// `gateway.networking.k8s.io`, kind `Gateway`), as the API server
+    /// stores it: two spellings of one parent compare equal.
+    pub fn defaulted(&self) -> ParentRef {
+        let mut r = self.clone();
+        r.group
+            .get_or_insert_with(|| crate::GATEWAY_GROUP.to_string());
+        r.kind.get_or_insert_with(|| "Gateway".to_string());
+        r
+    }
+}
+
+impl Status {
+    /// Every condition list of this status with its scope.
+    pub fn scoped_conditions(&self) -> Vec<(ConditionScope, &Vec<Condition>)> {
+        match self {
+            Status::GatewayClass(s) => vec![(ConditionScope::Object, &s.conditions)],
+            Status::Gateway(s) => std::iter::once((ConditionScope::Object, &s.conditions))
+                .chain(
+                    s.listeners
+                        .iter()
+                        .map(|l| (ConditionScope::Listener(l.name.clone()), &l.conditions)),
+                )
+                .collect(),
+            Status::Route(s) => s
+                .parents
+                .iter()
+                .map(|p| {
+                    (
+                        ConditionScope::Parent(p.parent_ref.defaulted()),
+                        &p.conditions,
+                    )
+                })
+                .collect(),
+            Status::Policy { ancestors } => ancestors
+                .iter()
+                .map(|a| {
+                    (
+                        ConditionScope::Parent(a.ancestor_ref.defaulted()),
+                        &a.conditions,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Every condition list of this status with its scope, mutably.
+    pub fn scoped_conditions_mut(&mut self) -> Vec<(ConditionScope, &mut Vec<Condition>)> {
+        match self {
+            Status::GatewayClass(s) => vec![(ConditionScope::Object, &mut s.conditions)],
+            Status::Gateway(s) => std::iter::once((ConditionScope::Object, &mut s.conditions))
+                .chain(
+                    s.listeners
+                        .iter_mut()
+                        .map(|l| (ConditionScope::Listener(l.name.clone()), &mut l.conditions)),
+                )
+                .collect(),
+            Status::Route(s) => s
+                .parents
+                .iter_mut()
+                .map(|p| {
+                    (
+                        ConditionScope::Parent(p.parent_ref.defaulted()),
+                        &mut p.conditions,
+                    )
+                })
+                .collect(),
+            Status::Policy { ancestors } => ancestors
+                .iter_mut()
+                .map(|a| {
+                    (
+                        ConditionScope::Parent(a.ancestor_ref.defaulted()),
+                        &mut a.conditions,
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The `lastTransitionTime`s of an earlier version of one object's status,
+/// by scope and condition type, with the condition's `status` then.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransitionTimes(BTreeMap<(ConditionScope, String), (String, String)>);
+
+impl TransitionTimes {
+    /// The times of a status computed earlier (standalone mode keeps the last one).
+    pub fn of(status: &Status) -> Self {
+        let mut m = BTreeMap::new();
+        for (scope, conds) in status.scoped_conditions() {
+            for c in conds {
+                m.insert(
+                    (scope.clone(), c.type_.clone()),
+                    (c.status.clone(), c.last_transition_time.clone()),
+                );
             }
         }
+        TransitionTimes(m)
+    }
+
+    /// The times of a status as read from the API server (Kubernetes mode):
+    /// `conditions`, `listeners[].conditions`, and the entries of
+    /// `parents[]` / `ancestors[]` written by `controller` (other
+    /// controllers' entries are theirs). Malformed parts are skipped.
+    pub fn from_json(status: &serde_json::Value, controller: &str) -> Self {
+        use serde_json::Value;
+        let mut m = BTreeMap::new();
+        let mut add = |scope: ConditionScope, conds: Option<&Value>| {
+            for c in conds.and_then(Value::as_array).into_iter().flatten() {
+                let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default();
+                if field("type").is_empty() {
+                    continue;
+                }
+                m.insert(
+                    (scope.clone(), field("type").to_string()),
+                    (
+                        field("status").to_string(),
+                        field("lastTransitionTime").to_string(),
+                    ),
+                );
+            }
+        };
+        add(ConditionScope::Object, status.get("conditions"));
+        for l in status
+            .get("listeners")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = l.get("name").and_then(Value::as_str) {
+                add(
+                    ConditionScope::Listener(name.to_string()),
+                    l.get("conditions"),
+                );
+            }
+        }
+        for (list, key) in [("parents", "parentRef"), ("ancestors", "ancestorRef")] {
+            for e in status
+                .get(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if e.get("controllerName").and_then(Value::as_str) != Some(controller) {
+                    continue;
+                }
+                let Some(r) = e
+                    .get(key)
+                    .and_then(|r| serde_json::from_value::<ParentRef>(r.clone()).ok())
+                else {
+                    continue;
+                };
+                add(ConditionScope::Parent(r.defaulted()), e.get("conditions"));
+            }
+        }
+        TransitionTimes(m)
+    }
+
+    /// Fill every `lastTransitionTime` of `status`: the earlier time of the
+    /// same condition type in the same scope when its `status` did not
+    /// change, else `now` (RFC 3339).
+    pub fn apply(&self, status: &mut Status, now: &str) {
+        for (scope, conds) in status.scoped_conditions_mut() {
+            for c in conds.iter_mut() {
+                let kept = self
+                    .0
+                    .get(&(scope.clone(), c.type_.clone()))
+                    .filter(|(st, t)| *st == c.status && !t.is_empty())
+                    .map(|(_, t)| t.clone());
+                c.last_transition_time = kept.unwrap_or_else(|| now.to_string());
+            }
+        }
+    }
+}
+
+/// Fill each condition's `lastTransitionTime` from the previous statuses
+/// ([`TransitionTimes`]): kept when the same condition type in the same scope
+/// (the object, a listener, a parentRef or ancestorRef) has the same
+/// `status`, else `now` (RFC 3339).
+pub fn carry_transition_times(new: &mut Statuses, previous: &Statuses, now: &str) {
+    for (obj, status) in new.iter_mut() {
+        let times = previous
+            .get(obj)
+            .map(TransitionTimes::of)
+            .unwrap_or_default();
+        times.apply(status, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(t: &str, ok: bool, time: &str) -> Condition {
+        let mut c = Condition::new(t, ok, "R", "m", 1);
+        c.last_transition_time = time.into();
+        c
+    }
+
+    fn listener(name: &str, accepted: bool, time: &str) -> ListenerStatus {
+        ListenerStatus {
+            name: name.into(),
+            supported_kinds: vec![],
+            attached_routes: 0,
+            conditions: vec![cond("Accepted", accepted, time)],
+        }
+    }
+
+    fn gateway(listeners: Vec<ListenerStatus>) -> Status {
+        Status::Gateway(GatewayStatus {
+            conditions: vec![cond("Accepted", true, "")],
+            listeners,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_listener_never_takes_another_listeners_time() {
+        let key = ObjectRef {
+            kind: crate::Kind::Gateway,
+            key: crate::ObjectKey::new("ns", "gw"),
+        };
+        let previous: Statuses = [(
+            key.clone(),
+            gateway(vec![
+                listener("a", true, "T-a"),
+                listener("b", false, "T-b"),
+            ]),
+        )]
+        .into();
+        // b became accepted; a did not change.
+        let mut new: Statuses = [(
+            key.clone(),
+            gateway(vec![listener("a", true, ""), listener("b", true, "")]),
+        )]
+        .into();
+        carry_transition_times(&mut new, &previous, "NOW");
+        let Status::Gateway(g) = &new[&key] else {
+            unreachable!()
+        };
+        assert_eq!(g.listeners[0].conditions[0].last_transition_time, "T-a");
+        assert_eq!(g.listeners[1].conditions[0].last_transition_time, "NOW");
+        assert_eq!(g.conditions[0].last_transition_time, "NOW");
+    }
+
+    fn parent(name: &str, kind: Option<&str>, accepted: bool, time: &str) -> ParentStatus {
+        ParentStatus {
+            parent_ref: ParentRef {
+                group: None,
+                kind: kind.map(str::to_string),
+                namespace: None,
+                name: name.into(),
+                section_name: None,
+                port: None,
+            },
+            controller_name: "me".into(),
+            conditions: vec![cond("Accepted", accepted, time)],
+        }
+    }
+
+    #[test]
+    fn a_parent_never_takes_another_parents_time() {
+        let previous = Status::Route(RouteStatus {
+            parents: vec![
+                parent("one", None, true, "T-1"),
+                parent("two", None, false, "T-2"),
+            ],
+        });
+        let mut new = Status::Route(RouteStatus {
+            // "one" spelled with the default kind: the same parent.
+            parents: vec![
+                parent("one", Some("Gateway"), true, ""),
+                parent("two", None, true, ""),
+            ],
+        });
+        TransitionTimes::of(&previous).apply(&mut new, "NOW");
+        let Status::Route(r) = &new else {
+            unreachable!()
+        };
+        assert_eq!(r.parents[0].conditions[0].last_transition_time, "T-1");
+        assert_eq!(r.parents[1].conditions[0].last_transition_time, "NOW");
+    }
+
+    #[test]
+    fn times_read_from_the_api_server_are_ours_only_and_per_scope() {
+        let current = serde_json::json!({
+            "parents": [
+                {"parentRef": {"name": "gw"}, "controllerName": "other",
+                 "conditions": [{"type": "Accepted", "status": "True", "lastTransitionTime": "T-other"}]},
+                {"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"},
+                 "controllerName": "me",
+                 "conditions": [{"type": "Accepted", "status": "True", "lastTransitionTime": "T-mine"}]}
+            ]
+        });
+        let mut new = Status::Route(RouteStatus {
+            parents: vec![parent("gw", None, true, "")],
+        });
+        TransitionTimes::from_json(&current, "me").apply(&mut new, "NOW");
+        let Status::Route(r) = &new else {
+            unreachable!()
+        };
+        assert_eq!(r.parents[0].conditions[0].last_transition_time, "T-mine");
     }
 }

@@ -1,13 +1,14 @@
-//! GatewayClasses, Gateways and listeners: acceptance, conflicts, TLS
-//! references, addresses, and (at the end) the Gateway statuses and the IR.
+//! GatewayClasses, Gateways and listeners: acceptance, listener validation
+//! (protocol, route kinds, TLS references), addresses. Conflicts across
+//! listeners are in `conflicts.rs`, the Gateway statuses in
+//! `gateway_status.rs`, the IR in `lower.rs`; [`finish`] ties the last two.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use portcullis_ir as ir;
 use portcullis_store::status::{
-    Address, Condition, GatewayClassStatus, GatewayStatus, GroupKind, ListenerStatus, Status,
-    Statuses, SupportedFeature,
+    Condition, GatewayClassStatus, GroupKind, Status, Statuses, SupportedFeature,
 };
 use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef};
 
@@ -109,7 +110,7 @@ impl Proto {
         }
     }
     /// Listeners sharing a port must agree on this.
-    fn family(self) -> u8 {
+    pub(crate) fn family(self) -> u8 {
         match self {
             Proto::Http => 0,
             Proto::Https | Proto::Tls => 1,
@@ -117,7 +118,8 @@ impl Proto {
             Proto::Udp => 3,
         }
     }
-    fn socket(self) -> u8 {
+    /// 1 for a UDP socket, 0 for a TCP one.
+    pub(crate) fn socket(self) -> u8 {
         if self == Proto::Udp { 1 } else { 0 }
     }
 }
@@ -395,17 +397,6 @@ fn infrastructure_parameters(input: &Input<'_>, ns: &str, spec: &GatewaySpec) ->
     None
 }
 
-/// Whether any frontend validation (default or per port) uses `AllowInsecureFallback`.
-fn insecure_frontend_validation(spec: &GatewaySpec) -> bool {
-    let Some(f) = spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) else {
-        return false;
-    };
-    std::iter::once(&f.default)
-        .chain(f.per_port.iter().map(|p| &p.tls))
-        .filter_map(|c| c.validation.as_ref())
-        .any(|v| v.mode.as_deref() == Some("AllowInsecureFallback"))
-}
-
 /// Client-certificate validation of TLS-terminating listeners (GEP-91).
 pub(crate) fn apply_frontend_validation(
     input: &Input<'_>,
@@ -424,55 +415,6 @@ pub(crate) fn apply_frontend_validation(
             l.resolved.get_or_insert(resolved);
             l.accepted.get_or_insert(accepted);
         }
-    }
-}
-
-/// Mark listeners that share a port but cannot share it (spec: `Conflicted`).
-///
-/// Listeners are in precedence order (the Gateway's own, then ListenerSets
-/// oldest first, then by `namespace/name`); a listener conflicts only with an
-/// earlier one that is not itself conflicted, so the first of a conflicting
-/// group keeps serving (ListenerSet `spec.listeners` precedence rules).
-pub(crate) fn conflicts(listeners: &mut [ListenerState]) {
-    for i in 0..listeners.len() {
-        if listeners[i].conflicted.is_some() {
-            continue;
-        }
-        let mut mark = None;
-        for j in 0..i {
-            let (a, b) = (&listeners[i], &listeners[j]);
-            let (Some(pa), Some(pb)) = (a.protocol, b.protocol) else {
-                continue;
-            };
-            if b.conflicted.is_some()
-                || a.spec.port != b.spec.port
-                || pa.socket() != pb.socket()
-                || a.accepted.is_some()
-                || b.accepted.is_some()
-            {
-                continue;
-            }
-            if pa.family() != pb.family() {
-                mark = Some((
-                    "ProtocolConflict",
-                    format!(
-                        "port {} is already used by listener {:?} with protocol {}",
-                        a.spec.port, b.spec.name, b.spec.protocol
-                    ),
-                ));
-                break;
-            } else if a.spec.hostname == b.spec.hostname {
-                mark = Some((
-                    "HostnameConflict",
-                    format!(
-                        "listener {:?} already uses the same port, protocol and hostname",
-                        b.spec.name
-                    ),
-                ));
-                break;
-            }
-        }
-        listeners[i].conflicted = mark;
     }
 }
 
@@ -543,240 +485,23 @@ fn assign_addresses(input: &Input<'_>, gws: &mut [GatewayState]) {
     }
 }
 
-pub(crate) fn listener_status(l: &ListenerState, bind_error: Option<&String>) -> ListenerStatus {
-    let g = l.generation;
-    let accepted = l
-        .accepted
-        .clone()
-        .or_else(|| {
-            l.conflicted
-                .as_ref()
-                .map(|(r, m)| Problem::new(r, m.clone()))
-        })
-        .or_else(|| {
-            bind_error.map(|e| {
-                Problem::new(
-                    "PortUnavailable",
-                    format!("cannot bind port {}: {e}", l.spec.port),
-                )
-            })
-        });
-    let programmed = if let Some((r, m)) = &l.conflicted {
-        Some(Problem::new(r, m.clone()))
-    } else if accepted.is_some() || l.resolved.is_some() {
-        Some(Problem::new(
-            "Invalid",
-            "listener is not accepted or has unresolved references, so it is not served",
-        ))
-    } else {
-        None
-    };
-    let mut conditions = vec![
-        cond(
-            ACCEPTED,
-            "Accepted",
-            "listener is accepted",
-            accepted.as_ref(),
-            g,
-        ),
-        cond(
-            PROGRAMMED,
-            "Programmed",
-            "listener is served",
-            programmed.as_ref(),
-            g,
-        ),
-        cond(
-            RESOLVED_REFS,
-            "ResolvedRefs",
-            "all references are resolved",
-            l.resolved.as_ref(),
-            g,
-        ),
-    ];
-    conditions.push(match &l.conflicted {
-        None => Condition::new(CONFLICTED, false, "NoConflicts", "no conflicts", g),
-        Some((r, m)) => Condition::new(CONFLICTED, true, r, m.clone(), g),
-    });
-    ListenerStatus {
-        name: l.spec.name.clone(),
-        supported_kinds: l.supported_kinds.clone(),
-        attached_routes: l.attached,
-        conditions,
-    }
-}
-
 /// Gateway statuses and the IR, once routes are attached.
 pub(crate) fn finish(
     input: &Input<'_>,
     gws: Vec<GatewayState>,
     statuses: &mut Statuses,
 ) -> (ir::Config, BTreeMap<ObjectKey, IpAddr>) {
-    // Keyed by socket and transport: a TCP and a UDP listener may share a port number.
-    let mut ports: BTreeMap<(SocketAddr, bool), ir::Port> = BTreeMap::new();
+    let mut ports = crate::lower::Ports::default();
     let mut addresses = BTreeMap::new();
     for gw in gws {
-        let g = gw.meta.generation;
-        let own: Vec<&ListenerState> = gw
-            .listeners
-            .iter()
-            .filter(|l| l.owner == Owner::Gateway)
-            .collect();
-        let bind_err = |l: &ListenerState| -> Option<String> {
-            let ip = gw.address.as_ref().ok()?;
-            input
-                .bind_errors
-                .get(&SocketAddr::new(*ip, l.spec.port as u16))
-                .cloned()
-        };
-        let valid = own.iter().filter(|l| l.attachable()).count();
-        let accepted = match &gw.address {
-            _ if gw.params_problem.is_some() => gw.params_problem.clone(),
-            Err(p) if p.reason == "UnsupportedAddress" => Some(p.clone()),
-            _ if valid == 0 && !own.is_empty() => {
-                Some(Problem::new("ListenersNotValid", "no listener is valid"))
-            }
-            _ => None,
-        };
-        let some_invalid = valid < own.len();
-        let addr_unusable = gw.address.as_ref().ok().and_then(|ip| {
-            input
-                .bind_errors
-                .iter()
-                .find(|(sa, e)| sa.ip() == *ip && e.contains("assign requested address"))
-                .map(|(_, e)| e.clone())
-        });
-        let programmed = if accepted.is_some() {
-            Some(Problem::new("Invalid", "Gateway is not accepted"))
-        } else if let Err(p) = &gw.address {
-            Some(p.clone())
-        } else {
-            addr_unusable.map(|e| {
-                Problem::new(
-                    "AddressNotUsable",
-                    format!("cannot bind the Gateway's address: {e}"),
-                )
-            })
-        };
-        let accepted_cond = match (&accepted, some_invalid) {
-            (Some(p), _) => cond(ACCEPTED, "", "", Some(p), g),
-            (None, true) => Condition::new(
-                ACCEPTED,
-                true,
-                "ListenersNotValid",
-                "some listeners are not valid; the valid ones are served",
-                g,
-            ),
-            (None, false) => Condition::new(ACCEPTED, true, "Accepted", "Gateway is accepted", g),
-        };
-        let resolved = gw.backend_client_cert.as_ref().err();
-        let mut conditions = vec![
-            accepted_cond,
-            cond(
-                PROGRAMMED,
-                "Programmed",
-                "Gateway is served",
-                programmed.as_ref(),
-                g,
-            ),
-            cond(
-                RESOLVED_REFS,
-                "ResolvedRefs",
-                "all Gateway-level references are resolved",
-                resolved,
-                g,
-            ),
-        ];
-        if insecure_frontend_validation(&gw.spec) {
-            conditions.push(Condition::new(
-                "InsecureFrontendValidationMode",
-                true,
-                "ConfigurationChanged",
-                "client certificate validation uses AllowInsecureFallback: connections without a valid client certificate are accepted",
-                g,
-            ));
-        }
-        let listeners = own
-            .iter()
-            .map(|l| listener_status(l, bind_err(l).as_ref()))
-            .collect();
-        let attached_listener_sets =
-            crate::listenerset::finish(&gw, accepted.is_none(), &bind_err, statuses);
-        let status_addresses = match &gw.address {
-            Ok(ip) if accepted.is_none() && !ip.is_unspecified() => vec![Address {
-                type_: "IPAddress".into(),
-                value: ip.to_string(),
-            }],
-            _ => vec![],
-        };
-        statuses.insert(
-            ObjectRef {
-                kind: Kind::Gateway,
-                key: gw.key.clone(),
-            },
-            Status::Gateway(GatewayStatus {
-                addresses: status_addresses,
-                conditions,
-                listeners,
-                attached_listener_sets,
-            }),
-        );
+        let accepted = crate::gateway_status::render(input, &gw, statuses);
         let Ok(ip) = gw.address else { continue };
         if gw.requested_pool || !gw.spec.addresses.is_empty() {
             addresses.insert(gw.key.clone(), ip);
         }
-        if accepted.is_some() {
-            continue;
-        }
-        for l in gw.listeners {
-            if !l.programmed() {
-                continue;
-            }
-            let proto = l.protocol.expect("attachable");
-            let bind = SocketAddr::new(ip, l.spec.port as u16);
-            let port_proto = match proto {
-                Proto::Http => ir::PortProtocol::Http,
-                Proto::Https => ir::PortProtocol::Https,
-                Proto::Tls => ir::PortProtocol::Tls,
-                Proto::Tcp => ir::PortProtocol::Tcp,
-                Proto::Udp => ir::PortProtocol::Udp,
-            };
-            let owner = match &l.owner {
-                Owner::Gateway => gw.key.to_string(),
-                Owner::ListenerSet(k) => format!("{k} (ListenerSet)"),
-            };
-            let port = ports
-                .entry((bind, proto == Proto::Udp))
-                .or_insert_with(|| ir::Port {
-                    bind,
-                    protocol: port_proto,
-                    listeners: vec![],
-                });
-            if port_proto == ir::PortProtocol::Tls {
-                port.protocol = ir::PortProtocol::Tls;
-            }
-            port.listeners.push(ir::Listener {
-                name: format!("{owner}/{}", l.spec.name),
-                hostname: l.spec.hostname.clone(),
-                tls: l.tls.clone(),
-                http_routes: l.http_rules,
-                l4_routes: l.l4_routes,
-            });
+        if accepted {
+            ports.add(&gw.key, ip, gw.listeners);
         }
     }
-    let mut ports: Vec<ir::Port> = ports.into_values().collect();
-    for p in &mut ports {
-        p.listeners
-            .sort_by_key(|l| hostname_rank(l.hostname.as_deref()));
-    }
-    (ir::Config { ports }, addresses)
-}
-
-/// Most specific first: exact names, then wildcards by length, then none.
-fn hostname_rank(h: Option<&str>) -> (u8, std::cmp::Reverse<usize>) {
-    match h {
-        Some(h) if !h.starts_with('*') => (0, std::cmp::Reverse(h.len())),
-        Some(h) => (1, std::cmp::Reverse(h.len())),
-        None => (2, std::cmp::Reverse(0)),
-    }
+    (ports.finish(), addresses)
 }

@@ -13,10 +13,13 @@
 mod backends;
 #[allow(dead_code)]
 mod conditions;
+mod conflicts;
 mod features;
 mod gateway;
+mod gateway_status;
 mod hostname;
 mod listenerset;
+mod lower;
 mod memo;
 // Some view fields are read only by ListenerSet and Gateway TLS translation, still in progress.
 #[allow(dead_code)]
@@ -104,7 +107,7 @@ pub fn translate_with(input: &Input<'_>, memo: &mut Memo) -> Output {
     let mut gws = gateway::gateways(input, &classes, &grants);
     listenerset::attach(input, &mut gws, &grants, &mut statuses);
     for gw in &mut gws {
-        gateway::conflicts(&mut gw.listeners);
+        conflicts::conflicts(&mut gw.listeners);
     }
     let mut ctx = routes::Ctx::new(input, &grants);
     routes::attach_all(&mut ctx, memo, &mut gws, &mut statuses);

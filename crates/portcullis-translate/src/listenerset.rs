@@ -4,8 +4,9 @@
 //!   the Gateway's `allowedListeners.namespaces` admits its namespace
 //!   (default `None`) → otherwise `Accepted=False/NotAllowed`.
 //! - Its listeners are merged after the Gateway's own, ListenerSets ordered
-//!   oldest first, then by `namespace/name`; conflicts are resolved in that
-//!   order (the earlier listener wins).
+//!   oldest first, then by `namespace/name`; a conflict between listeners of
+//!   two objects is resolved in that order (the earlier listener wins), while
+//!   indistinct listeners of one object are all conflicted.
 //! - A ListenerSet with no valid listener is `Accepted=False/ListenersNotValid`;
 //!   the Gateway reports the number attached in `attachedListenerSets`.
 //! - References from a ListenerSet (certificates) need ReferenceGrants from
@@ -16,7 +17,9 @@ use portcullis_store::{Kind, ObjectKey, ObjectRef};
 
 use crate::Input;
 use crate::conditions::*;
-use crate::gateway::{GatewayState, ListenerState, Owner, listener, listener_status};
+use crate::conflicts::listeners_not_valid;
+use crate::gateway::{GatewayState, ListenerState, Owner, listener};
+use crate::gateway_status::listener_status;
 use crate::model::{ListenerSetSpec, Obj, namespace_labels, view};
 use crate::refs::Grants;
 
@@ -149,20 +152,17 @@ pub(crate) fn finish(
                 Condition::new(PROGRAMMED, false, "ParentNotAccepted", msg, g),
             ]
         } else if valid == 0 {
-            let msg = "no listener of this ListenerSet is valid";
+            let msg = listeners_not_valid(&mine, ListenerState::programmed)
+                .unwrap_or_else(|| "the ListenerSet has no listener".into());
             vec![
-                Condition::new(ACCEPTED, false, "ListenersNotValid", msg, g),
+                Condition::new(ACCEPTED, false, "ListenersNotValid", msg.clone(), g),
                 Condition::new(PROGRAMMED, false, "ListenersNotValid", msg, g),
             ]
         } else {
             attached += 1;
-            let (reason, msg) = if valid < mine.len() {
-                (
-                    "ListenersNotValid",
-                    "some listeners are not valid; the valid ones are served",
-                )
-            } else {
-                ("Accepted", "ListenerSet is attached")
+            let (reason, msg) = match listeners_not_valid(&mine, ListenerState::programmed) {
+                Some(m) => ("ListenersNotValid", m),
+                None => ("Accepted", "ListenerSet is attached".to_string()),
             };
             vec![
                 Condition::new(ACCEPTED, true, reason, msg, g),

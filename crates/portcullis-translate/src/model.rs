@@ -392,7 +392,8 @@ pub(crate) struct PolicyTargetRef {
 pub(crate) struct BackendTlsValidation {
     #[serde(default)]
     pub ca_certificate_refs: Vec<ObjectRef>,
-    #[serde(default)]
+    // The API spells the acronym in capitals: camelCase would read `wellKnownCaCertificates`.
+    #[serde(default, rename = "wellKnownCACertificates")]
     pub well_known_ca_certificates: Option<String>,
     #[serde(default)]
     pub hostname: String,

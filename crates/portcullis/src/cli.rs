@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use portcullis_source::FieldValidation;
 
 use crate::{controller, report};
 
@@ -24,11 +25,19 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Gateway API objects in YAML/JSON files (standalone mode).
     Run(RunArgs),
-    /// Check files and exit 1 on any invalid object (errors as file:line).
+    /// Check files as they would be served: schema and CEL errors, then the
+    /// full translation; every problem that leaves configuration unserved is
+    /// printed as file:line, and the exit code is 1 when there is any.
     Validate {
         /// A file or a directory (recursive).
         #[arg(long, short)]
         config: PathBuf,
+        /// Output format.
+        #[arg(long, short, value_enum, default_value_t = ValidateFormat::Text)]
+        output: ValidateFormat,
+        /// Unknown fields and kinds: Strict (an error), Warn or Ignore (dropped).
+        #[arg(long, default_value_t = FieldValidation::Strict)]
+        field_validation: FieldValidation,
     },
     /// Print every Gateway API object with the status a cluster would show.
     Status {
@@ -41,6 +50,9 @@ pub enum Command {
         /// Address pool, as for `run`.
         #[arg(long)]
         address_pool: Option<ipnet::IpNet>,
+        /// Unknown fields and kinds: Strict (an error), Warn or Ignore (dropped).
+        #[arg(long, default_value_t = FieldValidation::Strict)]
+        field_validation: FieldValidation,
     },
     /// Kubernetes mode: watch the cluster, write statuses, provision and feed one proxy per Gateway.
     Controller(portcullis_kube::ControllerArgs),
@@ -57,6 +69,15 @@ pub enum Format {
     Json,
     /// One line per object.
     Table,
+}
+
+/// Output formats of `validate`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ValidateFormat {
+    /// One line per problem, grouped by file, and a summary.
+    Text,
+    /// `{valid, objects, problems: [...]}` for machines.
+    Json,
 }
 
 /// Options of `run`.
@@ -93,6 +114,10 @@ pub struct RunArgs {
     /// Largest request body in bytes (413 past it); 0 for no limit.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     pub max_request_body_bytes: u64,
+    /// Unknown fields and kinds: Strict (the object is invalid and its last
+    /// good version keeps serving), Warn or Ignore (dropped).
+    #[arg(long, default_value_t = FieldValidation::Strict)]
+    pub field_validation: FieldValidation,
 }
 
 /// Run a command.
@@ -107,12 +132,17 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(controller::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config } => Ok(report::validate(&config)),
+        Command::Validate {
+            config,
+            output,
+            field_validation,
+        } => crate::validate::run(&config, output, field_validation),
         Command::Status {
             config,
             output,
             address_pool,
-        } => report::status(&config, output, address_pool),
+            field_validation,
+        } => report::status(&config, output, address_pool, field_validation),
         Command::Controller(args) => {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

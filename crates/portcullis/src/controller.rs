@@ -39,7 +39,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let mut watch = portcullis_source::watch(&args.config)
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", args.config.display()))?;
-    let mut source = portcullis_source::FileSource::new(args.config.clone());
+    let mut source = portcullis_source::FileSource::new(args.config.clone())
+        .with_field_validation(args.field_validation);
     let mut looper = Loop {
         options,
         dataplane: dataplane.clone(),

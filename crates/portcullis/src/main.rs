@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod controller;
 mod report;
+mod validate;
 
 use clap::Parser;
 

@@ -1,4 +1,4 @@
-//! Offline commands (`validate`, `status`) and the status document shared with the admin API.
+//! `portcullis status` and the status document shared with the admin API.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -31,28 +31,18 @@ pub fn status_document(snapshot: &Snapshot, statuses: &Statuses) -> Value {
     Value::Array(out)
 }
 
-/// `portcullis validate`.
-pub fn validate(path: &Path) -> ExitCode {
-    let loaded = portcullis_source::load_path(path);
-    for w in &loaded.warnings {
+/// `portcullis status`: translate offline and print.
+pub fn status(
+    path: &Path,
+    format: Format,
+    pool: Option<ipnet::IpNet>,
+    fields: portcullis_source::FieldValidation,
+) -> anyhow::Result<ExitCode> {
+    let mut source = portcullis_source::FileSource::new(path).with_field_validation(fields);
+    let reload = source.reload();
+    for w in &reload.warnings {
         eprintln!("warning: {w}");
     }
-    for e in &loaded.errors {
-        println!("{e}");
-    }
-    if loaded.errors.is_empty() {
-        println!("{}: {} objects valid", path.display(), loaded.objects.len());
-        ExitCode::SUCCESS
-    } else {
-        println!("{}: {} errors", path.display(), loaded.errors.len());
-        ExitCode::FAILURE
-    }
-}
-
-/// `portcullis status`: translate offline and print.
-pub fn status(path: &Path, format: Format, pool: Option<ipnet::IpNet>) -> anyhow::Result<ExitCode> {
-    let mut source = portcullis_source::FileSource::new(path);
-    let reload = source.reload();
     for e in &reload.errors {
         eprintln!("error: {e}");
     }

@@ -201,6 +201,15 @@ fn serves_reloads_and_survives_bad_edits() {
     std::fs::write(dir.path().join("all.yaml"), bad).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(get(gw, "x", "/v2/still").unwrap().0, 200);
+
+    // An edit with an unknown field (a typo) is rejected whole (strict field
+    // validation, as kubectl): its other change (the new prefix) is not
+    // applied either, and the last good version keeps serving.
+    let typo = manifest(port, b, "/v3").replace("backendRefs:", "backendRefz:");
+    std::fs::write(dir.path().join("all.yaml"), typo).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(gw, "x", "/v2/still").unwrap().0, 200);
+    assert_eq!(get(gw, "x", "/v3/x").unwrap().0, 404);
 }
 
 #[test]

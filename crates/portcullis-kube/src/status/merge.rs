@@ -7,12 +7,13 @@
 //!   entries are kept as they are, in their order, ahead of ours.
 //!
 //! Condition `lastTransitionTime`s are carried over from the object's current
-//! status when the condition's `status` did not change, so a restart or a
-//! re-translation never moves them; the result is then compared with the
+//! status when the condition's `status` did not change, per listener and per
+//! parentRef/ancestorRef ([`TransitionTimes`], the rule standalone mode uses
+//! too), so a restart or a re-translation never moves them; the result is then compared with the
 //! current status (after normalising API defaults) and `None` means "no write".
 
 use portcullis_store::Kind;
-use portcullis_store::status::Status;
+use portcullis_store::status::{Status, TransitionTimes};
 use serde_json::{Map, Value};
 
 /// The status field holding per-parent entries for a kind, and the entries' ref key.
@@ -56,7 +57,14 @@ pub fn desired(
 ) -> Option<Value> {
     let empty = Value::Object(Map::new());
     let current = current.filter(|v| v.is_object()).unwrap_or(&empty);
-    let mut new = match (list_keys(kind), translated) {
+    // Transition times: the one rule of both modes, by scope (listener,
+    // parentRef, ancestorRef) and condition type.
+    let translated = translated.map(|t| {
+        let mut t = t.clone();
+        TransitionTimes::from_json(current, controller).apply(&mut t, now);
+        t
+    });
+    let mut new = match (list_keys(kind), translated.as_ref()) {
         (Some((list, rkey)), t) => {
             let cur_list = current
                 .get(list)
@@ -75,19 +83,13 @@ pub fn desired(
                 .unwrap_or_default();
             for mut e in fresh {
                 default_ref(&mut e, rkey);
-                let old = cur_list.iter().find(|o| ours(o) && same_ref(o, &e, rkey));
-                carry(&mut e, old, now);
                 merged.push(e);
             }
             let mut m = Map::new();
             m.insert(list.to_string(), Value::Array(merged));
             Value::Object(m)
         }
-        (None, Some(t)) => {
-            let mut v = serde_json::to_value(t).unwrap_or_default();
-            carry(&mut v, Some(current), now);
-            v
-        }
+        (None, Some(t)) => serde_json::to_value(t).unwrap_or_default(),
         (None, None) => return None,
     };
     if normalise(current.clone()) == normalise(new.clone()) {
@@ -107,47 +109,6 @@ fn default_ref(entry: &mut Value, rkey: &str) {
             .or_insert_with(|| Value::String(portcullis_store::GATEWAY_GROUP.into()));
         r.entry("kind")
             .or_insert_with(|| Value::String("Gateway".into()));
-    }
-}
-
-fn same_ref(a: &Value, b: &Value, rkey: &str) -> bool {
-    let norm = |v: &Value| {
-        let mut v = v.clone();
-        default_ref(&mut v, rkey);
-        normalise(v.get(rkey).cloned().unwrap_or(Value::Null))
-    };
-    norm(a) == norm(b)
-}
-
-/// Copy `lastTransitionTime` from `old` for conditions whose type and status
-/// are unchanged; `now` for the others. Recurses into `listeners` (by name).
-fn carry(new: &mut Value, old: Option<&Value>, now: &str) {
-    let Value::Object(n) = new else { return };
-    if let Some(Value::Array(conds)) = n.get_mut("conditions") {
-        let prev = old
-            .and_then(|o| o.get("conditions"))
-            .and_then(Value::as_array);
-        for c in conds {
-            let same = prev.and_then(|p| {
-                p.iter()
-                    .find(|o| o.get("type") == c.get("type") && o.get("status") == c.get("status"))
-            });
-            let t = same
-                .and_then(|o| o.get("lastTransitionTime"))
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-                .unwrap_or(now);
-            c["lastTransitionTime"] = Value::String(t.to_string());
-        }
-    }
-    if let Some(Value::Array(ls)) = n.get_mut("listeners") {
-        let prev = old
-            .and_then(|o| o.get("listeners"))
-            .and_then(Value::as_array);
-        for l in ls {
-            let same = prev.and_then(|p| p.iter().find(|o| o.get("name") == l.get("name")));
-            carry(l, same, now);
-        }
     }
 }
 

@@ -3,16 +3,25 @@
 
 use std::path::Path;
 
-use portcullis_source::{Loaded, load_path};
+use portcullis_source::{FieldValidation, Loaded, load_path_with};
 use portcullis_store::Kind;
 use serde_json::Value;
 
 /// Load `text` written to `name` in a fresh directory. Errors and warnings
 /// are rendered with paths relative to that directory.
 pub fn load(name: &str, text: &str) -> (Loaded, Vec<String>, Vec<String>) {
+    load_with(name, text, FieldValidation::Strict)
+}
+
+/// [`load`] with the given field validation.
+pub fn load_with(
+    name: &str,
+    text: &str,
+    fields: FieldValidation,
+) -> (Loaded, Vec<String>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(name), text).unwrap();
-    let loaded = load_path(dir.path());
+    let loaded = load_path_with(dir.path(), fields);
     let errors = loaded
         .errors
         .iter()

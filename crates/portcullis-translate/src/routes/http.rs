@@ -495,7 +495,11 @@ pub(super) fn value_match(nv: &NameValue, lower_name: bool) -> Result<ir::ValueM
             regex::Regex::new(&nv.value).map_err(|e| {
                 Problem::new(
                     "UnsupportedValue",
-                    format!("invalid regular expression {:?}: {e}", nv.value),
+                    format!(
+                        "invalid regular expression {:?}: {}",
+                        nv.value,
+                        one_line(&e)
+                    ),
                 )
             })?;
             ir::StringMatch::Regex(nv.value.clone())
@@ -516,7 +520,7 @@ fn path_match(p: Option<&PathSpec>) -> Result<ir::PathMatch, Problem> {
             regex::Regex::new(&v).map_err(|e| {
                 Problem::new(
                     "UnsupportedValue",
-                    format!("invalid path regular expression {v:?}: {e}"),
+                    format!("invalid path regular expression {v:?}: {}", one_line(&e)),
                 )
             })?;
             ir::PathMatch::Regex(v)
@@ -665,4 +669,12 @@ pub(super) fn build(
     }
     out.all_invalid = valid_rules == 0 && !rules.is_empty();
     out
+}
+
+/// A (regex parser's) multi-line error on one line, as a condition message.
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -150,13 +150,31 @@ pub async fn wait_for_gateway_address(ctx: &Ctx, gw: &GatewayRef) -> Result<Stri
     let port = listener.get("port").and_then(Value::as_i64).unwrap_or(0);
     let ip = eventually(ctx, &format!("Gateway {} address", gw.nn), |snap| {
         let obj = gateway_latest(snap, &gw.nn)?;
-        arr(obj, "/status/addresses")
-            .iter()
-            .find_map(|a| a.get("value").and_then(Value::as_str).map(str::to_string))
-            .ok_or_else(|| format!("Gateway {}: no address in status", gw.nn))
+        status_address(obj).map_err(|e| format!("Gateway {}: {e}", gw.nn))
     })
     .await?;
     Ok(join_host_port(&ip, port))
+}
+
+/// The first `status.addresses` entry of type `IPAddress` or `Hostname`, as
+/// upstream's WaitForGatewayAddress takes it: an entry without a `type` does
+/// not count.
+pub fn status_address(gateway: &Value) -> std::result::Result<String, String> {
+    let addresses = arr(gateway, "/status/addresses");
+    for a in addresses {
+        let typ = a.get("type").and_then(Value::as_str);
+        if matches!(typ, Some("IPAddress" | "Hostname"))
+            && let Some(v) = a.get("value").and_then(Value::as_str)
+        {
+            return Ok(v.to_string());
+        }
+    }
+    match addresses.first() {
+        None => Err("no address in status".into()),
+        Some(a) => Err(format!(
+            "no address of type IPAddress or Hostname in status (first: {a})"
+        )),
+    }
 }
 
 pub fn join_host_port(host: &str, port: i64) -> String {
@@ -576,4 +594,28 @@ pub async fn listenerset_status_must_have_listeners(
             .map_err(|m| format!("ListenerSet {ls}: {m}"))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_gateway_address_must_carry_its_type() {
+        let typed =
+            json!({"status": {"addresses": [{"type": "IPAddress", "value": "127.0.10.1"}]}});
+        assert_eq!(status_address(&typed), Ok("127.0.10.1".into()));
+        let hostname =
+            json!({"status": {"addresses": [{"type": "Hostname", "value": "gw.example"}]}});
+        assert_eq!(status_address(&hostname), Ok("gw.example".into()));
+        let untyped = json!({"status": {"addresses": [{"value": "127.0.10.1"}]}});
+        assert!(
+            status_address(&untyped)
+                .unwrap_err()
+                .contains("no address of type")
+        );
+        let none = json!({"status": {}});
+        assert_eq!(status_address(&none), Err("no address in status".into()));
+    }
 }

@@ -21,6 +21,7 @@ mod status;
 mod suite;
 mod tcp;
 mod tests;
+mod weights;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -60,8 +61,9 @@ struct Args {
     /// The portcullis-echo binary (default: next to this binary).
     #[arg(long)]
     echo: Option<PathBuf>,
-    /// The unpacked upstream Gateway API v1.6.1 release.
-    #[arg(long, default_value = "../shared/gateway-api-v1.6.1")]
+    /// The upstream Gateway API v1.6.1 conformance manifests (a directory holding
+    /// `conformance/`); the default is the vendored copy, relative to the repository root.
+    #[arg(long, default_value = "third_party/gateway-api/v1.6.1")]
     upstream_dir: PathBuf,
     /// GatewayClass name the manifests are rewritten to.
     #[arg(long, default_value = "portcullis")]
@@ -290,7 +292,7 @@ async fn run_tests(
     }
 
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for test in selected {
+    for (i, test) in selected.iter().enumerate() {
         if let Some(reason) =
             suite::skip_reason(test, &supported, args.all_features, args.skip_provisional)
         {
@@ -314,7 +316,13 @@ async fn run_tests(
             ))
         });
         let cleanup = ctx.cleanup().await;
+        let alive = gateway.alive();
         match (result, cleanup) {
+            // A test during which portcullis exited did not pass, whatever it saw.
+            (Ok(()), Ok(())) if !alive => {
+                println!("FAIL {}: portcullis exited during the test", test.name);
+                failed += 1;
+            }
             (Ok(()), Ok(())) => {
                 println!("PASS {}", test.name);
                 passed += 1;
@@ -332,13 +340,47 @@ async fn run_tests(
                 failed += 1;
             }
         }
-        if !gateway.alive() {
+        if !alive {
             println!("portcullis exited; log: {}", gateway.log_path.display());
+            let rest = not_run(&selected[i + 1..], &supported, args);
+            for line in &rest.lines {
+                println!("{line}");
+            }
+            failed += rest.failed;
+            skipped += rest.skipped;
             break;
         }
     }
     println!("{passed} passed, {failed} failed, {skipped} skipped");
     Ok(failed == 0)
+}
+
+/// What the tests left when portcullis exited count as.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct NotRun {
+    failed: usize,
+    skipped: usize,
+    /// One `FAIL`/`SKIP` line per test.
+    lines: Vec<String>,
+}
+
+/// Every test that would have run counts as a failure (so the exit code is
+/// 1); tests that would have been skipped stay skipped.
+fn not_run(rest: &[&TestDef], supported: &BTreeSet<String>, args: &Args) -> NotRun {
+    let mut out = NotRun::default();
+    for test in rest {
+        if let Some(reason) =
+            suite::skip_reason(test, supported, args.all_features, args.skip_provisional)
+        {
+            out.lines.push(format!("SKIP {}: {reason}", test.name));
+            out.skipped += 1;
+        } else if test.run.is_some() {
+            out.lines
+                .push(format!("FAIL {}: not run: portcullis exited", test.name));
+            out.failed += 1;
+        }
+    }
+    out
 }
 
 fn one_line(s: &str) -> String {
@@ -378,4 +420,37 @@ async fn supported_features(
         .collect();
     set.extend(cores.iter().cloned());
     Ok(set)
+}
+
+#[cfg(test)]
+mod main_tests {
+    use super::*;
+
+    #[test]
+    fn tests_left_when_portcullis_exits_count_as_failures() {
+        let all = tests::registry();
+        let args = Args::parse_from(["portcullis-conformance"]);
+        let runnable: Vec<&TestDef> = all
+            .iter()
+            .filter(|t| t.run.is_some() && t.needs_cluster.is_none() && !t.provisional)
+            .take(3)
+            .collect();
+        let cluster_only = all
+            .iter()
+            .find(|t| t.needs_cluster.is_some())
+            .expect("a test that needs a cluster");
+        let mut rest = runnable.clone();
+        rest.push(cluster_only);
+        let supported: BTreeSet<String> = rest
+            .iter()
+            .flat_map(|t| t.features.iter().map(|f| f.to_string()))
+            .collect();
+        let n = not_run(&rest, &supported, &args);
+        assert_eq!((n.failed, n.skipped), (3, 1), "{:#?}", n.lines);
+        assert_eq!(
+            n.lines[0],
+            format!("FAIL {}: not run: portcullis exited", runnable[0].name)
+        );
+        assert!(n.lines[3].starts_with(&format!("SKIP {}", cluster_only.name)));
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -111,7 +112,35 @@ pub fn is_timeout_error(code: u16) -> bool {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
-fn tls_config(req: &RtRequest, alpn: &[u8]) -> Result<Arc<rustls::ClientConfig>> {
+/// Presents a client certificate and records whether the server asked for
+/// one: rustls calls `resolve` only when a CertificateRequest arrives.
+#[derive(Debug)]
+struct RecordingClientCert {
+    key: Arc<rustls::sign::CertifiedKey>,
+    requested: Arc<AtomicBool>,
+}
+
+impl rustls::client::ResolvesClientCert for RecordingClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.requested.store(true, Ordering::SeqCst);
+        Some(self.key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The client configuration of one connection, and, when it presents a
+/// client certificate, whether the server requested one.
+fn tls_config(
+    req: &RtRequest,
+    alpn: &[u8],
+) -> Result<(Arc<rustls::ClientConfig>, Option<Arc<AtomicBool>>)> {
     if req.server_name.is_empty() {
         bail!("https request has no server name configured");
     }
@@ -124,21 +153,30 @@ fn tls_config(req: &RtRequest, alpn: &[u8]) -> Result<Arc<rustls::ClientConfig>>
         .collect::<Result<Vec<_>, _>>()
         .context("parsing trusted certificate")?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(crate::gotls::GoVerifier::new(roots)?);
-    let mut config = match &req.client_cert {
+    let (mut config, requested) = match &req.client_cert {
         Some((cert, key)) => {
             let certs =
                 CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
             let key = PrivateKeyDer::from_pem_slice(key.as_bytes())?;
-            builder.with_client_auth_cert(certs, key)?
+            let key = Arc::new(rustls::sign::CertifiedKey::from_der(certs, key, &provider)?);
+            let requested = Arc::new(AtomicBool::new(false));
+            let resolver = RecordingClientCert {
+                key,
+                requested: requested.clone(),
+            };
+            (
+                builder.with_client_cert_resolver(Arc::new(resolver)),
+                Some(requested),
+            )
         }
-        None => builder.with_no_client_auth(),
+        None => (builder.with_no_client_auth(), None),
     };
     config.alpn_protocols = vec![alpn.to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), requested))
 }
 
 async fn connect(req: &RtRequest, alpn: &[u8]) -> Result<Box<dyn Io>> {
@@ -150,12 +188,22 @@ async fn connect(req: &RtRequest, alpn: &[u8]) -> Result<Box<dyn Io>> {
         .with_context(|| format!("dial tcp {host}:{port}"))?;
     let _ = tcp.set_nodelay(true);
     if req.url.scheme() == "https" || req.protocol == HTTPS || req.protocol == H2 {
-        let config = tls_config(req, alpn)?;
+        let (config, requested) = tls_config(req, alpn)?;
         let name = ServerName::try_from(req.server_name.clone())?;
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .context("TLS handshake")?;
+        // A call that presents a client certificate must have been asked
+        // for one (the handshake is complete: a TLS 1.3 CertificateRequest
+        // comes in the server's first flight, a TLS 1.2 one before its
+        // ServerHelloDone).
+        if requested.is_some_and(|r| !r.load(Ordering::SeqCst)) {
+            bail!(
+                "the server did not request a client certificate from {}",
+                req.server_name
+            );
+        }
         return Ok(Box::new(tls));
     }
     Ok(Box::new(tcp))
@@ -363,6 +411,83 @@ mod tests {
         assert_eq!(explicit_port("https://[::1]:443/").as_deref(), Some("443"));
         assert_eq!(explicit_port("http://example.org/x"), None);
         assert_eq!(explicit_port("/relative"), None);
+    }
+
+    /// A TLS server on 127.0.0.1 with the suite's example.org certificate,
+    /// asking for a client certificate signed by the suite's CA, or not;
+    /// it completes one handshake and then holds the connection.
+    async fn tls_server(
+        ask_client_cert: bool,
+    ) -> (std::net::SocketAddr, crate::certs::Certificates) {
+        let certs = crate::certs::generate().unwrap();
+        let key = "gateway-conformance-infra/tls-validity-checks-certificate";
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(certs.pems[key].as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let private = PrivateKeyDer::from_pem_slice(certs.keys[key].as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if ask_client_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            let ca = "gateway-conformance-infra/tls-validity-checks-ca-certificate";
+            for c in CertificateDer::pem_slice_iter(certs.pems[ca].as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = Arc::new(builder.with_single_cert(chain, private).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(tls);
+        });
+        (addr, certs)
+    }
+
+    fn request(addr: std::net::SocketAddr, certs: &crate::certs::Certificates) -> RtRequest {
+        let client = "gateway-conformance-infra/tls-validity-checks-client-certificate";
+        RtRequest {
+            url: url::Url::parse(&format!("https://{addr}/")).unwrap(),
+            server_name: "example.org".into(),
+            server_certificate: Some(
+                certs.pems["gateway-conformance-infra/tls-validity-checks-certificate"].clone(),
+            ),
+            client_cert: Some((certs.pems[client].clone(), certs.keys[client].clone())),
+            ..RtRequest::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn presenting_a_client_certificate_the_server_did_not_ask_for_fails() {
+        let (addr, certs) = tls_server(false).await;
+        let err = match connect(&request(addr, &certs), b"http/1.1").await {
+            Ok(_) => panic!("the handshake without a CertificateRequest must be reported"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            err.contains("did not request a client certificate"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn presenting_a_client_certificate_the_server_asked_for_succeeds() {
+        let (addr, certs) = tls_server(true).await;
+        connect(&request(addr, &certs), b"http/1.1")
+            .await
+            .expect("the server asked for the client certificate");
     }
 
     #[test]

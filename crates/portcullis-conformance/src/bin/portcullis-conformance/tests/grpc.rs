@@ -146,15 +146,7 @@ test_fn!(grpcroute_weight, |ctx| {
             }
             while let Some(r) = batch.join_next().await {
                 match r? {
-                    Ok(pod) => {
-                        let parts: Vec<&str> = pod.split('-').collect();
-                        let b = if parts.len() < 3 {
-                            pod.clone()
-                        } else {
-                            parts[..parts.len() - 2].join("-")
-                        };
-                        *seen.entry(b).or_default() += 1.0;
-                    }
+                    Ok(pod) => *seen.entry(crate::weights::backend_of(&pod)).or_default() += 1.0,
                     Err(e) => {
                         last = e;
                         continue 'attempts;
@@ -162,19 +154,10 @@ test_fn!(grpcroute_weight, |ctx| {
                 }
             }
         }
-        let errs: Vec<String> = weights
-            .iter()
-            .filter_map(|(b, want)| {
-                let got = seen.get(*b).copied().unwrap_or(0.0) / 500.0;
-                ((got - want).abs() > 0.05)
-                    .then(|| format!("backend {b:?} weighted traffic of {got} not within tolerance {want} (+/-0.05)"))
-            })
-            .chain(seen.keys().filter(|k| !weights.iter().any(|(b, _)| b == k)).map(|k| format!("unexpected backend {k:?}")))
-            .collect();
-        if errs.is_empty() {
-            return Ok(());
+        match crate::weights::check_distribution(&seen, &weights, 500) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
         }
-        last = errs.join("; ");
     }
     bail!("weighted distribution tests failed: {last}")
 });

@@ -234,16 +234,10 @@ test_fn!(httproute_service_types, |ctx| {
     Ok(())
 });
 
-fn backend_name(pod: &str) -> String {
-    let parts: Vec<&str> = pod.split('-').collect();
-    if parts.len() < 3 {
-        return pod.to_string();
-    }
-    parts[..parts.len() - 2].join("-")
-}
+use crate::weights::backend_of as backend_name;
 
 /// upstream weight.TestWeightedDistribution: 500 requests, 10 at a time,
-/// each backend's share within 5 points of its weight.
+/// checked by [`crate::weights::check_distribution`].
 pub async fn weighted_distribution(
     ctx: &Ctx,
     addr: &str,
@@ -252,7 +246,6 @@ pub async fn weighted_distribution(
 ) -> Result<(), String> {
     const TOTAL: usize = 500;
     const CONCURRENT: usize = 10;
-    const TOLERANCE: f64 = 0.05;
     let mut seen: BTreeMap<String, f64> = BTreeMap::new();
     let mut sent = 0;
     while sent < TOTAL {
@@ -290,35 +283,7 @@ pub async fn weighted_distribution(
             *seen.entry(backend).or_default() += 1.0;
         }
     }
-    let active = expected.iter().filter(|(_, w)| *w > 0.0).count();
-    let mut errs = Vec::new();
-    if seen.len() != active {
-        errs.push(format!(
-            "expected {active} backends to receive traffic, but got {}",
-            seen.len()
-        ));
-    }
-    for (backend, want) in expected {
-        let got = seen.get(*backend).copied();
-        if got.is_none() && *want != 0.0 {
-            errs.push(format!(
-                "expect traffic to hit backend {backend:?} - but none was received"
-            ));
-            continue;
-        }
-        let pct = got.unwrap_or(0.0) / TOTAL as f64;
-        if (pct - want).abs() > TOLERANCE {
-            errs.push(format!(
-                "backend {backend:?} weighted traffic of {pct} not within tolerance {want} (+/-{TOLERANCE})"
-            ));
-        }
-    }
-    errs.sort();
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    crate::weights::check_distribution(&seen, expected, TOTAL)
 }
 
 /// Runs the weighted-distribution check up to upstream's MaxTestRetries (10) times.

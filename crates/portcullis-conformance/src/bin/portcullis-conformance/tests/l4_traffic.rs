@@ -318,30 +318,14 @@ async fn tcp_distribution(addr: &str, expected: &[(&str, f64)]) -> Result<(), St
             let pod = r
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("{e:#}"))?;
-            let parts: Vec<&str> = pod.split('-').collect();
-            let backend = if parts.len() < 3 {
-                pod.clone()
-            } else {
-                parts[..parts.len() - 2].join("-")
-            };
+            let backend = crate::weights::backend_of(&pod);
             if !expected.iter().any(|(b, _)| *b == backend) {
                 return Err(format!("request was handled by an unexpected pod {pod:?}"));
             }
             *seen.entry(backend).or_default() += 1.0;
         }
     }
-    let mut errs = Vec::new();
-    for (backend, want) in expected {
-        let got = seen.get(*backend).copied().unwrap_or(0.0) / TOTAL as f64;
-        if (got - want).abs() > 0.05 {
-            errs.push(format!("backend {backend:?} weighted traffic of {got} not within tolerance {want} (+/-0.05)"));
-        }
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs.join("; "))
-    }
+    crate::weights::check_distribution(&seen, expected, TOTAL)
 }
 
 fn terminated() -> TcpExpected {

@@ -120,13 +120,7 @@ test_fn!(udproute_simple, |ctx| {
     bail!("failed to perform DNS query on {addr}: {last}")
 });
 
-fn backend_of(pod: &str) -> String {
-    let parts: Vec<&str> = pod.split('-').collect();
-    if parts.len() < 3 {
-        return pod.to_string();
-    }
-    parts[..parts.len() - 2].join("-")
-}
+use crate::weights::backend_of;
 
 test_fn!(udproute_multiple_routes_attachment, |ctx| {
     let gw = nn(INFRA, "udp-multi-route-attach-gateway");
@@ -314,18 +308,10 @@ test_fn!(udproute_weighted_routing, |ctx| {
                 }
             }
         }
-        let errs: Vec<String> = expected
-            .iter()
-            .filter_map(|(b, want)| {
-                let got = seen.get(*b).copied().unwrap_or(0.0) / 500.0;
-                ((got - want).abs() > 0.05).then(|| format!("backend {b:?} weighted traffic of {got} not within tolerance {want} (+/-0.05)"))
-            })
-            .chain(seen.keys().filter(|k| !expected.iter().any(|(b, _)| b == k)).map(|k| format!("unexpected backend {k:?}")))
-            .collect();
-        if errs.is_empty() {
-            return Ok(());
+        match crate::weights::check_distribution(&seen, &expected, 500) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
         }
-        last = errs.join("; ");
     }
     bail!("UDP weighted distribution did not converge within tolerance: {last}")
 });
