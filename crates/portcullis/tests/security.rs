@@ -182,6 +182,26 @@ fn hostile_filter_values_are_reported_by_status() {
             StoppedBy::Schema => assert_eq!(accepted, serde_json::Value::Null, "{name}"),
         }
     }
+    // `validate` reports them too, and fails.
+    let v = std::process::Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout).to_string() + &String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{text}");
+    for name in [
+        "rewrite-full",
+        "rewrite-prefix",
+        "redirect-path",
+        "req-header",
+    ] {
+        assert!(
+            text.contains(&format!("HTTPRoute default/{name}")),
+            "{name}: {text}"
+        );
+    }
+    assert!(text.contains("urlRewrite.path.replaceFullPath"), "{text}");
     let errors = String::from_utf8_lossy(&out.stderr);
     assert!(
         errors.contains("HTTPRoute default/req-header: spec.rules[0].filters[0].requestHeaderModifier.set[0].value"),
