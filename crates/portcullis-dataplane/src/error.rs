@@ -45,6 +45,10 @@ pub enum ProxyError {
     /// The request body is larger than allowed.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The client did not send the request body in time (body idle timeout
+    /// or total body deadline).
+    #[error("request body timeout")]
+    RequestTimeout,
     /// The request's Host belongs to another listener than the TLS
     /// connection's SNI selected.
     #[error("misdirected request")]
@@ -74,6 +78,7 @@ impl ProxyError {
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
@@ -86,7 +91,7 @@ impl ProxyError {
             ProxyError::NoEndpoints | ProxyError::Upstream(_) | ProxyError::InvalidBackend(_) => {
                 Some(14)
             }
-            ProxyError::Timeout => Some(4),
+            ProxyError::Timeout | ProxyError::RequestTimeout => Some(4),
             ProxyError::InvalidFilter(_) | ProxyError::BadRequest(_) => Some(13),
             ProxyError::PayloadTooLarge => Some(8),
             ProxyError::Misdirected => None,
@@ -104,6 +109,7 @@ impl ProxyError {
             ProxyError::Timeout => "UT",
             ProxyError::BadRequest(_) => "BR",
             ProxyError::PayloadTooLarge => "PL",
+            ProxyError::RequestTimeout => "RT",
             ProxyError::Misdirected => "MR",
         }
     }
@@ -119,6 +125,7 @@ impl ProxyError {
             ProxyError::Timeout => "upstream request timeout\n",
             ProxyError::BadRequest(_) => "bad request\n",
             ProxyError::PayloadTooLarge => "payload too large\n",
+            ProxyError::RequestTimeout => "request body timeout\n",
             ProxyError::Misdirected => "misdirected request\n",
         }
     }
@@ -149,7 +156,7 @@ impl ProxyError {
         r
     }
 
-    /// The plain HTTP response. 400 and 413 also close the connection.
+    /// The plain HTTP response. 400, 408 and 413 also close the connection.
     pub fn response(&self) -> Response<ProxyBody> {
         let mut r = Response::new(body::full(Bytes::from_static(self.body().as_bytes())));
         *r.status_mut() = self.status();
@@ -157,7 +164,7 @@ impl ProxyError {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         if matches!(
             self,
-            ProxyError::BadRequest(_) | ProxyError::PayloadTooLarge
+            ProxyError::BadRequest(_) | ProxyError::PayloadTooLarge | ProxyError::RequestTimeout
         ) {
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
