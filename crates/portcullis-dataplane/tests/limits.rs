@@ -193,6 +193,61 @@ async fn a_trickling_body_is_cut_at_the_total_deadline() {
 }
 
 #[tokio::test]
+async fn a_stalled_http2_request_body_gets_408_and_the_connection_lives_on() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let e = Echo::start("e").await;
+        let opts = Options {
+            body_idle_timeout: Duration::from_millis(600),
+            ..Options::default()
+        };
+        let (_dp, addr) = serve_with(
+            opts,
+            vec![listener(
+                "gw/l",
+                None,
+                vec![rule("r", prefix("/"), vec![wb(1, e.backend())])],
+            )],
+        )
+        .await;
+        type Chunk = Result<Frame<Bytes>, std::convert::Infallible>;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(1);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"start"))))
+            .await
+            .unwrap();
+        let body = StreamBody::new(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|f| (f, rx))
+        }));
+        let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>();
+        let req = ::http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{addr}/upload"))
+            .header("host", "h")
+            .body(body.boxed())
+            .unwrap();
+        let started = Instant::now();
+        let resp = c.request(req).await.unwrap();
+        assert_eq!(resp.status(), 408);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(tx);
+        // Only that stream was cut: the same client (connection) still serves.
+        let req = ::http::Request::builder()
+            .uri(format!("http://{addr}/next"))
+            .header("host", "h")
+            .body(http_body_util::Empty::new().map_err(|e| match e {}).boxed())
+            .unwrap();
+        assert_eq!(c.request(req).await.unwrap().status(), 200);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn a_backend_that_never_answers_gets_504_within_the_timeout() {
     tokio::time::timeout(TEST_TIMEOUT, async {
         let (hole, task) = black_hole().await;
