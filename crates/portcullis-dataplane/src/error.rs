@@ -49,6 +49,10 @@ pub enum ProxyError {
     /// transfer coding other than `chunked`), answered 501 as nginx does.
     #[error("not implemented: {0}")]
     NotImplemented(&'static str),
+    /// The client did not send the request body in time (body idle timeout
+    /// or total body deadline).
+    #[error("request body timeout")]
+    RequestTimeout,
     /// The request's Host belongs to another listener than the TLS
     /// connection's SNI selected.
     #[error("misdirected request")]
@@ -79,6 +83,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
@@ -91,7 +96,7 @@ impl ProxyError {
             ProxyError::NoEndpoints | ProxyError::Upstream(_) | ProxyError::InvalidBackend(_) => {
                 Some(14)
             }
-            ProxyError::Timeout => Some(4),
+            ProxyError::Timeout | ProxyError::RequestTimeout => Some(4),
             ProxyError::InvalidFilter(_) | ProxyError::BadRequest(_) => Some(13),
             ProxyError::PayloadTooLarge => Some(8),
             ProxyError::NotImplemented(_) => Some(12),
@@ -111,6 +116,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "BR",
             ProxyError::PayloadTooLarge => "PL",
             ProxyError::NotImplemented(_) => "NI",
+            ProxyError::RequestTimeout => "RT",
             ProxyError::Misdirected => "MR",
         }
     }
@@ -127,6 +133,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "bad request\n",
             ProxyError::PayloadTooLarge => "payload too large\n",
             ProxyError::NotImplemented(_) => "not implemented\n",
+            ProxyError::RequestTimeout => "request body timeout\n",
             ProxyError::Misdirected => "misdirected request\n",
         }
     }
@@ -157,7 +164,7 @@ impl ProxyError {
         r
     }
 
-    /// The plain HTTP response. 400 and 413 also close the connection.
+    /// The plain HTTP response. 400, 408 and 413 also close the connection.
     pub fn response(&self) -> Response<ProxyBody> {
         let mut r = Response::new(body::full(Bytes::from_static(self.body().as_bytes())));
         *r.status_mut() = self.status();
@@ -165,7 +172,7 @@ impl ProxyError {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         if matches!(
             self,
-            ProxyError::BadRequest(_) | ProxyError::PayloadTooLarge
+            ProxyError::BadRequest(_) | ProxyError::PayloadTooLarge | ProxyError::RequestTimeout
         ) {
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

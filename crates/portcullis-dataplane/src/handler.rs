@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::Either;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -52,6 +53,7 @@ use crate::drain::DrainWatch;
 use crate::error::{self, ProxyError};
 use crate::filters::{FilterCtx, Flow, Plan, ReqState};
 use crate::forward;
+use crate::limits::{BodyLimits, BodyWatch, ConnCap, HeaderTimeout, TimedBody};
 use crate::retry::{self, AttemptError, MaybeTimeout};
 use crate::table::{PortTable, RuleAction};
 use crate::websocket;
@@ -83,6 +85,8 @@ pub struct PortCtx {
     pub builders: Builders,
     /// HTTPS ports: the TLS acceptor, whose configuration is swapped on rotation.
     pub tls: Option<Arc<SwappableAcceptor>>,
+    /// The cap on open client connections.
+    pub conns: ConnCap,
 }
 
 /// State of one client connection.
@@ -263,6 +267,17 @@ where
         req.version() == Version::HTTP_11 && forward::is_websocket_upgrade(req.headers());
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
+    // Every request body is bounded in time, but a gRPC stream's, which may
+    // stay open and quiet as long as the call lasts.
+    let limits = if grpc {
+        BodyLimits::default()
+    } else {
+        BodyLimits {
+            idle: Some(shared.opts.body_idle_timeout),
+            total: Some(shared.opts.body_timeout),
+        }
+    };
+    let (body, body_watch) = TimedBody::new(body, limits);
     let mut headers = parts.headers;
     forward::strip_hop_by_hop(&mut headers, upgrading);
     let detect = &shared.opts.client_ip;
@@ -320,12 +335,18 @@ where
         grpc,
         cx,
         log,
+        &body_watch,
     );
     // One awaited future either way (two `await`s would each keep a copy
     // of the forward future's state in this one).
-    MaybeTimeout::new(action.request_timeout, fut)
+    let res = MaybeTimeout::new(action.request_timeout, fut)
         .await
-        .ok_or(ProxyError::Timeout)?
+        .ok_or(ProxyError::Timeout)?;
+    // However the exchange failed, a request body that timed out is why.
+    match res {
+        Err(_) if body_watch.timed_out() => Err(ProxyError::RequestTimeout),
+        r => r,
+    }
 }
 
 /// The request body, buffered when small enough to replay.
@@ -416,6 +437,7 @@ async fn forward<B>(
     grpc: bool,
     cx: &ConnCtx,
     log: &mut Log,
+    body_watch: &Arc<BodyWatch>,
 ) -> Result<Response<ProxyBody>, ProxyError>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -463,7 +485,14 @@ where
 
     // A retry goes to another endpoint than the attempt before it, when there is one.
     let mut prev: Option<Arc<EndpointState>> = None;
-    let attempt = |_n: u32| {
+    // The default response-header timeout, unless the route has its own
+    // (`timeouts.backendRequest`); it starts once the request body is sent.
+    let header_limit = action
+        .backend_timeout
+        .is_none()
+        .then_some(shared.opts.upstream_header_timeout);
+    let header_watch = (!replayable).then(|| body_watch.clone());
+    let mut attempt = |_n: u32| {
         let picked = match (&prev, &sticky) {
             (Some(p), _) => target.endpoints.pick_excluding(p),
             (None, Some(s)) => Some(s),
@@ -537,6 +566,10 @@ where
             }
         })
     };
+    let bounded = |n: u32| {
+        HeaderTimeout::new(attempt(n), header_limit, header_watch.clone())
+            .map(|r| r.unwrap_or(Err(AttemptError::Timeout)))
+    };
     let Attempt {
         resp,
         upgrade,
@@ -546,7 +579,7 @@ where
         action.retry.as_ref(),
         replayable,
         action.backend_timeout,
-        attempt,
+        bounded,
         |a| a.resp.status(),
     )
     .await?;

@@ -93,8 +93,14 @@ pub struct RunArgs {
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
     /// Admin API address (`/healthz`, `/readyz`, `/status`, `/config`).
+    /// Anything but a loopback address needs `--admin-token-file`.
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
+    /// A file holding a bearer token that `/status` and `/config` require
+    /// (`Authorization: Bearer <token>`); required when `--admin` is not a
+    /// loopback address.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
     /// Data-plane worker threads, one single-threaded runtime and one
     /// `SO_REUSEPORT` accept socket per port each (default: number of cores).
     #[arg(long)]
@@ -102,22 +108,13 @@ pub struct RunArgs {
     /// Seconds to let in-flight requests finish on shutdown.
     #[arg(long, default_value_t = 10)]
     pub drain_timeout: u64,
-    /// Proxies in front of the gateway whose `X-Forwarded-For` entries are
-    /// trusted: the client is the N-th address from the right. 0 (the
-    /// default) trusts no inbound forwarding header.
-    #[arg(long, default_value_t = 0)]
-    pub trusted_hops: u32,
-    /// Peers in these networks are trusted proxies (repeat or comma-separate);
-    /// the client is the rightmost `X-Forwarded-For` address outside them.
-    #[arg(long, value_delimiter = ',')]
-    pub trusted_cidrs: Vec<ipnet::IpNet>,
-    /// Largest request body in bytes (413 past it); 0 for no limit.
-    #[arg(long, default_value_t = 100 * 1024 * 1024)]
-    pub max_request_body_bytes: u64,
     /// Unknown fields and kinds: Strict (the object is invalid and its last
     /// good version keeps serving), Warn or Ignore (dropped).
     #[arg(long, default_value_t = FieldValidation::Strict)]
     pub field_validation: FieldValidation,
+    /// Data-plane limits and timeouts.
+    #[command(flatten)]
+    pub limits: portcullis_dataplane::cli::DataplaneArgs,
 }
 
 /// Run a command.

@@ -155,6 +155,12 @@ impl H1Client {
         })
     }
 
+    /// The encoded request head (for the fuzz targets and tests).
+    #[doc(hidden)]
+    pub fn head_bytes(req: &H1Request) -> &[u8] {
+        &req.head
+    }
+
     /// Send a prepared request to `addr`.
     pub async fn send(
         &self,
