@@ -37,7 +37,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
 use hyper::upgrade::OnUpgrade;
-use portcullis_route::{canonical_path, normalize_host, parse_authority};
+use portcullis_route::{canonical_path, parse_authority};
 use portcullis_tls::SwappableAcceptor;
 use tokio::time::Instant;
 
@@ -182,9 +182,9 @@ fn chunked_only(h: &HeaderMap) -> bool {
 }
 
 /// The request's authority: the absolute-form target's or `:authority`
-/// (which wins over `Host`, RFC 9112 §3.2.2), else the one `Host` header.
-/// Two `Host` headers, userinfo, or an HTTP/2 `Host` that names another
-/// host than `:authority` are a bad request.
+/// (which wins over `Host`, RFC 9112 §3.2.2 and RFC 9113 §8.3.1; the
+/// `Host` sent upstream is replaced by it), else the one `Host` header.
+/// Two `Host` headers or userinfo are a bad request.
 fn request_host<B>(req: &Request<B>) -> Result<HeaderValue, ProxyError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
@@ -195,13 +195,6 @@ fn request_host<B>(req: &Request<B>) -> Result<HeaderValue, ProxyError> {
         Some(a) => {
             if a.as_str().contains('@') {
                 return Err(ProxyError::BadRequest("bad host"));
-            }
-            if req.version() == Version::HTTP_2
-                && let Some(h) = host
-                && h.to_str().map(normalize_host).ok().as_deref()
-                    != Some(&*normalize_host(a.host()))
-            {
-                return Err(ProxyError::BadRequest("host differs from :authority"));
             }
             HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest("bad host"))
         }
