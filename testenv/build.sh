@@ -7,21 +7,26 @@
 # sources for its group), so a version bump rebuilds and an unchanged pin is a
 # no-op. Prints a directory of symlinks to the programs on stdout.
 #   testenv/build.sh [program...]   (default: everything up.sh needs;
-#   also: conformance.test)
+#   also: conformance.test, the upstream suite's test binary)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache_root="${PORTCULLIS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portcullis-testenv}"
+
 k8s_version="$(awk '$1=="k8s.io/kubernetes"{print $2}' "$here/go.mod")"
-gw_version="$(awk '$1=="sigs.k8s.io/gateway-api/conformance"{print $2}' "$here/gwapi/go.mod")"
 hash() { cat "$@" | sha256sum | cut -c1-12; }
+modver() { awk -v m="$2" '($1==m){print $2} ($1=="require" && $2==m){print $3}' "$1" | head -1; }
+gw_version="$(modver "$here/gwapi/go.mod" sigs.k8s.io/gateway-api/conformance)"
 # One cache directory per group of programs, keyed by what they are built from,
 # so changing the node agent does not rebuild kube-apiserver.
 kube_dir="$cache_root/k8s-$k8s_version-$(hash "$here/go.mod" "$here/go.sum")"
-gw_dir="$cache_root/gwapi-$gw_version-$(hash "$here/gwapi/go.mod" "$here/gwapi/go.sum" "$here/build.sh")"
+# (bump echo_patch when the echo-basic listen-address patch below changes)
+echo_patch=1
+gw_dir="$cache_root/gwapi-$gw_version-$(hash "$here/gwapi/go.mod" "$here/gwapi/go.sum")-p$echo_patch"
 agent_dir="$cache_root/agent-$(hash "$here/go.mod" "$here/go.sum" "$here"/agent/*.go "$here"/podbind/*.c)"
+coredns_dir="$cache_root/coredns-$(modver "$here/coredns/go.mod" github.com/coredns/coredns)-$(hash "$here/coredns/go.mod" "$here/coredns/go.sum" "$here/coredns/main.go")"
 # The bin directory printed at the end holds symlinks to the cached programs.
 bin="$cache_root/bin-$(echo "$here" | sha256sum | cut -c1-12)"
-mkdir -p "$kube_dir" "$gw_dir" "$agent_dir" "$bin"
+mkdir -p "$kube_dir" "$gw_dir" "$agent_dir" "$coredns_dir" "$bin"
 export GOFLAGS="${GOFLAGS:--trimpath}"
 build() { # out name dir pkg
   local out="$1" name="$2" dir="$3" pkg="$4"
@@ -71,7 +76,7 @@ build_test() { # out name dir pkg
   mv "$out/$name.tmp" "$out/$name"
   echo "testenv: built $name in $((SECONDS - t0))s" >&2
 }
-want="${*:-etcd kube-apiserver kube-controller-manager libpodbind.so node-agent echo-basic}"
+want="${*:-etcd kube-apiserver kube-controller-manager libpodbind.so node-agent echo-basic coredns}"
 for w in $want; do
   case "$w" in
     etcd) build "$kube_dir" etcd "$here" go.etcd.io/etcd/server/v3 ;;
@@ -85,6 +90,7 @@ for w in $want; do
         mv "$agent_dir/libpodbind.so.tmp" "$agent_dir/libpodbind.so"
       fi ;;
     node-agent) build "$agent_dir" node-agent "$here" ./agent ;;
+    coredns) build "$coredns_dir" coredns "$here/coredns" . ;;
     conformance.test) build_test "$gw_dir" conformance.test "$here/gwapi" sigs.k8s.io/gateway-api/conformance ;;
     *) echo "testenv: unknown program $w" >&2; exit 2 ;;
   esac

@@ -131,7 +131,7 @@ if [ -x "$bin/kube-controller-manager" ]; then
 fi
 
 # --- node agent --------------------------------------------------------------------
-images="ghcr.io/portcullis-dev/portcullis=$portcullis_bin,portcullis=$portcullis_bin,registry.k8s.io/gateway-api/echo-basic=$bin/echo-basic${TESTENV_IMAGES:+,$TESTENV_IMAGES}"
+images="ghcr.io/portcullis-dev/portcullis=$portcullis_bin,portcullis=$portcullis_bin,registry.k8s.io/gateway-api/echo-basic=$bin/echo-basic,registry.k8s.io/coredns/coredns=$bin/coredns${TESTENV_IMAGES:+,$TESTENV_IMAGES}"
 start node-agent "$bin/node-agent" --kubeconfig "$state/kubeconfig" --state "$state/node" \
   --images "$images" --preload "$bin/libpodbind.so" --pod-net "$pod_net" \
   --apiserver "127.0.0.1:$api_port" --ca "$pki/ca.crt"
