@@ -8,7 +8,7 @@
 # stops exactly those.
 #
 #   TESTENV_STATE      state directory (default /tmp/portcullis-testenv)
-#   TESTENV_PORT_BASE  etcd client port; etcd peer, apiserver and kcm use the next three (default 32379)
+#   TESTENV_PORT_BASE  etcd client port; etcd peer, apiserver, kcm and the node agent's kubelet endpoint use the next four (default 32379)
 #   TESTENV_POD_NET    /24 whose 254 host addresses are added to the loopback
 #                      interface as Pod IPs (default 198.18.0.0/24, a range
 #                      reserved for network testing); down.sh removes them.
@@ -21,7 +21,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 state="${TESTENV_STATE:-/tmp/portcullis-testenv}"
 base="${TESTENV_PORT_BASE:-32379}"
-etcd_port=$base; peer_port=$((base + 1)); api_port=$((base + 2)); kcm_port=$((base + 3))
+etcd_port=$base; peer_port=$((base + 1)); api_port=$((base + 2)); kcm_port=$((base + 3)); kubelet_port=$((base + 4))
 portcullis_bin="${PORTCULLIS_BIN:-$repo/target/release/portcullis}"
 
 if [ -f "$state/pids" ] && [ -s "$state/pids" ]; then
@@ -108,7 +108,7 @@ start kube-apiserver "$bin/kube-apiserver" \
   --authorization-mode RBAC \
   --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=true \
   --enable-priority-and-fairness=false --profiling=false \
-  --endpoint-reconciler-type none
+  --endpoint-reconciler-type none --kubelet-preferred-address-types InternalIP
 
 kc() { KUBECONFIG="$state/kubeconfig" "$@"; }
 echo "testenv: waiting for kube-apiserver on 127.0.0.1:$api_port" >&2
@@ -134,7 +134,7 @@ fi
 images="ghcr.io/portcullis-dev/portcullis=$portcullis_bin,portcullis=$portcullis_bin,registry.k8s.io/gateway-api/echo-basic=$bin/echo-basic,registry.k8s.io/coredns/coredns=$bin/coredns${TESTENV_IMAGES:+,$TESTENV_IMAGES}"
 start node-agent "$bin/node-agent" --kubeconfig "$state/kubeconfig" --state "$state/node" \
   --images "$images" --preload "$bin/libpodbind.so" --pod-net "$pod_net" \
-  --apiserver "127.0.0.1:$api_port" --ca "$pki/ca.crt"
+  --apiserver "127.0.0.1:$api_port" --ca "$pki/ca.crt" --kubelet-port "$kubelet_port"
 
 echo "testenv: waiting for the node" >&2
 for i in $(seq 1 120); do

@@ -47,6 +47,8 @@ type Agent struct {
 	svcLst   listersv1.ServiceLister
 	kick     chan struct{}
 	pidsFile string
+	// Port of the kubelet endpoint (container logs), advertised in the Node status.
+	kubeletPort int32
 }
 
 type runningPod struct {
@@ -148,7 +150,8 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 			corev1.ResourcePods:   resource.MustParse("500"),
 		}
 		n.Status.Capacity, n.Status.Allocatable = capacity, capacity
-		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: a.node}}
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
+		n.Status.DaemonEndpoints.KubeletEndpoint.Port = a.kubeletPort
 		n.Status.Conditions = []corev1.NodeCondition{{
 			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
 			Message: "portcullis testenv node agent", LastHeartbeatTime: now, LastTransitionTime: now,
@@ -513,9 +516,6 @@ func (a *Agent) env(ctx context.Context, p *corev1.Pod, c *corev1.Container, ip 
 		"KUBERNETES_SERVICE_PORT_HTTPS=" + a.apiPort,
 		"TESTENV_POD_IP=" + ip,
 	}
-	if a.preload != "" {
-		env = append(env, "LD_PRELOAD="+a.preload)
-	}
 	for _, e := range c.Env {
 		v := e.Value
 		if s := e.ValueFrom; s != nil {
@@ -551,7 +551,7 @@ func (a *Agent) supervise(ctx context.Context, p *corev1.Pod, rp *runningPod, c 
 			klog.Errorf("pod %s: %v", rp.key, err)
 			return
 		}
-		argv := append([]string{"--mount", "--propagation", "private", "--", "/bin/sh", "-c", MountScript(mounts[c.Name]), c.Name, bin}, args...)
+		argv := append([]string{"--mount", "--propagation", "private", "--", "/bin/sh", "-c", MountScript(mounts[c.Name]), c.Name, bin, a.preload}, args...)
 		cmd := exec.Command("unshare", argv...)
 		cmd.Env = a.env(ctx, p, c, rp.ip, rp.dir)
 		cmd.Dir = rp.dir

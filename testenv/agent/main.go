@@ -33,14 +33,15 @@ import (
 
 func main() {
 	var (
-		kubeconfig = flag.String("kubeconfig", "", "kubeconfig of the API server")
-		state      = flag.String("state", "/tmp/portcullis-testenv/node", "directory for pod volumes, logs and PIDs")
-		images     = flag.String("images", "", "image=binary pairs, comma separated; an image matches by repository, any tag")
-		preload    = flag.String("preload", "", "LD_PRELOAD shim that makes wildcard binds use the Pod IP")
-		nodeName   = flag.String("node-name", "testenv-node", "name of the Node")
-		apiserver  = flag.String("apiserver", "127.0.0.1:6443", "host:port pods reach the API server at (KUBERNETES_SERVICE_HOST/PORT)")
-		ca         = flag.String("ca", "", "cluster CA certificate written into ServiceAccount volumes")
-		podNet     = flag.String("pod-net", "198.18.0.0/24", "Pod IPs: the host addresses of this /24, which must be assigned to the loopback interface")
+		kubeconfig  = flag.String("kubeconfig", "", "kubeconfig of the API server")
+		state       = flag.String("state", "/tmp/portcullis-testenv/node", "directory for pod volumes, logs and PIDs")
+		images      = flag.String("images", "", "image=binary pairs, comma separated; an image matches by repository, any tag")
+		preload     = flag.String("preload", "", "LD_PRELOAD shim that makes wildcard binds use the Pod IP")
+		nodeName    = flag.String("node-name", "testenv-node", "name of the Node")
+		apiserver   = flag.String("apiserver", "127.0.0.1:6443", "host:port pods reach the API server at (KUBERNETES_SERVICE_HOST/PORT)")
+		ca          = flag.String("ca", "", "cluster CA certificate written into ServiceAccount volumes")
+		kubeletPort = flag.Int("kubelet-port", 10250, "port of the kubelet endpoint (container logs) on 127.0.0.1")
+		podNet      = flag.String("pod-net", "198.18.0.0/24", "Pod IPs: the host addresses of this /24, which must be assigned to the loopback interface")
 	)
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -72,16 +73,20 @@ func main() {
 		klog.Fatalf("--pod-net: %v", err)
 	}
 	a := &Agent{
-		client:  client,
-		node:    *nodeName,
-		state:   *state,
-		images:  imgs,
-		preload: *preload,
-		apiHost: host,
-		apiPort: port,
-		caPEM:   caPEM,
-		ips:     ips,
-		pods:    map[string]*runningPod{},
+		client:      client,
+		node:        *nodeName,
+		state:       *state,
+		images:      imgs,
+		preload:     *preload,
+		apiHost:     host,
+		apiPort:     port,
+		caPEM:       caPEM,
+		ips:         ips,
+		pods:        map[string]*runningPod{},
+		kubeletPort: int32(*kubeletPort),
+	}
+	if err := a.serveKubelet(fmt.Sprintf("127.0.0.1:%d", *kubeletPort)); err != nil {
+		klog.Fatalf("kubelet endpoint: %v", err)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()

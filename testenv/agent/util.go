@@ -160,16 +160,20 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// MountScript is the /bin/sh script run in the pod's mount namespace before
-// exec'ing the program: bind-mount each (source, target) pair.
+// MountScript is the /bin/sh script run in the pod's mount namespace: it
+// opens the program ($1) and the LD_PRELOAD shim ($2, may be empty) first,
+// bind-mounts each (source, target) pair, then execs the program through its
+// open file descriptor with the remaining arguments, so a volume mounted over
+// the directory that holds the binaries (coredns mounts one at /root) does
+// not hide them.
 func MountScript(mounts [][2]string) string {
 	var b strings.Builder
-	b.WriteString("set -e\n")
+	b.WriteString("set -e\nexec 3<\"$1\"\nif [ -n \"$2\" ]; then exec 4<\"$2\"; fi\n")
 	for _, m := range mounts {
 		src, dst := shellQuote(m[0]), shellQuote(m[1])
 		fmt.Fprintf(&b, "if [ -d %s ]; then mkdir -p %s; else mkdir -p \"$(dirname %s)\"; [ -e %s ] || : > %s; fi\n", src, dst, dst, dst, dst)
 		fmt.Fprintf(&b, "mount --bind %s %s\n", src, dst)
 	}
-	b.WriteString("exec \"$@\"\n")
+	b.WriteString("if [ -n \"$2\" ]; then export LD_PRELOAD=/proc/self/fd/4; fi\nshift 2\nexec /proc/self/fd/3 \"$@\"\n")
 	return b.String()
 }

@@ -108,8 +108,14 @@ func TestMountScript(t *testing.T) {
 	os.WriteFile(filepath.Join(d, "hosts"), []byte("1.2.3.4 x\n"), 0o644)
 	target := filepath.Join(d, "mnt", "secrets")
 	script := MountScript([][2]string{{src, target}, {filepath.Join(d, "hosts"), "/etc/hosts"}})
+	// The program lives in a directory a volume is mounted over: still runs.
+	bindir := filepath.Join(d, "bin")
+	os.MkdirAll(bindir, 0o755)
+	sh, _ := os.ReadFile("/bin/sh")
+	os.WriteFile(filepath.Join(bindir, "sh"), sh, 0o755)
+	script = MountScript([][2]string{{src, target}, {filepath.Join(d, "hosts"), "/etc/hosts"}, {src, bindir}})
 	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "x",
-		"/bin/sh", "-c", "cat "+target+"/token; grep -c 1.2.3.4 /etc/hosts").CombinedOutput()
+		filepath.Join(bindir, "sh"), "", "-c", "cat "+target+"/token; grep -c 1.2.3.4 /etc/hosts").CombinedOutput()
 	if err != nil || string(out) != "tok1\n" {
 		t.Fatalf("%v: %q", err, out)
 	}

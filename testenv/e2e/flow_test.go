@@ -139,6 +139,15 @@ func Test02RouteReachable(t *testing.T) {
 		_ = json.Unmarshal([]byte(body), &echo)
 		return code == 200 && echo.Path == "/hello" && echo.Namespace == appNS && strings.HasPrefix(echo.Pod, "echo-"), fmt.Sprintf("%d %s", code, body)
 	})
+	// Container logs through the API server (the node agent's kubelet endpoint).
+	pods, err := kc.CoreV1().Pods(appNS).List(context.Background(), metav1.ListOptions{LabelSelector: "app=echo"})
+	if err != nil || len(pods.Items) == 0 {
+		t.Fatalf("echo pods: %v", err)
+	}
+	logs, err := kc.CoreV1().Pods(appNS).GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{Container: "echo"}).DoRaw(context.Background())
+	if err != nil || !strings.Contains(string(logs), "/hello") {
+		t.Errorf("pod logs through the API server: %v %q", err, logs)
+	}
 	// The provisioned proxy runs as its own ServiceAccount, with a projected token.
 	dep, err := kc.AppsV1().Deployments(appNS).Get(context.Background(), "gw-portcullis", metav1.GetOptions{})
 	if err != nil {
