@@ -20,7 +20,7 @@ gw_version="$(modver "$here/gwapi/go.mod" sigs.k8s.io/gateway-api/conformance)"
 # so changing the node agent does not rebuild kube-apiserver.
 kube_dir="$cache_root/k8s-$k8s_version-$(hash "$here/go.mod" "$here/go.sum")"
 # (bump echo_patch when the echo-basic listen-address patch below changes)
-echo_patch=1
+echo_patch=2
 gw_dir="$cache_root/gwapi-$gw_version-$(hash "$here/gwapi/go.mod" "$here/gwapi/go.sum")-p$echo_patch"
 agent_dir="$cache_root/agent-$(hash "$here/go.mod" "$here/go.sum" "$here"/agent/*.go "$here"/podbind/*.c)"
 coredns_dir="$cache_root/coredns-$(modver "$here/coredns/go.mod" github.com/coredns/coredns)-$(hash "$here/coredns/go.mod" "$here/coredns/go.sum" "$here/coredns/main.go")"
@@ -54,8 +54,8 @@ build_echo() {
   tmp="$(mktemp -d)"
   cp -r "$src" "$tmp/conformance"
   chmod -R u+w "$tmp/conformance"
-  for f in $(grep -rlE 'Sprintf\(":%s"|"0\.0\.0\.0:%d"' "$tmp/conformance/echo-basic" --include='*.go' | grep -v _test.go); do
-    sed -i -E 's/Sprintf\(":%s"/Sprintf(os.Getenv("TESTENV_POD_IP")+":%s"/g; s/Sprintf\("0\.0\.0\.0:%d"/Sprintf(os.Getenv("TESTENV_POD_IP")+":%d"/g' "$f"
+  for f in $(grep -rlE 'Sprintf\(":%s"|"0\.0\.0\.0:%d"|":"\+port' "$tmp/conformance/echo-basic" --include='*.go' | grep -v _test.go); do
+    sed -i -E 's/Sprintf\(":%s"/Sprintf(os.Getenv("TESTENV_POD_IP")+":%s"/g; s/Sprintf\("0\.0\.0\.0:%d"/Sprintf(os.Getenv("TESTENV_POD_IP")+":%d"/g; s/"udp", ":"\+port/"udp", os.Getenv("TESTENV_POD_IP")+":"+port/g' "$f"
     grep -q '^[[:space:]]*"os"$' "$f" || sed -i '0,/^import (/s//import (\n\t"os"/' "$f"
   done
   cp "$here/gwapi/go.mod" "$tmp/go.mod"
