@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use crate::args::ControllerArgs;
+use crate::discovery::Served;
 use crate::leader::{Elector, LeaseOptions};
 use crate::provision::{self, Settings, apply::Provisioner};
 use crate::reflect::{Cache, RefCache};
@@ -62,7 +63,8 @@ impl Controller {
         reviewer: Arc<dyn TokenReviewer>,
     ) -> Result<Controller, KubeModeError> {
         let (ready_tx, ready_rx) = watch::channel(false);
-        let (admin_addr, admin_task) = health::serve(args.admin, ready_rx).await?;
+        let (note_tx, note_rx) = watch::channel(String::new());
+        let (admin_addr, admin_task) = health::serve(args.admin, ready_rx, note_rx).await?;
         let listener = TcpListener::bind(args.stream_listen)
             .await
             .map_err(|e| KubeModeError::io(format!("cannot bind {}", args.stream_listen), e))?;
@@ -72,7 +74,15 @@ impl Controller {
         let (stop, stop_rx) = oneshot::channel();
         let (stats_tx, stats) = watch::channel(Stats::default());
         let task = tokio::spawn(async move {
-            let r = main_loop(client, args, published_tx, ready_tx, stats_tx, stop_rx).await;
+            let r = main_loop(
+                client,
+                args,
+                published_tx,
+                (ready_tx, note_tx),
+                stats_tx,
+                stop_rx,
+            )
+            .await;
             drop(server);
             admin_task.abort();
             r
@@ -112,11 +122,16 @@ async fn main_loop(
     client: Client,
     args: ControllerArgs,
     published: watch::Sender<Arc<Published>>,
-    ready: watch::Sender<bool>,
+    (ready, note): (watch::Sender<bool>, watch::Sender<String>),
     stats: watch::Sender<Stats>,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<(), KubeModeError> {
-    let cache = Cache::start(&client, args.namespace.as_deref());
+    let served = tokio::select! {
+        s = discover(&client) => s,
+        _ = &mut stop => return Ok(()),
+    };
+    note.send_replace(served.readiness_note());
+    let cache = Cache::start(&client, args.namespace.as_deref(), &served);
     tokio::select! {
         r = cache.wait_synced(Duration::from_secs(300)) => r?,
         _ = &mut stop => return Ok(()),
@@ -144,6 +159,7 @@ async fn main_loop(
             burst: args.status_burst,
             concurrency: args.status_concurrency,
             controller_name: args.controller_name.clone(),
+            served: served.clone(),
         },
         elector.subscribe(),
     );
@@ -312,6 +328,33 @@ impl Loop {
         if !same {
             next.version += 1;
             self.published.send_replace(Arc::new(next));
+        }
+    }
+}
+
+/// Which Gateway API kinds the API server serves, and at which version
+/// (retried with backoff until the API server answers).
+async fn discover(client: &Client) -> Served {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Served::discover(client).await {
+            Ok(served) => {
+                tracing::info!(kinds = %served.describe(), "Gateway API kinds served");
+                let skipped = served.skipped();
+                if !skipped.is_empty() {
+                    let names: Vec<&str> = skipped.iter().map(|k| k.as_str()).collect();
+                    tracing::warn!(
+                        "not watching {}: the API server does not serve them (CRD not installed, or no served version); restart the controller after installing them",
+                        names.join(", ")
+                    );
+                }
+                return served;
+            }
+            Err(e) => {
+                tracing::warn!("API discovery failed, retrying in {delay:?}: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! `/healthz` (always 200) and `/readyz` (200 once ready, else 503) over HTTP/1.1,
 //! served by [`portcullis_dataplane::control`] (header-read timeout, connection
 //! cap, accept backoff). Nothing else is served there: no configuration, no keys.
+//! `/readyz` and `/healthz` append a note when there is one (the controller lists
+//! the Gateway API kinds it does not watch because they are not installed).
 
 use std::net::SocketAddr;
 
@@ -13,6 +15,7 @@ use tokio::sync::watch;
 pub async fn serve(
     addr: SocketAddr,
     ready: watch::Receiver<bool>,
+    note: watch::Receiver<String>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), crate::KubeModeError> {
     let listener = TcpListener::bind(addr)
         .await
@@ -31,13 +34,19 @@ pub async fn serve(
                 "/readyz" => Some(*ready.borrow()),
                 _ => None,
             };
+            let note = note.borrow().clone();
             async move {
                 let (code, text) = match ok {
                     Some(true) => (200, "ok\n"),
                     Some(false) => (503, "not ready\n"),
                     None => (404, "not found\n"),
                 };
-                let mut r = http::Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+                let text = if ok.is_some() {
+                    format!("{text}{note}")
+                } else {
+                    text.to_string()
+                };
+                let mut r = http::Response::new(Full::new(Bytes::from(text)));
                 *r.status_mut() = http::StatusCode::from_u16(code).expect("valid");
                 r
             }

@@ -21,6 +21,7 @@
 
 pub mod args;
 pub mod controller;
+pub mod discovery;
 mod error;
 mod health;
 pub mod kinds;

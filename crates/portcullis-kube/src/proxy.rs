@@ -40,7 +40,8 @@ pub async fn run_proxy_until(
         )));
     }
     let (ready_tx, ready_rx) = watch::channel(false);
-    let (admin, admin_task) = health::serve(args.admin, ready_rx).await?;
+    let (admin, admin_task) =
+        health::serve(args.admin, ready_rx, watch::channel(String::new()).1).await?;
     on_admin(admin);
     let dataplane = portcullis_dataplane::Dataplane::new(portcullis_dataplane::Options {
         drain_timeout: Duration::from_secs(args.drain_timeout),

@@ -11,15 +11,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use kube::api::PartialObjectMeta;
+use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use portcullis_store::types;
 use portcullis_store::{Kind, Object, ObjectKey, ObjectRef, Snapshot};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::discovery::Served;
 use crate::kinds::{Watched, api};
 
 #[derive(Default)]
@@ -35,10 +38,12 @@ pub struct Cache {
     state: Mutex<State>,
     changed: watch::Sender<u64>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The kinds being watched.
+    watched: Vec<Kind>,
 }
 
-/// Kinds watched with full objects.
-const FULL: [Kind; 13] = [
+/// Kinds watched with full objects (those the API server serves).
+pub const FULL: [Kind; 13] = [
     Kind::GatewayClass,
     Kind::Gateway,
     Kind::ListenerSet,
@@ -55,35 +60,41 @@ const FULL: [Kind; 13] = [
 ];
 
 impl Cache {
-    /// Start watching every kind (namespaced kinds in `namespace` only, when given).
-    pub fn start(client: &Client, namespace: Option<&str>) -> Arc<Cache> {
+    /// Start watching every kind `served` says is installed, at the version it
+    /// is served (namespaced kinds in `namespace` only, when given). Kinds that
+    /// are not installed are not watched and do not hold back [`Cache::wait_synced`].
+    pub fn start(client: &Client, namespace: Option<&str>, served: &Served) -> Arc<Cache> {
         let cache = Arc::new(Cache {
             state: Mutex::default(),
             changed: watch::channel(0).0,
             tasks: Mutex::default(),
+            watched: FULL
+                .iter()
+                .chain(&[Kind::Secret, Kind::ConfigMap])
+                .copied()
+                .filter(|k| served.serves(*k))
+                .collect(),
         });
         let ns = namespace;
-        let mut tasks = vec![
-            tokio::spawn(full::<types::GatewayClass>(api(client, ns), cache.clone())),
-            tokio::spawn(full::<types::Gateway>(api(client, ns), cache.clone())),
-            tokio::spawn(full::<types::ListenerSet>(api(client, ns), cache.clone())),
-            tokio::spawn(full::<types::HTTPRoute>(api(client, ns), cache.clone())),
-            tokio::spawn(full::<types::GRPCRoute>(api(client, ns), cache.clone())),
-            tokio::spawn(full::<types::TLSRoute>(api(client, ns), cache.clone())),
-            tokio::spawn(full::<types::TCPRoute>(api(client, ns), cache.clone())),
-            tokio::spawn(full::<types::UDPRoute>(api(client, ns), cache.clone())),
-            tokio::spawn(full::<types::ReferenceGrant>(
-                api(client, ns),
-                cache.clone(),
-            )),
-            tokio::spawn(full::<types::BackendTLSPolicy>(
-                api(client, ns),
-                cache.clone(),
-            )),
-            tokio::spawn(full::<types::Service>(api(client, ns), cache.clone())),
-            tokio::spawn(full::<types::EndpointSlice>(api(client, ns), cache.clone())),
-            tokio::spawn(full::<types::Namespace>(api(client, None), cache.clone())),
-        ];
+        let c = &cache;
+        let mut tasks: Vec<JoinHandle<()>> = [
+            spawn_full::<types::GatewayClass>(client, None, served, c),
+            spawn_full::<types::Gateway>(client, ns, served, c),
+            spawn_full::<types::ListenerSet>(client, ns, served, c),
+            spawn_full::<types::HTTPRoute>(client, ns, served, c),
+            spawn_full::<types::GRPCRoute>(client, ns, served, c),
+            spawn_full::<types::TLSRoute>(client, ns, served, c),
+            spawn_full::<types::TCPRoute>(client, ns, served, c),
+            spawn_full::<types::UDPRoute>(client, ns, served, c),
+            spawn_full::<types::ReferenceGrant>(client, ns, served, c),
+            spawn_full::<types::BackendTLSPolicy>(client, ns, served, c),
+            spawn_full::<types::Service>(client, ns, served, c),
+            spawn_full::<types::EndpointSlice>(client, ns, served, c),
+            spawn_full::<types::Namespace>(client, None, served, c),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         tasks.push(tokio::spawn(meta::<types::Secret>(
             meta_api(client, ns),
             cache.clone(),
@@ -120,8 +131,8 @@ impl Cache {
 
     fn missing(&self) -> Vec<Kind> {
         let st = self.state.lock().expect("lock");
-        FULL.iter()
-            .chain(&[Kind::Secret, Kind::ConfigMap])
+        self.watched
+            .iter()
             .copied()
             .filter(|k| !st.synced.contains(k))
             .collect()
@@ -168,19 +179,98 @@ fn meta_api<K: Watched + kube::Resource<Scope = k8s_openapi::NamespaceResourceSc
     }
 }
 
-async fn full<K: Watched>(api: Api<K>, cache: Arc<Cache>) {
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+/// A watch event with the object already converted (or dropped when it cannot be).
+enum Ev {
+    Init,
+    InitApply(Object),
+    InitDone,
+    Apply(Object),
+    Delete(ObjectKey),
+    Error(String),
+}
+
+impl Ev {
+    fn from_typed<K: Watched>(r: Result<watcher::Event<K>, watcher::Error>) -> Option<Ev> {
+        Some(match r {
+            Ok(watcher::Event::Init) => Ev::Init,
+            Ok(watcher::Event::InitApply(o)) => Ev::InitApply(o.into_object()),
+            Ok(watcher::Event::InitDone) => Ev::InitDone,
+            Ok(watcher::Event::Apply(o)) => Ev::Apply(o.into_object()),
+            Ok(watcher::Event::Delete(o)) => Ev::Delete(ObjectKey::of(o.meta())),
+            Err(e) => Ev::Error(e.to_string()),
+        })
+    }
+
+    /// An object watched at another version than `K`'s: decoded through JSON
+    /// (the served versions of a Gateway API kind are schema-compatible).
+    fn from_dynamic<K: Watched>(
+        r: Result<watcher::Event<DynamicObject>, watcher::Error>,
+    ) -> Option<Ev> {
+        Some(match r {
+            Ok(watcher::Event::Init) => Ev::Init,
+            Ok(watcher::Event::InitApply(o)) => Ev::InitApply(convert::<K>(o)?),
+            Ok(watcher::Event::InitDone) => Ev::InitDone,
+            Ok(watcher::Event::Apply(o)) => Ev::Apply(convert::<K>(o)?),
+            Ok(watcher::Event::Delete(o)) => Ev::Delete(ObjectKey::of(&o.metadata)),
+            Err(e) => Ev::Error(e.to_string()),
+        })
+    }
+}
+
+/// Decode a `DynamicObject` as `K` (its apiVersion rewritten to `K`'s).
+pub fn convert<K: Watched>(o: DynamicObject) -> Option<Object> {
+    let name = ObjectKey::of(&o.metadata);
+    let mut v = match serde_json::to_value(&o) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(kind = %K::KIND, object = %name, "cannot encode: {e}");
+            return None;
+        }
+    };
+    v["apiVersion"] = Value::String(K::api_version(&()).into_owned());
+    match serde_json::from_value::<K>(v) {
+        Ok(k) => Some(k.into_object()),
+        Err(e) => {
+            tracing::warn!(kind = %K::KIND, object = %name, "cannot decode, ignored: {e}");
+            None
+        }
+    }
+}
+
+fn spawn_full<K: Watched>(
+    client: &Client,
+    ns: Option<&str>,
+    served: &Served,
+    cache: &Arc<Cache>,
+) -> Option<JoinHandle<()>> {
+    let ar = served.resource(K::KIND)?;
+    let events: BoxStream<'static, Ev> = if ar.api_version == K::api_version(&()) {
+        watcher(api::<K>(client, ns), watcher::Config::default())
+            .default_backoff()
+            .filter_map(|r| std::future::ready(Ev::from_typed(r)))
+            .boxed()
+    } else {
+        tracing::debug!(kind = %K::KIND, version = %ar.version, "watching at the served version");
+        let dyn_api: Api<DynamicObject> = match (ns, K::KIND.namespaced()) {
+            (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &ar),
+            _ => Api::all_with(client.clone(), &ar),
+        };
+        watcher(dyn_api, watcher::Config::default())
+            .default_backoff()
+            .filter_map(|r| std::future::ready(Ev::from_dynamic::<K>(r)))
+            .boxed()
+    };
+    Some(tokio::spawn(full(K::KIND, events, cache.clone())))
+}
+
+async fn full(kind: Kind, mut events: BoxStream<'static, Ev>, cache: Arc<Cache>) {
     let mut known: BTreeSet<ObjectKey> = BTreeSet::new();
     let mut init: Option<Vec<Object>> = None;
     while let Some(ev) = events.next().await {
         match ev {
-            Ok(watcher::Event::Init) => init = Some(vec![]),
-            Ok(watcher::Event::InitApply(o)) => {
-                init.get_or_insert_with(Vec::new).push(o.into_object())
-            }
-            Ok(watcher::Event::InitDone) => {
+            Ev::Init => init = Some(vec![]),
+            Ev::InitApply(o) => init.get_or_insert_with(Vec::new).push(o),
+            Ev::InitDone => {
                 let objects = init.take().unwrap_or_default();
                 let fresh: BTreeSet<ObjectKey> =
                     objects.iter().map(|o| ObjectKey::of(o.meta())).collect();
@@ -188,28 +278,26 @@ async fn full<K: Watched>(api: Api<K>, cache: Arc<Cache>) {
                 known = fresh;
                 cache.update(|st| {
                     for k in &gone {
-                        st.snapshot.remove(K::KIND, k);
+                        st.snapshot.remove(kind, k);
                     }
                     for o in objects {
                         st.snapshot.insert(o);
                     }
-                    st.synced.insert(K::KIND);
+                    st.synced.insert(kind);
                 });
-                tracing::debug!(kind = %K::KIND, objects = known.len(), "listed");
+                tracing::debug!(%kind, objects = known.len(), "listed");
             }
-            Ok(watcher::Event::Apply(o)) => {
-                let o = o.into_object();
+            Ev::Apply(o) => {
                 known.insert(ObjectKey::of(o.meta()));
                 cache.update(|st| st.snapshot.insert(o));
             }
-            Ok(watcher::Event::Delete(o)) => {
-                let key = ObjectKey::of(o.meta());
+            Ev::Delete(key) => {
                 known.remove(&key);
                 cache.update(|st| {
-                    st.snapshot.remove(K::KIND, &key);
+                    st.snapshot.remove(kind, &key);
                 });
             }
-            Err(e) => tracing::warn!(kind = %K::KIND, "watch: {e}"),
+            Ev::Error(e) => tracing::warn!(%kind, "watch: {e}"),
         }
     }
 }

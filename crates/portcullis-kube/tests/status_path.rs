@@ -234,6 +234,7 @@ async fn stale_cache_conflict_rereads_and_keeps_the_newer_entries() {
             burst: 10,
             concurrency: 4,
             controller_name: ME.into(),
+            served: Default::default(),
         },
         leader_rx,
     );
@@ -513,6 +514,7 @@ async fn failed_writes_are_retried_with_backoff() {
             burst: 10,
             concurrency: 4,
             controller_name: ME.into(),
+            served: Default::default(),
         },
         leader_rx,
     );

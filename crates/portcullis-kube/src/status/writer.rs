@@ -36,6 +36,8 @@ pub struct WriterOptions {
     pub concurrency: usize,
     /// Our `controllerName`.
     pub controller_name: String,
+    /// The version each kind is served at (statuses are patched there).
+    pub served: crate::discovery::Served,
 }
 
 /// One status to write.
@@ -246,29 +248,16 @@ fn untimed(v: &Value) -> Value {
     }
 }
 
-/// The `ApiResource` of a Gateway API kind whose status we write.
+/// The `ApiResource` of a Gateway API kind at the version Portcullis' types are written for.
 pub fn api_resource(kind: Kind) -> ApiResource {
-    let api_version = kind.api_version().to_string();
-    let (group, version) = api_version
-        .split_once('/')
-        .map(|(g, v)| (g.to_string(), v.to_string()))
-        .unwrap_or_default();
-    let plural = match kind {
-        Kind::GatewayClass => "gatewayclasses".to_string(),
-        Kind::BackendTLSPolicy => "backendtlspolicies".to_string(),
-        k => format!("{}s", k.as_str().to_ascii_lowercase()),
-    };
-    ApiResource {
-        group,
-        version,
-        api_version,
-        kind: kind.as_str().to_string(),
-        plural,
-    }
+    crate::discovery::native_resource(kind)
 }
 
-fn dyn_api(client: &Client, oref: &ObjectRef) -> Api<DynamicObject> {
-    let ar = api_resource(oref.kind);
+fn dyn_api(client: &Client, opts: &WriterOptions, oref: &ObjectRef) -> Api<DynamicObject> {
+    let ar = opts
+        .served
+        .resource(oref.kind)
+        .unwrap_or_else(|| api_resource(oref.kind));
     if oref.kind.namespaced() {
         Api::namespaced_with(client.clone(), &oref.key.namespace, &ar)
     } else {
@@ -277,7 +266,7 @@ fn dyn_api(client: &Client, oref: &ObjectRef) -> Api<DynamicObject> {
 }
 
 async fn write(client: &Client, opts: &WriterOptions, p: &Pending) -> Outcome {
-    let api = dyn_api(client, &p.oref);
+    let api = dyn_api(client, opts, &p.oref);
     let pp = PatchParams {
         field_manager: Some(crate::FIELD_MANAGER.to_string()),
         ..Default::default()

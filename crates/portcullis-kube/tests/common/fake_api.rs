@@ -57,6 +57,42 @@ struct State {
     /// Resources whose watch events are held back (a lagging cache).
     paused: Vec<Key>,
     held: Vec<Event>,
+    /// Gateway API versions served, preferred first: (version, kinds).
+    served: Vec<(String, Vec<String>)>,
+}
+
+/// The kinds of the v1.6.1 experimental channel at each version it serves.
+pub fn experimental_channel() -> Vec<(&'static str, Vec<&'static str>)> {
+    let all = vec![
+        "GatewayClass",
+        "Gateway",
+        "ListenerSet",
+        "HTTPRoute",
+        "GRPCRoute",
+        "TLSRoute",
+        "TCPRoute",
+        "UDPRoute",
+        "ReferenceGrant",
+        "BackendTLSPolicy",
+    ];
+    vec![
+        ("v1", all),
+        (
+            "v1beta1",
+            vec!["GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"],
+        ),
+        ("v1alpha3", vec!["TLSRoute"]),
+        ("v1alpha2", vec!["TLSRoute", "TCPRoute", "UDPRoute"]),
+    ]
+}
+
+/// The kinds of the v1.6.1 standard channel at each version it serves
+/// (TCPRoute, UDPRoute and TLSRoute at v1 only).
+pub fn standard_channel() -> Vec<(&'static str, Vec<&'static str>)> {
+    experimental_channel()
+        .into_iter()
+        .filter(|(v, _)| *v == "v1" || *v == "v1beta1")
+        .collect()
 }
 
 /// The fake API server.
@@ -112,9 +148,87 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 impl FakeApi {
     pub fn new() -> Self {
-        FakeApi {
+        let api = FakeApi {
             state: Arc::default(),
             events: broadcast::channel(65536).0,
+        };
+        api.serve_versions(experimental_channel());
+        api
+    }
+
+    /// Serve these Gateway API versions and kinds (preferred version first);
+    /// discovery answers accordingly and other versions are 404.
+    #[allow(dead_code)]
+    pub fn serve_versions(&self, served: Vec<(&str, Vec<&str>)>) {
+        self.state.lock().unwrap().served = served
+            .into_iter()
+            .map(|(v, ks)| (v.to_string(), ks.into_iter().map(String::from).collect()))
+            .collect();
+    }
+
+    /// Discovery documents, and 404 for Gateway API versions that are not served.
+    fn discovery(&self, path: &str) -> Option<(u16, Value)> {
+        let st = self.state.lock().unwrap();
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match segs.as_slice() {
+            ["apis"] => {
+                let versions: Vec<Value> = st
+                    .served
+                    .iter()
+                    .map(|(v, _)| json!({"groupVersion": format!("{}/{v}", super::GW), "version": v}))
+                    .collect();
+                let groups: Vec<Value> = match versions.first() {
+                    Some(pref) => vec![
+                        json!({"name": super::GW, "versions": versions, "preferredVersion": pref}),
+                    ],
+                    None => vec![],
+                };
+                Some((
+                    200,
+                    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+                ))
+            }
+            ["apis", g, v, rest @ ..] if *g == super::GW => {
+                let kinds = st.served.iter().find(|(sv, _)| sv == v).map(|(_, k)| k);
+                let Some(kinds) = kinds else {
+                    return Some((404, status(404, "NotFound", "version not served")));
+                };
+                if rest.is_empty() {
+                    let resources: Vec<Value> = kinds
+                        .iter()
+                        .flat_map(|k| {
+                            let plural = resource_of("x/v", k).1;
+                            let namespaced = k != "GatewayClass";
+                            [
+                                json!({"name": plural, "singularName": "", "namespaced": namespaced, "kind": k, "verbs": ["get", "list", "watch", "patch"]}),
+                                json!({"name": format!("{plural}/status"), "singularName": "", "namespaced": namespaced, "kind": k, "verbs": ["get", "patch"]}),
+                            ]
+                        })
+                        .collect();
+                    return Some((
+                        200,
+                        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{g}/{v}"), "resources": resources}),
+                    ));
+                }
+                let resource = match rest {
+                    ["namespaces", _, r, ..] => r,
+                    [r, ..] => r,
+                    [] => unreachable!(),
+                };
+                if kinds.iter().any(|k| resource_of("x/v", k).1 == *resource) {
+                    None
+                } else {
+                    Some((
+                        404,
+                        status(
+                            404,
+                            "NotFound",
+                            "the server could not find the requested resource",
+                        ),
+                    ))
+                }
+            }
+            _ => None,
         }
     }
 
@@ -312,7 +426,12 @@ impl FakeApi {
             .unwrap_or_default();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let parsed = parse_path(&path);
+        let discovered = self.discovery(&path);
         let (code, resp) = match parsed {
+            _ if discovered.is_some() => {
+                let (code, v) = discovered.expect("some");
+                (code, if code == 200 { Ok(v) } else { Err(v) })
+            }
             None => (404, Err(status(404, "NotFound", "unknown path"))),
             Some(p) => {
                 if method == "GET"
