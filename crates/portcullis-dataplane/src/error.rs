@@ -45,6 +45,14 @@ pub enum ProxyError {
     /// The request body is larger than allowed.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request uses a feature the gateway does not implement (a
+    /// transfer coding other than `chunked`), answered 501 as nginx does.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+    /// The client did not send the request body in time (body idle timeout
+    /// or total body deadline).
+    #[error("request body timeout")]
+    RequestTimeout,
     /// The request's Host belongs to another listener than the TLS
     /// connection's SNI selected.
     #[error("misdirected request")]
@@ -74,6 +82,8 @@ impl ProxyError {
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
@@ -86,9 +96,10 @@ impl ProxyError {
             ProxyError::NoEndpoints | ProxyError::Upstream(_) | ProxyError::InvalidBackend(_) => {
                 Some(14)
             }
-            ProxyError::Timeout => Some(4),
+            ProxyError::Timeout | ProxyError::RequestTimeout => Some(4),
             ProxyError::InvalidFilter(_) | ProxyError::BadRequest(_) => Some(13),
             ProxyError::PayloadTooLarge => Some(8),
+            ProxyError::NotImplemented(_) => Some(12),
             ProxyError::Misdirected => None,
         }
     }
@@ -104,6 +115,8 @@ impl ProxyError {
             ProxyError::Timeout => "UT",
             ProxyError::BadRequest(_) => "BR",
             ProxyError::PayloadTooLarge => "PL",
+            ProxyError::NotImplemented(_) => "NI",
+            ProxyError::RequestTimeout => "RT",
             ProxyError::Misdirected => "MR",
         }
     }
@@ -119,6 +132,8 @@ impl ProxyError {
             ProxyError::Timeout => "upstream request timeout\n",
             ProxyError::BadRequest(_) => "bad request\n",
             ProxyError::PayloadTooLarge => "payload too large\n",
+            ProxyError::NotImplemented(_) => "not implemented\n",
+            ProxyError::RequestTimeout => "request body timeout\n",
             ProxyError::Misdirected => "misdirected request\n",
         }
     }
@@ -149,7 +164,7 @@ impl ProxyError {
         r
     }
 
-    /// The plain HTTP response. 400 and 413 also close the connection.
+    /// The plain HTTP response. 400, 408 and 413 also close the connection.
     pub fn response(&self) -> Response<ProxyBody> {
         let mut r = Response::new(body::full(Bytes::from_static(self.body().as_bytes())));
         *r.status_mut() = self.status();
@@ -157,7 +172,7 @@ impl ProxyError {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         if matches!(
             self,
-            ProxyError::BadRequest(_) | ProxyError::PayloadTooLarge
+            ProxyError::BadRequest(_) | ProxyError::PayloadTooLarge | ProxyError::RequestTimeout
         ) {
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -6,20 +6,13 @@
 //! is a WebSocket upgrade being proxied (then `Connection: upgrade` and
 //! `Upgrade` are kept).
 //!
-//! `X-Forwarded-For`/`-Proto`/`-Host`: with `trusted_hops == 0` incoming
-//! values are discarded and replaced by what this hop saw; otherwise incoming
-//! `X-Forwarded-For` is kept and the client address appended, and incoming
-//! `-Proto`/`-Host` are kept when present.
-
-use std::net::IpAddr;
+//! Forwarding headers (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`) are set
+//! by [`crate::client_ip`].
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Whether a comma-separated header (every line of it) carries `token`.
 pub(crate) fn has_token(h: &HeaderMap, name: &HeaderName, token: &str) -> bool {
@@ -30,14 +23,76 @@ pub(crate) fn has_token(h: &HeaderMap, name: &HeaderName, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Write `name: value\r\n` for every header (HTTP/1 wire form).
-pub(crate) fn put_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+/// An HTTP/1 head that would hold a byte not allowed where it stands (a CR
+/// or LF that would end a line early, a NUL, a space in the request target).
+///
+/// The `http` types already refuse such bytes; the encoders check again so
+/// that no configuration or code path can split a message on the wire.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to encode the HTTP/1 {0}: it holds a byte not allowed there")]
+pub struct EncodeError(pub &'static str);
+
+/// RFC 9110 §5.5 `field-value` bytes: visible ASCII, space, tab, obs-text.
+fn field_value_ok(v: &[u8]) -> bool {
+    v.iter().all(|&c| c == b'\t' || (c >= 0x20 && c != 0x7f))
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn token_ok(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.iter().all(|&c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// An origin-form request target: visible ASCII only (no space, CR, LF).
+pub(crate) fn target_ok(v: &[u8]) -> bool {
+    v.first() == Some(&b'/') && v.iter().all(|c| c.is_ascii_graphic())
+}
+
+/// Write `name: value\r\n` for every header (HTTP/1 wire form); refuses
+/// (and writes nothing more) at the first name or value not allowed there.
+pub(crate) fn put_headers(out: &mut Vec<u8>, headers: &HeaderMap) -> Result<(), EncodeError> {
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, name, value)?;
     }
+    Ok(())
+}
+
+/// Write one `name: value\r\n` line, checked as [`put_headers`].
+pub(crate) fn put_header(
+    out: &mut Vec<u8>,
+    name: &HeaderName,
+    value: &HeaderValue,
+) -> Result<(), EncodeError> {
+    if !token_ok(name.as_str().as_bytes()) {
+        return Err(EncodeError("header name"));
+    }
+    if !field_value_ok(value.as_bytes()) {
+        return Err(EncodeError("header value"));
+    }
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    Ok(())
 }
 
 /// Whether the request asks for a WebSocket upgrade.
@@ -84,44 +139,35 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Set X-Forwarded-For/Proto/Host.
-pub fn add_forwarded(
-    h: &mut HeaderMap,
-    client: IpAddr,
-    proto: &'static str,
-    host: &HeaderValue,
-    trusted_hops: u32,
-) {
-    let ip = client.to_canonical().to_string();
-    if trusted_hops == 0 {
-        h.remove(&XFF);
-        h.remove(&XFP);
-        h.remove(&XFH);
-    }
-    let prior: Vec<&str> = h
-        .get_all(&XFF)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let xff = if prior.is_empty() {
-        ip
-    } else {
-        format!("{}, {ip}", prior.join(", "))
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert(XFF, v);
-    }
-    if !h.contains_key(&XFP) {
-        h.insert(XFP, HeaderValue::from_static(proto));
-    }
-    if !h.contains_key(&XFH) {
-        h.insert(XFH, host.clone());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoder_refuses_line_breaks() {
+        assert!(target_ok(b"/a/b?c=d%20e"));
+        for bad in [
+            &b"/x HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /y"[..],
+            b"/a b",
+            b"/a\nb",
+            b"",
+            b"x",
+            b"/\xc3\xa9",
+        ] {
+            assert!(!target_ok(bad), "{bad:?}");
+        }
+        let mut out = vec![];
+        let mut h = HeaderMap::new();
+        h.insert("x-ok", HeaderValue::from_static("fine\tvalue"));
+        assert!(put_headers(&mut out, &h).is_ok());
+        assert_eq!(out, b"x-ok: fine\tvalue\r\n");
+        // The http types refuse these already; the encoder's own check is the
+        // second line of defence.
+        assert!(!field_value_ok(b"v\r\nx-injected: 1"));
+        assert!(!field_value_ok(b"a\0b"));
+        assert!(field_value_ok(b"obs-text \xc3\xa9 ok"));
+        assert!(!token_ok(b"x bad") && !token_ok(b"") && token_ok(b"x-ok"));
+    }
 
     #[test]
     fn strips_connection_named_and_keeps_te_trailers() {
@@ -154,24 +200,5 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h[header::UPGRADE], "websocket");
         assert_eq!(h[header::CONNECTION], "upgrade");
-    }
-
-    #[test]
-    fn forwarded_trust() {
-        let host = HeaderValue::from_static("example.com");
-        let ip: IpAddr = "10.0.0.9".parse().unwrap();
-        let mut h = HeaderMap::new();
-        h.insert(XFF, HeaderValue::from_static("1.2.3.4"));
-        h.insert(XFP, HeaderValue::from_static("https"));
-        add_forwarded(&mut h, ip, "http", &host, 0);
-        assert_eq!(h[&XFF], "10.0.0.9");
-        assert_eq!(h[&XFP], "http");
-        let mut h = HeaderMap::new();
-        h.insert(XFF, HeaderValue::from_static("1.2.3.4"));
-        h.insert(XFP, HeaderValue::from_static("https"));
-        add_forwarded(&mut h, ip, "http", &host, 1);
-        assert_eq!(h[&XFF], "1.2.3.4, 10.0.0.9");
-        assert_eq!(h[&XFP], "https");
-        assert_eq!(h[&XFH], "example.com");
     }
 }

@@ -31,18 +31,19 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::Either;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
 use hyper::upgrade::OnUpgrade;
-use portcullis_route::{canonical_path, normalize_host};
+use portcullis_route::{canonical_path, normalize_host, parse_authority};
 use portcullis_tls::SwappableAcceptor;
 use tokio::time::Instant;
 
 use crate::Options;
 use crate::backend::endpoint::{EndpointState, InflightGuard};
-use crate::backend::h1::{H1Body, H1Client};
+use crate::backend::h1::{H1Body, H1Client, H1Error};
 use crate::backend::pool::Clients;
 use crate::backend::tls::UpstreamTlsCache;
 use crate::backend::{ServiceTarget, Target};
@@ -52,6 +53,7 @@ use crate::drain::DrainWatch;
 use crate::error::{self, ProxyError};
 use crate::filters::{FilterCtx, Flow, Plan, ReqState};
 use crate::forward;
+use crate::limits::{BodyLimits, BodyWatch, ConnCap, HeaderTimeout, TimedBody};
 use crate::retry::{self, AttemptError, MaybeTimeout};
 use crate::table::{PortTable, RuleAction};
 use crate::websocket;
@@ -83,6 +85,8 @@ pub struct PortCtx {
     pub builders: Builders,
     /// HTTPS ports: the TLS acceptor, whose configuration is swapped on rotation.
     pub tls: Option<Arc<SwappableAcceptor>>,
+    /// The cap on open client connections.
+    pub conns: ConnCap,
 }
 
 /// State of one client connection.
@@ -99,6 +103,8 @@ pub struct ConnCtx {
 
 #[derive(Default)]
 struct Log {
+    /// The derived client address ([`crate::client_ip`]).
+    client: Option<std::net::IpAddr>,
     upstream: Option<SocketAddr>,
     flag: Option<&'static str>,
     route: Option<Arc<RuleAction>>,
@@ -146,6 +152,7 @@ where
             .or_else(|| host.as_ref().and_then(|h| h.to_str().ok()));
         tracing::info!(
             target: "access",
+            client = %Opt(log.client),
             method = %method,
             authority = authority.unwrap_or("-"),
             path = uri.path(),
@@ -157,6 +164,49 @@ where
         );
     }
     resp
+}
+
+/// Whether `Transfer-Encoding` is absent or exactly `chunked` (RFC 9112
+/// §6.1: any other coding list is forwarded faithfully or refused; we refuse).
+fn chunked_only(h: &HeaderMap) -> bool {
+    let mut codings = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty());
+    match codings.next() {
+        None => true,
+        Some(c) => c.eq_ignore_ascii_case(b"chunked") && codings.next().is_none(),
+    }
+}
+
+/// The request's authority: the absolute-form target's or `:authority`
+/// (which wins over `Host`, RFC 9112 §3.2.2), else the one `Host` header.
+/// Two `Host` headers, userinfo, or an HTTP/2 `Host` that names another
+/// host than `:authority` are a bad request.
+fn request_host<B>(req: &Request<B>) -> Result<HeaderValue, ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadRequest("more than one host header"));
+    }
+    match req.uri().authority() {
+        Some(a) => {
+            if a.as_str().contains('@') {
+                return Err(ProxyError::BadRequest("bad host"));
+            }
+            if req.version() == Version::HTTP_2
+                && let Some(h) = host
+                && h.to_str().map(normalize_host).ok().as_deref()
+                    != Some(&*normalize_host(a.host()))
+            {
+                return Err(ProxyError::BadRequest("host differs from :authority"));
+            }
+            HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest("bad host"))
+        }
+        None => host.cloned().ok_or(ProxyError::BadRequest("missing host")),
+    }
 }
 
 async fn proxy<B>(
@@ -178,16 +228,17 @@ where
             "content-length with transfer-encoding",
         ));
     }
-    let host_value = match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
+    if req.version() <= Version::HTTP_11 && !chunked_only(req.headers()) {
+        // `gzip, chunked` would lose its gzip coding once re-framed upstream.
+        return Err(ProxyError::NotImplemented("transfer coding"));
     }
-    .ok_or(ProxyError::BadRequest("missing host"))?;
-    let host_name = normalize_host(
+    let host_value = request_host(&req)?;
+    let host_name = parse_authority(
         host_value
             .to_str()
             .map_err(|_| ProxyError::BadRequest("bad host"))?,
     )
+    .map_err(|_| ProxyError::BadRequest("bad host"))?
     .into_owned();
     let path = canonical_path(req.uri().path())
         .map_err(|_| ProxyError::BadRequest("bad path"))?
@@ -216,14 +267,28 @@ where
         req.version() == Version::HTTP_11 && forward::is_websocket_upgrade(req.headers());
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
+    // Every request body is bounded in time, but a gRPC stream's, which may
+    // stay open and quiet as long as the call lasts.
+    let limits = if grpc {
+        BodyLimits::default()
+    } else {
+        BodyLimits {
+            idle: Some(shared.opts.body_idle_timeout),
+            total: Some(shared.opts.body_timeout),
+        }
+    };
+    let (body, body_watch) = TimedBody::new(body, limits);
     let mut headers = parts.headers;
     forward::strip_hop_by_hop(&mut headers, upgrading);
-    forward::add_forwarded(
+    let detect = &shared.opts.client_ip;
+    let client = detect.client_addr(cx.peer.ip(), &headers);
+    log.client = Some(client);
+    detect.rewrite(
         &mut headers,
         cx.peer.ip(),
+        client,
         table.scheme,
         &host_value,
-        shared.opts.trusted_hops,
     );
     headers.remove(header::HOST);
     headers.remove(header::EXPECT);
@@ -270,12 +335,18 @@ where
         grpc,
         cx,
         log,
+        &body_watch,
     );
     // One awaited future either way (two `await`s would each keep a copy
     // of the forward future's state in this one).
-    MaybeTimeout::new(action.request_timeout, fut)
+    let res = MaybeTimeout::new(action.request_timeout, fut)
         .await
-        .ok_or(ProxyError::Timeout)?
+        .ok_or(ProxyError::Timeout)?;
+    // However the exchange failed, a request body that timed out is why.
+    match res {
+        Err(_) if body_watch.timed_out() => Err(ProxyError::RequestTimeout),
+        r => r,
+    }
 }
 
 /// The request body, buffered when small enough to replay.
@@ -366,6 +437,7 @@ async fn forward<B>(
     grpc: bool,
     cx: &ConnCtx,
     log: &mut Log,
+    body_watch: &Arc<BodyWatch>,
 ) -> Result<Response<ProxyBody>, ProxyError>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -413,7 +485,14 @@ where
 
     // A retry goes to another endpoint than the attempt before it, when there is one.
     let mut prev: Option<Arc<EndpointState>> = None;
-    let attempt = |_n: u32| {
+    // The default response-header timeout, unless the route has its own
+    // (`timeouts.backendRequest`); it starts once the request body is sent.
+    let header_limit = action
+        .backend_timeout
+        .is_none()
+        .then_some(shared.opts.upstream_header_timeout);
+    let header_watch = (!replayable).then(|| body_watch.clone());
+    let mut attempt = |_n: u32| {
         let picked = match (&prev, &sticky) {
             (Some(p), _) => target.endpoints.pick_excluding(p),
             (None, Some(s)) => Some(s),
@@ -430,6 +509,7 @@ where
             let client = &shared.h1;
             let req = H1Client::prepare(&method, &path_and_query, &headers, h1_body);
             return Either::Left(async move {
+                let req = req.map_err(|e| AttemptError::Other(format!("{}: {e}", ep.addr)))?;
                 match client.send(ep.addr, req).await {
                     Ok(resp) => Ok(Attempt {
                         resp: resp.map(body::boxed),
@@ -439,6 +519,9 @@ where
                     }),
                     Err(e) if e.is_connect() => {
                         Err(AttemptError::Connect(format!("{}: {e}", ep.addr)))
+                    }
+                    Err(H1Error::Body(b)) if b.is::<LengthLimitError>() => {
+                        Err(AttemptError::TooLarge)
                     }
                     Err(e) => Err(AttemptError::Other(format!("{}: {e}", ep.addr))),
                 }
@@ -483,6 +566,10 @@ where
             }
         })
     };
+    let bounded = |n: u32| {
+        HeaderTimeout::new(attempt(n), header_limit, header_watch.clone())
+            .map(|r| r.unwrap_or(Err(AttemptError::Timeout)))
+    };
     let Attempt {
         resp,
         upgrade,
@@ -492,7 +579,7 @@ where
         action.retry.as_ref(),
         replayable,
         action.backend_timeout,
-        attempt,
+        bounded,
         |a| a.resp.status(),
     )
     .await?;

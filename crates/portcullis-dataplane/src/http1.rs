@@ -27,7 +27,9 @@
 //!   `Content-Length` closes the connection.
 //! - Keep-alive: HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
 //!   `Connection: keep-alive`. Timeouts: `header_read_timeout` for the first
-//!   head and for any head once begun, `idle_timeout` between requests.
+//!   head and for any head once begun, `idle_timeout` between requests; a
+//!   body read here: `body_idle_timeout` between reads and `body_timeout` in
+//!   all, then 408 and the connection closes.
 //!   Drain: an idle connection closes at once; a busy one finishes its
 //!   response with `Connection: close`.
 
@@ -239,6 +241,7 @@ pub async fn serve<IO>(
         opts.idle_timeout,
         opts.max_header_bytes,
     );
+    let (body_idle, body_total) = (opts.body_idle_timeout, opts.body_timeout);
     // Bodies up to the buffering limit (and under the body size limit) are
     // read here; larger ones stream through hyper.
     let max_body = opts.buffer_body_bytes.min(
@@ -348,15 +351,24 @@ pub async fn serve<IO>(
             body_len,
         } = *head;
         if body_len > 0 {
-            timer.as_mut().reset(Instant::now() + idle_limit);
+            // The body: each read within `body_idle_timeout`, the whole
+            // within `body_timeout`; else 408 and the connection closes.
+            timer.as_mut().reset(Instant::now() + body_total);
             let body = tokio::select! {
                 biased;
-                b = read_body(&mut io, &mut pending, body_len) => b,
-                _ = &mut timer => None,
+                b = read_body(&mut io, &mut pending, body_len, body_idle) => b,
+                _ = &mut timer => Err(BodyEnd::Timeout),
             };
             match body {
-                Some(b) => *req.body_mut() = Full::new(b),
-                None => return,
+                Ok(b) => *req.body_mut() = Full::new(b),
+                Err(BodyEnd::Closed) => return,
+                Err(BodyEnd::Timeout) => {
+                    let _ = io
+                        .write_all(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    let _ = io.shutdown().await;
+                    return;
+                }
             }
         }
         let method_head = req.method() == Method::HEAD;
@@ -397,27 +409,38 @@ pub async fn serve<IO>(
     }
 }
 
-/// Read a `len`-byte body: what `pending` holds first, then the socket.
+/// Why a request body could not be read.
+enum BodyEnd {
+    /// The connection closed or failed.
+    Closed,
+    /// The body idle timeout or the body deadline passed.
+    Timeout,
+}
+
+/// Read a `len`-byte body: what `pending` holds first, then the socket,
+/// each read within `idle`.
 async fn read_body<IO: AsyncRead + Unpin>(
     io: &mut IO,
     pending: &mut BytesMut,
     len: usize,
-) -> Option<Bytes> {
+    idle: std::time::Duration,
+) -> Result<Bytes, BodyEnd> {
     use tokio::io::AsyncReadExt;
     if pending.len() >= len {
-        return Some(pending.split_to(len).freeze());
+        return Ok(pending.split_to(len).freeze());
     }
     let mut body = BytesMut::with_capacity(len);
     body.extend_from_slice(pending);
     pending.clear();
     while body.len() < len {
         let mut chunk = (&mut *io).take((len - body.len()) as u64);
-        match chunk.read_buf(&mut body).await {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
+        match tokio::time::timeout(idle, chunk.read_buf(&mut body)).await {
+            Err(_) => return Err(BodyEnd::Timeout),
+            Ok(Ok(0) | Err(_)) => return Err(BodyEnd::Closed),
+            Ok(Ok(_)) => {}
         }
     }
-    Some(body.freeze())
+    Ok(body.freeze())
 }
 
 struct Out {
@@ -517,7 +540,10 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     w.push(b' ');
     w.extend_from_slice(out.status.canonical_reason().unwrap_or("").as_bytes());
     w.extend_from_slice(b"\r\n");
-    put_headers(&mut w, &headers);
+    if let Err(e) = put_headers(&mut w, &headers) {
+        give_wbuf(w);
+        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+    }
     if matches!(framing, Framing::Chunked) {
         w.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -597,7 +623,8 @@ async fn write_response<IO: AsyncWrite + Unpin>(
                     (&framing, out.trailers, frame.into_trailers())
                 {
                     w.extend_from_slice(b"0\r\n");
-                    put_headers(&mut w, &t);
+                    put_headers(&mut w, &t)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     w.extend_from_slice(b"\r\n");
                     ended_with_trailers = true;
                 }
@@ -624,6 +651,41 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     io.flush().await?;
     give_wbuf(w);
     Ok(keep_alive)
+}
+
+/// For the fuzz targets (`fuzz/`), not an API: what the fast path makes of
+/// `buf` with a body buffering limit of `max_body`: `Some((head length,
+/// request, body length))` when it serves the request itself.
+#[doc(hidden)]
+pub fn parse_head_for_fuzzing(
+    buf: &[u8],
+    max_body: usize,
+) -> Option<(usize, Request<Full<Bytes>>, usize)> {
+    match parse(buf, max_body) {
+        Parse::Serve(n, head) => Some((n, head.req, head.body_len)),
+        _ => None,
+    }
+}
+
+/// For the fuzz targets (`fuzz/`), not an API: the bytes the fast path
+/// writes for a response with these headers and body.
+#[doc(hidden)]
+pub async fn write_response_for_fuzzing(
+    status: StatusCode,
+    version: Version,
+    head_only: bool,
+    headers: HeaderMap,
+    body: Bytes,
+) -> io::Result<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    let out_meta = Out {
+        status,
+        version,
+        head_only,
+        trailers: false,
+    };
+    let keep = write_response(&mut out, out_meta, headers, crate::body::full(body), true).await?;
+    Ok((out, keep))
 }
 
 /// An IO whose first reads return bytes already read from it.

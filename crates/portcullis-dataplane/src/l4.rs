@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use portcullis_ir::{Port, PortProtocol};
-use portcullis_l4::{L4Port, Rewind, TerminateContext, Terminator, TlsTerminator};
+use portcullis_l4::{L4Options, L4Port, Rewind, TerminateContext, Terminator, TlsTerminator};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::oneshot;
 
@@ -37,6 +37,7 @@ use crate::conn::Builders;
 use crate::drain::{Drain, DrainWatch};
 use crate::frontend_tls::{self, FrontendTls};
 use crate::handler::{PortCtx, Shared};
+use crate::limits::ConnCap;
 use crate::listener::bind_tcp;
 use crate::table::{BuildCtx, PortTable};
 
@@ -100,7 +101,11 @@ impl L4Handle {
         shared: &Arc<Shared>,
         retry_bind: bool,
     ) -> io::Result<(Self, Option<String>)> {
-        let mut l4 = L4Port::new(Arc::new(port.clone())).with_options(shared.opts.l4.clone());
+        let options = L4Options {
+            max_connections: shared.opts.max_connections_per_port,
+            ..shared.opts.l4.clone()
+        };
+        let mut l4 = L4Port::new(Arc::new(port.clone())).with_options(options);
         let drain = Drain::new();
         let (mut https, mut tls_error) = (None, None);
         if port.protocol != PortProtocol::Udp {
@@ -110,6 +115,8 @@ impl L4Handle {
                 builders: Builders::new(&shared.opts),
                 shared: shared.clone(),
                 tls: Some(tls.acceptor.clone()),
+                // Connections of this port are capped by its layer-4 accept loop.
+                conns: ConnCap::new("HTTPS on a TLS port", usize::MAX),
             });
             l4 = l4.with_terminator(Arc::new(SharedTerminator {
                 ctx: ctx.clone(),

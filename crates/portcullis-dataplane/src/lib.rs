@@ -30,7 +30,11 @@
 
 pub mod backend;
 pub mod body;
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod client_ip;
 pub mod conn;
+pub mod control;
 pub mod cors;
 pub mod drain;
 pub mod error;
@@ -40,6 +44,7 @@ pub mod frontend_tls;
 pub mod handler;
 pub mod http1;
 pub mod l4;
+pub mod limits;
 pub mod listener;
 pub mod mirror;
 pub mod retry;
@@ -70,18 +75,36 @@ pub use portcullis_l4::L4Options;
 pub struct Options {
     /// Largest request head (HTTP/1 buffer, HTTP/2 header list); larger heads get 431.
     pub max_header_bytes: usize,
-    /// Largest request body; `None` for no limit. Larger declared bodies get 413.
+    /// Largest request body; `None` for no limit. Larger declared bodies get
+    /// 413; a streamed body that grows past it is cut and answered 413 when
+    /// no response has started. Default 100 MiB.
     pub max_body_bytes: Option<u64>,
     /// Time allowed for a request head to arrive (slowloris), and for the
     /// first request on a new connection.
     pub header_read_timeout: Duration,
     /// Keep-alive connections with nothing in flight are closed after this.
     pub idle_timeout: Duration,
+    /// Longest wait between two reads of a request body (slowly trickling
+    /// bodies); past it the request is answered 408 if nothing was sent yet
+    /// and the connection is closed. Not applied to gRPC streams.
+    pub body_idle_timeout: Duration,
+    /// Longest time to receive a whole request body, from the end of its
+    /// head; past it, as for `body_idle_timeout`. Not applied to gRPC streams.
+    pub body_timeout: Duration,
+    /// Longest wait for an upstream response head once the request (head and
+    /// body) was sent; past it the request is answered 504. A route's
+    /// `timeouts.backendRequest` replaces it. Not applied to what follows
+    /// the head (a response body, a gRPC stream, an upgraded connection).
+    pub upstream_header_timeout: Duration,
+    /// Most client connections open at once on one port (HTTP and HTTPS
+    /// ports, across worker threads); past it, new connections wait in the
+    /// kernel's accept backlog (and are refused by the kernel when it is full).
+    pub max_connections_per_port: usize,
     /// How long draining waits for in-flight work before force-closing.
     pub drain_timeout: Duration,
-    /// Trusted proxy hops in front of the gateway: 0 discards incoming
-    /// X-Forwarded-For/-Proto/-Host; more keeps and appends to them.
-    pub trusted_hops: u32,
+    /// Who may tell the gateway the client's address (trusted hops and
+    /// CIDRs); by default no one, and inbound forwarding headers are replaced.
+    pub client_ip: client_ip::ClientIpDetection,
     /// Request bodies with a Content-Length up to this are buffered, which
     /// makes them retryable and mirrorable.
     pub buffer_body_bytes: usize,
@@ -101,11 +124,15 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             max_header_bytes: 64 * 1024,
-            max_body_bytes: None,
+            max_body_bytes: Some(100 * 1024 * 1024),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(300),
+            upstream_header_timeout: Duration::from_secs(60),
+            max_connections_per_port: 10_000,
             drain_timeout: Duration::from_secs(30),
-            trusted_hops: 0,
+            client_ip: client_ip::ClientIpDetection::default(),
             buffer_body_bytes: 64 * 1024,
             connect_timeout: Duration::from_secs(5),
             upstream_idle_timeout: Duration::from_secs(90),
@@ -128,6 +155,15 @@ pub struct ApplyReport {
     /// Backends (`namespace/name:port`) whose BackendTLSPolicy client
     /// configuration could not be built; they are answered as invalid.
     pub backend_tls_errors: BTreeMap<String, String>,
+}
+
+/// Client connections of an HTTP(S) port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Connections open now.
+    pub open: usize,
+    /// How many times accepting paused at [`Options::max_connections_per_port`].
+    pub cap_reached: u64,
 }
 
 /// The running data plane; cheap to clone.
@@ -300,6 +336,24 @@ impl Dataplane {
         }
         st.last = report.bind_errors.is_empty().then_some(config);
         report
+    }
+
+    /// Client connections of every HTTP(S) port.
+    pub async fn connection_stats(&self) -> BTreeMap<SocketAddr, ConnStats> {
+        let st = self.inner.state.lock().await;
+        st.ports
+            .values()
+            .filter_map(|r| match r {
+                Running::Http(h) => Some((
+                    h.ir.bind,
+                    ConnStats {
+                        open: h.ctx.conns.open(),
+                        cap_reached: h.ctx.conns.reached(),
+                    },
+                )),
+                Running::L4(_) => None,
+            })
+            .collect()
     }
 
     /// Stop accepting, finish in-flight requests, close idle connections;

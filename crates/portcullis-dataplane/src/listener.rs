@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use portcullis_ir::{Port, PortProtocol};
+use portcullis_l4::accept::AcceptBackoff;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -19,6 +20,7 @@ use crate::conn::{self, Builders, Proto};
 use crate::drain::{Drain, DrainWatch};
 use crate::frontend_tls::{self, FrontendTls};
 use crate::handler::{PortCtx, Shared};
+use crate::limits::ConnCap;
 use crate::table::{BuildCtx, PortTable};
 use crate::workers::bind_reuseport;
 
@@ -46,6 +48,7 @@ impl PortHandle {
         let workers = shared.workers.handles().to_vec();
         let listeners = bind_reuseport(port.bind, workers.len().max(1), retry_bind).await?;
         let table = PortTable::build(port, &BuildCtx::of(&shared));
+        let shared_max = shared.opts.max_connections_per_port;
         let (tls, tls_error) = if port.protocol == PortProtocol::Https {
             let (t, e) = FrontendTls::new(port, shared.opts.header_read_timeout);
             (Some(t), e)
@@ -57,6 +60,7 @@ impl PortHandle {
             builders: Builders::new(&shared.opts),
             shared,
             tls: tls.as_ref().map(|t| t.acceptor.clone()),
+            conns: ConnCap::new("HTTP port", shared_max),
         });
         let drain = Drain::new();
         // One accept loop per worker, each on its own socket; without workers,
@@ -130,23 +134,46 @@ pub(crate) async fn bind_tcp(addr: SocketAddr, retry: bool) -> io::Result<TcpLis
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Arc<PortCtx>, mut watch: DrainWatch) {
+    let mut backoff = AcceptBackoff::new("HTTP port");
     loop {
+        // A permit first: at the cap, new connections wait in the backlog.
+        let permit = tokio::select! {
+            p = ctx.conns.acquire() => p,
+            _ = watch.signaled() => break,
+        };
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    backoff.accepted();
+                    let permit = ctx.conns.admit(permit);
                     let _ = stream.set_nodelay(true);
                     match &ctx.tls {
                         None => {
-                            tokio::spawn(conn::serve(stream, peer, ctx.clone(), watch.clone(), Proto::Auto, None));
+                            let serve = conn::serve(stream, peer, ctx.clone(), watch.clone(), Proto::Auto, None);
+                            tokio::spawn(async move {
+                                serve.await;
+                                drop(permit);
+                            });
                         }
                         Some(acceptor) => {
-                            tokio::spawn(frontend_tls::serve(stream, peer, acceptor.clone(), ctx.clone(), watch.clone()));
+                            let serve = frontend_tls::serve(stream, peer, acceptor.clone(), ctx.clone(), watch.clone());
+                            tokio::spawn(async move {
+                                serve.await;
+                                drop(permit);
+                            });
                         }
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // Out of file descriptors and the like: back off (logged, rate-limited).
+                    drop(permit);
+                    let wait = backoff.failed(&e);
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = watch.signaled() => break,
+                        }
+                    }
                 }
             },
             _ = watch.signaled() => break,

@@ -53,6 +53,8 @@ pub enum AttemptError {
     /// The per-attempt (`backendRequest`) timeout elapsed: retryable, and
     /// answered 504 when it is the last attempt.
     Timeout,
+    /// The streamed request body went past the maximum body size: 413.
+    TooLarge,
 }
 
 /// Run attempts until one succeeds or the policy gives up.
@@ -84,12 +86,13 @@ where
             Ok(r) => policy.is_some_and(|p| p.codes.contains(&status(r).as_u16())),
             Err(AttemptError::Connect(_)) => true,
             Err(AttemptError::Timeout) => policy.is_some(),
-            Err(AttemptError::Other(_)) => false,
+            Err(AttemptError::Other(_) | AttemptError::TooLarge) => false,
         };
         if !retryable || n >= max_retries {
             return res.map_err(|e| match e {
                 AttemptError::Connect(m) | AttemptError::Other(m) => ProxyError::Upstream(m),
                 AttemptError::Timeout => ProxyError::Timeout,
+                AttemptError::TooLarge => ProxyError::PayloadTooLarge,
             });
         }
         n += 1;

@@ -436,12 +436,24 @@ async fn forwarded_headers_and_hop_by_hop() {
             &[
                 ("x-forwarded-for", "6.6.6.6"),
                 ("x-forwarded-proto", "https"),
+                ("forwarded", "for=6.6.6.6;proto=https"),
+                ("x-real-ip", "6.6.6.6"),
+                ("true-client-ip", "6.6.6.6"),
+                ("x-forwarded-port", "443"),
                 ("connection", "x-hop"),
                 ("x-hop", "1"),
                 ("proxy-connection", "keep-alive"),
             ],
         )
         .await;
+        // Every forwarding header from an untrusted client is replaced or dropped.
+        assert_eq!(
+            g.echoed("forwarded").as_deref(),
+            Some("for=127.0.0.1;proto=http;host=\"front.example\"")
+        );
+        assert_eq!(g.echoed("x-real-ip").as_deref(), Some("127.0.0.1"));
+        assert_eq!(g.echoed("true-client-ip"), None);
+        assert_eq!(g.echoed("x-forwarded-port"), None);
         assert_eq!(
             g.echoed("x-forwarded-for").as_deref(),
             Some("127.0.0.1"),
@@ -456,7 +468,10 @@ async fn forwarded_headers_and_hop_by_hop() {
         assert_eq!(g.echoed("proxy-connection"), None);
 
         let opts = portcullis_dataplane::Options {
-            trusted_hops: 1,
+            client_ip: portcullis_dataplane::client_ip::ClientIpDetection {
+                trusted_hops: 1,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let (_dp2, addr2) = serve_with(
@@ -484,6 +499,8 @@ async fn forwarded_headers_and_hop_by_hop() {
             g.echoed("x-forwarded-for").as_deref(),
             Some("6.6.6.6, 127.0.0.1")
         );
+        // One trusted hop: the client is the rightmost XFF entry.
+        assert_eq!(g.echoed("x-real-ip").as_deref(), Some("6.6.6.6"));
         assert_eq!(g.echoed("x-forwarded-proto").as_deref(), Some("https"));
     })
     .await

@@ -100,4 +100,7 @@ pub struct ProxyArgs {
     /// Address every listener binds in this pod.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
+    /// Data-plane limits and timeouts.
+    #[command(flatten)]
+    pub limits: portcullis_dataplane::cli::DataplaneArgs,
 }

@@ -1,11 +1,11 @@
-//! `/healthz` (always 200) and `/readyz` (200 once ready, else 503) over HTTP/1.1.
+//! `/healthz` (always 200) and `/readyz` (200 once ready, else 503) over HTTP/1.1,
+//! served by [`portcullis_dataplane::control`] (header-read timeout, connection
+//! cap, accept backoff). Nothing else is served there: no configuration, no keys.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -20,37 +20,28 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .map_err(|e| crate::KubeModeError::io("local address", e))?;
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((sock, _)) = listener.accept().await else {
-                continue;
+    // A hardened server: header-read timeout, connection cap, accept backoff.
+    let task = tokio::spawn(portcullis_dataplane::control::serve(
+        listener,
+        portcullis_dataplane::control::ControlLimits::default(),
+        "health endpoints",
+        move |req: http::Request<hyper::body::Incoming>| {
+            let ok = match req.uri().path() {
+                "/healthz" => Some(true),
+                "/readyz" => Some(*ready.borrow()),
+                _ => None,
             };
-            let ready = ready.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let ok = match req.uri().path() {
-                            "/healthz" => Some(true),
-                            "/readyz" => Some(*ready.borrow()),
-                            _ => None,
-                        };
-                        async move {
-                            let (code, text) = match ok {
-                                Some(true) => (200, "ok\n"),
-                                Some(false) => (503, "not ready\n"),
-                                None => (404, "not found\n"),
-                            };
-                            let mut r =
-                                http::Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-                            *r.status_mut() = http::StatusCode::from_u16(code).expect("valid");
-                            Ok::<_, Infallible>(r)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(sock), svc)
-                    .await;
-            });
-        }
-    });
+            async move {
+                let (code, text) = match ok {
+                    Some(true) => (200, "ok\n"),
+                    Some(false) => (503, "not ready\n"),
+                    None => (404, "not found\n"),
+                };
+                let mut r = http::Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+                *r.status_mut() = http::StatusCode::from_u16(code).expect("valid");
+                r
+            }
+        },
+    ));
     Ok((local, task))
 }

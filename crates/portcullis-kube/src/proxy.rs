@@ -44,7 +44,7 @@ pub async fn run_proxy_until(
     on_admin(admin);
     let dataplane = portcullis_dataplane::Dataplane::new(portcullis_dataplane::Options {
         drain_timeout: Duration::from_secs(args.drain_timeout),
-        ..Default::default()
+        ..args.limits.options()
     });
     let (tx, mut rx) = mpsc::channel(1);
     let follower = tokio::spawn(follow(

@@ -28,6 +28,7 @@
 //! connections (UDP sessions) may finish until the deadline.
 #![deny(missing_docs)]
 
+pub mod accept;
 pub mod client_hello;
 mod port;
 mod rewind;

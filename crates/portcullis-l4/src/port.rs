@@ -33,6 +33,9 @@ pub struct L4Options {
     pub udp_idle_timeout: Duration,
     /// Most UDP sessions per port; the least recently active is evicted beyond it.
     pub udp_max_sessions: usize,
+    /// Most TCP connections open at once on one port; past it, new
+    /// connections wait in the kernel's accept backlog.
+    pub max_connections: usize,
 }
 
 impl Default for L4Options {
@@ -43,6 +46,7 @@ impl Default for L4Options {
             client_hello_timeout: Duration::from_secs(10),
             udp_idle_timeout: Duration::from_secs(60),
             udp_max_sessions: 4096,
+            max_connections: 10_000,
         }
     }
 }
@@ -168,19 +172,30 @@ impl L4Port {
         D: Future<Output = Instant> + Send,
     {
         let mut conns = JoinSet::new();
+        let mut backoff = crate::accept::AcceptBackoff::new("layer-4 port");
+        let max = self.inner.options.max_connections.max(1);
+        let (mut full, mut cap_log) = (false, crate::accept::CapLog::default());
         tokio::pin!(drain);
         let deadline = loop {
+            // At the cap, stop accepting: new connections wait in the backlog.
+            if conns.len() >= max && !full {
+                cap_log.reached("layer-4 port", max);
+            }
+            full = conns.len() >= max;
             tokio::select! {
                 deadline = &mut drain => break deadline,
-                accepted = listener.accept() => match accepted {
+                accepted = listener.accept(), if !full => match accepted {
                     Ok((stream, peer)) => {
+                        backoff.accepted();
                         let port = self.inner.port.load_full();
                         conns.spawn(handle(self.inner.clone(), stream, peer, port));
                     }
                     Err(e) => {
                         // Out of descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let wait = backoff.failed(&e);
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
                     }
                 },
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}

@@ -9,6 +9,92 @@
 
 use std::borrow::Cow;
 
+/// Why a `Host` header or `:authority` was rejected (the data plane answers 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorityError {
+    /// Empty host.
+    #[error("empty host")]
+    Empty,
+    /// A byte that cannot appear in `uri-host` (RFC 3986 §3.2.2): userinfo
+    /// (`@`), quotes, spaces, `/`, `\\`, controls, …
+    #[error("invalid character in host")]
+    BadChar,
+    /// The port is not 1 to 5 digits, or above 65535.
+    #[error("invalid port in host")]
+    BadPort,
+    /// An IP literal that does not parse.
+    #[error("invalid IP literal in host")]
+    BadLiteral,
+}
+
+/// RFC 3986 `reg-name` characters without percent-encodings: `unreserved`
+/// and `sub-delims`.
+fn reg_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+/// Validate an authority as RFC 9110 `Host = uri-host [ ":" port ]`
+/// (no userinfo) and return its normalised host ([`normalize_host`]).
+///
+/// nginx and Envoy reject the same inputs: `user:pw@host`, a quote, a space
+/// or a second `:`-separated part that is not a port all end in 400, so
+/// that routing, the 421 check and forwarding see one unambiguous value.
+pub fn parse_authority(authority: &str) -> Result<Cow<'_, str>, AuthorityError> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']').ok_or(AuthorityError::BadLiteral)?;
+        let lit = &rest[..end];
+        let ok = lit.parse::<std::net::Ipv6Addr>().is_ok()
+            || (lit.starts_with(['v', 'V']) && lit.bytes().all(|b| reg_name_byte(b) || b == b':'));
+        if !ok {
+            return Err(AuthorityError::BadLiteral);
+        }
+        let after = &rest[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(AuthorityError::BadChar),
+        };
+        (&authority[..end + 2], port)
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(AuthorityError::Empty);
+    }
+    if !host.starts_with('[') && !host.bytes().all(reg_name_byte) {
+        return Err(AuthorityError::BadChar);
+    }
+    if let Some(p) = port
+        && !p.is_empty()
+        && (p.len() > 5
+            || !p.bytes().all(|b| b.is_ascii_digit())
+            || p.parse::<u32>().map_or(true, |n| n > 65535))
+    {
+        return Err(AuthorityError::BadPort);
+    }
+    Ok(normalize_host(authority))
+}
+
 /// The host part of an authority or `Host` header: port removed, lower-cased,
 /// a trailing `.` removed. IPv6 literals keep their brackets.
 ///
@@ -75,6 +161,43 @@ pub fn hostname_matches(pattern: &str, host: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn authority_validation() {
+        for ok in [
+            "example.com",
+            "example.com:8080",
+            "Example.COM.",
+            "127.0.0.1:80",
+            "[::1]:443",
+            "[::1]",
+            "a_b.example",
+            "host:",
+        ] {
+            assert!(parse_authority(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(parse_authority("Ex.COM:80").unwrap(), "ex.com");
+        for bad in [
+            "internal.example.com:1@evil.example.org",
+            "user:pw@host",
+            "user@host",
+            "\"quoted\"",
+            "a b",
+            "",
+            ":80",
+            "a:b",
+            "a:80:90",
+            "a:99999",
+            "a/b",
+            "a\\b",
+            "[::1",
+            "[zz]",
+            "[::1]x",
+            "a\tb",
+        ] {
+            assert!(parse_authority(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

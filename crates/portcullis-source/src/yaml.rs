@@ -311,10 +311,22 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Vec<Doc>, SyntaxError> {
     // nodes), which a generated manifest file can exceed; alias bombs stay
     // bounded by the default alias limits.
     let mut budget = serde_saphyr::Budget::default();
+    budget.max_aliases = 10_000;
     budget.max_documents = 1_000_000;
     budget.max_nodes = 50_000_000;
     budget.max_events = 200_000_000;
-    let options = serde_saphyr::options! { strict_booleans: true, budget: Some(budget) };
+    // Aliases: Kubernetes manifests rarely use them; a "billion laughs"
+    // bomb must fail before it allocates (10,000 replayed events is ~1 MB of
+    // nodes), not after.
+    let alias_limits = serde_saphyr::alias_limits! {
+        max_total_replayed_events: 10_000,
+        max_replay_stack_depth: 16,
+    };
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        budget: Some(budget),
+        alias_limits: alias_limits,
+    };
     let docs: Vec<Spanned<Node>> =
         serde_saphyr::from_multiple_with_options(text, options).map_err(yaml_error)?;
     Ok(docs

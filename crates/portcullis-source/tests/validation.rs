@@ -508,3 +508,38 @@ fn list_type_set_values_must_be_unique() {
         ],
     );
 }
+
+/// Peak resident set size of this process, in KiB (Linux `VmHWM`).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn alias_bomb_fails_before_it_allocates() {
+    // "Billion laughs": 9 levels of 9 aliases each expand to 9^9 strings
+    // from a few hundred bytes. Before the alias limits, a 567-byte bomb
+    // took RSS to ~300 MB.
+    let mut text = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  a0: &a0 \"lol\"\n",
+    );
+    for i in 1..=9 {
+        let prev = format!("*a{}", i - 1);
+        let list = vec![prev; 9].join(", ");
+        text.push_str(&format!("  a{i}: &a{i} [{list}]\n"));
+    }
+    assert!(text.len() < 700, "{}", text.len());
+    let before = peak_rss_kib();
+    let (_, errors, _) = load("bomb.yaml", &text);
+    let grown_mib = (peak_rss_kib() - before) / 1024;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("bomb.yaml"), "{errors:?}");
+    assert!(
+        grown_mib < 32,
+        "an alias bomb grew the peak RSS by {grown_mib} MiB"
+    );
+}

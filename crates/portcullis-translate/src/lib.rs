@@ -28,6 +28,7 @@ mod policy;
 mod refs;
 mod routes;
 mod tls;
+mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -1,20 +1,37 @@
 //! The admin API: `/healthz`, `/readyz`, `/status`, `/config`.
+//!
+//! - `/config` and `/status` never carry key material: every private key in
+//!   the IR (`key_pem`) and any string holding a PEM private key is replaced
+//!   by [`REDACTED`] before it is served.
+//! - With a bearer token (`--admin-token-file`), `/status` and `/config`
+//!   answer 401 to a request without `Authorization: Bearer <token>`;
+//!   `/healthz` and `/readyz` stay open for probes. The token is required
+//!   when the admin address is not a loopback address: [`check_binding`]
+//!   refuses to start otherwise, and warns when a token protects a
+//!   non-loopback address.
+//! - The server is [`portcullis_dataplane::control`]: one request per
+//!   connection, a header-read timeout, a connection cap and an accept loop
+//!   that backs off on errors.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{Request, Response, StatusCode, header};
+use portcullis_dataplane::control::{self, ControlLimits};
 use portcullis_ir::Config;
 use portcullis_store::Snapshot;
 use portcullis_store::status::Statuses;
+use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::report::status_document;
+
+/// What replaces key material in admin documents.
+pub const REDACTED: &str = "[redacted]";
 
 /// What the admin API shows; replaced atomically on every applied
 /// configuration. Documents are rendered when asked for, not on every reload.
@@ -28,20 +45,98 @@ pub struct AdminView {
 }
 
 impl AdminView {
-    /// The status document as JSON.
+    /// The status document as JSON (key material redacted).
     pub fn status_json(&self) -> Bytes {
-        let doc = status_document(&self.snapshot, &self.statuses);
+        let mut doc = status_document(&self.snapshot, &self.statuses);
+        redact(&mut doc);
         Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
     }
 
-    /// The IR as JSON.
+    /// The IR as JSON, private keys redacted.
     pub fn config_json(&self) -> Bytes {
-        Bytes::from(serde_json::to_vec(&*self.config).unwrap_or_default())
+        let mut doc = serde_json::to_value(&*self.config).unwrap_or_default();
+        redact(&mut doc);
+        Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+    }
+}
+
+/// Replace key material in a JSON document: the value of every `key_pem`
+/// field, and every string that holds a PEM private key.
+pub fn redact(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains("PRIVATE KEY-----") => *s = REDACTED.into(),
+        Value::Array(a) => a.iter_mut().for_each(redact),
+        Value::Object(o) => {
+            for (k, v) in o.iter_mut() {
+                if k == "key_pem" && !v.is_null() {
+                    *v = Value::String(REDACTED.into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
 /// Shared admin state; `None` until the first configuration is applied.
 pub type AdminState = Arc<ArcSwapOption<AdminView>>;
+
+/// Why the admin API cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A non-loopback address without a token.
+    #[error(
+        "refusing to serve the admin API on {0} without a token: it is not a loopback address, \
+         and /status and /config describe the whole configuration; give --admin-token-file \
+         (a file holding a bearer token) or bind it to 127.0.0.1"
+    )]
+    TokenRequired(SocketAddr),
+    /// The token file cannot be read or is empty.
+    #[error("admin token file {path}: {reason}")]
+    TokenFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The address cannot be bound.
+    #[error("admin API: cannot bind {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// Read a bearer token: the file's content without surrounding whitespace.
+pub fn read_token(path: &Path) -> Result<String, AdminError> {
+    let err = |reason: String| AdminError::TokenFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let raw = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let token = raw.trim();
+    if token.is_empty() {
+        return Err(err("empty".into()));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err("a token is one word of printable ASCII".into()));
+    }
+    Ok(token.to_string())
+}
+
+/// Refuse a non-loopback address without a token; warn about one with a token.
+pub fn check_binding(addr: SocketAddr, token: Option<&str>) -> Result<(), AdminError> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if token.is_none() {
+        return Err(AdminError::TokenRequired(addr));
+    }
+    tracing::warn!(
+        %addr,
+        "the admin API is reachable from other hosts (not a loopback address); \
+         /status and /config require the bearer token"
+    );
+    Ok(())
+}
 
 fn respond(code: StatusCode, ctype: &str, body: Bytes) -> Response<Full<Bytes>> {
     Response::builder()
@@ -51,64 +146,128 @@ fn respond(code: StatusCode, ctype: &str, body: Bytes) -> Response<Full<Bytes>> 
         .expect("valid response")
 }
 
-async fn handle(
-    state: AdminState,
-    req: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let view = state.load_full();
-    Ok(match req.uri().path() {
-        "/healthz" => respond(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
-        "/readyz" => match view {
-            Some(_) => respond(StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
-            None => respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                Bytes::from_static(b"first configuration not applied yet\n"),
-            ),
-        },
-        "/status" => match view {
-            Some(v) => respond(StatusCode::OK, "application/json", v.status_json()),
-            None => respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                Bytes::from_static(b"not ready\n"),
-            ),
-        },
-        "/config" => match view {
-            Some(v) => respond(StatusCode::OK, "application/json", v.config_json()),
-            None => respond(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                Bytes::from_static(b"not ready\n"),
-            ),
-        },
-        _ => respond(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            Bytes::from_static(b"not found; try /healthz /readyz /status /config\n"),
-        ),
-    })
+/// Compare without stopping at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Bind the admin listener (fails fast if the address is taken) and serve it in the background.
-pub async fn serve(addr: SocketAddr, state: AdminState) -> anyhow::Result<()> {
+fn authorized<B>(req: &Request<B>, token: Option<&str>) -> bool {
+    let Some(token) = token else { return true };
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .is_some_and(|given| same(given.trim_ascii(), token.as_bytes()))
+}
+
+fn handle<B>(state: &AdminState, token: Option<&str>, req: Request<B>) -> Response<Full<Bytes>> {
+    let text =
+        |code, s: &'static str| respond(code, "text/plain", Bytes::from_static(s.as_bytes()));
+    let path = req.uri().path();
+    if matches!(path, "/status" | "/config") && !authorized(&req, token) {
+        let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let view = state.load_full();
+    match (path, view) {
+        ("/healthz", _) => text(StatusCode::OK, "ok\n"),
+        ("/readyz", Some(_)) => text(StatusCode::OK, "ready\n"),
+        ("/readyz", None) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "first configuration not applied yet\n",
+        ),
+        ("/status", Some(v)) => respond(StatusCode::OK, "application/json", v.status_json()),
+        ("/config", Some(v)) => respond(StatusCode::OK, "application/json", v.config_json()),
+        ("/status" | "/config", None) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /healthz /readyz /status /config\n",
+        ),
+    }
+}
+
+/// Check the binding, bind the admin listener (fails fast if the address is
+/// taken) and serve it in the background; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    token: Option<String>,
+    state: AdminState,
+) -> Result<SocketAddr, AdminError> {
+    check_binding(addr, token.as_deref())?;
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("admin API: cannot bind {addr}: {e}"))?;
-    tracing::info!(%addr, "admin API listening");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Ok(())
+        .map_err(|e| AdminError::Bind(addr, e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| AdminError::Bind(addr, e))?;
+    tracing::info!(addr = %local, token = token.is_some(), "admin API listening");
+    let token: Option<Arc<str>> = token.map(Into::into);
+    tokio::spawn(control::serve(
+        listener,
+        ControlLimits::default(),
+        "admin API",
+        move |req| {
+            let (state, token) = (state.clone(), token.clone());
+            async move { handle(&state, token.as_deref(), req) }
+        },
+    ));
+    Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_are_redacted_wherever_they_are() {
+        let mut v = json!({
+            "listeners": [{"tls": {"certificates": [{
+                "source": "ns/s", "cert_pem": "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n",
+                "key_pem": "anything"
+            }]}}],
+            "note": "-----BEGIN RSA PRIVATE KEY-----\nB\n-----END RSA PRIVATE KEY-----",
+            "client_certificate": null,
+        });
+        redact(&mut v);
+        let s = v.to_string();
+        assert!(!s.contains("anything") && !s.contains("PRIVATE KEY"), "{s}");
+        assert!(
+            s.contains("BEGIN CERTIFICATE"),
+            "certificates are public: {s}"
+        );
+        assert_eq!(v["client_certificate"], Value::Null);
+    }
+
+    #[test]
+    fn a_non_loopback_address_needs_a_token() {
+        let lo: SocketAddr = "127.0.0.1:9901".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:9901".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:9901".parse().unwrap();
+        assert!(check_binding(lo, None).is_ok());
+        assert!(check_binding(lo6, None).is_ok());
+        let e = check_binding(any, None).unwrap_err();
+        assert!(e.to_string().contains("--admin-token-file"), "{e}");
+        assert!(check_binding(any, Some("t")).is_ok());
+    }
+
+    #[test]
+    fn bearer_tokens_are_compared_whole() {
+        let req = |auth: Option<&str>| {
+            let mut b = Request::builder().uri("/config");
+            if let Some(a) = auth {
+                b = b.header("authorization", a);
+            }
+            b.body(()).unwrap()
+        };
+        assert!(authorized(&req(None), None));
+        assert!(!authorized(&req(None), Some("s3cret")));
+        assert!(authorized(&req(Some("Bearer s3cret")), Some("s3cret")));
+        assert!(!authorized(&req(Some("Bearer s3cre")), Some("s3cret")));
+        assert!(!authorized(&req(Some("Bearer s3cretX")), Some("s3cret")));
+        assert!(!authorized(&req(Some("Basic s3cret")), Some("s3cret")));
+    }
 }

@@ -93,8 +93,14 @@ pub struct RunArgs {
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
     /// Admin API address (`/healthz`, `/readyz`, `/status`, `/config`).
+    /// Anything but a loopback address needs `--admin-token-file`.
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
+    /// A file holding a bearer token that `/status` and `/config` require
+    /// (`Authorization: Bearer <token>`); required when `--admin` is not a
+    /// loopback address.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
     /// Data-plane worker threads, one single-threaded runtime and one
     /// `SO_REUSEPORT` accept socket per port each (default: number of cores).
     #[arg(long)]
@@ -106,6 +112,9 @@ pub struct RunArgs {
     /// good version keeps serving), Warn or Ignore (dropped).
     #[arg(long, default_value_t = FieldValidation::Strict)]
     pub field_validation: FieldValidation,
+    /// Data-plane limits and timeouts.
+    #[command(flatten)]
+    pub limits: portcullis_dataplane::cli::DataplaneArgs,
 }
 
 /// Run a command.

@@ -18,7 +18,12 @@ use crate::cli::RunArgs;
 /// Run the gateway until SIGINT/SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let state: AdminState = Default::default();
-    admin::serve(args.admin, state.clone()).await?;
+    let token = args
+        .admin_token_file
+        .as_deref()
+        .map(admin::read_token)
+        .transpose()?;
+    admin::serve(args.admin, token, state.clone()).await?;
     let options = portcullis_translate::Options {
         address_pool: args.address_pool,
         bind_address: args.bind_address,
@@ -30,7 +35,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1),
-        ..Default::default()
+        ..args.limits.options()
     });
     let mut watch = portcullis_source::watch(&args.config)
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", args.config.display()))?;

@@ -38,7 +38,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::body::{BoxError, ProxyBody};
-use crate::forward::{has_token, put_headers};
+use crate::forward::{EncodeError, has_token, put_header, put_headers, target_ok};
 
 const MAX_HEADERS: usize = 128;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -67,6 +67,10 @@ pub enum H1Error {
     /// The request body failed (the client went away or sent too much).
     #[error("request body: {0}")]
     Body(BoxError),
+    /// The request head holds a byte not allowed where it stands; nothing
+    /// was written and no connection was used.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
 }
 
 impl H1Error {
@@ -131,20 +135,30 @@ impl H1Client {
     /// Encode a request for [`H1Client::send`]: `method`, origin-form
     /// `target`, and `headers` as given (they carry `Host`; `Content-Length`
     /// and `Transfer-Encoding` are set here from the body).
+    ///
+    /// Refuses a target or header that holds a byte not allowed there
+    /// ([`EncodeError`]): nothing is sent, so no connection can carry a
+    /// split request.
     pub fn prepare(
         method: &http::Method,
         target: &str,
         headers: &HeaderMap,
         body: H1Body,
-    ) -> H1Request {
+    ) -> Result<H1Request, H1Error> {
         let mut head = Vec::with_capacity(192 + 40 * headers.len());
-        let chunked = encode_head(&mut head, method, target, headers, &body);
-        H1Request {
+        let chunked = encode_head(&mut head, method, target, headers, &body)?;
+        Ok(H1Request {
             head,
             body,
             chunked,
             head_only: method == http::Method::HEAD,
-        }
+        })
+    }
+
+    /// The encoded request head (for the fuzz targets and tests).
+    #[doc(hidden)]
+    pub fn head_bytes(req: &H1Request) -> &[u8] {
+        &req.head
     }
 
     /// Send a prepared request to `addr`.
@@ -345,7 +359,10 @@ fn encode_head(
     target: &str,
     headers: &HeaderMap,
     body: &H1Body,
-) -> bool {
+) -> Result<bool, EncodeError> {
+    if !target_ok(target.as_bytes()) {
+        return Err(EncodeError("request target"));
+    }
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -355,10 +372,7 @@ fn encode_head(
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, name, value)?;
     }
     let chunked = match body {
         H1Body::Bytes(b) => {
@@ -383,7 +397,7 @@ fn encode_head(
         },
     };
     out.extend_from_slice(b"\r\n");
-    chunked
+    Ok(chunked)
 }
 
 async fn write_stream<W>(w: &mut W, mut body: ProxyBody, chunked: bool) -> Result<(), H1Error>
@@ -406,7 +420,8 @@ where
             Err(frame) => {
                 if let (true, Ok(trailers)) = (chunked, frame.into_trailers()) {
                     let mut t = Vec::from(&b"0\r\n"[..]);
-                    put_headers(&mut t, &trailers);
+                    put_headers(&mut t, &trailers)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     t.extend_from_slice(b"\r\n");
                     w.write_all(&t).await?;
                     return Ok(w.flush().await?);

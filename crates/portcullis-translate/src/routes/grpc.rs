@@ -114,14 +114,23 @@ pub(super) fn build(
                 continue;
             }
         };
-        let (filters, backends) = resolve_action(
+        let (filters, backends) = match resolve_action(
             ctx,
             "GRPCRoute",
             ns,
             &rule.filters,
             &rule.backend_refs,
             &mut out,
-        );
+        ) {
+            Ok(a) => a,
+            Err(p) => {
+                out.invalid.get_or_insert(Problem::new(
+                    p.reason,
+                    format!("rule {i} dropped: {}", p.message),
+                ));
+                continue;
+            }
+        };
         valid += 1;
         let action = ir::HttpAction {
             filters,

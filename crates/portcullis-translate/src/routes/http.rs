@@ -7,6 +7,7 @@ use super::{Built, Ctx, duration_ms};
 use crate::backends;
 use crate::conditions::Problem;
 use crate::model::{BackendRefSpec, ObjectRef};
+use crate::wire;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -235,6 +236,85 @@ fn path_mod(p: &PathModSpec) -> Option<ir::PathModifier> {
 pub(super) struct FilterIssues {
     pub unresolved: Option<Problem>,
     pub invalid: Option<Problem>,
+    /// A value that must never reach the wire: the whole rule is dropped.
+    pub unsafe_value: Option<Problem>,
+}
+
+fn check_header_mod(field: &str, m: &HeaderModSpec) -> Result<(), String> {
+    for h in m.set.iter().chain(&m.add) {
+        wire::token("header name", &h.name).map_err(|e| format!("{field}: {e}"))?;
+        wire::header_value(&h.name, &h.value).map_err(|e| format!("{field}: {e}"))?;
+    }
+    for n in &m.remove {
+        wire::token("header name", n).map_err(|e| format!("{field}.remove: {e}"))?;
+    }
+    Ok(())
+}
+
+fn check_path_mod(field: &str, p: &PathModSpec) -> Result<(), String> {
+    if let Some(v) = &p.replace_full_path {
+        wire::path(v).map_err(|e| format!("{field}.replaceFullPath: {e}"))?;
+    }
+    if let Some(v) = &p.replace_prefix_match {
+        wire::prefix(v).map_err(|e| format!("{field}.replacePrefixMatch: {e}"))?;
+    }
+    Ok(())
+}
+
+fn token_or_star(field: &str, v: &str) -> Result<(), String> {
+    if v == "*" {
+        return Ok(());
+    }
+    wire::token(field, v)
+}
+
+/// Why a filter's configuration could put unsafe bytes on the wire, if it could.
+fn unsafe_value(f: &FilterSpec) -> Result<(), String> {
+    if let Some(m) = &f.request_header_modifier {
+        check_header_mod("requestHeaderModifier", m)?;
+    }
+    if let Some(m) = &f.response_header_modifier {
+        check_header_mod("responseHeaderModifier", m)?;
+    }
+    if let Some(r) = &f.request_redirect {
+        if let Some(s) = &r.scheme
+            && s != "http"
+            && s != "https"
+        {
+            return Err(format!(
+                "requestRedirect.scheme {s:?} must be \"http\" or \"https\""
+            ));
+        }
+        if let Some(h) = &r.hostname {
+            wire::hostname(h).map_err(|e| format!("requestRedirect.hostname: {e}"))?;
+        }
+        if let Some(p) = &r.path {
+            check_path_mod("requestRedirect.path", p)?;
+        }
+    }
+    if let Some(r) = &f.url_rewrite {
+        if let Some(h) = &r.hostname {
+            wire::hostname(h).map_err(|e| format!("urlRewrite.hostname: {e}"))?;
+        }
+        if let Some(p) = &r.path {
+            check_path_mod("urlRewrite.path", p)?;
+        }
+    }
+    if let Some(c) = &f.cors {
+        for o in &c.allow_origins {
+            wire::origin(o).map_err(|e| format!("cors.allowOrigins: {e}"))?;
+        }
+        for m in &c.allow_methods {
+            token_or_star("cors.allowMethods", m)?;
+        }
+        for h in &c.allow_headers {
+            token_or_star("cors.allowHeaders", h)?;
+        }
+        for h in &c.expose_headers {
+            token_or_star("cors.exposeHeaders", h)?;
+        }
+    }
+    Ok(())
 }
 
 /// Convert filters (rule-level or backendRef-level) of a route in `ns`.
@@ -257,6 +337,13 @@ pub(super) fn filters(
             });
             continue;
         };
+        if let Err(msg) = unsafe_value(&f) {
+            issues
+                .unsafe_value
+                .get_or_insert(Problem::new("UnsupportedValue", msg.clone()));
+            out.push(ir::HttpFilter::Invalid { reason: msg });
+            continue;
+        }
         let filter = match f.type_.as_str() {
             "RequestHeaderModifier" => f
                 .request_header_modifier
@@ -347,6 +434,9 @@ pub(super) fn filters(
 }
 
 /// Resolve a rule's filters and backendRefs, recording problems on the route.
+///
+/// `Err` when a value could put unsafe bytes on the wire ([`crate::wire`]):
+/// the caller drops the rule with that problem.
 pub(super) fn resolve_action(
     ctx: &Ctx<'_>,
     route_kind: &str,
@@ -354,17 +444,20 @@ pub(super) fn resolve_action(
     raw_filters: &[serde_json::Value],
     refs: &[BackendRefSpec],
     out: &mut Built,
-) -> (Vec<ir::HttpFilter>, Vec<ir::WeightedBackend>) {
+) -> Result<(Vec<ir::HttpFilter>, Vec<ir::WeightedBackend>), Problem> {
     let mut issues = FilterIssues::default();
     let filters = filters(ctx, route_kind, ns, raw_filters, &mut issues);
     let backends = backend_refs(ctx, route_kind, ns, refs, &mut issues);
+    if let Some(p) = issues.unsafe_value {
+        return Err(p);
+    }
     if let Some(p) = issues.unresolved {
         out.unresolved.get_or_insert(p);
     }
     if let Some(p) = issues.invalid {
         out.invalid.get_or_insert(p);
     }
-    (filters, backends)
+    Ok((filters, backends))
 }
 
 /// Resolve a rule's backendRefs.
@@ -494,14 +587,35 @@ pub(super) fn build(
                 continue;
             }
         };
-        let (filters, backends) = resolve_action(
+        if let Some(name) = rule
+            .session_persistence
+            .as_ref()
+            .and_then(|s| s.session_name.as_deref())
+            && let Err(e) = wire::token("sessionPersistence.sessionName", name)
+        {
+            out.invalid.get_or_insert(Problem::new(
+                "UnsupportedValue",
+                format!("rule {i} dropped: {e}"),
+            ));
+            continue;
+        }
+        let (filters, backends) = match resolve_action(
             ctx,
             "HTTPRoute",
             ns,
             &rule.filters,
             &rule.backend_refs,
             &mut out,
-        );
+        ) {
+            Ok(a) => a,
+            Err(p) => {
+                out.invalid.get_or_insert(Problem::new(
+                    p.reason,
+                    format!("rule {i} dropped: {}", p.message),
+                ));
+                continue;
+            }
+        };
         let t = rule.timeouts.unwrap_or_default();
         let action = ir::HttpAction {
             filters,

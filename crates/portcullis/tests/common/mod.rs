@@ -1,0 +1,222 @@
+//! Helpers shared by the end-to-end tests of the `portcullis` binary: real
+//! processes, real sockets on 127.0.0.1, real files.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Kills the child (by PID, via its handle) when dropped.
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `portcullis` binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+/// A port free on 127.0.0.1 now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A free loopback address.
+pub fn free_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// Poll `f` every 20 ms until it holds; panic after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Send `raw` bytes on a fresh connection and read until the peer closes
+/// (or 5 s pass): the whole answer as text.
+pub fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of the first response in `answer`.
+pub fn status_of(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, whole answer).
+pub fn get(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, out))
+}
+
+/// A raw HTTP/1.1 backend that records every byte it receives and answers
+/// `200 rec <target>` to each bodyless request head (target lower-cased); a
+/// request with a body is recorded and never answered.
+pub struct Recorder {
+    /// Its address.
+    pub addr: SocketAddr,
+    bytes: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Recorder {
+    /// Start one on 127.0.0.1.
+    pub fn start() -> Recorder {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let bytes: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let all = bytes.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let all = all.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 8192];
+                    let mut acc = Vec::new();
+                    loop {
+                        let Ok(n) = s.read(&mut buf) else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        all.lock().unwrap().extend_from_slice(&buf[..n]);
+                        acc.extend_from_slice(&buf[..n]);
+                        while let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&acc[..end]).to_ascii_lowercase();
+                            if head.contains("\r\ncontent-length:")
+                                || head.contains("\r\ntransfer-encoding:")
+                            {
+                                // A request with a body is recorded, never answered.
+                                break;
+                            }
+                            let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                            acc.drain(..end + 4);
+                            let body = format!("rec {target}");
+                            let resp = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if s.write_all(resp.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Recorder { addr, bytes }
+    }
+
+    /// Everything received so far, on every connection.
+    pub fn received(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+}
+
+/// `portcullis run` on `dir`, admin on `admin`, waited for `/readyz`.
+pub fn start(dir: &Path, admin: SocketAddr, extra: &[&str]) -> Proc {
+    let child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(dir)
+        .args(["--admin", &admin.to_string(), "--workers", "2"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn portcullis");
+    let p = Proc(child);
+    wait_for("readyz", Duration::from_secs(20), || {
+        get(admin, "admin", "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    p
+}
+
+/// GatewayClass + Gateway `gw` (HTTP on 127.0.0.1:`port`) + Service `svc`
+/// reaching `backend` (clusterIP form), as YAML.
+pub fn gateway_and_service(port: u16, backend: SocketAddr) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: portcullis}}
+spec: {{controllerName: portcullis.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: portcullis
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
+addressType: IPv4
+ports: [{{name: http, port: {bport}}}]
+endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
+"#,
+        bport = backend.port()
+    )
+}
+
+/// The admin `/status` document.
+pub fn status_doc(admin: SocketAddr) -> serde_json::Value {
+    let (_, answer) = get(admin, "admin", "/status").unwrap();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap()
+}
+
+/// The first condition `type_` of the first parent of route `name`.
+pub fn route_condition(doc: &serde_json::Value, name: &str, type_: &str) -> serde_json::Value {
+    doc.as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "HTTPRoute" && o["metadata"]["name"] == name)
+        .and_then(|r| {
+            r["status"]["parents"][0]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == type_)
+                .cloned()
+        })
+        .unwrap_or(serde_json::Value::Null)
+}
