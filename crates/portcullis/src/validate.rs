@@ -506,12 +506,12 @@ pub fn text(path: &Path, report: &Report) -> String {
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     s.push_str(&format!(
-        "\n{}: {} in {}: {}, {}; {} loaded\n",
+        "\n{}: {} in {} ({}, {} not served); {} loaded\n",
         path.display(),
         plural(report.problems.len(), "problem", "problems"),
         plural(files.len(), "file", "files"),
         plural(invalid.len(), "invalid object", "invalid objects"),
-        plural(unserved, "status problem", "status problems"),
+        unserved,
         plural(report.objects, "object", "objects"),
     ));
     s

@@ -166,7 +166,7 @@ fn validate_reports_every_problem_that_leaves_configuration_unserved() {
     let summary = lines.last().unwrap();
     assert!(
         summary.ends_with(
-            ": 7 problems in 2 files: 1 invalid object, 6 status problems; 7 objects loaded"
+            ": 7 problems in 2 files (1 invalid object, 6 not served); 7 objects loaded"
         ),
         "{summary}"
     );
