@@ -38,7 +38,7 @@ pub struct Cache {
 }
 
 /// Kinds watched with full objects.
-const FULL: [Kind; 13] = [
+const FULL: [Kind; 14] = [
     Kind::GatewayClass,
     Kind::Gateway,
     Kind::ListenerSet,
@@ -49,6 +49,7 @@ const FULL: [Kind; 13] = [
     Kind::UDPRoute,
     Kind::ReferenceGrant,
     Kind::BackendTLSPolicy,
+    Kind::SecurityPolicy,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::Namespace,
@@ -77,6 +78,10 @@ impl Cache {
                 cache.clone(),
             )),
             tokio::spawn(full::<types::BackendTLSPolicy>(
+                api(client, ns),
+                cache.clone(),
+            )),
+            tokio::spawn(full::<types::SecurityPolicy>(
                 api(client, ns),
                 cache.clone(),
             )),

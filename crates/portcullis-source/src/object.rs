@@ -292,6 +292,11 @@ fn build(ctx: &mut Ctx, value: Value, old: OldLookup, warnings: &mut Vec<String>
             }
             let mut pruned = Vec::new();
             schema::prune_and_default(&mut json, schema, &root, &mut pruned);
+            // Portcullis' own kinds list only implemented fields: anything else
+            // is an error, never silently dropped.
+            if kind.is_portcullis() && !pruned.is_empty() {
+                return invalid(ctx, Some(kind), ctx.errors(strict_unknown(pruned)));
+            }
             warnings.extend(ctx.errors(pruned).into_iter().map(|e| e.to_string()));
             let old_json = old(kind, &key);
             let mut v = Validator::default();
@@ -316,6 +321,17 @@ fn build(ctx: &mut Ctx, value: Value, old: OldLookup, warnings: &mut Vec<String>
         },
         Err((path, message)) => invalid(ctx, Some(kind), vec![ctx.error(&path, message)]),
     }
+}
+
+/// Unknown-field warnings of a strict kind, as errors.
+fn strict_unknown(pruned: Vec<FieldError>) -> Vec<FieldError> {
+    pruned
+        .into_iter()
+        .map(|mut e| {
+            e.message = "unknown field: not supported by Portcullis (the schema lists every implemented field)".into();
+            e
+        })
+        .collect()
 }
 
 /// Fields of ObjectMeta the API server sets itself: dropped from files.
@@ -495,7 +511,7 @@ pub(crate) fn decode(kind: Kind, json: &Value) -> Result<Object, (FieldPath, Str
     Object::from_json(kind, json.clone()).map_err(|e| {
         let found = decode_path!(kind, json.clone();
             GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute,
-            ReferenceGrant, BackendTLSPolicy, Service, EndpointSlice, Secret, ConfigMap, Namespace);
+            ReferenceGrant, BackendTLSPolicy, SecurityPolicy, Service, EndpointSlice, Secret, ConfigMap, Namespace);
         match found {
             Some((path, msg)) if path != "." => {
                 (FieldPath::parse(&path), format!("cannot decode: {msg}"))

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use portcullis_store::status::Statuses;
-use portcullis_store::{Kind, ObjectRef, Snapshot};
+use portcullis_store::{ObjectRef, Snapshot};
 use serde_json::{Value, json};
 
 use crate::cli::Format;
@@ -13,7 +13,7 @@ use crate::cli::Format;
 pub fn status_document(snapshot: &Snapshot, statuses: &Statuses) -> Value {
     let mut out = vec![];
     for (kind, meta) in snapshot.metas() {
-        if !kind.is_gateway_api() || kind == Kind::ReferenceGrant {
+        if !kind.has_status() {
             continue;
         }
         let key = portcullis_store::ObjectKey::of(meta);

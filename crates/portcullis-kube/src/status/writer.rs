@@ -256,6 +256,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
     let plural = match kind {
         Kind::GatewayClass => "gatewayclasses".to_string(),
         Kind::BackendTLSPolicy => "backendtlspolicies".to_string(),
+        Kind::SecurityPolicy => "securitypolicies".to_string(),
         k => format!("{}s", k.as_str().to_ascii_lowercase()),
     };
     ApiResource {
