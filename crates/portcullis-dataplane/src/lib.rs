@@ -28,8 +28,10 @@
 //! client configuration could not be built (they answer as invalid backends).
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod backend;
 pub mod body;
+pub mod client_addr;
 pub mod conn;
 pub mod cors;
 pub mod drain;
@@ -221,6 +223,7 @@ impl Dataplane {
             upstream_tls,
             tokens: RandomState::new(),
             workers,
+            jwks: auth::JwksCache::default(),
         });
         Dataplane {
             inner: Arc::new(Inner {
