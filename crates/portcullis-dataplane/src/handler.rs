@@ -73,6 +73,8 @@ pub struct Shared {
     pub tokens: RandomState,
     /// Worker threads serving HTTP(S) ports (none: the caller's runtime).
     pub workers: crate::workers::Workers,
+    /// Remote JWKS shared by SecurityPolicies.
+    pub jwks: crate::auth::JwksCache,
 }
 
 /// State of one bound port.
@@ -300,6 +302,15 @@ where
         matched_prefix: rule.matched_prefix(),
     };
     let mut plan = Plan::default();
+    // SecurityPolicy: client address → CORS preflight → authentication →
+    // authorization, before the route's filters (see `crate::auth`).
+    if let Some(sec) = &action.security {
+        match Box::pin(sec.check(&mut st, client, &mut plan, &shared.clients)).await {
+            Flow::Continue => {}
+            Flow::Respond(r) => return Ok(r),
+            Flow::Fail(e) => return Err(e),
+        }
+    }
     match action.filters.run(&mut st, &fcx, &mut plan) {
         Flow::Continue => {}
         Flow::Respond(r) => return Ok(r),

@@ -28,6 +28,7 @@
 //! client configuration could not be built (they answer as invalid backends).
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod backend;
 pub mod body;
 #[cfg(feature = "cli")]
@@ -257,6 +258,7 @@ impl Dataplane {
             upstream_tls,
             tokens: RandomState::new(),
             workers,
+            jwks: auth::JwksCache::default(),
         });
         Dataplane {
             inner: Arc::new(Inner {

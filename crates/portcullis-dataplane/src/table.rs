@@ -28,6 +28,8 @@ pub struct BuildCtx<'a> {
     pub tokens: &'a RandomState,
     /// Upstream TLS clients by BackendTLSPolicy content.
     pub upstream_tls: &'a UpstreamTlsCache,
+    /// Remote JWKS (SecurityPolicy JWT providers).
+    pub jwks: &'a crate::auth::JwksCache,
 }
 
 impl<'a> BuildCtx<'a> {
@@ -36,6 +38,7 @@ impl<'a> BuildCtx<'a> {
         BuildCtx {
             tokens: &shared.tokens,
             upstream_tls: &shared.upstream_tls,
+            jwks: &shared.jwks,
         }
     }
 }
@@ -59,6 +62,8 @@ pub struct RuleAction {
     pub session: Option<SessionPolicy>,
     /// From a GRPCRoute: always HTTP/2 upstream.
     pub grpc: bool,
+    /// The effective SecurityPolicy.
+    pub security: Option<Arc<crate::auth::Security>>,
 }
 
 impl RuleAction {
@@ -73,6 +78,10 @@ impl RuleAction {
             retry: a.retry.as_ref().map(RetryPolicy::new),
             session: a.session_persistence.as_ref().and_then(SessionPolicy::new),
             grpc,
+            security: a
+                .security
+                .as_ref()
+                .map(|s| Arc::new(crate::auth::Security::new(s, cx.jwks))),
         }
     }
 }

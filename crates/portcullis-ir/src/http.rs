@@ -87,6 +87,9 @@ pub struct HttpAction {
     pub retry: Option<Retry>,
     /// Session persistence.
     pub session_persistence: Option<SessionPersistence>,
+    /// The effective SecurityPolicy (resolved at translate time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<std::sync::Arc<crate::Security>>,
 }
 
 /// Retry policy (HTTPRoute `retry`, GEP-1731).

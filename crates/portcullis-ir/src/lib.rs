@@ -13,12 +13,14 @@
 #![deny(missing_docs)]
 
 pub mod http;
+pub mod security;
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
 pub use http::*;
+pub use security::{SecretString, Security, with_secrets_revealed};
 
 /// The whole configuration served at one time.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

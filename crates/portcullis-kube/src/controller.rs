@@ -397,7 +397,8 @@ pub fn status_writes(
         tls_routes TLSRoute,
         tcp_routes TCPRoute,
         udp_routes UDPRoute,
-        backend_tls_policies BackendTLSPolicy
+        backend_tls_policies BackendTLSPolicy,
+        security_policies SecurityPolicy
     );
     out
 }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use kube::Client;
 use kube::api::ApiResource;
+use portcullis_store::policy::PORTCULLIS_GROUP;
 use portcullis_store::{GATEWAY_GROUP, Kind};
 
 /// The Gateway API kinds the controller reads.
@@ -32,6 +33,9 @@ pub const GATEWAY_KINDS: [Kind; 10] = [
     Kind::ReferenceGrant,
     Kind::BackendTLSPolicy,
 ];
+
+/// Portcullis' own kinds (group `portcullis.dev`, version `v1alpha1`).
+const PORTCULLIS_KINDS: [Kind; 1] = [Kind::SecurityPolicy];
 
 /// One served version of the group and the kinds it serves (`kind` → plural name).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -55,6 +59,7 @@ impl Default for Served {
         Served {
             resources: GATEWAY_KINDS
                 .into_iter()
+                .chain(PORTCULLIS_KINDS)
                 .map(|k| (k, native_resource(k)))
                 .collect(),
         }
@@ -89,6 +94,30 @@ impl Served {
     /// Ask the API server.
     pub async fn discover(client: &Client) -> Result<Served, kube::Error> {
         let groups = client.list_api_groups().await?;
+        // Portcullis' own kinds: served only at the version of our types.
+        let ours = groups.groups.iter().any(|g| {
+            g.name == PORTCULLIS_GROUP && g.versions.iter().any(|v| v.version == "v1alpha1")
+        });
+        let mut own = BTreeMap::new();
+        if ours {
+            let list = client
+                .list_api_group_resources(&format!("{PORTCULLIS_GROUP}/v1alpha1"))
+                .await?;
+            for kind in PORTCULLIS_KINDS {
+                if list.resources.iter().any(|r| r.kind == kind.as_str()) {
+                    own.insert(kind, native_resource(kind));
+                }
+            }
+        }
+        let mut served = Self::discover_gateway(client, groups).await?;
+        served.resources.extend(own);
+        Ok(served)
+    }
+
+    async fn discover_gateway(
+        client: &Client,
+        groups: k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroupList,
+    ) -> Result<Served, kube::Error> {
         let Some(group) = groups.groups.into_iter().find(|g| g.name == GATEWAY_GROUP) else {
             return Ok(Served::from_versions(&[]));
         };
@@ -120,7 +149,7 @@ impl Served {
     /// Where `kind` is served; `None` for a Gateway API kind that is not
     /// installed. Core kinds are always served.
     pub fn resource(&self, kind: Kind) -> Option<ApiResource> {
-        if !kind.is_gateway_api() {
+        if !kind.is_gateway_api() && !kind.is_portcullis() {
             return Some(native_resource(kind));
         }
         self.resources.get(&kind).cloned()
@@ -135,6 +164,7 @@ impl Served {
     pub fn skipped(&self) -> Vec<Kind> {
         GATEWAY_KINDS
             .into_iter()
+            .chain(PORTCULLIS_KINDS)
             .filter(|k| !self.resources.contains_key(k))
             .collect()
     }
@@ -172,6 +202,7 @@ pub fn native_resource(kind: Kind) -> ApiResource {
     let plural = match kind {
         Kind::GatewayClass => "gatewayclasses".to_string(),
         Kind::BackendTLSPolicy => "backendtlspolicies".to_string(),
+        Kind::SecurityPolicy => "securitypolicies".to_string(),
         Kind::EndpointSlice => "endpointslices".to_string(),
         k => format!("{}s", k.as_str().to_ascii_lowercase()),
     };

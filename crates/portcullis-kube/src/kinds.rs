@@ -53,6 +53,7 @@ watched!(
     UDPRoute,
     ReferenceGrant,
     BackendTLSPolicy,
+    SecurityPolicy,
     Service,
     EndpointSlice,
     Secret,
@@ -86,6 +87,12 @@ pub fn referenced(snapshot: &Snapshot) -> BTreeSet<ObjectRef> {
         walk_obj(
             &ls.metadata,
             serde_json::to_value(&ls.spec).unwrap_or_default(),
+        );
+    }
+    for p in snapshot.security_policies.values() {
+        walk_obj(
+            &p.metadata,
+            serde_json::to_value(&p.spec).unwrap_or_default(),
         );
     }
     for p in snapshot.backend_tls_policies.values() {

@@ -35,6 +35,7 @@ const fn ns(group: &'static str, resource: &'static str, verb: &'static str) -> 
 }
 
 const GW: &str = "gateway.networking.k8s.io";
+const PD: &str = "portcullis.dev";
 
 /// The calls, grouped by purpose.
 pub const API_CALLS: &[ApiCall] = &[
@@ -59,6 +60,8 @@ pub const API_CALLS: &[ApiCall] = &[
     c(GW, "referencegrants", "watch"),
     c(GW, "backendtlspolicies", "list"),
     c(GW, "backendtlspolicies", "watch"),
+    c(PD, "securitypolicies", "list"),
+    c(PD, "securitypolicies", "watch"),
     c("", "namespaces", "list"),
     c("", "namespaces", "watch"),
     c("", "services", "list"),
@@ -83,6 +86,7 @@ pub const API_CALLS: &[ApiCall] = &[
     c(GW, "tcproutes/status", "patch"),
     c(GW, "udproutes/status", "patch"),
     c(GW, "backendtlspolicies/status", "patch"),
+    c(PD, "securitypolicies/status", "patch"),
     c(GW, "gatewayclasses", "get"),
     c(GW, "gateways", "get"),
     c(GW, "listenersets", "get"),
@@ -92,6 +96,7 @@ pub const API_CALLS: &[ApiCall] = &[
     c(GW, "tcproutes", "get"),
     c(GW, "udproutes", "get"),
     c(GW, "backendtlspolicies", "get"),
+    c(PD, "securitypolicies", "get"),
     // Provisioning (provision/apply.rs): server-side apply, which creates the
     // object when it does not exist (authorised as create) or patches it.
     c("", "serviceaccounts", "create"),

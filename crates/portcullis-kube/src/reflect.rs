@@ -43,7 +43,7 @@ pub struct Cache {
 }
 
 /// Kinds watched with full objects (those the API server serves).
-pub const FULL: [Kind; 13] = [
+pub const FULL: [Kind; 14] = [
     Kind::GatewayClass,
     Kind::Gateway,
     Kind::ListenerSet,
@@ -54,6 +54,7 @@ pub const FULL: [Kind; 13] = [
     Kind::UDPRoute,
     Kind::ReferenceGrant,
     Kind::BackendTLSPolicy,
+    Kind::SecurityPolicy,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::Namespace,
@@ -88,6 +89,7 @@ impl Cache {
             spawn_full::<types::UDPRoute>(client, ns, served, c),
             spawn_full::<types::ReferenceGrant>(client, ns, served, c),
             spawn_full::<types::BackendTLSPolicy>(client, ns, served, c),
+            spawn_full::<types::SecurityPolicy>(client, ns, served, c),
             spawn_full::<types::Service>(client, ns, served, c),
             spawn_full::<types::EndpointSlice>(client, ns, served, c),
             spawn_full::<types::Namespace>(client, None, served, c),

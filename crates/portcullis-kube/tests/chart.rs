@@ -274,6 +274,7 @@ fn api_calls_cover_every_kind_watched_and_every_status_written() {
     for kind in Kind::ALL {
         let plural = match kind {
             Kind::BackendTLSPolicy => "backendtlspolicies".to_string(),
+            Kind::SecurityPolicy => "securitypolicies".to_string(),
             Kind::GatewayClass => "gatewayclasses".to_string(),
             k => format!("{}s", k.as_str().to_ascii_lowercase()),
         };

@@ -41,6 +41,7 @@ fn root_context() -> Context<'static, 'static> {
     let mut ctx = Context::with_env(Arc::clone(&ENV));
     // An overload conflict means the environment already has the function.
     let _ = ctx.add_function("isIP", |s: Arc<String>| s.parse::<IpAddr>().is_ok());
+    let _ = ctx.add_function("isCIDR", |s: Arc<String>| is_cidr(&s));
     let _ = ctx.add_function(
         "duration",
         |s: Arc<String>| -> Result<cel::Value, ExecutionError> {
@@ -50,6 +51,22 @@ fn root_context() -> Context<'static, 'static> {
         },
     );
     ctx
+}
+
+/// Kubernetes' `isCIDR`: an address, `/`, and a prefix length that fits it.
+fn is_cidr(s: &str) -> bool {
+    let Some((addr, len)) = s.split_once('/') else {
+        return false;
+    };
+    let max = match addr.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => 32,
+        Ok(IpAddr::V6(_)) => 128,
+        Err(_) => return false,
+    };
+    !len.is_empty()
+        && len.bytes().all(|b| b.is_ascii_digit())
+        && len.len() <= 3
+        && len.parse::<u8>().is_ok_and(|l| l <= max)
 }
 
 /// Parse a Go duration (`1h30m`, `500ms`, `0s`, `-1.5h`) into nanoseconds.

@@ -86,8 +86,13 @@ macro_rules! crds {
                         .unwrap_or_else(|e| panic!("embedded CRD {} is invalid: {e}", $file))
                 });
             )*
+            static SECURITY_POLICY: Slot = LazyLock::new(|| {
+                Crd::load(include_str!("../crds/portcullis.dev_securitypolicies.yaml"))
+                    .unwrap_or_else(|e| panic!("embedded CRD securitypolicies is invalid: {e}"))
+            });
             match kind {
                 $(Kind::$kind => Some(&*$kind),)*
+                Kind::SecurityPolicy => Some(&*SECURITY_POLICY),
                 _ => None,
             }
         }
@@ -119,6 +124,25 @@ crds! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn portcullis_kinds_have_a_crd() {
+        let crd = crd(Kind::SecurityPolicy).expect("SecurityPolicy CRD");
+        assert_eq!(crd.served_names(), ["v1alpha1"]);
+        let mut rules = Vec::new();
+        crd.versions[0]
+            .schema
+            .all_rules("SecurityPolicy", &mut rules);
+        assert!(rules.len() >= 8, "only {} rules", rules.len());
+        for (at, r) in rules {
+            assert!(
+                r.compile_error().is_none(),
+                "{at}: {}: {:?}",
+                r.rule,
+                r.compile_error()
+            );
+        }
+    }
 
     #[test]
     fn every_gateway_kind_has_a_crd_with_served_versions() {

@@ -6,6 +6,7 @@
 //! iteration order is deterministic, which keeps translation output stable.
 #![deny(missing_docs)]
 
+pub mod policy;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ pub mod types {
     pub type UDPRoute = UdpRoute;
     /// BackendTLSPolicy, named as its `kind`.
     pub type BackendTLSPolicy = BackendTlsPolicy;
+    pub use crate::policy::SecurityPolicy;
 }
 
 /// The API group of the Gateway API.
@@ -112,6 +114,8 @@ pub enum Kind {
     ReferenceGrant,
     /// gateway.networking.k8s.io BackendTLSPolicy
     BackendTLSPolicy,
+    /// portcullis.dev SecurityPolicy
+    SecurityPolicy,
     /// core Service
     Service,
     /// discovery.k8s.io EndpointSlice
@@ -126,7 +130,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -137,6 +141,7 @@ impl Kind {
         Kind::UDPRoute,
         Kind::ReferenceGrant,
         Kind::BackendTLSPolicy,
+        Kind::SecurityPolicy,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Secret,
@@ -157,6 +162,7 @@ impl Kind {
             Kind::UDPRoute => "UDPRoute",
             Kind::ReferenceGrant => "ReferenceGrant",
             Kind::BackendTLSPolicy => "BackendTLSPolicy",
+            Kind::SecurityPolicy => "SecurityPolicy",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
@@ -170,6 +176,7 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "",
             Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::SecurityPolicy => policy::PORTCULLIS_GROUP,
             _ => GATEWAY_GROUP,
         }
     }
@@ -180,6 +187,7 @@ impl Kind {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::TCPRoute | Kind::UDPRoute => "gateway.networking.k8s.io/v1alpha2",
+            Kind::SecurityPolicy => policy::PORTCULLIS_API_VERSION,
             _ => "gateway.networking.k8s.io/v1",
         }
     }
@@ -192,6 +200,16 @@ impl Kind {
     /// Whether this is a Gateway API kind (and so has a status Portcullis writes).
     pub fn is_gateway_api(self) -> bool {
         self.group() == GATEWAY_GROUP
+    }
+
+    /// Whether this is one of Portcullis' own kinds (group `portcullis.dev`).
+    pub fn is_portcullis(self) -> bool {
+        self.group() == policy::PORTCULLIS_GROUP
+    }
+
+    /// Whether Portcullis writes a status for objects of this kind.
+    pub fn has_status(self) -> bool {
+        (self.is_gateway_api() && self != Kind::ReferenceGrant) || self.is_portcullis()
     }
 
     /// Parse `kind:` for a group; `None` for kinds Portcullis does not read.
@@ -211,6 +229,7 @@ impl fmt::Display for Kind {
 /// A typed object of any kind a source can deliver.
 #[derive(Clone, Debug, PartialEq)]
 #[allow(missing_docs)]
+#[allow(clippy::large_enum_variant)] // objects are moved once into the snapshot's Arcs
 pub enum Object {
     GatewayClass(types::GatewayClass),
     Gateway(types::Gateway),
@@ -222,6 +241,7 @@ pub enum Object {
     UDPRoute(types::UDPRoute),
     ReferenceGrant(types::ReferenceGrant),
     BackendTLSPolicy(types::BackendTLSPolicy),
+    SecurityPolicy(types::SecurityPolicy),
     Service(types::Service),
     EndpointSlice(types::EndpointSlice),
     Secret(types::Secret),
@@ -242,6 +262,7 @@ macro_rules! for_each_kind {
             UDPRoute udp_routes,
             ReferenceGrant reference_grants,
             BackendTLSPolicy backend_tls_policies,
+            SecurityPolicy security_policies,
             Service services,
             EndpointSlice endpoint_slices,
             Secret secrets,

@@ -10,6 +10,7 @@
 //! attached to listeners (which fills `attachedRoutes`) → IR per bound port.
 #![deny(missing_docs)]
 
+mod attach;
 mod backends;
 #[allow(dead_code)]
 mod conditions;
@@ -27,6 +28,7 @@ mod model;
 mod policy;
 mod refs;
 mod routes;
+mod security;
 mod tls;
 mod wire;
 
@@ -112,6 +114,7 @@ pub fn translate_with(input: &Input<'_>, memo: &mut Memo) -> Output {
     let mut ctx = routes::Ctx::new(input, &grants);
     routes::attach_all(&mut ctx, memo, &mut gws, &mut statuses);
     policy::apply(input, &grants, &mut gws, &mut statuses);
+    security::apply(input, &grants, &mut gws, &mut statuses);
     let (config, addresses) = gateway::finish(input, gws, &mut statuses);
     Output {
         config,
@@ -124,6 +127,6 @@ pub fn translate_with(input: &Input<'_>, memo: &mut Memo) -> Output {
 pub fn owned_kinds() -> BTreeSet<portcullis_store::Kind> {
     portcullis_store::Kind::ALL
         .into_iter()
-        .filter(|k| k.is_gateway_api() && *k != portcullis_store::Kind::ReferenceGrant)
+        .filter(|k| k.has_status())
         .collect()
 }

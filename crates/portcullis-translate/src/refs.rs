@@ -32,16 +32,37 @@ impl Grants {
         to_ns: &str,
         to_name: &str,
     ) -> bool {
+        self.allowed_from(
+            portcullis_store::GATEWAY_GROUP,
+            from_kind,
+            from_ns,
+            to_group,
+            to_kind,
+            to_ns,
+            to_name,
+        )
+    }
+
+    /// [`Grants::allowed`] for a referring kind of any group (`portcullis.dev` policies).
+    #[allow(clippy::too_many_arguments)]
+    pub fn allowed_from(
+        &self,
+        from_group: &str,
+        from_kind: &str,
+        from_ns: &str,
+        to_group: &str,
+        to_kind: &str,
+        to_ns: &str,
+        to_name: &str,
+    ) -> bool {
         if from_ns == to_ns {
             return true;
         }
         self.grants.iter().any(|(ns, g)| {
             ns == to_ns
-                && g.from.iter().any(|f| {
-                    f.group == portcullis_store::GATEWAY_GROUP
-                        && f.kind == from_kind
-                        && f.namespace == from_ns
-                })
+                && g.from
+                    .iter()
+                    .any(|f| f.group == from_group && f.kind == from_kind && f.namespace == from_ns)
                 && g.to.iter().any(|t| {
                     t.group == to_group
                         && t.kind == to_kind

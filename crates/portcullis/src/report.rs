@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use portcullis_store::status::Statuses;
-use portcullis_store::{Kind, ObjectRef, Snapshot};
+use portcullis_store::{ObjectRef, Snapshot};
 use serde_json::{Value, json};
 
 use crate::cli::Format;
@@ -13,7 +13,7 @@ use crate::cli::Format;
 pub fn status_document(snapshot: &Snapshot, statuses: &Statuses) -> Value {
     let mut out = vec![];
     for (kind, meta) in snapshot.metas() {
-        if !kind.is_gateway_api() || kind == Kind::ReferenceGrant {
+        if !kind.has_status() {
             continue;
         }
         let key = portcullis_store::ObjectKey::of(meta);
@@ -122,10 +122,28 @@ pub fn table(doc: &Value) -> String {
                 .unwrap_or_default();
             (show(get("Accepted")), show(get(ready_type)), problem)
         };
-        if let Some(parents) = o["status"]["parents"].as_array() {
+        // Routes: one row per parent; policies: one row per ancestor.
+        let entries = o["status"]["parents"]
+            .as_array()
+            .map(|p| (p, "parentRef"))
+            .or_else(|| {
+                o["status"]["ancestors"]
+                    .as_array()
+                    .map(|a| (a, "ancestorRef"))
+            });
+        if let Some((parents, ref_key)) = entries {
             for p in parents {
-                let (a, r, d) = summarize(&p["conditions"], "ResolvedRefs");
-                let pr = &p["parentRef"];
+                let (a, r, mut d) = summarize(&p["conditions"], "ResolvedRefs");
+                if d.is_empty()
+                    && let Some(c) = p["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c["type"] == "Overridden" && c["status"] == "True")
+                {
+                    d = format!("Overridden: {}", c["message"].as_str().unwrap_or(""));
+                }
+                let pr = &p[ref_key];
                 let mut parent = pr["name"].as_str().unwrap_or_default().to_string();
                 if let Some(s) = pr["sectionName"].as_str() {
                     parent = format!("{parent}/{s}");

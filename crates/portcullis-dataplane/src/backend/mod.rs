@@ -159,9 +159,11 @@ mod tests {
         ];
         let tokens = RandomState::new();
         let tls = tls::UpstreamTlsCache::new(Duration::from_secs(1), Duration::from_secs(1));
+        let jwks = crate::auth::JwksCache::default();
         let cx = BuildCtx {
             tokens: &tokens,
             upstream_tls: &tls,
+            jwks: &jwks,
         };
         let w = WeightedBackends::new(&list, |_| Filters::default(), &cx);
         let mut counts = std::collections::HashMap::new();

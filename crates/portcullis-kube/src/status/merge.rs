@@ -22,7 +22,7 @@ pub fn list_keys(kind: Kind) -> Option<(&'static str, &'static str)> {
         Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute | Kind::TCPRoute | Kind::UDPRoute => {
             Some(("parents", "parentRef"))
         }
-        Kind::BackendTLSPolicy => Some(("ancestors", "ancestorRef")),
+        Kind::BackendTLSPolicy | Kind::SecurityPolicy => Some(("ancestors", "ancestorRef")),
         _ => None,
     }
 }
@@ -39,7 +39,7 @@ fn owned_fields(kind: Kind) -> &'static [&'static str] {
             "attachedListenerSets",
         ],
         Kind::ListenerSet => &["conditions", "listeners"],
-        Kind::BackendTLSPolicy => &["ancestors"],
+        Kind::BackendTLSPolicy | Kind::SecurityPolicy => &["ancestors"],
         _ => &["parents"],
     }
 }

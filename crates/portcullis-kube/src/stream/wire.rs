@@ -15,9 +15,11 @@ pub struct Message {
     pub config: portcullis_ir::Config,
 }
 
-/// Encode one message as a frame.
+/// Encode one message as a frame. SecurityPolicy secrets (API keys,
+/// htpasswd) are written in the clear here, and only here: the proxy needs them.
 pub fn encode(msg: &Message) -> Bytes {
-    let json = serde_json::to_vec(msg).expect("IR serialises");
+    let json =
+        portcullis_ir::with_secrets_revealed(|| serde_json::to_vec(msg)).expect("IR serialises");
     let mut b = BytesMut::with_capacity(4 + json.len());
     b.put_u32(json.len() as u32);
     b.extend_from_slice(&json);

@@ -655,6 +655,7 @@ pub(super) fn build(
                         == Some("Permanent"),
                 }
             }),
+            security: None,
         };
         valid_rules += 1;
         for (mi, m) in ms.into_iter().enumerate() {

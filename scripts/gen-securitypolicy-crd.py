@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Generate crates/portcullis-source/crds/portcullis.dev_securitypolicies.yaml.
+
+The schema lists only the fields Portcullis implements: anything else is an
+unknown field and is rejected. Field names follow Envoy Gateway's
+gateway.envoyproxy.io/v1alpha1 SecurityPolicy. Run from the repository root;
+the Helm chart's copy (deploy/helm/portcullis/crds/) is written too.
+"""
+import yaml
+
+DURATION = {"type": "string", "pattern": r"^([0-9]{1,5}(h|m|s|ms)){1,4}$",
+            "description": "A Gateway API duration, e.g. `300s`, `1h`, `500ms`."}
+HEADER_NAME = {"type": "string", "minLength": 1, "maxLength": 256,
+               "pattern": r"^[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$"}
+
+
+def obj(props, required=(), desc=None, rules=None):
+    o = {"type": "object", "properties": props}
+    if required:
+        o["required"] = list(required)
+    if desc:
+        o["description"] = desc
+    if rules:
+        o["x-kubernetes-validations"] = [{"rule": r, "message": m} for r, m in rules]
+    return o
+
+
+def arr(items, desc=None, min_items=None, max_items=None):
+    o = {"type": "array", "items": items}
+    if desc:
+        o["description"] = desc
+    if min_items is not None:
+        o["minItems"] = min_items
+    if max_items is not None:
+        o["maxItems"] = max_items
+    return o
+
+
+def s(desc=None, **kw):
+    o = {"type": "string", **kw}
+    if desc:
+        o["description"] = desc
+    return o
+
+
+target_ref = obj({
+    "group": s("API group of the target.", maxLength=253),
+    "kind": s("Gateway, HTTPRoute or GRPCRoute.", maxLength=63),
+    "name": s("Name of the target, in the policy's namespace.", minLength=1, maxLength=253),
+    "sectionName": s("A listener of a Gateway, or a named rule of a route.",
+                     minLength=1, maxLength=253,
+                     pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+}, ["group", "kind", "name"], rules=[
+    ("self.group == 'gateway.networking.k8s.io' && self.kind in ['Gateway', 'HTTPRoute', 'GRPCRoute']",
+     "targetRef must be a Gateway, HTTPRoute or GRPCRoute of group gateway.networking.k8s.io"),
+])
+
+secret_ref = obj({
+    "group": s("Group, the core group (`\"\"`).", maxLength=253, default=""),
+    "kind": s("Kind, `Secret`.", maxLength=63, default="Secret"),
+    "name": s("Name.", minLength=1, maxLength=253),
+    "namespace": s("Namespace (another namespace needs a ReferenceGrant).", minLength=1, maxLength=63),
+}, ["name"], rules=[("self.group == '' && self.kind == 'Secret'", "only Secrets of the core group are supported")])
+
+backend_ref = obj({
+    "group": s("Group, the core group (`\"\"`).", maxLength=253, default=""),
+    "kind": s("Kind, `Service`.", maxLength=63, default="Service"),
+    "name": s("Name.", minLength=1, maxLength=253),
+    "namespace": s("Namespace (another namespace needs a ReferenceGrant).", minLength=1, maxLength=63),
+    "port": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 65535,
+             "description": "Service port."},
+}, ["name", "port"], rules=[("self.group == '' && self.kind == 'Service'", "only Services of the core group are supported")])
+
+cors = obj({
+    "allowOrigins": arr(s(minLength=1, maxLength=253), "Allowed origins: `https://a.example`, `https://*.example.com` or `*`.", max_items=64),
+    "allowMethods": arr(s(minLength=1), "Allowed methods, `*` for any.", max_items=16),
+    "allowHeaders": arr(s(minLength=1), "Allowed request headers, `*` for any.", max_items=64),
+    "exposeHeaders": arr(s(minLength=1), "Response headers exposed to the page.", max_items=64),
+    "maxAge": {**DURATION, "description": "How long a preflight answer may be cached (default 5s)."},
+    "allowCredentials": {"type": "boolean", "description": "Allow credentials (cookies, Authorization)."},
+}, desc="Cross-origin resource sharing, as the HTTPRoute CORS filter.")
+
+basic_auth = obj({
+    "users": {**secret_ref, "description": "Secret whose `.htpasswd` key holds `user:hash` lines (bcrypt `$2y$`/`$2b$`/`$2a$` or `{SHA}`)."},
+    "forwardUsernameHeader": {**HEADER_NAME, "description": "Header carrying the user name to the backend."},
+}, ["users"], desc="HTTP Basic authentication.")
+
+extract_from = obj({
+    "headers": arr(s(minLength=1), "Header names.", min_items=1),
+    "params": arr(s(minLength=1), "Query parameter names.", min_items=1),
+    "cookies": arr(s(minLength=1), "Cookie names.", min_items=1),
+}, rules=[("(has(self.headers) ? 1 : 0) + (has(self.params) ? 1 : 0) + (has(self.cookies) ? 1 : 0) == 1",
+           "exactly one of headers, params or cookies must be set")])
+
+api_key_auth = obj({
+    "credentialRefs": arr(secret_ref, "Secrets mapping client ID to API key.", min_items=1, max_items=16),
+    "extractFrom": arr(extract_from, "Where the key is read from; the first source holding one is used.", min_items=1),
+    "forwardClientIDHeader": {**HEADER_NAME, "description": "Header carrying the client ID to the backend."},
+    "sanitize": {"type": "boolean", "description": "Remove the key from the request before the backend (default false)."},
+}, ["credentialRefs", "extractFrom"], desc="API key authentication.")
+
+jwt_provider = obj({
+    "name": s("Unique name of the provider.", minLength=1, maxLength=253),
+    "issuer": s("Required `iss` claim; not checked when unset.", maxLength=253),
+    "audiences": arr(s(minLength=1), "Accepted `aud` values (any); not checked when unset.", max_items=8),
+    "remoteJWKS": obj({
+        "uri": s("https:// (or http://) URL of the key set.", minLength=1, maxLength=253),
+        "cacheDuration": {**DURATION, "default": "300s", "description": "Refresh interval of the fetched keys (default 300s)."},
+    }, ["uri"], desc="Keys fetched from a URL, refreshed in the background; a failed fetch keeps the last good keys.",
+        rules=[("self.uri.startsWith('https://') || self.uri.startsWith('http://')", "uri must be an http(s) URL")]),
+    "localJWKS": obj({
+        "type": s("`Inline` (the only type supported).", enum=["Inline"], default="Inline"),
+        "inline": s("The JSON Web Key Set.", minLength=1),
+    }, ["inline"], desc="Keys inline."),
+    "claimToHeaders": arr(obj({
+        "header": {**HEADER_NAME, "description": "Request header to set."},
+        "claim": s("Claim, nested ones with dots (`a.b`).", minLength=1),
+    }, ["header", "claim"]), "Claims copied into request headers."),
+    "extractFrom": obj({
+        "headers": arr(obj({
+            "name": {**HEADER_NAME, "description": "Header name."},
+            "valuePrefix": s("Prefix before the token, e.g. `Bearer `."),
+        }, ["name"]), "Headers."),
+        "cookies": arr(s(minLength=1), "Cookie names."),
+        "params": arr(s(minLength=1), "Query parameter names."),
+    }, desc="Where the token is read from (default: `Authorization: Bearer <token>`)."),
+}, ["name"], rules=[("has(self.remoteJWKS) != has(self.localJWKS)", "exactly one of remoteJWKS or localJWKS must be set")])
+
+jwt = obj({
+    "optional": {"type": "boolean", "description": "A request without a token passes (an invalid token is still refused)."},
+    "providers": {**arr(jwt_provider, "Providers; a token is valid when any provider validates it. Names are unique.", min_items=1, max_items=16),
+                  "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+}, ["providers"], desc="JWT authentication.")
+
+ext_auth = obj({
+    "http": obj({
+        "backendRef": backend_ref,
+        "backendRefs": arr(backend_ref, "The service (one).", max_items=1),
+        "path": s("Prefix put before the request path in the check request."),
+        "headersToBackend": arr(s(minLength=1), "Service response headers copied to the upstream request."),
+    }, desc="An HTTP authorization service.",
+        rules=[("has(self.backendRef) != has(self.backendRefs)", "exactly one of backendRef or backendRefs must be set")]),
+    "headersToExtAuth": arr(s(minLength=1), "Request headers sent to the service besides Host, Method, Path, Content-Length and Authorization (default: all headers)."),
+    "timeout": {**DURATION, "description": "Timeout of a check (default 10s)."},
+    "failOpen": {"type": "boolean", "default": False, "description": "Let requests through when the service cannot answer."},
+}, ["http"], desc="External authorization (HTTP).")
+
+authorization = obj({
+    "rules": arr(obj({
+        "name": s("Name, for logs.", minLength=1, maxLength=253),
+        "action": s("`Allow` or `Deny`.", enum=["Allow", "Deny"]),
+        "principal": obj({
+            "clientCIDRs": arr(s(minLength=1), "Client address ranges (any matches).", min_items=1),
+            "jwt": obj({
+                "provider": s("The JWT provider of this policy that validated the token.", minLength=1, maxLength=253),
+                "claims": arr(obj({
+                    "name": s("Claim, nested ones with dots.", minLength=1),
+                    "valueType": s("`String` (default) or `StringArray`.", enum=["String", "StringArray"], default="String"),
+                    "values": arr(s(), "Accepted values (any).", min_items=1, max_items=16),
+                }, ["name", "values"]), "Claims (all must match).", max_items=16),
+                "scopes": arr(s(minLength=1), "Scopes (all must be in the `scope` claim).", max_items=16),
+            }, ["provider"], rules=[("has(self.claims) || has(self.scopes)", "at least one of claims or scopes must be set")]),
+            "headers": arr(obj({
+                "name": {**HEADER_NAME, "description": "Header name (case-insensitive)."},
+                "values": arr(s(), "Exact values (any).", min_items=1, max_items=256),
+            }, ["name", "values"]), "Headers (all must match).", min_items=1, max_items=256),
+        }, desc="Who the rule applies to; every kind given must match."),
+    }, ["action"]), "Rules; the first that matches decides."),
+    "defaultAction": s("Action when no rule matches (default `Deny`).", enum=["Allow", "Deny"]),
+}, desc="Authorization by client address, JWT claims and headers.",
+    rules=[("!has(self.rules) || self.rules.all(r, !has(r.principal) || !has(r.principal.clientCIDRs) || r.principal.clientCIDRs.all(c, isCIDR(c)))",
+            "clientCIDRs must be CIDRs such as 10.0.0.0/8 or 2001:db8::/32")])
+
+spec = obj({
+    "targetRef": target_ref,
+    "targetRefs": arr(target_ref, "The Gateways, listeners, routes and route rules this policy applies to.", max_items=16),
+    "cors": cors,
+    "basicAuth": basic_auth,
+    "apiKeyAuth": api_key_auth,
+    "jwt": jwt,
+    "extAuth": ext_auth,
+    "authorization": authorization,
+}, desc="SecurityPolicySpec: the fields Portcullis implements (others are rejected).",
+    rules=[("has(self.targetRef) || has(self.targetRefs)", "either targetRef or targetRefs must be set"),
+           ("!has(self.authorization) || !has(self.authorization.rules) || self.authorization.rules.all(r, !has(r.principal) || !has(r.principal.jwt) || (has(self.jwt) && self.jwt.providers.exists(p, p.name == r.principal.jwt.provider)))",
+            "authorization rules may only name JWT providers of this policy")])
+
+condition = obj({
+    "type": s(), "status": s(), "reason": s(), "message": s(),
+    "observedGeneration": {"type": "integer", "format": "int64"},
+    "lastTransitionTime": s(format="date-time"),
+}, ["type", "status", "reason", "message", "lastTransitionTime"])
+status = obj({
+    "ancestors": arr(obj({
+        "ancestorRef": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "controllerName": s(),
+        "conditions": arr(condition),
+    }, ["ancestorRef", "controllerName"]), max_items=16),
+}, desc="PolicyStatus, as the Gateway API.")
+
+crd = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "securitypolicies.portcullis.dev",
+                 "annotations": {"portcullis.dev/generated-by": "scripts/gen-securitypolicy-crd.py"}},
+    "spec": {
+        "group": "portcullis.dev",
+        "names": {"kind": "SecurityPolicy", "listKind": "SecurityPolicyList",
+                  "plural": "securitypolicies", "singular": "securitypolicy", "shortNames": ["sp"],
+                  "categories": ["portcullis"]},
+        "scope": "Namespaced",
+        "versions": [{
+            "name": "v1alpha1", "served": True, "storage": True,
+            "subresources": {"status": {}},
+            "schema": {"openAPIV3Schema": obj({
+                "apiVersion": s(), "kind": s(), "metadata": {"type": "object"},
+                "spec": spec, "status": status,
+            }, ["spec"], desc="SecurityPolicy: authentication, authorization and CORS at the gateway (GEP-713 policy).")},
+        }],
+    },
+}
+
+text = "# Generated by scripts/gen-securitypolicy-crd.py; do not edit.\n" + yaml.safe_dump(crd, sort_keys=False, width=120)
+for path in ["crates/portcullis-source/crds/portcullis.dev_securitypolicies.yaml",
+             "deploy/helm/portcullis/crds/portcullis.dev_securitypolicies.yaml"]:
+    with open(path, "w") as f:
+        f.write(text)
