@@ -40,6 +40,19 @@ use crate::handler::{PortCtx, Shared};
 use crate::listener::bind_tcp;
 use crate::table::{BuildCtx, PortTable};
 
+/// The connection counters of a port: labels `port` (the bound address)
+/// and `protocol` (the IR protocol in lower case).
+pub fn port_stats(port: &Port) -> portcullis_obs::metrics::PortStats {
+    let protocol = match port.protocol {
+        PortProtocol::Http => "http",
+        PortProtocol::Https => "https",
+        PortProtocol::Tls => "tls",
+        PortProtocol::Tcp => "tcp",
+        PortProtocol::Udp => "udp",
+    };
+    portcullis_obs::metrics().port(&port.bind.to_string(), protocol)
+}
+
 /// A running layer-4 port.
 pub struct L4Handle {
     port: L4Port,
@@ -110,6 +123,7 @@ impl L4Handle {
                 builders: Builders::new(&shared.opts),
                 shared: shared.clone(),
                 tls: Some(tls.acceptor.clone()),
+                stats: port_stats(port),
             });
             l4 = l4.with_terminator(Arc::new(SharedTerminator {
                 ctx: ctx.clone(),

@@ -42,6 +42,7 @@ pub mod http1;
 pub mod l4;
 pub mod listener;
 pub mod mirror;
+pub mod observe;
 pub mod retry;
 pub mod table;
 pub mod websocket;

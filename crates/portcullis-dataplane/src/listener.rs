@@ -57,6 +57,7 @@ impl PortHandle {
             builders: Builders::new(&shared.opts),
             shared,
             tls: tls.as_ref().map(|t| t.acceptor.clone()),
+            stats: crate::l4::port_stats(port),
         });
         let drain = Drain::new();
         // One accept loop per worker, each on its own socket; without workers,
@@ -135,12 +136,16 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<PortCtx>, mut watch: DrainW
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    // Counts as an open connection until its task ends.
+                    let active = ctx.stats.accepted();
                     match &ctx.tls {
                         None => {
-                            tokio::spawn(conn::serve(stream, peer, ctx.clone(), watch.clone(), Proto::Auto, None));
+                            let serve = conn::serve(stream, peer, ctx.clone(), watch.clone(), Proto::Auto, None);
+                            tokio::spawn(async move { let _active = active; serve.await });
                         }
                         Some(acceptor) => {
-                            tokio::spawn(frontend_tls::serve(stream, peer, acceptor.clone(), ctx.clone(), watch.clone()));
+                            let serve = frontend_tls::serve(stream, peer, acceptor.clone(), ctx.clone(), watch.clone());
+                            tokio::spawn(async move { let _active = active; serve.await });
                         }
                     }
                 }

@@ -100,4 +100,59 @@ pub struct ProxyArgs {
     /// Address every listener binds in this pod.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
+    /// Access log.
+    #[command(flatten)]
+    pub access_log: AccessLogArgs,
+}
+
+/// Access-log options of `portcullis run` and `portcullis proxy`
+/// (formats and fields: `docs/observability.md`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AccessLogArgs {
+    /// Access log: `json`, `text` (logfmt) or `off` (default: `text` for
+    /// `run`, `json` for `proxy`).
+    #[arg(long, value_parser = parse_format)]
+    pub access_log: Option<portcullis_obs::accesslog::Format>,
+    /// Write the access log to this file (reopened on SIGHUP) instead of stdout.
+    #[arg(long)]
+    pub access_log_file: Option<PathBuf>,
+    /// Comma-separated fields, in order (default: all but `query`).
+    #[arg(long, value_parser = portcullis_obs::accesslog::parse_fields)]
+    pub access_log_fields: Option<Vec<portcullis_obs::accesslog::Field>>,
+}
+
+fn parse_format(s: &str) -> Result<portcullis_obs::accesslog::Format, String> {
+    s.parse()
+}
+
+impl AccessLogArgs {
+    /// Start the access-log writer (format `default` unless given), and
+    /// reopen its file on SIGHUP. Call inside a Tokio runtime.
+    pub fn install(&self, default: portcullis_obs::accesslog::Format) -> std::io::Result<()> {
+        use portcullis_obs::accesslog::{self, Config, Output};
+        let format = self.access_log.unwrap_or(default);
+        let output = match &self.access_log_file {
+            Some(p) => Output::File(p.clone()),
+            None => Output::Stdout,
+        };
+        accesslog::install(Config {
+            format,
+            fields: self
+                .access_log_fields
+                .clone()
+                .unwrap_or_else(accesslog::default_fields),
+            output,
+        })?;
+        #[cfg(unix)]
+        if self.access_log_file.is_some() {
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reopening the access log");
+                    accesslog::reopen();
+                }
+            });
+        }
+        Ok(())
+    }
 }

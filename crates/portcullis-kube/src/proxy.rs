@@ -18,6 +18,9 @@ use crate::{KubeModeError, health};
 
 /// Run the proxy until SIGINT/SIGTERM.
 pub async fn run_proxy(args: ProxyArgs) -> Result<(), KubeModeError> {
+    args.access_log
+        .install(portcullis_obs::accesslog::Format::Json)
+        .map_err(|e| KubeModeError::io("access log", e))?;
     run_proxy_until(args, crate::controller::shutdown_signal(), |_| {}).await
 }
 
@@ -69,6 +72,10 @@ pub async fn run_proxy_until(
                 for (addr, e) in &report.bind_errors {
                     tracing::error!(%addr, "cannot bind: {e}");
                 }
+                portcullis_obs::metrics().control.applied(
+                    report.bind_errors.is_empty() && report.tls_errors.is_empty(),
+                    i64::try_from(msg.version).unwrap_or(i64::MAX),
+                );
                 tracing::info!(version = msg.version, ports, "configuration applied");
                 ready_tx.send_replace(true);
             }

@@ -86,6 +86,7 @@ async fn proxy(stream: SocketAddr, token: &str, dir: &tempfile::TempDir, name: &
         admin: "127.0.0.1:0".parse().unwrap(),
         drain_timeout: 1,
         bind_address: "127.0.0.1".parse().unwrap(),
+        access_log: Default::default(),
     };
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (admin_tx, admin_rx) = tokio::sync::oneshot::channel();

@@ -168,6 +168,15 @@ impl L4Port {
         D: Future<Output = Instant> + Send,
     {
         let mut conns = JoinSet::new();
+        let stats = {
+            let port = self.inner.port.load();
+            let protocol = if port.protocol == PortProtocol::Tls {
+                "tls"
+            } else {
+                "tcp"
+            };
+            portcullis_obs::metrics().port(&port.bind.to_string(), protocol)
+        };
         tokio::pin!(drain);
         let deadline = loop {
             tokio::select! {
@@ -175,7 +184,9 @@ impl L4Port {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let port = self.inner.port.load_full();
-                        conns.spawn(handle(self.inner.clone(), stream, peer, port));
+                        let active = stats.accepted();
+                        let conn = handle(self.inner.clone(), stream, peer, port);
+                        conns.spawn(async move { let _active = active; conn.await });
                     }
                     Err(e) => {
                         // Out of descriptors and the like: back off, keep serving.
@@ -250,8 +261,26 @@ async fn tcp(inner: &Inner, stream: TcpStream, port: &Port) -> Result<(), ConnEr
     })?;
     let targets = select::upstreams(route, &mut rand::rng())?;
     let upstream = connect_any(&targets, inner.options.connect_timeout).await?;
-    splice(stream, upstream, inner.options.idle_timeout).await?;
+    let listener = port
+        .listeners
+        .iter()
+        .find(|l| l.l4_routes.iter().any(|r| std::ptr::eq(r, route)))
+        .map_or("", |l| l.name.as_str());
+    let stats = route_stats(listener, route, "tcp");
+    let _active = stats.open();
+    let (rx, tx) = splice(stream, upstream, inner.options.idle_timeout).await?;
+    stats.bytes(rx, tx);
     Ok(())
+}
+
+/// The session counters of a layer-4 route (one short lock, once per session).
+pub(crate) fn route_stats(
+    listener: &str,
+    route: &portcullis_ir::L4Route,
+    protocol: &'static str,
+) -> portcullis_obs::metrics::L4Stats {
+    let name = format!("{}/{}", route.meta.namespace, route.meta.name);
+    portcullis_obs::metrics().l4(listener, &name, protocol)
 }
 
 async fn tls(
@@ -271,13 +300,16 @@ async fn tls(
                 .ok_or_else(|| Refusal::NoRoute(listener.name.clone()))?;
             let targets = select::upstreams(route, &mut rand::rng())?;
             let upstream = connect_any(&targets, inner.options.connect_timeout).await?;
+            let stats = route_stats(&listener.name, route, "tls");
+            let _active = stats.open();
             // The peeked bytes go first, through the same splice, untouched.
-            splice(
+            let (rx, tx) = splice(
                 Rewind::new(bytes, stream),
                 upstream,
                 inner.options.idle_timeout,
             )
             .await?;
+            stats.bytes(rx, tx);
         }
         TlsAction::Terminate => {
             let ctx = TerminateContext {

@@ -1,4 +1,4 @@
-//! The admin API: `/healthz`, `/readyz`, `/status`, `/config`.
+//! The admin API: `/healthz`, `/readyz`, `/status`, `/config`, `/metrics`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -58,6 +58,11 @@ async fn handle(
     let view = state.load_full();
     Ok(match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
+        "/metrics" => respond(
+            StatusCode::OK,
+            portcullis_obs::CONTENT_TYPE,
+            Bytes::from(portcullis_obs::render()),
+        ),
         "/readyz" => match view {
             Some(_) => respond(StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
             None => respond(
@@ -85,7 +90,7 @@ async fn handle(
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            Bytes::from_static(b"not found; try /healthz /readyz /status /config\n"),
+            Bytes::from_static(b"not found; try /healthz /readyz /status /config /metrics\n"),
         ),
     })
 }
