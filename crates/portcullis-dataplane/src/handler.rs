@@ -116,6 +116,8 @@ struct Log {
     upstream_time: Option<Duration>,
     /// The access log's capture of the request head (only when it is on).
     access: Option<Box<AccessCtx>>,
+    /// The server span (only when tracing is on).
+    span: Option<Box<portcullis_obs::trace::ServerSpan>>,
 }
 
 impl Log {
@@ -130,16 +132,18 @@ impl Log {
             bytes_in: 0,
             upstream_time: None,
             access: None,
+            span: None,
         }
     }
 
     /// The recorder of a response (taken once: by the response body that
     /// records it when it ends, else when the handler returns).
     fn recorder(&mut self, status: StatusCode) -> Option<Recorder> {
-        if self.stats.is_none() && self.access.is_none() {
+        if self.stats.is_none() && self.access.is_none() && self.span.is_none() {
             return None;
         }
         let access = self.access.take();
+        let span = self.span.take();
         Some(Recorder {
             stats: self.stats.take(),
             start: self.start,
@@ -147,7 +151,7 @@ impl Log {
             status: status.as_u16(),
             bytes_in: self.bytes_in,
             upstream: self.upstream_time,
-            action: if access.is_some() {
+            action: if access.is_some() || span.is_some() {
                 self.route.clone()
             } else {
                 None
@@ -155,18 +159,28 @@ impl Log {
             access,
             upstream_addr: self.upstream,
             flag: self.flag,
+            span,
         })
     }
 }
 
 /// Handle one request; never fails (errors become responses).
-pub async fn handle<B>(req: Request<B>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
+pub async fn handle<B>(mut req: Request<B>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let grpc = error::is_grpc(req.headers());
     let mut log = Log::new(req.method());
+    // Tracing on: a server span, whose context replaces the request's
+    // traceparent (so the upstream sees it, and the access log its trace id).
+    if portcullis_obs::trace::enabled() {
+        let (scheme, port) = {
+            let t = cx.port.table.load();
+            (t.scheme, t.port)
+        };
+        log.span = crate::observe::start_span(&mut req, cx.peer, scheme, port);
+    }
     // What the access log needs is kept only when it is on.
     if portcullis_obs::accesslog::enabled() {
         log.access = Some(AccessCtx::capture(&req, cx.peer));

@@ -15,6 +15,7 @@ use http::{Request, Version, header};
 use http_body::{Body, Frame, SizeHint};
 use portcullis_obs::accesslog::{self, Entry, Flag};
 use portcullis_obs::http::{Finished, HttpStats};
+use portcullis_obs::trace::{RequestInfo, ServerSpan};
 use tokio::time::Instant;
 
 use crate::body::{BoxError, ProxyBody};
@@ -106,6 +107,54 @@ pub struct Recorder {
     pub upstream_addr: Option<std::net::SocketAddr>,
     /// Why the gateway answered itself.
     pub flag: Option<Flag>,
+    /// The request's server span (tracing on).
+    pub span: Option<Box<ServerSpan>>,
+}
+
+/// Start the request's server span when tracing is on: its parent comes
+/// from the request's `traceparent`, which is replaced by the span's own
+/// context (so the upstream request carries it).
+pub fn start_span<B>(
+    req: &mut Request<B>,
+    peer: std::net::SocketAddr,
+    scheme: &'static str,
+    port: u16,
+) -> Option<Box<ServerSpan>> {
+    if !portcullis_obs::trace::enabled() {
+        return None;
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let host = req
+        .uri()
+        .host()
+        .map(str::to_owned)
+        .or_else(|| {
+            let h = req.headers().get(header::HOST)?.to_str().ok()?;
+            Some(portcullis_route::normalize_host(h).into_owned())
+        })
+        .unwrap_or_default();
+    let ua = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let version = match req.version() {
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        _ => "1.1",
+    };
+    let info = RequestInfo {
+        method: method.as_str(),
+        scheme,
+        path: &path,
+        host: &host,
+        port,
+        peer,
+        protocol_version: version,
+        user_agent: ua.as_deref(),
+    };
+    ServerSpan::start(req.headers_mut(), &info)
 }
 
 impl Recorder {
@@ -122,6 +171,25 @@ impl Recorder {
                 duration,
                 upstream: self.upstream,
             });
+        }
+        if let Some(span) = self.span {
+            let (key, action) = (
+                self.stats.as_deref().map(|s| &s.key),
+                self.action.as_deref(),
+            );
+            let route = portcullis_obs::trace::Route {
+                gateway: key.map_or("", |k| &k.gateway),
+                listener: key.map_or("", |k| &k.listener),
+                route: action.map_or_else(|| key.map_or("", |k| &k.route), |a| &a.route),
+                rule: action.map_or("", |a| &a.rule),
+                backend: key.map_or("", |k| &k.backend),
+                upstream: self.upstream_addr,
+            };
+            let error = self
+                .flag
+                .or(cut.then_some(Flag::DownstreamClosed))
+                .map(Flag::code);
+            span.end(self.status, &route, error);
         }
         if let Some(a) = self.access {
             let mut e = a.entry;

@@ -165,8 +165,7 @@ impl PortTable {
         let mut actions: HashMap<(String, String, String, usize), Arc<RuleAction>> = HashMap::new();
         for l in &port.listeners {
             let idx = t.listeners.len();
-            let mut stats: HashMap<(&str, &str, &str, usize), Arc<[Arc<HttpStats>]>> =
-                HashMap::new();
+            let mut stats: HashMap<RuleKey<'_>, RuleStats> = HashMap::new();
             let rules = l.http_routes.iter().map(|r| {
                 let m = &r.meta;
                 let key = (
@@ -230,6 +229,12 @@ impl PortTable {
         self.any.map(|i| &self.listeners[i])
     }
 }
+
+/// A rule by route kind, namespace, name and index.
+type RuleKey<'a> = (&'a str, &'a str, &'a str, usize);
+
+/// A rule's statistics, by backend choice then one without backend.
+type RuleStats = Arc<[Arc<HttpStats>]>;
 
 /// The statistics of a rule on a listener: one per backend that can be
 /// chosen (weight above 0, in the compiled order), then one without backend.

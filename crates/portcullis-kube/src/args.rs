@@ -103,6 +103,9 @@ pub struct ProxyArgs {
     /// Access log.
     #[command(flatten)]
     pub access_log: AccessLogArgs,
+    /// Traces.
+    #[command(flatten)]
+    pub trace: TraceArgs,
 }
 
 /// Access-log options of `portcullis run` and `portcullis proxy`
@@ -154,5 +157,50 @@ impl AccessLogArgs {
             });
         }
         Ok(())
+    }
+}
+
+/// Tracing options of `portcullis run` and `portcullis proxy`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TraceArgs {
+    /// Export a server span per request over OTLP/HTTP (protobuf) to this
+    /// traces endpoint, e.g. `http://otel-collector:4318/v1/traces`; also
+    /// turns on W3C trace context propagation. Off when not given.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// Ratio of new traces sampled (0.0 to 1.0); a request whose
+    /// `traceparent` is sampled is always followed.
+    #[arg(long, default_value_t = 1.0)]
+    pub trace_sample_ratio: f64,
+    /// `service.name` of the spans.
+    #[arg(long, default_value = "portcullis")]
+    pub trace_service_name: String,
+}
+
+impl TraceArgs {
+    /// Start exporting when an endpoint is given (inside a Tokio runtime,
+    /// which runs the exports).
+    pub fn install(&self) -> Result<(), portcullis_obs::trace::TraceError> {
+        let Some(endpoint) = &self.otlp_endpoint else {
+            return Ok(());
+        };
+        portcullis_obs::trace::install(
+            &portcullis_obs::trace::Config {
+                endpoint: endpoint.clone(),
+                ratio: self.trace_sample_ratio,
+                service_name: self.trace_service_name.clone(),
+                ..Default::default()
+            },
+            tokio::runtime::Handle::current(),
+        )?;
+        tracing::info!(%endpoint, ratio = self.trace_sample_ratio, "exporting traces");
+        Ok(())
+    }
+
+    /// Export what is queued and stop, without blocking the runtime.
+    pub async fn shutdown(&self) {
+        if self.otlp_endpoint.is_some() {
+            let _ = tokio::task::spawn_blocking(portcullis_obs::trace::shutdown).await;
+        }
     }
 }

@@ -21,7 +21,13 @@ pub async fn run_proxy(args: ProxyArgs) -> Result<(), KubeModeError> {
     args.access_log
         .install(portcullis_obs::accesslog::Format::Json)
         .map_err(|e| KubeModeError::io("access log", e))?;
-    run_proxy_until(args, crate::controller::shutdown_signal(), |_| {}).await
+    args.trace
+        .install()
+        .map_err(|e| KubeModeError::InvalidArgument(e.to_string()))?;
+    let trace = args.trace.clone();
+    let r = run_proxy_until(args, crate::controller::shutdown_signal(), |_| {}).await;
+    trace.shutdown().await;
+    r
 }
 
 /// Run the proxy until `shutdown` resolves; `on_admin` is told the admin address once bound.

@@ -217,6 +217,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// Backend → client for one session, until it has been idle for `idle`.
+#[allow(clippy::too_many_arguments)]
 async fn relay(
     upstream: Arc<UdpSocket>,
     socket: Arc<UdpSocket>,

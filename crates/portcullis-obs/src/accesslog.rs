@@ -324,9 +324,8 @@ fn open(o: &Output) -> io::Result<Box<dyn Write + Send>> {
 fn writer(rx: Receiver<Entry>, out: Box<dyn Write + Send>, cfg: Config) {
     let mut out = BufWriter::with_capacity(64 * 1024, out);
     let mut line = String::with_capacity(512);
-    loop {
-        // Block for one line, then take whatever else is queued before flushing.
-        let Ok(mut e) = rx.recv() else { break };
+    // Block for one line, then take whatever else is queued before flushing.
+    while let Ok(mut e) = rx.recv() {
         loop {
             if REOPEN.swap(false, Ordering::Relaxed)
                 && let Output::File(p) = &cfg.output

@@ -6,6 +6,8 @@
 //!   built so that the request path only adds to atomics (no lock, no
 //!   allocation), and the collector that encodes them.
 //! - [`hist`]: the lock-free duration histogram they use.
+//! - [`accesslog`]: JSON/text access logs behind a bounded queue.
+//! - [`trace`]: W3C trace context, server spans, OTLP/HTTP export.
 //!
 //! Metric names, labels and the series budget are documented in
 //! `docs/observability.md`.
@@ -16,5 +18,6 @@ pub mod hist;
 pub mod http;
 pub mod metrics;
 pub mod server;
+pub mod trace;
 
 pub use metrics::{CONTENT_TYPE, metrics, render};

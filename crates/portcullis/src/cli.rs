@@ -80,6 +80,9 @@ pub struct RunArgs {
     /// Access log.
     #[command(flatten)]
     pub access_log: portcullis_kube::args::AccessLogArgs,
+    /// Traces.
+    #[command(flatten)]
+    pub trace: portcullis_kube::args::TraceArgs,
     /// Data-plane worker threads, one single-threaded runtime and one
     /// `SO_REUSEPORT` accept socket per port each (default: number of cores).
     #[arg(long)]

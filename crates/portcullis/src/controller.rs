@@ -20,6 +20,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     args.access_log
         .install(portcullis_obs::accesslog::Format::Text)
         .map_err(|e| anyhow::anyhow!("access log: {e}"))?;
+    args.trace.install()?;
     let state: AdminState = Default::default();
     admin::serve(args.admin, state.clone()).await?;
     if let Some(addr) = args.metrics {
@@ -79,6 +80,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down: draining connections");
     dataplane.shutdown().await;
+    args.trace.shutdown().await;
     Ok(())
 }
 
