@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use crate::body::{self, ProxyBody};
+use portcullis_obs::accesslog::Flag;
 
 /// An error answered by the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,20 +105,25 @@ impl ProxyError {
         }
     }
 
-    /// The access-log response flag.
+    /// The access-log response flag's code.
     pub fn flag(&self) -> &'static str {
+        self.response_flag().code()
+    }
+
+    /// The access-log response flag.
+    pub fn response_flag(&self) -> Flag {
         match self {
-            ProxyError::NoListener | ProxyError::NoRoute => "NR",
-            ProxyError::InvalidBackend(_) => "IB",
-            ProxyError::InvalidFilter(_) => "IF",
-            ProxyError::NoEndpoints => "UH",
-            ProxyError::Upstream(_) => "UF",
-            ProxyError::Timeout => "UT",
-            ProxyError::BadRequest(_) => "BR",
-            ProxyError::PayloadTooLarge => "PL",
-            ProxyError::NotImplemented(_) => "NI",
-            ProxyError::RequestTimeout => "RT",
-            ProxyError::Misdirected => "MR",
+            ProxyError::NoListener | ProxyError::NoRoute => Flag::NoRoute,
+            ProxyError::InvalidBackend(_) => Flag::InvalidBackend,
+            ProxyError::InvalidFilter(_) => Flag::InvalidFilter,
+            ProxyError::NoEndpoints => Flag::NoHealthyUpstream,
+            ProxyError::Upstream(_) => Flag::UpstreamFailure,
+            ProxyError::Timeout => Flag::UpstreamTimeout,
+            ProxyError::BadRequest(_) => Flag::BadRequest,
+            ProxyError::PayloadTooLarge => Flag::PayloadTooLarge,
+            ProxyError::NotImplemented(_) => Flag::NotImplemented,
+            ProxyError::RequestTimeout => Flag::RequestTimeout,
+            ProxyError::Misdirected => Flag::Misdirected,
         }
     }
 

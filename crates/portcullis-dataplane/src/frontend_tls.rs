@@ -88,6 +88,22 @@ fn refuse_all() -> ServerTls {
         .expect("a TLS configuration without certificates builds")
 }
 
+/// The `reason` label of a failed handshake: `timeout`, `eof` (the client
+/// went away), `protocol` (rustls refused the exchange: no common version or
+/// cipher, a bad or missing client certificate, an alert), or `io`.
+pub fn failure_reason(e: &portcullis_tls::TlsError) -> &'static str {
+    use std::io::ErrorKind;
+    match e {
+        portcullis_tls::TlsError::HandshakeTimeout => "timeout",
+        portcullis_tls::TlsError::Handshake(io) => match io.kind() {
+            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => "eof",
+            ErrorKind::InvalidData => "protocol",
+            _ => "io",
+        },
+        _ => "protocol",
+    }
+}
+
 /// Handshake (abandoned if the port starts draining), then HTTP as ALPN
 /// chose: HTTP/2 for `h2`, HTTP/1.1 otherwise.
 pub async fn serve<IO>(
@@ -105,6 +121,7 @@ pub async fn serve<IO>(
     };
     match accepted {
         Ok((tls, info)) => {
+            ctx.stats.handshake();
             let proto = if info.is_h2() {
                 Proto::Http2
             } else {
@@ -113,6 +130,9 @@ pub async fn serve<IO>(
             tracing::trace!(%peer, sni = ?info.sni, listener = ?info.listener, client_cert = ?info.client_cert, "TLS handshake done");
             conn::serve(tls, peer, ctx, watch, proto, info.sni.map(Into::into)).await;
         }
-        Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(e) => {
+            ctx.stats.handshake_failed(failure_reason(&e));
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        }
     }
 }

@@ -19,11 +19,12 @@
 //!   body is streamed (never buffered, unless a mirror needs a copy) and
 //!   trailers pass through both ways; errors are gRPC-shaped (see
 //!   [`crate::error`]).
-//! - Access log: one `tracing` event per request, target `access`, with
-//!   method, authority, path, status, duration, upstream, route and a
-//!   response flag (see [`crate::error::ProxyError::flag`]).
+//! - Statistics and the access log: see [`crate::observe`]. The request's
+//!   route statistics are resolved as routing goes (port, listener, rule,
+//!   backend choice) and recorded once, when the response body ends; the
+//!   access log (when on) captures the request head and is written by
+//!   `portcullis_obs::accesslog`'s writer thread.
 
-use std::fmt;
 use std::hash::RandomState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,9 +55,12 @@ use crate::error::{self, ProxyError};
 use crate::filters::{FilterCtx, Flow, Plan, ReqState};
 use crate::forward;
 use crate::limits::{BodyLimits, BodyWatch, ConnCap, HeaderTimeout, TimedBody};
+use crate::observe::{AccessCtx, Counting, Observed, Recorder};
 use crate::retry::{self, AttemptError, MaybeTimeout};
 use crate::table::{PortTable, RuleAction};
 use crate::websocket;
+use portcullis_obs::accesslog::Flag;
+use portcullis_obs::http::{HttpStats, method_class};
 
 /// State shared by every port.
 #[derive(Debug)]
@@ -89,6 +93,8 @@ pub struct PortCtx {
     pub tls: Option<Arc<SwappableAcceptor>>,
     /// The cap on open client connections.
     pub conns: ConnCap,
+    /// Connection and TLS handshake counters of the port.
+    pub stats: portcullis_obs::metrics::PortStats,
 }
 
 /// State of one client connection.
@@ -103,67 +109,104 @@ pub struct ConnCtx {
     pub sni: Option<Box<str>>,
 }
 
-#[derive(Default)]
 struct Log {
-    /// The derived client address ([`crate::client_ip`]).
-    client: Option<std::net::IpAddr>,
     upstream: Option<SocketAddr>,
-    flag: Option<&'static str>,
+    flag: Option<Flag>,
     route: Option<Arc<RuleAction>>,
+    /// Where the request counts (set as routing goes; taken when the
+    /// response body takes over the recording).
+    stats: Option<Arc<HttpStats>>,
+    start: Instant,
+    method: u8,
+    bytes_in: u64,
+    upstream_time: Option<Duration>,
+    /// The access log's capture of the request head (only when it is on).
+    access: Option<Box<AccessCtx>>,
+    /// The server span (only when tracing is on).
+    span: Option<Box<portcullis_obs::trace::ServerSpan>>,
 }
 
-struct Opt<T>(Option<T>);
-impl<T: fmt::Display> fmt::Display for Opt<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("-"),
+impl Log {
+    fn new(method: &http::Method) -> Self {
+        Log {
+            upstream: None,
+            flag: None,
+            route: None,
+            stats: None,
+            start: Instant::now(),
+            method: method_class(method.as_str()),
+            bytes_in: 0,
+            upstream_time: None,
+            access: None,
+            span: None,
         }
+    }
+
+    /// The recorder of a response (taken once: by the response body that
+    /// records it when it ends, else when the handler returns).
+    fn recorder(&mut self, status: StatusCode) -> Option<Recorder> {
+        if self.stats.is_none() && self.access.is_none() && self.span.is_none() {
+            return None;
+        }
+        let access = self.access.take();
+        let span = self.span.take();
+        Some(Recorder {
+            stats: self.stats.take(),
+            start: self.start,
+            method: self.method,
+            status: status.as_u16(),
+            bytes_in: self.bytes_in,
+            upstream: self.upstream_time,
+            action: if access.is_some() || span.is_some() {
+                self.route.clone()
+            } else {
+                None
+            },
+            access,
+            upstream_addr: self.upstream,
+            flag: self.flag,
+            span,
+        })
     }
 }
 
 /// Handle one request; never fails (errors become responses).
-pub async fn handle<B>(req: Request<B>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
+pub async fn handle<B>(mut req: Request<B>, cx: Arc<ConnCtx>) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let grpc = error::is_grpc(req.headers());
-    let mut log = Log::default();
+    let mut log = Log::new(req.method());
+    // Tracing on: a server span, whose context replaces the request's
+    // traceparent (so the upstream sees it, and the access log its trace id).
+    if portcullis_obs::trace::enabled() {
+        let (scheme, port) = {
+            let t = cx.port.table.load();
+            (t.scheme, t.port)
+        };
+        log.span = crate::observe::start_span(&mut req, cx.peer, scheme, port);
+    }
     // What the access log needs is kept only when it is on.
-    let seen = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
-        (
-            Instant::now(),
-            req.method().clone(),
-            req.uri().clone(),
-            req.headers().get(header::HOST).cloned(),
-        )
-    });
+    if portcullis_obs::accesslog::enabled() {
+        log.access = Some(AccessCtx::capture(&req, cx.peer));
+    }
     let resp = match proxy(req, &cx, grpc, &mut log).await {
         Ok(r) => r,
         Err(e) => {
-            log.flag.get_or_insert(e.flag());
+            log.flag.get_or_insert(e.response_flag());
+            if e == ProxyError::Timeout
+                && let Some(s) = &log.stats
+            {
+                s.timeout();
+            }
             tracing::debug!(error = %e, "request answered by the gateway");
             e.response_for(grpc)
         }
     };
-    if let Some((start, method, uri, host)) = seen {
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| host.as_ref().and_then(|h| h.to_str().ok()));
-        tracing::info!(
-            target: "access",
-            client = %Opt(log.client),
-            method = %method,
-            authority = authority.unwrap_or("-"),
-            path = uri.path(),
-            status = resp.status().as_u16(),
-            duration_ms = start.elapsed().as_secs_f64() * 1000.0,
-            upstream = %Opt(log.upstream),
-            route = %Opt(log.route.as_ref().map(|r| &r.route)),
-            flag = log.flag.unwrap_or("-"),
-        );
+    // Responses whose body does not record them (the gateway's own) count now.
+    if let Some(rec) = log.recorder(resp.status()) {
+        rec.finish(resp.body().size_hint().exact().unwrap_or(0), false);
     }
     resp
 }
@@ -241,10 +284,12 @@ where
     let query = req.uri().query().map(str::to_owned);
 
     let table = cx.port.table.load_full();
+    log.stats = Some(table.unrouted.clone());
     if table.misdirected(cx.sni.as_deref(), &host_name) {
         return Err(ProxyError::Misdirected);
     }
     let listener = table.listener(&host_name).ok_or(ProxyError::NoListener)?;
+    log.stats = Some(listener.unmatched.clone());
     let rule = listener
         .routes
         .lookup(
@@ -255,8 +300,10 @@ where
             query.as_deref(),
         )
         .ok_or(ProxyError::NoRoute)?;
-    let action = rule.value();
+    let routed = rule.value();
+    let action = &routed.action;
     log.route = Some(action.clone());
+    log.stats = Some(routed.no_backend_stats().clone());
 
     let upgrading =
         req.version() == Version::HTTP_11 && forward::is_websocket_upgrade(req.headers());
@@ -277,7 +324,10 @@ where
     forward::strip_hop_by_hop(&mut headers, upgrading);
     let detect = &shared.opts.client_ip;
     let client = detect.client_addr(cx.peer.ip(), &headers);
-    log.client = Some(client);
+    if let Some(a) = log.access.as_mut() {
+        // The access log shows the derived client address, not the peer's.
+        a.entry.client = client.to_string();
+    }
     detect.rewrite(
         &mut headers,
         cx.peer.ip(),
@@ -316,10 +366,11 @@ where
         Flow::Respond(r) => return Ok(r),
         Flow::Fail(e) => return Err(e),
     }
-    let choice = action
+    let (picked, choice) = action
         .backends
-        .pick()
+        .pick_indexed()
         .ok_or_else(|| ProxyError::InvalidBackend("no backends".into()))?;
+    log.stats = Some(routed.backend_stats(picked).clone());
     match choice.filters.run(&mut st, &fcx, &mut plan) {
         Flow::Continue => {}
         Flow::Respond(r) => return Ok(r),
@@ -366,6 +417,7 @@ impl ReqBody {
         headers: &HeaderMap,
         opts: &Options,
         may_buffer: bool,
+        stats: Option<&Arc<HttpStats>>,
     ) -> Result<Self, ProxyError>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -394,13 +446,21 @@ impl ReqBody {
                 .to_bytes();
             return Ok(ReqBody::Buffered(b));
         }
-        Ok(ReqBody::Streaming(Some(match opts.max_body_bytes {
-            Some(max) => body::boxed(Limited::new(
-                body,
-                usize::try_from(max).unwrap_or(usize::MAX),
-            )),
-            None => body::boxed(body),
-        })))
+        // Counted inside the box the body gets anyway.
+        Ok(ReqBody::Streaming(Some(
+            match (opts.max_body_bytes, stats) {
+                (Some(max), Some(s)) => body::boxed(Counting::new(
+                    Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)),
+                    s.clone(),
+                )),
+                (Some(max), None) => body::boxed(Limited::new(
+                    body,
+                    usize::try_from(max).unwrap_or(usize::MAX),
+                )),
+                (None, Some(s)) => body::boxed(Counting::new(body, s.clone())),
+                (None, None) => body::boxed(body),
+            },
+        )))
     }
 
     fn replay(&self) -> Option<Bytes> {
@@ -453,10 +513,20 @@ where
     let shared = &cx.port.shared;
     // gRPC bodies are streams: buffered only when a mirror needs a copy.
     let may_buffer = !grpc || !plan.mirrors.is_empty();
-    let mut body = ReqBody::prepare(body, &st.headers, &shared.opts, may_buffer).await?;
+    let mut body = ReqBody::prepare(
+        body,
+        &st.headers,
+        &shared.opts,
+        may_buffer,
+        log.stats.as_ref(),
+    )
+    .await?;
+    if let ReqBody::Buffered(b) = &body {
+        log.bytes_in = b.len() as u64;
+    }
     for (m, copy) in plan.mirrors.drain(..) {
         match body.replay() {
-            Some(b) => m.spawn(&shared.clients, copy, b, MIRROR_TIMEOUT),
+            Some(b) => m.spawn(&shared.clients, copy, b, MIRROR_TIMEOUT, log.stats.clone()),
             None => tracing::debug!("request body too large to mirror"),
         }
     }
@@ -496,7 +566,13 @@ where
         .is_none()
         .then_some(shared.opts.upstream_header_timeout);
     let header_watch = (!replayable).then(|| body_watch.clone());
-    let mut attempt = |_n: u32| {
+    let stats = log.stats.as_deref();
+    let mut attempt = |n: u32| {
+        if n > 0
+            && let Some(s) = stats
+        {
+            s.retry();
+        }
         let picked = match (&prev, &sticky) {
             (Some(p), _) => target.endpoints.pick_excluding(p),
             (None, Some(s)) => Some(s),
@@ -574,6 +650,7 @@ where
         HeaderTimeout::new(attempt(n), header_limit, header_watch.clone())
             .map(|r| r.unwrap_or(Err(AttemptError::Timeout)))
     };
+    let upstream_start = Instant::now();
     let Attempt {
         resp,
         upgrade,
@@ -588,6 +665,7 @@ where
     )
     .await?;
     log.upstream = Some(ep.addr);
+    log.upstream_time = Some(upstream_start.elapsed());
 
     let mut resp = resp;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -610,6 +688,10 @@ where
     {
         sp.set(resp.headers_mut(), &ep.token);
     }
+    let rec = log.recorder(resp.status());
     let (parts, upstream) = resp.into_parts();
-    Ok(Response::from_parts(parts, Guarded::wrap(upstream, guard)))
+    Ok(Response::from_parts(
+        parts,
+        Observed::wrap(upstream, guard, rec),
+    ))
 }

@@ -41,6 +41,19 @@ use crate::limits::ConnCap;
 use crate::listener::bind_tcp;
 use crate::table::{BuildCtx, PortTable};
 
+/// The connection counters of a port: labels `port` (the bound address)
+/// and `protocol` (the IR protocol in lower case).
+pub fn port_stats(port: &Port) -> portcullis_obs::metrics::PortStats {
+    let protocol = match port.protocol {
+        PortProtocol::Http => "http",
+        PortProtocol::Https => "https",
+        PortProtocol::Tls => "tls",
+        PortProtocol::Tcp => "tcp",
+        PortProtocol::Udp => "udp",
+    };
+    portcullis_obs::metrics().port(&port.bind.to_string(), protocol)
+}
+
 /// A running layer-4 port.
 pub struct L4Handle {
     port: L4Port,
@@ -117,6 +130,7 @@ impl L4Handle {
                 tls: Some(tls.acceptor.clone()),
                 // Connections of this port are capped by its layer-4 accept loop.
                 conns: ConnCap::new("HTTPS on a TLS port", usize::MAX),
+                stats: port_stats(port),
             });
             l4 = l4.with_terminator(Arc::new(SharedTerminator {
                 ctx: ctx.clone(),

@@ -48,6 +48,7 @@ pub mod l4;
 pub mod limits;
 pub mod listener;
 pub mod mirror;
+pub mod observe;
 pub mod retry;
 pub mod table;
 pub mod websocket;

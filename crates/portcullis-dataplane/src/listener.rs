@@ -61,6 +61,7 @@ impl PortHandle {
             shared,
             tls: tls.as_ref().map(|t| t.acceptor.clone()),
             conns: ConnCap::new("HTTP port", shared_max),
+            stats: crate::l4::port_stats(port),
         });
         let drain = Drain::new();
         // One accept loop per worker, each on its own socket; without workers,
@@ -147,10 +148,13 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<PortCtx>, mut watch: DrainW
                     backoff.accepted();
                     let permit = ctx.conns.admit(permit);
                     let _ = stream.set_nodelay(true);
+                    // Counts as an open connection until its task ends.
+                    let active = ctx.stats.accepted();
                     match &ctx.tls {
                         None => {
                             let serve = conn::serve(stream, peer, ctx.clone(), watch.clone(), Proto::Auto, None);
                             tokio::spawn(async move {
+                                let _active = active;
                                 serve.await;
                                 drop(permit);
                             });
@@ -158,6 +162,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<PortCtx>, mut watch: DrainW
                         Some(acceptor) => {
                             let serve = frontend_tls::serve(stream, peer, acceptor.clone(), ctx.clone(), watch.clone());
                             tokio::spawn(async move {
+                                let _active = active;
                                 serve.await;
                                 drop(permit);
                             });

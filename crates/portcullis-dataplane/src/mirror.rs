@@ -62,8 +62,15 @@ impl MirrorFilter {
             || rand::rng().random_range(0..self.denominator) < self.numerator
     }
 
-    /// Send a copy in the background.
-    pub fn spawn(&self, clients: &Clients, copy: MirrorCopy, body: Bytes, timeout: Duration) {
+    /// Send a copy in the background; a failure counts in `stats`' mirror errors.
+    pub fn spawn(
+        &self,
+        clients: &Clients,
+        copy: MirrorCopy,
+        body: Bytes,
+        timeout: Duration,
+        stats: Option<Arc<portcullis_obs::http::HttpStats>>,
+    ) {
         let Some(target) = self.target.clone() else {
             return;
         };
@@ -108,9 +115,12 @@ impl MirrorFilter {
             })
             .await;
             match res {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => return,
                 Ok(Err(e)) => tracing::debug!(backend = %target.name, error = %e, "mirror failed"),
                 Err(_) => tracing::debug!(backend = %target.name, "mirror timed out"),
+            }
+            if let Some(s) = stats {
+                s.mirror_error();
             }
         });
     }

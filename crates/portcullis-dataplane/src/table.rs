@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_ir::{HttpAction, Listener, Port, PortProtocol};
+use portcullis_obs::http::{HttpKey, HttpStats};
 use portcullis_route::RouteTable;
 use portcullis_route::host::{self, HostPattern};
 
@@ -48,6 +49,8 @@ impl<'a> BuildCtx<'a> {
 pub struct RuleAction {
     /// `namespace/name` of the route, for logs.
     pub route: Box<str>,
+    /// The rule's name, else its index, for logs.
+    pub rule: Box<str>,
     /// Rule-level filters.
     pub filters: Filters,
     /// Weighted backends.
@@ -67,10 +70,14 @@ pub struct RuleAction {
 }
 
 impl RuleAction {
-    fn new(route: String, a: &HttpAction, grpc: bool, cx: &BuildCtx<'_>) -> Self {
+    fn new(meta: &portcullis_ir::RouteMeta, a: &HttpAction, grpc: bool, cx: &BuildCtx<'_>) -> Self {
         let ms = |v: Option<u64>| v.filter(|m| *m > 0).map(Duration::from_millis);
         RuleAction {
-            route: route.into(),
+            route: format!("{}/{}", meta.namespace, meta.name).into(),
+            rule: match &meta.rule_name {
+                Some(n) => n.as_str().into(),
+                None => meta.rule_index.to_string().into(),
+            },
             filters: Filters::new(&a.filters, cx),
             backends: WeightedBackends::new(&a.backends, |f| Filters::new(f, cx), cx),
             request_timeout: ms(a.request_timeout_ms),
@@ -86,13 +93,39 @@ impl RuleAction {
     }
 }
 
+/// A rule as matched on one listener: its compiled action (shared by every
+/// listener of the port the rule is attached to) and its statistics there.
+#[derive(Debug)]
+pub struct Routed {
+    /// What the rule does.
+    pub action: Arc<RuleAction>,
+    /// Statistics by backend choice (the order of the action's backends),
+    /// then one for answers given before a backend was chosen. Resolved at
+    /// build time: the request path only adds to their atomics.
+    pub stats: Arc<[Arc<HttpStats>]>,
+}
+
+impl Routed {
+    /// The statistics of backend choice `i`.
+    pub fn backend_stats(&self, i: usize) -> &Arc<HttpStats> {
+        self.stats.get(i).unwrap_or_else(|| self.no_backend_stats())
+    }
+
+    /// The statistics of answers given before a backend was chosen.
+    pub fn no_backend_stats(&self) -> &Arc<HttpStats> {
+        self.stats.last().expect("one entry at least")
+    }
+}
+
 /// One listener's routes.
 #[derive(Debug)]
 pub struct ListenerRoutes {
     /// Listener name, for logs.
     pub name: Box<str>,
     /// Its route table.
-    pub routes: RouteTable<Arc<RuleAction>>,
+    pub routes: RouteTable<Routed>,
+    /// Statistics of requests no route of the listener matched.
+    pub unmatched: Arc<HttpStats>,
 }
 
 /// Everything needed to serve one port.
@@ -109,6 +142,8 @@ pub struct PortTable {
     /// The port's listeners without their routes, for the misdirected-request
     /// (421) check on HTTPS ports.
     pub hostnames: Vec<Listener>,
+    /// Statistics of requests answered before a listener was chosen.
+    pub unrouted: Arc<HttpStats>,
 }
 
 impl PortTable {
@@ -133,10 +168,13 @@ impl PortTable {
                     ..without_routes(l)
                 })
                 .collect(),
+            unrouted: portcullis_obs::metrics().http.get(HttpKey::default()),
         };
+        let http = &portcullis_obs::metrics().http;
         let mut actions: HashMap<(String, String, String, usize), Arc<RuleAction>> = HashMap::new();
         for l in &port.listeners {
             let idx = t.listeners.len();
+            let mut stats: HashMap<RuleKey<'_>, RuleStats> = HashMap::new();
             let rules = l.http_routes.iter().map(|r| {
                 let m = &r.meta;
                 let key = (
@@ -147,16 +185,13 @@ impl PortTable {
                 );
                 let action = actions
                     .entry(key)
-                    .or_insert_with(|| {
-                        Arc::new(RuleAction::new(
-                            format!("{}/{}", m.namespace, m.name),
-                            &r.action,
-                            r.matches.grpc,
-                            cx,
-                        ))
-                    })
+                    .or_insert_with(|| Arc::new(RuleAction::new(m, &r.action, r.matches.grpc, cx)))
                     .clone();
-                (r.clone(), action)
+                let stats = stats
+                    .entry((&m.kind, &m.namespace, &m.name, m.rule_index))
+                    .or_insert_with(|| rule_stats(&l.name, &action, &r.action))
+                    .clone();
+                (r.clone(), Routed { action, stats })
             });
             let routes = RouteTable::build(rules);
             for e in routes.errors() {
@@ -176,6 +211,7 @@ impl PortTable {
             t.listeners.push(ListenerRoutes {
                 name: l.name.as_str().into(),
                 routes,
+                unmatched: http.get(HttpKey::new(&l.name, "", "")),
             });
         }
         t
@@ -201,6 +237,28 @@ impl PortTable {
         }
         self.any.map(|i| &self.listeners[i])
     }
+}
+
+/// A rule by route kind, namespace, name and index.
+type RuleKey<'a> = (&'a str, &'a str, &'a str, usize);
+
+/// A rule's statistics, by backend choice then one without backend.
+type RuleStats = Arc<[Arc<HttpStats>]>;
+
+/// The statistics of a rule on a listener: one per backend that can be
+/// chosen (weight above 0, in the compiled order), then one without backend.
+fn rule_stats(listener: &str, action: &RuleAction, ir: &HttpAction) -> Arc<[Arc<HttpStats>]> {
+    let http = &portcullis_obs::metrics().http;
+    ir.backends
+        .iter()
+        .filter(|b| b.weight > 0)
+        .map(|b| match &b.backend {
+            portcullis_ir::Backend::Service(s) => s.name.as_str(),
+            portcullis_ir::Backend::Invalid { .. } => "",
+        })
+        .chain(std::iter::once(""))
+        .map(|backend| http.get(HttpKey::new(listener, &action.route, backend)))
+        .collect()
 }
 
 /// A listener's name, hostname and TLS, without its routes.

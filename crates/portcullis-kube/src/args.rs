@@ -103,4 +103,107 @@ pub struct ProxyArgs {
     /// Data-plane limits and timeouts.
     #[command(flatten)]
     pub limits: portcullis_dataplane::cli::DataplaneArgs,
+    /// Access log.
+    #[command(flatten)]
+    pub access_log: AccessLogArgs,
+    /// Traces.
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+/// Access-log options of `portcullis run` and `portcullis proxy`
+/// (formats and fields: `docs/observability.md`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AccessLogArgs {
+    /// Access log: `json`, `text` (logfmt) or `off` (default: `text` for
+    /// `run`, `json` for `proxy`).
+    #[arg(long, value_parser = parse_format)]
+    pub access_log: Option<portcullis_obs::accesslog::Format>,
+    /// Write the access log to this file (reopened on SIGHUP) instead of stdout.
+    #[arg(long)]
+    pub access_log_file: Option<PathBuf>,
+    /// Comma-separated fields, in order (default: all but `query`).
+    #[arg(long, value_parser = portcullis_obs::accesslog::parse_fields)]
+    pub access_log_fields: Option<Vec<portcullis_obs::accesslog::Field>>,
+}
+
+fn parse_format(s: &str) -> Result<portcullis_obs::accesslog::Format, String> {
+    s.parse()
+}
+
+impl AccessLogArgs {
+    /// Start the access-log writer (format `default` unless given), and
+    /// reopen its file on SIGHUP. Call inside a Tokio runtime.
+    pub fn install(&self, default: portcullis_obs::accesslog::Format) -> std::io::Result<()> {
+        use portcullis_obs::accesslog::{self, Config, Output};
+        let format = self.access_log.unwrap_or(default);
+        let output = match &self.access_log_file {
+            Some(p) => Output::File(p.clone()),
+            None => Output::Stdout,
+        };
+        accesslog::install(Config {
+            format,
+            fields: self
+                .access_log_fields
+                .clone()
+                .unwrap_or_else(accesslog::default_fields),
+            output,
+        })?;
+        #[cfg(unix)]
+        if self.access_log_file.is_some() {
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reopening the access log");
+                    accesslog::reopen();
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Tracing options of `portcullis run` and `portcullis proxy`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TraceArgs {
+    /// Export a server span per request over OTLP/HTTP (protobuf) to this
+    /// traces endpoint, e.g. `http://otel-collector:4318/v1/traces`; also
+    /// turns on W3C trace context propagation. Off when not given.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// Ratio of new traces sampled (0.0 to 1.0); a request whose
+    /// `traceparent` is sampled is always followed.
+    #[arg(long, default_value_t = 1.0)]
+    pub trace_sample_ratio: f64,
+    /// `service.name` of the spans.
+    #[arg(long, default_value = "portcullis")]
+    pub trace_service_name: String,
+}
+
+impl TraceArgs {
+    /// Start exporting when an endpoint is given (inside a Tokio runtime,
+    /// which runs the exports).
+    pub fn install(&self) -> Result<(), portcullis_obs::trace::TraceError> {
+        let Some(endpoint) = &self.otlp_endpoint else {
+            return Ok(());
+        };
+        portcullis_obs::trace::install(
+            &portcullis_obs::trace::Config {
+                endpoint: endpoint.clone(),
+                ratio: self.trace_sample_ratio,
+                service_name: self.trace_service_name.clone(),
+                ..Default::default()
+            },
+            tokio::runtime::Handle::current(),
+        )?;
+        tracing::info!(%endpoint, ratio = self.trace_sample_ratio, "exporting traces");
+        Ok(())
+    }
+
+    /// Export what is queued and stop, without blocking the runtime.
+    pub async fn shutdown(&self) {
+        if self.otlp_endpoint.is_some() {
+            let _ = tokio::task::spawn_blocking(portcullis_obs::trace::shutdown).await;
+        }
+    }
 }

@@ -183,6 +183,7 @@ async fn main_loop(
         addresses: BTreeMap::new(),
         published,
         writer,
+        passes: 0,
     };
     let mut changes = cache.subscribe();
     let mut leader = elector.subscribe();
@@ -244,6 +245,8 @@ struct Loop {
     addresses: BTreeMap<ObjectKey, IpAddr>,
     published: watch::Sender<Arc<Published>>,
     writer: StatusWriter,
+    /// Translation passes (`portcullis_config_applied_generation`).
+    passes: i64,
 }
 
 impl Loop {
@@ -254,7 +257,13 @@ impl Loop {
         self.refcache
             .fill(&self.client, &wanted, &metas, &mut snapshot)
             .await;
+        let translating = std::time::Instant::now();
         let (statuses, plans, config) = self.translate(&snapshot);
+        self.passes += 1;
+        portcullis_obs::metrics()
+            .control
+            .reload(true, self.passes, translating.elapsed());
+        crate::metrics::record_objects(&statuses);
         self.publish(&snapshot, &statuses, &config);
         if !leader {
             return;

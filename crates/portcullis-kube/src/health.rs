@@ -1,4 +1,5 @@
-//! `/healthz` (always 200) and `/readyz` (200 once ready, else 503) over HTTP/1.1,
+//! `/healthz` (always 200), `/readyz` (200 once ready, else 503) and `/metrics`
+//! (Prometheus, OpenMetrics text) over HTTP/1.1,
 //! served by [`portcullis_dataplane::control`] (header-read timeout, connection
 //! cap, accept backoff). Nothing else is served there: no configuration, no keys.
 //! `/readyz` and `/healthz` append a note when there is one (the controller lists
@@ -35,7 +36,17 @@ pub async fn serve(
                 _ => None,
             };
             let note = note.borrow().clone();
+            let metrics = req.uri().path() == "/metrics";
             async move {
+                if metrics {
+                    let mut r =
+                        http::Response::new(Full::new(Bytes::from(portcullis_obs::render())));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(portcullis_obs::CONTENT_TYPE),
+                    );
+                    return r;
+                }
                 let (code, text) = match ok {
                     Some(true) => (200, "ok\n"),
                     Some(false) => (503, "not ready\n"),

@@ -26,6 +26,7 @@ mod error;
 mod health;
 pub mod kinds;
 pub mod leader;
+pub mod metrics;
 pub mod provision;
 pub mod proxy;
 pub mod rbac;

@@ -18,7 +18,16 @@ use crate::{KubeModeError, health};
 
 /// Run the proxy until SIGINT/SIGTERM.
 pub async fn run_proxy(args: ProxyArgs) -> Result<(), KubeModeError> {
-    run_proxy_until(args, crate::controller::shutdown_signal(), |_| {}).await
+    args.access_log
+        .install(portcullis_obs::accesslog::Format::Json)
+        .map_err(|e| KubeModeError::io("access log", e))?;
+    args.trace
+        .install()
+        .map_err(|e| KubeModeError::InvalidArgument(e.to_string()))?;
+    let trace = args.trace.clone();
+    let r = run_proxy_until(args, crate::controller::shutdown_signal(), |_| {}).await;
+    trace.shutdown().await;
+    r
 }
 
 /// Run the proxy until `shutdown` resolves; `on_admin` is told the admin address once bound.
@@ -70,6 +79,10 @@ pub async fn run_proxy_until(
                 for (addr, e) in &report.bind_errors {
                     tracing::error!(%addr, "cannot bind: {e}");
                 }
+                portcullis_obs::metrics().control.applied(
+                    report.bind_errors.is_empty() && report.tls_errors.is_empty(),
+                    i64::try_from(msg.version).unwrap_or(i64::MAX),
+                );
                 tracing::info!(version = msg.version, ports, "configuration applied");
                 ready_tx.send_replace(true);
             }

@@ -87,6 +87,8 @@ async fn proxy(stream: SocketAddr, token: &str, dir: &tempfile::TempDir, name: &
         drain_timeout: 1,
         bind_address: "127.0.0.1".parse().unwrap(),
         limits: Default::default(),
+        access_log: Default::default(),
+        trace: Default::default(),
     };
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (admin_tx, admin_rx) = tokio::sync::oneshot::channel();

@@ -175,6 +175,15 @@ impl L4Port {
         let mut backoff = crate::accept::AcceptBackoff::new("layer-4 port");
         let max = self.inner.options.max_connections.max(1);
         let (mut full, mut cap_log) = (false, crate::accept::CapLog::default());
+        let stats = {
+            let port = self.inner.port.load();
+            let protocol = if port.protocol == PortProtocol::Tls {
+                "tls"
+            } else {
+                "tcp"
+            };
+            portcullis_obs::metrics().port(&port.bind.to_string(), protocol)
+        };
         tokio::pin!(drain);
         let deadline = loop {
             // At the cap, stop accepting: new connections wait in the backlog.
@@ -188,7 +197,9 @@ impl L4Port {
                     Ok((stream, peer)) => {
                         backoff.accepted();
                         let port = self.inner.port.load_full();
-                        conns.spawn(handle(self.inner.clone(), stream, peer, port));
+                        let active = stats.accepted();
+                        let conn = handle(self.inner.clone(), stream, peer, port);
+                        conns.spawn(async move { let _active = active; conn.await });
                     }
                     Err(e) => {
                         // Out of descriptors and the like: back off, keep serving.
@@ -265,8 +276,26 @@ async fn tcp(inner: &Inner, stream: TcpStream, port: &Port) -> Result<(), ConnEr
     })?;
     let targets = select::upstreams(route, &mut rand::rng())?;
     let upstream = connect_any(&targets, inner.options.connect_timeout).await?;
-    splice(stream, upstream, inner.options.idle_timeout).await?;
+    let listener = port
+        .listeners
+        .iter()
+        .find(|l| l.l4_routes.iter().any(|r| std::ptr::eq(r, route)))
+        .map_or("", |l| l.name.as_str());
+    let stats = route_stats(listener, route, "tcp");
+    let _active = stats.open();
+    let (rx, tx) = splice(stream, upstream, inner.options.idle_timeout).await?;
+    stats.bytes(rx, tx);
     Ok(())
+}
+
+/// The session counters of a layer-4 route (one short lock, once per session).
+pub(crate) fn route_stats(
+    listener: &str,
+    route: &portcullis_ir::L4Route,
+    protocol: &'static str,
+) -> portcullis_obs::metrics::L4Stats {
+    let name = format!("{}/{}", route.meta.namespace, route.meta.name);
+    portcullis_obs::metrics().l4(listener, &name, protocol)
 }
 
 async fn tls(
@@ -286,13 +315,16 @@ async fn tls(
                 .ok_or_else(|| Refusal::NoRoute(listener.name.clone()))?;
             let targets = select::upstreams(route, &mut rand::rng())?;
             let upstream = connect_any(&targets, inner.options.connect_timeout).await?;
+            let stats = route_stats(&listener.name, route, "tls");
+            let _active = stats.open();
             // The peeked bytes go first, through the same splice, untouched.
-            splice(
+            let (rx, tx) = splice(
                 Rewind::new(bytes, stream),
                 upstream,
                 inner.options.idle_timeout,
             )
             .await?;
+            stats.bytes(rx, tx);
         }
         TlsAction::Terminate => {
             let ctx = TerminateContext {

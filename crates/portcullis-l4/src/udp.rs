@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::L4Port;
 use crate::select;
 use crate::splice::Activity;
+use portcullis_obs::metrics::L4Stats;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -30,6 +31,7 @@ const MAX_DATAGRAM: usize = 65_535;
 struct Session {
     upstream: Arc<UdpSocket>,
     activity: Arc<Activity>,
+    stats: Arc<L4Stats>,
     id: u64,
     task: AbortHandle,
 }
@@ -127,8 +129,8 @@ impl L4Port {
         let existing = lock(sessions)
             .map
             .get(&client)
-            .map(|s| (s.upstream.clone(), s.activity.clone()));
-        let (upstream, activity) = match existing {
+            .map(|s| (s.upstream.clone(), s.activity.clone(), s.stats.clone()));
+        let (upstream, activity, stats) = match existing {
             Some(s) => s,
             None if !accept_new => return,
             None => match self.open_session(socket, sessions, tasks, client).await {
@@ -140,6 +142,7 @@ impl L4Port {
             },
         };
         activity.touch();
+        stats.bytes(data.len() as u64, 0);
         if let Err(e) = upstream.send(data).await {
             tracing::debug!(%client, error = %e, "UDP send to backend failed");
         }
@@ -151,7 +154,10 @@ impl L4Port {
         sessions: &Arc<Mutex<Sessions>>,
         tasks: &mut JoinSet<()>,
         client: SocketAddr,
-    ) -> Result<(Arc<UdpSocket>, Arc<Activity>), Box<dyn std::error::Error + Send + Sync>> {
+    ) -> Result<
+        (Arc<UdpSocket>, Arc<Activity>, Arc<L4Stats>),
+        Box<dyn std::error::Error + Send + Sync>,
+    > {
         let port = self.shared().load_full();
         let route = select::oldest_route(&port).ok_or("no UDPRoute on the port")?;
         let target = select::upstreams(route, &mut rand::rng())?[0];
@@ -164,6 +170,12 @@ impl L4Port {
         upstream.connect(target).await?;
         let upstream = Arc::new(upstream);
         let activity = Arc::new(Activity::new());
+        let listener = port
+            .listeners
+            .iter()
+            .find(|l| l.l4_routes.iter().any(|r| std::ptr::eq(r, route)))
+            .map_or("", |l| l.name.as_str());
+        let stats = Arc::new(crate::port::route_stats(listener, route, "udp"));
         let mut table = lock(sessions);
         table.make_room(self.options().udp_max_sessions);
         table.next_id += 1;
@@ -176,18 +188,20 @@ impl L4Port {
             self.options().udp_idle_timeout,
             sessions.clone(),
             id,
+            stats.clone(),
         ));
         table.map.insert(
             client,
             Session {
                 upstream: upstream.clone(),
                 activity: activity.clone(),
+                stats: stats.clone(),
                 id,
                 task,
             },
         );
         tracing::debug!(%client, backend = %target, "UDP session opened");
-        Ok((upstream, activity))
+        Ok((upstream, activity, stats))
     }
 }
 
@@ -203,6 +217,7 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// Backend → client for one session, until it has been idle for `idle`.
+#[allow(clippy::too_many_arguments)]
 async fn relay(
     upstream: Arc<UdpSocket>,
     socket: Arc<UdpSocket>,
@@ -211,13 +226,16 @@ async fn relay(
     idle: Duration,
     sessions: Arc<Mutex<Sessions>>,
     id: u64,
+    stats: Arc<L4Stats>,
 ) {
+    let _active = stats.open();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         tokio::select! {
             r = upstream.recv(&mut buf) => match r {
                 Ok(n) => {
                     activity.touch();
+                    stats.bytes(0, n as u64);
                     if let Err(e) = socket.send_to(&buf[..n], client).await {
                         tracing::debug!(%client, error = %e, "UDP send to client failed");
                     }

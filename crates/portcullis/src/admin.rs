@@ -1,4 +1,4 @@
-//! The admin API: `/healthz`, `/readyz`, `/status`, `/config`.
+//! The admin API: `/healthz`, `/readyz`, `/status`, `/config`, `/metrics`.
 //!
 //! - `/config` and `/status` never carry key material: every private key in
 //!   the IR (`key_pem`) and any string holding a PEM private key is replaced
@@ -163,7 +163,7 @@ fn handle<B>(state: &AdminState, token: Option<&str>, req: Request<B>) -> Respon
     let text =
         |code, s: &'static str| respond(code, "text/plain", Bytes::from_static(s.as_bytes()));
     let path = req.uri().path();
-    if matches!(path, "/status" | "/config") && !authorized(&req, token) {
+    if matches!(path, "/status" | "/config" | "/metrics") && !authorized(&req, token) {
         let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -174,6 +174,11 @@ fn handle<B>(state: &AdminState, token: Option<&str>, req: Request<B>) -> Respon
     let view = state.load_full();
     match (path, view) {
         ("/healthz", _) => text(StatusCode::OK, "ok\n"),
+        ("/metrics", _) => respond(
+            StatusCode::OK,
+            portcullis_obs::CONTENT_TYPE,
+            Bytes::from(portcullis_obs::render()),
+        ),
         ("/readyz", Some(_)) => text(StatusCode::OK, "ready\n"),
         ("/readyz", None) => text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -184,7 +189,7 @@ fn handle<B>(state: &AdminState, token: Option<&str>, req: Request<B>) -> Respon
         ("/status" | "/config", None) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz /readyz /status /config\n",
+            "not found; try /healthz /readyz /status /config /metrics\n",
         ),
     }
 }

@@ -92,7 +92,7 @@ pub struct RunArgs {
     /// Address used when a Gateway has no address and there is no pool.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// Admin API address (`/healthz`, `/readyz`, `/status`, `/config`).
+    /// Admin API address (`/healthz`, `/readyz`, `/status`, `/config`, `/metrics`).
     /// Anything but a loopback address needs `--admin-token-file`.
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
@@ -101,6 +101,15 @@ pub struct RunArgs {
     /// loopback address.
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,
+    /// Also serve `/metrics` (Prometheus, OpenMetrics text) on this address.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Access log.
+    #[command(flatten)]
+    pub access_log: portcullis_kube::args::AccessLogArgs,
+    /// Traces.
+    #[command(flatten)]
+    pub trace: portcullis_kube::args::TraceArgs,
     /// Data-plane worker threads, one single-threaded runtime and one
     /// `SO_REUSEPORT` accept socket per port each (default: number of cores).
     #[arg(long)]

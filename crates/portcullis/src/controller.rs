@@ -17,6 +17,10 @@ use crate::cli::RunArgs;
 
 /// Run the gateway until SIGINT/SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    args.access_log
+        .install(portcullis_obs::accesslog::Format::Text)
+        .map_err(|e| anyhow::anyhow!("access log: {e}"))?;
+    args.trace.install()?;
     let state: AdminState = Default::default();
     let token = args
         .admin_token_file
@@ -24,6 +28,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(admin::read_token)
         .transpose()?;
     admin::serve(args.admin, token, state.clone()).await?;
+    if let Some(addr) = args.metrics {
+        let (addr, _task) = portcullis_obs::server::serve(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics: cannot bind {addr}: {e}"))?;
+        tracing::info!(%addr, "metrics listening");
+    }
     let options = portcullis_translate::Options {
         address_pool: args.address_pool,
         bind_address: args.bind_address,
@@ -50,6 +60,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         bind_errors: BTreeMap::new(),
         snapshot: Default::default(),
         memo: Default::default(),
+        generation: 0,
     };
     looper.step(&mut source, true).await;
     let shutdown = shutdown_signal();
@@ -75,6 +86,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down: draining connections");
     dataplane.shutdown().await;
+    args.trace.shutdown().await;
     Ok(())
 }
 
@@ -89,6 +101,8 @@ struct Loop {
     snapshot: Arc<portcullis_store::Snapshot>,
     /// Per-route translation results, reused for routes that did not change.
     memo: portcullis_translate::Memo,
+    /// Configurations applied since start (`portcullis_config_applied_generation`).
+    generation: i64,
 }
 
 impl Loop {
@@ -162,6 +176,13 @@ impl Loop {
                 break;
             }
         }
+        self.generation += 1;
+        portcullis_obs::metrics().control.reload(
+            errors == 0 && self.bind_errors.is_empty(),
+            self.generation,
+            translating,
+        );
+        portcullis_kube::metrics::record_objects(&self.previous_statuses);
         tracing::info!(
             objects = reload.len(),
             errors,

@@ -138,10 +138,15 @@ fn admin_get(admin: SocketAddr, path: &str) -> Option<(u16, String)> {
 }
 
 fn start(dir: &Path, admin: SocketAddr) -> Proc {
+    start_with(dir, admin, &[])
+}
+
+fn start_with(dir: &Path, admin: SocketAddr, extra: &[&str]) -> Proc {
     let child = Command::new(bin())
         .args(["run", "--config"])
         .arg(dir)
         .args(["--admin", &admin.to_string(), "--workers", "2"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -151,6 +156,44 @@ fn start(dir: &Path, admin: SocketAddr) -> Proc {
         admin_get(admin, "/readyz").is_some_and(|(s, _)| s == 200)
     });
     p
+}
+
+#[test]
+fn metrics_on_the_admin_api_and_the_metrics_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let b = backend("m");
+    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    std::fs::write(dir.path().join("all.yaml"), manifest(port, b, "/app")).unwrap();
+    let _p = start_with(dir.path(), admin, &["--metrics", &metrics.to_string()]);
+    wait_for("route live", Duration::from_secs(10), || {
+        get(gw, "x", "/app/1").is_some_and(|(s, _)| s == 200)
+    });
+    let want = r#"portcullis_http_requests_total{gateway="default/gw",listener="http",route="default/route",backend="default/svc:80",method="GET",code="2xx"}"#;
+    for addr in [admin, metrics] {
+        let mut text = String::new();
+        wait_for("request counted", Duration::from_secs(10), || {
+            text = get(addr, "m", "/metrics")
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            text.contains(want)
+        });
+        for name in [
+            "portcullis_http_request_duration_seconds_bucket",
+            "portcullis_downstream_connections_total",
+            r#"portcullis_config_reloads_total{result="success"} "#,
+            "portcullis_config_last_reload_success_timestamp_seconds ",
+            "portcullis_config_applied_generation ",
+            "portcullis_translate_duration_seconds_count ",
+            r#"portcullis_config_objects{kind="HTTPRoute"} 1"#,
+            r#"portcullis_config_object_conditions{kind="HTTPRoute",type="Accepted",status="True",reason="Accepted"} 1"#,
+            "# EOF",
+        ] {
+            assert!(text.contains(name), "{name} missing in\n{text}");
+        }
+    }
 }
 
 #[test]

@@ -206,6 +206,7 @@ impl H1Client {
             .map_err(|_| H1Error::ConnectTimeout)?
             .map_err(H1Error::Connect)?;
         io.set_nodelay(true).map_err(H1Error::Connect)?;
+        portcullis_obs::metrics().upstream_connection("http1").inc();
         Ok(io)
     }
 

@@ -106,13 +106,19 @@ impl WeightedBackends {
 
     /// Weighted random choice.
     pub fn pick(&self) -> Option<&BackendChoice> {
+        self.pick_indexed().map(|(_, c)| c)
+    }
+
+    /// Weighted random choice, with its index (the order of the IR's
+    /// backends of weight above 0).
+    pub fn pick_indexed(&self) -> Option<(usize, &BackendChoice)> {
         match self.choices.len() {
             0 => None,
-            1 => Some(&self.choices[0]),
+            1 => Some((0, &self.choices[0])),
             _ => {
                 let x = rand::rng().random_range(0..self.total);
                 let i = self.cumulative.partition_point(|c| *c <= x);
-                self.choices.get(i)
+                self.choices.get(i).map(|c| (i, c))
             }
         }
     }

@@ -6,7 +6,9 @@
 //! running `portcullis proxy --gateway ns/name --controller URL`, and a
 //! Service (type `LoadBalancer` unless the parameters say otherwise) with one
 //! port per listener port. `spec.infrastructure.labels`/`annotations` are
-//! copied onto all three and the pod template.
+//! copied onto all three and the pod template; the pod template also gets
+//! `prometheus.io/scrape`, `/port` (the admin port) and `/path` (`/metrics`)
+//! annotations, which the infrastructure annotations may override.
 //!
 //! Translation does not know about provisioning, so its Gateway statuses are
 //! post-processed here ([`adjust_statuses`]): bad parameters turn `Accepted`
@@ -161,10 +163,18 @@ pub fn render(
     let ports = listener_ports(gw, snapshot);
     let container_ports: Vec<Value> = ports.iter().map(|(p, proto)| json!({"name": port_name(*p, proto), "containerPort": p, "protocol": proto})).collect();
     let service_ports: Vec<Value> = ports.iter().map(|(p, proto)| json!({"name": port_name(*p, proto), "port": p, "targetPort": p, "protocol": proto})).collect();
-    let mut template_meta = json!({"labels": labels});
-    if !annotations.is_empty() {
-        template_meta["annotations"] = json!(annotations);
-    }
+    // Proxy pods are annotated for Prometheus scraping of `/metrics` on the
+    // admin port; `spec.infrastructure.annotations` override these.
+    let mut pod_annotations: BTreeMap<String, String> = [
+        ("prometheus.io/scrape", "true".to_string()),
+        ("prometheus.io/port", PROXY_ADMIN_PORT.to_string()),
+        ("prometheus.io/path", "/metrics".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    pod_annotations.extend(annotations.clone());
+    let template_meta = json!({"labels": labels, "annotations": pod_annotations});
     let sa = json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",

@@ -1,0 +1,315 @@
+//! Prometheus metrics after real traffic over 127.0.0.1: names, labels and
+//! values as `/metrics` shows them, and the series budget of a
+//! 1,000-route configuration.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use portcullis_ir::*;
+use portcullis_obs::http::{Finished, SERIES_PER_ENTRY};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Samples of a scrape: `name{labels}` → value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Fetch `/metrics` from the metrics listener over a real socket.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: m\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    body.to_string()
+}
+
+/// Scrape until `want` holds (the last request of a keep-alive exchange is
+/// recorded when its response body is done, which may be just after the
+/// client has read it).
+async fn scrape_until(
+    addr: std::net::SocketAddr,
+    want: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> (String, BTreeMap<String, f64>) {
+    for _ in 0..100 {
+        let text = scrape(addr).await;
+        let s = samples(&text);
+        if want(&s) {
+            return (text, s);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = scrape(addr).await;
+    panic!("metrics never matched:\n{text}");
+}
+
+const RT: &str = r#"gateway="ns/gw-m",listener="http",route="ns/met",backend="ns/met-echo:80""#;
+
+#[tokio::test]
+async fn requests_are_counted_by_route_backend_method_and_status_class() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let (maddr, _task) = portcullis_obs::server::serve(([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
+        let e = Echo::start("met-echo").await;
+        let (_dp, addr) = serve_with(
+            Default::default(),
+            vec![listener(
+                "ns/gw-m/http",
+                None,
+                vec![rule("met", prefix("/ok"), vec![wb(1, e.backend())])],
+            )],
+        )
+        .await;
+        let c = client();
+        for _ in 0..3 {
+            assert_eq!(send(&c, addr, "GET", "m.example", "/ok", &[]).await.status, 200);
+        }
+        let posted = send_body(
+            &c,
+            addr,
+            "POST",
+            "m.example",
+            "/ok/p?secret=1",
+            &[],
+            Bytes::from_static(b"hello"),
+        )
+        .await;
+        assert_eq!(posted.status, 200);
+        let failed = send(&c, addr, "GET", "m.example", "/ok", &[("x-echo-status", "503")]).await;
+        assert_eq!(failed.status, 503);
+        assert_eq!(send(&c, addr, "GET", "m.example", "/nope", &[]).await.status, 404);
+
+        let get2 = format!(r#"portcullis_http_requests_total{{{RT},method="GET",code="2xx"}}"#);
+        let (text, s) = scrape_until(maddr, |s| {
+            s.get(&format!(r#"portcullis_http_request_duration_seconds_count{{{RT}}}"#))
+                == Some(&5.0)
+                && s.get(&get2) == Some(&3.0)
+        })
+        .await;
+        let v = |k: &str| s.get(k).copied().unwrap_or_else(|| panic!("{k} missing in\n{text}"));
+        assert_eq!(v(&get2), 3.0);
+        assert_eq!(v(&format!(r#"portcullis_http_requests_total{{{RT},method="POST",code="2xx"}}"#)), 1.0);
+        assert_eq!(v(&format!(r#"portcullis_http_requests_total{{{RT},method="GET",code="5xx"}}"#)), 1.0);
+        // The 404: the listener's entry, without route and backend.
+        assert_eq!(
+            v(r#"portcullis_http_requests_total{gateway="ns/gw-m",listener="http",route="",backend="",method="GET",code="4xx"}"#),
+            1.0
+        );
+        assert_eq!(v(&format!(r#"portcullis_http_request_bytes_total{{{RT}}}"#)), 5.0);
+        let out = v(&format!(r#"portcullis_http_response_bytes_total{{{RT}}}"#));
+        let echoed: usize = [posted.body.len(), failed.body.len()].iter().sum();
+        assert!(out >= echoed as f64, "{out} < {echoed}");
+        assert_eq!(v(&format!(r#"portcullis_http_upstream_duration_seconds_count{{{RT}}}"#)), 5.0);
+        assert_eq!(
+            v(&format!(r#"portcullis_http_request_duration_seconds_bucket{{le="+Inf",{RT}}}"#)),
+            5.0
+        );
+        assert!(v(&format!(r#"portcullis_http_request_duration_seconds_sum{{{RT}}}"#)) > 0.0);
+        let port = format!(r#"port="{addr}",protocol="http""#);
+        assert!(v(&format!("portcullis_downstream_connections_total{{{port}}}")) >= 1.0);
+        assert!(v(&format!("portcullis_downstream_connections_active{{{port}}}")) >= 1.0);
+        assert!(v(r#"portcullis_upstream_connections_total{client="http1"}"#) >= 1.0);
+        // Nothing about paths, hosts, queries or clients.
+        for leak in ["/ok", "m.example", "secret", "127.0.0.1:"] {
+            let hit = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter(|l| !l.contains("port=\""))
+                .find(|l| l.contains(leak));
+            assert!(hit.is_none(), "{leak} in {hit:?}");
+        }
+        // Every name follows the conventions.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(l.starts_with("portcullis_"), "{l}");
+        }
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn tcp_sessions_and_bytes_are_counted() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        // A TCP echo backend.
+        let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let baddr = backend.local_addr().unwrap();
+        let echo = tokio::spawn(async move {
+            while let Ok((mut s, _)) = backend.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let dp = portcullis_dataplane::Dataplane::new(Default::default());
+        let addr = apply_port(&dp, |bind| {
+            let mut l = listener("ns/gw-tcp/tcp", None, vec![]);
+            l.l4_routes.push(L4Route {
+                meta: RouteMeta {
+                    kind: "TCPRoute".into(),
+                    namespace: "ns".into(),
+                    name: "tcp-met".into(),
+                    creation_timestamp: "2024-01-01T00:00:00Z".into(),
+                    rule_index: 0,
+                    rule_name: None,
+                },
+                hostnames: vec![],
+                backends: vec![wb(1, service("tcp-echo", &[baddr], None))],
+            });
+            port(bind, PortProtocol::Tcp, vec![l])
+        })
+        .await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"ping!").await.unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).await.unwrap();
+        drop(s);
+        let labels = r#"gateway="ns/gw-tcp",listener="tcp",route="ns/tcp-met",protocol="tcp""#;
+        let want = format!(r#"portcullis_l4_bytes_total{{{labels},direction="rx"}}"#);
+        let mut ok = false;
+        for _ in 0..100 {
+            let s = samples(&portcullis_obs::render());
+            if s.get(&want) == Some(&5.0) {
+                assert_eq!(s[&format!("portcullis_l4_sessions_total{{{labels}}}")], 1.0);
+                assert_eq!(
+                    s[&format!(r#"portcullis_l4_bytes_total{{{labels},direction="tx"}}"#)],
+                    5.0
+                );
+                assert_eq!(
+                    s[&format!("portcullis_l4_sessions_active{{{labels}}}")],
+                    0.0
+                );
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ok, "{}", portcullis_obs::render());
+        dp.shutdown().await;
+        echo.abort();
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// The documented budget (docs/observability.md): at most
+/// `SERIES_PER_ENTRY` per (listener, route, backend), per (listener, route)
+/// for answers given before a backend was chosen, per listener for
+/// unmatched requests and once for requests matching no listener, plus
+/// the fixed families.
+fn budget(listeners: usize, routes: usize, route_backends: usize) -> usize {
+    SERIES_PER_ENTRY * (route_backends + routes + listeners + 1) + FIXED_SERIES
+}
+
+/// Series of the families without route labels, for a handful of ports.
+const FIXED_SERIES: usize = 200;
+
+#[tokio::test]
+async fn a_thousand_routes_stay_within_the_series_budget() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let e = Echo::start("budget-echo").await;
+        let rules: Vec<_> = (0..1000)
+            .map(|i| {
+                rule(
+                    &format!("budget-{i}"),
+                    prefix(&format!("/r{i}")),
+                    vec![wb(1, e.backend())],
+                )
+            })
+            .collect();
+        let (_dp, addr) = serve_with(
+            Default::default(),
+            vec![listener("ns/gw-budget/http", None, rules)],
+        )
+        .await;
+        // Before any traffic, routes expose nothing.
+        let idle = portcullis_obs::render();
+        assert!(!idle.contains("budget-"), "untouched routes are exposed");
+        // Real requests on a few routes...
+        let c = client();
+        for i in [0, 500, 999] {
+            let got = send(&c, addr, "GET", "b.example", &format!("/r{i}"), &[]).await;
+            assert_eq!(got.status, 200);
+        }
+        // ...then the worst case: every entry sees every method class and
+        // status class, upstream times, retries, timeouts and mirror errors.
+        let mine = portcullis_obs::metrics()
+            .http
+            .entries()
+            .into_iter()
+            .filter(|(k, _)| &*k.gateway == "ns/gw-budget");
+        for (_, s) in mine {
+            for method in 0..8u8 {
+                for status in [101, 200, 301, 404, 503] {
+                    s.record(&Finished {
+                        method,
+                        status,
+                        bytes_in: 1,
+                        bytes_out: 1,
+                        duration: Duration::from_millis(3),
+                        upstream: Some(Duration::from_millis(2)),
+                    });
+                }
+            }
+            s.retry();
+            s.timeout();
+            s.mirror_error();
+        }
+        // This config's series (other tests of this binary run alongside),
+        // and the fixed ones (no gateway label).
+        let count = |text: &str| {
+            let lines = text.lines().filter(|l| !l.starts_with('#'));
+            let (mut mine, mut fixed) = (0, 0);
+            for l in lines {
+                if l.contains(r#"gateway="ns/gw-budget""#) {
+                    mine += 1;
+                } else if !l.contains("gateway=") {
+                    fixed += 1;
+                }
+            }
+            (mine, fixed)
+        };
+        let (series, fixed) = count(&portcullis_obs::render());
+        let max = budget(1, 1000, 1000);
+        assert!(
+            series + fixed <= max,
+            "{series} + {fixed} series > budget {max}"
+        );
+        assert!(fixed <= FIXED_SERIES, "{fixed} fixed series");
+        assert!(
+            series > 1000 * SERIES_PER_ENTRY,
+            "the worst case was not reached: {series}"
+        );
+        // Series grow with routes, not with requests: other paths, queries
+        // and hosts add none.
+        for i in 0..50 {
+            let host = format!("h{i}.example");
+            send(&c, addr, "GET", &host, &format!("/r{i}/x?q={i}"), &[]).await;
+        }
+        let (after, _) = count(&portcullis_obs::render());
+        assert_eq!(after, series);
+    })
+    .await
+    .expect("test timed out");
+}

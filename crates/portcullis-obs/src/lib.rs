@@ -1,0 +1,23 @@
+//! Portcullis observability.
+//!
+//! - [`metrics`]: the process-wide Prometheus registry ([`metrics::metrics`],
+//!   [`metrics::render`]), connection, TLS, layer-4 and control-plane metrics.
+//! - [`http`]: per-route HTTP statistics, resolved when a route table is
+//!   built so that the request path only adds to atomics (no lock, no
+//!   allocation), and the collector that encodes them.
+//! - [`hist`]: the lock-free duration histogram they use.
+//! - [`accesslog`]: JSON/text access logs behind a bounded queue.
+//! - [`trace`]: W3C trace context, server spans, OTLP/HTTP export.
+//!
+//! Metric names, labels and the series budget are documented in
+//! `docs/observability.md`.
+#![deny(missing_docs)]
+
+pub mod accesslog;
+pub mod hist;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod trace;
+
+pub use metrics::{CONTENT_TYPE, metrics, render};
