@@ -69,8 +69,12 @@ impl Default for Served {
 impl Served {
     /// Pick a version for every kind from the group's served versions, given
     /// in the API server's order of preference (preferred version first).
+    /// Portcullis' own kinds are taken as served (see [`Served::discover`]).
     pub fn from_versions(versions: &[ServedVersion]) -> Served {
-        let mut resources = BTreeMap::new();
+        let mut resources: BTreeMap<Kind, ApiResource> = PORTCULLIS_KINDS
+            .into_iter()
+            .map(|k| (k, native_resource(k)))
+            .collect();
         for kind in GATEWAY_KINDS {
             let found = versions
                 .iter()
@@ -110,7 +114,11 @@ impl Served {
             }
         }
         let mut served = Self::discover_gateway(client, groups).await?;
-        served.resources.extend(own);
+        for kind in PORTCULLIS_KINDS {
+            if !own.contains_key(&kind) {
+                served.resources.remove(&kind);
+            }
+        }
         Ok(served)
     }
 

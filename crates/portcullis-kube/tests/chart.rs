@@ -38,23 +38,81 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-/// Render one template with the supported subset.
+/// Helm's truthiness: absent, null, false, 0, "" and empty collections are false.
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(_) => true,
+    }
+}
+
+fn lookup_opt<'a>(values: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(values, |v, k| v.get(k))
+}
+
+/// Render one template with the supported subset (`.Values` and `.Release`
+/// scalars, `toYaml … | nindent N`, `if`/`with .Values…` … `end`).
 fn render(template: &str, values: &Value) -> String {
     let mut out = String::new();
     let mut rest = template;
+    // Open `if`/`with` blocks: whether each is taken, and `with`'s dot.
+    let mut blocks: Vec<(bool, Option<Value>)> = vec![];
     while let Some(start) = rest.find("{{") {
         let (before, after) = rest.split_at(start);
         let end = after.find("}}").expect("unclosed {{");
         let mut expr = &after[2..end];
         rest = &after[end + 2..];
-        out.push_str(before);
+        let active = blocks.iter().all(|b| b.0);
+        if active {
+            out.push_str(before);
+        }
         if let Some(e) = expr.strip_prefix('-') {
-            let trimmed = out.trim_end().len();
-            out.truncate(trimmed);
+            if active {
+                let trimmed = out.trim_end().len();
+                out.truncate(trimmed);
+            }
             expr = e;
         }
-        let expr = expr.trim();
-        if let Some(arg) = expr.strip_prefix("toYaml ") {
+        let expr = expr.trim().trim_end_matches('-').trim();
+        if let Some(path) = expr
+            .strip_prefix("if .Values.")
+            .or_else(|| expr.strip_prefix("with .Values."))
+        {
+            let v = lookup_opt(values, path);
+            blocks.push((truthy(v), v.cloned()));
+            continue;
+        }
+        if expr == "end" {
+            blocks.pop().expect("end without if/with");
+            continue;
+        }
+        if !active {
+            continue;
+        }
+        if expr == "toYaml . | nindent 4" || expr.starts_with("toYaml . |") {
+            let n: usize = expr
+                .rsplit_once("nindent")
+                .expect("toYaml needs | nindent N")
+                .1
+                .trim()
+                .parse()
+                .unwrap();
+            let dot = blocks
+                .iter()
+                .rev()
+                .find_map(|b| b.1.as_ref())
+                .expect("toYaml . outside with");
+            let yaml = serde_saphyr::to_string(dot).unwrap();
+            for line in yaml.lines() {
+                out.push('\n');
+                out.push_str(&" ".repeat(n));
+                out.push_str(line);
+            }
+        } else if let Some(arg) = expr.strip_prefix("toYaml ") {
             let (path, indent) = arg
                 .split_once("| nindent")
                 .expect("toYaml needs | nindent N");
@@ -79,6 +137,7 @@ fn render(template: &str, values: &Value) -> String {
             panic!("template construct not supported by the test renderer: {{{{{expr}}}}}");
         }
     }
+    assert!(blocks.is_empty(), "unclosed if/with");
     out.push_str(rest);
     out
 }

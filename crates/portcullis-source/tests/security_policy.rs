@@ -46,6 +46,7 @@ fn unimplemented_fields_are_rejected_not_ignored() {
     expect_errors(
         &policy("  extAuth:\n    grpc:\n      backendRefs: [{name: authz, port: 9000}]\n"),
         &[
+            "test.yaml:8: SecurityPolicy default/sp: spec.extAuth.http: required value is missing",
             "test.yaml:9: SecurityPolicy default/sp: spec.extAuth.grpc: unknown field: not supported by Portcullis (the schema lists every implemented field)",
         ],
     );

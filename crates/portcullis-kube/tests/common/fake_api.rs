@@ -177,17 +177,27 @@ impl FakeApi {
                     .iter()
                     .map(|(v, _)| json!({"groupVersion": format!("{}/{v}", super::GW), "version": v}))
                     .collect();
-                let groups: Vec<Value> = match versions.first() {
+                let mut groups: Vec<Value> = match versions.first() {
                     Some(pref) => vec![
                         json!({"name": super::GW, "versions": versions, "preferredVersion": pref}),
                     ],
                     None => vec![],
                 };
+                // Portcullis' own CRDs (the chart installs them).
+                let own = json!({"groupVersion": "portcullis.dev/v1alpha1", "version": "v1alpha1"});
+                groups.push(json!({"name": "portcullis.dev", "versions": [own.clone()], "preferredVersion": own}));
                 Some((
                     200,
                     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
                 ))
             }
+            ["apis", "portcullis.dev", "v1alpha1"] => Some((
+                200,
+                json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "portcullis.dev/v1alpha1", "resources": [
+                    {"name": "securitypolicies", "singularName": "", "namespaced": true, "kind": "SecurityPolicy", "verbs": ["get", "list", "watch", "patch"]},
+                    {"name": "securitypolicies/status", "singularName": "", "namespaced": true, "kind": "SecurityPolicy", "verbs": ["get", "patch"]},
+                ]}),
+            )),
             ["apis", g, v, rest @ ..] if *g == super::GW => {
                 let kinds = st.served.iter().find(|(sv, _)| sv == v).map(|(_, k)| k);
                 let Some(kinds) = kinds else {
