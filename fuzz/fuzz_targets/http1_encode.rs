@@ -117,16 +117,21 @@ fuzz_target!(|input: Input| {
     let Ok(method) = Method::from_bytes(&input.method) else {
         return;
     };
-    // A target the `http` crate accepts whole as origin-form (it drops a
-    // `#fragment` and what follows, so compare). Other strings must never
-    // reach the encoder: refusing them is the encoder guard's job (issue 10
-    // item 1); once it lands, this target should assert `prepare` refuses them.
-    let accepted = http::uri::PathAndQuery::try_from(input.target.as_str())
-        .is_ok_and(|pq| pq.as_str() == input.target);
-    if !input.target.starts_with('/') || !accepted {
-        return;
-    }
-    let req = H1Client::prepare(&method, &input.target, &h, H1Body::Bytes(body.clone()));
+    // The encoder guard: a target is written only when it is origin-form
+    // and visible ASCII (no space, CR, LF or other control byte); anything
+    // else is refused before a byte is written.
+    let wire_ok =
+        input.target.starts_with('/') && input.target.bytes().all(|c| c.is_ascii_graphic());
+    let req = match H1Client::prepare(&method, &input.target, &h, H1Body::Bytes(body.clone())) {
+        Ok(req) => {
+            assert!(wire_ok, "prepare accepted {:?}", input.target);
+            req
+        }
+        Err(_) => {
+            assert!(!wire_ok, "prepare refused {:?}", input.target);
+            return;
+        }
+    };
     let head = H1Client::head_bytes(&req);
     let mut slots = [httparse::EMPTY_HEADER; 64];
     let mut parsed_req = httparse::Request::new(&mut slots);

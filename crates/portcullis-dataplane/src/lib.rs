@@ -238,6 +238,8 @@ impl Running {
 struct State {
     ports: HashMap<PortKey, Running>,
     last: Option<Arc<Config>>,
+    /// TLS errors of `last`, reported again when it is applied again.
+    last_tls_errors: BTreeMap<SocketAddr, String>,
     draining: Vec<Drain>,
     shut: bool,
 }
@@ -288,6 +290,9 @@ impl Dataplane {
             .as_ref()
             .is_some_and(|l| Arc::ptr_eq(l, &config) || **l == *config)
         {
+            // Still true of what is served: the previous TLS configuration
+            // keeps serving those ports.
+            report.tls_errors = st.last_tls_errors.clone();
             return report;
         }
         let shared = &self.inner.shared;
@@ -338,6 +343,7 @@ impl Dataplane {
             tracing::warn!(%backend, error = %e, "backend TLS configuration failed");
         }
         st.last = report.bind_errors.is_empty().then_some(config);
+        st.last_tls_errors = report.tls_errors.clone();
         report
     }
 

@@ -139,12 +139,6 @@ impl Loop {
                 bind_errors: self.bind_errors.clone(),
             };
             let mut out = portcullis_translate::translate_with(&input, &mut self.memo);
-            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            portcullis_store::status::carry_transition_times(
-                &mut out.statuses,
-                &self.previous_statuses,
-                &now,
-            );
             self.addresses = out.addresses;
             let config = Arc::new(out.config);
             // The data plane compares with what it serves (an identical config is a no-op).
@@ -160,6 +154,13 @@ impl Loop {
             for (backend, e) in &report.backend_tls_errors {
                 tracing::error!(%backend, "backend TLS configuration rejected (answered as an invalid backend): {e}");
             }
+            mark_tls_errors(&mut out.statuses, reload, &report.tls_errors);
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            portcullis_store::status::carry_transition_times(
+                &mut out.statuses,
+                &self.previous_statuses,
+                &now,
+            );
             let rebind = report.bind_errors != self.bind_errors;
             self.bind_errors = report.bind_errors;
             applying += t.elapsed();
@@ -209,4 +210,61 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// A listener whose port's TLS configuration the data plane refused (a key
+/// that does not match its certificate, a key type rustls cannot use) keeps
+/// serving the certificate it had: say so on the listener, with
+/// `ResolvedRefs=False/InvalidCertificateRef`, `Programmed` unchanged.
+fn mark_tls_errors(
+    statuses: &mut portcullis_store::status::Statuses,
+    snapshot: &portcullis_store::Snapshot,
+    tls_errors: &BTreeMap<SocketAddr, String>,
+) {
+    use portcullis_store::status::{Condition, Status};
+    if tls_errors.is_empty() {
+        return;
+    }
+    for (key, gw) in &snapshot.gateways {
+        let oref = portcullis_store::ObjectRef {
+            kind: portcullis_store::Kind::Gateway,
+            key: key.clone(),
+        };
+        let Some(Status::Gateway(st)) = statuses.get_mut(&oref) else {
+            continue;
+        };
+        let ips: Vec<std::net::IpAddr> = st
+            .addresses
+            .iter()
+            .filter_map(|a| a.value.parse().ok())
+            .collect();
+        let generation = gw.metadata.generation.unwrap_or(0);
+        for l in &gw.spec.listeners {
+            if l.protocol != "HTTPS" && l.protocol != "TLS" {
+                continue;
+            }
+            let Some(err) = ips
+                .iter()
+                .find_map(|ip| tls_errors.get(&SocketAddr::new(*ip, l.port as u16)))
+            else {
+                continue;
+            };
+            let Some(ls) = st.listeners.iter_mut().find(|s| s.name == l.name) else {
+                continue;
+            };
+            let cond = Condition::new(
+                "ResolvedRefs",
+                false,
+                "InvalidCertificateRef",
+                format!(
+                    "the data plane refused this port's TLS configuration; the previous certificate keeps serving: {err}"
+                ),
+                generation,
+            );
+            match ls.conditions.iter_mut().find(|c| c.type_ == "ResolvedRefs") {
+                Some(c) => *c = cond,
+                None => ls.conditions.push(cond),
+            }
+        }
+    }
 }
