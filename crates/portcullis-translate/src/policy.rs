@@ -8,7 +8,10 @@
 //! - two policies on the same target: the oldest (then `namespace/name`) wins, the
 //!   other is `Accepted=False/Conflicted`; a policy naming a port (`sectionName`)
 //!   overrides one for the whole Service on that port, and both are accepted;
-//! - ancestors are the Gateways whose attached routes send traffic to the target.
+//! - ancestors are the Gateways whose attached routes send traffic to the target;
+//! - a target whose only policy is invalid is never reached in plain text: it
+//!   gets a TLS configuration with no trust anchor, which the data plane cannot
+//!   build, so requests to it are answered 500.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -172,6 +175,16 @@ pub(crate) fn apply(
                     let mut t = tls.clone();
                     t.client_certificate = client_cert.clone();
                     b.tls = Some(t);
+                } else if !conflicted && b.tls.is_none() {
+                    // The Service wants TLS but its policy has no usable CA:
+                    // never fall back to plain text. A TLS config with no
+                    // trust anchor cannot be built, so the data plane
+                    // answers the backend as invalid (500).
+                    b.tls = Some(ir::BackendTls {
+                        ca_pem: String::new(),
+                        system_roots: false,
+                        ..tls.clone()
+                    });
                 }
             }
         }
