@@ -34,32 +34,13 @@ pub struct EncodeError(pub &'static str);
 
 /// RFC 9110 §5.5 `field-value` bytes: visible ASCII, space, tab, obs-text.
 fn field_value_ok(v: &[u8]) -> bool {
-    v.iter().all(|&c| c == b'\t' || (c >= 0x20 && c != 0x7f))
+    v.iter()
+        .all(|&c| portcullis_route::chars::is_field_value_byte(c))
 }
 
-/// RFC 9110 §5.6.2 `tchar`.
+/// A non-empty RFC 9110 §5.6.2 `token`.
 fn token_ok(v: &[u8]) -> bool {
-    !v.is_empty()
-        && v.iter().all(|&c| {
-            c.is_ascii_alphanumeric()
-                || matches!(
-                    c,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
+    !v.is_empty() && v.iter().all(|&c| portcullis_route::chars::is_tchar(c))
 }
 
 /// An origin-form request target: visible ASCII only (no space, CR, LF).

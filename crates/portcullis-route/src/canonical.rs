@@ -23,6 +23,8 @@
 
 use std::borrow::Cow;
 
+use crate::chars::is_unreserved;
+
 /// Why a request path was rejected (the data plane answers 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -32,10 +34,6 @@ pub enum PathError {
     /// A `%` not followed by two hex digits.
     #[error("invalid percent-encoding in request path")]
     BadPercentEncoding,
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 fn hex(b: u8) -> Option<u8> {

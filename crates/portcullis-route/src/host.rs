@@ -30,24 +30,7 @@ pub enum AuthorityError {
 /// RFC 3986 `reg-name` characters without percent-encodings: `unreserved`
 /// and `sub-delims`.
 fn reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
+    crate::chars::is_unreserved(b) || crate::chars::is_sub_delim(b)
 }
 
 /// Validate an authority as RFC 9110 `Host = uri-host [ ":" port ]`

@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod canonical;
+pub mod chars;
 pub mod host;
 pub mod matchers;
 pub mod path;

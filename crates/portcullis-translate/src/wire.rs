@@ -20,6 +20,8 @@
 
 use std::fmt::Write;
 
+use portcullis_route::chars::{is_field_value_byte, is_pchar, is_tchar};
+
 /// Describe the first byte of `s` not allowed by `ok`, if any.
 fn first_bad(s: &str, ok: impl Fn(&[u8], usize) -> bool) -> Option<String> {
     let b = s.as_bytes();
@@ -39,29 +41,6 @@ fn first_bad(s: &str, ok: impl Fn(&[u8], usize) -> bool) -> Option<String> {
     }
     let _ = write!(d, " at offset {i}");
     Some(d)
-}
-
-fn is_pchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-        )
 }
 
 fn path_byte_ok(b: &[u8], i: usize) -> bool {
@@ -98,27 +77,6 @@ fn path_chars(s: &str) -> Result<(), String> {
     }
 }
 
-fn is_tchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
-}
-
 /// An RFC 9110 token (header names, cookie names, methods).
 pub(crate) fn token(what: &str, s: &str) -> Result<(), String> {
     if s.is_empty() {
@@ -134,7 +92,7 @@ pub(crate) fn token(what: &str, s: &str) -> Result<(), String> {
 
 /// A header field value.
 pub(crate) fn header_value(name: &str, s: &str) -> Result<(), String> {
-    match first_bad(s, |b, i| matches!(b[i], b'\t' | 0x20..=0x7E | 0x80..)) {
+    match first_bad(s, |b, i| is_field_value_byte(b[i])) {
         None => Ok(()),
         Some(d) => Err(format!(
             "value of header {name:?} is not a valid field value: {d} is not allowed (no control characters)"
