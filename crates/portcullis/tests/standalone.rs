@@ -1,32 +1,14 @@
 //! End-to-end tests of the `portcullis` binary in standalone mode: real
 //! processes, real sockets on 127.0.0.1, real files.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-/// Kills the child (by PID, via its handle) when dropped.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_portcullis")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{bin, free_port, start, wait_for};
 
 /// A tiny HTTP/1.1 backend answering `backend:<name> path:<path>` to every request.
 fn backend(name: &'static str) -> SocketAddr {
@@ -81,17 +63,6 @@ fn get(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
-
 fn manifest(port: u16, backend: SocketAddr, path: &str) -> String {
     format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
@@ -137,27 +108,6 @@ fn admin_get(admin: SocketAddr, path: &str) -> Option<(u16, String)> {
     get(admin, "admin", path)
 }
 
-fn start(dir: &Path, admin: SocketAddr) -> Proc {
-    start_with(dir, admin, &[])
-}
-
-fn start_with(dir: &Path, admin: SocketAddr, extra: &[&str]) -> Proc {
-    let child = Command::new(bin())
-        .args(["run", "--config"])
-        .arg(dir)
-        .args(["--admin", &admin.to_string(), "--workers", "2"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn portcullis");
-    let p = Proc(child);
-    wait_for("readyz", Duration::from_secs(20), || {
-        admin_get(admin, "/readyz").is_some_and(|(s, _)| s == 200)
-    });
-    p
-}
-
 #[test]
 fn metrics_on_the_admin_api_and_the_metrics_listener() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,7 +117,7 @@ fn metrics_on_the_admin_api_and_the_metrics_listener() {
     let b = backend("m");
     let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     std::fs::write(dir.path().join("all.yaml"), manifest(port, b, "/app")).unwrap();
-    let _p = start_with(dir.path(), admin, &["--metrics", &metrics.to_string()]);
+    let _p = start(dir.path(), admin, &["--metrics", &metrics.to_string()]);
     wait_for("route live", Duration::from_secs(10), || {
         get(gw, "x", "/app/1").is_some_and(|(s, _)| s == 200)
     });
@@ -204,7 +154,7 @@ fn serves_reloads_and_survives_bad_edits() {
     let b = backend("one");
     let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     std::fs::write(dir.path().join("all.yaml"), manifest(port, b, "/app")).unwrap();
-    let _p = start(dir.path(), admin);
+    let _p = start(dir.path(), admin, &[]);
 
     // Served as configured; unmatched paths are 404.
     wait_for("route live", Duration::from_secs(10), || {
