@@ -25,7 +25,10 @@ def obj(props, required=(), desc=None, rules=None):
     return o
 
 
-def arr(items, desc=None, min_items=None, max_items=None):
+def arr(items, desc=None, min_items=None, max_items=64):
+    # Every list and string is bounded: the API server estimates the cost of
+    # the CEL rules from these bounds and refuses a CRD whose worst case
+    # exceeds its budget (scripts/test-kube installs it on a real one).
     o = {"type": "array", "items": items}
     if desc:
         o["description"] = desc
@@ -37,6 +40,7 @@ def arr(items, desc=None, min_items=None, max_items=None):
 
 
 def s(desc=None, **kw):
+    kw.setdefault("maxLength", 4096)
     o = {"type": "string", **kw}
     if desc:
         o["description"] = desc
@@ -110,7 +114,7 @@ jwt_provider = obj({
         rules=[("self.uri.startsWith('https://') || self.uri.startsWith('http://')", "uri must be an http(s) URL")]),
     "localJWKS": obj({
         "type": s("`Inline` (the only type supported).", enum=["Inline"], default="Inline"),
-        "inline": s("The JSON Web Key Set.", minLength=1),
+        "inline": s("The JSON Web Key Set.", minLength=1, maxLength=262144),
     }, ["inline"], desc="Keys inline."),
     "claimToHeaders": arr(obj({
         "header": {**HEADER_NAME, "description": "Request header to set."},
@@ -150,7 +154,7 @@ authorization = obj({
         "name": s("Name, for logs.", minLength=1, maxLength=253),
         "action": s("`Allow` or `Deny`.", enum=["Allow", "Deny"]),
         "principal": obj({
-            "clientCIDRs": arr(s(minLength=1), "Client address ranges (any matches).", min_items=1),
+            "clientCIDRs": arr(s(minLength=1, maxLength=64), "Client address ranges (any matches).", min_items=1),
             "jwt": obj({
                 "provider": s("The JWT provider of this policy that validated the token.", minLength=1, maxLength=253),
                 "claims": arr(obj({
@@ -186,7 +190,7 @@ spec = obj({
             "authorization rules may only name JWT providers of this policy")])
 
 condition = obj({
-    "type": s(), "status": s(), "reason": s(), "message": s(),
+    "type": s(maxLength=316), "status": s(maxLength=16), "reason": s(maxLength=1024), "message": s(maxLength=32768),
     "observedGeneration": {"type": "integer", "format": "int64"},
     "lastTransitionTime": s(format="date-time"),
 }, ["type", "status", "reason", "message", "lastTransitionTime"])

@@ -155,6 +155,21 @@ fn render_chart() -> String {
     let mut out = String::from(
         "# Rendered from deploy/helm/portcullis with its default values\n# (release \"portcullis\", namespace \"portcullis-system\"). Do not edit:\n# UPDATE_MANIFESTS=1 cargo test -p portcullis-kube --test chart\n",
     );
+    // As `helm template --include-crds`: the chart's CRDs first, so that
+    // `kubectl apply -f` of this one file installs everything the controller
+    // watches (its /readyz names any kind it cannot watch).
+    let mut crds: Vec<PathBuf> = std::fs::read_dir(chart.join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    crds.sort();
+    for f in crds {
+        let name = f.file_name().unwrap().to_string_lossy();
+        out.push_str(&format!("---\n# Source: portcullis/crds/{name}\n"));
+        let body = std::fs::read_to_string(&f).unwrap();
+        out.push_str(body.trim_start_matches("---\n").trim_end());
+        out.push('\n');
+    }
     for f in files {
         let name = f.file_name().unwrap().to_string_lossy();
         out.push_str(&format!("---\n# Source: portcullis/templates/{name}\n"));
@@ -208,6 +223,7 @@ fn manifests_are_the_chart_rendered() {
     let want: BTreeSet<&str> = [
         "ClusterRole",
         "ClusterRoleBinding",
+        "CustomResourceDefinition",
         "Deployment",
         "GatewayClass",
         "PodDisruptionBudget",
