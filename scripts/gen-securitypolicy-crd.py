@@ -6,58 +6,13 @@ unknown field and is rejected. Field names follow Envoy Gateway's
 gateway.envoyproxy.io/v1alpha1 SecurityPolicy. Run from the repository root;
 the Helm chart's copy (deploy/helm/portcullis/crds/) is written too.
 """
-import yaml
+import os
+import sys
 
-DURATION = {"type": "string", "pattern": r"^([0-9]{1,5}(h|m|s|ms)){1,4}$",
-            "description": "A Gateway API duration, e.g. `300s`, `1h`, `500ms`."}
-HEADER_NAME = {"type": "string", "minLength": 1, "maxLength": 256,
-               "pattern": r"^[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$"}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from crdgen import DURATION, HEADER_NAME, arr, obj, s, target_ref, write_crd  # noqa: E402
 
-
-def obj(props, required=(), desc=None, rules=None):
-    o = {"type": "object", "properties": props}
-    if required:
-        o["required"] = list(required)
-    if desc:
-        o["description"] = desc
-    if rules:
-        o["x-kubernetes-validations"] = [{"rule": r, "message": m} for r, m in rules]
-    return o
-
-
-def arr(items, desc=None, min_items=None, max_items=64):
-    # Every list and string is bounded: the API server estimates the cost of
-    # the CEL rules from these bounds and refuses a CRD whose worst case
-    # exceeds its budget (scripts/test-kube installs it on a real one).
-    o = {"type": "array", "items": items}
-    if desc:
-        o["description"] = desc
-    if min_items is not None:
-        o["minItems"] = min_items
-    if max_items is not None:
-        o["maxItems"] = max_items
-    return o
-
-
-def s(desc=None, **kw):
-    kw.setdefault("maxLength", 4096)
-    o = {"type": "string", **kw}
-    if desc:
-        o["description"] = desc
-    return o
-
-
-target_ref = obj({
-    "group": s("API group of the target.", maxLength=253),
-    "kind": s("Gateway, HTTPRoute or GRPCRoute.", maxLength=63),
-    "name": s("Name of the target, in the policy's namespace.", minLength=1, maxLength=253),
-    "sectionName": s("A listener of a Gateway, or a named rule of a route.",
-                     minLength=1, maxLength=253,
-                     pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
-}, ["group", "kind", "name"], rules=[
-    ("self.group == 'gateway.networking.k8s.io' && self.kind in ['Gateway', 'HTTPRoute', 'GRPCRoute']",
-     "targetRef must be a Gateway, HTTPRoute or GRPCRoute of group gateway.networking.k8s.io"),
-])
+KINDS = ["Gateway", "HTTPRoute", "GRPCRoute"]
 
 secret_ref = obj({
     "group": s("Group, the core group (`\"\"`).", maxLength=253, default=""),
@@ -176,8 +131,8 @@ authorization = obj({
             "clientCIDRs must be CIDRs such as 10.0.0.0/8 or 2001:db8::/32")])
 
 spec = obj({
-    "targetRef": target_ref,
-    "targetRefs": arr(target_ref, "The Gateways, listeners, routes and route rules this policy applies to.", max_items=16),
+    "targetRef": target_ref(KINDS),
+    "targetRefs": arr(target_ref(KINDS), "The Gateways, listeners, routes and route rules this policy applies to.", max_items=16),
     "cors": cors,
     "basicAuth": basic_auth,
     "apiKeyAuth": api_key_auth,
@@ -189,43 +144,6 @@ spec = obj({
            ("!has(self.authorization) || !has(self.authorization.rules) || self.authorization.rules.all(r, !has(r.principal) || !has(r.principal.jwt) || (has(self.jwt) && self.jwt.providers.exists(p, p.name == r.principal.jwt.provider)))",
             "authorization rules may only name JWT providers of this policy")])
 
-condition = obj({
-    "type": s(maxLength=316), "status": s(maxLength=16), "reason": s(maxLength=1024), "message": s(maxLength=32768),
-    "observedGeneration": {"type": "integer", "format": "int64"},
-    "lastTransitionTime": s(format="date-time"),
-}, ["type", "status", "reason", "message", "lastTransitionTime"])
-status = obj({
-    "ancestors": arr(obj({
-        "ancestorRef": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-        "controllerName": s(),
-        "conditions": arr(condition),
-    }, ["ancestorRef", "controllerName"]), max_items=16),
-}, desc="PolicyStatus, as the Gateway API.")
-
-crd = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "securitypolicies.portcullis.dev",
-                 "annotations": {"portcullis.dev/generated-by": "scripts/gen-securitypolicy-crd.py"}},
-    "spec": {
-        "group": "portcullis.dev",
-        "names": {"kind": "SecurityPolicy", "listKind": "SecurityPolicyList",
-                  "plural": "securitypolicies", "singular": "securitypolicy", "shortNames": ["sp"],
-                  "categories": ["portcullis"]},
-        "scope": "Namespaced",
-        "versions": [{
-            "name": "v1alpha1", "served": True, "storage": True,
-            "subresources": {"status": {}},
-            "schema": {"openAPIV3Schema": obj({
-                "apiVersion": s(), "kind": s(), "metadata": {"type": "object"},
-                "spec": spec, "status": status,
-            }, ["spec"], desc="SecurityPolicy: authentication, authorization and CORS at the gateway (GEP-713 policy).")},
-        }],
-    },
-}
-
-text = "# Generated by scripts/gen-securitypolicy-crd.py; do not edit.\n" + yaml.safe_dump(crd, sort_keys=False, width=120)
-for path in ["crates/portcullis-source/crds/portcullis.dev_securitypolicies.yaml",
-             "deploy/helm/portcullis/crds/portcullis.dev_securitypolicies.yaml"]:
-    with open(path, "w") as f:
-        f.write(text)
+write_crd("SecurityPolicy", "securitypolicies", "sp", spec,
+          "SecurityPolicy: authentication, authorization and CORS at the gateway (GEP-713 policy).",
+          "scripts/gen-securitypolicy-crd.py")

@@ -49,6 +49,22 @@ pub struct DataplaneArgs {
     /// the client is the rightmost `X-Forwarded-For` address outside them.
     #[arg(long, value_delimiter = ',')]
     pub trusted_cidrs: Vec<ipnet::IpNet>,
+    /// Redis for BackendTrafficPolicy global rate limits: a `redis://`,
+    /// `rediss://` (TLS) or `unix://` URL; several comma-separated URLs are
+    /// the seed nodes of a Redis Cluster.
+    #[arg(long, value_delimiter = ',')]
+    pub rate_limit_redis: Vec<String>,
+    /// The `--rate-limit-redis` URL is one node of a Redis Cluster.
+    #[arg(long)]
+    pub rate_limit_redis_cluster: bool,
+    /// Milliseconds a global rate-limit decision may take (Redis round trip)
+    /// before it counts as failed.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_limit_redis_timeout_ms: u64,
+    /// When Redis cannot decide, refuse requests that global rules select
+    /// (503) instead of letting them through (the default: fail open).
+    #[arg(long)]
+    pub rate_limit_fail_closed: bool,
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -81,6 +97,20 @@ impl From<&Options> for DataplaneArgs {
             max_request_body_bytes: o.max_body_bytes.unwrap_or(0),
             trusted_hops: o.client_ip.trusted_hops,
             trusted_cidrs: o.client_ip.trusted_cidrs.clone(),
+            rate_limit_redis: o
+                .rate_limit
+                .redis
+                .as_ref()
+                .map(|r| r.urls.clone())
+                .unwrap_or_default(),
+            rate_limit_redis_cluster: o.rate_limit.redis.as_ref().is_some_and(|r| r.cluster),
+            rate_limit_redis_timeout_ms: o
+                .rate_limit
+                .redis
+                .as_ref()
+                .map(|r| u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(100),
+            rate_limit_fail_closed: !o.rate_limit.fail_open,
         }
     }
 }
@@ -101,6 +131,13 @@ impl DataplaneArgs {
             trusted_hops: self.trusted_hops,
             trusted_cidrs: self.trusted_cidrs.clone(),
         };
+        opts.rate_limit.redis =
+            (!self.rate_limit_redis.is_empty()).then(|| crate::ratelimit::redis::RedisTarget {
+                urls: self.rate_limit_redis.clone(),
+                cluster: self.rate_limit_redis_cluster,
+                timeout: Duration::from_millis(self.rate_limit_redis_timeout_ms),
+            });
+        opts.rate_limit.fail_open = !self.rate_limit_fail_closed;
     }
 
     /// [`Options::default`] with these limits.

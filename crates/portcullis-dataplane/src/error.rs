@@ -58,6 +58,42 @@ pub enum ProxyError {
     /// connection's SNI selected.
     #[error("misdirected request")]
     Misdirected,
+    /// A BackendTrafficPolicy rate limit is exhausted (429).
+    #[error("rate limited")]
+    RateLimited(Quota),
+    /// The global rate-limit service (Redis) could not decide, and the limit
+    /// fails closed (503).
+    #[error("rate-limit service unavailable")]
+    RateLimitUnavailable,
+}
+
+/// What a rate-limit answer tells the client: the draft IETF `RateLimit-*`
+/// header fields (draft-ietf-httpapi-ratelimit-headers) and `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// `RateLimit-Limit`: the bucket size of the tightest rule.
+    pub limit: u64,
+    /// `RateLimit-Remaining`: requests left in it.
+    pub remaining: u64,
+    /// `RateLimit-Reset`: seconds until it is full again.
+    pub reset_secs: u64,
+    /// `Retry-After` (refused requests): seconds until this request would pass.
+    pub retry_after_secs: u64,
+}
+
+impl Quota {
+    /// Add the `RateLimit-*` fields (and `Retry-After` when refused).
+    pub fn decorate(&self, h: &mut HeaderMap, refused: bool) {
+        h.insert("ratelimit-limit", HeaderValue::from(self.limit));
+        h.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
+        h.insert("ratelimit-reset", HeaderValue::from(self.reset_secs));
+        if refused {
+            h.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after_secs),
+            );
+        }
+    }
 }
 
 /// Whether a request is gRPC: `content-type: application/grpc` or `application/grpc+…`.
@@ -86,6 +122,8 @@ impl ProxyError {
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -102,6 +140,8 @@ impl ProxyError {
             ProxyError::PayloadTooLarge => Some(8),
             ProxyError::NotImplemented(_) => Some(12),
             ProxyError::Misdirected => None,
+            ProxyError::RateLimited(_) => Some(8),
+            ProxyError::RateLimitUnavailable => Some(14),
         }
     }
 
@@ -124,6 +164,8 @@ impl ProxyError {
             ProxyError::NotImplemented(_) => Flag::NotImplemented,
             ProxyError::RequestTimeout => Flag::RequestTimeout,
             ProxyError::Misdirected => Flag::Misdirected,
+            ProxyError::RateLimited(_) => Flag::RateLimited,
+            ProxyError::RateLimitUnavailable => Flag::RateLimitServiceError,
         }
     }
 
@@ -141,6 +183,8 @@ impl ProxyError {
             ProxyError::NotImplemented(_) => "not implemented\n",
             ProxyError::RequestTimeout => "request body timeout\n",
             ProxyError::Misdirected => "misdirected request\n",
+            ProxyError::RateLimited(_) => "too many requests\n",
+            ProxyError::RateLimitUnavailable => "rate limit service unavailable\n",
         }
     }
 
@@ -148,10 +192,14 @@ impl ProxyError {
     /// [`is_grpc`]), which gets a trailers-only gRPC error when
     /// [`ProxyError::grpc_status`] has one.
     pub fn response_for(&self, grpc: bool) -> Response<ProxyBody> {
-        match self.grpc_status() {
+        let mut r = match self.grpc_status() {
             Some(code) if grpc => self.grpc_response(code),
             _ => self.response(),
+        };
+        if let ProxyError::RateLimited(q) = self {
+            q.decorate(r.headers_mut(), true);
         }
+        r
     }
 
     fn grpc_response(&self, code: u8) -> Response<ProxyBody> {

@@ -79,6 +79,8 @@ pub struct Shared {
     pub workers: crate::workers::Workers,
     /// Remote JWKS shared by SecurityPolicies.
     pub jwks: crate::auth::JwksCache,
+    /// Rate-limit buckets and the Redis client (BackendTrafficPolicy).
+    pub limiters: crate::ratelimit::Limiters,
 }
 
 /// State of one bound port.
@@ -360,6 +362,17 @@ where
             Flow::Respond(r) => return Ok(r),
             Flow::Fail(e) => return Err(e),
         }
+    }
+    // BackendTrafficPolicy rate limits, after authentication (so that rules
+    // may select on what it established, e.g. a client-ID header).
+    if let Some(rl) = &action.rate_limit {
+        let req = crate::ratelimit::Req {
+            method: &st.method,
+            path: &st.path,
+            headers: &st.headers,
+            client,
+        };
+        plan.quota = rl.check(&req).await?;
     }
     match action.filters.run(&mut st, &fcx, &mut plan) {
         Flow::Continue => {}

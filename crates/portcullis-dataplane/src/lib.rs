@@ -49,6 +49,7 @@ pub mod limits;
 pub mod listener;
 pub mod mirror;
 pub mod observe;
+pub mod ratelimit;
 pub mod retry;
 pub mod table;
 pub mod websocket;
@@ -120,6 +121,8 @@ pub struct Options {
     /// runtime and `SO_REUSEPORT` accept socket per port (see [`workers`]);
     /// 0 serves everything on the caller's runtime.
     pub workers: usize,
+    /// BackendTrafficPolicy rate limits: Redis, failure mode, memory bound.
+    pub rate_limit: ratelimit::RateLimitOptions,
 }
 
 impl Default for Options {
@@ -140,6 +143,7 @@ impl Default for Options {
             upstream_idle_timeout: Duration::from_secs(90),
             l4: L4Options::default(),
             workers: 0,
+            rate_limit: ratelimit::RateLimitOptions::default(),
         }
     }
 }
@@ -254,7 +258,9 @@ impl Dataplane {
         let clients = Clients::new(opts.connect_timeout, opts.upstream_idle_timeout);
         let upstream_tls = UpstreamTlsCache::new(opts.connect_timeout, opts.upstream_idle_timeout);
         let h1 = backend::h1::H1Client::new(opts.connect_timeout, opts.upstream_idle_timeout);
+        let limiters = ratelimit::Limiters::new(opts.rate_limit.clone());
         let shared = Arc::new(Shared {
+            limiters,
             opts,
             clients,
             h1,

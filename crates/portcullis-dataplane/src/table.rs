@@ -31,6 +31,8 @@ pub struct BuildCtx<'a> {
     pub upstream_tls: &'a UpstreamTlsCache,
     /// Remote JWKS (SecurityPolicy JWT providers).
     pub jwks: &'a crate::auth::JwksCache,
+    /// Rate-limit buckets (BackendTrafficPolicy).
+    pub limiters: &'a crate::ratelimit::Limiters,
 }
 
 impl<'a> BuildCtx<'a> {
@@ -40,6 +42,7 @@ impl<'a> BuildCtx<'a> {
             tokens: &shared.tokens,
             upstream_tls: &shared.upstream_tls,
             jwks: &shared.jwks,
+            limiters: &shared.limiters,
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct RuleAction {
     pub grpc: bool,
     /// The effective SecurityPolicy.
     pub security: Option<Arc<crate::auth::Security>>,
+    /// The effective BackendTrafficPolicy rate limits.
+    pub rate_limit: Option<crate::ratelimit::RateLimit>,
 }
 
 impl RuleAction {
@@ -89,6 +94,10 @@ impl RuleAction {
                 .security
                 .as_ref()
                 .map(|s| Arc::new(crate::auth::Security::new(s, cx.jwks))),
+            rate_limit: a
+                .rate_limit
+                .as_ref()
+                .and_then(|r| crate::ratelimit::RateLimit::new(r, cx.limiters)),
         }
     }
 }

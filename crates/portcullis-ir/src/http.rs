@@ -90,6 +90,9 @@ pub struct HttpAction {
     /// The effective SecurityPolicy (resolved at translate time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<std::sync::Arc<crate::Security>>,
+    /// The effective BackendTrafficPolicy rate limits (resolved at translate time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<std::sync::Arc<crate::RateLimit>>,
 }
 
 /// Retry policy (HTTPRoute `retry`, GEP-1731).

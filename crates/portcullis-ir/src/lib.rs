@@ -14,6 +14,7 @@
 
 pub mod http;
 pub mod security;
+pub mod traffic;
 
 use std::net::SocketAddr;
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use http::*;
 pub use security::{SecretString, Security, with_secrets_revealed};
+pub use traffic::RateLimit;
 
 /// The whole configuration served at one time.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

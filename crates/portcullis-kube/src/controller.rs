@@ -407,7 +407,8 @@ pub fn status_writes(
         tcp_routes TCPRoute,
         udp_routes UDPRoute,
         backend_tls_policies BackendTLSPolicy,
-        security_policies SecurityPolicy
+        security_policies SecurityPolicy,
+        backend_traffic_policies BackendTrafficPolicy
     );
     out
 }

@@ -35,7 +35,7 @@ pub const GATEWAY_KINDS: [Kind; 10] = [
 ];
 
 /// Portcullis' own kinds (group `portcullis.dev`, version `v1alpha1`).
-const PORTCULLIS_KINDS: [Kind; 1] = [Kind::SecurityPolicy];
+const PORTCULLIS_KINDS: [Kind; 2] = [Kind::SecurityPolicy, Kind::BackendTrafficPolicy];
 
 /// One served version of the group and the kinds it serves (`kind` → plural name).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -211,6 +211,7 @@ pub fn native_resource(kind: Kind) -> ApiResource {
         Kind::GatewayClass => "gatewayclasses".to_string(),
         Kind::BackendTLSPolicy => "backendtlspolicies".to_string(),
         Kind::SecurityPolicy => "securitypolicies".to_string(),
+        Kind::BackendTrafficPolicy => "backendtrafficpolicies".to_string(),
         Kind::EndpointSlice => "endpointslices".to_string(),
         k => format!("{}s", k.as_str().to_ascii_lowercase()),
     };

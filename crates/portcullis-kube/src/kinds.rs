@@ -54,6 +54,7 @@ watched!(
     ReferenceGrant,
     BackendTLSPolicy,
     SecurityPolicy,
+    BackendTrafficPolicy,
     Service,
     EndpointSlice,
     Secret,

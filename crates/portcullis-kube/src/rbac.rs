@@ -62,6 +62,8 @@ pub const API_CALLS: &[ApiCall] = &[
     c(GW, "backendtlspolicies", "watch"),
     c(PD, "securitypolicies", "list"),
     c(PD, "securitypolicies", "watch"),
+    c(PD, "backendtrafficpolicies", "list"),
+    c(PD, "backendtrafficpolicies", "watch"),
     c("", "namespaces", "list"),
     c("", "namespaces", "watch"),
     c("", "services", "list"),
@@ -87,6 +89,7 @@ pub const API_CALLS: &[ApiCall] = &[
     c(GW, "udproutes/status", "patch"),
     c(GW, "backendtlspolicies/status", "patch"),
     c(PD, "securitypolicies/status", "patch"),
+    c(PD, "backendtrafficpolicies/status", "patch"),
     c(GW, "gatewayclasses", "get"),
     c(GW, "gateways", "get"),
     c(GW, "listenersets", "get"),
@@ -97,6 +100,7 @@ pub const API_CALLS: &[ApiCall] = &[
     c(GW, "udproutes", "get"),
     c(GW, "backendtlspolicies", "get"),
     c(PD, "securitypolicies", "get"),
+    c(PD, "backendtrafficpolicies", "get"),
     // Provisioning (provision/apply.rs): server-side apply, which creates the
     // object when it does not exist (authorised as create) or patches it.
     c("", "serviceaccounts", "create"),

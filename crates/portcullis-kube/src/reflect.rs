@@ -43,7 +43,7 @@ pub struct Cache {
 }
 
 /// Kinds watched with full objects (those the API server serves).
-pub const FULL: [Kind; 14] = [
+pub const FULL: [Kind; 15] = [
     Kind::GatewayClass,
     Kind::Gateway,
     Kind::ListenerSet,
@@ -55,6 +55,7 @@ pub const FULL: [Kind; 14] = [
     Kind::ReferenceGrant,
     Kind::BackendTLSPolicy,
     Kind::SecurityPolicy,
+    Kind::BackendTrafficPolicy,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::Namespace,
@@ -90,6 +91,7 @@ impl Cache {
             spawn_full::<types::ReferenceGrant>(client, ns, served, c),
             spawn_full::<types::BackendTLSPolicy>(client, ns, served, c),
             spawn_full::<types::SecurityPolicy>(client, ns, served, c),
+            spawn_full::<types::BackendTrafficPolicy>(client, ns, served, c),
             spawn_full::<types::Service>(client, ns, served, c),
             spawn_full::<types::EndpointSlice>(client, ns, served, c),
             spawn_full::<types::Namespace>(client, None, served, c),

@@ -168,6 +168,11 @@ pub enum Flag {
     RequestTimeout,
     /// `DC`: the client went away before the response body was sent.
     DownstreamClosed,
+    /// `RL`: a BackendTrafficPolicy rate limit refused the request (429).
+    RateLimited,
+    /// `RLSE`: the global rate-limit service (Redis) could not decide and the
+    /// limit fails closed (503).
+    RateLimitServiceError,
 }
 
 impl Flag {
@@ -186,6 +191,8 @@ impl Flag {
             Flag::NotImplemented => "NI",
             Flag::RequestTimeout => "RT",
             Flag::DownstreamClosed => "DC",
+            Flag::RateLimited => "RL",
+            Flag::RateLimitServiceError => "RLSE",
         }
     }
 }

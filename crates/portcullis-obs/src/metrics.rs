@@ -42,12 +42,30 @@ pub struct Metrics {
     l4_sessions: CounterFamily,
     l4_active: GaugeFamily,
     l4_bytes: CounterFamily,
+    rate_limit: CounterFamily,
+    /// Global rate-limit decisions Redis could not make (unreachable, timed out, an error).
+    pub rate_limit_redis_errors: Counter,
     /// Control plane.
     pub control: Control,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: Counter,
     /// Spans dropped because the exporter fell behind.
     pub spans_dropped: Counter,
+}
+
+/// Decision counters of one rate-limit policy and scope.
+#[derive(Clone, Debug, Default)]
+pub struct RateLimitStats {
+    /// Requests the rules let through.
+    pub allowed: Counter,
+    /// Requests refused (429).
+    pub limited: Counter,
+    /// Requests over a shadow-mode rule's limit, let through.
+    pub shadow_limited: Counter,
+    /// Requests let through because Redis could not decide (fail open).
+    pub failed_open: Counter,
+    /// Requests refused because Redis could not decide (fail closed, 503).
+    pub failed_closed: Counter,
 }
 
 /// Control-plane metrics.
@@ -105,6 +123,8 @@ impl Metrics {
             l4_sessions: Family::default(),
             l4_active: Family::default(),
             l4_bytes: Family::default(),
+            rate_limit: Family::default(),
+            rate_limit_redis_errors: Counter::default(),
             control: Control {
                 reloads: Family::default(),
                 last_success: Gauge::default(),
@@ -119,6 +139,18 @@ impl Metrics {
         };
         let p = "portcullis_";
         let n = |s: &str| format!("{p}{s}");
+        reg(
+            &mut r,
+            &n("rate_limit_decisions"),
+            "BackendTrafficPolicy rate-limit decisions, by policy, scope (local or global) and outcome (allowed, limited, shadow_limited, failed_open, failed_closed)",
+            &m.rate_limit,
+        );
+        reg(
+            &mut r,
+            &n("rate_limit_redis_errors"),
+            "Global rate-limit decisions Redis could not make (unreachable, timed out, an error reply)",
+            &m.rate_limit_redis_errors,
+        );
         reg(
             &mut r,
             &n("downstream_connections"),
@@ -246,6 +278,26 @@ impl Metrics {
             let l: Labels = vec![("client", client.to_owned())];
             self.upstream_total.get_or_create(&l).clone()
         })
+    }
+
+    /// The decision counters of a rate-limit policy's `scope` (`local` or
+    /// `global`). Takes the family's lock: called when a table is built.
+    pub fn rate_limit(&self, policy: &str, scope: &'static str) -> RateLimitStats {
+        let c = |outcome: &'static str| {
+            let l: Labels = vec![
+                ("policy", policy.to_owned()),
+                ("scope", scope.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ];
+            self.rate_limit.get_or_create(&l).clone()
+        };
+        RateLimitStats {
+            allowed: c("allowed"),
+            limited: c("limited"),
+            shadow_limited: c("shadow_limited"),
+            failed_open: c("failed_open"),
+            failed_closed: c("failed_closed"),
+        }
     }
 
     /// The counters of layer-4 sessions of a route (`protocol`: `tcp`, `tls`, `udp`).

@@ -90,9 +90,14 @@ macro_rules! crds {
                 Crd::load(include_str!("../crds/portcullis.dev_securitypolicies.yaml"))
                     .unwrap_or_else(|e| panic!("embedded CRD securitypolicies is invalid: {e}"))
             });
+            static BACKEND_TRAFFIC_POLICY: Slot = LazyLock::new(|| {
+                Crd::load(include_str!("../crds/portcullis.dev_backendtrafficpolicies.yaml"))
+                    .unwrap_or_else(|e| panic!("embedded CRD backendtrafficpolicies is invalid: {e}"))
+            });
             match kind {
                 $(Kind::$kind => Some(&*$kind),)*
                 Kind::SecurityPolicy => Some(&*SECURITY_POLICY),
+                Kind::BackendTrafficPolicy => Some(&*BACKEND_TRAFFIC_POLICY),
                 _ => None,
             }
         }
@@ -127,20 +132,20 @@ mod tests {
 
     #[test]
     fn portcullis_kinds_have_a_crd() {
-        let crd = crd(Kind::SecurityPolicy).expect("SecurityPolicy CRD");
-        assert_eq!(crd.served_names(), ["v1alpha1"]);
-        let mut rules = Vec::new();
-        crd.versions[0]
-            .schema
-            .all_rules("SecurityPolicy", &mut rules);
-        assert!(rules.len() >= 8, "only {} rules", rules.len());
-        for (at, r) in rules {
-            assert!(
-                r.compile_error().is_none(),
-                "{at}: {}: {:?}",
-                r.rule,
-                r.compile_error()
-            );
+        for kind in Kind::ALL.into_iter().filter(|k| k.is_portcullis()) {
+            let crd = crd(kind).unwrap_or_else(|| panic!("no CRD for {kind}"));
+            assert_eq!(crd.served_names(), ["v1alpha1"]);
+            let mut rules = Vec::new();
+            crd.versions[0].schema.all_rules(kind.as_str(), &mut rules);
+            assert!(rules.len() >= 5, "{kind}: only {} rules", rules.len());
+            for (at, r) in rules {
+                assert!(
+                    r.compile_error().is_none(),
+                    "{at}: {}: {:?}",
+                    r.rule,
+                    r.compile_error()
+                );
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod policy;
 pub mod status;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,6 +44,7 @@ pub mod types {
     /// BackendTLSPolicy, named as its `kind`.
     pub type BackendTLSPolicy = BackendTlsPolicy;
     pub use crate::policy::SecurityPolicy;
+    pub use crate::traffic::BackendTrafficPolicy;
 }
 
 /// The API group of the Gateway API.
@@ -116,6 +118,8 @@ pub enum Kind {
     BackendTLSPolicy,
     /// portcullis.dev SecurityPolicy
     SecurityPolicy,
+    /// portcullis.dev BackendTrafficPolicy
+    BackendTrafficPolicy,
     /// core Service
     Service,
     /// discovery.k8s.io EndpointSlice
@@ -130,7 +134,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -142,6 +146,7 @@ impl Kind {
         Kind::ReferenceGrant,
         Kind::BackendTLSPolicy,
         Kind::SecurityPolicy,
+        Kind::BackendTrafficPolicy,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Secret,
@@ -163,6 +168,7 @@ impl Kind {
             Kind::ReferenceGrant => "ReferenceGrant",
             Kind::BackendTLSPolicy => "BackendTLSPolicy",
             Kind::SecurityPolicy => "SecurityPolicy",
+            Kind::BackendTrafficPolicy => "BackendTrafficPolicy",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
@@ -176,7 +182,7 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "",
             Kind::EndpointSlice => "discovery.k8s.io",
-            Kind::SecurityPolicy => policy::PORTCULLIS_GROUP,
+            Kind::SecurityPolicy | Kind::BackendTrafficPolicy => policy::PORTCULLIS_GROUP,
             _ => GATEWAY_GROUP,
         }
     }
@@ -187,7 +193,7 @@ impl Kind {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::TCPRoute | Kind::UDPRoute => "gateway.networking.k8s.io/v1alpha2",
-            Kind::SecurityPolicy => policy::PORTCULLIS_API_VERSION,
+            Kind::SecurityPolicy | Kind::BackendTrafficPolicy => policy::PORTCULLIS_API_VERSION,
             _ => "gateway.networking.k8s.io/v1",
         }
     }
@@ -242,6 +248,7 @@ pub enum Object {
     ReferenceGrant(types::ReferenceGrant),
     BackendTLSPolicy(types::BackendTLSPolicy),
     SecurityPolicy(types::SecurityPolicy),
+    BackendTrafficPolicy(types::BackendTrafficPolicy),
     Service(types::Service),
     EndpointSlice(types::EndpointSlice),
     Secret(types::Secret),
@@ -263,6 +270,7 @@ macro_rules! for_each_kind {
             ReferenceGrant reference_grants,
             BackendTLSPolicy backend_tls_policies,
             SecurityPolicy security_policies,
+            BackendTrafficPolicy backend_traffic_policies,
             Service services,
             EndpointSlice endpoint_slices,
             Secret secrets,

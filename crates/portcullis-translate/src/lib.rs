@@ -30,6 +30,7 @@ mod refs;
 mod routes;
 mod security;
 mod tls;
+mod traffic;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,6 +116,7 @@ pub fn translate_with(input: &Input<'_>, memo: &mut Memo) -> Output {
     routes::attach_all(&mut ctx, memo, &mut gws, &mut statuses);
     policy::apply(input, &grants, &mut gws, &mut statuses);
     security::apply(input, &grants, &mut gws, &mut statuses);
+    traffic::apply(input, &mut gws, &mut statuses);
     let (config, addresses) = gateway::finish(input, gws, &mut statuses);
     Output {
         config,

@@ -166,10 +166,12 @@ mod tests {
         let tokens = RandomState::new();
         let tls = tls::UpstreamTlsCache::new(Duration::from_secs(1), Duration::from_secs(1));
         let jwks = crate::auth::JwksCache::default();
+        let limiters = crate::ratelimit::Limiters::new(Default::default());
         let cx = BuildCtx {
             tokens: &tokens,
             upstream_tls: &tls,
             jwks: &jwks,
+            limiters: &limiters,
         };
         let w = WeightedBackends::new(&list, |_| Filters::default(), &cx);
         let mut counts = std::collections::HashMap::new();

@@ -134,6 +134,8 @@ pub struct Plan<'a> {
     pub cors: Option<(&'a CorsPolicy, HeaderValue)>,
     /// Mirrors selected for this request, with the request as they copy it.
     pub mirrors: Vec<(&'a MirrorFilter, MirrorCopy)>,
+    /// The `RateLimit-*` fields of the tightest rate limit that applied.
+    pub quota: Option<crate::error::Quota>,
 }
 
 impl Plan<'_> {
@@ -144,6 +146,9 @@ impl Plan<'_> {
         }
         if let Some((c, origin)) = &self.cors {
             c.decorate(origin.clone(), h);
+        }
+        if let Some(q) = &self.quota {
+            q.decorate(h, false);
         }
     }
 }

@@ -22,7 +22,9 @@ pub fn list_keys(kind: Kind) -> Option<(&'static str, &'static str)> {
         Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute | Kind::TCPRoute | Kind::UDPRoute => {
             Some(("parents", "parentRef"))
         }
-        Kind::BackendTLSPolicy | Kind::SecurityPolicy => Some(("ancestors", "ancestorRef")),
+        Kind::BackendTLSPolicy | Kind::SecurityPolicy | Kind::BackendTrafficPolicy => {
+            Some(("ancestors", "ancestorRef"))
+        }
         _ => None,
     }
 }
@@ -39,7 +41,9 @@ fn owned_fields(kind: Kind) -> &'static [&'static str] {
             "attachedListenerSets",
         ],
         Kind::ListenerSet => &["conditions", "listeners"],
-        Kind::BackendTLSPolicy | Kind::SecurityPolicy => &["ancestors"],
+        Kind::BackendTLSPolicy | Kind::SecurityPolicy | Kind::BackendTrafficPolicy => {
+            &["ancestors"]
+        }
         _ => &["parents"],
     }
 }

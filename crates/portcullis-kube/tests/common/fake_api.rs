@@ -196,6 +196,8 @@ impl FakeApi {
                 json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "portcullis.dev/v1alpha1", "resources": [
                     {"name": "securitypolicies", "singularName": "", "namespaced": true, "kind": "SecurityPolicy", "verbs": ["get", "list", "watch", "patch"]},
                     {"name": "securitypolicies/status", "singularName": "", "namespaced": true, "kind": "SecurityPolicy", "verbs": ["get", "patch"]},
+                    {"name": "backendtrafficpolicies", "singularName": "", "namespaced": true, "kind": "BackendTrafficPolicy", "verbs": ["get", "list", "watch", "patch"]},
+                    {"name": "backendtrafficpolicies/status", "singularName": "", "namespaced": true, "kind": "BackendTrafficPolicy", "verbs": ["get", "patch"]},
                 ]}),
             )),
             ["apis", g, v, rest @ ..] if *g == super::GW => {

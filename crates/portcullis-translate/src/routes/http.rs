@@ -656,6 +656,7 @@ pub(super) fn build(
                 }
             }),
             security: None,
+            rate_limit: None,
         };
         valid_rules += 1;
         for (mi, m) in ms.into_iter().enumerate() {

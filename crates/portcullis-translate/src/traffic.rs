@@ -1,0 +1,279 @@
+//! BackendTrafficPolicy (`portcullis.dev/v1alpha1`): each policy resolved into
+//! its rate-limit rules, attached with [`crate::attach`] (the same precedence
+//! and status rules as SecurityPolicy), and the effective one stored on every
+//! route rule of the IR as an [`ir::RateLimit`], so the data plane only reads.
+//!
+//! Buckets: a rule counts each route rule it applies to in a bucket of its own
+//! (as Envoy Gateway: a policy on a Gateway gives every route its own limit),
+//! unless the rule is `shared`, when every route rule of the policy takes from
+//! one. The bucket's identity is [`ir::traffic::RateLimitRule::id`].
+//!
+//! A policy that cannot be used (a regular expression that does not compile)
+//! is `Accepted=False/Invalid` and still takes its scopes: its route rules are
+//! answered 500 rather than served without the limit the operator asked for.
+
+use std::sync::Arc;
+
+use portcullis_ir as ir;
+use portcullis_ir::traffic as rl;
+use portcullis_store::status::{Status, Statuses};
+use portcullis_store::traffic as api;
+use portcullis_store::{Kind, ObjectKey, ObjectRef};
+
+use crate::Input;
+use crate::attach::{Attachment, PolicyInput};
+use crate::conditions::Problem;
+use crate::gateway::{GatewayState, Owner};
+use crate::model::{Meta, Obj, view};
+
+/// Seconds in a `RateLimitUnit`.
+fn unit_seconds(unit: &str) -> Result<u64, Problem> {
+    Ok(match unit {
+        "Second" => 1,
+        "Minute" => 60,
+        "Hour" => 3_600,
+        "Day" => 86_400,
+        "Month" => 30 * 86_400,
+        "Year" => 365 * 86_400,
+        other => {
+            return Err(Problem::new(
+                "Invalid",
+                format!("limit.unit: unsupported value {other:?}"),
+            ));
+        }
+    })
+}
+
+fn regex_ok(at: &str, re: &str) -> Result<(), Problem> {
+    regex::Regex::new(&format!("^(?:{re})$"))
+        .map(|_| ())
+        .map_err(|e| Problem::new("Invalid", format!("{at}: invalid regular expression: {e}")))
+}
+
+fn selector(at: &str, c: &api::RateLimitSelectCondition) -> Result<rl::Selector, Problem> {
+    let mut headers = vec![];
+    for (i, h) in c.headers.iter().enumerate() {
+        let at = format!("{at}.headers[{i}]");
+        let value = match h.match_type.as_deref().unwrap_or("Exact") {
+            "Distinct" => rl::ValueMatch::Distinct,
+            "RegularExpression" => {
+                let v = h.value.clone().unwrap_or_default();
+                regex_ok(&format!("{at}.value"), &v)?;
+                rl::ValueMatch::Regex(v)
+            }
+            _ => rl::ValueMatch::Exact(h.value.clone().unwrap_or_default()),
+        };
+        headers.push(rl::HeaderSelector {
+            name: h.name.to_ascii_lowercase(),
+            value,
+            invert: h.invert.unwrap_or(false),
+        });
+    }
+    let path = match &c.path {
+        None => None,
+        Some(p) => {
+            let kind = match p.match_type.as_deref().unwrap_or("PathPrefix") {
+                "Exact" => rl::PathKind::Exact,
+                "RegularExpression" => {
+                    regex_ok(&format!("{at}.path.value"), &p.value)?;
+                    rl::PathKind::Regex
+                }
+                _ => rl::PathKind::Prefix,
+            };
+            Some(rl::PathSelector {
+                kind,
+                value: p.value.clone(),
+                invert: p.invert.unwrap_or(false),
+            })
+        }
+    };
+    let source = match &c.source_cidr {
+        None => None,
+        Some(s) => {
+            let net: ipnet::IpNet = s.value.parse().map_err(|_| {
+                Problem::new(
+                    "Invalid",
+                    format!("{at}.sourceCIDR.value: {:?} is not a CIDR", s.value),
+                )
+            })?;
+            Some(rl::SourceSelector {
+                cidr: net.trunc().to_string(),
+                distinct: s.match_type.as_deref() == Some("Distinct"),
+            })
+        }
+    };
+    Ok(rl::Selector {
+        headers,
+        methods: c
+            .methods
+            .iter()
+            .map(|m| rl::MethodSelector {
+                method: m.value.clone(),
+                invert: m.invert.unwrap_or(false),
+            })
+            .collect(),
+        path,
+        source,
+    })
+}
+
+/// One rule, with the bucket id of its policy (`<ns>/<name>/<scope>/<index>`);
+/// the route rule is appended at attachment unless the rule is shared.
+fn rule(
+    policy: &ObjectKey,
+    scope: &str,
+    i: usize,
+    r: &api::RateLimitRule,
+) -> Result<(rl::RateLimitRule, bool), Problem> {
+    let at = format!("rateLimit.{scope}.rules[{i}]");
+    let selectors = r
+        .client_selectors
+        .iter()
+        .enumerate()
+        .map(|(j, c)| selector(&format!("{at}.clientSelectors[{j}]"), c))
+        .collect::<Result<_, _>>()?;
+    let cost = r
+        .cost
+        .as_ref()
+        .and_then(|c| c.request.as_ref())
+        .and_then(|c| c.number)
+        .unwrap_or(1);
+    Ok((
+        rl::RateLimitRule {
+            id: format!("{policy}/{scope}/{i}"),
+            selectors,
+            requests: r.limit.requests,
+            unit_seconds: unit_seconds(&r.limit.unit)
+                .map_err(|p| Problem::new(p.reason, format!("{at}.{}", p.message)))?,
+            cost,
+            shadow: r.shadow_mode.unwrap_or(false),
+        },
+        r.shared.unwrap_or(false),
+    ))
+}
+
+/// A policy's rules, each with whether it is shared.
+struct Resolved {
+    policy: String,
+    local: Vec<(rl::RateLimitRule, bool)>,
+    global: Vec<(rl::RateLimitRule, bool)>,
+    invalid: bool,
+}
+
+fn build(key: &ObjectKey, s: &api::BackendTrafficPolicySpec) -> Result<Resolved, Problem> {
+    let mut out = Resolved {
+        policy: key.to_string(),
+        local: vec![],
+        global: vec![],
+        invalid: false,
+    };
+    if let Some(r) = &s.rate_limit {
+        for (scope, rules, into) in [
+            ("local", &r.local, &mut out.local),
+            ("global", &r.global, &mut out.global),
+        ] {
+            for (i, x) in rules.iter().flat_map(|r| &r.rules).enumerate() {
+                into.push(rule(key, scope, i, x)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The effective limits of one route rule.
+fn for_route_rule(p: &Resolved, meta: &ir::RouteMeta) -> ir::RateLimit {
+    let route = format!(
+        "{}/{}/{}/{}",
+        meta.kind, meta.namespace, meta.name, meta.rule_index
+    );
+    let place = |rules: &[(rl::RateLimitRule, bool)]| {
+        rules
+            .iter()
+            .map(|(r, shared)| {
+                let mut r = r.clone();
+                if !shared {
+                    r.id = format!("{}@{route}", r.id);
+                }
+                r
+            })
+            .collect()
+    };
+    ir::RateLimit {
+        policy: p.policy.clone(),
+        local: place(&p.local),
+        global: place(&p.global),
+    }
+}
+
+/// Attach every BackendTrafficPolicy, store the effective limits on each route
+/// rule of the IR, and write the policies' statuses.
+pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut Statuses) {
+    if input.snapshot.backend_traffic_policies.is_empty() {
+        return;
+    }
+    let mut resolved: Vec<Resolved> = vec![];
+    let mut inputs: Vec<PolicyInput> = vec![];
+    let mut keys: Vec<ObjectKey> = vec![];
+    for (key, p) in &input.snapshot.backend_traffic_policies {
+        let meta = view::<_, Obj<serde_json::Value>>(&**p)
+            .map(|o| o.metadata)
+            .unwrap_or_else(|| Meta {
+                name: key.name.clone(),
+                namespace: key.namespace.clone(),
+                ..Meta::default()
+            });
+        let (r, invalid) = match build(key, &p.spec) {
+            Ok(r) => (r, None),
+            Err(problem) => (
+                Resolved {
+                    policy: key.to_string(),
+                    local: vec![],
+                    global: vec![],
+                    invalid: true,
+                },
+                Some(problem),
+            ),
+        };
+        resolved.push(r);
+        inputs.push(PolicyInput {
+            meta,
+            targets: p.spec.targets().cloned().collect(),
+            invalid,
+        });
+        keys.push(key.clone());
+    }
+    let mut att = Attachment::new(input, gws, inputs);
+    for gw in gws.iter_mut() {
+        let gw_key = gw.key.clone();
+        for l in gw.listeners.iter_mut() {
+            let listener = (l.owner == Owner::Gateway).then(|| l.spec.name.clone());
+            for r in l.http_rules.iter_mut() {
+                let Some(i) = att.effective(&gw_key, listener.as_deref(), &r.meta) else {
+                    continue;
+                };
+                let p = &resolved[i];
+                if p.invalid {
+                    // Fail closed: the rule is answered 500, as an invalid backend.
+                    r.action.backends = vec![ir::WeightedBackend {
+                        weight: 1,
+                        backend: ir::Backend::Invalid {
+                            reason: format!("BackendTrafficPolicy {} is invalid", p.policy),
+                        },
+                        filters: vec![],
+                    }];
+                    continue;
+                }
+                r.action.rate_limit = Some(Arc::new(for_route_rule(p, &r.meta)));
+            }
+        }
+    }
+    for (i, ancestors) in att.statuses(&input.options.controller_name) {
+        statuses.insert(
+            ObjectRef {
+                kind: Kind::BackendTrafficPolicy,
+                key: keys[i].clone(),
+            },
+            Status::Policy { ancestors },
+        );
+    }
+}
