@@ -54,6 +54,11 @@ pub enum Command {
         #[arg(long, default_value_t = FieldValidation::Strict)]
         field_validation: FieldValidation,
     },
+    /// What the gateway would do with one request: the socket, the listener
+    /// (and why), the winning route rule and the rules that lost (and why),
+    /// policies, filters, backends and the answer; offline, on the same
+    /// translation and route matching as `run`.
+    Explain(ExplainArgs),
     /// Kubernetes mode: watch the cluster, write statuses, provision and feed one proxy per Gateway.
     Controller(portcullis_kube::ControllerArgs),
     /// Kubernetes mode: serve one Gateway with the configuration streamed by the controller.
@@ -71,13 +76,42 @@ pub enum Format {
     Table,
 }
 
-/// Output formats of `validate`.
+/// Output formats of `validate` and `explain`.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum ValidateFormat {
     /// One line per problem, grouped by file, and a summary.
     Text,
     /// `{valid, objects, problems: [...]}` for machines.
     Json,
+}
+
+/// Options of `explain`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExplainArgs {
+    /// A file or a directory (recursive) of YAML/JSON manifests.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Only sockets serving a listener of this Gateway (`namespace/name`).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// The request: `'METHOD URL'` or `URL` (GET), e.g. `'GET https://shop.example.com/cart?x=1'`.
+    pub request: String,
+    /// A request header, `'name: value'` (repeatable); `Host` overrides the
+    /// URL's authority for routing (the URL's host stays the TLS SNI).
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = ValidateFormat::Text)]
+    pub output: ValidateFormat,
+    /// Address pool, as for `run`.
+    #[arg(long)]
+    pub address_pool: Option<ipnet::IpNet>,
+    /// Bind address, as for `run`.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Unknown fields and kinds: Strict (an error), Warn or Ignore (dropped).
+    #[arg(long, default_value_t = FieldValidation::Strict)]
+    pub field_validation: FieldValidation,
 }
 
 /// Options of `run`.
@@ -149,6 +183,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             address_pool,
             field_validation,
         } => report::status(&config, output, address_pool, field_validation),
+        Command::Explain(args) => crate::explain::run(&args),
         Command::Controller(args) => {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -3,6 +3,7 @@
 mod admin;
 mod cli;
 mod controller;
+mod explain;
 mod report;
 mod validate;
 
