@@ -5,6 +5,7 @@ mod cli;
 mod controller;
 mod explain;
 mod report;
+mod ui;
 mod validate;
 
 use clap::Parser;
