@@ -91,7 +91,7 @@ function renderTraffic(s) {
     body.append(el("tr", { "data-route": r.route },
       el("td", {}, r.gateway || "(none)"), el("td", {}, r.listener || "(none)"),
       el("td", {}, r.route || "(no route matched)"),
-      el("td", { class: "num requests" }, r.requests), el("td", { class: "num" }, fmtRate(rate)),
+      el("td", { class: "num requests" }, r.requests), el("td", { class: "num rate" }, fmtRate(rate)),
       el("td", { class: "num" }, r.server_errors), el("td", { class: "num" }, fmtPct(errRate)),
       el("td", { class: "num" }, r.client_errors), el("td", { class: "num" }, fmtMs(lat))));
   }
@@ -159,12 +159,27 @@ function renderPolicies(s) {
   if (!s.policies.length) box.append(el("p", { class: "muted" }, "No policy."));
 }
 
+// Until the user types, the form suggests a request to the first HTTP(S) listener.
+let suggested = false;
+function suggestRequest(s) {
+  const input = document.getElementById("ex-request");
+  if (suggested || input.dataset.touched) return;
+  for (const g of s.gateways) for (const l of g.listeners) {
+    if (l.protocol !== "HTTP" && l.protocol !== "HTTPS") continue;
+    const host = (l.hostname || "localhost").replace(/^\*\./, "www.");
+    input.value = "GET " + l.protocol.toLowerCase() + "://" + host + ":" + l.port + "/";
+    suggested = true;
+    return;
+  }
+}
+
 async function poll() {
   const conn = document.getElementById("conn");
   try {
     const r = await get("/ui/api/state");
     if (!r.ok) throw new Error("HTTP " + r.status);
     const s = await r.json();
+    suggestRequest(s);
     renderProblems(s); renderTraffic(s); renderGateways(s); renderRoutes(s); renderPolicies(s);
     previous = s;
     conn.textContent = s.ready ? "live" : "waiting for the first configuration";
@@ -193,4 +208,5 @@ async function explain(ev) {
 
 readToken();
 document.getElementById("explain-form").addEventListener("submit", explain);
+document.getElementById("ex-request").addEventListener("input", e => { e.target.dataset.touched = "1"; });
 poll();
