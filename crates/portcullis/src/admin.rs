@@ -96,7 +96,7 @@ pub enum AdminError {
     /// A non-loopback address without a token.
     #[error(
         "refusing to serve the admin API on {0} without a token: it is not a loopback address, \
-         and /status and /config describe the whole configuration; give --admin-token-file \
+         and /status, /config and /ui describe the whole configuration; give --admin-token-file \
          (a file holding a bearer token) or bind it to 127.0.0.1"
     )]
     TokenRequired(SocketAddr),
@@ -141,7 +141,7 @@ pub fn check_binding(addr: SocketAddr, token: Option<&str>) -> Result<(), AdminE
     tracing::warn!(
         %addr,
         "the admin API is reachable from other hosts (not a loopback address); \
-         /status and /config require the bearer token"
+         /status, /config, /explain and the dashboard's data require the bearer token"
     );
     Ok(())
 }
@@ -355,5 +355,104 @@ mod tests {
         assert!(!authorized(&req(Some("Bearer s3cre")), Some("s3cret")));
         assert!(!authorized(&req(Some("Bearer s3cretX")), Some("s3cret")));
         assert!(!authorized(&req(Some("Basic s3cret")), Some("s3cret")));
+    }
+
+    fn call(
+        state: &AdminState,
+        token: Option<&str>,
+        uri: &str,
+        auth: Option<&str>,
+    ) -> (u16, String) {
+        let mut b = Request::builder().uri(uri);
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        let r = handle(state, token, b.body(()).unwrap());
+        let status = r.status().as_u16();
+        let body = futures_body(r);
+        (status, body)
+    }
+
+    fn futures_body(r: Response<Full<Bytes>>) -> String {
+        use http_body_util::BodyExt;
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(r.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    fn ready_state() -> AdminState {
+        let state: AdminState = Default::default();
+        state.store(Some(Arc::new(AdminView {
+            snapshot: Default::default(),
+            statuses: Default::default(),
+            config: Default::default(),
+            problems: Default::default(),
+        })));
+        state
+    }
+
+    #[test]
+    fn documents_need_the_token_and_the_page_assets_do_not() {
+        let state = ready_state();
+        let tok = Some("s3cret");
+        for path in [
+            "/status",
+            "/config",
+            "/metrics",
+            "/explain?request=http://x/",
+            "/ui/api/state",
+        ] {
+            assert_eq!(call(&state, tok, path, None).0, 401, "{path}");
+            assert_eq!(
+                call(&state, tok, path, Some("Bearer s3cret")).0,
+                200,
+                "{path}"
+            );
+        }
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/ui",
+            "/ui/",
+            "/ui/app.js",
+            "/ui/style.css",
+        ] {
+            assert_eq!(call(&state, tok, path, None).0, 200, "{path}");
+        }
+        let (_, page) = call(&state, tok, "/ui", None);
+        assert!(page.contains("src=\"/ui/app.js\""), "{page}");
+        for outside in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+            assert!(
+                !page.contains(outside),
+                "no asset from elsewhere: {outside}"
+            );
+        }
+    }
+
+    #[test]
+    fn explain_reads_the_request_and_headers_from_the_query() {
+        let state = ready_state();
+        let (status, body) = call(
+            &state,
+            None,
+            "/explain?request=GET+http%3A%2F%2Fshop.example.com%3A8080%2Fcart&header=x-env%3A%20canary&format=text",
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("request   GET http://shop.example.com:8080/cart"),
+            "{body}"
+        );
+        assert!(body.contains("header    x-env: canary"), "{body}");
+        assert!(body.contains("no listener is on port 8080"), "{body}");
+        let (status, body) = call(&state, None, "/explain?request=GET%20/relative", None);
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = call(&state, None, "/explain?request=http://x/", None);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((status, v["answer"]["status"].clone()), (200, Value::Null));
     }
 }

@@ -126,12 +126,14 @@ pub struct RunArgs {
     /// Address used when a Gateway has no address and there is no pool.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// Admin API address (`/healthz`, `/readyz`, `/status`, `/config`, `/metrics`).
-    /// Anything but a loopback address needs `--admin-token-file`.
+    /// Admin API address (`/healthz`, `/readyz`, `/status`, `/config`, `/metrics`,
+    /// `/explain`, the dashboard `/ui`). Anything but a loopback address needs
+    /// `--admin-token-file`.
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
-    /// A file holding a bearer token that `/status` and `/config` require
-    /// (`Authorization: Bearer <token>`); required when `--admin` is not a
+    /// A file holding a bearer token that every admin document requires
+    /// (`Authorization: Bearer <token>`; the dashboard takes it from
+    /// `/ui#token=<token>` or asks); required when `--admin` is not a
     /// loopback address.
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,
