@@ -44,11 +44,19 @@ fn host_words(h: &HostRank) -> String {
     }
 }
 
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn path_words(p: &PathRank) -> String {
     match p {
         PathRank::Exact => "an exact path match".into(),
-        PathRank::Prefix(n) => format!("a path prefix of {n} characters"),
-        PathRank::Regex(n) => format!("a regular expression of {n} characters"),
+        PathRank::Prefix(n) => format!("a path prefix of {}", count(*n, "character")),
+        PathRank::Regex(n) => format!("a regular expression of {}", count(*n, "character")),
     }
 }
 
@@ -81,14 +89,16 @@ pub fn why(wh: &HostRank, wp: &Precedence, lh: &HostRank, lp: &Precedence) -> St
     }
     if wp.headers != lp.headers {
         return format!(
-            "more headers: the winner matches {} headers, this rule {}",
-            wp.headers, lp.headers
+            "more headers: the winner matches {}, this rule {}",
+            count(wp.headers, "header"),
+            lp.headers
         );
     }
     if wp.query_params != lp.query_params {
         return format!(
-            "more query params: the winner matches {} query parameters, this rule {}",
-            wp.query_params, lp.query_params
+            "more query params: the winner matches {}, this rule {}",
+            count(wp.query_params, "query parameter"),
+            lp.query_params
         );
     }
     if wp.created != lp.created {
