@@ -144,9 +144,7 @@ pub struct PortTable {
     pub port: u16,
     /// `http` or `https`.
     pub scheme: &'static str,
-    exact: HashMap<Box<str>, usize>,
-    wildcard: HashMap<Box<str>, usize>,
-    any: Option<usize>,
+    index: ListenerIndex,
     listeners: Vec<ListenerRoutes>,
     /// The port's listeners without their routes, for the misdirected-request
     /// (421) check on HTTPS ports.
@@ -165,9 +163,7 @@ impl PortTable {
             } else {
                 "http"
             },
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
-            any: None,
+            index: ListenerIndex::new(&port.listeners),
             listeners: Vec::with_capacity(port.listeners.len()),
             hostnames: port
                 .listeners
@@ -206,17 +202,7 @@ impl PortTable {
             for e in routes.errors() {
                 tracing::warn!(listener = %l.name, error = %e, "route rule left out");
             }
-            match l.hostname.as_deref().map(host::classify) {
-                None | Some(HostPattern::Any) => {
-                    t.any.get_or_insert(idx);
-                }
-                Some(HostPattern::Exact(h)) => {
-                    t.exact.entry(h.into()).or_insert(idx);
-                }
-                Some(HostPattern::Wildcard(s)) => {
-                    t.wildcard.entry(s.into()).or_insert(idx);
-                }
-            }
+            debug_assert_eq!(idx, t.listeners.len());
             t.listeners.push(ListenerRoutes {
                 name: l.name.as_str().into(),
                 routes,
@@ -229,22 +215,66 @@ impl PortTable {
     /// Whether a request for `host` on a connection whose ClientHello named
     /// `sni` must be answered 421 (another listener owns the host).
     pub fn misdirected(&self, sni: Option<&str>, host: &str) -> bool {
-        sni.is_some() && !portcullis_tls::host_allowed_for_sni(sni, host, &self.hostnames)
+        misdirected(&self.hostnames, sni, host)
     }
 
     /// The listener serving a (normalised) host.
     pub fn listener(&self, host: &str) -> Option<&ListenerRoutes> {
+        self.index.find(host).map(|i| &self.listeners[i])
+    }
+}
+
+/// Whether a request for `host` on a connection whose ClientHello named
+/// `sni` must be answered 421 (another listener of the port owns the host):
+/// the rule [`PortTable::misdirected`] applies, over the port's listeners.
+pub fn misdirected(listeners: &[Listener], sni: Option<&str>, host: &str) -> bool {
+    sni.is_some() && !portcullis_tls::host_allowed_for_sni(sni, host, listeners)
+}
+
+/// Listener choice on one port: the most specific listener hostname
+/// matching the request host wins (exact > longest wildcard suffix > no
+/// hostname); among equal hostnames the first listener (the IR's order).
+/// Pure, so tools (`portcullis explain`) choose as the data plane does.
+#[derive(Debug, Default)]
+pub struct ListenerIndex {
+    exact: HashMap<Box<str>, usize>,
+    wildcard: HashMap<Box<str>, usize>,
+    any: Option<usize>,
+}
+
+impl ListenerIndex {
+    /// Index a port's listeners (positions in `listeners`).
+    pub fn new(listeners: &[Listener]) -> Self {
+        let mut t = ListenerIndex::default();
+        for (idx, l) in listeners.iter().enumerate() {
+            match l.hostname.as_deref().map(host::classify) {
+                None | Some(HostPattern::Any) => {
+                    t.any.get_or_insert(idx);
+                }
+                Some(HostPattern::Exact(h)) => {
+                    t.exact.entry(h.into()).or_insert(idx);
+                }
+                Some(HostPattern::Wildcard(s)) => {
+                    t.wildcard.entry(s.into()).or_insert(idx);
+                }
+            }
+        }
+        t
+    }
+
+    /// The position of the listener serving a (normalised) host.
+    pub fn find(&self, host: &str) -> Option<usize> {
         if let Some(i) = self.exact.get(host) {
-            return Some(&self.listeners[*i]);
+            return Some(*i);
         }
         if !self.wildcard.is_empty() {
             for s in host::wildcard_suffixes(host) {
                 if let Some(i) = self.wildcard.get(s) {
-                    return Some(&self.listeners[*i]);
+                    return Some(*i);
                 }
             }
         }
-        self.any.map(|i| &self.listeners[i])
+        self.any
     }
 }
 

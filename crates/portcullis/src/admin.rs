@@ -1,11 +1,16 @@
-//! The admin API: `/healthz`, `/readyz`, `/status`, `/config`, `/metrics`.
+//! The admin API: `/healthz`, `/readyz`, `/status`, `/config`, `/metrics`,
+//! `/explain` (see [`crate::explain`]) and the dashboard `/ui` (see [`crate::ui`]).
 //!
 //! - `/config` and `/status` never carry key material: every private key in
 //!   the IR (`key_pem`) and any string holding a PEM private key is replaced
 //!   by [`REDACTED`] before it is served.
-//! - With a bearer token (`--admin-token-file`), `/status` and `/config`
-//!   answer 401 to a request without `Authorization: Bearer <token>`;
-//!   `/healthz` and `/readyz` stay open for probes. The token is required
+//! - With a bearer token (`--admin-token-file`), every document (`/status`,
+//!   `/config`, `/metrics`, `/explain`, the dashboard's `/ui/api/state`)
+//!   answers 401 to a request without `Authorization: Bearer <token>`;
+//!   `/healthz` and `/readyz` stay open for probes, and so do the
+//!   dashboard's static assets (`/ui`, `/ui/app.js`, `/ui/style.css`: no
+//!   data, embedded in the binary), so that the page can load and send the
+//!   token it is given (`/ui#token=...`, or a prompt) with its requests. The token is required
 //!   when the admin address is not a loopback address: [`check_binding`]
 //!   refuses to start otherwise, and warns when a token protects a
 //!   non-loopback address.
@@ -35,6 +40,7 @@ pub const REDACTED: &str = "[redacted]";
 
 /// What the admin API shows; replaced atomically on every applied
 /// configuration. Documents are rendered when asked for, not on every reload.
+#[derive(Clone)]
 pub struct AdminView {
     /// The snapshot translated.
     pub snapshot: Arc<Snapshot>,
@@ -42,6 +48,8 @@ pub struct AdminView {
     pub statuses: Arc<Statuses>,
     /// The IR applied.
     pub config: Arc<Config>,
+    /// Every problem of the files, with file:line (as `portcullis validate`).
+    pub problems: Arc<Vec<crate::validate::Problem>>,
 }
 
 impl AdminView {
@@ -88,7 +96,7 @@ pub enum AdminError {
     /// A non-loopback address without a token.
     #[error(
         "refusing to serve the admin API on {0} without a token: it is not a loopback address, \
-         and /status and /config describe the whole configuration; give --admin-token-file \
+         and /status, /config and /ui describe the whole configuration; give --admin-token-file \
          (a file holding a bearer token) or bind it to 127.0.0.1"
     )]
     TokenRequired(SocketAddr),
@@ -133,7 +141,7 @@ pub fn check_binding(addr: SocketAddr, token: Option<&str>) -> Result<(), AdminE
     tracing::warn!(
         %addr,
         "the admin API is reachable from other hosts (not a loopback address); \
-         /status and /config require the bearer token"
+         /status, /config, /explain and the dashboard's data require the bearer token"
     );
     Ok(())
 }
@@ -159,15 +167,37 @@ fn authorized<B>(req: &Request<B>, token: Option<&str>) -> bool {
         .is_some_and(|given| same(given.trim_ascii(), token.as_bytes()))
 }
 
+/// Paths served without the token: probes and the dashboard's static assets.
+fn open_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz") || crate::ui::asset(path).is_some()
+}
+
 fn handle<B>(state: &AdminState, token: Option<&str>, req: Request<B>) -> Response<Full<Bytes>> {
     let text =
         |code, s: &'static str| respond(code, "text/plain", Bytes::from_static(s.as_bytes()));
     let path = req.uri().path();
-    if matches!(path, "/status" | "/config" | "/metrics") && !authorized(&req, token) {
+    if !open_path(path) && !authorized(&req, token) {
         let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    if let Some((ctype, body)) = crate::ui::asset(path) {
+        let mut r = respond(StatusCode::OK, ctype, Bytes::from_static(body.as_bytes()));
+        let h = r.headers_mut();
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static(crate::ui::CSP),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
         );
         return r;
     }
@@ -186,12 +216,63 @@ fn handle<B>(state: &AdminState, token: Option<&str>, req: Request<B>) -> Respon
         ),
         ("/status", Some(v)) => respond(StatusCode::OK, "application/json", v.status_json()),
         ("/config", Some(v)) => respond(StatusCode::OK, "application/json", v.config_json()),
-        ("/status" | "/config", None) => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        ("/explain", Some(v)) => explain(&v, req.uri().query().unwrap_or("")),
+        (crate::ui::STATE_PATH, v) => respond(
+            StatusCode::OK,
+            "application/json",
+            crate::ui::state_json(v.as_deref()),
+        ),
+        ("/status" | "/config" | "/explain", None) => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz /readyz /status /config /metrics\n",
+            "not found; try /healthz /readyz /status /config /metrics /explain /ui\n",
         ),
     }
+}
+
+/// `/explain?request=GET%20https://host/path&header=name:%20value&gateway=ns/name&format=text`:
+/// [`crate::explain::explain`] on the configuration being served; JSON by
+/// default, the CLI's text with `format=text`; 400 for a bad request.
+fn explain(view: &AdminView, query: &str) -> Response<Full<Bytes>> {
+    let (mut request, mut headers, mut gateway, mut text) = (None, vec![], None, false);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = v.replace('+', " ");
+        let v = portcullis_route::matchers::percent_decode(&v).into_owned();
+        match k {
+            "request" => request = Some(v),
+            "header" => headers.push(v),
+            "gateway" if !v.is_empty() => gateway = Some(v),
+            "format" => text = v == "text",
+            _ => {}
+        }
+    }
+    let parsed = crate::explain::Request::parse(request.as_deref().unwrap_or(""), &headers);
+    let req = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                Bytes::from(format!("{e}\n")),
+            );
+        }
+    };
+    let ex = crate::explain::explain(&view.config, &req, gateway.as_deref());
+    if text {
+        return respond(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            Bytes::from(crate::explain::text::render(&ex)),
+        );
+    }
+    respond(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from(serde_json::to_vec(&ex).unwrap_or_default()),
+    )
 }
 
 /// Check the binding, bind the admin listener (fails fast if the address is
@@ -274,5 +355,104 @@ mod tests {
         assert!(!authorized(&req(Some("Bearer s3cre")), Some("s3cret")));
         assert!(!authorized(&req(Some("Bearer s3cretX")), Some("s3cret")));
         assert!(!authorized(&req(Some("Basic s3cret")), Some("s3cret")));
+    }
+
+    fn call(
+        state: &AdminState,
+        token: Option<&str>,
+        uri: &str,
+        auth: Option<&str>,
+    ) -> (u16, String) {
+        let mut b = Request::builder().uri(uri);
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        let r = handle(state, token, b.body(()).unwrap());
+        let status = r.status().as_u16();
+        let body = futures_body(r);
+        (status, body)
+    }
+
+    fn futures_body(r: Response<Full<Bytes>>) -> String {
+        use http_body_util::BodyExt;
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(r.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    fn ready_state() -> AdminState {
+        let state: AdminState = Default::default();
+        state.store(Some(Arc::new(AdminView {
+            snapshot: Default::default(),
+            statuses: Default::default(),
+            config: Default::default(),
+            problems: Default::default(),
+        })));
+        state
+    }
+
+    #[test]
+    fn documents_need_the_token_and_the_page_assets_do_not() {
+        let state = ready_state();
+        let tok = Some("s3cret");
+        for path in [
+            "/status",
+            "/config",
+            "/metrics",
+            "/explain?request=http://x/",
+            "/ui/api/state",
+        ] {
+            assert_eq!(call(&state, tok, path, None).0, 401, "{path}");
+            assert_eq!(
+                call(&state, tok, path, Some("Bearer s3cret")).0,
+                200,
+                "{path}"
+            );
+        }
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/ui",
+            "/ui/",
+            "/ui/app.js",
+            "/ui/style.css",
+        ] {
+            assert_eq!(call(&state, tok, path, None).0, 200, "{path}");
+        }
+        let (_, page) = call(&state, tok, "/ui", None);
+        assert!(page.contains("src=\"/ui/app.js\""), "{page}");
+        for outside in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+            assert!(
+                !page.contains(outside),
+                "no asset from elsewhere: {outside}"
+            );
+        }
+    }
+
+    #[test]
+    fn explain_reads_the_request_and_headers_from_the_query() {
+        let state = ready_state();
+        let (status, body) = call(
+            &state,
+            None,
+            "/explain?request=GET+http%3A%2F%2Fshop.example.com%3A8080%2Fcart&header=x-env%3A%20canary&format=text",
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("request   GET http://shop.example.com:8080/cart"),
+            "{body}"
+        );
+        assert!(body.contains("header    x-env: canary"), "{body}");
+        assert!(body.contains("no listener is on port 8080"), "{body}");
+        let (status, body) = call(&state, None, "/explain?request=GET%20/relative", None);
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = call(&state, None, "/explain?request=http://x/", None);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((status, v["answer"]["status"].clone()), (200, Value::Null));
     }
 }

@@ -54,6 +54,11 @@ pub enum Command {
         #[arg(long, default_value_t = FieldValidation::Strict)]
         field_validation: FieldValidation,
     },
+    /// What the gateway would do with one request: the socket, the listener
+    /// (and why), the winning route rule and the rules that lost (and why),
+    /// policies, filters, backends and the answer; offline, on the same
+    /// translation and route matching as `run`.
+    Explain(ExplainArgs),
     /// Kubernetes mode: watch the cluster, write statuses, provision and feed one proxy per Gateway.
     Controller(portcullis_kube::ControllerArgs),
     /// Kubernetes mode: serve one Gateway with the configuration streamed by the controller.
@@ -71,13 +76,42 @@ pub enum Format {
     Table,
 }
 
-/// Output formats of `validate`.
+/// Output formats of `validate` and `explain`.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum ValidateFormat {
     /// One line per problem, grouped by file, and a summary.
     Text,
     /// `{valid, objects, problems: [...]}` for machines.
     Json,
+}
+
+/// Options of `explain`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExplainArgs {
+    /// A file or a directory (recursive) of YAML/JSON manifests.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Only sockets serving a listener of this Gateway (`namespace/name`).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// The request: `'METHOD URL'` or `URL` (GET), e.g. `'GET https://shop.example.com/cart?x=1'`.
+    pub request: String,
+    /// A request header, `'name: value'` (repeatable); `Host` overrides the
+    /// URL's authority for routing (the URL's host stays the TLS SNI).
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = ValidateFormat::Text)]
+    pub output: ValidateFormat,
+    /// Address pool, as for `run`.
+    #[arg(long)]
+    pub address_pool: Option<ipnet::IpNet>,
+    /// Bind address, as for `run`.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Unknown fields and kinds: Strict (an error), Warn or Ignore (dropped).
+    #[arg(long, default_value_t = FieldValidation::Strict)]
+    pub field_validation: FieldValidation,
 }
 
 /// Options of `run`.
@@ -92,12 +126,14 @@ pub struct RunArgs {
     /// Address used when a Gateway has no address and there is no pool.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// Admin API address (`/healthz`, `/readyz`, `/status`, `/config`, `/metrics`).
-    /// Anything but a loopback address needs `--admin-token-file`.
+    /// Admin API address (`/healthz`, `/readyz`, `/status`, `/config`, `/metrics`,
+    /// `/explain`, the dashboard `/ui`). Anything but a loopback address needs
+    /// `--admin-token-file`.
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
-    /// A file holding a bearer token that `/status` and `/config` require
-    /// (`Authorization: Bearer <token>`); required when `--admin` is not a
+    /// A file holding a bearer token that every admin document requires
+    /// (`Authorization: Bearer <token>`; the dashboard takes it from
+    /// `/ui#token=<token>` or asks); required when `--admin` is not a
     /// loopback address.
     #[arg(long)]
     pub admin_token_file: Option<PathBuf>,
@@ -149,6 +185,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             address_pool,
             field_validation,
         } => report::status(&config, output, address_pool, field_validation),
+        Command::Explain(args) => crate::explain::run(&args),
         Command::Controller(args) => {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -61,6 +61,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         snapshot: Default::default(),
         memo: Default::default(),
         generation: 0,
+        errors: vec![],
+        problems: Default::default(),
     };
     looper.step(&mut source, true).await;
     let shutdown = shutdown_signal();
@@ -103,6 +105,10 @@ struct Loop {
     memo: portcullis_translate::Memo,
     /// Configurations applied since start (`portcullis_config_applied_generation`).
     generation: i64,
+    /// The source's errors at the last reload (invalid objects).
+    errors: Vec<portcullis_source::SourceError>,
+    /// Every problem, with file:line, for the dashboard.
+    problems: Arc<Vec<crate::validate::Problem>>,
 }
 
 impl Loop {
@@ -116,10 +122,36 @@ impl Loop {
             tracing::error!("{e} (the last good version keeps serving)");
         }
         if !reload.changed && !first {
+            // An object that became invalid keeps its last good version
+            // (the snapshot is unchanged), but the dashboard shows why.
+            if reload.errors != self.errors {
+                self.errors = reload.errors;
+                self.refresh_problems(source);
+            }
             return;
         }
+        self.errors = reload.errors;
         self.snapshot = Arc::new(reload.snapshot);
-        self.publish(started, reload.errors.len()).await;
+        self.publish(started, self.errors.len()).await;
+        self.refresh_problems(source);
+    }
+
+    /// Recompute the problem list (as `portcullis validate` shows it) and
+    /// publish it with the current view.
+    fn refresh_problems(&mut self, source: &portcullis_source::FileSource) {
+        self.problems = Arc::new(crate::validate::problems(
+            &self.errors,
+            &self.snapshot,
+            &self.previous_statuses,
+            source,
+            &self.options,
+        ));
+        if let Some(v) = self.state.load_full() {
+            self.state.store(Some(Arc::new(AdminView {
+                problems: self.problems.clone(),
+                ..(*v).clone()
+            })));
+        }
     }
 
     /// Translate the current snapshot, apply it, publish statuses.
@@ -171,6 +203,7 @@ impl Loop {
                 snapshot: self.snapshot.clone(),
                 statuses: self.previous_statuses.clone(),
                 config,
+                problems: self.problems.clone(),
             })));
             statuses += t.elapsed();
             if !rebind {

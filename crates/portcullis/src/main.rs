@@ -3,7 +3,9 @@
 mod admin;
 mod cli;
 mod controller;
+mod explain;
 mod report;
+mod ui;
 mod validate;
 
 use clap::Parser;

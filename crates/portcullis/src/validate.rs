@@ -130,8 +130,40 @@ pub struct Report {
 pub fn check(path: &Path, fields: FieldValidation) -> Report {
     let mut source = FileSource::new(path).with_field_validation(fields);
     let reload = source.reload();
-    let mut problems: Vec<Problem> = reload
-        .errors
+    let options = portcullis_translate::Options::default();
+    let out = portcullis_translate::translate(&portcullis_translate::Input {
+        snapshot: &reload.snapshot,
+        options: &options,
+        previous_addresses: Default::default(),
+        bind_errors: Default::default(),
+    });
+    let problems = problems(
+        &reload.errors,
+        &reload.snapshot,
+        &out.statuses,
+        &source,
+        &options,
+    );
+    Report {
+        valid: problems.is_empty(),
+        objects: reload.snapshot.len(),
+        problems,
+        warnings: reload.warnings,
+    }
+}
+
+/// Every problem of a translated snapshot, sorted by file and line: the
+/// source's errors (invalid objects), then the conditions and unattached
+/// objects that leave configuration unserved, located by `source`.
+/// `portcullis validate` and the dashboard (`/ui`) show the same list.
+pub fn problems(
+    errors: &[portcullis_source::SourceError],
+    snapshot: &Snapshot,
+    statuses: &Statuses,
+    source: &FileSource,
+    options: &portcullis_translate::Options,
+) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = errors
         .iter()
         .map(|e| Problem {
             file: Some(e.file.clone()),
@@ -148,24 +180,17 @@ pub fn check(path: &Path, fields: FieldValidation) -> Report {
             message: e.message.clone(),
         })
         .collect();
-    let options = portcullis_translate::Options::default();
-    let out = portcullis_translate::translate(&portcullis_translate::Input {
-        snapshot: &reload.snapshot,
-        options: &options,
-        previous_addresses: Default::default(),
-        bind_errors: Default::default(),
-    });
     let at = |oref: &ObjectRef| {
         source
             .location(oref.kind, &oref.key)
             .map(|(f, l)| (f.to_path_buf(), l))
     };
-    for (oref, status) in &out.statuses {
+    for (oref, status) in statuses {
         for (scope, c) in unserved(status) {
             problems.push(condition_problem(oref, at(oref), scope, c));
         }
     }
-    for (oref, scope, message) in unattached(&reload.snapshot, &out.statuses, &options) {
+    for (oref, scope, message) in unattached(snapshot, statuses, options) {
         problems.push(Problem {
             scope,
             message,
@@ -174,12 +199,7 @@ pub fn check(path: &Path, fields: FieldValidation) -> Report {
     }
     problems.sort();
     problems.dedup();
-    Report {
-        valid: problems.is_empty(),
-        objects: reload.snapshot.len(),
-        problems,
-        warnings: reload.warnings,
-    }
+    problems
 }
 
 /// A translation problem about an object, at its location, to be filled in.
