@@ -71,7 +71,9 @@ fn cel_rules_of_the_crd_apply() {
         ],
     );
     expect_errors(
-        &policy("  rateLimit:\n    local:\n      rules:\n      - clientSelectors: [{}]\n        limit: {requests: 1, unit: Week}\n"),
+        &policy(
+            "  rateLimit:\n    local:\n      rules:\n      - clientSelectors: [{}]\n        limit: {requests: 1, unit: Week}\n",
+        ),
         &[
             "test.yaml:11: BackendTrafficPolicy default/btp: spec.rateLimit.local.rules[0].clientSelectors[0]: at least one of headers, methods, path or sourceCIDR must be specified",
             "test.yaml:12: BackendTrafficPolicy default/btp: spec.rateLimit.local.rules[0].limit.unit: unsupported value \"Week\": supported values: \"Second\", \"Minute\", \"Hour\", \"Day\", \"Month\", \"Year\"",

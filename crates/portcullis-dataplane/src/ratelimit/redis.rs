@@ -112,6 +112,8 @@ pub struct Global {
     last_attempt_ns: AtomicU64,
     runtime: Option<tokio::runtime::Handle>,
     script: redis::Script,
+    /// Woken when a connection attempt ends.
+    attempted: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Global {
@@ -135,6 +137,7 @@ impl Global {
             last_attempt_ns: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::try_current().ok(),
             script: redis::Script::new(SCRIPT),
+            attempted: tokio::sync::Notify::new(),
         });
         g.clone().reconnect();
         g
@@ -165,6 +168,7 @@ impl Global {
                 Err(_) => tracing::warn!("cannot connect to Redis for global rate limits: timed out"),
             }
             self.connecting.store(false, Ordering::Release);
+            self.attempted.notify_waiters();
         });
     }
 
@@ -193,9 +197,18 @@ impl Global {
         self: &Arc<Self>,
         buckets: &[GlobalBucket],
     ) -> Result<Vec<Decision>, GlobalError> {
-        let Some(conn) = self.conn.load_full() else {
-            self.clone().reconnect();
-            return Err(GlobalError::NotConnected);
+        let conn = match self.conn.load_full() {
+            Some(c) => c,
+            None => {
+                // A connection being made (at start, say) is waited for, within
+                // the decision's time budget.
+                let attempt = self.attempted.notified();
+                self.clone().reconnect();
+                if self.connecting.load(Ordering::Acquire) {
+                    let _ = tokio::time::timeout(self.target.timeout, attempt).await;
+                }
+                self.conn.load_full().ok_or(GlobalError::NotConnected)?
+            }
         };
         let mut inv = self.script.prepare_invoke();
         for b in buckets {
