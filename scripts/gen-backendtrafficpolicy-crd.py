@@ -10,7 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crdgen import HEADER_NAME, arr, obj, s, target_ref, write_crd  # noqa: E402
+from crdgen import DURATION, HEADER_NAME, arr, obj, s, target_ref, write_crd  # noqa: E402
 
 KINDS = ["Gateway", "HTTPRoute", "GRPCRoute"]
 
@@ -80,6 +80,77 @@ rules = obj({
                  min_items=1, max_items=64),
 }, ["rules"])
 
+def dur(desc, **kw):
+    return {**DURATION, "description": desc, **kw}
+
+
+def count(desc, minimum=0, maximum=4294967295, **kw):
+    return {"type": "integer", "format": "int64", "minimum": minimum, "maximum": maximum, "description": desc, **kw}
+
+
+load_balancer = obj({
+    "type": s("`LeastRequest` (the default without a policy: two random endpoints, the one with fewer requests in flight), "
+              "`RoundRobin`, `Random` or `ConsistentHash`.",
+              enum=["ConsistentHash", "LeastRequest", "Random", "RoundRobin"]),
+    "consistentHash": obj({
+        "type": s("`SourceIP` (the client address), `Header` (a request header's value) or `Cookie` "
+                  "(a cookie's value; generated and set on the response when absent).",
+                  enum=["SourceIP", "Header", "Cookie"]),
+        "header": obj({"name": {**HEADER_NAME, "description": "Header name."}}, ["name"]),
+        "cookie": obj({
+            "name": s("Cookie name.", minLength=1, maxLength=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"),
+            "ttl": dur("Max-Age of a generated cookie; unset: a session cookie."),
+        }, ["name"]),
+        "tableSize": count("Maglev lookup table size, a prime (default 65537).", minimum=2, maximum=5000011,
+                           default=65537),
+    }, ["type"], desc="Maglev consistent hashing: adding or removing an endpoint moves few keys.",
+        rules=[("self.type == 'Header' ? has(self.header) : !has(self.header)", "header is set with, and only with, type Header"),
+               ("self.type == 'Cookie' ? has(self.cookie) : !has(self.cookie)", "cookie is set with, and only with, type Cookie")]),
+}, ["type"], desc="How endpoints are chosen.",
+    rules=[("self.type == 'ConsistentHash' ? has(self.consistentHash) : !has(self.consistentHash)",
+            "consistentHash is set with, and only with, type ConsistentHash")])
+
+circuit_breaker = obj({
+    "maxParallelRequests": count("Requests in flight to one backend of a route rule at once; past it, 503 at once (default 1024).",
+                                 minimum=1, default=1024),
+    "maxParallelRetries": count("Retries in flight to one backend of a route rule at once; past it, no retry (default 1024).",
+                                minimum=0, default=1024),
+}, desc="Limits that fail fast instead of queueing.")
+
+passive = obj({
+    "splitExternalLocalOriginErrors": {"type": "boolean", "default": False,
+                                       "description": "Count local-origin failures (connect, reset, timeout) apart from 5xx answers."},
+    "interval": dur("Ejections end on this time grid (default 3s).", default="3s"),
+    "consecutiveLocalOriginFailures": count("Local-origin failures in a row that eject (split mode; default 5).", default=5),
+    "consecutiveGatewayErrors": count("502, 503 and 504 answers (and local-origin failures unless split) in a row that eject (default 0: off).", default=0),
+    "consecutive5XxErrors": count("5xx answers (and local-origin failures unless split) in a row that eject (default 5; 0: off).", default=5),
+    "baseEjectionTime": dur("An ejection lasts this times the endpoint's number of ejections (default 30s).", default="30s"),
+    "maxEjectionPercent": count("Most endpoints ejected at once, in percent (default 10; one may always be).", maximum=100, default=10),
+}, desc="Outlier detection: endpoints that fail in a row get no traffic for a while. When every endpoint is ejected, traffic is spread over all of them (panic mode).")
+
+retry = obj({
+    "numRetries": count("Retries after the first attempt (default 2).", maximum=100, default=2),
+    "retryOn": obj({
+        "triggers": arr(s(enum=["5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes"]),
+                        "`5xx`, `gateway-error` (502, 503, 504), `reset` (the connection failed after it was made), "
+                        "`connect-failure`, `retriable-status-codes` (with httpStatusCodes).", max_items=8),
+        "httpStatusCodes": arr({"type": "integer", "minimum": 100, "maximum": 599}, "Statuses retried.", max_items=32),
+    }, desc="What is retried (default: connect-failure, and the statuses of retriable-status-codes)."),
+    "perRetry": obj({
+        "timeout": dur("Timeout of each attempt."),
+        "backOff": obj({
+            "baseInterval": dur("First wait (default 25ms)."),
+            "maxInterval": dur("Longest wait (default 10 × baseInterval)."),
+        }, desc="Exponential back-off with jitter between attempts."),
+    }),
+}, desc="Retries, for requests whose body can be replayed, within a retry budget (at most 20 % of the requests in flight to the backend are retries, and at least 3 may be).")
+
+timeout = obj({
+    "http": obj({
+        "requestTimeout": dur("The whole request, retries included (504 past it)."),
+    }),
+})
+
 spec = obj({
     "targetRef": target_ref(KINDS),
     "targetRefs": arr(target_ref(KINDS), "The Gateways, listeners, routes and route rules this policy applies to.", max_items=16),
@@ -88,9 +159,15 @@ spec = obj({
         "global": {**rules, "description": "Limits shared by every proxy through Redis (`--rate-limit-redis`)."},
     }, desc="Rate limits; a request must pass both the local and the global rules it matches.",
         rules=[("has(self.local) || has(self.global)", "at least one of local or global must be set")]),
+    "loadBalancer": load_balancer,
+    "circuitBreaker": circuit_breaker,
+    "healthCheck": obj({"passive": passive}, desc="Health checks."),
+    "retry": retry,
+    "timeout": timeout,
 }, desc="BackendTrafficPolicySpec: the fields Portcullis implements (others are rejected).",
     rules=[("has(self.targetRef) || has(self.targetRefs)", "either targetRef or targetRefs must be set")])
 
 write_crd("BackendTrafficPolicy", "backendtrafficpolicies", "btp", spec,
-          "BackendTrafficPolicy: rate limits between the gateway and its backends (GEP-713 policy).",
+          "BackendTrafficPolicy: rate limits, load balancing, circuit breaking, outlier detection, retries and timeouts "
+          "between the gateway and its backends (GEP-713 policy).",
           "scripts/gen-backendtrafficpolicy-crd.py")

@@ -65,6 +65,9 @@ pub enum ProxyError {
     /// fails closed (503).
     #[error("rate-limit service unavailable")]
     RateLimitUnavailable,
+    /// The backend's circuit breaker is open (`maxParallelRequests`): 503 at once.
+    #[error("upstream overflow")]
+    Overflow,
 }
 
 /// What a rate-limit answer tells the client: the draft IETF `RateLimit-*`
@@ -123,7 +126,9 @@ impl ProxyError {
             ProxyError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::RateLimitUnavailable | ProxyError::Overflow => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -141,7 +146,7 @@ impl ProxyError {
             ProxyError::NotImplemented(_) => Some(12),
             ProxyError::Misdirected => None,
             ProxyError::RateLimited(_) => Some(8),
-            ProxyError::RateLimitUnavailable => Some(14),
+            ProxyError::RateLimitUnavailable | ProxyError::Overflow => Some(14),
         }
     }
 
@@ -166,6 +171,7 @@ impl ProxyError {
             ProxyError::Misdirected => Flag::Misdirected,
             ProxyError::RateLimited(_) => Flag::RateLimited,
             ProxyError::RateLimitUnavailable => Flag::RateLimitServiceError,
+            ProxyError::Overflow => Flag::UpstreamOverflow,
         }
     }
 
@@ -185,6 +191,7 @@ impl ProxyError {
             ProxyError::Misdirected => "misdirected request\n",
             ProxyError::RateLimited(_) => "too many requests\n",
             ProxyError::RateLimitUnavailable => "rate limit service unavailable\n",
+            ProxyError::Overflow => "upstream overflow\n",
         }
     }
 

@@ -43,6 +43,7 @@ use portcullis_tls::SwappableAcceptor;
 use tokio::time::Instant;
 
 use crate::Options;
+use crate::backend::balance::{self, Outcome};
 use crate::backend::endpoint::{EndpointState, InflightGuard};
 use crate::backend::h1::{H1Body, H1Client, H1Error};
 use crate::backend::pool::Clients;
@@ -346,6 +347,7 @@ where
         path,
         query,
         headers,
+        client,
     };
 
     let fcx = FilterCtx {
@@ -549,6 +551,22 @@ where
         .and_then(|s| s.token(&st.headers))
         .and_then(|t| target.endpoints.by_token(t))
         .cloned();
+    // A consistent hash on a cookie the request lacks: generate it (and set
+    // it on the response), so the client sticks from its next request on.
+    let generated = match target.endpoints.balancer().hash_cookie() {
+        Some((name, ttl)) if balance::cookie(&st.headers, name).is_none() => {
+            let value = format!("{:032x}", rand::random::<u128>());
+            let max_age = ttl.map(|t| format!("; Max-Age={t}")).unwrap_or_default();
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly{max_age}"))
+            {
+                plan.cookies.push(v);
+            }
+            Some(value)
+        }
+        _ => None,
+    };
+    let client_addr = st.client;
     let h2 = (target.h2c || action.grpc || grpc) && client_upgrade.is_none();
     let scheme = if target.tls.is_some() {
         "https"
@@ -572,6 +590,9 @@ where
 
     // A retry goes to another endpoint than the attempt before it, when there is one.
     let mut prev: Option<Arc<EndpointState>> = None;
+    // The endpoint of the attempt under way, for outlier detection of timeouts.
+    let current: arc_swap::ArcSwapOption<EndpointState> = Default::default();
+    let eps = &target.endpoints;
     // The default response-header timeout, unless the route has its own
     // (`timeouts.backendRequest`); it starts once the request body is sent.
     let header_limit = action
@@ -587,13 +608,21 @@ where
             s.retry();
         }
         let picked = match (&prev, &sticky) {
-            (Some(p), _) => target.endpoints.pick_excluding(p),
+            (Some(p), _) => eps.pick_excluding(p),
             (None, Some(s)) => Some(s),
-            (None, None) => target.endpoints.pick(),
+            (None, None) => eps.pick_for(
+                &balance::PickCtx {
+                    client: client_addr,
+                    headers: &headers,
+                },
+                generated.as_deref(),
+            ),
         };
         let ep = picked.cloned().expect("endpoints checked non-empty");
         prev = Some(ep.clone());
-        let guard = ep.acquire();
+        current.store(Some(ep.clone()));
+        // The circuit breaker: past `maxParallelRequests`, 503 at once.
+        let guard = ep.try_acquire(eps.max_parallel_requests);
         if lean {
             let h1_body = match body.replay() {
                 Some(b) => H1Body::Bytes(b),
@@ -602,21 +631,29 @@ where
             let client = &shared.h1;
             let req = H1Client::prepare(&method, &path_and_query, &headers, h1_body);
             return Either::Left(async move {
+                let guard = guard.ok_or(AttemptError::Overflow)?;
                 let req = req.map_err(|e| AttemptError::Other(format!("{}: {e}", ep.addr)))?;
                 match client.send(ep.addr, req).await {
-                    Ok(resp) => Ok(Attempt {
-                        resp: resp.map(body::boxed),
-                        upgrade: None,
-                        guard,
-                        ep,
-                    }),
-                    Err(e) if e.is_connect() => {
-                        Err(AttemptError::Connect(format!("{}: {e}", ep.addr)))
+                    Ok(resp) => {
+                        eps.record(&ep, Outcome::Status(resp.status().as_u16()));
+                        Ok(Attempt {
+                            resp: resp.map(body::boxed),
+                            upgrade: None,
+                            guard,
+                            ep,
+                        })
                     }
                     Err(H1Error::Body(b)) if b.is::<LengthLimitError>() => {
                         Err(AttemptError::TooLarge)
                     }
-                    Err(e) => Err(AttemptError::Other(format!("{}: {e}", ep.addr))),
+                    Err(e) => {
+                        eps.record(&ep, Outcome::LocalFailure);
+                        if e.is_connect() {
+                            Err(AttemptError::Connect(format!("{}: {e}", ep.addr)))
+                        } else {
+                            Err(AttemptError::Other(format!("{}: {e}", ep.addr)))
+                        }
+                    }
                 }
             });
         }
@@ -642,9 +679,11 @@ where
             None => shared.clients.request(h2, req),
         });
         Either::Right(async move {
+            let guard = guard.ok_or(AttemptError::Overflow)?;
             let sent = sent.map_err(|e| AttemptError::Other(e.to_string()))?;
             match sent.await {
                 Ok(mut resp) => {
+                    eps.record(&ep, Outcome::Status(resp.status().as_u16()));
                     let upgrade = (resp.status() == StatusCode::SWITCHING_PROTOCOLS)
                         .then(|| hyper::upgrade::on(&mut resp));
                     Ok(Attempt {
@@ -654,14 +693,26 @@ where
                         ep,
                     })
                 }
-                Err(e) if e.is_connect() => Err(AttemptError::Connect(format!("{}: {e}", ep.addr))),
-                Err(e) => Err(AttemptError::Other(format!("{}: {e}", ep.addr))),
+                Err(e) => {
+                    eps.record(&ep, Outcome::LocalFailure);
+                    if e.is_connect() {
+                        Err(AttemptError::Connect(format!("{}: {e}", ep.addr)))
+                    } else {
+                        Err(AttemptError::Other(format!("{}: {e}", ep.addr)))
+                    }
+                }
             }
         })
     };
     let bounded = |n: u32| {
-        HeaderTimeout::new(attempt(n), header_limit, header_watch.clone())
-            .map(|r| r.unwrap_or(Err(AttemptError::Timeout)))
+        HeaderTimeout::new(attempt(n), header_limit, header_watch.clone()).map(|r| {
+            r.unwrap_or_else(|| {
+                if let Some(ep) = current.load().as_deref() {
+                    eps.record(ep, Outcome::LocalFailure);
+                }
+                Err(AttemptError::Timeout)
+            })
+        })
     };
     let upstream_start = Instant::now();
     let Attempt {
@@ -675,6 +726,7 @@ where
         action.backend_timeout,
         bounded,
         |a| a.resp.status(),
+        || eps.try_retry(),
     )
     .await?;
     log.upstream = Some(ep.addr);

@@ -1,9 +1,14 @@
 //! Retries (GEP-1731) and per-attempt timeouts.
 //!
-//! An attempt is retried when it fails to connect or the response status is
-//! one of the policy's codes, up to `attempts` retries, waiting `backoff`
-//! between them. Retries only happen when the request body can be replayed
-//! (empty or buffered); the whole loop runs inside the request timeout.
+//! An attempt is retried when it fails to connect (unless a
+//! BackendTrafficPolicy leaves `connect-failure` out), when the connection
+//! fails once made (BackendTrafficPolicy `reset`), or when the response
+//! status is one of the policy's codes, up to `attempts` retries, waiting
+//! `backoff` between them (exponential with jitter up to `max_backoff` when
+//! set). Each retry needs a permit of the backend's retry budget
+//! (`EndpointSet::try_retry`); without one the last answer stands. Retries
+//! only happen when the request body can be replayed (empty or buffered);
+//! the whole loop runs inside the request timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +28,9 @@ pub struct RetryPolicy {
     codes: Box<[u16]>,
     attempts: u32,
     backoff: Duration,
+    max_backoff: Option<Duration>,
+    on_reset: bool,
+    on_connect_failure: bool,
 }
 
 impl RetryPolicy {
@@ -32,6 +40,25 @@ impl RetryPolicy {
             codes: r.codes.clone().into(),
             attempts: r.attempts,
             backoff: Duration::from_millis(r.backoff_ms.unwrap_or(0)),
+            max_backoff: r.max_backoff_ms.map(Duration::from_millis),
+            on_reset: r.on_reset,
+            on_connect_failure: r.on_connect_failure,
+        }
+    }
+
+    /// The wait before retry `n` (1-based): constant, or exponential from
+    /// `backoff` with full jitter up to `max_backoff`.
+    fn wait(&self, n: u32) -> Duration {
+        match self.max_backoff {
+            None => self.backoff,
+            Some(max) => {
+                let cap = self
+                    .backoff
+                    .saturating_mul(1u32 << (n.saturating_sub(1)).min(16))
+                    .min(max);
+                let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX).max(1);
+                Duration::from_millis(rand::Rng::random_range(&mut rand::rng(), ms / 2..=ms))
+            }
         }
     }
 }
@@ -55,20 +82,24 @@ pub enum AttemptError {
     Timeout,
     /// The streamed request body went past the maximum body size: 413.
     TooLarge,
+    /// The circuit breaker refused the attempt (`maxParallelRequests`): 503.
+    Overflow,
 }
 
 /// Run attempts until one succeeds or the policy gives up.
-pub async fn run<T, F, Fut>(
+pub async fn run<T, F, Fut, G>(
     policy: Option<&RetryPolicy>,
     replayable: bool,
     per_try: Option<Duration>,
     mut attempt: F,
     status: impl Fn(&T) -> StatusCode,
+    mut may_retry: impl FnMut() -> Option<G>,
 ) -> Result<T, ProxyError>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, AttemptError>>,
 {
+    let mut _permit: Option<G> = None;
     let max_retries = match policy {
         Some(p) if replayable => p.attempts,
         _ => 0,
@@ -84,22 +115,33 @@ where
             .unwrap_or(Err(AttemptError::Timeout));
         let retryable = match &res {
             Ok(r) => policy.is_some_and(|p| p.codes.contains(&status(r).as_u16())),
-            Err(AttemptError::Connect(_)) => true,
+            Err(AttemptError::Connect(_)) => policy.is_none_or(|p| p.on_connect_failure),
             Err(AttemptError::Timeout) => policy.is_some(),
-            Err(AttemptError::Other(_) | AttemptError::TooLarge) => false,
+            Err(AttemptError::Other(_)) => policy.is_some_and(|p| p.on_reset),
+            Err(AttemptError::TooLarge | AttemptError::Overflow) => false,
         };
-        if !retryable || n >= max_retries {
+        // The budget's permit for the next retry; none: the answer stands.
+        let permit = (retryable && n < max_retries)
+            .then(&mut may_retry)
+            .flatten();
+        if permit.is_none() {
+            if retryable && n < max_retries {
+                tracing::debug!("retry budget exhausted: not retried");
+            }
             return res.map_err(|e| match e {
                 AttemptError::Connect(m) | AttemptError::Other(m) => ProxyError::Upstream(m),
                 AttemptError::Timeout => ProxyError::Timeout,
                 AttemptError::TooLarge => ProxyError::PayloadTooLarge,
+                AttemptError::Overflow => ProxyError::Overflow,
             });
         }
+        _permit = permit;
         n += 1;
-        if let Some(p) = policy
-            && !p.backoff.is_zero()
-        {
-            tokio::time::sleep(p.backoff).await;
+        if let Some(p) = policy {
+            let wait = p.wait(n);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
     }
 }

@@ -84,7 +84,12 @@ impl RuleAction {
                 None => meta.rule_index.to_string().into(),
             },
             filters: Filters::new(&a.filters, cx),
-            backends: WeightedBackends::new(&a.backends, |f| Filters::new(f, cx), cx),
+            backends: WeightedBackends::new(
+                &a.backends,
+                |f| Filters::new(f, cx),
+                cx,
+                a.backend_traffic.as_deref(),
+            ),
             request_timeout: ms(a.request_timeout_ms),
             backend_timeout: ms(a.backend_request_timeout_ms),
             retry: a.retry.as_ref().map(RetryPolicy::new),

@@ -154,6 +154,7 @@ async fn retries_on_listed_codes_and_connect_errors() {
                 codes,
                 attempts,
                 backoff_ms: Some(10),
+                ..Retry::default()
             })
         };
         let mut r = rule("r", prefix("/retry"), vec![wb(1, e.backend())]);
@@ -232,6 +233,7 @@ async fn retries_are_bounded_by_the_request_timeout() {
             codes: vec![503],
             attempts: 100,
             backoff_ms: Some(100),
+            ..Retry::default()
         });
         r.action.request_timeout_ms = Some(500);
         let (_dp, addr) = serve(vec![r]).await;
@@ -532,6 +534,7 @@ async fn backend_request_timeouts_are_retried() {
             codes: vec![],
             attempts: 2,
             backoff_ms: None,
+            ..Retry::default()
         });
         // Only a silent endpoint: every attempt times out; 1 + 2 retries, then 504.
         let mut dead = rule(

@@ -93,6 +93,10 @@ pub struct HttpAction {
     /// The effective BackendTrafficPolicy rate limits (resolved at translate time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<std::sync::Arc<crate::RateLimit>>,
+    /// The effective BackendTrafficPolicy backend settings (load balancing,
+    /// circuit breaking, outlier detection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_traffic: Option<std::sync::Arc<crate::traffic::BackendTraffic>>,
 }
 
 /// Retry policy (HTTPRoute `retry`, GEP-1731).
@@ -104,6 +108,38 @@ pub struct Retry {
     pub attempts: u32,
     /// Backoff between attempts in milliseconds.
     pub backoff_ms: Option<u64>,
+    /// Exponential back-off with jitter from `backoff_ms` up to this
+    /// (BackendTrafficPolicy); none: a constant `backoff_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff_ms: Option<u64>,
+    /// Retry a connection that failed once made (BackendTrafficPolicy `reset`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_reset: bool,
+    /// Retry a failed connect (always, for HTTPRoute `retry`).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub on_connect_failure: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            codes: vec![],
+            attempts: 0,
+            backoff_ms: None,
+            max_backoff_ms: None,
+            on_reset: false,
+            on_connect_failure: true,
+        }
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// Session persistence (GEP-1619).

@@ -119,3 +119,83 @@ pub struct SourceSelector {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub distinct: bool,
 }
+
+/// BackendTrafficPolicy settings for the backends of a route rule: endpoint
+/// choice, fail-fast limits and outlier detection. (Retries and timeouts are
+/// lowered into the rule's own `retry` and timeouts.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BackendTraffic {
+    /// `namespace/name` of the policy, for logs.
+    pub policy: String,
+    /// How endpoints are chosen.
+    pub load_balancer: LoadBalancer,
+    /// Fail-fast limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// Outlier detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<Outlier>,
+}
+
+/// How endpoints are chosen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum LoadBalancer {
+    /// Power of two choices by requests in flight (the default).
+    #[default]
+    LeastRequest,
+    /// In turn.
+    RoundRobin,
+    /// Uniformly at random.
+    Random,
+    /// Maglev consistent hashing.
+    ConsistentHash {
+        /// What is hashed.
+        on: HashOn,
+        /// Lookup table size (a prime).
+        table_size: u64,
+    },
+}
+
+/// What a consistent hash is computed from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HashOn {
+    /// The client address.
+    SourceIp,
+    /// A request header's value (lower-case name).
+    Header(String),
+    /// A cookie's value; generated (and set on the response) when absent.
+    Cookie {
+        /// Cookie name.
+        name: String,
+        /// Max-Age of a generated cookie, in seconds; none: a session cookie.
+        ttl_seconds: Option<u64>,
+    },
+}
+
+/// Fail-fast limits per backend of a route rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitBreaker {
+    /// Requests in flight at once.
+    pub max_parallel_requests: u64,
+    /// Retries in flight at once.
+    pub max_parallel_retries: u64,
+}
+
+/// Outlier detection (passive health checks).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outlier {
+    /// Local-origin failures are counted apart from 5xx answers.
+    pub split_local_origin: bool,
+    /// Ejections end on this grid, in milliseconds.
+    pub interval_ms: u64,
+    /// Local-origin failures in a row that eject (split mode; 0: off).
+    pub consecutive_local_origin: u32,
+    /// 502/503/504 in a row that eject (0: off).
+    pub consecutive_gateway: u32,
+    /// 5xx in a row that eject (0: off).
+    pub consecutive_5xx: u32,
+    /// Base ejection time, in milliseconds.
+    pub base_ejection_ms: u64,
+    /// Most endpoints ejected at once, in percent.
+    pub max_ejection_percent: u32,
+}

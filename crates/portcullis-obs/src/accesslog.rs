@@ -173,6 +173,8 @@ pub enum Flag {
     /// `RLSE`: the global rate-limit service (Redis) could not decide and the
     /// limit fails closed (503).
     RateLimitServiceError,
+    /// `UO`: the backend's circuit breaker refused the request (503).
+    UpstreamOverflow,
 }
 
 impl Flag {
@@ -193,6 +195,7 @@ impl Flag {
             Flag::DownstreamClosed => "DC",
             Flag::RateLimited => "RL",
             Flag::RateLimitServiceError => "RLSE",
+            Flag::UpstreamOverflow => "UO",
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::attach::{Attachment, PolicyInput};
 use crate::conditions::Problem;
 use crate::gateway::{GatewayState, Owner};
 use crate::model::{Meta, Obj, view};
+use crate::routes::duration_ms;
 
 /// Seconds in a `RateLimitUnit`.
 fn unit_seconds(unit: &str) -> Result<u64, Problem> {
@@ -157,14 +158,188 @@ struct Resolved {
     policy: String,
     local: Vec<(rl::RateLimitRule, bool)>,
     global: Vec<(rl::RateLimitRule, bool)>,
+    backend: Option<Arc<rl::BackendTraffic>>,
+    retry: Option<ir::Retry>,
+    per_try_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
     invalid: bool,
 }
 
+fn ms(at: &str, d: Option<&str>, default: u64) -> Result<u64, Problem> {
+    match d {
+        None => Ok(default),
+        Some(d) => duration_ms(d)
+            .ok_or_else(|| Problem::new("Invalid", format!("{at}: {d:?} is not a duration"))),
+    }
+}
+
+fn backend(
+    policy: &str,
+    s: &api::BackendTrafficPolicySpec,
+) -> Result<Option<rl::BackendTraffic>, Problem> {
+    if s.load_balancer.is_none() && s.circuit_breaker.is_none() && s.health_check.is_none() {
+        return Ok(None);
+    }
+    let load_balancer = match &s.load_balancer {
+        None => rl::LoadBalancer::LeastRequest,
+        Some(lb) => match lb.lb_type.as_str() {
+            "RoundRobin" => rl::LoadBalancer::RoundRobin,
+            "Random" => rl::LoadBalancer::Random,
+            "ConsistentHash" => {
+                let ch = lb.consistent_hash.as_ref().ok_or_else(|| {
+                    Problem::new(
+                        "Invalid",
+                        "loadBalancer.consistentHash: required with type ConsistentHash",
+                    )
+                })?;
+                let on = match ch.hash_type.as_str() {
+                    "Header" => rl::HashOn::Header(
+                        ch.header
+                            .as_ref()
+                            .map(|h| h.name.to_ascii_lowercase())
+                            .unwrap_or_default(),
+                    ),
+                    "Cookie" => {
+                        let c = ch.cookie.clone().unwrap_or_default();
+                        rl::HashOn::Cookie {
+                            ttl_seconds: c
+                                .ttl
+                                .as_deref()
+                                .map(|t| ms("loadBalancer.consistentHash.cookie.ttl", Some(t), 0))
+                                .transpose()?
+                                .map(|m| m / 1000),
+                            name: c.name,
+                        }
+                    }
+                    _ => rl::HashOn::SourceIp,
+                };
+                let table_size = ch.table_size.unwrap_or(65_537);
+                if table_size < 2
+                    || (2..table_size)
+                        .take_while(|d| d * d <= table_size)
+                        .any(|d| table_size % d == 0)
+                {
+                    return Err(Problem::new(
+                        "Invalid",
+                        format!(
+                            "loadBalancer.consistentHash.tableSize: {table_size} is not a prime"
+                        ),
+                    ));
+                }
+                rl::LoadBalancer::ConsistentHash { on, table_size }
+            }
+            _ => rl::LoadBalancer::LeastRequest,
+        },
+    };
+    let outlier = match s.health_check.as_ref().and_then(|h| h.passive.as_ref()) {
+        None => None,
+        Some(p) => Some(rl::Outlier {
+            split_local_origin: p.split_external_local_origin_errors.unwrap_or(false),
+            interval_ms: ms("healthCheck.passive.interval", p.interval.as_deref(), 3_000)?.max(1),
+            consecutive_local_origin: p.consecutive_local_origin_failures.unwrap_or(5),
+            consecutive_gateway: p.consecutive_gateway_errors.unwrap_or(0),
+            consecutive_5xx: p.consecutive_5xx_errors.unwrap_or(5),
+            base_ejection_ms: ms(
+                "healthCheck.passive.baseEjectionTime",
+                p.base_ejection_time.as_deref(),
+                30_000,
+            )?,
+            max_ejection_percent: p.max_ejection_percent.unwrap_or(10).min(100),
+        }),
+    };
+    Ok(Some(rl::BackendTraffic {
+        policy: policy.to_string(),
+        load_balancer,
+        circuit_breaker: s.circuit_breaker.as_ref().map(|c| rl::CircuitBreaker {
+            max_parallel_requests: c.max_parallel_requests.unwrap_or(1024).max(1),
+            max_parallel_retries: c.max_parallel_retries.unwrap_or(1024),
+        }),
+        outlier,
+    }))
+}
+
+fn retry(r: &api::Retry) -> Result<(ir::Retry, Option<u64>), Problem> {
+    let triggers: Vec<&str> = r
+        .retry_on
+        .as_ref()
+        .map(|o| o.triggers.iter().map(String::as_str).collect())
+        .unwrap_or_else(|| vec!["connect-failure", "retriable-status-codes"]);
+    let mut codes: Vec<u16> = vec![];
+    for t in &triggers {
+        match *t {
+            "5xx" => codes.extend(500..=599),
+            "gateway-error" => codes.extend([502, 503, 504]),
+            "retriable-status-codes" => match r.retry_on.as_ref() {
+                Some(o) if !o.http_status_codes.is_empty() => codes.extend(&o.http_status_codes),
+                _ => codes.push(503),
+            },
+            _ => {}
+        }
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    let back = r.per_retry.as_ref().and_then(|p| p.back_off.as_ref());
+    let base = back
+        .map(|b| {
+            ms(
+                "retry.perRetry.backOff.baseInterval",
+                b.base_interval.as_deref(),
+                25,
+            )
+        })
+        .transpose()?;
+    let max = back
+        .map(|b| {
+            ms(
+                "retry.perRetry.backOff.maxInterval",
+                b.max_interval.as_deref(),
+                base.unwrap_or(25).saturating_mul(10),
+            )
+        })
+        .transpose()?;
+    let per_try = r
+        .per_retry
+        .as_ref()
+        .and_then(|p| p.timeout.as_deref())
+        .map(|t| ms("retry.perRetry.timeout", Some(t), 0))
+        .transpose()?
+        .filter(|m| *m > 0);
+    Ok((
+        ir::Retry {
+            codes,
+            attempts: r.num_retries.unwrap_or(2),
+            backoff_ms: Some(base.unwrap_or(25)),
+            max_backoff_ms: Some(max.unwrap_or(250)),
+            on_reset: triggers.contains(&"reset"),
+            on_connect_failure: triggers.contains(&"connect-failure"),
+        },
+        per_try,
+    ))
+}
+
 fn build(key: &ObjectKey, s: &api::BackendTrafficPolicySpec) -> Result<Resolved, Problem> {
+    let (retry, per_try_timeout_ms) = match &s.retry {
+        Some(r) => {
+            let (r, t) = retry(r)?;
+            (Some(r), t)
+        }
+        None => (None, None),
+    };
     let mut out = Resolved {
         policy: key.to_string(),
         local: vec![],
         global: vec![],
+        backend: backend(&key.to_string(), s)?.map(Arc::new),
+        retry,
+        per_try_timeout_ms,
+        request_timeout_ms: s
+            .timeout
+            .as_ref()
+            .and_then(|t| t.http.as_ref())
+            .and_then(|h| h.request_timeout.as_deref())
+            .map(|t| ms("timeout.http.requestTimeout", Some(t), 0))
+            .transpose()?
+            .filter(|m| *m > 0),
         invalid: false,
     };
     if let Some(r) = &s.rate_limit {
@@ -229,6 +404,10 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
                     policy: key.to_string(),
                     local: vec![],
                     global: vec![],
+                    backend: None,
+                    retry: None,
+                    per_try_timeout_ms: None,
+                    request_timeout_ms: None,
                     invalid: true,
                 },
                 Some(problem),
@@ -263,7 +442,20 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
                     }];
                     continue;
                 }
-                r.action.rate_limit = Some(Arc::new(for_route_rule(p, &r.meta)));
+                if !p.local.is_empty() || !p.global.is_empty() {
+                    r.action.rate_limit = Some(Arc::new(for_route_rule(p, &r.meta)));
+                }
+                r.action.backend_traffic = p.backend.clone();
+                // The route's own `retry` and `timeouts` are more specific.
+                if r.action.retry.is_none() {
+                    r.action.retry = p.retry.clone();
+                    if r.action.backend_request_timeout_ms.is_none() {
+                        r.action.backend_request_timeout_ms = p.per_try_timeout_ms;
+                    }
+                }
+                if r.action.request_timeout_ms.is_none() {
+                    r.action.request_timeout_ms = p.request_timeout_ms;
+                }
             }
         }
     }

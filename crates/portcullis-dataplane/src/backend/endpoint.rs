@@ -1,4 +1,6 @@
-//! Endpoints of one backend and least-request power-of-two-choices picking.
+//! Endpoints of one backend, and picking one: least-request power of two
+//! choices by default, or the BackendTrafficPolicy's balancer, skipping
+//! endpoints ejected by outlier detection (see [`super::balance`]).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -10,6 +12,8 @@ use http::uri::Authority;
 use portcullis_ir::Endpoint;
 use rand::Rng;
 
+use super::balance::{Balancer, Health, Outcome, Outliers, PickCtx};
+
 /// One endpoint with its in-flight request count.
 #[derive(Debug)]
 pub struct EndpointState {
@@ -20,6 +24,10 @@ pub struct EndpointState {
     /// Opaque session-persistence token naming this endpoint.
     pub token: Box<str>,
     inflight: AtomicUsize,
+    /// Requests in flight to every endpoint of the set (circuit breaker).
+    total: Arc<AtomicUsize>,
+    /// Outlier-detection state.
+    pub health: Health,
 }
 
 /// Counts a request against an endpoint until dropped.
@@ -29,6 +37,17 @@ pub struct InflightGuard(Arc<EndpointState>);
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.0.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a retry in flight against a backend until dropped.
+#[derive(Debug)]
+pub struct RetryGuard(Arc<AtomicUsize>);
+
+impl Drop for RetryGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -36,7 +55,19 @@ impl EndpointState {
     /// Start counting a request.
     pub fn acquire(self: &Arc<Self>) -> InflightGuard {
         self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
         InflightGuard(self.clone())
+    }
+
+    /// Start counting a request unless `max` are in flight to the set
+    /// already (the circuit breaker's `maxParallelRequests`).
+    pub fn try_acquire(self: &Arc<Self>, max: usize) -> Option<InflightGuard> {
+        if self.total.fetch_add(1, Ordering::AcqRel) >= max {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        Some(InflightGuard(self.clone()))
     }
 
     /// Requests in flight.
@@ -51,17 +82,34 @@ impl EndpointState {
 pub struct EndpointSet {
     eps: Vec<Arc<EndpointState>>,
     by_token: HashMap<Box<str>, usize>,
+    balancer: Balancer,
+    outliers: Option<Outliers>,
+    total: Arc<AtomicUsize>,
+    retrying: Arc<AtomicUsize>,
+    /// Circuit breaker: requests in flight at once (unbounded without a policy).
+    pub max_parallel_requests: usize,
+    max_parallel_retries: usize,
 }
 
 impl EndpointSet {
     /// Build from the IR, naming each endpoint with a keyed hash of its address.
     pub fn new(endpoints: &[Endpoint], tokens: &impl BuildHasher) -> Self {
+        Self::with_policy(endpoints, tokens, None)
+    }
+
+    /// Build with a BackendTrafficPolicy's balancer and outlier detection.
+    pub fn with_policy(
+        endpoints: &[Endpoint],
+        tokens: &impl BuildHasher,
+        policy: Option<&portcullis_ir::traffic::BackendTraffic>,
+    ) -> Self {
         let ready: Vec<_> = endpoints.iter().filter(|e| !e.terminating).collect();
         let chosen = if ready.is_empty() {
             endpoints.iter().collect()
         } else {
             ready
         };
+        let total = Arc::new(AtomicUsize::new(0));
         let mut eps = Vec::with_capacity(chosen.len());
         let mut by_token = HashMap::with_capacity(chosen.len());
         for e in chosen {
@@ -75,9 +123,129 @@ impl EndpointSet {
                 authority,
                 token,
                 inflight: AtomicUsize::new(0),
+                total: total.clone(),
+                health: Health::default(),
             }));
         }
-        EndpointSet { eps, by_token }
+        let (balancer, outliers) = match policy {
+            None => (Balancer::default(), None),
+            Some(p) => {
+                let names: Vec<String> = eps.iter().map(|e| e.addr.to_string()).collect();
+                (
+                    Balancer::new(&p.load_balancer, &names),
+                    p.outlier.as_ref().map(Outliers::new),
+                )
+            }
+        };
+        let cb = policy.and_then(|p| p.circuit_breaker.as_ref());
+        let limit = |v: Option<u64>, default: usize| {
+            v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX))
+        };
+        EndpointSet {
+            eps,
+            by_token,
+            balancer,
+            outliers,
+            total,
+            retrying: Arc::default(),
+            max_parallel_requests: limit(cb.map(|c| c.max_parallel_requests), usize::MAX),
+            max_parallel_retries: limit(cb.map(|c| c.max_parallel_retries), 1024),
+        }
+    }
+
+    /// Requests in flight to the set.
+    pub fn inflight(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Permission for one more retry: the retry budget allows retries up to
+    /// 20 % of the requests in flight (at least 3), and the circuit breaker's
+    /// `maxParallelRetries`, so that retries cannot multiply the load on a
+    /// failing backend.
+    pub fn try_retry(&self) -> Option<RetryGuard> {
+        let budget = (self.inflight() / 5).max(3).min(self.max_parallel_retries);
+        if self.retrying.fetch_add(1, Ordering::AcqRel) >= budget {
+            self.retrying.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(RetryGuard(self.retrying.clone()))
+    }
+
+    /// The balancer.
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// Count an attempt's outcome (outlier detection), if the policy has it.
+    pub fn record(&self, ep: &EndpointState, o: Outcome) {
+        if let Some(out) = &self.outliers {
+            out.record(&self.eps, ep, o);
+        }
+    }
+
+    /// Indices of the endpoints in service, when some are ejected (and not
+    /// all: then every endpoint is a candidate, panic mode).
+    fn in_service(&self) -> Option<Vec<usize>> {
+        let out = self.outliers.as_ref().filter(|o| o.any())?;
+        let now = crate::ratelimit::gcra::now_ns();
+        if out.sweep(&self.eps, now) == 0 {
+            return None;
+        }
+        let ok: Vec<usize> = (0..self.eps.len())
+            .filter(|i| !self.eps[*i].health.ejected(now))
+            .collect();
+        (!ok.is_empty()).then_some(ok)
+    }
+
+    /// Pick for a request with the policy's balancer; `generated` is the
+    /// value of a consistent-hash cookie the response will set, if any.
+    pub fn pick_for(
+        &self,
+        cx: &PickCtx<'_>,
+        generated: Option<&str>,
+    ) -> Option<&Arc<EndpointState>> {
+        let n = self.eps.len();
+        if n == 0 {
+            return None;
+        }
+        let live = self.in_service();
+        let ok = |i: usize| live.as_ref().is_none_or(|l| l.binary_search(&i).is_ok());
+        match &self.balancer {
+            Balancer::LeastRequest => self.pick_among(live.as_deref()),
+            Balancer::Random => Some(match &live {
+                None => &self.eps[super::balance::random_below(n)],
+                Some(l) => &self.eps[l[super::balance::random_below(l.len())]],
+            }),
+            Balancer::RoundRobin(next) => {
+                for _ in 0..n {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+                    if ok(i) {
+                        return Some(&self.eps[i]);
+                    }
+                }
+                Some(&self.eps[0])
+            }
+            Balancer::Maglev { table, .. } => {
+                let Some(key) = self.balancer.key(cx, generated) else {
+                    return self.pick_among(live.as_deref());
+                };
+                let m = table.len();
+                let start = (key % m as u64) as usize;
+                // An ejected endpoint's keys go to the next slot's owner.
+                (0..m)
+                    .map(|k| table[(start + k) % m] as usize)
+                    .find(|i| *i < n && ok(*i))
+                    .map(|i| &self.eps[i])
+            }
+        }
+    }
+
+    /// Least request among `live` (all when `None`).
+    fn pick_among(&self, live: Option<&[usize]>) -> Option<&Arc<EndpointState>> {
+        match live {
+            None => self.p2c(self.eps.len(), |i| i),
+            Some(l) => self.p2c(l.len(), |i| l[i]),
+        }
     }
 
     /// Whether there is no endpoint.
@@ -98,15 +266,23 @@ impl EndpointSet {
     /// Least-request power of two choices: two random endpoints, the one with
     /// fewer requests in flight wins.
     pub fn pick(&self) -> Option<&Arc<EndpointState>> {
-        self.p2c(self.eps.len(), |i| i)
+        let live = self.in_service();
+        self.pick_among(live.as_deref())
     }
 
     /// Like [`EndpointSet::pick`], avoiding `prev` (the endpoint a failed
     /// attempt used) when there is another.
     pub fn pick_excluding(&self, prev: &Arc<EndpointState>) -> Option<&Arc<EndpointState>> {
-        match self.eps.iter().position(|e| Arc::ptr_eq(e, prev)) {
-            Some(skip) if self.eps.len() > 1 => {
+        let skip = self.eps.iter().position(|e| Arc::ptr_eq(e, prev));
+        match (skip, self.in_service()) {
+            (Some(skip), None) if self.eps.len() > 1 => {
                 self.p2c(self.eps.len() - 1, |i| if i >= skip { i + 1 } else { i })
+            }
+            (Some(skip), Some(mut live)) => {
+                if live.len() > 1 {
+                    live.retain(|i| *i != skip);
+                }
+                self.pick_among(Some(&live))
             }
             _ => self.pick(),
         }

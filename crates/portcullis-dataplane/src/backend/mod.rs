@@ -1,5 +1,6 @@
 //! Backends: weighted choice between a rule's backends, endpoints, upstream clients.
 
+pub mod balance;
 pub mod endpoint;
 pub mod h1;
 pub mod pool;
@@ -41,7 +42,11 @@ pub enum Target {
 impl Target {
     /// Compile an IR backend. A BackendTLSPolicy whose client config cannot
     /// be built makes the backend invalid (and is reported by the apply).
-    pub fn new(b: &Backend, cx: &BuildCtx<'_>) -> Self {
+    pub fn new(
+        b: &Backend,
+        cx: &BuildCtx<'_>,
+        policy: Option<&portcullis_ir::traffic::BackendTraffic>,
+    ) -> Self {
         match b {
             Backend::Service(s) => {
                 let tls = match &s.tls {
@@ -53,7 +58,7 @@ impl Target {
                 };
                 Target::Service(Arc::new(ServiceTarget {
                     name: s.name.as_str().into(),
-                    endpoints: EndpointSet::new(&s.endpoints, cx.tokens),
+                    endpoints: EndpointSet::with_policy(&s.endpoints, cx.tokens, policy),
                     h2c: s.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
                     tls,
                 }))
@@ -86,13 +91,14 @@ impl WeightedBackends {
         list: &[WeightedBackend],
         compile_filters: impl Fn(&[portcullis_ir::HttpFilter]) -> Filters,
         cx: &BuildCtx<'_>,
+        policy: Option<&portcullis_ir::traffic::BackendTraffic>,
     ) -> Self {
         let mut w = WeightedBackends::default();
         for b in list.iter().filter(|b| b.weight > 0) {
             w.total += u64::from(b.weight);
             w.cumulative.push(w.total);
             w.choices.push(BackendChoice {
-                target: Target::new(&b.backend, cx),
+                target: Target::new(&b.backend, cx, policy),
                 filters: compile_filters(&b.filters),
             });
         }
@@ -173,7 +179,7 @@ mod tests {
             jwks: &jwks,
             limiters: &limiters,
         };
-        let w = WeightedBackends::new(&list, |_| Filters::default(), &cx);
+        let w = WeightedBackends::new(&list, |_| Filters::default(), &cx, None);
         let mut counts = std::collections::HashMap::new();
         for _ in 0..4000 {
             let Target::Service(s) = &w.pick().unwrap().target else {

@@ -102,6 +102,8 @@ pub struct ReqState {
     pub query: Option<String>,
     /// Request headers.
     pub headers: HeaderMap,
+    /// The client address (see `client_ip`).
+    pub client: std::net::IpAddr,
 }
 
 impl ReqState {
@@ -136,6 +138,8 @@ pub struct Plan<'a> {
     pub mirrors: Vec<(&'a MirrorFilter, MirrorCopy)>,
     /// The `RateLimit-*` fields of the tightest rate limit that applied.
     pub quota: Option<crate::error::Quota>,
+    /// `Set-Cookie` values to add (a generated consistent-hash cookie).
+    pub cookies: Vec<HeaderValue>,
 }
 
 impl Plan<'_> {
@@ -149,6 +153,9 @@ impl Plan<'_> {
         }
         if let Some(q) = &self.quota {
             q.decorate(h, false);
+        }
+        for c in &self.cookies {
+            h.append(http::header::SET_COOKIE, c.clone());
         }
     }
 }

@@ -634,6 +634,7 @@ pub(super) fn build(
                 codes: r.codes,
                 attempts: r.attempts.unwrap_or(1),
                 backoff_ms: r.backoff.as_deref().and_then(duration_ms),
+                ..ir::Retry::default()
             }),
             session_persistence: rule.session_persistence.map(|s| {
                 let cookie = s.type_.as_deref().unwrap_or("Cookie") == "Cookie";
@@ -657,6 +658,7 @@ pub(super) fn build(
             }),
             security: None,
             rate_limit: None,
+            backend_traffic: None,
         };
         valid_rules += 1;
         for (mi, m) in ms.into_iter().enumerate() {
