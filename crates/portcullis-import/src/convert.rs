@@ -16,6 +16,9 @@ const GW_API: &str = "gateway.networking.k8s.io/v1";
 const GW_GROUP: &str = "gateway.networking.k8s.io";
 const MAX_RULES: usize = 16;
 
+/// The objects a ReferenceGrant allows (kind, name) and the Ingresses needing it.
+type GrantTargets = (BTreeSet<(String, String)>, BTreeSet<String>);
+
 /// A route rule before rendering; `key` is the Ingress path it serves.
 struct LRule {
     key: Option<(String, String)>,
@@ -48,7 +51,12 @@ fn slug(host: &str) -> String {
 }
 
 fn class_of(f: &Found, inputs: &Inputs) -> String {
-    if let Some(c) = f.ingress.spec.as_ref().and_then(|s| s.ingress_class_name.clone()) {
+    if let Some(c) = f
+        .ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.clone())
+    {
         return c;
     }
     if let Some(c) = f.annotations().get("kubernetes.io/ingress.class") {
@@ -122,11 +130,19 @@ struct Item<'a> {
 }
 
 pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
-    let gw_ns = opts.gateway_namespace.clone().unwrap_or(opts.default_namespace.clone());
+    let gw_ns = opts
+        .gateway_namespace
+        .clone()
+        .unwrap_or(opts.default_namespace.clone());
     let mut items: Vec<Item> = inputs
         .ingresses
         .iter()
-        .map(|f| Item { found: f, class: class_of(f, inputs), fx: annotations::read(f, inputs), notes: vec![] })
+        .map(|f| Item {
+            found: f,
+            class: class_of(f, inputs),
+            fx: annotations::read(f, inputs),
+            notes: vec![],
+        })
         .collect();
     let mut objects: Vec<Object> = vec![];
     let mut grants: BTreeMap<Grant, BTreeSet<String>> = BTreeMap::new();
@@ -134,7 +150,13 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
     // Listeners per class.
     let mut classes: BTreeMap<String, Listeners> = BTreeMap::new();
     for it in items.iter_mut() {
-        let l = classes.entry(it.class.clone()).or_insert_with(|| Listeners { tls: BTreeMap::new(), passthrough: BTreeMap::new(), from: BTreeSet::new() });
+        let l = classes
+            .entry(it.class.clone())
+            .or_insert_with(|| Listeners {
+                tls: BTreeMap::new(),
+                passthrough: BTreeMap::new(),
+                from: BTreeSet::new(),
+            });
         l.from.insert(it.found.key());
         if it.fx.canary.is_some() {
             continue;
@@ -142,25 +164,39 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
         let spec = it.found.ingress.spec.clone().unwrap_or_default();
         if it.fx.passthrough {
             for h in spec.rules.iter().flatten().filter_map(|r| r.host.clone()) {
-                l.passthrough.entry(h.clone()).or_insert(format!("tls-{}", slug(&h)));
+                l.passthrough
+                    .entry(h.clone())
+                    .or_insert(format!("tls-{}", slug(&h)));
             }
             continue;
         }
         for t in spec.tls.iter().flatten() {
             let Some(secret) = t.secret_name.clone() else {
-                it.notes.push("a spec.tls entry without secretName is not converted".into());
+                it.notes
+                    .push("a spec.tls entry without secretName is not converted".into());
                 continue;
             };
-            let hosts = t.hosts.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| vec![String::new()]);
+            let hosts = t
+                .hosts
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| vec![String::new()]);
             for h in hosts {
-                let name = if h.is_empty() { "https".to_string() } else { format!("https-{}", slug(&h)) };
+                let name = if h.is_empty() {
+                    "https".to_string()
+                } else {
+                    format!("https-{}", slug(&h))
+                };
                 match l.tls.get(&h) {
-                    Some((_, ns, s)) if (ns.as_str(), s.as_str()) != (it.found.namespace(), secret.as_str()) => {
+                    Some((_, ns, s))
+                        if (ns.as_str(), s.as_str()) != (it.found.namespace(), secret.as_str()) =>
+                    {
                         it.notes.push(format!("TLS host {h:?}: another Ingress's Secret {ns}/{s} already serves it; Secret {secret} is not used"));
                     }
                     Some(_) => {}
                     None => {
-                        l.tls.insert(h, (name, it.found.namespace().to_string(), secret.clone()));
+                        l.tls
+                            .insert(h, (name, it.found.namespace().to_string(), secret.clone()));
                     }
                 }
             }
@@ -184,7 +220,11 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
         let mut order = vec![];
         for r in spec.rules.iter().flatten() {
             let host = r.host.clone().unwrap_or_default();
-            let name = if host.is_empty() { format!("{ing}-any-host") } else { format!("{ing}-{}", slug(&host)) };
+            let name = if host.is_empty() {
+                format!("{ing}-any-host")
+            } else {
+                format!("{ing}-{}", slug(&host))
+            };
             if !groups.contains_key(&host) {
                 order.push(host.clone());
             }
@@ -196,7 +236,9 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
                 let (name, paths) = &groups[host];
                 let backend = paths.first().map(|p| backend_ref(&p.backend, &ns, inputs));
                 let Some(Ok(b)) = backend else {
-                    it.notes.push(format!("ssl-passthrough host {host:?}: no Service backend to pass through to"));
+                    it.notes.push(format!(
+                        "ssl-passthrough host {host:?}: no Service backend to pass through to"
+                    ));
                     continue;
                 };
                 let mut pr = json!({"name": it.class, "sectionName": l.passthrough[host]});
@@ -213,8 +255,17 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
         }
         if let Some(db) = &spec.default_backend {
             order.push("\0default".into());
-            groups.insert("\0default".into(), (format!("{ing}-default-backend"), vec![HTTPIngressPath {
-                backend: db.clone(), path: Some("/".into()), path_type: "Prefix".into() }]));
+            groups.insert(
+                "\0default".into(),
+                (
+                    format!("{ing}-default-backend"),
+                    vec![HTTPIngressPath {
+                        backend: db.clone(),
+                        path: Some("/".into()),
+                        path_type: "Prefix".into(),
+                    }],
+                ),
+            );
         }
         for host in order {
             let (name, ipaths) = &groups[&host];
@@ -234,7 +285,10 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
                         }
                         rules.push(r);
                     }
-                    Err(e) => it.notes.push(format!("path {:?}: {e}; the path is not converted", p.path.as_deref().unwrap_or("/"))),
+                    Err(e) => it.notes.push(format!(
+                        "path {:?}: {e}; the path is not converted",
+                        p.path.as_deref().unwrap_or("/")
+                    )),
                 }
             }
             if rules.is_empty() {
@@ -249,7 +303,11 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
                     }
                 }
             }
-            let covered = if is_default { l.tls.get("").map(|x| x.0.clone()) } else { l.covering(&host).map(str::to_string) };
+            let covered = if is_default {
+                l.tls.get("").map(|x| x.0.clone())
+            } else {
+                l.covering(&host).map(str::to_string)
+            };
             let redirect = (covered.is_some() && it.fx.ssl_redirect) || it.fx.force_ssl_redirect;
             if it.fx.force_ssl_redirect && covered.is_none() {
                 it.notes.push(format!("force-ssl-redirect on host {host:?} without TLS: every HTTP request is redirected and no listener serves the HTTPS side"));
@@ -259,19 +317,41 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
                 let rr: Vec<LRule> = rules.iter().map(|r| LRule { key: None, rule: obj(json!({
                     "matches": r.rule["matches"].clone(),
                     "filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 308}}]})) }).collect();
-                routes.push(LRoute { ns: ns.clone(), name: format!("{name}-ssl-redirect"), class: it.class.clone(), host: host.clone(),
-                    hostnames: hostnames.clone(), sections: vec!["http".into()], rules: rr, from: [key.clone()].into(), ingress: key.clone(), redirect_only: true });
+                routes.push(LRoute {
+                    ns: ns.clone(),
+                    name: format!("{name}-ssl-redirect"),
+                    class: it.class.clone(),
+                    host: host.clone(),
+                    hostnames: hostnames.clone(),
+                    sections: vec!["http".into()],
+                    rules: rr,
+                    from: [key.clone()].into(),
+                    ingress: key.clone(),
+                    redirect_only: true,
+                });
             } else {
                 sections.push("http".into());
             }
-            routes.push(LRoute { ns: ns.clone(), name: name.clone(), class: it.class.clone(), host: if is_default { "\0default".into() } else { host },
-                hostnames, sections, rules, from: [key.clone()].into(), ingress: key.clone(), redirect_only: false });
+            routes.push(LRoute {
+                ns: ns.clone(),
+                name: name.clone(),
+                class: it.class.clone(),
+                host: if is_default { "\0default".into() } else { host },
+                hostnames,
+                sections,
+                rules,
+                from: [key.clone()].into(),
+                ingress: key.clone(),
+                redirect_only: false,
+            });
         }
     }
 
     // Canaries.
     for it in items.iter_mut() {
-        let Some(c) = it.fx.canary.clone() else { continue };
+        let Some(c) = it.fx.canary.clone() else {
+            continue;
+        };
         let ns = it.found.namespace().to_string();
         let spec = it.found.ingress.spec.clone().unwrap_or_default();
         let mut merged = 0;
@@ -281,11 +361,19 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
                 let path = p.path.clone().unwrap_or("/".into());
                 let b = match backend_ref(&p.backend, &ns, inputs) {
                     Ok(b) => b,
-                    Err(e) => { it.notes.push(format!("path {path:?}: {e}")); continue; }
+                    Err(e) => {
+                        it.notes.push(format!("path {path:?}: {e}"));
+                        continue;
+                    }
                 };
                 let k = (path.clone(), p.path_type.clone());
-                let target = routes.iter_mut().find(|rt| !rt.redirect_only && rt.class == it.class && rt.ns == ns && rt.host == host
-                    && rt.rules.iter().any(|x| x.key.as_ref() == Some(&k)));
+                let target = routes.iter_mut().find(|rt| {
+                    !rt.redirect_only
+                        && rt.class == it.class
+                        && rt.ns == ns
+                        && rt.host == host
+                        && rt.rules.iter().any(|x| x.key.as_ref() == Some(&k))
+                });
                 let Some(rt) = target else {
                     it.notes.push(format!("no primary Ingress in namespace {ns} serves host {host:?} path {path:?}: this canary path is not converted"));
                     continue;
@@ -296,7 +384,9 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
             }
         }
         if merged > 0 {
-            it.notes.push(format!("merged into the primary Ingress's HTTPRoute ({merged} paths)"));
+            it.notes.push(format!(
+                "merged into the primary Ingress's HTTPRoute ({merged} paths)"
+            ));
         }
     }
 
@@ -306,19 +396,36 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
         let n = rt.rules.len().div_ceil(MAX_RULES);
         let mut rules = rt.rules.into_iter();
         for i in 0..n {
-            let name = if i == 0 { rt.name.clone() } else { format!("{}-{}", rt.name, i + 1) };
-            let chunk: Vec<Value> = rules.by_ref().take(MAX_RULES).map(|r| Value::Object(r.rule)).collect();
-            let parents: Vec<Value> = rt.sections.iter().map(|s| {
-                let mut p = json!({"name": rt.class, "sectionName": s});
-                if gw_ns != rt.ns { p["namespace"] = json!(gw_ns); }
-                p
-            }).collect();
+            let name = if i == 0 {
+                rt.name.clone()
+            } else {
+                format!("{}-{}", rt.name, i + 1)
+            };
+            let chunk: Vec<Value> = rules
+                .by_ref()
+                .take(MAX_RULES)
+                .map(|r| Value::Object(r.rule))
+                .collect();
+            let parents: Vec<Value> = rt
+                .sections
+                .iter()
+                .map(|s| {
+                    let mut p = json!({"name": rt.class, "sectionName": s});
+                    if gw_ns != rt.ns {
+                        p["namespace"] = json!(gw_ns);
+                    }
+                    p
+                })
+                .collect();
             let mut spec = json!({"parentRefs": parents, "rules": chunk});
             if !rt.hostnames.is_empty() {
                 spec["hostnames"] = json!(rt.hostnames);
             }
             if !rt.redirect_only {
-                targets.entry(rt.ingress.clone()).or_default().push(name.clone());
+                targets
+                    .entry(rt.ingress.clone())
+                    .or_default()
+                    .push(name.clone());
             }
             objects.push(Object {
                 value: json!({"apiVersion": GW_API, "kind": "HTTPRoute", "metadata": {"name": name, "namespace": rt.ns}, "spec": spec}),
@@ -334,17 +441,26 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
         let key = it.found.key();
         let ns = it.found.namespace().to_string();
         let from = vec![format!("Ingress {key}")];
-        let refs: Vec<Value> = targets.get(&key).into_iter().flatten()
-            .map(|n| json!({"group": GW_GROUP, "kind": "HTTPRoute", "name": n})).collect();
+        let refs: Vec<Value> = targets
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|n| json!({"group": GW_GROUP, "kind": "HTTPRoute", "name": n}))
+            .collect();
         let wants = !it.fx.security.is_empty() || !it.fx.rate_rules.is_empty();
         if wants && refs.is_empty() {
-            it.notes.push("no HTTPRoute was made for this Ingress, so its policies are not converted".into());
+            it.notes.push(
+                "no HTTPRoute was made for this Ingress, so its policies are not converted".into(),
+            );
         }
         if !it.fx.security.is_empty() && !refs.is_empty() {
             let mut spec = it.fx.security.clone();
             spec.insert("targetRefs".into(), json!(refs));
-            objects.push(Object { value: json!({"apiVersion": "portcullis.dev/v1alpha1", "kind": "SecurityPolicy",
-                "metadata": {"name": it.found.name(), "namespace": ns}, "spec": spec}), from: from.clone() });
+            objects.push(Object {
+                value: json!({"apiVersion": "portcullis.dev/v1alpha1", "kind": "SecurityPolicy",
+                "metadata": {"name": it.found.name(), "namespace": ns}, "spec": spec}),
+                from: from.clone(),
+            });
         }
         if !it.fx.rate_rules.is_empty() && !refs.is_empty() {
             objects.push(Object { value: json!({"apiVersion": "portcullis.dev/v1alpha1", "kind": "BackendTrafficPolicy",
@@ -357,9 +473,13 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
                 if backend_tls.contains_key(&k) {
                     continue;
                 }
-                let mut validation = json!({"hostname": hostname.clone().unwrap_or(format!("{svc}.{ns}.svc"))});
+                let mut validation =
+                    json!({"hostname": hostname.clone().unwrap_or(format!("{svc}.{ns}.svc"))});
                 match ca {
-                    Some(cm) => validation["caCertificateRefs"] = json!([{"group": "", "kind": "ConfigMap", "name": cm}]),
+                    Some(cm) => {
+                        validation["caCertificateRefs"] =
+                            json!([{"group": "", "kind": "ConfigMap", "name": cm}])
+                    }
                     None => validation["wellKnownCACertificates"] = json!("System"),
                 }
                 backend_tls.insert(k, Object { value: json!({"apiVersion": GW_API, "kind": "BackendTLSPolicy",
@@ -368,7 +488,10 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
             }
         }
         for o in std::mem::take(&mut it.fx.objects) {
-            objects.push(Object { value: o, from: from.clone() });
+            objects.push(Object {
+                value: o,
+                from: from.clone(),
+            });
         }
         for g in std::mem::take(&mut it.fx.grants) {
             grants.entry(g).or_default().insert(key.clone());
@@ -383,17 +506,31 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
         from: vec!["portcullis import (the GatewayClass of the Gateways below)".into()],
     });
     for (class, l) in &classes {
-        let mut listeners = vec![json!({"name": "http", "port": opts.http_port, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}})];
+        let mut listeners = vec![
+            json!({"name": "http", "port": opts.http_port, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}),
+        ];
         for (host, (name, sns, secret)) in &l.tls {
             let mut cref = json!({"kind": "Secret", "name": secret});
             if *sns != gw_ns {
                 cref["namespace"] = json!(sns);
-                let g = Grant { ns: sns.clone(), from_group: GW_GROUP.into(), from_kind: "Gateway".into(), from_ns: gw_ns.clone(), to_kind: "Secret".into(), to_name: secret.clone() };
-                grants.entry(g).or_default().insert(format!("IngressClass {class}"));
+                let g = Grant {
+                    ns: sns.clone(),
+                    from_group: GW_GROUP.into(),
+                    from_kind: "Gateway".into(),
+                    from_ns: gw_ns.clone(),
+                    to_kind: "Secret".into(),
+                    to_name: secret.clone(),
+                };
+                grants
+                    .entry(g)
+                    .or_default()
+                    .insert(format!("IngressClass {class}"));
             }
             let mut li = json!({"name": name, "port": opts.https_port, "protocol": "HTTPS",
                 "tls": {"mode": "Terminate", "certificateRefs": [cref]}, "allowedRoutes": {"namespaces": {"from": "All"}}});
-            if !host.is_empty() { li["hostname"] = json!(host); }
+            if !host.is_empty() {
+                li["hostname"] = json!(host);
+            }
             listeners.push(li);
         }
         for (host, name) in &l.passthrough {
@@ -407,14 +544,19 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
     }
 
     // ReferenceGrants: one per (namespace, referrer kind and namespace).
-    let mut by: BTreeMap<(String, String, String, String), (BTreeSet<(String, String)>, BTreeSet<String>)> = BTreeMap::new();
+    let mut by: BTreeMap<(String, String, String, String), GrantTargets> = BTreeMap::new();
     for (g, f) in grants {
-        let e = by.entry((g.ns, g.from_group, g.from_kind, g.from_ns)).or_default();
+        let e = by
+            .entry((g.ns, g.from_group, g.from_kind, g.from_ns))
+            .or_default();
         e.0.insert((g.to_kind, g.to_name));
         e.1.extend(f);
     }
     for ((ns, group, kind, from_ns), (to, f)) in by {
-        let to: Vec<Value> = to.into_iter().map(|(k, n)| json!({"group": "", "kind": k, "name": n})).collect();
+        let to: Vec<Value> = to
+            .into_iter()
+            .map(|(k, n)| json!({"group": "", "kind": k, "name": n}))
+            .collect();
         objects.push(Object {
             value: json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
                 "metadata": {"name": format!("from-{from_ns}-{}", kind.to_ascii_lowercase()), "namespace": ns},
@@ -429,10 +571,17 @@ pub(crate) fn run(inputs: &Inputs, opts: &Options) -> Conversion {
     for it in items {
         let mut notes = it.fx.notes;
         notes.extend(it.notes);
-        report.ingresses.push(IngressReport { ingress: it.found.key(), file: it.found.file.clone(), entries: it.fx.entries, notes });
+        report.ingresses.push(IngressReport {
+            ingress: it.found.key(),
+            file: it.found.file.clone(),
+            entries: it.fx.entries,
+            notes,
+        });
     }
     for (kind, n) in &inputs.skipped {
-        report.notes.push(format!("{n} {kind} object(s) in the input were not used"));
+        report
+            .notes
+            .push(format!("{n} {kind} object(s) in the input were not used"));
     }
     Conversion { objects, report }
 }
@@ -447,13 +596,23 @@ fn obj(v: Value) -> Map<String, Value> {
 /// Every Service name an Ingress sends to.
 fn services_of(f: &Found) -> BTreeSet<String> {
     let spec = f.ingress.spec.clone().unwrap_or_default();
-    spec.rules.iter().flatten().flat_map(|r| r.http.iter().flat_map(|h| h.paths.clone()))
-        .map(|p| p.backend).chain(spec.default_backend)
-        .filter_map(|b| b.service.map(|s| s.name)).collect()
+    spec.rules
+        .iter()
+        .flatten()
+        .flat_map(|r| r.http.iter().flat_map(|h| h.paths.clone()))
+        .map(|p| p.backend)
+        .chain(spec.default_backend)
+        .filter_map(|b| b.service.map(|s| s.name))
+        .collect()
 }
 
 /// One route rule for one Ingress path; the path's problem, if any.
-fn build_rule(p: &HTTPIngressPath, fx: &Effects, ns: &str, inputs: &Inputs) -> Result<(LRule, Option<String>), String> {
+fn build_rule(
+    p: &HTTPIngressPath,
+    fx: &Effects,
+    ns: &str,
+    inputs: &Inputs,
+) -> Result<(LRule, Option<String>), String> {
     let backend = backend_ref(&p.backend, ns, inputs)?;
     let path = p.path.clone().unwrap_or("/".into());
     let o = paths::convert(&path, &p.path_type, fx.regex, fx.rewrite.as_deref());
@@ -477,19 +636,33 @@ fn build_rule(p: &HTTPIngressPath, fx: &Effects, ns: &str, inputs: &Inputs) -> R
             filters.push(json!({"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "X-Forwarded-Prefix", "value": pfx}]}}));
         }
         rule.insert("backendRefs".into(), json!([backend]));
-        if let Some(t) = &fx.timeouts { rule.insert("timeouts".into(), t.clone()); }
-        if let Some(r) = &fx.retry { rule.insert("retry".into(), r.clone()); }
-        if let Some(s) = &fx.session { rule.insert("sessionPersistence".into(), s.clone()); }
+        if let Some(t) = &fx.timeouts {
+            rule.insert("timeouts".into(), t.clone());
+        }
+        if let Some(r) = &fx.retry {
+            rule.insert("retry".into(), r.clone());
+        }
+        if let Some(s) = &fx.session {
+            rule.insert("sessionPersistence".into(), s.clone());
+        }
     }
     if !filters.is_empty() {
         rule.insert("filters".into(), json!(filters));
     }
-    Ok((LRule { key: Some((path, p.path_type.clone())), rule }, o.problem))
+    Ok((
+        LRule {
+            key: Some((path, p.path_type.clone())),
+            rule,
+        },
+        o.problem,
+    ))
 }
 
 /// Merge a canary backend into the primary's rule `k` of `rt`.
 fn merge_canary(rt: &mut LRoute, k: &(String, String), c: &Canary, canary: Value) {
-    let Some(idx) = rt.rules.iter().position(|x| x.key.as_ref() == Some(k)) else { return };
+    let Some(idx) = rt.rules.iter().position(|x| x.key.as_ref() == Some(k)) else {
+        return;
+    };
     if !rt.rules[idx].rule.contains_key("backendRefs") {
         return;
     }
@@ -498,7 +671,10 @@ fn merge_canary(rt: &mut LRoute, k: &(String, String), c: &Canary, canary: Value
     let primary = base["backendRefs"].clone();
     let with = |headers: Value, backends: Value| {
         let mut r = base.clone();
-        r.insert("matches".into(), json!([{"path": path_match, "headers": headers}]));
+        r.insert(
+            "matches".into(),
+            json!([{"path": path_match, "headers": headers}]),
+        );
         r.insert("backendRefs".into(), backends);
         LRule { key: None, rule: r }
     };
@@ -507,15 +683,27 @@ fn merge_canary(rt: &mut LRoute, k: &(String, String), c: &Canary, canary: Value
         if let Some(v) = &c.header_value {
             extra.push(with(json!([{"name": h, "value": v}]), json!([canary])));
         } else if let Some(pat) = &c.header_pattern {
-            extra.push(with(json!([{"type": "RegularExpression", "name": h, "value": pat}]), json!([canary])));
+            extra.push(with(
+                json!([{"type": "RegularExpression", "name": h, "value": pat}]),
+                json!([canary]),
+            ));
         } else {
-            extra.push(with(json!([{"name": h, "value": "always"}]), json!([canary])));
-            extra.push(with(json!([{"name": h, "value": "never"}]), primary.clone()));
+            extra.push(with(
+                json!([{"name": h, "value": "always"}]),
+                json!([canary]),
+            ));
+            extra.push(with(
+                json!([{"name": h, "value": "never"}]),
+                primary.clone(),
+            ));
         }
     }
     if let Some(cookie) = &c.cookie {
         let re = format!("(.*;\\s*)?{}=always(\\s*;.*)?", cookie.replace('.', "\\."));
-        extra.push(with(json!([{"type": "RegularExpression", "name": "Cookie", "value": re}]), json!([canary])));
+        extra.push(with(
+            json!([{"type": "RegularExpression", "name": "Cookie", "value": re}]),
+            json!([canary]),
+        ));
     }
     if let Some(w) = c.weight {
         let w = w.min(c.total);

@@ -31,7 +31,11 @@ pub struct Found {
 impl Found {
     /// Its namespace.
     pub fn namespace(&self) -> &str {
-        self.ingress.metadata.namespace.as_deref().unwrap_or_default()
+        self.ingress
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_default()
     }
     /// Its name.
     pub fn name(&self) -> &str {
@@ -91,7 +95,10 @@ pub fn read(sources: &[Source], namespace: &str) -> Result<Inputs, ImportError> 
                 name: doc["metadata"]["name"].as_str().unwrap_or("?").to_string(),
                 message: e.to_string(),
             };
-            match (doc["apiVersion"].as_str().unwrap_or_default(), kind.as_str()) {
+            match (
+                doc["apiVersion"].as_str().unwrap_or_default(),
+                kind.as_str(),
+            ) {
                 ("networking.k8s.io/v1", "Ingress") => {
                     let mut ingress: Ingress = serde_json::from_value(doc.clone()).map_err(bad)?;
                     ingress

@@ -32,7 +32,10 @@ impl Object {
             "Secret",
             "ConfigMap",
         ];
-        let rank = ORDER.iter().position(|k| *k == self.kind()).unwrap_or(ORDER.len());
+        let rank = ORDER
+            .iter()
+            .position(|k| *k == self.kind())
+            .unwrap_or(ORDER.len());
         let m = &self.value["metadata"];
         (
             rank,

@@ -131,7 +131,12 @@ mod tests {
 
     #[test]
     fn idiom_becomes_replace_prefix_match() {
-        let o = convert("/something(/|$)(.*)", "ImplementationSpecific", true, Some("/$2"));
+        let o = convert(
+            "/something(/|$)(.*)",
+            "ImplementationSpecific",
+            true,
+            Some("/$2"),
+        );
         assert_eq!(o.path, json!({"type": "PathPrefix", "value": "/something"}));
         assert_eq!(
             o.rewrite,
@@ -142,7 +147,12 @@ mod tests {
 
     #[test]
     fn other_captures_are_reported() {
-        let o = convert("/(a|b)/(.*)", "ImplementationSpecific", true, Some("/$2/$1"));
+        let o = convert(
+            "/(a|b)/(.*)",
+            "ImplementationSpecific",
+            true,
+            Some("/$2/$1"),
+        );
         assert!(o.problem.is_some());
         assert_eq!(o.rewrite, None);
         assert_eq!(o.path["type"], "RegularExpression");

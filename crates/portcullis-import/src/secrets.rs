@@ -8,7 +8,11 @@ use crate::input::secret_value;
 
 /// The hash scheme of one htpasswd line's hash, when Portcullis skips it.
 fn unsupported_hash(hash: &str) -> Option<&'static str> {
-    if hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$") || hash.starts_with("{SHA}") {
+    if hash.starts_with("$2a$")
+        || hash.starts_with("$2b$")
+        || hash.starts_with("$2y$")
+        || hash.starts_with("{SHA}")
+    {
         None
     } else if hash.starts_with("$apr1$") || hash.starts_with("$1$") {
         Some("MD5")

@@ -42,11 +42,20 @@ fn golden_corpus() {
         let name = input.file_name().unwrap().to_string_lossy().to_string();
         let base = name.trim_end_matches(".in.yaml");
         let text = std::fs::read_to_string(&input).unwrap();
-        let c = convert(&[Source { name: name.clone(), text }], &Options::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let c = convert(
+            &[Source {
+                name: name.clone(),
+                text,
+            }],
+            &Options::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         let dir = input.parent().unwrap();
         failures.extend(check(&dir.join(format!("{base}.out.yaml")), &c.yaml()));
-        failures.extend(check(&dir.join(format!("{base}.report.txt")), &c.report.text()));
+        failures.extend(check(
+            &dir.join(format!("{base}.report.txt")),
+            &c.report.text(),
+        ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -55,13 +64,26 @@ fn golden_corpus() {
 fn every_annotation_in_the_corpus_is_reported_once() {
     for input in cases() {
         let text = std::fs::read_to_string(&input).unwrap();
-        let c = convert(&[Source { name: "x".into(), text }], &Options::default()).unwrap();
+        let c = convert(
+            &[Source {
+                name: "x".into(),
+                text,
+            }],
+            &Options::default(),
+        )
+        .unwrap();
         for (i, r) in c.report.ingresses.iter().enumerate() {
             let found = &c.report.ingresses[i];
             let mut names: Vec<&str> = r.entries.iter().map(|e| e.annotation.as_str()).collect();
             let n = names.len();
             names.dedup();
-            assert_eq!(n, names.len(), "{}: {} reports an annotation twice", input.display(), found.ingress);
+            assert_eq!(
+                n,
+                names.len(),
+                "{}: {} reports an annotation twice",
+                input.display(),
+                found.ingress
+            );
         }
     }
 }

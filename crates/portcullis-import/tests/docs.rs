@@ -9,12 +9,13 @@ const END: &str = "<!-- END ANNOTATION TABLE -->";
 
 #[test]
 fn migration_guide_table_matches_the_code() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/migrating-from-ingress-nginx.md");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/migrating-from-ingress-nginx.md");
     let doc = std::fs::read_to_string(&path).expect("docs/migrating-from-ingress-nginx.md");
     let start = doc.find(BEGIN).expect("the BEGIN marker") + BEGIN.len();
     let end = doc.find(END).expect("the END marker");
     let table = portcullis_import::table::markdown();
-    if &doc[start..end] == table {
+    if doc[start..end] == table {
         return;
     }
     if std::env::var_os("UPDATE_DOCS").is_some() {

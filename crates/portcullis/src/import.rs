@@ -70,7 +70,8 @@ pub fn run(cmd: &ImportCommand) -> anyhow::Result<ExitCode> {
     }
     let mut sources = vec![];
     for p in paths {
-        let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
         sources.push(portcullis_import::Source {
             name: p.display().to_string(),
             text,
@@ -101,7 +102,14 @@ pub fn run(cmd: &ImportCommand) -> anyhow::Result<ExitCode> {
             conversion.objects.len(),
             dir.join("import-report.txt").display()
         );
-        eprint!("{}", report.lines().last().map(|l| format!("{l}\n")).unwrap_or_default());
+        eprint!(
+            "{}",
+            report
+                .lines()
+                .last()
+                .map(|l| format!("{l}\n"))
+                .unwrap_or_default()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -25,19 +25,34 @@ fn every_converted_corpus_file_is_valid() {
     let bin = env!("CARGO_BIN_EXE_portcullis");
     let mut failures = vec![];
     for input in cases() {
-        let base = input.file_name().unwrap().to_string_lossy().replace(".in.yaml", "");
+        let base = input
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".in.yaml", "");
         let out = Command::new(bin)
             .args(["import", "ingress", "-f"])
             .arg(&input)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{base}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{base}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let yaml = String::from_utf8(out.stdout).unwrap();
         let golden = std::fs::read_to_string(corpus().join(format!("{base}.out.yaml"))).unwrap();
-        assert_eq!(yaml, golden, "{base}: the binary's output is not the golden output");
+        assert_eq!(
+            yaml, golden,
+            "{base}: the binary's output is not the golden output"
+        );
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("converted.yaml"), &yaml).unwrap();
-        std::fs::copy(corpus().join("cluster.yaml"), dir.path().join("cluster.yaml")).unwrap();
+        std::fs::copy(
+            corpus().join("cluster.yaml"),
+            dir.path().join("cluster.yaml"),
+        )
+        .unwrap();
         let v = Command::new(bin)
             .args(["validate", "-c"])
             .arg(dir.path())
@@ -74,8 +89,18 @@ fn a_directory_output_has_one_file_per_kind_and_the_report() {
     names.sort();
     assert_eq!(
         names,
-        ["gateway.yaml", "gatewayclass.yaml", "httproute.yaml", "import-report.txt", "secret.yaml", "securitypolicy.yaml"]
+        [
+            "gateway.yaml",
+            "gatewayclass.yaml",
+            "httproute.yaml",
+            "import-report.txt",
+            "secret.yaml",
+            "securitypolicy.yaml"
+        ]
     );
     let report = std::fs::read_to_string(out.join("import-report.txt")).unwrap();
-    assert!(report.contains("nginx.ingress.kubernetes.io/auth-secret"), "{report}");
+    assert!(
+        report.contains("nginx.ingress.kubernetes.io/auth-secret"),
+        "{report}"
+    );
 }

@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use crate::duration;
 use crate::input::{Found, Inputs};
 use crate::report::{Entry, Outcome};
 use crate::table::{self, PREFIX};
-use crate::{duration, secrets};
+
+mod security;
+use security::{read_basic_auth, read_cors, read_ext_auth, read_limits, read_ranges};
 
 /// A redirect answered instead of the backend.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -127,7 +130,13 @@ impl<'a> Reader<'a> {
         }
     }
     /// Record a specific outcome for `short` (when present).
-    fn put(&mut self, short: &str, outcome: Outcome, result: impl Into<String>, diff: impl Into<String>) {
+    fn put(
+        &mut self,
+        short: &str,
+        outcome: Outcome,
+        result: impl Into<String>,
+        diff: impl Into<String>,
+    ) {
         if let Some(v) = self.get(short) {
             self.fx.entries.push(Entry {
                 annotation: format!("{PREFIX}{short}"),
@@ -141,7 +150,10 @@ impl<'a> Reader<'a> {
 }
 
 fn list(v: &str) -> Vec<String> {
-    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Read every annotation of `ing`.
@@ -149,7 +161,10 @@ pub fn read(ing: &Found, inputs: &Inputs) -> Effects {
     let ann = ing.annotations();
     let mut r = Reader {
         ann: &ann,
-        fx: Effects { ssl_redirect: true, ..Default::default() },
+        fx: Effects {
+            ssl_redirect: true,
+            ..Default::default()
+        },
         ns: ing.namespace().to_string(),
     };
     let canary = r.flag("canary") == Some(true);
@@ -166,16 +181,35 @@ pub fn read(ing: &Found, inputs: &Inputs) -> Effects {
         read_basic_auth(&mut r, inputs);
         read_ext_auth(&mut r);
         read_affinity(&mut r);
-        for s in ["proxy-body-size", "proxy-connect-timeout", "proxy-send-timeout", "limit-connections",
-            "limit-whitelist", "upstream-hash-by", "load-balance", "custom-http-errors", "default-backend",
-            "service-upstream", "configuration-snippet", "server-snippet", "auth-snippet", "stream-snippet",
-            "modsecurity-snippet", "auth-method", "auth-signin", "affinity-mode", "session-cookie-path",
-            "session-cookie-samesite"]
-        {
+        for s in [
+            "proxy-body-size",
+            "proxy-connect-timeout",
+            "proxy-send-timeout",
+            "limit-connections",
+            "limit-whitelist",
+            "upstream-hash-by",
+            "load-balance",
+            "custom-http-errors",
+            "default-backend",
+            "service-upstream",
+            "configuration-snippet",
+            "server-snippet",
+            "auth-snippet",
+            "stream-snippet",
+            "modsecurity-snippet",
+            "auth-method",
+            "auth-signin",
+            "affinity-mode",
+            "session-cookie-path",
+            "session-cookie-samesite",
+        ] {
             r.table(s);
         }
         if let Some(size) = r.get("proxy-body-size").and_then(body_size) {
-            let last = r.fx.entries.last_mut().filter(|e| e.annotation.ends_with("proxy-body-size"));
+            let last =
+                r.fx.entries
+                    .last_mut()
+                    .filter(|e| e.annotation.ends_with("proxy-body-size"));
             if let Some(e) = last {
                 e.result = format!(
                     "a process flag: `portcullis run --max-request-body-bytes {size}` (applies to every route)"
@@ -191,11 +225,22 @@ pub fn read(ing: &Found, inputs: &Inputs) -> Effects {
         }
         let Some(short) = k.strip_prefix(PREFIX) else {
             if k == "kubernetes.io/ingress.class" {
-                r.fx.entries.push(Entry { annotation: k.clone(), value: v.clone(), outcome: Outcome::Converted,
-                    result: "the Gateway this Ingress's routes attach to (named after the class)".into(), difference: String::new() });
+                r.fx.entries.push(Entry {
+                    annotation: k.clone(),
+                    value: v.clone(),
+                    outcome: Outcome::Converted,
+                    result: "the Gateway this Ingress's routes attach to (named after the class)"
+                        .into(),
+                    difference: String::new(),
+                });
             } else if !k.starts_with("kubectl.kubernetes.io/") {
-                r.fx.entries.push(Entry { annotation: k.clone(), value: v.clone(), outcome: Outcome::Unknown,
-                    result: "not an ingress-nginx annotation: not converted".into(), difference: String::new() });
+                r.fx.entries.push(Entry {
+                    annotation: k.clone(),
+                    value: v.clone(),
+                    outcome: Outcome::Unknown,
+                    result: "not an ingress-nginx annotation: not converted".into(),
+                    difference: String::new(),
+                });
             }
             continue;
         };
@@ -205,16 +250,28 @@ pub fn read(ing: &Found, inputs: &Inputs) -> Effects {
             Some(row) => (row.support.into(), row.becomes.to_string()),
             None => (Outcome::Unknown, "not a known ingress-nginx annotation: not converted; check what it did".to_string()),
         };
-        r.fx.entries.push(Entry { annotation: k.clone(), value: v.clone(), outcome, result, difference: String::new() });
+        r.fx.entries.push(Entry {
+            annotation: k.clone(),
+            value: v.clone(),
+            outcome,
+            result,
+            difference: String::new(),
+        });
     }
     r.fx.entries.sort_by(|a, b| a.annotation.cmp(&b.annotation));
     r.fx
 }
 
 fn read_canary(r: &mut Reader) {
-    let mut c = Canary { total: 100, ..Default::default() };
+    let mut c = Canary {
+        total: 100,
+        ..Default::default()
+    };
     r.table("canary");
-    c.total = r.get("canary-weight-total").and_then(|v| v.parse().ok()).unwrap_or(100);
+    c.total = r
+        .get("canary-weight-total")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     r.table("canary-weight-total");
     c.weight = r.get("canary-weight").and_then(|v| v.parse().ok());
     r.table("canary-weight");
@@ -222,7 +279,12 @@ fn read_canary(r: &mut Reader) {
     c.header_value = r.get("canary-by-header-value").map(str::to_string);
     c.header_pattern = r.get("canary-by-header-pattern").map(str::to_string);
     c.cookie = r.get("canary-by-cookie").map(str::to_string);
-    for s in ["canary-by-header", "canary-by-header-value", "canary-by-header-pattern", "canary-by-cookie"] {
+    for s in [
+        "canary-by-header",
+        "canary-by-header-value",
+        "canary-by-header-pattern",
+        "canary-by-cookie",
+    ] {
         r.table(s);
     }
     r.fx.canary = Some(c);
@@ -235,8 +297,20 @@ fn read_paths(r: &mut Reader, ing: &Found) {
         r.fx.rewrite = Some(t.to_string());
         let mut problems = vec![];
         let mut diffs = vec![];
-        for p in ing.ingress.spec.iter().flat_map(|s| s.rules.iter().flatten()).flat_map(|x| &x.http).flat_map(|h| &h.paths) {
-            let o = crate::paths::convert(p.path.as_deref().unwrap_or("/"), &p.path_type, true, Some(t));
+        for p in ing
+            .ingress
+            .spec
+            .iter()
+            .flat_map(|s| s.rules.iter().flatten())
+            .flat_map(|x| &x.http)
+            .flat_map(|h| &h.paths)
+        {
+            let o = crate::paths::convert(
+                p.path.as_deref().unwrap_or("/"),
+                &p.path_type,
+                true,
+                Some(t),
+            );
             problems.extend(o.problem);
             diffs.extend(o.differs);
         }
@@ -249,7 +323,12 @@ fn read_paths(r: &mut Reader, ing: &Found) {
             }
             r.put("rewrite-target", Outcome::Differs, row.becomes, diff);
         } else {
-            r.put("rewrite-target", Outcome::Unsupported, problems.join("; "), "");
+            r.put(
+                "rewrite-target",
+                Outcome::Unsupported,
+                problems.join("; "),
+                "",
+            );
         }
     }
     if let Some(a) = r.get("server-alias") {
@@ -295,15 +374,30 @@ fn read_redirects(r: &mut Reader) {
     r.table("ssl-redirect");
     r.fx.force_ssl_redirect = r.flag("force-ssl-redirect") == Some(true);
     r.table("force-ssl-redirect");
-    for (which, code_ann, default) in [("permanent-redirect", "permanent-redirect-code", 301u16), ("temporal-redirect", "temporal-redirect-code", 302)] {
+    for (which, code_ann, default) in [
+        ("permanent-redirect", "permanent-redirect-code", 301u16),
+        ("temporal-redirect", "temporal-redirect-code", 302),
+    ] {
         let Some(url) = r.get(which).map(str::to_string) else {
             r.table(code_ann);
             continue;
         };
-        let asked = r.get(code_ann).and_then(|c| c.parse::<u16>().ok()).unwrap_or(default);
-        let code = if [301, 302, 303, 307, 308].contains(&asked) { asked } else { default };
+        let asked = r
+            .get(code_ann)
+            .and_then(|c| c.parse::<u16>().ok())
+            .unwrap_or(default);
+        let code = if [301, 302, 303, 307, 308].contains(&asked) {
+            asked
+        } else {
+            default
+        };
         if code != asked {
-            r.put(code_ann, Outcome::Differs, format!("statusCode {code}"), format!("{asked} is not a Gateway API redirect code; {code} is used"));
+            r.put(
+                code_ann,
+                Outcome::Differs,
+                format!("statusCode {code}"),
+                format!("{asked} is not a Gateway API redirect code; {code} is used"),
+            );
         } else {
             r.table(code_ann);
         }
@@ -317,8 +411,18 @@ fn read_redirects(r: &mut Reader) {
                 r.put(which, Outcome::Differs, row.becomes, diff);
                 r.fx.redirect = Some(Redirect { filter: f });
             }
-            Some(_) => r.put(which, Outcome::Unsupported, "ignored: permanent-redirect takes precedence", ""),
-            None => r.put(which, Outcome::Unsupported, format!("{url:?} is not an absolute URL: not converted"), ""),
+            Some(_) => r.put(
+                which,
+                Outcome::Unsupported,
+                "ignored: permanent-redirect takes precedence",
+                "",
+            ),
+            None => r.put(
+                which,
+                Outcome::Unsupported,
+                format!("{url:?} is not an absolute URL: not converted"),
+                "",
+            ),
         }
     }
     r.fx.passthrough = r.flag("ssl-passthrough") == Some(true);
@@ -331,8 +435,14 @@ fn read_redirects(r: &mut Reader) {
 
 fn read_backend(r: &mut Reader, inputs: &Inputs) {
     let proto = r.get("backend-protocol").map(|p| p.to_ascii_uppercase());
-    let tls_ann = ["proxy-ssl-secret", "proxy-ssl-verify", "proxy-ssl-name", "proxy-ssl-server-name"];
-    let wants_tls = matches!(proto.as_deref(), Some("HTTPS" | "GRPCS")) || r.get("proxy-ssl-secret").is_some();
+    let tls_ann = [
+        "proxy-ssl-secret",
+        "proxy-ssl-verify",
+        "proxy-ssl-name",
+        "proxy-ssl-server-name",
+    ];
+    let wants_tls =
+        matches!(proto.as_deref(), Some("HTTPS" | "GRPCS")) || r.get("proxy-ssl-secret").is_some();
     if let Some(p) = proto.as_deref() {
         let (o, res, diff) = match p {
             "HTTP" => (Outcome::Converted, "nothing: plain HTTP is the default".to_string(), String::new()),
@@ -347,14 +457,22 @@ fn read_backend(r: &mut Reader, inputs: &Inputs) {
     }
     if !wants_tls {
         for a in tls_ann {
-            r.put(a, Outcome::Unsupported, "ignored: backend-protocol is not HTTPS or GRPCS", "");
+            r.put(
+                a,
+                Outcome::Unsupported,
+                "ignored: backend-protocol is not HTTPS or GRPCS",
+                "",
+            );
         }
         return;
     }
     let hostname = r.get("proxy-ssl-name").map(str::to_string);
     let mut ca = None;
     if let Some(s) = r.get("proxy-ssl-secret").map(str::to_string) {
-        let (ns, name) = s.split_once('/').map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or((r.ns.clone(), s.clone()));
+        let (ns, name) = s
+            .split_once('/')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap_or((r.ns.clone(), s.clone()));
         let cm = format!("{name}-ca");
         if ns != r.ns {
             r.fx.notes.push(format!("proxy-ssl-secret {s}: the CA ConfigMap must be in namespace {}; it is expected there as {cm}", r.ns));
@@ -373,26 +491,28 @@ fn read_backend(r: &mut Reader, inputs: &Inputs) {
     for a in tls_ann {
         r.table(a);
     }
-    if r.get("proxy-ssl-verify").is_some_and(|v| v.eq_ignore_ascii_case("off")) && r.get("proxy-ssl-verify").is_some() {
-        if let Some(e) = r.fx.entries.last_mut().filter(|e| e.annotation.ends_with("proxy-ssl-verify")) {
-            e.outcome = Outcome::Differs;
-        }
-    }
     r.fx.backend_tls = Some((hostname, ca));
 }
 
 fn read_timeouts(r: &mut Reader) {
-    if let Some(secs) = r.get("proxy-read-timeout").and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(secs) = r
+        .get("proxy-read-timeout")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         r.fx.timeouts = Some(json!({"backendRequest": duration(secs)}));
     }
     r.table("proxy-read-timeout");
     let nu = r.get("proxy-next-upstream").map(str::to_string);
-    let tries = r.get("proxy-next-upstream-tries").and_then(|v| v.parse::<u32>().ok());
+    let tries = r
+        .get("proxy-next-upstream-tries")
+        .and_then(|v| v.parse::<u32>().ok());
     r.table("proxy-next-upstream-tries");
     r.table("proxy-next-upstream-timeout");
     let Some(nu) = nu else {
         if tries.is_some() {
-            r.fx.retry = Some(json!({"attempts": tries.unwrap_or(3).saturating_sub(1), "codes": [502, 503, 504]}));
+            r.fx.retry = Some(
+                json!({"attempts": tries.unwrap_or(3).saturating_sub(1), "codes": [502, 503, 504]}),
+            );
             r.fx.notes.push("proxy-next-upstream-tries without proxy-next-upstream: nginx's default `error timeout` is kept as retries on connection failures and 502, 503, 504".into());
         }
         return;
@@ -401,203 +521,58 @@ fn read_timeouts(r: &mut Reader) {
         r.put("proxy-next-upstream", Outcome::Converted, "no retry", "");
         return;
     }
-    let codes: Vec<u16> = nu.split_whitespace().filter_map(|w| match w {
-        "http_500" => Some(500), "http_502" => Some(502), "http_503" => Some(503), "http_504" => Some(504),
-        "http_403" => Some(403), "http_404" => Some(404), "http_429" => Some(429), _ => None,
-    }).collect();
+    let codes: Vec<u16> = nu
+        .split_whitespace()
+        .filter_map(|w| match w {
+            "http_500" => Some(500),
+            "http_502" => Some(502),
+            "http_503" => Some(503),
+            "http_504" => Some(504),
+            "http_403" => Some(403),
+            "http_404" => Some(404),
+            "http_429" => Some(429),
+            _ => None,
+        })
+        .collect();
     let attempts = tries.unwrap_or(3).saturating_sub(1);
     r.fx.retry = Some(json!({"attempts": attempts, "codes": codes}));
     r.table("proxy-next-upstream");
 }
 
-fn read_cors(r: &mut Reader) {
-    let family = ["cors-allow-origin", "cors-allow-methods", "cors-allow-headers", "cors-allow-credentials", "cors-max-age", "cors-expose-headers"];
-    if r.flag("enable-cors") != Some(true) {
-        r.table("enable-cors");
-        for a in family {
-            r.put(a, Outcome::Unsupported, "ignored: enable-cors is not \"true\" (as in ingress-nginx)", "");
-        }
-        return;
-    }
-    let origins = list(r.get("cors-allow-origin").unwrap_or("*"));
-    let methods = list(r.get("cors-allow-methods").unwrap_or("GET, PUT, POST, DELETE, PATCH, OPTIONS"));
-    let headers = list(r.get("cors-allow-headers").unwrap_or("DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization"));
-    let expose = list(r.get("cors-expose-headers").unwrap_or(""));
-    let creds = r.get("cors-allow-credentials").is_none_or(|v| v.eq_ignore_ascii_case("true"));
-    let max_age = r.get("cors-max-age").and_then(|v| v.parse::<u64>().ok()).unwrap_or(1_728_000);
-    let mut cors = json!({"allowOrigins": origins, "allowMethods": methods, "allowHeaders": headers, "maxAge": duration(max_age), "allowCredentials": creds});
-    if !expose.is_empty() {
-        cors["exposeHeaders"] = json!(expose);
-    }
-    r.fx.security.insert("cors".into(), cors);
-    r.table("enable-cors");
-    for a in family {
-        r.table(a);
-    }
-}
-
-fn read_ranges(r: &mut Reader) {
-    let allow = r.get("whitelist-source-range").map(list).unwrap_or_default();
-    let deny = r.get("denylist-source-range").map(list).unwrap_or_default();
-    if allow.is_empty() && deny.is_empty() {
-        return;
-    }
-    let mut rules = vec![];
-    if !deny.is_empty() {
-        rules.push(json!({"name": "denylist-source-range", "action": "Deny", "principal": {"clientCIDRs": deny}}));
-    }
-    if !allow.is_empty() {
-        rules.push(json!({"name": "whitelist-source-range", "action": "Allow", "principal": {"clientCIDRs": allow}}));
-    }
-    let default = if allow.is_empty() { "Allow" } else { "Deny" };
-    r.fx.security.insert("authorization".into(), json!({"defaultAction": default, "rules": rules}));
-    r.table("whitelist-source-range");
-    r.table("denylist-source-range");
-}
-
-fn read_limits(r: &mut Reader) {
-    for (ann, unit) in [("limit-rps", "Second"), ("limit-rpm", "Minute")] {
-        let Some(n) = r.get(ann).and_then(|v| v.parse::<u64>().ok()).filter(|n| *n > 0) else {
-            r.table(ann);
-            continue;
-        };
-        for cidr in ["0.0.0.0/0", "::/0"] {
-            r.fx.rate_rules.push(json!({
-                "clientSelectors": [{"sourceCIDR": {"type": "Distinct", "value": cidr}}],
-                "limit": {"requests": n, "unit": unit},
-                "shared": true,
-            }));
-        }
-        r.table(ann);
-    }
-    r.table("limit-burst-multiplier");
-}
-
-fn read_basic_auth(r: &mut Reader, inputs: &Inputs) {
-    let family = ["auth-secret", "auth-secret-type", "auth-realm"];
-    let ty = r.get("auth-type").map(|t| t.to_ascii_lowercase());
-    match ty.as_deref() {
-        None => {
-            for a in family {
-                r.put(a, Outcome::Unsupported, "ignored: no auth-type (as in ingress-nginx)", "");
-            }
-            return;
-        }
-        Some("basic") => {}
-        Some(other) => {
-            r.put("auth-type", Outcome::Unsupported, format!("auth-type {other} is not supported (only basic)"), "");
-            for a in family {
-                r.put(a, Outcome::Unsupported, "ignored: auth-type is not basic", "");
-            }
-            return;
-        }
-    }
-    let Some(secret) = r.get("auth-secret").map(str::to_string) else {
-        r.put("auth-type", Outcome::Unsupported, "auth-type basic without auth-secret: nothing to convert", "");
-        return;
-    };
-    r.table("auth-type");
-    let (ns, name) = secret.split_once('/').map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or((r.ns.clone(), secret.clone()));
-    let map = r.get("auth-secret-type").is_some_and(|t| t == "auth-map");
-    let out_name = format!("{name}-htpasswd");
-    let mut users = json!({"name": out_name});
-    if ns != r.ns {
-        users["namespace"] = json!(ns);
-        r.fx.grants.push(Grant { ns: ns.clone(), from_group: "portcullis.dev".into(), from_kind: "SecurityPolicy".into(),
-            from_ns: r.ns.clone(), to_kind: "Secret".into(), to_name: out_name.clone() });
-    }
-    r.fx.security.insert("basicAuth".into(), json!({"users": users}));
-    let row = table::lookup("auth-secret").expect("row");
-    match inputs.secrets.get(&format!("{ns}/{name}")) {
-        Some(s) => {
-            let (obj, warnings) = secrets::htpasswd(s, &ns, &out_name, map);
-            r.fx.objects.push(obj);
-            let mut diff = row.difference.to_string();
-            for w in warnings {
-                diff.push_str("; ");
-                diff.push_str(&w);
-            }
-            r.put("auth-secret", Outcome::Differs, format!("SecurityPolicy `basicAuth.users`: Secret {ns}/{out_name} (converted from {ns}/{name}, key `.htpasswd`)"), diff);
-        }
-        None => {
-            r.put("auth-secret", Outcome::Differs, format!("SecurityPolicy `basicAuth.users`: Secret {ns}/{out_name}, which is not in the input: create it"), row.difference);
-            let key = if map { "<user>" } else { "auth" };
-            r.fx.notes.push(format!(
-                "create Secret {ns}/{out_name}: kubectl -n {ns} create secret generic {out_name} --from-literal=.htpasswd=\"$(kubectl -n {ns} get secret {name} -o jsonpath='{{.data.{key}}}' | base64 -d)\""
-            ));
-        }
-    }
-    r.table("auth-secret-type");
-    r.table("auth-realm");
-}
-
-/// `http://name.ns.svc.cluster.local:port/path` → (name, ns, port, path).
-fn service_url(url: &str, default_ns: &str) -> Option<(String, String, u16, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse().ok()?),
-        None => (authority, 80),
-    };
-    let host = host.strip_suffix(".cluster.local").unwrap_or(host);
-    let host = host.strip_suffix(".svc").unwrap_or(host);
-    let parts: Vec<&str> = host.split('.').collect();
-    let (name, ns) = match parts.as_slice() {
-        [n] => (n.to_string(), default_ns.to_string()),
-        [n, ns] => (n.to_string(), ns.to_string()),
-        _ => return None,
-    };
-    let path = path.split('?').next().unwrap_or_default();
-    Some((name, ns, port, if path == "/" { String::new() } else { path.to_string() }))
-}
-
-fn read_ext_auth(r: &mut Reader) {
-    let Some(url) = r.get("auth-url").map(str::to_string) else {
-        r.put("auth-response-headers", Outcome::Unsupported, "ignored: no auth-url", "");
-        return;
-    };
-    let Some((name, ns, port, path)) = service_url(&url, &r.ns) else {
-        r.put("auth-url", Outcome::Unsupported, format!(
-            "{url:?} does not name a cluster Service over plain HTTP (`http://svc.ns.svc.cluster.local:port/path`): \
-             SecurityPolicy extAuth calls a Service; put the service in the cluster, or front it with a Service"), "");
-        r.put("auth-response-headers", Outcome::Unsupported, "ignored: auth-url was not converted", "");
-        return;
-    };
-    let mut backend = json!({"name": name, "port": port});
-    if ns != r.ns {
-        backend["namespace"] = json!(ns);
-        r.fx.grants.push(Grant { ns: ns.clone(), from_group: "portcullis.dev".into(), from_kind: "SecurityPolicy".into(),
-            from_ns: r.ns.clone(), to_kind: "Service".into(), to_name: name.clone() });
-    }
-    let mut http = json!({"backendRefs": [backend]});
-    if !path.is_empty() {
-        http["path"] = json!(path);
-    }
-    if let Some(h) = r.get("auth-response-headers") {
-        http["headersToBackend"] = json!(list(h));
-    }
-    r.fx.security.insert("extAuth".into(), json!({"http": http}));
-    r.table("auth-url");
-    r.table("auth-response-headers");
-}
-
 fn read_affinity(r: &mut Reader) {
-    let family = ["session-cookie-name", "session-cookie-max-age", "session-cookie-expires"];
+    let family = [
+        "session-cookie-name",
+        "session-cookie-max-age",
+        "session-cookie-expires",
+    ];
     if r.get("affinity") != Some("cookie") {
         if r.get("affinity").is_some() {
-            r.put("affinity", Outcome::Unsupported, "only `cookie` affinity is supported", "");
+            r.put(
+                "affinity",
+                Outcome::Unsupported,
+                "only `cookie` affinity is supported",
+                "",
+            );
         }
         for a in family {
-            r.put(a, Outcome::Unsupported, "ignored: affinity is not cookie", "");
+            r.put(
+                a,
+                Outcome::Unsupported,
+                "ignored: affinity is not cookie",
+                "",
+            );
         }
         return;
     }
-    let name = r.get("session-cookie-name").unwrap_or("INGRESSCOOKIE").to_string();
+    let name = r
+        .get("session-cookie-name")
+        .unwrap_or("INGRESSCOOKIE")
+        .to_string();
     let mut s = json!({"sessionName": name, "type": "Cookie"});
-    let secs = r.get("session-cookie-max-age").or(r.get("session-cookie-expires")).and_then(|v| v.parse::<u64>().ok());
+    let secs = r
+        .get("session-cookie-max-age")
+        .or(r.get("session-cookie-expires"))
+        .and_then(|v| v.parse::<u64>().ok());
     if let Some(secs) = secs {
         s["absoluteTimeout"] = json!(duration(secs));
         s["cookieConfig"] = json!({"lifetimeType": "Permanent"});
