@@ -208,8 +208,8 @@ pub fn read(ing: &Found, inputs: &Inputs) -> Effects {
         if let Some(size) = r.get("proxy-body-size").and_then(body_size) {
             let last =
                 r.fx.entries
-                    .last_mut()
-                    .filter(|e| e.annotation.ends_with("proxy-body-size"));
+                    .iter_mut()
+                    .find(|e| e.annotation.ends_with("proxy-body-size"));
             if let Some(e) = last {
                 e.result = format!(
                     "a process flag: `portcullis run --max-request-body-bytes {size}` (applies to every route)"
@@ -321,7 +321,15 @@ fn read_paths(r: &mut Reader, ing: &Found) {
                 diff.push_str("; ");
                 diff.push_str(&d);
             }
-            r.put("rewrite-target", Outcome::Differs, row.becomes, diff);
+            let result = if t.contains('$') {
+                "`URLRewrite` `ReplacePrefixMatch` on the `PathPrefix` before the capture"
+                    .to_string()
+            } else {
+                format!(
+                    "`URLRewrite` `ReplaceFullPath` {t:?} on every rule (nginx's rewrite replaces the whole path)"
+                )
+            };
+            r.put("rewrite-target", Outcome::Differs, result, diff);
         } else {
             r.put(
                 "rewrite-target",
@@ -489,7 +497,16 @@ fn read_backend(r: &mut Reader, inputs: &Inputs) {
         ca = Some(cm);
     }
     for a in tls_ann {
-        r.table(a);
+        if a == "proxy-ssl-verify" && r.get(a).is_some_and(|v| v.eq_ignore_ascii_case("on")) {
+            r.put(
+                a,
+                Outcome::Converted,
+                "a BackendTLSPolicy: the certificate is verified",
+                "",
+            );
+        } else {
+            r.table(a);
+        }
     }
     r.fx.backend_tls = Some((hostname, ca));
 }
