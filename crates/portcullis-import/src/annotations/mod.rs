@@ -612,3 +612,29 @@ fn body_size(v: &str) -> Option<u64> {
     };
     num.parse::<u64>().ok().map(|n| n * mul)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{body_size, redirect_filter};
+    use serde_json::json;
+
+    #[test]
+    fn nginx_sizes() {
+        assert_eq!(body_size("8m"), Some(8 << 20));
+        assert_eq!(body_size("512k"), Some(512 << 10));
+        assert_eq!(body_size("1000"), Some(1000));
+        assert_eq!(body_size("lots"), None);
+    }
+
+    #[test]
+    fn redirect_urls_split_into_fields() {
+        let (f, q) = redirect_filter("http://status.example.com:8080/down?from=x", 302).unwrap();
+        assert_eq!(
+            f,
+            json!({"scheme": "http", "hostname": "status.example.com", "port": 8080, "statusCode": 302,
+                "path": {"type": "ReplaceFullPath", "replaceFullPath": "/down"}})
+        );
+        assert_eq!(q.as_deref(), Some("from=x"));
+        assert!(redirect_filter("/relative", 301).is_none());
+    }
+}

@@ -267,3 +267,36 @@ pub(super) fn read_ext_auth(r: &mut Reader) {
     r.table("auth-url");
     r.table("auth-response-headers");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::service_url;
+
+    #[test]
+    fn auth_urls_naming_a_service_convert() {
+        assert_eq!(
+            service_url(
+                "http://oauth.auth.svc.cluster.local:4180/oauth2/auth",
+                "apps"
+            ),
+            Some(("oauth".into(), "auth".into(), 4180, "/oauth2/auth".into()))
+        );
+        assert_eq!(
+            service_url("http://authz/check", "apps"),
+            Some(("authz".into(), "apps".into(), 80, "/check".into()))
+        );
+        assert_eq!(
+            service_url("http://authz.team.svc", "apps"),
+            Some(("authz".into(), "team".into(), 80, String::new()))
+        );
+    }
+
+    #[test]
+    fn external_or_tls_auth_urls_do_not() {
+        assert_eq!(service_url("https://auth.example.com/check", "apps"), None);
+        assert_eq!(
+            service_url("http://auth.partner.example.net/check", "apps"),
+            None
+        );
+    }
+}
