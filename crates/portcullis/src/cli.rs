@@ -59,6 +59,10 @@ pub enum Command {
     /// policies, filters, backends and the answer; offline, on the same
     /// translation and route matching as `run`.
     Explain(ExplainArgs),
+    /// Convert other gateways' configuration to Gateway API resources and
+    /// Portcullis policies, with a report of what differs.
+    #[command(subcommand)]
+    Import(crate::import::ImportCommand),
     /// Kubernetes mode: watch the cluster, write statuses, provision and feed one proxy per Gateway.
     Controller(portcullis_kube::ControllerArgs),
     /// Kubernetes mode: serve one Gateway with the configuration streamed by the controller.
@@ -186,6 +190,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             field_validation,
         } => report::status(&config, output, address_pool, field_validation),
         Command::Explain(args) => crate::explain::run(&args),
+        Command::Import(cmd) => crate::import::run(&cmd),
         Command::Controller(args) => {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod controller;
 mod explain;
+mod import;
 mod report;
 mod ui;
 mod validate;
