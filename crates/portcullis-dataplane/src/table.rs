@@ -308,5 +308,6 @@ pub fn without_routes(l: &Listener) -> Listener {
         tls: l.tls.clone(),
         http_routes: vec![],
         l4_routes: vec![],
+        client: None,
     }
 }

@@ -41,6 +41,7 @@ impl Ports {
                     bind,
                     protocol: port_proto,
                     listeners: vec![],
+                    client: None,
                 });
             if port_proto == ir::PortProtocol::Tls {
                 port.protocol = ir::PortProtocol::Tls;
@@ -51,6 +52,7 @@ impl Ports {
                 tls: l.tls.clone(),
                 http_routes: l.http_rules,
                 l4_routes: l.l4_routes,
+                client: None,
             });
         }
     }
