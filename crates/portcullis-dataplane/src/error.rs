@@ -65,6 +65,10 @@ pub enum ProxyError {
     /// fails closed (503).
     #[error("rate-limit service unavailable")]
     RateLimitUnavailable,
+    /// A ClientTrafficPolicy `customHeader` with `failClosed` gave no client
+    /// address (403).
+    #[error("client address unknown")]
+    ClientAddress,
 }
 
 /// What a rate-limit answer tells the client: the draft IETF `RateLimit-*`
@@ -124,6 +128,7 @@ impl ProxyError {
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ClientAddress => StatusCode::FORBIDDEN,
         }
     }
 
@@ -142,6 +147,7 @@ impl ProxyError {
             ProxyError::Misdirected => None,
             ProxyError::RateLimited(_) => Some(8),
             ProxyError::RateLimitUnavailable => Some(14),
+            ProxyError::ClientAddress => Some(7),
         }
     }
 
@@ -166,6 +172,7 @@ impl ProxyError {
             ProxyError::Misdirected => Flag::Misdirected,
             ProxyError::RateLimited(_) => Flag::RateLimited,
             ProxyError::RateLimitUnavailable => Flag::RateLimitServiceError,
+            ProxyError::ClientAddress => Flag::BadRequest,
         }
     }
 
@@ -185,6 +192,7 @@ impl ProxyError {
             ProxyError::Misdirected => "misdirected request\n",
             ProxyError::RateLimited(_) => "too many requests\n",
             ProxyError::RateLimitUnavailable => "rate limit service unavailable\n",
+            ProxyError::ClientAddress => "forbidden\n",
         }
     }
 

@@ -135,6 +135,8 @@ pub struct ListenerRoutes {
     pub routes: RouteTable<Routed>,
     /// Statistics of requests no route of the listener matched.
     pub unmatched: Arc<HttpStats>,
+    /// ClientTrafficPolicy request settings.
+    pub client: Option<crate::client_traffic::ListenerClient>,
 }
 
 /// Everything needed to serve one port.
@@ -207,6 +209,7 @@ impl PortTable {
                 name: l.name.as_str().into(),
                 routes,
                 unmatched: http.get(HttpKey::new(&l.name, "", "")),
+                client: crate::client_traffic::ListenerClient::new(l.client.as_deref()),
             });
         }
         t

@@ -44,9 +44,9 @@ pub mod types {
     pub type UDPRoute = UdpRoute;
     /// BackendTLSPolicy, named as its `kind`.
     pub type BackendTLSPolicy = BackendTlsPolicy;
+    pub use crate::client::ClientTrafficPolicy;
     pub use crate::policy::SecurityPolicy;
     pub use crate::traffic::BackendTrafficPolicy;
-    pub use crate::client::ClientTrafficPolicy;
 }
 
 /// The API group of the Gateway API.
@@ -188,7 +188,9 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "",
             Kind::EndpointSlice => "discovery.k8s.io",
-            Kind::SecurityPolicy | Kind::BackendTrafficPolicy | Kind::ClientTrafficPolicy => policy::PORTCULLIS_GROUP,
+            Kind::SecurityPolicy | Kind::BackendTrafficPolicy | Kind::ClientTrafficPolicy => {
+                policy::PORTCULLIS_GROUP
+            }
             _ => GATEWAY_GROUP,
         }
     }
@@ -199,7 +201,9 @@ impl Kind {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::TCPRoute | Kind::UDPRoute => "gateway.networking.k8s.io/v1alpha2",
-            Kind::SecurityPolicy | Kind::BackendTrafficPolicy | Kind::ClientTrafficPolicy => policy::PORTCULLIS_API_VERSION,
+            Kind::SecurityPolicy | Kind::BackendTrafficPolicy | Kind::ClientTrafficPolicy => {
+                policy::PORTCULLIS_API_VERSION
+            }
             _ => "gateway.networking.k8s.io/v1",
         }
     }

@@ -371,7 +371,13 @@ impl Attachment {
     /// Record that `policy` does not apply to `listener` of `gw` because
     /// another listener on the same socket needs other connection settings;
     /// its ancestor for that listener is `Conflicted` with `why`.
-    pub(crate) fn port_conflict(&mut self, policy: usize, gw: &ObjectKey, listener: &str, why: String) {
+    pub(crate) fn port_conflict(
+        &mut self,
+        policy: usize,
+        gw: &ObjectKey,
+        listener: &str,
+        why: String,
+    ) {
         self.reports[policy]
             .entry(gateway_ref(gw, Some(listener)))
             .or_default()
@@ -412,7 +418,11 @@ impl Attachment {
                     } else if !r.port_conflicts.is_empty() {
                         Some(Problem::new(
                             "Conflicted",
-                            r.port_conflicts.iter().cloned().collect::<Vec<_>>().join("; "),
+                            r.port_conflicts
+                                .iter()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join("; "),
                         ))
                     } else {
                         p.invalid.clone()

@@ -41,13 +41,34 @@ use crate::routes::duration_ms;
 const CIPHERS: [(&str, &str); 9] = [
     ("TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"),
     ("TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384"),
-    ("TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256"),
-    ("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"),
-    ("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384"),
-    ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"),
-    ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "ECDHE-RSA-AES128-GCM-SHA256"),
-    ("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384"),
-    ("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-RSA-CHACHA20-POLY1305"),
+    (
+        "TLS_CHACHA20_POLY1305_SHA256",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ),
 ];
 
 fn invalid(message: String) -> Problem {
@@ -119,7 +140,9 @@ fn tls(t: &api::ClientTlsSettings) -> Result<ClientTls, Problem> {
     let version = |v: &Option<String>| v.clone().filter(|v| v != "Auto");
     let (min, max) = (version(&t.min_version), version(&t.max_version));
     if min.as_deref() == Some("1.3") && max.as_deref() == Some("1.2") {
-        return Err(invalid("tls: minVersion 1.3 is above maxVersion 1.2".into()));
+        return Err(invalid(
+            "tls: minVersion 1.3 is above maxVersion 1.2".into(),
+        ));
     }
     let mut ciphers = vec![];
     for c in &t.ciphers {
@@ -164,7 +187,11 @@ fn build(key: &ObjectKey, s: &api::ClientTrafficPolicySpec) -> Result<Resolved, 
         underscores,
         request_id,
     };
-    let http_t = s.timeout.as_ref().and_then(|t| t.http.clone()).unwrap_or_default();
+    let http_t = s
+        .timeout
+        .as_ref()
+        .and_then(|t| t.http.clone())
+        .unwrap_or_default();
     let c = s.connection.clone().unwrap_or_default();
     let h2 = s.http2.clone().unwrap_or_default();
     let conn = ir::ClientConnection {

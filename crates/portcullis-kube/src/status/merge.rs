@@ -25,9 +25,7 @@ pub fn list_keys(kind: Kind) -> Option<(&'static str, &'static str)> {
         Kind::BackendTLSPolicy
         | Kind::SecurityPolicy
         | Kind::BackendTrafficPolicy
-        | Kind::ClientTrafficPolicy => {
-            Some(("ancestors", "ancestorRef"))
-        }
+        | Kind::ClientTrafficPolicy => Some(("ancestors", "ancestorRef")),
         _ => None,
     }
 }
@@ -47,9 +45,7 @@ fn owned_fields(kind: Kind) -> &'static [&'static str] {
         Kind::BackendTLSPolicy
         | Kind::SecurityPolicy
         | Kind::BackendTrafficPolicy
-        | Kind::ClientTrafficPolicy => {
-            &["ancestors"]
-        }
+        | Kind::ClientTrafficPolicy => &["ancestors"],
         _ => &["parents"],
     }
 }
