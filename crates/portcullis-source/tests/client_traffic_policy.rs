@@ -25,7 +25,10 @@ fn a_valid_policy_loads_with_defaults() {
     assert!(warnings.is_empty(), "{warnings:?}");
     let v = only(&loaded, Kind::ClientTrafficPolicy);
     assert_eq!(v["spec"]["enableProxyProtocol"], false);
-    assert_eq!(v["spec"]["clientIPDetection"]["customHeader"]["failClosed"], false);
+    assert_eq!(
+        v["spec"]["clientIPDetection"]["customHeader"]["failClosed"],
+        false
+    );
 }
 
 #[test]
@@ -42,7 +45,9 @@ fn unimplemented_fields_are_rejected_not_ignored() {
 #[test]
 fn cel_rules_of_the_crd_apply() {
     expect_errors(
-        &policy("  clientIPDetection:\n    xForwardedFor: {numTrustedHops: 1, trustedCIDRs: [10.0.0.0/8]}\n"),
+        &policy(
+            "  clientIPDetection:\n    xForwardedFor: {numTrustedHops: 1, trustedCIDRs: [10.0.0.0/8]}\n",
+        ),
         &[
             "test.yaml:9: ClientTrafficPolicy default/ctp: spec.clientIPDetection.xForwardedFor: only one of numTrustedHops or trustedCIDRs must be set",
         ],
