@@ -46,16 +46,17 @@ def s(desc=None, **kw):
 
 
 def target_ref(kinds):
+    named = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
     return obj({
     "group": s("API group of the target.", maxLength=253),
-    "kind": s(", ".join(kinds[:-1]) + " or " + kinds[-1] + ".", maxLength=63),
+    "kind": s(named + ".", maxLength=63),
     "name": s("Name of the target, in the policy's namespace.", minLength=1, maxLength=253),
     "sectionName": s("A listener of a Gateway, or a named rule of a route.",
                      minLength=1, maxLength=253,
                      pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
 }, ["group", "kind", "name"], rules=[
     ("self.group == 'gateway.networking.k8s.io' && self.kind in [" + ", ".join("'%s'" % k for k in kinds) + "]",
-     "targetRef must be a " + ", ".join(kinds[:-1]) + " or " + kinds[-1] + " of group gateway.networking.k8s.io"),
+     "targetRef must be a " + named + " of group gateway.networking.k8s.io"),
 ])
 
 condition = obj({

@@ -130,6 +130,7 @@ impl DataplaneArgs {
         opts.client_ip = crate::client_ip::ClientIpDetection {
             trusted_hops: self.trusted_hops,
             trusted_cidrs: self.trusted_cidrs.clone(),
+            ..Default::default()
         };
         opts.rate_limit.redis =
             (!self.rate_limit_redis.is_empty()).then(|| crate::ratelimit::redis::RedisTarget {

@@ -53,6 +53,12 @@ pub struct ClientIpDetection {
     /// Peers in these networks are trusted proxies; their
     /// `X-Forwarded-For` is walked from the right past trusted addresses.
     pub trusted_cidrs: Vec<IpNet>,
+    /// ClientTrafficPolicy `customHeader`: the client address is this
+    /// header's value (set by a trusted proxy in front of the gateway).
+    pub custom_header: Option<HeaderName>,
+    /// With `custom_header`: no usable address is an error (403) rather than
+    /// the TCP peer.
+    pub fail_closed: bool,
 }
 
 fn xff_entries(h: &HeaderMap) -> Vec<IpAddr> {
@@ -80,7 +86,32 @@ impl ClientIpDetection {
         self.trusted_hops > 0 || self.in_trusted(peer)
     }
 
-    /// The client address of a request from `peer` with headers `h`.
+    /// The client address, or `None` when a fail-closed custom header gives
+    /// none (see [`ClientIpDetection::client_addr`]).
+    pub fn client_addr_checked(&self, peer: IpAddr, h: &HeaderMap) -> Option<IpAddr> {
+        if let Some(name) = &self.custom_header {
+            let found = h
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    let v = v.trim();
+                    v.parse::<IpAddr>()
+                        .ok()
+                        .or_else(|| v.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+                })
+                .map(|ip| ip.to_canonical());
+            return match found {
+                Some(ip) => Some(ip),
+                None if self.fail_closed => None,
+                None => Some(peer.to_canonical()),
+            };
+        }
+        Some(self.client_addr(peer, h))
+    }
+
+    /// The client address of a request from `peer` with headers `h`
+    /// (a custom header, when configured, is read by
+    /// [`ClientIpDetection::client_addr_checked`]).
     pub fn client_addr(&self, peer: IpAddr, h: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();
         if self.in_trusted(peer) {
@@ -250,6 +281,7 @@ mod tests {
         let d = ClientIpDetection {
             trusted_hops: 0,
             trusted_cidrs: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Default::default()
         };
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.1.1.1")]);
         let trusted_peer: IpAddr = "10.0.0.9".parse().unwrap();

@@ -41,9 +41,10 @@ pub struct Builders {
 }
 
 impl Builders {
-    /// Builders for `opts`.
-    pub fn new(opts: &Options) -> Self {
-        let auto = builder(opts);
+    /// Builders for `opts`, with a port's ClientTrafficPolicy HTTP/2 settings.
+    pub fn new(opts: &Options, client: Option<&portcullis_ir::ClientConnection>) -> Self {
+        let mut auto = builder(opts);
+        crate::client_traffic::h2_settings(&mut auto, client);
         Builders {
             h1: auto.clone().http1_only(),
             h2: auto.clone().http2_only(),
@@ -148,7 +149,7 @@ pub async fn serve_hyper<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let opts = &port.shared.opts;
+    let opts = &port.opts;
     let (first_limit, idle_limit) = (opts.header_read_timeout, opts.idle_timeout);
     let check =
         (first_limit.min(idle_limit) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));

@@ -68,6 +68,10 @@ pub enum ProxyError {
     /// The backend's circuit breaker is open (`maxParallelRequests`): 503 at once.
     #[error("upstream overflow")]
     Overflow,
+    /// A ClientTrafficPolicy `customHeader` with `failClosed` gave no client
+    /// address (403).
+    #[error("client address unknown")]
+    ClientAddress,
 }
 
 /// What a rate-limit answer tells the client: the draft IETF `RateLimit-*`
@@ -129,6 +133,7 @@ impl ProxyError {
             ProxyError::RateLimitUnavailable | ProxyError::Overflow => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ProxyError::ClientAddress => StatusCode::FORBIDDEN,
         }
     }
 
@@ -147,6 +152,7 @@ impl ProxyError {
             ProxyError::Misdirected => None,
             ProxyError::RateLimited(_) => Some(8),
             ProxyError::RateLimitUnavailable | ProxyError::Overflow => Some(14),
+            ProxyError::ClientAddress => Some(7),
         }
     }
 
@@ -172,6 +178,7 @@ impl ProxyError {
             ProxyError::RateLimited(_) => Flag::RateLimited,
             ProxyError::RateLimitUnavailable => Flag::RateLimitServiceError,
             ProxyError::Overflow => Flag::UpstreamOverflow,
+            ProxyError::ClientAddress => Flag::BadRequest,
         }
     }
 
@@ -192,6 +199,7 @@ impl ProxyError {
             ProxyError::RateLimited(_) => "too many requests\n",
             ProxyError::RateLimitUnavailable => "rate limit service unavailable\n",
             ProxyError::Overflow => "upstream overflow\n",
+            ProxyError::ClientAddress => "forbidden\n",
         }
     }
 

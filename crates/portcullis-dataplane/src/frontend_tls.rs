@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_ir::{Listener, Port};
-use portcullis_tls::{Alpn, ServerTls, SwappableAcceptor};
+use portcullis_tls::{Alpn, ServerSettings, ServerTls, SwappableAcceptor};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::conn::{self, Proto};
@@ -79,7 +79,21 @@ fn listeners(port: &Port) -> Vec<Listener> {
 }
 
 fn build(port: &Port) -> Result<ServerTls, String> {
-    ServerTls::build(&port.listeners, Alpn::Http).map_err(|e| e.to_string())
+    let tls = port.client.as_ref().and_then(|c| c.tls.as_ref());
+    let Some(t) = tls else {
+        return ServerTls::build(&port.listeners, Alpn::Http).map_err(|e| e.to_string());
+    };
+    let settings = ServerSettings {
+        tls13_only: t.min_version.as_deref() == Some("1.3"),
+        tls12_only: t.max_version.as_deref() == Some("1.2"),
+        ciphers: t.ciphers.clone(),
+    };
+    let alpn = if t.alpn.is_empty() {
+        Alpn::Http
+    } else {
+        Alpn::Custom(t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect())
+    };
+    ServerTls::build_with(&port.listeners, alpn, &settings).map_err(|e| e.to_string())
 }
 
 /// A configuration with no listener: every handshake fails.

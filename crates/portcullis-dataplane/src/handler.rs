@@ -98,6 +98,13 @@ pub struct PortCtx {
     pub conns: ConnCap,
     /// Connection and TLS handshake counters of the port.
     pub stats: portcullis_obs::metrics::PortStats,
+    /// The port's options: the process options with its ClientTrafficPolicy
+    /// connection settings applied ([`crate::client_traffic::port_options`]).
+    pub opts: Options,
+    /// ClientTrafficPolicy connection settings of the port.
+    pub client: Option<portcullis_ir::ClientConnection>,
+    /// ClientTrafficPolicy `connectionLimit`: open connections, and the limit.
+    pub limit: Option<(usize, Arc<std::sync::atomic::AtomicUsize>)>,
 }
 
 /// State of one client connection.
@@ -293,6 +300,10 @@ where
     }
     let listener = table.listener(&host_name).ok_or(ProxyError::NoListener)?;
     log.stats = Some(listener.unmatched.clone());
+    // ClientTrafficPolicy header settings, before routing.
+    if let Some(c) = &listener.client {
+        c.headers(req.headers_mut())?;
+    }
     let rule = listener
         .routes
         .lookup(
@@ -318,15 +329,19 @@ where
         BodyLimits::default()
     } else {
         BodyLimits {
-            idle: Some(shared.opts.body_idle_timeout),
-            total: Some(shared.opts.body_timeout),
+            idle: Some(cx.port.opts.body_idle_timeout),
+            total: Some(cx.port.opts.body_timeout),
         }
     };
     let (body, body_watch) = TimedBody::new(body, limits);
     let mut headers = parts.headers;
     forward::strip_hop_by_hop(&mut headers, upgrading);
-    let detect = &shared.opts.client_ip;
-    let client = detect.client_addr(cx.peer.ip(), &headers);
+    let detect = listener
+        .client
+        .as_ref()
+        .and_then(|c| c.detect.as_ref())
+        .unwrap_or(&shared.opts.client_ip);
+    let client = crate::client_traffic::client_addr(detect, cx.peer.ip(), &headers)?;
     if let Some(a) = log.access.as_mut() {
         // The access log shows the derived client address, not the peer's.
         a.entry.client = client.to_string();

@@ -235,7 +235,7 @@ pub async fn serve<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let opts = &port.shared.opts;
+    let opts = &port.opts;
     let (first_limit, idle_limit, max_head) = (
         opts.header_read_timeout,
         opts.idle_timeout,

@@ -125,8 +125,11 @@ impl L4Handle {
             let (tls, e) = FrontendTls::new(port, shared.opts.header_read_timeout);
             let ctx = Arc::new(PortCtx {
                 table: ArcSwap::from_pointee(PortTable::build(port, &BuildCtx::of(shared))),
-                builders: Builders::new(&shared.opts),
+                builders: Builders::new(&shared.opts, None),
                 shared: shared.clone(),
+                opts: shared.opts.clone(),
+                client: None,
+                limit: None,
                 tls: Some(tls.acceptor.clone()),
                 // Connections of this port are capped by its layer-4 accept loop.
                 conns: ConnCap::new("HTTPS on a TLS port", usize::MAX),

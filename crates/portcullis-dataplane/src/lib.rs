@@ -34,6 +34,7 @@ pub mod body;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod client_ip;
+pub mod client_traffic;
 pub mod conn;
 pub mod control;
 pub mod cors;
@@ -49,6 +50,7 @@ pub mod limits;
 pub mod listener;
 pub mod mirror;
 pub mod observe;
+pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod retry;
 pub mod table;
@@ -217,7 +219,8 @@ impl Running {
     /// Whether `port` can be served by updating this one in place.
     fn can_serve(&self, port: &Port) -> bool {
         match self {
-            Running::Http(h) => h.ir.protocol == port.protocol,
+            // ClientTrafficPolicy connection settings are fixed at start.
+            Running::Http(h) => h.ir.protocol == port.protocol && h.ir.client == port.client,
             Running::L4(h) => h.can_serve(port),
         }
     }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use portcullis_ir::{Port, PortProtocol};
 use portcullis_l4::accept::AcceptBackoff;
-use tokio::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::conn::{self, Builders, Proto};
@@ -49,16 +51,24 @@ impl PortHandle {
         let listeners = bind_reuseport(port.bind, workers.len().max(1), retry_bind).await?;
         let table = PortTable::build(port, &BuildCtx::of(&shared));
         let shared_max = shared.opts.max_connections_per_port;
+        let opts = crate::client_traffic::port_options(&shared.opts, port.client.as_ref());
         let (tls, tls_error) = if port.protocol == PortProtocol::Https {
-            let (t, e) = FrontendTls::new(port, shared.opts.header_read_timeout);
+            let (t, e) = FrontendTls::new(port, opts.header_read_timeout);
             (Some(t), e)
         } else {
             (None, None)
         };
         let ctx = Arc::new(PortCtx {
             table: ArcSwap::from_pointee(table),
-            builders: Builders::new(&shared.opts),
+            builders: Builders::new(&opts, port.client.as_ref()),
             shared,
+            limit: port
+                .client
+                .as_ref()
+                .and_then(|c| c.connection_limit)
+                .map(|n| (usize::try_from(n).unwrap_or(usize::MAX), Arc::default())),
+            client: port.client.clone(),
+            opts,
             tls: tls.as_ref().map(|t| t.acceptor.clone()),
             conns: ConnCap::new("HTTP port", shared_max),
             stats: crate::l4::port_stats(port),
@@ -134,6 +144,62 @@ pub(crate) async fn bind_tcp(addr: SocketAddr, retry: bool) -> io::Result<TcpLis
     }
 }
 
+/// Holds a place under a ClientTrafficPolicy connection limit.
+struct Limited(Option<Arc<AtomicUsize>>);
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        if let Some(n) = &self.0 {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A place under the port's connection limit, `None` when it is full.
+fn over_limit(ctx: &PortCtx) -> Option<Limited> {
+    let Some((max, open)) = &ctx.limit else {
+        return Some(Limited(None));
+    };
+    if open.fetch_add(1, Ordering::Relaxed) >= *max {
+        open.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(limit = max, "connection limit reached; connection closed");
+        return None;
+    }
+    Some(Limited(Some(open.clone())))
+}
+
+/// One connection: the PROXY protocol header first when the port's policy
+/// asks for it (within the header-read timeout; a connection without a
+/// valid one is closed), then TLS and HTTP.
+async fn serve_one(
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    ctx: Arc<PortCtx>,
+    watch: DrainWatch,
+) {
+    if ctx.client.as_ref().is_some_and(|c| c.proxy_protocol) {
+        let read = crate::proxy_protocol::read_header(&mut stream);
+        match tokio::time::timeout(ctx.opts.header_read_timeout, read).await {
+            Ok(Ok(Some(source))) => peer = source,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "bad PROXY protocol header; connection closed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "no PROXY protocol header in time; connection closed");
+                return;
+            }
+        }
+    }
+    match &ctx.tls {
+        None => conn::serve(stream, peer, ctx.clone(), watch, Proto::Auto, None).await,
+        Some(acceptor) => {
+            frontend_tls::serve(stream, peer, acceptor.clone(), ctx.clone(), watch).await
+        }
+    }
+}
+
 async fn accept_loop(listener: TcpListener, ctx: Arc<PortCtx>, mut watch: DrainWatch) {
     let mut backoff = AcceptBackoff::new("HTTP port");
     loop {
@@ -146,28 +212,23 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<PortCtx>, mut watch: DrainW
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     backoff.accepted();
+                    // ClientTrafficPolicy connectionLimit: past it, closed at once.
+                    let Some(limited) = over_limit(&ctx) else {
+                        drop(permit);
+                        drop(stream);
+                        continue;
+                    };
                     let permit = ctx.conns.admit(permit);
                     let _ = stream.set_nodelay(true);
                     // Counts as an open connection until its task ends.
                     let active = ctx.stats.accepted();
-                    match &ctx.tls {
-                        None => {
-                            let serve = conn::serve(stream, peer, ctx.clone(), watch.clone(), Proto::Auto, None);
-                            tokio::spawn(async move {
-                                let _active = active;
-                                serve.await;
-                                drop(permit);
-                            });
-                        }
-                        Some(acceptor) => {
-                            let serve = frontend_tls::serve(stream, peer, acceptor.clone(), ctx.clone(), watch.clone());
-                            tokio::spawn(async move {
-                                let _active = active;
-                                serve.await;
-                                drop(permit);
-                            });
-                        }
-                    }
+                    let (ctx, watch) = (ctx.clone(), watch.clone());
+                    tokio::spawn(async move {
+                        let _active = active;
+                        let _limited = limited;
+                        serve_one(stream, peer, ctx, watch).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off (logged, rate-limited).

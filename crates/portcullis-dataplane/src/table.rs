@@ -140,6 +140,8 @@ pub struct ListenerRoutes {
     pub routes: RouteTable<Routed>,
     /// Statistics of requests no route of the listener matched.
     pub unmatched: Arc<HttpStats>,
+    /// ClientTrafficPolicy request settings.
+    pub client: Option<crate::client_traffic::ListenerClient>,
 }
 
 /// Everything needed to serve one port.
@@ -212,6 +214,7 @@ impl PortTable {
                 name: l.name.as_str().into(),
                 routes,
                 unmatched: http.get(HttpKey::new(&l.name, "", "")),
+                client: crate::client_traffic::ListenerClient::new(l.client.as_deref()),
             });
         }
         t
@@ -313,5 +316,6 @@ pub fn without_routes(l: &Listener) -> Listener {
         tls: l.tls.clone(),
         http_routes: vec![],
         l4_routes: vec![],
+        client: None,
     }
 }

@@ -42,6 +42,7 @@ fn l4_listener(
         tls,
         http_routes: vec![],
         l4_routes: routes,
+        client: None,
     }
 }
 

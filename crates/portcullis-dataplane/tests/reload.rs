@@ -246,6 +246,7 @@ async fn identical_config_is_a_noop_and_bind_errors_are_reported() {
             bind: busy,
             protocol: PortProtocol::Http,
             listeners: cfg.ports[0].listeners.clone(),
+            client: None,
         });
         let report = dp.apply(Arc::new(two)).await;
         assert_eq!(

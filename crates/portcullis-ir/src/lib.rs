@@ -12,6 +12,7 @@
 //! sorts them with its `Ord` key.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod http;
 pub mod security;
 pub mod traffic;
@@ -20,6 +21,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use client::{ClientConnection, ClientTraffic};
 pub use http::*;
 pub use security::{SecretString, Security, with_secrets_revealed};
 pub use traffic::RateLimit;
@@ -41,6 +43,9 @@ pub struct Port {
     /// The listeners on this socket, most specific hostname first
     /// (exact names, then wildcards by length, then no hostname).
     pub listeners: Vec<Listener>,
+    /// ClientTrafficPolicy settings of the socket's connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientConnection>,
 }
 
 /// Protocol of a bound port.
@@ -71,6 +76,9 @@ pub struct Listener {
     pub http_routes: Vec<HttpRouteRule>,
     /// Layer-4 routes (TLSRoute, TCPRoute, UDPRoute), oldest first.
     pub l4_routes: Vec<L4Route>,
+    /// ClientTrafficPolicy settings of the listener's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<std::sync::Arc<ClientTraffic>>,
 }
 
 /// TLS settings of a listener.

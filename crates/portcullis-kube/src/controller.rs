@@ -408,7 +408,8 @@ pub fn status_writes(
         udp_routes UDPRoute,
         backend_tls_policies BackendTLSPolicy,
         security_policies SecurityPolicy,
-        backend_traffic_policies BackendTrafficPolicy
+        backend_traffic_policies BackendTrafficPolicy,
+        client_traffic_policies ClientTrafficPolicy
     );
     out
 }

@@ -35,7 +35,11 @@ pub const GATEWAY_KINDS: [Kind; 10] = [
 ];
 
 /// Portcullis' own kinds (group `portcullis.dev`, version `v1alpha1`).
-const PORTCULLIS_KINDS: [Kind; 2] = [Kind::SecurityPolicy, Kind::BackendTrafficPolicy];
+const PORTCULLIS_KINDS: [Kind; 3] = [
+    Kind::SecurityPolicy,
+    Kind::BackendTrafficPolicy,
+    Kind::ClientTrafficPolicy,
+];
 
 /// One served version of the group and the kinds it serves (`kind` → plural name).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -212,6 +216,7 @@ pub fn native_resource(kind: Kind) -> ApiResource {
         Kind::BackendTLSPolicy => "backendtlspolicies".to_string(),
         Kind::SecurityPolicy => "securitypolicies".to_string(),
         Kind::BackendTrafficPolicy => "backendtrafficpolicies".to_string(),
+        Kind::ClientTrafficPolicy => "clienttrafficpolicies".to_string(),
         Kind::EndpointSlice => "endpointslices".to_string(),
         k => format!("{}s", k.as_str().to_ascii_lowercase()),
     };

@@ -55,6 +55,7 @@ watched!(
     BackendTLSPolicy,
     SecurityPolicy,
     BackendTrafficPolicy,
+    ClientTrafficPolicy,
     Service,
     EndpointSlice,
     Secret,

@@ -64,6 +64,8 @@ pub const API_CALLS: &[ApiCall] = &[
     c(PD, "securitypolicies", "watch"),
     c(PD, "backendtrafficpolicies", "list"),
     c(PD, "backendtrafficpolicies", "watch"),
+    c(PD, "clienttrafficpolicies", "list"),
+    c(PD, "clienttrafficpolicies", "watch"),
     c("", "namespaces", "list"),
     c("", "namespaces", "watch"),
     c("", "services", "list"),
@@ -90,6 +92,7 @@ pub const API_CALLS: &[ApiCall] = &[
     c(GW, "backendtlspolicies/status", "patch"),
     c(PD, "securitypolicies/status", "patch"),
     c(PD, "backendtrafficpolicies/status", "patch"),
+    c(PD, "clienttrafficpolicies/status", "patch"),
     c(GW, "gatewayclasses", "get"),
     c(GW, "gateways", "get"),
     c(GW, "listenersets", "get"),
@@ -101,6 +104,7 @@ pub const API_CALLS: &[ApiCall] = &[
     c(GW, "backendtlspolicies", "get"),
     c(PD, "securitypolicies", "get"),
     c(PD, "backendtrafficpolicies", "get"),
+    c(PD, "clienttrafficpolicies", "get"),
     // Provisioning (provision/apply.rs): server-side apply, which creates the
     // object when it does not exist (authorised as create) or patches it.
     c("", "serviceaccounts", "create"),

@@ -43,7 +43,7 @@ pub struct Cache {
 }
 
 /// Kinds watched with full objects (those the API server serves).
-pub const FULL: [Kind; 15] = [
+pub const FULL: [Kind; 16] = [
     Kind::GatewayClass,
     Kind::Gateway,
     Kind::ListenerSet,
@@ -56,6 +56,7 @@ pub const FULL: [Kind; 15] = [
     Kind::BackendTLSPolicy,
     Kind::SecurityPolicy,
     Kind::BackendTrafficPolicy,
+    Kind::ClientTrafficPolicy,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::Namespace,
@@ -92,6 +93,7 @@ impl Cache {
             spawn_full::<types::BackendTLSPolicy>(client, ns, served, c),
             spawn_full::<types::SecurityPolicy>(client, ns, served, c),
             spawn_full::<types::BackendTrafficPolicy>(client, ns, served, c),
+            spawn_full::<types::ClientTrafficPolicy>(client, ns, served, c),
             spawn_full::<types::Service>(client, ns, served, c),
             spawn_full::<types::EndpointSlice>(client, ns, served, c),
             spawn_full::<types::Namespace>(client, None, served, c),

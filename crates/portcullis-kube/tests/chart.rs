@@ -351,6 +351,7 @@ fn api_calls_cover_every_kind_watched_and_every_status_written() {
             Kind::BackendTLSPolicy => "backendtlspolicies".to_string(),
             Kind::SecurityPolicy => "securitypolicies".to_string(),
             Kind::BackendTrafficPolicy => "backendtrafficpolicies".to_string(),
+            Kind::ClientTrafficPolicy => "clienttrafficpolicies".to_string(),
             Kind::GatewayClass => "gatewayclasses".to_string(),
             k => format!("{}s", k.as_str().to_ascii_lowercase()),
         };

@@ -200,12 +200,14 @@ mod tests {
             }),
             http_routes: vec![],
             l4_routes: routes,
+            client: None,
         }
     }
 
     #[test]
     fn listener_and_route_by_sni() {
         let port = Port {
+            client: None,
             bind: "127.0.0.1:443".parse().unwrap(),
             protocol: PortProtocol::Tls,
             listeners: vec![
@@ -252,6 +254,7 @@ mod tests {
     #[test]
     fn oldest_route_across_listeners() {
         let port = Port {
+            client: None,
             bind: "127.0.0.1:9000".parse().unwrap(),
             protocol: PortProtocol::Tcp,
             listeners: vec![

@@ -94,10 +94,15 @@ macro_rules! crds {
                 Crd::load(include_str!("../crds/portcullis.dev_backendtrafficpolicies.yaml"))
                     .unwrap_or_else(|e| panic!("embedded CRD backendtrafficpolicies is invalid: {e}"))
             });
+            static CLIENT_TRAFFIC_POLICY: Slot = LazyLock::new(|| {
+                Crd::load(include_str!("../crds/portcullis.dev_clienttrafficpolicies.yaml"))
+                    .unwrap_or_else(|e| panic!("embedded CRD clienttrafficpolicies is invalid: {e}"))
+            });
             match kind {
                 $(Kind::$kind => Some(&*$kind),)*
                 Kind::SecurityPolicy => Some(&*SECURITY_POLICY),
                 Kind::BackendTrafficPolicy => Some(&*BACKEND_TRAFFIC_POLICY),
+                Kind::ClientTrafficPolicy => Some(&*CLIENT_TRAFFIC_POLICY),
                 _ => None,
             }
         }

@@ -592,7 +592,7 @@ pub(crate) fn decode(kind: Kind, json: &Value) -> Result<Object, (FieldPath, Str
     Object::from_json(kind, json.clone()).map_err(|e| {
         let found = decode_path!(kind, json.clone();
             GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute,
-            ReferenceGrant, BackendTLSPolicy, SecurityPolicy, BackendTrafficPolicy, Service, EndpointSlice, Secret, ConfigMap, Namespace);
+            ReferenceGrant, BackendTLSPolicy, SecurityPolicy, BackendTrafficPolicy, ClientTrafficPolicy, Service, EndpointSlice, Secret, ConfigMap, Namespace);
         match found {
             Some((path, msg)) if path != "." => {
                 (FieldPath::parse(&path), format!("cannot decode: {msg}"))

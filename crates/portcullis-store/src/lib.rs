@@ -6,6 +6,7 @@
 //! iteration order is deterministic, which keeps translation output stable.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod policy;
 pub mod status;
 pub mod traffic;
@@ -43,6 +44,7 @@ pub mod types {
     pub type UDPRoute = UdpRoute;
     /// BackendTLSPolicy, named as its `kind`.
     pub type BackendTLSPolicy = BackendTlsPolicy;
+    pub use crate::client::ClientTrafficPolicy;
     pub use crate::policy::SecurityPolicy;
     pub use crate::traffic::BackendTrafficPolicy;
 }
@@ -120,6 +122,8 @@ pub enum Kind {
     SecurityPolicy,
     /// portcullis.dev BackendTrafficPolicy
     BackendTrafficPolicy,
+    /// portcullis.dev ClientTrafficPolicy
+    ClientTrafficPolicy,
     /// core Service
     Service,
     /// discovery.k8s.io EndpointSlice
@@ -134,7 +138,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -147,6 +151,7 @@ impl Kind {
         Kind::BackendTLSPolicy,
         Kind::SecurityPolicy,
         Kind::BackendTrafficPolicy,
+        Kind::ClientTrafficPolicy,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Secret,
@@ -169,6 +174,7 @@ impl Kind {
             Kind::BackendTLSPolicy => "BackendTLSPolicy",
             Kind::SecurityPolicy => "SecurityPolicy",
             Kind::BackendTrafficPolicy => "BackendTrafficPolicy",
+            Kind::ClientTrafficPolicy => "ClientTrafficPolicy",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
@@ -182,7 +188,9 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "",
             Kind::EndpointSlice => "discovery.k8s.io",
-            Kind::SecurityPolicy | Kind::BackendTrafficPolicy => policy::PORTCULLIS_GROUP,
+            Kind::SecurityPolicy | Kind::BackendTrafficPolicy | Kind::ClientTrafficPolicy => {
+                policy::PORTCULLIS_GROUP
+            }
             _ => GATEWAY_GROUP,
         }
     }
@@ -193,7 +201,9 @@ impl Kind {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::TCPRoute | Kind::UDPRoute => "gateway.networking.k8s.io/v1alpha2",
-            Kind::SecurityPolicy | Kind::BackendTrafficPolicy => policy::PORTCULLIS_API_VERSION,
+            Kind::SecurityPolicy | Kind::BackendTrafficPolicy | Kind::ClientTrafficPolicy => {
+                policy::PORTCULLIS_API_VERSION
+            }
             _ => "gateway.networking.k8s.io/v1",
         }
     }
@@ -249,6 +259,7 @@ pub enum Object {
     BackendTLSPolicy(types::BackendTLSPolicy),
     SecurityPolicy(types::SecurityPolicy),
     BackendTrafficPolicy(types::BackendTrafficPolicy),
+    ClientTrafficPolicy(types::ClientTrafficPolicy),
     Service(types::Service),
     EndpointSlice(types::EndpointSlice),
     Secret(types::Secret),
@@ -271,6 +282,7 @@ macro_rules! for_each_kind {
             BackendTLSPolicy backend_tls_policies,
             SecurityPolicy security_policies,
             BackendTrafficPolicy backend_traffic_policies,
+            ClientTrafficPolicy client_traffic_policies,
             Service services,
             EndpointSlice endpoint_slices,
             Secret secrets,

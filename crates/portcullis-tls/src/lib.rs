@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 pub use acceptor::{ClientCert, HandshakeInfo, SwappableAcceptor};
 pub use names::host_allowed_for_sni;
-pub use server::{Alpn, ServerTls};
+pub use server::{Alpn, ServerSettings, ServerTls};
 pub use upstream::{client_config, client_config_with_alpn, server_name};
 
 /// Re-exported so callers use the same versions.

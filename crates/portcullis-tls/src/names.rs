@@ -159,6 +159,7 @@ mod tests {
             tls: None,
             http_routes: vec![],
             l4_routes: vec![],
+            client: None,
         }
     }
 

@@ -27,6 +27,48 @@ pub enum Alpn {
     Custom(Vec<Vec<u8>>),
 }
 
+/// ClientTrafficPolicy TLS settings of a port: versions and cipher suites.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Refuse TLS 1.2 (`minVersion: "1.3"`).
+    pub tls13_only: bool,
+    /// Refuse TLS 1.3 (`maxVersion: "1.2"`).
+    pub tls12_only: bool,
+    /// Cipher suites allowed, by IANA name (empty: every suite of the build).
+    pub ciphers: Vec<String>,
+}
+
+impl ServerSettings {
+    fn provider(&self) -> Result<Arc<rustls::crypto::CryptoProvider>, TlsError> {
+        let base = crate::provider();
+        if self.ciphers.is_empty() {
+            return Ok(base);
+        }
+        let mut p = (*base).clone();
+        p.cipher_suites.retain(|s| {
+            let name = format!("{:?}", s.suite());
+            self.ciphers
+                .iter()
+                .any(|c| *c == name || c.replacen("TLS_", "TLS13_", 1) == name)
+        });
+        if p.cipher_suites.is_empty() {
+            return Err(TlsError::Config {
+                what: "server TLS config".into(),
+                reason: format!("no supported cipher suite among {:?}", self.ciphers),
+            });
+        }
+        Ok(Arc::new(p))
+    }
+
+    fn versions(&self) -> Vec<&'static rustls::SupportedProtocolVersion> {
+        match (self.tls13_only, self.tls12_only) {
+            (true, _) => vec![&rustls::version::TLS13],
+            (false, true) => vec![&rustls::version::TLS12],
+            (false, false) => vec![&rustls::version::TLS13, &rustls::version::TLS12],
+        }
+    }
+}
+
 impl Alpn {
     /// The wire identifiers, in preference order.
     pub fn protocols(&self) -> Vec<Vec<u8>> {
@@ -221,6 +263,15 @@ impl ServerTls {
     /// another listener's certificate. Any unparsable PEM, or a key that does
     /// not match its certificate, is an error naming the listener and Secret.
     pub fn build<L: Borrow<Listener>>(listeners: &[L], alpn: Alpn) -> Result<ServerTls, TlsError> {
+        Self::build_with(listeners, alpn, &ServerSettings::default())
+    }
+
+    /// [`ServerTls::build`] with a port's TLS versions and cipher suites.
+    pub fn build_with<L: Borrow<Listener>>(
+        listeners: &[L],
+        alpn: Alpn,
+        settings: &ServerSettings,
+    ) -> Result<ServerTls, TlsError> {
         let alpn = alpn.protocols();
         let mut entries = Vec::new();
         let mut validations: Vec<Option<ClientValidation>> = Vec::new();
@@ -262,7 +313,7 @@ impl ServerTls {
         });
         let groups = validations
             .iter()
-            .map(|v| build_group(v.as_ref(), resolver.clone(), &alpn))
+            .map(|v| build_group(v.as_ref(), resolver.clone(), &alpn, settings))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ServerTls {
             entries,
@@ -327,10 +378,11 @@ fn build_group(
     validation: Option<&ClientValidation>,
     resolver: Arc<SniResolver>,
     alpn: &[Vec<u8>],
+    settings: &ServerSettings,
 ) -> Result<Group, TlsError> {
     let what = "server TLS config";
-    let builder = ServerConfig::builder_with_provider(crate::provider())
-        .with_safe_default_protocol_versions()
+    let builder = ServerConfig::builder_with_provider(settings.provider()?)
+        .with_protocol_versions(&settings.versions())
         .map_err(|e| TlsError::Config {
             what: what.into(),
             reason: e.to_string(),

@@ -1,5 +1,5 @@
 //! GEP-713 policy attachment, generic over Portcullis' policy kinds
-//! (SecurityPolicy today; BackendTrafficPolicy and ClientTrafficPolicy reuse it).
+//! (SecurityPolicy, BackendTrafficPolicy and ClientTrafficPolicy).
 //!
 //! - **Targets** (`spec.targetRefs`, and the deprecated singular `targetRef`): a
 //!   Gateway, one of its listeners (`sectionName`), an HTTPRoute or GRPCRoute, or
@@ -107,6 +107,11 @@ struct AncestorReport {
     not_found: Vec<String>,
     /// Route rules where a more specific policy won.
     overridden_by: BTreeSet<String>,
+    /// Why the policy lost this ancestor to another one sharing its socket
+    /// (ClientTrafficPolicy connection settings).
+    port_conflicts: BTreeSet<String>,
+    /// Listeners where a more specific policy won (ClientTrafficPolicy).
+    overridden_listeners_by: BTreeSet<String>,
 }
 
 /// The attachment of every policy of one kind.
@@ -335,6 +340,51 @@ impl Attachment {
         Some(best)
     }
 
+    /// The policy that applies to one listener of a Gateway (listener >
+    /// Gateway, then oldest), with its precedence key; a Gateway policy it
+    /// overrides gets `Overridden` on its Gateway ancestor.
+    pub(crate) fn effective_listener(
+        &mut self,
+        gw: &ObjectKey,
+        listener: &str,
+    ) -> Option<(usize, Precedence)> {
+        let on_listener = self
+            .winner(&Scope::Listener(gw.clone(), listener.to_string()))
+            .map(|(p, i)| (i, p.clone()));
+        let on_gateway = self
+            .winner(&Scope::Gateway(gw.clone()))
+            .map(|(p, i)| (i, p.clone()));
+        match (on_listener, on_gateway) {
+            (Some(l), Some((g, _))) => {
+                if g != l.0 {
+                    let name = key_string(&self.policies[l.0].meta);
+                    if let Some(r) = self.reports[g].get_mut(&gateway_ref(gw, None)) {
+                        r.overridden_listeners_by.insert(name);
+                    }
+                }
+                Some(l)
+            }
+            (l, g) => l.or(g),
+        }
+    }
+
+    /// Record that `policy` does not apply to `listener` of `gw` because
+    /// another listener on the same socket needs other connection settings;
+    /// its ancestor for that listener is `Conflicted` with `why`.
+    pub(crate) fn port_conflict(
+        &mut self,
+        policy: usize,
+        gw: &ObjectKey,
+        listener: &str,
+        why: String,
+    ) {
+        self.reports[policy]
+            .entry(gateway_ref(gw, Some(listener)))
+            .or_default()
+            .port_conflicts
+            .insert(why);
+    }
+
     /// The `status.ancestors` of every policy that has one, by policy index.
     pub(crate) fn statuses(&self, controller: &str) -> Vec<(usize, Vec<AncestorStatus>)> {
         let mut out = vec![];
@@ -365,6 +415,15 @@ impl Attachment {
                                     .join(", ")
                             ),
                         ))
+                    } else if !r.port_conflicts.is_empty() {
+                        Some(Problem::new(
+                            "Conflicted",
+                            r.port_conflicts
+                                .iter()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        ))
                     } else {
                         p.invalid.clone()
                     };
@@ -374,7 +433,22 @@ impl Attachment {
                             Condition::new(ACCEPTED, false, pr.reason, pr.message.clone(), g)
                         }
                     }];
-                    if !r.overridden_by.is_empty() {
+                    if !r.overridden_listeners_by.is_empty() {
+                        conditions.push(Condition::new(
+                            OVERRIDDEN,
+                            true,
+                            OVERRIDDEN,
+                            format!(
+                                "a more specific policy applies to some listeners: {}",
+                                r.overridden_listeners_by
+                                    .iter()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                            g,
+                        ));
+                    } else if !r.overridden_by.is_empty() {
                         conditions.push(Condition::new(
                             OVERRIDDEN,
                             true,

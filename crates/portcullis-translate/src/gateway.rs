@@ -147,6 +147,10 @@ pub(crate) struct ListenerState {
     pub attached: i32,
     pub http_rules: Vec<ir::HttpRouteRule>,
     pub l4_routes: Vec<ir::L4Route>,
+    /// ClientTrafficPolicy: request settings of this listener.
+    pub client: Option<std::sync::Arc<ir::ClientTraffic>>,
+    /// ClientTrafficPolicy: connection settings of this listener's socket.
+    pub client_conn: Option<ir::ClientConnection>,
 }
 
 impl ListenerState {
@@ -255,6 +259,8 @@ pub(crate) fn listener(
         attached: 0,
         http_rules: vec![],
         l4_routes: vec![],
+        client: None,
+        client_conn: None,
     };
     let Some(proto) = protocol else {
         st.accepted = Some(Problem::new(

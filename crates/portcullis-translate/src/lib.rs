@@ -12,6 +12,7 @@
 
 mod attach;
 mod backends;
+mod client;
 #[allow(dead_code)]
 mod conditions;
 mod conflicts;
@@ -117,6 +118,7 @@ pub fn translate_with(input: &Input<'_>, memo: &mut Memo) -> Output {
     policy::apply(input, &grants, &mut gws, &mut statuses);
     security::apply(input, &grants, &mut gws, &mut statuses);
     traffic::apply(input, &mut gws, &mut statuses);
+    client::apply(input, &mut gws, &mut statuses);
     let (config, addresses) = gateway::finish(input, gws, &mut statuses);
     Output {
         config,

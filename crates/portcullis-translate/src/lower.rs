@@ -41,7 +41,11 @@ impl Ports {
                     bind,
                     protocol: port_proto,
                     listeners: vec![],
+                    client: None,
                 });
+            if port.client.is_none() && matches!(proto, Proto::Http | Proto::Https) {
+                port.client = l.client_conn.clone();
+            }
             if port_proto == ir::PortProtocol::Tls {
                 port.protocol = ir::PortProtocol::Tls;
             }
@@ -51,6 +55,7 @@ impl Ports {
                 tls: l.tls.clone(),
                 http_routes: l.http_rules,
                 l4_routes: l.l4_routes,
+                client: l.client.clone(),
             });
         }
     }

@@ -280,6 +280,7 @@ pub fn listener(name: &str, hostname: Option<&str>, rules: Vec<HttpRouteRule>) -
         tls: None,
         http_routes: rules,
         l4_routes: vec![],
+        client: None,
     }
 }
 
@@ -289,6 +290,7 @@ pub fn config(bind: SocketAddr, listeners: Vec<Listener>) -> Arc<Config> {
             bind,
             protocol: PortProtocol::Http,
             listeners,
+            client: None,
         }],
     })
 }
@@ -346,6 +348,7 @@ pub fn port(bind: SocketAddr, protocol: PortProtocol, listeners: Vec<Listener>) 
         bind,
         protocol,
         listeners,
+        client: None,
     }
 }
 

@@ -151,6 +151,7 @@ pub fn tls_listener(
         }),
         http_routes: rules,
         l4_routes: vec![],
+        client: None,
     }
 }
 

@@ -22,9 +22,10 @@ pub fn list_keys(kind: Kind) -> Option<(&'static str, &'static str)> {
         Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute | Kind::TCPRoute | Kind::UDPRoute => {
             Some(("parents", "parentRef"))
         }
-        Kind::BackendTLSPolicy | Kind::SecurityPolicy | Kind::BackendTrafficPolicy => {
-            Some(("ancestors", "ancestorRef"))
-        }
+        Kind::BackendTLSPolicy
+        | Kind::SecurityPolicy
+        | Kind::BackendTrafficPolicy
+        | Kind::ClientTrafficPolicy => Some(("ancestors", "ancestorRef")),
         _ => None,
     }
 }
@@ -41,9 +42,10 @@ fn owned_fields(kind: Kind) -> &'static [&'static str] {
             "attachedListenerSets",
         ],
         Kind::ListenerSet => &["conditions", "listeners"],
-        Kind::BackendTLSPolicy | Kind::SecurityPolicy | Kind::BackendTrafficPolicy => {
-            &["ancestors"]
-        }
+        Kind::BackendTLSPolicy
+        | Kind::SecurityPolicy
+        | Kind::BackendTrafficPolicy
+        | Kind::ClientTrafficPolicy => &["ancestors"],
         _ => &["parents"],
     }
 }

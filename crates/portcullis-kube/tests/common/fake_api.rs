@@ -198,6 +198,8 @@ impl FakeApi {
                     {"name": "securitypolicies/status", "singularName": "", "namespaced": true, "kind": "SecurityPolicy", "verbs": ["get", "patch"]},
                     {"name": "backendtrafficpolicies", "singularName": "", "namespaced": true, "kind": "BackendTrafficPolicy", "verbs": ["get", "list", "watch", "patch"]},
                     {"name": "backendtrafficpolicies/status", "singularName": "", "namespaced": true, "kind": "BackendTrafficPolicy", "verbs": ["get", "patch"]},
+                    {"name": "clienttrafficpolicies", "singularName": "", "namespaced": true, "kind": "ClientTrafficPolicy", "verbs": ["get", "list", "watch", "patch"]},
+                    {"name": "clienttrafficpolicies/status", "singularName": "", "namespaced": true, "kind": "ClientTrafficPolicy", "verbs": ["get", "patch"]},
                 ]}),
             )),
             ["apis", g, v, rest @ ..] if *g == super::GW => {

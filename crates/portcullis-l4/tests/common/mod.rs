@@ -86,6 +86,7 @@ pub fn listener(
         tls,
         http_routes: vec![],
         l4_routes: routes,
+        client: None,
     }
 }
 
@@ -110,6 +111,7 @@ pub fn port(bind: SocketAddr, protocol: PortProtocol, listeners: Vec<Listener>) 
         bind,
         protocol,
         listeners,
+        client: None,
     })
 }
 

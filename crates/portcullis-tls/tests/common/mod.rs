@@ -165,6 +165,7 @@ pub fn listener(
         }),
         http_routes: vec![],
         l4_routes: vec![],
+        client: None,
     }
 }
 
