@@ -128,6 +128,34 @@ passive = obj({
     "maxEjectionPercent": count("Most endpoints ejected at once, in percent (default 10; one may always be).", maximum=100, default=10),
 }, desc="Outlier detection: endpoints that fail in a row get no traffic for a while. When every endpoint is ejected, traffic is spread over all of them (panic mode).")
 
+payload = obj({
+    "type": s("`Text` or `Binary`.", enum=["Text", "Binary"]),
+    "text": s("The text.", maxLength=1024),
+    "binary": s("The bytes, base64.", maxLength=2048, format="byte"),
+}, ["type"], rules=[("self.type == 'Text' ? has(self.text) : has(self.binary)", "text is set with type Text, binary with type Binary")])
+
+active = obj({
+    "timeout": dur("Time allowed for one check (default 1s).", default="1s"),
+    "interval": dur("Time between checks of an endpoint (default 3s).", default="3s"),
+    "unhealthyThreshold": count("Failed checks in a row that make an endpoint unhealthy (default 3).", minimum=1, default=3),
+    "healthyThreshold": count("Passed checks in a row that make it healthy again (default 1).", minimum=1, default=1),
+    "type": s("`HTTP` or `TCP`.", enum=["HTTP", "TCP"]),
+    "http": obj({
+        "hostname": s("Host header (default: the endpoint's address).", maxLength=253),
+        "path": s("Path requested.", minLength=1, maxLength=1024, pattern=r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*$"),
+        "method": s("Method (default GET).", enum=["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH"]),
+        "expectedStatuses": arr({"type": "integer", "minimum": 100, "maximum": 599}, "Statuses that pass (default [200]).", max_items=32),
+        "expectedResponse": {**payload, "description": "Bytes the response body must contain (the first 64 KiB)."},
+    }, ["path"]),
+    "tcp": obj({
+        "send": {**payload, "description": "Bytes sent after connecting."},
+        "receive": {**payload, "description": "Bytes that must be received."},
+    }),
+}, ["type"], desc="Active health checks: each endpoint is probed; an unhealthy one gets no traffic (panic mode when all are). "
+                   "Endpoints start healthy, also after a configuration change.",
+    rules=[("self.type == 'HTTP' ? has(self.http) && !has(self.tcp) : !has(self.http)",
+            "http is set with, and only with, type HTTP; tcp only with type TCP")])
+
 retry = obj({
     "numRetries": count("Retries after the first attempt (default 2).", maximum=100, default=2),
     "retryOn": obj({
@@ -161,7 +189,7 @@ spec = obj({
         rules=[("has(self.local) || has(self.global)", "at least one of local or global must be set")]),
     "loadBalancer": load_balancer,
     "circuitBreaker": circuit_breaker,
-    "healthCheck": obj({"passive": passive}, desc="Health checks."),
+    "healthCheck": obj({"passive": passive, "active": active}, desc="Health checks."),
     "retry": retry,
     "timeout": timeout,
 }, desc="BackendTrafficPolicySpec: the fields Portcullis implements (others are rejected).",

@@ -135,6 +135,49 @@ pub struct BackendTraffic {
     /// Outlier detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier: Option<Outlier>,
+    /// Active health checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveHealth>,
+}
+
+/// Active health checks of every endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveHealth {
+    /// Time allowed for one check, in milliseconds.
+    pub timeout_ms: u64,
+    /// Time between checks, in milliseconds.
+    pub interval_ms: u64,
+    /// Failed checks in a row that make an endpoint unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Passed checks in a row that make it healthy again.
+    pub healthy_threshold: u32,
+    /// What a check does.
+    pub check: Check,
+}
+
+/// What a check does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Check {
+    /// An HTTP/1.1 request.
+    Http {
+        /// Host header; none: the endpoint's address.
+        hostname: Option<String>,
+        /// Path.
+        path: String,
+        /// Method.
+        method: String,
+        /// Statuses that pass.
+        expected_statuses: Vec<u16>,
+        /// Bytes the body must contain.
+        expected_body: Option<Vec<u8>>,
+    },
+    /// A TCP connection, with optional bytes sent and expected.
+    Tcp {
+        /// Bytes sent after connecting.
+        send: Option<Vec<u8>>,
+        /// Bytes that must be received.
+        receive: Option<Vec<u8>>,
+    },
 }
 
 /// How endpoints are chosen.

@@ -134,6 +134,83 @@ pub struct HealthCheck {
     /// Outlier detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passive: Option<PassiveHealthCheck>,
+    /// Active health checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveHealthCheck>,
+}
+
+/// `ActiveHealthCheck`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActiveHealthCheck {
+    /// Time allowed for one check (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Time between checks (default 3s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Failed checks in a row that make an endpoint unhealthy (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Passed checks in a row that make it healthy again (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    /// `HTTP` or `TCP`.
+    #[serde(rename = "type")]
+    pub check_type: String,
+    /// The HTTP check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpActiveHealthChecker>,
+    /// The TCP check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpActiveHealthChecker>,
+}
+
+/// `HTTPActiveHealthChecker`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpActiveHealthChecker {
+    /// Host header (default: the endpoint's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Path requested.
+    pub path: String,
+    /// Method (default GET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Statuses that pass (default 200).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_statuses: Vec<u16>,
+    /// Text the body must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_response: Option<HealthCheckPayload>,
+}
+
+/// `TCPActiveHealthChecker`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpActiveHealthChecker {
+    /// Bytes sent after connecting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<HealthCheckPayload>,
+    /// Bytes that must be received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive: Option<HealthCheckPayload>,
+}
+
+/// `ActiveHealthCheckPayload`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheckPayload {
+    /// `Text` or `Binary`.
+    #[serde(rename = "type")]
+    pub payload_type: String,
+    /// The text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The bytes, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
 }
 
 /// `PassiveHealthCheck` (outlier detection).

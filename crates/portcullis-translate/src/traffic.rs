@@ -247,7 +247,12 @@ fn backend(
             max_ejection_percent: p.max_ejection_percent.unwrap_or(10).min(100),
         }),
     };
+    let active = match s.health_check.as_ref().and_then(|h| h.active.as_ref()) {
+        None => None,
+        Some(a) => Some(active(a)?),
+    };
     Ok(Some(rl::BackendTraffic {
+        active,
         policy: policy.to_string(),
         load_balancer,
         circuit_breaker: s.circuit_breaker.as_ref().map(|c| rl::CircuitBreaker {
@@ -256,6 +261,68 @@ fn backend(
         }),
         outlier,
     }))
+}
+
+fn payload(at: &str, p: &api::HealthCheckPayload) -> Result<Vec<u8>, Problem> {
+    use base64::Engine as _;
+    match (p.payload_type.as_str(), &p.text, &p.binary) {
+        ("Text", Some(t), _) => Ok(t.as_bytes().to_vec()),
+        ("Binary", _, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| Problem::new("Invalid", format!("{at}.binary: not base64: {e}"))),
+        (t, _, _) => Err(Problem::new(
+            "Invalid",
+            format!("{at}: type {t} needs its {} field", t.to_ascii_lowercase()),
+        )),
+    }
+}
+
+fn active(a: &api::ActiveHealthCheck) -> Result<rl::ActiveHealth, Problem> {
+    let at = "healthCheck.active";
+    let check = match a.check_type.as_str() {
+        "TCP" => {
+            let t = a.tcp.clone().unwrap_or_default();
+            rl::Check::Tcp {
+                send: t
+                    .send
+                    .as_ref()
+                    .map(|p| payload(&format!("{at}.tcp.send"), p))
+                    .transpose()?,
+                receive: t
+                    .receive
+                    .as_ref()
+                    .map(|p| payload(&format!("{at}.tcp.receive"), p))
+                    .transpose()?,
+            }
+        }
+        _ => {
+            let h = a.http.clone().ok_or_else(|| {
+                Problem::new("Invalid", format!("{at}.http: required with type HTTP"))
+            })?;
+            rl::Check::Http {
+                hostname: h.hostname.clone(),
+                method: h.method.clone().unwrap_or_else(|| "GET".into()),
+                expected_statuses: if h.expected_statuses.is_empty() {
+                    vec![200]
+                } else {
+                    h.expected_statuses.clone()
+                },
+                expected_body: h
+                    .expected_response
+                    .as_ref()
+                    .map(|p| payload(&format!("{at}.http.expectedResponse"), p))
+                    .transpose()?,
+                path: h.path,
+            }
+        }
+    };
+    Ok(rl::ActiveHealth {
+        timeout_ms: ms(&format!("{at}.timeout"), a.timeout.as_deref(), 1_000)?.max(1),
+        interval_ms: ms(&format!("{at}.interval"), a.interval.as_deref(), 3_000)?.max(1),
+        unhealthy_threshold: a.unhealthy_threshold.unwrap_or(3).max(1),
+        healthy_threshold: a.healthy_threshold.unwrap_or(1).max(1),
+        check,
+    })
 }
 
 fn retry(r: &api::Retry) -> Result<(ir::Retry, Option<u64>), Problem> {

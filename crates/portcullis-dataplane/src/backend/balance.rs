@@ -174,6 +174,8 @@ pub struct Health {
     ejections: AtomicU32,
     /// 0: in service; else ejected until this time ([`now_ns`]).
     ejected_until: AtomicU64,
+    /// Marked unhealthy by active health checks.
+    unhealthy: std::sync::atomic::AtomicBool,
 }
 
 impl Health {
@@ -181,6 +183,21 @@ impl Health {
     pub fn ejected(&self, now: u64) -> bool {
         let u = self.ejected_until.load(Ordering::Relaxed);
         u != 0 && u > now
+    }
+
+    /// Whether active health checks marked the endpoint unhealthy.
+    pub fn unhealthy(&self) -> bool {
+        self.unhealthy.load(Ordering::Relaxed)
+    }
+
+    /// Mark the endpoint (un)healthy; whether that changed its state.
+    pub fn set_unhealthy(&self, v: bool) -> bool {
+        self.unhealthy.swap(v, Ordering::AcqRel) != v
+    }
+
+    /// Whether the endpoint may get traffic at `now`.
+    pub fn available(&self, now: u64) -> bool {
+        !self.unhealthy() && !self.ejected(now)
     }
 }
 

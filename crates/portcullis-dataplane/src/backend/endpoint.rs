@@ -84,6 +84,10 @@ pub struct EndpointSet {
     by_token: HashMap<Box<str>, usize>,
     balancer: Balancer,
     outliers: Option<Outliers>,
+    /// Endpoints marked unhealthy by active health checks.
+    down: Arc<AtomicUsize>,
+    /// The active health checks' tasks (stopped when the set is dropped).
+    _prober: Option<super::active::Prober>,
     total: Arc<AtomicUsize>,
     retrying: Arc<AtomicUsize>,
     /// Circuit breaker: requests in flight at once (unbounded without a policy).
@@ -137,6 +141,10 @@ impl EndpointSet {
                 )
             }
         };
+        let down = Arc::new(AtomicUsize::new(0));
+        let prober = policy
+            .and_then(|p| p.active.as_ref())
+            .map(|a| super::active::Prober::start(&eps, a, &down));
         let cb = policy.and_then(|p| p.circuit_breaker.as_ref());
         let limit = |v: Option<u64>, default: usize| {
             v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX))
@@ -146,6 +154,8 @@ impl EndpointSet {
             by_token,
             balancer,
             outliers,
+            down,
+            _prober: prober,
             total,
             retrying: Arc::default(),
             max_parallel_requests: limit(cb.map(|c| c.max_parallel_requests), usize::MAX),
@@ -186,13 +196,18 @@ impl EndpointSet {
     /// Indices of the endpoints in service, when some are ejected (and not
     /// all: then every endpoint is a candidate, panic mode).
     fn in_service(&self) -> Option<Vec<usize>> {
-        let out = self.outliers.as_ref().filter(|o| o.any())?;
+        let out = self.outliers.as_ref().filter(|o| o.any());
+        let down = self.down.load(Ordering::Relaxed) > 0;
+        if out.is_none() && !down {
+            return None;
+        }
         let now = crate::ratelimit::gcra::now_ns();
-        if out.sweep(&self.eps, now) == 0 {
+        let ejected = out.map_or(0, |o| o.sweep(&self.eps, now));
+        if ejected == 0 && !down {
             return None;
         }
         let ok: Vec<usize> = (0..self.eps.len())
-            .filter(|i| !self.eps[*i].health.ejected(now))
+            .filter(|i| self.eps[*i].health.available(now))
             .collect();
         (!ok.is_empty()).then_some(ok)
     }

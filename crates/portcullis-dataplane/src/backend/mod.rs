@@ -1,5 +1,6 @@
 //! Backends: weighted choice between a rule's backends, endpoints, upstream clients.
 
+pub mod active;
 pub mod balance;
 pub mod endpoint;
 pub mod h1;
