@@ -173,6 +173,52 @@ retry = obj({
     }),
 }, desc="Retries, for requests whose body can be replayed, within a retry budget (at most 20 % of the requests in flight to the backend are retries, and at least 3 may be).")
 
+pct = {"type": "number", "minimum": 0, "maximum": 100, "default": 100,
+       "description": "Share of requests, in percent (default 100)."}
+
+fault_injection = obj({
+    "delay": obj({
+        "fixedDelay": dur("The delay before forwarding."),
+        "percentage": pct,
+    }, ["fixedDelay"]),
+    "abort": obj({
+        "httpStatus": {"type": "integer", "minimum": 200, "maximum": 600, "description": "HTTP status answered (default 503)."},
+        "grpcStatus": {"type": "integer", "minimum": 0, "maximum": 16, "description": "gRPC status answered to gRPC requests."},
+        "percentage": pct,
+    }, rules=[("has(self.httpStatus) || has(self.grpcStatus)", "httpStatus or grpcStatus must be set")]),
+}, desc="Delays and aborts for a share of requests, before forwarding (access-log flag FI).",
+    rules=[("has(self.delay) || has(self.abort)", "delay or abort must be set")])
+
+status_match = obj({
+    "type": s("`Value` (default) or `Range`.", enum=["Value", "Range"], default="Value"),
+    "value": {"type": "integer", "minimum": 100, "maximum": 599},
+    "range": obj({
+        "start": {"type": "integer", "minimum": 100, "maximum": 599},
+        "end": {"type": "integer", "minimum": 100, "maximum": 599},
+    }, ["start", "end"], rules=[("self.start <= self.end", "start must not be above end")]),
+}, rules=[("self.type == 'Range' ? has(self.range) && !has(self.value) : has(self.value) && !has(self.range)",
+           "value is set with type Value, range with type Range")])
+
+response_override = obj({
+    "match": obj({
+        "statusCodes": arr(status_match, "Statuses (any matches).", min_items=1, max_items=50),
+    }, ["statusCodes"]),
+    "response": obj({
+        "contentType": s("Content-Type of the new body.", maxLength=256),
+        "body": obj({
+            "type": s("`Inline` (default) or `ValueRef`.", enum=["Inline", "ValueRef"], default="Inline"),
+            "inline": s("The body.", maxLength=65536),
+            "valueRef": obj({
+                "group": s("`\"\"`.", maxLength=253, default=""),
+                "kind": s("`ConfigMap`.", enum=["ConfigMap"]),
+                "name": s("A ConfigMap in the policy's namespace; its `response.body` key is the body.", minLength=1, maxLength=253),
+            }, ["kind", "name"]),
+        }, rules=[("self.type == 'ValueRef' ? has(self.valueRef) : has(self.inline)",
+                   "inline is set with type Inline, valueRef with type ValueRef")]),
+        "statusCode": {"type": "integer", "minimum": 100, "maximum": 599, "description": "Status answered instead (default: the original)."},
+    }),
+}, ["match", "response"])
+
 timeout = obj({
     "http": obj({
         "requestTimeout": dur("The whole request, retries included (504 past it)."),
@@ -192,6 +238,9 @@ spec = obj({
     "healthCheck": obj({"passive": passive, "active": active}, desc="Health checks."),
     "retry": retry,
     "timeout": timeout,
+    "faultInjection": fault_injection,
+    "responseOverride": arr(response_override, "Answers of matching statuses (from the backend, or the gateway's own "
+                            "after routing) replaced; the first match wins.", max_items=16),
 }, desc="BackendTrafficPolicySpec: the fields Portcullis implements (others are rejected).",
     rules=[("has(self.targetRef) || has(self.targetRefs)", "either targetRef or targetRefs must be set")])
 

@@ -211,7 +211,13 @@ where
                 s.timeout();
             }
             tracing::debug!(error = %e, "request answered by the gateway");
-            e.response_for(grpc)
+            let r = e.response_for(grpc);
+            match log.route.as_ref().and_then(|a| a.traffic.as_ref()) {
+                Some(t) if !t.overrides.is_empty() => {
+                    crate::faults::override_response(&t.overrides, r)
+                }
+                _ => r,
+            }
         }
     };
     // Responses whose body does not record them (the gateway's own) count now.
@@ -390,6 +396,13 @@ where
             client,
         };
         plan.quota = rl.check(&req).await?;
+    }
+    // BackendTrafficPolicy fault injection: a delay, an abort.
+    if let Some(f) = action.traffic.as_ref().and_then(|t| t.fault.as_ref())
+        && let Some(r) = crate::faults::inject(f, grpc).await
+    {
+        log.flag = Some(Flag::FaultInjected);
+        return Ok(r);
     }
     match action.filters.run(&mut st, &fcx, &mut plan) {
         Flow::Continue => {}
@@ -767,6 +780,9 @@ where
         && sticky.as_ref().is_none_or(|s| s.addr != ep.addr)
     {
         sp.set(resp.headers_mut(), &ep.token);
+    }
+    if let Some(t) = action.traffic.as_ref().filter(|t| !t.overrides.is_empty()) {
+        resp = crate::faults::override_response(&t.overrides, resp);
     }
     let rec = log.recorder(resp.status());
     let (parts, upstream) = resp.into_parts();

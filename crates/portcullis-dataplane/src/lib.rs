@@ -40,6 +40,7 @@ pub mod control;
 pub mod cors;
 pub mod drain;
 pub mod error;
+pub mod faults;
 pub mod filters;
 pub mod forward;
 pub mod frontend_tls;

@@ -72,6 +72,9 @@ pub struct RuleAction {
     pub security: Option<Arc<crate::auth::Security>>,
     /// The effective BackendTrafficPolicy rate limits.
     pub rate_limit: Option<crate::ratelimit::RateLimit>,
+    /// The effective BackendTrafficPolicy backend settings (faults and
+    /// response overrides are read from it on the request path).
+    pub traffic: Option<Arc<portcullis_ir::traffic::BackendTraffic>>,
 }
 
 impl RuleAction {
@@ -103,6 +106,7 @@ impl RuleAction {
                 .rate_limit
                 .as_ref()
                 .and_then(|r| crate::ratelimit::RateLimit::new(r, cx.limiters)),
+            traffic: a.backend_traffic.clone(),
         }
     }
 }

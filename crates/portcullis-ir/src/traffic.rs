@@ -138,6 +138,36 @@ pub struct BackendTraffic {
     /// Active health checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<ActiveHealth>,
+    /// Fault injection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+    /// Response overrides, first match wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<ResponseOverride>,
+}
+
+/// Fault injection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Delay in milliseconds, and the share of requests in millionths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<(u64, u32)>,
+    /// HTTP status, gRPC status, and the share of requests in millionths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<(u16, Option<u8>, u32)>,
+}
+
+/// A response override.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseOverride {
+    /// Inclusive status ranges that match.
+    pub statuses: Vec<(u16, u16)>,
+    /// `Content-Type` of the new body.
+    pub content_type: Option<String>,
+    /// The new body.
+    pub body: Option<String>,
+    /// The new status.
+    pub status: Option<u16>,
 }
 
 /// Active health checks of every endpoint.

@@ -97,6 +97,12 @@ pub fn referenced(snapshot: &Snapshot) -> BTreeSet<ObjectRef> {
             serde_json::to_value(&p.spec).unwrap_or_default(),
         );
     }
+    for p in snapshot.backend_traffic_policies.values() {
+        walk_obj(
+            &p.metadata,
+            serde_json::to_value(&p.spec).unwrap_or_default(),
+        );
+    }
     for p in snapshot.backend_tls_policies.values() {
         walk_obj(
             &p.metadata,

@@ -175,6 +175,8 @@ pub enum Flag {
     RateLimitServiceError,
     /// `UO`: the backend's circuit breaker refused the request (503).
     UpstreamOverflow,
+    /// `FI`: a BackendTrafficPolicy fault injection answered the request.
+    FaultInjected,
 }
 
 impl Flag {
@@ -196,6 +198,7 @@ impl Flag {
             Flag::RateLimited => "RL",
             Flag::RateLimitServiceError => "RLSE",
             Flag::UpstreamOverflow => "UO",
+            Flag::FaultInjected => "FI",
         }
     }
 }

@@ -64,6 +64,137 @@ pub struct BackendTrafficPolicySpec {
     /// Timeouts (when the route has no `timeouts` of its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Timeout>,
+    /// Delays and aborts injected for a share of requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_injection: Option<FaultInjection>,
+    /// Answers replaced by a custom body (and status) by status code.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_override: Vec<ResponseOverride>,
+}
+
+/// `FaultInjection`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultInjection {
+    /// A delay before forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+    /// An answer instead of forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+}
+
+/// `FaultInjectionDelay`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultDelay {
+    /// The delay.
+    pub fixed_delay: String,
+    /// Share of requests delayed, in percent (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<f64>,
+}
+
+/// `FaultInjectionAbort`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultAbort {
+    /// HTTP status answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// gRPC status answered to gRPC requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u8>,
+    /// Share of requests aborted, in percent (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<f64>,
+}
+
+/// `ResponseOverride`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResponseOverride {
+    /// Which answers.
+    #[serde(rename = "match")]
+    pub matches: CustomResponseMatch,
+    /// What replaces them.
+    pub response: CustomResponse,
+}
+
+/// `CustomResponseMatch`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomResponseMatch {
+    /// Status codes (any matches).
+    pub status_codes: Vec<StatusCodeMatch>,
+}
+
+/// `StatusCodeMatch`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusCodeMatch {
+    /// `Value` (default) or `Range`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub match_type: Option<String>,
+    /// The status (type `Value`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<u16>,
+    /// The range (type `Range`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<StatusCodeRange>,
+}
+
+/// `StatusCodeRange`, inclusive.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusCodeRange {
+    /// First status.
+    pub start: u16,
+    /// Last status.
+    pub end: u16,
+}
+
+/// `CustomResponse`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomResponse {
+    /// `Content-Type` of the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<CustomResponseBody>,
+    /// The status answered instead (default: the original).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+}
+
+/// `CustomResponseBody`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomResponseBody {
+    /// `Inline` (default) or `ValueRef`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub body_type: Option<String>,
+    /// The body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+    /// A ConfigMap in the policy's namespace whose `response.body` key is the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_ref: Option<LocalObjectRef>,
+}
+
+/// `LocalObjectReference` (group, kind, name).
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalObjectRef {
+    /// Group (`""`).
+    #[serde(default)]
+    pub group: String,
+    /// Kind (`ConfigMap`).
+    pub kind: String,
+    /// Name.
+    pub name: String,
 }
 
 /// `LoadBalancer`.

@@ -173,11 +173,122 @@ fn ms(at: &str, d: Option<&str>, default: u64) -> Result<u64, Problem> {
     }
 }
 
+/// Millionths of a percentage (`None`: 100 %).
+fn share(at: &str, p: Option<f64>) -> Result<u32, Problem> {
+    match p {
+        None => Ok(1_000_000),
+        Some(p) if (0.0..=100.0).contains(&p) => Ok((p * 10_000.0).round() as u32),
+        Some(p) => Err(Problem::new(
+            "Invalid",
+            format!("{at}: {p} is not a percentage"),
+        )),
+    }
+}
+
+fn fault(f: &api::FaultInjection) -> Result<rl::Fault, Problem> {
+    Ok(rl::Fault {
+        delay: f
+            .delay
+            .as_ref()
+            .map(|d| {
+                Ok::<_, Problem>((
+                    ms("faultInjection.delay.fixedDelay", Some(&d.fixed_delay), 0)?,
+                    share("faultInjection.delay.percentage", d.percentage)?,
+                ))
+            })
+            .transpose()?,
+        abort: f
+            .abort
+            .as_ref()
+            .map(|a| {
+                Ok::<_, Problem>((
+                    a.http_status.unwrap_or(503),
+                    a.grpc_status,
+                    share("faultInjection.abort.percentage", a.percentage)?,
+                ))
+            })
+            .transpose()?,
+    })
+}
+
+fn overrides(
+    input: &Input<'_>,
+    ns: &str,
+    list: &[api::ResponseOverride],
+) -> Result<Vec<rl::ResponseOverride>, Problem> {
+    let mut out = vec![];
+    for (i, o) in list.iter().enumerate() {
+        let at = format!("responseOverride[{i}]");
+        let statuses = o
+            .matches
+            .status_codes
+            .iter()
+            .map(|m| {
+                match (
+                    m.match_type.as_deref().unwrap_or("Value"),
+                    m.value,
+                    &m.range,
+                ) {
+                    ("Range", _, Some(r)) => (r.start, r.end),
+                    (_, Some(v), _) => (v, v),
+                    _ => (0, 0),
+                }
+            })
+            .collect();
+        let body = match &o.response.body {
+            None => None,
+            Some(b) => match (
+                b.body_type.as_deref().unwrap_or("Inline"),
+                &b.inline,
+                &b.value_ref,
+            ) {
+                ("ValueRef", _, Some(r)) => {
+                    let key = portcullis_store::ObjectKey::new(ns.to_string(), r.name.clone());
+                    let cm = input.snapshot.config_maps.get(&key).ok_or_else(|| {
+                        Problem::new(
+                            "Invalid",
+                            format!("{at}.response.body.valueRef: ConfigMap {key} does not exist"),
+                        )
+                    })?;
+                    Some(
+                        cm.data
+                            .as_ref()
+                            .and_then(|d| d.get("response.body"))
+                            .cloned()
+                            .ok_or_else(|| {
+                                Problem::new(
+                                    "Invalid",
+                                    format!("{at}.response.body.valueRef: ConfigMap {key} has no key response.body"),
+                                )
+                            })?,
+                    )
+                }
+                (_, Some(s), _) => Some(s.clone()),
+                _ => None,
+            },
+        };
+        out.push(rl::ResponseOverride {
+            statuses,
+            content_type: o.response.content_type.clone(),
+            body,
+            status: o.response.status_code,
+        });
+    }
+    Ok(out)
+}
+
 fn backend(
+    input: &Input<'_>,
+    ns: &str,
     policy: &str,
     s: &api::BackendTrafficPolicySpec,
 ) -> Result<Option<rl::BackendTraffic>, Problem> {
-    if s.load_balancer.is_none() && s.circuit_breaker.is_none() && s.health_check.is_none() {
+    if s.load_balancer.is_none()
+        && s.circuit_breaker.is_none()
+        && s.health_check.is_none()
+        && s.fault_injection.is_none()
+        && s.response_override.is_empty()
+    {
         return Ok(None);
     }
     let load_balancer = match &s.load_balancer {
@@ -252,6 +363,8 @@ fn backend(
         Some(a) => Some(active(a)?),
     };
     Ok(Some(rl::BackendTraffic {
+        fault: s.fault_injection.as_ref().map(fault).transpose()?,
+        overrides: overrides(input, ns, &s.response_override)?,
         active,
         policy: policy.to_string(),
         load_balancer,
@@ -384,7 +497,11 @@ fn retry(r: &api::Retry) -> Result<(ir::Retry, Option<u64>), Problem> {
     ))
 }
 
-fn build(key: &ObjectKey, s: &api::BackendTrafficPolicySpec) -> Result<Resolved, Problem> {
+fn build(
+    input: &Input<'_>,
+    key: &ObjectKey,
+    s: &api::BackendTrafficPolicySpec,
+) -> Result<Resolved, Problem> {
     let (retry, per_try_timeout_ms) = match &s.retry {
         Some(r) => {
             let (r, t) = retry(r)?;
@@ -396,7 +513,7 @@ fn build(key: &ObjectKey, s: &api::BackendTrafficPolicySpec) -> Result<Resolved,
         policy: key.to_string(),
         local: vec![],
         global: vec![],
-        backend: backend(&key.to_string(), s)?.map(Arc::new),
+        backend: backend(input, &key.namespace, &key.to_string(), s)?.map(Arc::new),
         retry,
         per_try_timeout_ms,
         request_timeout_ms: s
@@ -464,7 +581,7 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
                 namespace: key.namespace.clone(),
                 ..Meta::default()
             });
-        let (r, invalid) = match build(key, &p.spec) {
+        let (r, invalid) = match build(input, key, &p.spec) {
             Ok(r) => (r, None),
             Err(problem) => (
                 Resolved {

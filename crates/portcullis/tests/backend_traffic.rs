@@ -350,3 +350,61 @@ fn active_health_checks_take_an_unhealthy_endpoint_out_and_bring_it_back() {
     let t = tally(&e, "/http", "", 60);
     assert_eq!(t.len(), 3, "panic mode: {t:?}");
 }
+
+#[test]
+fn faults_are_injected_and_responses_overridden() {
+    let policies = policy(
+        "abort",
+        "abort",
+        "  faultInjection:\n    abort: {httpStatus: 418}\n",
+    ) + &policy(
+        "delay",
+        "delay",
+        "  faultInjection:\n    delay: {fixedDelay: 400ms, percentage: 100}\n",
+    ) + &policy(
+        "override",
+        "override",
+        "  responseOverride:\n  - match: {statusCodes: [{type: Range, range: {start: 500, end: 599}}]}\n    response: {contentType: text/html, statusCode: 503, body: {type: Inline, inline: \"<p>sorry</p>\"}}\n  - match: {statusCodes: [{value: 404}]}\n    response: {body: {inline: nothing here}}\n",
+    );
+    let e = env(
+        1,
+        &[
+            ("abort", "/abort"),
+            ("delay", "/delay"),
+            ("override", "/override"),
+        ],
+        "",
+    );
+    // The policies arrive after the routes serve: a reload.
+    let dir = e._dir.path();
+    let yaml = std::fs::read_to_string(dir.join("gw.yaml")).unwrap();
+    std::fs::write(dir.join("gw.yaml"), yaml + &policies).unwrap();
+    wait_for("the abort fault", Duration::from_secs(10), || {
+        request(e.gw, "/abort", "").0 == 418
+    });
+    let (_, body, a) = request(e.gw, "/abort", "");
+    assert_eq!(body, "fault filter abort\n", "{a}");
+    let t = std::time::Instant::now();
+    let (s, body, _) = request(e.gw, "/delay", "");
+    assert_eq!((s, body.as_str()), (200, "b2"));
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        request(e.gw, "/override", "").0,
+        200,
+        "2xx is not overridden"
+    );
+    e.backends[0].status.store(502, Ordering::Relaxed);
+    let (s, body, a) = request(e.gw, "/override", "");
+    assert_eq!((s, body.as_str()), (503, "<p>sorry</p>"), "{a}");
+    assert!(
+        a.to_ascii_lowercase().contains("content-type: text/html"),
+        "{a}"
+    );
+    e.backends[0].status.store(404, Ordering::Relaxed);
+    let (s, body, _) = request(e.gw, "/override", "");
+    assert_eq!((s, body.as_str()), (404, "nothing here"));
+}
