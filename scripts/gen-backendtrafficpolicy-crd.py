@@ -239,6 +239,12 @@ spec = obj({
     "retry": retry,
     "timeout": timeout,
     "faultInjection": fault_injection,
+    "compression": {**arr(obj({
+        "type": s("`Gzip`, `Brotli` or `Zstd`.", enum=["Gzip", "Brotli", "Zstd"]),
+        "minContentLength": count("Bodies known to be shorter, in bytes, are not compressed (default 30; "
+                                  "the smallest of the entries applies).", maximum=1073741824),
+    }, ["type"]), "Response compression, in order of preference, negotiated from Accept-Encoding.", max_items=3),
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     "responseOverride": arr(response_override, "Answers of matching statuses (from the backend, or the gateway's own "
                             "after routing) replaced; the first match wins.", max_items=16),
 }, desc="BackendTrafficPolicySpec: the fields Portcullis implements (others are rejected).",

@@ -608,6 +608,13 @@ where
     };
     let path_and_query = st.path_and_query();
     let replayable = body.replay().is_some();
+    // Response compression is negotiated on the request's Accept-Encoding.
+    let compress = action
+        .traffic
+        .as_ref()
+        .and_then(|t| t.compression.as_ref())
+        .and_then(|c| Some((c, crate::compress::negotiate(c, &st.headers)?)));
+    let is_head = st.method == http::Method::HEAD;
     let mut headers = st.headers;
     headers.insert(header::HOST, st.host);
     let method = st.method;
@@ -783,6 +790,9 @@ where
     }
     if let Some(t) = action.traffic.as_ref().filter(|t| !t.overrides.is_empty()) {
         resp = crate::faults::override_response(&t.overrides, resp);
+    }
+    if let Some((cfg, with)) = compress {
+        resp = crate::compress::apply(cfg, with, is_head, resp);
     }
     let rec = log.recorder(resp.status());
     let (parts, upstream) = resp.into_parts();

@@ -35,6 +35,7 @@ pub mod body;
 pub mod cli;
 pub mod client_ip;
 pub mod client_traffic;
+pub mod compress;
 pub mod conn;
 pub mod control;
 pub mod cors;

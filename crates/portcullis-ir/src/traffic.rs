@@ -144,6 +144,29 @@ pub struct BackendTraffic {
     /// Response overrides, first match wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<ResponseOverride>,
+    /// Response compression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+}
+
+/// Response compression.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compression {
+    /// Algorithms, in order of preference.
+    pub algorithms: Vec<Compressor>,
+    /// Bodies known to be shorter are sent as they are.
+    pub min_content_length: u64,
+}
+
+/// A compression algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Compressor {
+    /// `gzip`.
+    Gzip,
+    /// `br`.
+    Brotli,
+    /// `zstd`.
+    Zstd,
 }
 
 /// Fault injection.

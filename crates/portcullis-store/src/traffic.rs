@@ -70,6 +70,21 @@ pub struct BackendTrafficPolicySpec {
     /// Answers replaced by a custom body (and status) by status code.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub response_override: Vec<ResponseOverride>,
+    /// Response compression, in order of preference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compression: Vec<CompressionSpec>,
+}
+
+/// `Compression`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CompressionSpec {
+    /// `Gzip`, `Brotli` or `Zstd`.
+    #[serde(rename = "type")]
+    pub compressor_type: String,
+    /// Bodies known to be shorter (bytes) are not compressed (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_content_length: Option<u64>,
 }
 
 /// `FaultInjection`.

@@ -288,6 +288,7 @@ fn backend(
         && s.health_check.is_none()
         && s.fault_injection.is_none()
         && s.response_override.is_empty()
+        && s.compression.is_empty()
     {
         return Ok(None);
     }
@@ -365,6 +366,23 @@ fn backend(
     Ok(Some(rl::BackendTraffic {
         fault: s.fault_injection.as_ref().map(fault).transpose()?,
         overrides: overrides(input, ns, &s.response_override)?,
+        compression: (!s.compression.is_empty()).then(|| rl::Compression {
+            algorithms: s
+                .compression
+                .iter()
+                .map(|c| match c.compressor_type.as_str() {
+                    "Brotli" => rl::Compressor::Brotli,
+                    "Zstd" => rl::Compressor::Zstd,
+                    _ => rl::Compressor::Gzip,
+                })
+                .collect(),
+            min_content_length: s
+                .compression
+                .iter()
+                .filter_map(|c| c.min_content_length)
+                .min()
+                .unwrap_or(30),
+        }),
         active,
         policy: policy.to_string(),
         load_balancer,
