@@ -390,13 +390,13 @@ async fn provisioning_applies_objects_and_reports_service_addresses_and_bad_para
     let addr = api.listen(0).await;
     let ctl = start(FakeApi::client(addr), args("a", true), vec![]).await;
 
-    let applied = eventually(10, "three objects applied", || {
+    let applied = eventually(10, "four objects applied", || {
         let w: Vec<_> = api
             .writes(None)
             .into_iter()
             .filter(|r| r.content_type.contains("apply-patch"))
             .collect();
-        (w.len() >= 3).then_some(w)
+        (w.len() >= 4).then_some(w)
     })
     .await;
     let paths: Vec<&str> = applied.iter().map(|r| r.path.as_str()).collect();
@@ -404,6 +404,7 @@ async fn provisioning_applies_objects_and_reports_service_addresses_and_bad_para
         paths,
         [
             "/api/v1/namespaces/default/serviceaccounts/gw-portcullis",
+            "/api/v1/namespaces/default/configmaps/gw-portcullis-ca",
             "/apis/apps/v1/namespaces/default/deployments/gw-portcullis",
             "/api/v1/namespaces/default/services/gw-portcullis"
         ]

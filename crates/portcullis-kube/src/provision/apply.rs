@@ -73,6 +73,7 @@ fn resource(kind: &str) -> Option<ApiResource> {
     let (group, version, plural) = match kind {
         "ServiceAccount" => ("", "v1", "serviceaccounts"),
         "Service" => ("", "v1", "services"),
+        "ConfigMap" => ("", "v1", "configmaps"),
         "Deployment" => ("apps", "v1", "deployments"),
         _ => return None,
     };

@@ -38,6 +38,8 @@ pub struct Settings {
     pub log_level: String,
     /// Whether provisioning is on (else statuses get no addresses from Services).
     pub enabled: bool,
+    /// The CA bundle (PEM) proxies trust for the config stream.
+    pub ca_bundle: String,
 }
 
 /// Label selecting one Gateway's proxy pods.
@@ -212,7 +214,10 @@ pub fn render(
                         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
                         "volumeMounts": [{"name": "portcullis-token", "mountPath": "/var/run/secrets/portcullis", "readOnly": true}],
                     }],
-                    "volumes": [{"name": "portcullis-token", "projected": {"sources": [{"serviceAccountToken": {"audience": crate::TOKEN_AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}}],
+                    "volumes": [{"name": "portcullis-token", "projected": {"sources": [
+                        {"serviceAccountToken": {"audience": crate::TOKEN_AUDIENCE, "expirationSeconds": 3600, "path": "token"}},
+                        {"configMap": {"name": ca_config_map(&base), "items": [{"key": crate::stream::pki::BUNDLE_KEY, "path": crate::stream::pki::BUNDLE_KEY}]}},
+                    ]}}],
                 }
             }
         }
@@ -227,7 +232,18 @@ pub fn render(
             "ports": service_ports,
         }
     });
-    vec![sa, deployment, service]
+    let ca = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": ca_config_map(&base), "namespace": ns, "labels": labels, "ownerReferences": owner},
+        "data": {crate::stream::pki::BUNDLE_KEY: settings.ca_bundle},
+    });
+    vec![sa, ca, deployment, service]
+}
+
+/// Name of the ConfigMap holding a Gateway's proxies' CA bundle.
+pub fn ca_config_map(base: &str) -> String {
+    format!("{base}-ca")
 }
 
 fn port_name(port: i32, proto: &str) -> String {

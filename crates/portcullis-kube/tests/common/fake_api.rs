@@ -54,6 +54,8 @@ struct State {
     tokens: BTreeMap<String, String>,
     /// Answer this many next writes with 500.
     fail: usize,
+    /// Answer this many next GETs of one object of this resource with 500.
+    fail_gets: Option<(String, usize)>,
     /// Resources whose watch events are held back (a lagging cache).
     paused: Vec<Key>,
     held: Vec<Event>,
@@ -320,6 +322,12 @@ impl FakeApi {
         self.state.lock().unwrap().fail = n;
     }
 
+    /// Answer the next `n` GETs of single objects of `resource` with 500 (a transient read failure).
+    #[allow(dead_code)]
+    pub fn fail_gets(&self, resource: &str, n: usize) {
+        self.state.lock().unwrap().fail_gets = Some((resource.to_string(), n));
+    }
+
     /// Hold back watch events of a resource (the controller's cache lags) until [`FakeApi::resume`].
     #[allow(dead_code)]
     pub fn pause(&self, group: &str, resource: &str) {
@@ -531,6 +539,15 @@ impl FakeApi {
         if method != "GET" && st.fail > 0 {
             st.fail -= 1;
             return (500, Err(status(500, "InternalError", "injected failure")));
+        }
+        if method == "GET"
+            && p.name.is_some()
+            && let Some((r, n)) = st.fail_gets.as_mut()
+            && *r == p.resource
+            && *n > 0
+        {
+            *n -= 1;
+            return (500, Err(status(500, "InternalError", "injected read failure")));
         }
         let key = (p.group.clone(), p.resource.clone());
         if p.resource == "tokenreviews" && method == "POST" {
