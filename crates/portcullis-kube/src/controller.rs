@@ -180,6 +180,7 @@ async fn main_loop(
         },
         elector.subscribe(),
     );
+    let owned = provision::drift::Owned::start(&client, args.namespace.as_deref());
     let pool = filter::INTERNAL_POOL.parse().expect("valid pool");
     let mut lp = Loop {
         client: client.clone(),
@@ -198,12 +199,14 @@ async fn main_loop(
         },
         refcache: RefCache::default(),
         provisioner: Provisioner::new(client.clone()),
+        owned: owned.clone(),
         addresses: BTreeMap::new(),
         published,
         writer,
         passes: 0,
     };
     let mut changes = cache.subscribe();
+    let mut owned_changes = owned.subscribe();
     let mut leader = elector.subscribe();
     let mut was_leader = false;
     let mut resync = tokio::time::interval(Duration::from_secs(300));
@@ -248,8 +251,17 @@ async fn main_loop(
                 }
                 r = leader.changed() => break r.is_ok(),
                 r = bundle.changed() => break r.is_ok(),
+                r = owned_changes.changed(), if was_leader => {
+                    if r.is_err() { break false }
+                    tokio::time::sleep(Duration::from_millis(args.debounce_ms)).await;
+                    break true;
+                }
                 _ = tokio::time::sleep_until(retry_at), if retry_in.is_some() => break true,
-                _ = resync.tick() => break true,
+                _ = resync.tick() => {
+                    // The safety net under drift detection: apply everything again now and then.
+                    lp.provisioner.reset();
+                    break true;
+                }
                 r = backlog.changed(), if backlog.has_changed().is_ok() => {
                     if r.is_ok() {
                         stats.send_modify(|s| s.status_backlog = *backlog.borrow_and_update());
@@ -263,6 +275,7 @@ async fn main_loop(
     }
     ready.send_replace(false);
     elector.release().await;
+    owned.stop();
     cache.stop();
     Ok(())
 }
@@ -274,6 +287,7 @@ struct Loop {
     settings: Settings,
     refcache: RefCache,
     provisioner: Provisioner,
+    owned: Arc<provision::drift::Owned>,
     addresses: BTreeMap<ObjectKey, IpAddr>,
     published: watch::Sender<Arc<Published>>,
     writer: StatusWriter,
@@ -302,9 +316,36 @@ impl Loop {
         if !leader {
             return complete;
         }
+        // Proxies need the config stream's CA: provision once it is known (its arrival triggers a pass).
+        let plans = if self.settings.ca_bundle.is_empty() {
+            vec![]
+        } else {
+            plans
+        };
+        let owned = self.owned.clone();
+        let live = |k: &provision::drift::Key| -> Option<provision::drift::Live> {
+            let key = ObjectKey::new(&k.1, &k.2);
+            let rv = |rv: Option<&String>| {
+                rv.map(|rv| provision::drift::Live {
+                    resource_version: rv.clone(),
+                    generation: 0,
+                })
+            };
+            match k.0.as_str() {
+                "Service" => rv(snapshot
+                    .services
+                    .get(&key)
+                    .and_then(|s| s.metadata.resource_version.as_ref())),
+                "ConfigMap" => rv(metas.get(&ObjectRef {
+                    kind: Kind::ConfigMap,
+                    key,
+                })),
+                _ => owned.get(k),
+            }
+        };
         for p in &plans {
             if let Ok(objects) = &p.objects {
-                self.provisioner.apply(objects).await;
+                self.provisioner.apply(objects, &live).await;
             }
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

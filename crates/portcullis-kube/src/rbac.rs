@@ -109,6 +109,11 @@ pub const API_CALLS: &[ApiCall] = &[
     c("", "services", "patch"),
     c("apps", "deployments", "create"),
     c("apps", "deployments", "patch"),
+    // Drift (provision/drift.rs): metadata watch of the provisioned Deployments and ServiceAccounts.
+    c("apps", "deployments", "list"),
+    c("apps", "deployments", "watch"),
+    c("", "serviceaccounts", "list"),
+    c("", "serviceaccounts", "watch"),
     // The config stream's CA bundle, one ConfigMap per Gateway (provision/mod.rs).
     c("", "configmaps", "create"),
     c("", "configmaps", "patch"),

@@ -211,6 +211,12 @@ async fn config_is_delivered_updated_survives_a_controller_restart_and_refuses_b
     let ca = stream_ca(&api).await;
     std::fs::write(dir.path().join("ca.crt"), &ca).unwrap();
     serves(&url, "A", 15).await;
+    for _ in 0..50 {
+        if ready(&p).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(ready(&p).await);
 
     // Bad tokens are refused: unknown token 401, another ServiceAccount 403.

@@ -16,6 +16,7 @@
 //! Service (load-balancer ingress, else its cluster IP for other types).
 
 pub mod apply;
+pub mod drift;
 pub mod params;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -183,12 +184,11 @@ pub fn render(
         "metadata": meta(&labels),
         "automountServiceAccountToken": false,
     });
-    let deployment = json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta(&labels),
         "spec": {
-            "replicas": params.replicas,
             "selector": {"matchLabels": {PROXY_LABEL: base}},
             "template": {
                 "metadata": template_meta,
@@ -222,6 +222,10 @@ pub fn render(
             }
         }
     });
+    // With `autoscaled`, replicas are the HPA's: not applied, so not owned.
+    if !params.autoscaled {
+        deployment["spec"]["replicas"] = json!(params.replicas);
+    }
     let service = json!({
         "apiVersion": "v1",
         "kind": "Service",
