@@ -640,3 +640,40 @@ async fn only_referenced_secrets_are_read_and_secrets_are_watched_by_metadata() 
     assert!(!secret_gets(&api).iter().any(|p| p.ends_with("/unrelated")));
     ctl.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_renewal_hangs_steps_down_before_the_lease_expires() {
+    use portcullis_kube::leader::{Elector, LeaseOptions};
+    init_tracing();
+    let api = FakeApi::new();
+    let client = FakeApi::client(api.listen(0).await);
+    let elector = Elector::start(
+        client,
+        LeaseOptions {
+            namespace: "portcullis-system".into(),
+            name: "portcullis-controller".into(),
+            identity: "a".into(),
+            lease_duration: Duration::from_secs(3),
+            retry: Duration::from_millis(500),
+        },
+    );
+    let mut leader = elector.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), leader.wait_for(|l| *l))
+        .await
+        .expect("leads")
+        .unwrap();
+    // The API server stops answering Lease requests: the renewal never returns.
+    api.stall(Some("leases"));
+    let t0 = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), leader.wait_for(|l| !*l))
+        .await
+        .expect("steps down")
+        .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "stepped down after {:?}, not before the 3 s lease could pass to another replica",
+        t0.elapsed()
+    );
+    api.stall(None);
+    elector.release().await;
+}

@@ -67,8 +67,11 @@ async fn open_stream(
     ca: &str,
     wire: Option<&str>,
 ) -> Result<http::Response<hyper::body::Incoming>, String> {
-    let tls = portcullis_kube::stream::pki::client_config(ca.as_bytes()).map_err(|e| e.to_string())?;
-    let tcp = tokio::net::TcpStream::connect(stream).await.map_err(|e| e.to_string())?;
+    let tls =
+        portcullis_kube::stream::pki::client_config(ca.as_bytes()).map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(stream)
+        .await
+        .map_err(|e| e.to_string())?;
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let tls = tokio::time::timeout(
         Duration::from_secs(5),
@@ -223,16 +226,24 @@ async fn config_is_delivered_updated_survives_a_controller_restart_and_refuses_b
     assert_eq!(h2_status(listen, "bad-token", &ca).await, 401);
     assert_eq!(h2_status(listen, "other-token", &ca).await, 403);
     // Cleartext is not served, and a client trusting another CA refuses the controller.
-    let other = portcullis_kube::stream::pki::Ca::generate(0, Duration::from_secs(1 << 32)).unwrap();
-    let e = open_stream(listen, "good-token", &other.cert_pem, None).await.unwrap_err();
+    let other =
+        portcullis_kube::stream::pki::Ca::generate(0, Duration::from_secs(1 << 32)).unwrap();
+    let e = open_stream(listen, "good-token", &other.cert_pem, None)
+        .await
+        .unwrap_err();
     assert!(e.contains("TLS") && e.contains("nknown"), "{e}");
-    let plain: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    let plain: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
     let req = http::Request::get(format!("http://{listen}/v1/config/default/gw"))
         .header("authorization", "Bearer good-token")
         .body(Empty::new())
         .unwrap();
     assert!(
-        tokio::time::timeout(Duration::from_secs(5), plain.request(req)).await.unwrap().is_err(),
+        tokio::time::timeout(Duration::from_secs(5), plain.request(req))
+            .await
+            .unwrap()
+            .is_err(),
         "cleartext HTTP/2 is refused"
     );
     let bad = proxy(listen, "bad-token", &dir, "bad").await;
@@ -279,7 +290,11 @@ async fn config_is_delivered_updated_survives_a_controller_restart_and_refuses_b
 fn jwt(exp: u64) -> String {
     use base64::Engine;
     let e = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    format!("{}.{}.sig", e(r#"{"alg":"RS256"}"#), e(&format!(r#"{{"exp":{exp}}}"#)))
+    format!(
+        "{}.{}.sig",
+        e(r#"{"alg":"RS256"}"#),
+        e(&format!(r#"{{"exp":{exp}}}"#))
+    )
 }
 
 /// The first frame of a stream, as JSON.
@@ -292,7 +307,9 @@ async fn first_frame(body: &mut hyper::body::Incoming) -> serde_json::Value {
             .expect("stream open")
             .unwrap();
         buf.extend_from_slice(&f.into_data().unwrap());
-        if buf.len() >= 4 && buf.len() >= 4 + u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize {
+        if buf.len() >= 4
+            && buf.len() >= 4 + u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize
+        {
             return serde_json::from_slice(&buf[4..]).unwrap();
         }
     }
@@ -302,7 +319,11 @@ async fn first_frame(body: &mut hyper::body::Incoming) -> serde_json::Value {
 async fn streams_negotiate_the_wire_version_and_close_when_the_token_expires() {
     init_tracing();
     let api = FakeApi::new();
-    for o in [namespace("default"), class(), gateway("gw", free_port().port())] {
+    for o in [
+        namespace("default"),
+        class(),
+        gateway("gw", free_port().port()),
+    ] {
         api.put(o);
     }
     let api_addr = api.listen(0).await;
@@ -314,7 +335,10 @@ async fn streams_negotiate_the_wire_version_and_close_when_the_token_expires() {
     let ctl = start(
         FakeApi::client(api_addr),
         args("a", false),
-        vec![(long.clone(), PROXY_USER.into()), (short.clone(), PROXY_USER.into())],
+        vec![
+            (long.clone(), PROXY_USER.into()),
+            (short.clone(), PROXY_USER.into()),
+        ],
     )
     .await;
     let ca = stream_ca(&api).await;
@@ -402,7 +426,10 @@ async fn a_gateway_that_stops_being_accepted_keeps_its_proxy_serving() {
         api.get("", "configmaps", "default", "gw-portcullis-ca")
     })
     .await;
-    assert_eq!(cm["data"]["ca.crt"].as_str().unwrap(), stream_ca(&api).await);
+    assert_eq!(
+        cm["data"]["ca.crt"].as_str().unwrap(),
+        stream_ca(&api).await
+    );
     let p = proxy(listen, "good-token", &dir, "good").await;
     let url = format!("http://127.0.0.1:{port}/");
     serves(&url, "A", 15).await;
@@ -448,10 +475,20 @@ async fn a_failed_secret_read_keeps_the_version_read_before() {
     let secret = |v: &str| json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": "s", "namespace": "default"}, "data": {"k": v}});
     api.put(secret("b2xk"));
     let client = FakeApi::client(api.listen(0).await);
-    let r = ObjectRef { kind: Kind::Secret, key: ObjectKey::new("default", "s") };
+    let r = ObjectRef {
+        kind: Kind::Secret,
+        key: ObjectKey::new("default", "s"),
+    };
     let wanted = std::collections::BTreeSet::from([r.clone()]);
-    let rv = |api: &FakeApi| api.get("", "secrets", "default", "s").unwrap()["metadata"]["resourceVersion"].as_str().unwrap().to_string();
-    let data = |snap: &portcullis_store::Snapshot| serde_json::to_value(&snap.secrets[&r.key]).unwrap()["data"]["k"].clone();
+    let rv = |api: &FakeApi| {
+        api.get("", "secrets", "default", "s").unwrap()["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let data = |snap: &portcullis_store::Snapshot| {
+        serde_json::to_value(&snap.secrets[&r.key]).unwrap()["data"]["k"].clone()
+    };
     let mut cache = portcullis_kube::reflect::RefCache::default();
     let mut snap = portcullis_store::Snapshot::default();
     let metas = std::collections::BTreeMap::from([(r.clone(), rv(&api))]);
@@ -463,7 +500,11 @@ async fn a_failed_secret_read_keeps_the_version_read_before() {
     let metas = std::collections::BTreeMap::from([(r.clone(), rv(&api))]);
     let mut snap = portcullis_store::Snapshot::default();
     assert!(!cache.fill(&client, &wanted, &metas, &mut snap).await);
-    assert_eq!(data(&snap), json!("b2xk"), "the certificate that was serving is kept");
+    assert_eq!(
+        data(&snap),
+        json!("b2xk"),
+        "the certificate that was serving is kept"
+    );
     // The retry reads the new version.
     let mut snap = portcullis_store::Snapshot::default();
     assert!(cache.fill(&client, &wanted, &metas, &mut snap).await);

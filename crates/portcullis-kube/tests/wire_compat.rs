@@ -10,14 +10,19 @@ const FIXTURE: &[u8] = include_bytes!("fixtures/wire-v1.bin");
 
 #[test]
 fn a_version_1_frame_decodes_and_round_trips() {
-    let msgs = Decoder::default().push(FIXTURE).expect("the v1 frame decodes");
+    let msgs = Decoder::default()
+        .push(FIXTURE)
+        .expect("the v1 frame decodes");
     assert_eq!(msgs.len(), 1);
     let m = &msgs[0];
     assert_eq!(m.generation, 0, "version 1 has no generation");
     assert_eq!(m.config.ports.len(), 2);
     let original: serde_json::Value = serde_json::from_slice(&FIXTURE[4..]).unwrap();
     let tls = &original["config"]["ports"][1]["listeners"][0]["tls"];
-    assert!(tls.to_string().contains("PRIVATE KEY"), "the fixture carries a key: {tls}");
+    assert!(
+        tls.to_string().contains("PRIVATE KEY"),
+        "the fixture carries a key: {tls}"
+    );
     // Re-encoded for a version-1 peer: the same JSON, field for field.
     let again: serde_json::Value = serde_json::from_slice(&encode_for(m, 1)[4..]).unwrap();
     assert_eq!(again, original);
@@ -41,6 +46,9 @@ fn what_version_2_sends_decodes_as_version_1_did() {
         assert_eq!(old.version, m.version);
         assert_eq!(old.config, m.config);
     }
-    let back = Decoder::default().push(&encode_for(&m2, 2)).unwrap().remove(0);
+    let back = Decoder::default()
+        .push(&encode_for(&m2, 2))
+        .unwrap()
+        .remove(0);
     assert_eq!(back.generation, 7);
 }

@@ -16,8 +16,8 @@ use super::drift::{Key, Live};
 pub struct Provisioner {
     client: Client,
     /// What was applied, the version the API server answered, and whether
-    /// the watch has shown that version since (before that, a different or
-    /// missing live version is the watch lagging, not drift).
+    /// the watch has shown the object since (before that, a missing object is
+    /// the watch lagging, not a deletion).
     applied: HashMap<Key, (Value, Live, bool)>,
 }
 
@@ -61,7 +61,9 @@ impl Provisioner {
                         l.resource_version == at.resource_version
                     }
                 });
-                if same {
+                // Until the watch has shown the object once since the apply, its
+                // absence is the watch lagging; after that, absence is a deletion.
+                if now.is_some() {
                     *confirmed = true;
                 }
                 if same || !*confirmed {

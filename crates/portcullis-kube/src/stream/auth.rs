@@ -186,7 +186,11 @@ mod tests {
                 ..Default::default()
             },
         );
-        let far = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+        let far = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
         let t = jwt(far, "a");
         // 20 concurrent connections with the same token: one review.
         let all = futures_util::future::join_all((0..20).map(|_| r.review(&t))).await;

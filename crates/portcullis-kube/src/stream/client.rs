@@ -92,7 +92,8 @@ async fn once(
 ) -> Result<(), FollowError> {
     let token = std::fs::read_to_string(&f.token_file)
         .map_err(|e| FollowError::Token(f.token_file.clone(), e))?;
-    let ca = std::fs::read(&f.ca_file).map_err(|e| FollowError::Ca(f.ca_file.clone(), e.to_string()))?;
+    let ca =
+        std::fs::read(&f.ca_file).map_err(|e| FollowError::Ca(f.ca_file.clone(), e.to_string()))?;
     let tls = super::pki::client_config(&ca)
         .map_err(|e| FollowError::Ca(f.ca_file.clone(), e.to_string()))?;
     let (ns, name) = f.gateway.split_once('/').unwrap_or(("default", &f.gateway));
@@ -101,10 +102,14 @@ async fn once(
         f.controller.trim_end_matches('/')
     );
     let parsed: http::Uri = uri.parse().map_err(|e| transport(&uri, e))?;
-    let host = parsed.host().unwrap_or_default().trim_matches(['[', ']']).to_string();
+    let host = parsed
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_string();
     let port = parsed.port_u16().unwrap_or(443);
-    let server_name = rustls_pki_types::ServerName::try_from(host.clone())
-        .map_err(|e| transport(&uri, e))?;
+    let server_name =
+        rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| transport(&uri, e))?;
     let connect = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
         tcp.set_nodelay(true)?;

@@ -186,10 +186,20 @@ impl CaBundle {
 }
 
 fn put(data: &mut BTreeMap<String, ByteString>, prefix: &str, ca: &Ca) {
-    data.insert(format!("{prefix}.crt"), ByteString(ca.cert_pem.clone().into()));
-    data.insert(format!("{prefix}.key"), ByteString(ca.key_pem.clone().into()));
-    let meta = serde_json::json!({"cn": ca.cn, "notBefore": ca.not_before, "notAfter": ca.not_after});
-    data.insert(format!("{prefix}.meta"), ByteString(meta.to_string().into()));
+    data.insert(
+        format!("{prefix}.crt"),
+        ByteString(ca.cert_pem.clone().into()),
+    );
+    data.insert(
+        format!("{prefix}.key"),
+        ByteString(ca.key_pem.clone().into()),
+    );
+    let meta =
+        serde_json::json!({"cn": ca.cn, "notBefore": ca.not_before, "notAfter": ca.not_after});
+    data.insert(
+        format!("{prefix}.meta"),
+        ByteString(meta.to_string().into()),
+    );
 }
 
 fn take(data: &BTreeMap<String, ByteString>, prefix: &str) -> Result<Option<Ca>, String> {
@@ -212,7 +222,12 @@ fn take(data: &BTreeMap<String, ByteString>, prefix: &str) -> Result<Option<Ca>,
 }
 
 /// The Secret holding `bundle`.
-pub fn to_secret(ns: &str, name: &str, bundle: &CaBundle, resource_version: Option<String>) -> Secret {
+pub fn to_secret(
+    ns: &str,
+    name: &str,
+    bundle: &CaBundle,
+    resource_version: Option<String>,
+) -> Secret {
     let mut data = BTreeMap::new();
     put(&mut data, "ca", &bundle.current);
     if let Some(p) = &bundle.previous {
@@ -303,9 +318,7 @@ impl CertCell {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<(), PkiError> {
-        let signing = provider()
-            .key_provider
-            .load_private_key(key)?;
+        let signing = provider().key_provider.load_private_key(key)?;
         *self.0.write().expect("lock") = Some(Arc::new(CertifiedKey::new(chain, signing)));
         Ok(())
     }
@@ -455,7 +468,10 @@ mod tests {
                 "portcullis-controller.sys.svc.cluster.local"
             ]
         );
-        assert_eq!(server_names("https://127.0.0.1:9977", &[]), vec!["127.0.0.1"]);
+        assert_eq!(
+            server_names("https://127.0.0.1:9977", &[]),
+            vec!["127.0.0.1"]
+        );
     }
 
     #[test]
@@ -474,10 +490,21 @@ mod tests {
             current: new.clone(),
             previous: Some(old.clone()),
         };
-        assert_eq!(r.signer(now).cn, old.cn, "the old CA signs during the grace period");
+        assert_eq!(
+            r.signer(now).cn,
+            old.cn,
+            "the old CA signs during the grace period"
+        );
         assert_eq!(r.signer(now + 601).cn, new.cn);
-        assert_eq!(r.trust_pem(now), format!("{}{}", new.cert_pem, old.cert_pem));
-        assert_eq!(r.trust_pem(year + 1), new.cert_pem, "an expired CA is dropped");
+        assert_eq!(
+            r.trust_pem(now),
+            format!("{}{}", new.cert_pem, old.cert_pem)
+        );
+        assert_eq!(
+            r.trust_pem(year + 1),
+            new.cert_pem,
+            "an expired CA is dropped"
+        );
         let s = to_secret("ns", "ca", &r, None);
         assert_eq!(from_secret(&s).unwrap(), r);
     }

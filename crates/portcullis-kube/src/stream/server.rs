@@ -153,19 +153,18 @@ async fn accept(
         let (published, reviewer, acceptor) =
             (published.clone(), reviewer.clone(), acceptor.clone());
         conns.spawn(async move {
-            let sock = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "config stream TLS handshake: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "config stream TLS handshake timed out");
-                    return;
-                }
-            };
+            let sock =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "config stream TLS handshake: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "config stream TLS handshake timed out");
+                        return;
+                    }
+                };
             let svc = hyper::service::service_fn(move |req| {
                 handle(req, published.clone(), reviewer.clone())
             });

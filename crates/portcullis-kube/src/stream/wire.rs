@@ -62,8 +62,8 @@ pub fn encode_for(msg: &Message, wire: u32) -> Bytes {
     if wire < 2 && msg.generation != 0 {
         msg.to_mut().generation = 0;
     }
-    let json = portcullis_ir::with_secrets_revealed(|| serde_json::to_vec(&*msg))
-        .expect("IR serialises");
+    let json =
+        portcullis_ir::with_secrets_revealed(|| serde_json::to_vec(&*msg)).expect("IR serialises");
     let mut b = BytesMut::with_capacity(4 + json.len());
     b.put_u32(json.len() as u32);
     b.extend_from_slice(&json);

@@ -56,6 +56,8 @@ struct State {
     fail: usize,
     /// Answer this many next GETs of one object of this resource with 500.
     fail_gets: Option<(String, usize)>,
+    /// Resources whose requests get no answer (a hung API server).
+    stalled: Vec<String>,
     /// Resources whose watch events are held back (a lagging cache).
     paused: Vec<Key>,
     held: Vec<Event>,
@@ -328,6 +330,13 @@ impl FakeApi {
         self.state.lock().unwrap().fail_gets = Some((resource.to_string(), n));
     }
 
+    /// Leave every request for `resource` unanswered (`None`: answer again).
+    #[allow(dead_code)]
+    pub fn stall(&self, resource: Option<&str>) {
+        self.state.lock().unwrap().stalled =
+            resource.map(|r| vec![r.to_string()]).unwrap_or_default();
+    }
+
     /// Hold back watch events of a resource (the controller's cache lags) until [`FakeApi::resume`].
     #[allow(dead_code)]
     pub fn pause(&self, group: &str, resource: &str) {
@@ -419,6 +428,11 @@ impl FakeApi {
     ) -> http::Response<BoxBody<Bytes, Infallible>> {
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
+        let stalled = parse_path(&path)
+            .is_some_and(|p| self.state.lock().unwrap().stalled.contains(&p.resource));
+        if stalled {
+            std::future::pending::<()>().await;
+        }
         let query: BTreeMap<String, String> = req
             .uri()
             .query()
@@ -547,7 +561,10 @@ impl FakeApi {
             && *n > 0
         {
             *n -= 1;
-            return (500, Err(status(500, "InternalError", "injected read failure")));
+            return (
+                500,
+                Err(status(500, "InternalError", "injected read failure")),
+            );
         }
         let key = (p.group.clone(), p.resource.clone());
         if p.resource == "tokenreviews" && method == "POST" {
