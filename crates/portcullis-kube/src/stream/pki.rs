@@ -48,7 +48,7 @@ pub enum PkiError {
     Generate(#[from] rcgen::Error),
     /// The API server refused or failed.
     #[error("CA Secret {0}: {1}")]
-    Api(String, #[source] kube::Error),
+    Api(String, #[source] Box<kube::Error>),
     /// Replicas kept racing on the Secret.
     #[error("CA Secret {0}: conflicting updates, giving up for now")]
     Conflict(String),
@@ -267,7 +267,7 @@ pub async fn ensure(client: &Client, ns: &str, name: &str, now: i64) -> Result<C
         let existing = api
             .get_opt(name)
             .await
-            .map_err(|e| PkiError::Api(what.clone(), e))?;
+            .map_err(|e| PkiError::Api(what.clone(), Box::new(e)))?;
         let (next, rv) = match existing {
             None => (
                 CaBundle {
@@ -301,7 +301,7 @@ pub async fn ensure(client: &Client, ns: &str, name: &str, now: i64) -> Result<C
                 return Ok(next);
             }
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
-            Err(e) => return Err(PkiError::Api(what, e)),
+            Err(e) => return Err(PkiError::Api(what, Box::new(e))),
         }
     }
     Err(PkiError::Conflict(what))
