@@ -42,12 +42,19 @@ pub struct ControllerArgs {
     /// Address the config stream (HTTP/2) listens on.
     #[arg(long, default_value = "0.0.0.0:9977")]
     pub stream_listen: SocketAddr,
-    /// URL provisioned proxies use to reach the config stream.
+    /// URL provisioned proxies use to reach the config stream (`https://`;
+    /// its host is the name the stream's certificate is issued for).
     #[arg(
         long,
-        default_value = "http://portcullis-controller.portcullis-system.svc:9977"
+        default_value = "https://portcullis-controller.portcullis-system.svc:9977"
     )]
     pub stream_url: String,
+    /// More names (DNS or IP) for the stream's certificate.
+    #[arg(long)]
+    pub stream_tls_san: Vec<String>,
+    /// Secret (in the Lease namespace) holding the config stream's CA; created if absent.
+    #[arg(long, default_value = "portcullis-stream-ca")]
+    pub ca_secret: String,
     /// Image of provisioned proxies (normally the controller's own image).
     #[arg(
         long,
@@ -82,9 +89,12 @@ impl ControllerArgs {
 /// Options of `portcullis proxy`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProxyArgs {
-    /// URL of the controller's config stream, e.g. `http://portcullis-controller.portcullis-system.svc:9977`.
+    /// URL of the controller's config stream, e.g. `https://portcullis-controller.portcullis-system.svc:9977` (`https://` only).
     #[arg(long)]
     pub controller: String,
+    /// CA bundle (PEM) the controller's certificate must chain to, re-read on every connection.
+    #[arg(long, default_value = "/var/run/secrets/portcullis/ca.crt")]
+    pub controller_ca: PathBuf,
     /// The Gateway this proxy serves, `namespace/name`.
     #[arg(long)]
     pub gateway: String,

@@ -20,7 +20,8 @@ use crate::provision::{self, Settings, apply::Provisioner};
 use crate::reflect::{Cache, RefCache};
 use crate::status::merge;
 use crate::status::writer::{Pending, StatusWriter, WriterOptions};
-use crate::stream::{KubeTokenReviewer, Published, StreamServer, TokenReviewer, filter};
+use crate::stream::auth::{CachingReviewer, ReviewLimits};
+use crate::stream::{KubeTokenReviewer, Published, StreamServer, TokenReviewer, filter, pki};
 use crate::{KubeModeError, health, kinds};
 
 /// Run the controller in the cluster (in-cluster config, else kubeconfig) until SIGINT/SIGTERM.
@@ -69,8 +70,21 @@ impl Controller {
             .await
             .map_err(|e| KubeModeError::io(format!("cannot bind {}", args.stream_listen), e))?;
         let (published_tx, published_rx) = watch::channel(Arc::new(Published::default()));
-        let server = StreamServer::start(listener, published_rx, reviewer);
+        let cell = Arc::new(pki::CertCell::default());
+        let tls = pki::server_config(cell.clone())
+            .map_err(|e| KubeModeError::InvalidArgument(e.to_string()))?;
+        let reviewer = Arc::new(CachingReviewer::new(reviewer, ReviewLimits::default()));
+        let mut server = StreamServer::start(listener, published_rx, reviewer, tls);
         let stream_addr = server.local_addr();
+        let (bundle_tx, bundle_rx) = watch::channel(String::new());
+        let pki_task = tokio::spawn(pki::maintain(
+            client.clone(),
+            (args.lease_namespace.clone(), args.ca_secret.clone()),
+            pki::server_names(&args.stream_url, &args.stream_tls_san),
+            cell,
+            bundle_tx,
+            Duration::from_secs(60),
+        ));
         let (stop, stop_rx) = oneshot::channel();
         let (stats_tx, stats) = watch::channel(Stats::default());
         let task = tokio::spawn(async move {
@@ -78,12 +92,14 @@ impl Controller {
                 client,
                 args,
                 published_tx,
+                bundle_rx,
                 (ready_tx, note_tx),
                 stats_tx,
                 stop_rx,
             )
             .await;
-            drop(server);
+            pki_task.abort();
+            server.stop();
             admin_task.abort();
             r
         });
@@ -122,6 +138,7 @@ async fn main_loop(
     client: Client,
     args: ControllerArgs,
     published: watch::Sender<Arc<Published>>,
+    mut bundle: watch::Receiver<String>,
     (ready, note): (watch::Sender<bool>, watch::Sender<String>),
     stats: watch::Sender<Stats>,
     mut stop: oneshot::Receiver<()>,
@@ -163,6 +180,7 @@ async fn main_loop(
         },
         elector.subscribe(),
     );
+    let owned = provision::drift::Owned::start(&client, args.namespace.as_deref());
     let pool = filter::INTERNAL_POOL.parse().expect("valid pool");
     let mut lp = Loop {
         client: client.clone(),
@@ -177,20 +195,24 @@ async fn main_loop(
             stream_url: args.stream_url.clone(),
             log_level: args.proxy_log_level.clone(),
             enabled: !args.no_provisioning,
+            ca_bundle: bundle.borrow_and_update().clone(),
         },
         refcache: RefCache::default(),
         provisioner: Provisioner::new(client.clone()),
+        owned: owned.clone(),
         addresses: BTreeMap::new(),
         published,
         writer,
         passes: 0,
     };
     let mut changes = cache.subscribe();
+    let mut owned_changes = owned.subscribe();
     let mut leader = elector.subscribe();
     let mut was_leader = false;
     let mut resync = tokio::time::interval(Duration::from_secs(300));
     resync.tick().await;
     let mut passes = 0;
+    let mut retry = Duration::from_millis(500);
     let mut backlog = lp.writer.backlog();
     loop {
         let is_leader = *leader.borrow_and_update();
@@ -199,8 +221,19 @@ async fn main_loop(
         }
         was_leader = is_leader;
         changes.borrow_and_update();
-        lp.pass(is_leader).await;
+        lp.settings.ca_bundle = bundle.borrow_and_update().clone();
+        let complete = lp.pass(is_leader).await;
         passes += 1;
+        // A failed read is retried promptly (0.5 s, doubling to 10 s), not at the next resync.
+        let retry_in = if complete {
+            retry = Duration::from_millis(500);
+            None
+        } else {
+            let r = retry;
+            retry = (retry * 2).min(Duration::from_secs(10));
+            Some(r)
+        };
+        let retry_at = tokio::time::Instant::now() + retry_in.unwrap_or_default();
         ready.send_replace(true);
         stats.send_replace(Stats {
             passes,
@@ -217,7 +250,18 @@ async fn main_loop(
                     break true;
                 }
                 r = leader.changed() => break r.is_ok(),
-                _ = resync.tick() => break true,
+                r = bundle.changed() => break r.is_ok(),
+                r = owned_changes.changed(), if was_leader => {
+                    if r.is_err() { break false }
+                    tokio::time::sleep(Duration::from_millis(args.debounce_ms)).await;
+                    break true;
+                }
+                _ = tokio::time::sleep_until(retry_at), if retry_in.is_some() => break true,
+                _ = resync.tick() => {
+                    // The safety net under drift detection: apply everything again now and then.
+                    lp.provisioner.reset();
+                    break true;
+                }
                 r = backlog.changed(), if backlog.has_changed().is_ok() => {
                     if r.is_ok() {
                         stats.send_modify(|s| s.status_backlog = *backlog.borrow_and_update());
@@ -231,6 +275,7 @@ async fn main_loop(
     }
     ready.send_replace(false);
     elector.release().await;
+    owned.stop();
     cache.stop();
     Ok(())
 }
@@ -242,6 +287,7 @@ struct Loop {
     settings: Settings,
     refcache: RefCache,
     provisioner: Provisioner,
+    owned: Arc<provision::drift::Owned>,
     addresses: BTreeMap<ObjectKey, IpAddr>,
     published: watch::Sender<Arc<Published>>,
     writer: StatusWriter,
@@ -250,11 +296,13 @@ struct Loop {
 }
 
 impl Loop {
-    async fn pass(&mut self, leader: bool) {
+    /// One translation; `false` when a referenced Secret or ConfigMap could not be read.
+    async fn pass(&mut self, leader: bool) -> bool {
         let started = std::time::Instant::now();
         let (mut snapshot, metas) = self.cache.view();
         let wanted = kinds::referenced(&snapshot);
-        self.refcache
+        let complete = self
+            .refcache
             .fill(&self.client, &wanted, &metas, &mut snapshot)
             .await;
         let translating = std::time::Instant::now();
@@ -266,11 +314,38 @@ impl Loop {
         crate::metrics::record_objects(&statuses);
         self.publish(&snapshot, &statuses, &config);
         if !leader {
-            return;
+            return complete;
         }
+        // Proxies need the config stream's CA: provision once it is known (its arrival triggers a pass).
+        let plans = if self.settings.ca_bundle.is_empty() {
+            vec![]
+        } else {
+            plans
+        };
+        let owned = self.owned.clone();
+        let live = |k: &provision::drift::Key| -> Option<provision::drift::Live> {
+            let key = ObjectKey::new(&k.1, &k.2);
+            let rv = |rv: Option<&String>| {
+                rv.map(|rv| provision::drift::Live {
+                    resource_version: rv.clone(),
+                    generation: 0,
+                })
+            };
+            match k.0.as_str() {
+                "Service" => rv(snapshot
+                    .services
+                    .get(&key)
+                    .and_then(|s| s.metadata.resource_version.as_ref())),
+                "ConfigMap" => rv(metas.get(&ObjectRef {
+                    kind: Kind::ConfigMap,
+                    key,
+                })),
+                _ => owned.get(k),
+            }
+        };
         for p in &plans {
             if let Ok(objects) = &p.objects {
-                self.provisioner.apply(objects).await;
+                self.provisioner.apply(objects, &live).await;
             }
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -281,6 +356,7 @@ impl Loop {
             "translated"
         );
         self.writer.submit(writes);
+        complete
     }
 
     /// Translate, then post-process Gateway statuses for provisioning.
@@ -302,7 +378,10 @@ impl Loop {
         (out.statuses, plans, out.config)
     }
 
-    /// Publish each accepted Gateway's config to its proxies (reusing unchanged Arcs).
+    /// Publish each accepted Gateway's config to its proxies (reusing unchanged
+    /// Arcs). A Gateway of ours that is not accepted any more (a bad
+    /// parametersRef, say) keeps its last accepted config: its proxies keep
+    /// serving while its status says what is wrong.
     fn publish(&mut self, snapshot: &Snapshot, statuses: &Statuses, config: &Config) {
         let previous = self.published.borrow().clone();
         let mut next = Published {
@@ -311,9 +390,14 @@ impl Loop {
         };
         for (key, cfg) in filter::split(config, &self.addresses) {
             let accepted = matches!(statuses.get(&ObjectRef { kind: Kind::Gateway, key: key.clone() }), Some(Status::Gateway(s)) if s.conditions.iter().any(|c| c.type_ == "Accepted" && c.is_true()));
-            let Some(gw) = snapshot.gateways.get(&key).filter(|_| accepted) else {
+            let Some(gw) = snapshot.gateways.get(&key) else {
                 continue;
             };
+            if !accepted {
+                continue;
+            }
+            next.generations
+                .insert(key.clone(), gw.metadata.generation.unwrap_or(0));
             let cfg = match previous.gateways.get(&key) {
                 Some(old) if **old == cfg => old.clone(),
                 _ => Arc::new(cfg),
@@ -328,7 +412,21 @@ impl Loop {
             );
             next.gateways.insert(key, cfg);
         }
+        for (key, old) in &previous.gateways {
+            if next.gateways.contains_key(key) || !snapshot.gateways.contains_key(key) {
+                continue;
+            }
+            tracing::debug!(gateway = %key, "Gateway not accepted: its proxies keep the last accepted configuration");
+            next.gateways.insert(key.clone(), old.clone());
+            if let Some(id) = previous.identities.get(key) {
+                next.identities.insert(key.clone(), id.clone());
+            }
+            if let Some(g) = previous.generations.get(key) {
+                next.generations.insert(key.clone(), *g);
+            }
+        }
         let same = next.identities == previous.identities
+            && next.generations == previous.generations
             && next.gateways.len() == previous.gateways.len()
             && next
                 .gateways

@@ -82,9 +82,26 @@ async fn run(
 ) {
     let mut observed: Option<Observed> = None;
     let mut last_renew = Instant::now();
+    // A leader must renew within two thirds of the lease (client-go's renew
+    // deadline): past it, it steps down even while a renewal is still in
+    // flight, so it stops acting before a standby may take the lease over.
+    let renew_deadline = opts.lease_duration.mul_f64(2.0 / 3.0);
     loop {
-        let ok = try_acquire_or_renew(&api, &opts, &mut observed).await;
         let leading = *tx.borrow();
+        let budget = if leading {
+            renew_deadline
+                .saturating_sub(last_renew.elapsed())
+                .max(Duration::from_millis(100))
+        } else {
+            opts.lease_duration
+        };
+        let ok =
+            match tokio::time::timeout(budget, try_acquire_or_renew(&api, &opts, &mut observed))
+                .await
+            {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {budget:?}")),
+            };
         match ok {
             Ok(true) => {
                 last_renew = Instant::now();
@@ -101,7 +118,7 @@ async fn run(
             }
             Err(e) => {
                 tracing::warn!(lease = %opts.name, "lease: {e}");
-                if leading && last_renew.elapsed() + opts.retry >= opts.lease_duration {
+                if leading && last_renew.elapsed() + opts.retry >= renew_deadline {
                     tracing::warn!(identity = %opts.identity, "cannot renew the lease; stepping down");
                     tx.send_replace(false);
                 }

@@ -42,9 +42,9 @@ pub async fn run_proxy_until(
             args.gateway
         )));
     }
-    if !args.controller.starts_with("http://") {
+    if !args.controller.starts_with("https://") {
         return Err(KubeModeError::InvalidArgument(format!(
-            "--controller must be an http:// URL, not {:?}",
+            "--controller must be an https:// URL, not {:?}",
             args.controller
         )));
     }
@@ -60,6 +60,7 @@ pub async fn run_proxy_until(
     let follower = tokio::spawn(follow(
         Follow {
             controller: args.controller.clone(),
+            ca_file: args.controller_ca.clone(),
             gateway: args.gateway.clone(),
             token_file: args.token_file.clone(),
             min_backoff: Duration::from_millis(200),

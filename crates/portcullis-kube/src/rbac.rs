@@ -113,10 +113,22 @@ pub const API_CALLS: &[ApiCall] = &[
     c("", "services", "patch"),
     c("apps", "deployments", "create"),
     c("apps", "deployments", "patch"),
+    // Drift (provision/drift.rs): metadata watch of the provisioned Deployments and ServiceAccounts.
+    c("apps", "deployments", "list"),
+    c("apps", "deployments", "watch"),
+    c("", "serviceaccounts", "list"),
+    c("", "serviceaccounts", "watch"),
+    // The config stream's CA bundle, one ConfigMap per Gateway (provision/mod.rs).
+    c("", "configmaps", "create"),
+    c("", "configmaps", "patch"),
     // Config stream (stream/server.rs): authenticate proxies' tokens.
     c("authentication.k8s.io", "tokenreviews", "create"),
     // Leader election (leader.rs), in the controller's namespace only.
     ns("coordination.k8s.io", "leases", "get"),
     ns("coordination.k8s.io", "leases", "create"),
     ns("coordination.k8s.io", "leases", "update"),
+    // The config stream's CA (stream/pki.rs), in the controller's namespace only.
+    ns("", "secrets", "get"),
+    ns("", "secrets", "create"),
+    ns("", "secrets", "update"),
 ];

@@ -357,22 +357,29 @@ pub struct RefCache {
 impl RefCache {
     /// Bring the cache in line with `wanted` (given every object's current
     /// resourceVersion in `metas`) and add the objects to `snapshot`.
+    /// Returns `false` when a read failed: the object's previous version (a
+    /// certificate that was serving, say) is kept, and the caller retries soon.
     pub async fn fill(
         &mut self,
         client: &Client,
         wanted: &BTreeSet<ObjectRef>,
         metas: &BTreeMap<ObjectRef, String>,
         snapshot: &mut Snapshot,
-    ) {
+    ) -> bool {
+        // Deleted or unreferenced objects go; changed ones stay until their new version is read.
         self.objects
-            .retain(|r, (rv, _)| wanted.contains(r) && metas.get(r) == Some(rv));
-        let fetch: Vec<(ObjectRef, String)> = wanted
+            .retain(|r, _| wanted.contains(r) && metas.contains_key(r));
+        let fetch: Vec<ObjectRef> = wanted
             .iter()
-            .filter(|r| !self.objects.contains_key(r))
-            .filter_map(|r| metas.get(r).map(|rv| (r.clone(), rv.clone())))
+            .filter(|r| {
+                metas
+                    .get(*r)
+                    .is_some_and(|rv| self.objects.get(*r).is_none_or(|(have, _)| have != rv))
+            })
+            .cloned()
             .collect();
-        let got: Vec<(ObjectRef, Option<Object>)> = stream::iter(fetch)
-            .map(|(r, _)| async move {
+        let got: Vec<(ObjectRef, Result<Option<Object>, ()>)> = stream::iter(fetch)
+            .map(|r| async move {
                 let res = match r.kind {
                     Kind::Secret => {
                         Api::<types::Secret>::namespaced(client.clone(), &r.key.namespace)
@@ -386,10 +393,10 @@ impl RefCache {
                         .map(|o| o.map(Object::ConfigMap)),
                 };
                 match res {
-                    Ok(o) => Ok((r, o)),
+                    Ok(o) => Ok::<_, ()>((r, Ok(o))),
                     Err(e) => {
-                        tracing::warn!(object = %r, "cannot read: {e}");
-                        Ok::<_, ()>((r, None))
+                        tracing::warn!(object = %r, "cannot read (keeping the version read before, retrying): {e}");
+                        Ok((r, Err(())))
                     }
                 }
             })
@@ -397,14 +404,22 @@ impl RefCache {
             .try_collect()
             .await
             .unwrap_or_default();
+        let mut complete = true;
         for (r, o) in got {
-            if let Some(o) = o {
-                let rv = o.meta().resource_version.clone().unwrap_or_default();
-                self.objects.insert(r, (rv, o));
+            match o {
+                Ok(Some(o)) => {
+                    let rv = o.meta().resource_version.clone().unwrap_or_default();
+                    self.objects.insert(r, (rv, o));
+                }
+                Ok(None) => {
+                    self.objects.remove(&r);
+                }
+                Err(()) => complete = false,
             }
         }
         for (_, o) in self.objects.values() {
             snapshot.insert(o.clone());
         }
+        complete
     }
 }

@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 fn settings() -> Settings {
     Settings {
         image: "ghcr.io/portcullis-dev/portcullis:0.1.0".into(),
-        stream_url: "http://portcullis-controller.portcullis-system.svc:9977".into(),
+        stream_url: "https://portcullis-controller.portcullis-system.svc:9977".into(),
         log_level: "info".into(),
         enabled: true,
+        ca_bundle: "-----BEGIN CERTIFICATE-----\n(test)\n-----END CERTIFICATE-----\n".into(),
     }
 }
 
@@ -59,7 +60,7 @@ fn basic_http_gateway() {
             .iter()
             .map(|o| o["kind"].as_str().unwrap())
             .collect::<Vec<_>>(),
-        ["ServiceAccount", "Deployment", "Service"]
+        ["ServiceAccount", "ConfigMap", "Deployment", "Service"]
     );
     check("basic", &objects);
 }
@@ -89,16 +90,16 @@ fn infrastructure_labels_annotations_and_many_listeners() {
     snap.insert(Object::ListenerSet(ls));
     let objects = render(&g, &snap).unwrap();
     assert_eq!(
-        objects[1]["spec"]["template"]["metadata"]["labels"]["team"],
+        objects[2]["spec"]["template"]["metadata"]["labels"]["team"],
         "payments"
     );
     assert_eq!(
-        objects[1]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+        objects[2]["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
         "portcullis-proxy",
         "our selector labels win"
     );
     assert_eq!(
-        objects[2]["spec"]["ports"].as_array().unwrap().len(),
+        objects[3]["spec"]["ports"].as_array().unwrap().len(),
         4,
         "53/UDP, 80, 443, 8443"
     );
@@ -119,8 +120,8 @@ fn parameters_from_a_configmap() {
     .unwrap();
     snap.insert(Object::ConfigMap(cm));
     let objects = render(&g, &snap).unwrap();
-    assert_eq!(objects[1]["spec"]["replicas"], 3);
-    assert_eq!(objects[2]["spec"]["type"], "NodePort");
+    assert_eq!(objects[2]["spec"]["replicas"], 3);
+    assert_eq!(objects[3]["spec"]["type"], "NodePort");
     check("parameters", &objects);
 }
 
@@ -140,7 +141,7 @@ fn long_names_are_shortened_with_a_hash() {
         "distinct names stay distinct"
     );
     assert!(
-        objects[1]["spec"]["template"]["metadata"]["labels"]
+        objects[2]["spec"]["template"]["metadata"]["labels"]
             .get("gateway.networking.k8s.io/gateway-name")
             .is_none(),
         "label values are limited to 63 characters"

@@ -25,7 +25,11 @@ async fn five_thousand_routes_settle_in_seconds() {
     }
     let addr = api.listen(0).await;
     let started = Instant::now();
-    let ctl = start(FakeApi::client(addr), args("scale", false), vec![]).await;
+    // The default 15 s lease: under this load a renewal may take over a second,
+    // and with the tests' 3 s lease the leader would rightly step down.
+    let mut a = args("scale", false);
+    a.lease_duration = 15;
+    let ctl = start(FakeApi::client(addr), a, vec![]).await;
     let deadline = started + Duration::from_secs(120);
     loop {
         let done = api

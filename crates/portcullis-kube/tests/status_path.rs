@@ -390,13 +390,13 @@ async fn provisioning_applies_objects_and_reports_service_addresses_and_bad_para
     let addr = api.listen(0).await;
     let ctl = start(FakeApi::client(addr), args("a", true), vec![]).await;
 
-    let applied = eventually(10, "three objects applied", || {
+    let applied = eventually(10, "four objects applied", || {
         let w: Vec<_> = api
             .writes(None)
             .into_iter()
             .filter(|r| r.content_type.contains("apply-patch"))
             .collect();
-        (w.len() >= 3).then_some(w)
+        (w.len() >= 4).then_some(w)
     })
     .await;
     let paths: Vec<&str> = applied.iter().map(|r| r.path.as_str()).collect();
@@ -404,6 +404,7 @@ async fn provisioning_applies_objects_and_reports_service_addresses_and_bad_para
         paths,
         [
             "/api/v1/namespaces/default/serviceaccounts/gw-portcullis",
+            "/api/v1/namespaces/default/configmaps/gw-portcullis-ca",
             "/apis/apps/v1/namespaces/default/deployments/gw-portcullis",
             "/api/v1/namespaces/default/services/gw-portcullis"
         ]
@@ -468,13 +469,18 @@ async fn provisioning_applies_objects_and_reports_service_addresses_and_bad_para
         .unwrap()
         .clone();
     assert_eq!(programmed["status"], "True");
-    // Applied objects are not re-applied while unchanged.
-    let n = api
-        .writes(None)
-        .iter()
-        .filter(|r| r.content_type.contains("apply-patch"))
-        .count();
-    assert_eq!(n, 3);
+    // Applied objects are not re-applied while unchanged (the Service, whose
+    // status changed, may be applied once more: that apply changes nothing).
+    let applies = |path: &str| {
+        api.writes(None)
+            .iter()
+            .filter(|r| r.content_type.contains("apply-patch") && r.path.ends_with(path))
+            .count()
+    };
+    assert_eq!(applies("serviceaccounts/gw-portcullis"), 1);
+    assert_eq!(applies("configmaps/gw-portcullis-ca"), 1);
+    assert_eq!(applies("deployments/gw-portcullis"), 1);
+    assert!((1..=2).contains(&applies("services/gw-portcullis")));
     ctl.shutdown().await.unwrap();
 }
 
@@ -633,4 +639,41 @@ async fn only_referenced_secrets_are_read_and_secrets_are_watched_by_metadata() 
     .await;
     assert!(!secret_gets(&api).iter().any(|p| p.ends_with("/unrelated")));
     ctl.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_renewal_hangs_steps_down_before_the_lease_expires() {
+    use portcullis_kube::leader::{Elector, LeaseOptions};
+    init_tracing();
+    let api = FakeApi::new();
+    let client = FakeApi::client(api.listen(0).await);
+    let elector = Elector::start(
+        client,
+        LeaseOptions {
+            namespace: "portcullis-system".into(),
+            name: "portcullis-controller".into(),
+            identity: "a".into(),
+            lease_duration: Duration::from_secs(3),
+            retry: Duration::from_millis(500),
+        },
+    );
+    let mut leader = elector.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), leader.wait_for(|l| *l))
+        .await
+        .expect("leads")
+        .unwrap();
+    // The API server stops answering Lease requests: the renewal never returns.
+    api.stall(Some("leases"));
+    let t0 = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), leader.wait_for(|l| !*l))
+        .await
+        .expect("steps down")
+        .unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "stepped down after {:?}, not before the 3 s lease could pass to another replica",
+        t0.elapsed()
+    );
+    api.stall(None);
+    elector.release().await;
 }

@@ -1,6 +1,8 @@
 //! Server-side apply of provisioned objects, skipping objects whose desired
-//! state was already applied (the API server would no-op them anyway, but
-//! each would still cost a request per translation).
+//! state was already applied and that nobody changed since (the API server
+//! would no-op them anyway, but each would still cost a request per
+//! translation). An object deleted or edited since it was applied is applied
+//! again ([`super::drift`]).
 
 use std::collections::HashMap;
 
@@ -8,10 +10,15 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
+use super::drift::{Key, Live};
+
 /// Applies provisioned objects with the `portcullis` field manager.
 pub struct Provisioner {
     client: Client,
-    applied: HashMap<(String, String, String), Value>,
+    /// What was applied, the version the API server answered, and whether
+    /// the watch has shown the object since (before that, a missing object is
+    /// the watch lagging, not a deletion).
+    applied: HashMap<Key, (Value, Live, bool)>,
 }
 
 impl Provisioner {
@@ -28,8 +35,9 @@ impl Provisioner {
         self.applied.clear();
     }
 
-    /// Apply every object that differs from what was applied last; returns how many were sent.
-    pub async fn apply(&mut self, objects: &[Value]) -> usize {
+    /// Apply every object that differs from what was applied last, or whose
+    /// live version (`live`: `None` when absent) moved since; returns how many were sent.
+    pub async fn apply(&mut self, objects: &[Value], live: impl Fn(&Key) -> Option<Live>) -> usize {
         let mut sent = 0;
         for obj in objects {
             let kind = obj["kind"].as_str().unwrap_or_default().to_string();
@@ -42,8 +50,26 @@ impl Provisioner {
                 .unwrap_or_default()
                 .to_string();
             let key = (kind.clone(), ns.clone(), name.clone());
-            if self.applied.get(&key) == Some(obj) {
-                continue;
+            if let Some((done, at, confirmed)) = self.applied.get_mut(&key)
+                && done == obj
+            {
+                let now = live(&key);
+                let same = now.as_ref().is_some_and(|l| {
+                    if kind == "Deployment" {
+                        l.generation == at.generation
+                    } else {
+                        l.resource_version == at.resource_version
+                    }
+                });
+                // Until the watch has shown the object once since the apply, its
+                // absence is the watch lagging; after that, absence is a deletion.
+                if now.is_some() {
+                    *confirmed = true;
+                }
+                if same || !*confirmed {
+                    continue;
+                }
+                tracing::info!(%kind, object = %format!("{ns}/{name}"), "deleted or changed by someone else: applying again");
             }
             let Some(ar) = resource(&kind) else { continue };
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
@@ -56,9 +82,13 @@ impl Provisioner {
                 )
                 .await
             {
-                Ok(_) => {
+                Ok(o) => {
                     tracing::info!(%kind, object = %format!("{ns}/{name}"), "provisioned");
-                    self.applied.insert(key, obj.clone());
+                    let at = Live {
+                        resource_version: o.metadata.resource_version.clone().unwrap_or_default(),
+                        generation: o.metadata.generation.unwrap_or(0),
+                    };
+                    self.applied.insert(key, (obj.clone(), at, false));
                 }
                 Err(e) => {
                     tracing::warn!(%kind, object = %format!("{ns}/{name}"), "cannot apply: {e}")
@@ -73,6 +103,7 @@ fn resource(kind: &str) -> Option<ApiResource> {
     let (group, version, plural) = match kind {
         "ServiceAccount" => ("", "v1", "serviceaccounts"),
         "Service" => ("", "v1", "services"),
+        "ConfigMap" => ("", "v1", "configmaps"),
         "Deployment" => ("apps", "v1", "deployments"),
         _ => return None,
     };

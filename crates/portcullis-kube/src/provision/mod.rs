@@ -16,6 +16,7 @@
 //! Service (load-balancer ingress, else its cluster IP for other types).
 
 pub mod apply;
+pub mod drift;
 pub mod params;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,6 +39,8 @@ pub struct Settings {
     pub log_level: String,
     /// Whether provisioning is on (else statuses get no addresses from Services).
     pub enabled: bool,
+    /// The CA bundle (PEM) proxies trust for the config stream.
+    pub ca_bundle: String,
 }
 
 /// Label selecting one Gateway's proxy pods.
@@ -181,12 +184,11 @@ pub fn render(
         "metadata": meta(&labels),
         "automountServiceAccountToken": false,
     });
-    let deployment = json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta(&labels),
         "spec": {
-            "replicas": params.replicas,
             "selector": {"matchLabels": {PROXY_LABEL: base}},
             "template": {
                 "metadata": template_meta,
@@ -212,11 +214,18 @@ pub fn render(
                         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}},
                         "volumeMounts": [{"name": "portcullis-token", "mountPath": "/var/run/secrets/portcullis", "readOnly": true}],
                     }],
-                    "volumes": [{"name": "portcullis-token", "projected": {"sources": [{"serviceAccountToken": {"audience": crate::TOKEN_AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}}],
+                    "volumes": [{"name": "portcullis-token", "projected": {"sources": [
+                        {"serviceAccountToken": {"audience": crate::TOKEN_AUDIENCE, "expirationSeconds": 3600, "path": "token"}},
+                        {"configMap": {"name": ca_config_map(&base), "items": [{"key": crate::stream::pki::BUNDLE_KEY, "path": crate::stream::pki::BUNDLE_KEY}]}},
+                    ]}}],
                 }
             }
         }
     });
+    // With `autoscaled`, replicas are the HPA's: not applied, so not owned.
+    if !params.autoscaled {
+        deployment["spec"]["replicas"] = json!(params.replicas);
+    }
     let service = json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -227,7 +236,18 @@ pub fn render(
             "ports": service_ports,
         }
     });
-    vec![sa, deployment, service]
+    let ca = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": ca_config_map(&base), "namespace": ns, "labels": labels, "ownerReferences": owner},
+        "data": {crate::stream::pki::BUNDLE_KEY: settings.ca_bundle},
+    });
+    vec![sa, ca, deployment, service]
+}
+
+/// Name of the ConfigMap holding a Gateway's proxies' CA bundle.
+pub fn ca_config_map(base: &str) -> String {
+    format!("{base}-ca")
 }
 
 fn port_name(port: i32, proto: &str) -> String {

@@ -3,6 +3,7 @@
 //! ```yaml
 //! data:
 //!   replicas: "2"                 # 0..=100
+//!   autoscaled: "true"            # an HPA owns replicas (not with `replicas`)
 //!   serviceType: NodePort         # ClusterIP | NodePort | LoadBalancer
 //!   resources: |                  # requests and/or limits; cpu and/or memory
 //!     requests: {cpu: 200m, memory: 128Mi}
@@ -26,6 +27,8 @@ pub struct Params {
     pub service_type: String,
     /// Container `resources`.
     pub resources: Value,
+    /// Whether something else (an HPA) sets the replicas: the Deployment is applied without them.
+    pub autoscaled: bool,
 }
 
 impl Default for Params {
@@ -34,6 +37,7 @@ impl Default for Params {
             replicas: 1,
             service_type: "LoadBalancer".into(),
             resources: json!({"requests": {"cpu": "100m", "memory": "64Mi"}}),
+            autoscaled: false,
         }
     }
 }
@@ -84,6 +88,17 @@ pub fn parse(cm: &ConfigMap) -> Result<Params, String> {
                         )
                     })?;
             }
+            "autoscaled" => {
+                p.autoscaled = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(format!(
+                            "ConfigMap {name}: autoscaled must be \"true\" or \"false\", not {v:?}"
+                        ));
+                    }
+                }
+            }
             "serviceType" => {
                 if !matches!(v, "ClusterIP" | "NodePort" | "LoadBalancer") {
                     return Err(format!(
@@ -98,10 +113,16 @@ pub fn parse(cm: &ConfigMap) -> Result<Params, String> {
             }
             other => {
                 return Err(format!(
-                    "ConfigMap {name}: unknown key {other:?} (known: replicas, serviceType, resources)"
+                    "ConfigMap {name}: unknown key {other:?} (known: replicas, autoscaled, serviceType, resources)"
                 ));
             }
         }
+    }
+    let has_replicas = cm.data.as_ref().is_some_and(|d| d.contains_key("replicas"));
+    if p.autoscaled && has_replicas {
+        return Err(format!(
+            "ConfigMap {name}: replicas and autoscaled: \"true\" exclude each other (the autoscaler sets the replicas)"
+        ));
     }
     Ok(p)
 }
@@ -197,6 +218,8 @@ mod tests {
         .expect("valid");
         assert_eq!(p.replicas, 3);
         assert_eq!(p.service_type, "NodePort");
+        assert!(!p.autoscaled);
+        assert!(parse(&cm(&[("autoscaled", "true")])).unwrap().autoscaled);
         assert_eq!(
             p.resources,
             json!({"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1"}})
@@ -209,6 +232,8 @@ mod tests {
             vec![("resources", "requests: {gpu: 1}")],
             vec![("resources", "[1, 2]")],
             vec![("replica", "1")],
+            vec![("autoscaled", "yes")],
+            vec![("autoscaled", "true"), ("replicas", "2")],
         ] {
             assert!(parse(&cm(&bad)).is_err(), "{bad:?} must be rejected");
         }

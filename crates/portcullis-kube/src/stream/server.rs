@@ -1,5 +1,6 @@
-//! The controller side of the stream: an HTTP/2 (cleartext, prior knowledge)
-//! server authenticating proxies and streaming them their Gateway's config.
+//! The controller side of the stream: an HTTP/2 server over TLS (the
+//! certificate comes from [`super::pki`]) authenticating proxies by their
+//! token and streaming them their Gateway's config until the token expires.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -24,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::wire::{Message, encode};
+use super::wire::{Message, WIRE_HEADER, encode_for, negotiate};
 
 /// A boxed future, for the object-safe [`TokenReviewer`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -93,6 +94,8 @@ pub struct Published {
     pub gateways: BTreeMap<ObjectKey, Arc<Config>>,
     /// The user each Gateway's proxies must authenticate as.
     pub identities: BTreeMap<ObjectKey, String>,
+    /// The Gateway `metadata.generation` each config was computed from.
+    pub generations: BTreeMap<ObjectKey, i64>,
 }
 
 /// A running stream server; dropping it closes every stream.
@@ -102,15 +105,21 @@ pub struct StreamServer {
 }
 
 impl StreamServer {
-    /// Serve on `listener`.
+    /// Serve on `listener`, TLS with `tls`.
     pub fn start(
         listener: TcpListener,
         published: watch::Receiver<Arc<Published>>,
         reviewer: Arc<dyn TokenReviewer>,
+        tls: Arc<rustls::ServerConfig>,
     ) -> Self {
         let addr = listener.local_addr().expect("bound");
         let mut tasks = JoinSet::new();
-        tasks.spawn(accept(listener, published, reviewer));
+        tasks.spawn(accept(
+            listener,
+            published,
+            reviewer,
+            tokio_rustls::TlsAcceptor::from(tls),
+        ));
         StreamServer { addr, tasks }
     }
 
@@ -129,6 +138,7 @@ async fn accept(
     listener: TcpListener,
     published: watch::Receiver<Arc<Published>>,
     reviewer: Arc<dyn TokenReviewer>,
+    acceptor: tokio_rustls::TlsAcceptor,
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -140,8 +150,21 @@ async fn accept(
                 continue;
             }
         };
-        let (published, reviewer) = (published.clone(), reviewer.clone());
+        let (published, reviewer, acceptor) =
+            (published.clone(), reviewer.clone(), acceptor.clone());
         conns.spawn(async move {
+            let sock =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "config stream TLS handshake: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "config stream TLS handshake timed out");
+                        return;
+                    }
+                };
             let svc = hyper::service::service_fn(move |req| {
                 handle(req, published.clone(), reviewer.clone())
             });
@@ -191,6 +214,10 @@ async fn handle(
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Ok(plain(StatusCode::UNAUTHORIZED, "missing bearer token"));
     };
+    let expires_in = super::auth::expires_in(token);
+    if expires_in == Some(Duration::ZERO) {
+        return Ok(plain(StatusCode::UNAUTHORIZED, "token expired"));
+    }
     let user = match reviewer.review(token).await {
         Ok(u) => u,
         Err(e) => {
@@ -215,15 +242,19 @@ async fn handle(
         }
         Some(_) => {}
     }
-    tracing::info!(gateway = %key, %user, "proxy connected");
+    let wire = negotiate(req.headers().get(WIRE_HEADER).and_then(|v| v.to_str().ok()));
+    tracing::info!(gateway = %key, %user, wire, "proxy connected");
     let (tx, rx) = mpsc::channel::<Bytes>(4);
-    tokio::spawn(feed(key, published, tx));
+    let deadline = expires_in.map(|d| tokio::time::Instant::now() + d);
+    tokio::spawn(feed(key, published, tx, wire, deadline));
     let body = StreamBody::new(tokio_stream_from(rx).map(|b| Ok::<_, Infallible>(Frame::data(b))));
     let mut r = Response::new(BodyExt::boxed(body));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/x-portcullis-config-stream"),
     );
+    r.headers_mut()
+        .insert(WIRE_HEADER, http::HeaderValue::from(wire));
     Ok(r)
 }
 
@@ -231,26 +262,47 @@ fn tokio_stream_from(mut rx: mpsc::Receiver<Bytes>) -> impl futures_util::Stream
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Send the Gateway's config now and after every change, until the proxy goes away.
+/// Send the Gateway's config now and after every change, until the proxy
+/// goes away or its token expires (the proxy then reconnects with its
+/// refreshed token). A Gateway that is not published any more (not accepted)
+/// sends nothing: its proxies keep the last config they received.
 async fn feed(
     key: ObjectKey,
     mut published: watch::Receiver<Arc<Published>>,
     tx: mpsc::Sender<Bytes>,
+    wire: u32,
+    deadline: Option<tokio::time::Instant>,
 ) {
     let mut last: Option<Arc<Config>> = None;
+    let expired = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     loop {
-        let (version, cfg) = {
+        let (version, cfg, generation) = {
             let p = published.borrow_and_update();
-            (p.version, p.gateways.get(&key).cloned().unwrap_or_default())
+            (
+                p.version,
+                p.gateways.get(&key).cloned(),
+                p.generations.get(&key).copied().unwrap_or(0),
+            )
         };
-        if last
-            .as_ref()
-            .is_none_or(|l| !Arc::ptr_eq(l, &cfg) && **l != *cfg)
+        if let Some(cfg) = cfg
+            && last
+                .as_ref()
+                .is_none_or(|l| !Arc::ptr_eq(l, &cfg) && **l != *cfg)
         {
-            let frame = encode(&Message {
-                version,
-                config: (*cfg).clone(),
-            });
+            let frame = encode_for(
+                &Message {
+                    version,
+                    config: (*cfg).clone(),
+                    generation,
+                },
+                wire,
+            );
             if tx.send(frame).await.is_err() {
                 return;
             }
@@ -259,6 +311,10 @@ async fn feed(
         tokio::select! {
             r = published.changed() => if r.is_err() { return },
             _ = tx.closed() => return,
+            _ = &mut expired => {
+                tracing::info!(gateway = %key, "proxy token expired: closing its stream");
+                return;
+            }
         }
     }
 }

@@ -54,6 +54,10 @@ struct State {
     tokens: BTreeMap<String, String>,
     /// Answer this many next writes with 500.
     fail: usize,
+    /// Answer this many next GETs of one object of this resource with 500.
+    fail_gets: Option<(String, usize)>,
+    /// Resources whose requests get no answer (a hung API server).
+    stalled: Vec<String>,
     /// Resources whose watch events are held back (a lagging cache).
     paused: Vec<Key>,
     held: Vec<Event>,
@@ -322,6 +326,19 @@ impl FakeApi {
         self.state.lock().unwrap().fail = n;
     }
 
+    /// Answer the next `n` GETs of single objects of `resource` with 500 (a transient read failure).
+    #[allow(dead_code)]
+    pub fn fail_gets(&self, resource: &str, n: usize) {
+        self.state.lock().unwrap().fail_gets = Some((resource.to_string(), n));
+    }
+
+    /// Leave every request for `resource` unanswered (`None`: answer again).
+    #[allow(dead_code)]
+    pub fn stall(&self, resource: Option<&str>) {
+        self.state.lock().unwrap().stalled =
+            resource.map(|r| vec![r.to_string()]).unwrap_or_default();
+    }
+
     /// Hold back watch events of a resource (the controller's cache lags) until [`FakeApi::resume`].
     #[allow(dead_code)]
     pub fn pause(&self, group: &str, resource: &str) {
@@ -413,6 +430,11 @@ impl FakeApi {
     ) -> http::Response<BoxBody<Bytes, Infallible>> {
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
+        let stalled = parse_path(&path)
+            .is_some_and(|p| self.state.lock().unwrap().stalled.contains(&p.resource));
+        if stalled {
+            std::future::pending::<()>().await;
+        }
         let query: BTreeMap<String, String> = req
             .uri()
             .query()
@@ -533,6 +555,18 @@ impl FakeApi {
         if method != "GET" && st.fail > 0 {
             st.fail -= 1;
             return (500, Err(status(500, "InternalError", "injected failure")));
+        }
+        if method == "GET"
+            && p.name.is_some()
+            && let Some((r, n)) = st.fail_gets.as_mut()
+            && *r == p.resource
+            && *n > 0
+        {
+            *n -= 1;
+            return (
+                500,
+                Err(status(500, "InternalError", "injected read failure")),
+            );
         }
         let key = (p.group.clone(), p.resource.clone());
         if p.resource == "tokenreviews" && method == "POST" {

@@ -42,6 +42,7 @@ pub fn args(identity: &str, provisioning: bool) -> ControllerArgs {
     let mut a = ControllerArgs::defaults();
     a.identity = Some(identity.into());
     a.stream_listen = "127.0.0.1:0".parse().unwrap();
+    a.stream_tls_san = vec!["127.0.0.1".into()];
     a.admin = "127.0.0.1:0".parse().unwrap();
     a.lease_duration = 3;
     a.lease_retry = 1;
@@ -59,6 +60,19 @@ pub async fn start(
     Controller::start(client, args, Arc::new(FakeReviewer(reviewer)))
         .await
         .expect("controller starts")
+}
+
+/// The config stream's CA certificate (PEM), once a controller has created its Secret.
+pub async fn stream_ca(api: &FakeApi) -> String {
+    use base64::Engine;
+    eventually(10, "the stream CA Secret", || {
+        let s = api.get("", "secrets", "portcullis-system", "portcullis-stream-ca")?;
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(s["data"]["ca.crt"].as_str()?)
+            .ok()?;
+        Some(String::from_utf8(b).unwrap())
+    })
+    .await
 }
 
 pub fn namespace(name: &str) -> Value {
