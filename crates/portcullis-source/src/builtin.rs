@@ -474,7 +474,10 @@ impl Checker<'_> {
                 }
                 let path = p.get("path").and_then(Value::as_str).unwrap_or_default();
                 if ty != Some("ImplementationSpecific") && !path.starts_with('/') {
-                    self.err(&pp.field("path"), format!("{path:?} must be an absolute path"));
+                    self.err(
+                        &pp.field("path"),
+                        format!("{path:?} must be an absolute path"),
+                    );
                 }
                 match p.get("backend") {
                     Some(b) => self.ingress_backend(b, &pp.field("backend")),

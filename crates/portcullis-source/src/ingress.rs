@@ -153,10 +153,7 @@ pub fn derive(snapshot: &Snapshot, options: &ServeOptions) -> Derived {
                         _ => "an object".into(),
                     };
                     let why: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-                    problem = Some(format!(
-                        "the derived {what} is invalid: {}",
-                        why.join("; ")
-                    ));
+                    problem = Some(format!("the derived {what} is invalid: {}", why.join("; ")));
                 }
                 Outcome::Skipped => {}
             }
@@ -249,7 +246,11 @@ spec:
         };
         assert!(s.objects.contains(&route), "{:?}", s.objects);
         assert_eq!(d.origin(&route), Some(&k));
-        assert!(d.snapshot.gateway_classes.contains_key(&ObjectKey::cluster(GATEWAY_CLASS)));
+        assert!(
+            d.snapshot
+                .gateway_classes
+                .contains_key(&ObjectKey::cluster(GATEWAY_CLASS))
+        );
         assert_eq!(
             s.report.entries[0].annotation,
             "nginx.ingress.kubernetes.io/server-snippet"

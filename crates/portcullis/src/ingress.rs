@@ -256,7 +256,10 @@ fn status_of(
             } else {
                 &e.difference
             };
-            not_honoured.push(format!("annotation {} is not honoured: {why}", e.annotation));
+            not_honoured.push(format!(
+                "annotation {} is not honoured: {why}",
+                e.annotation
+            ));
         }
     }
     not_honoured.extend(served.report.notes.iter().cloned());
