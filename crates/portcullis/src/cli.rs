@@ -123,6 +123,9 @@ pub struct ExplainArgs {
     /// Unknown fields and kinds: Strict (an error), Warn or Ignore (dropped).
     #[arg(long, default_value_t = FieldValidation::Strict)]
     pub field_validation: FieldValidation,
+    /// Where Ingresses are served, as for `run`.
+    #[command(flatten)]
+    pub ingress: crate::ingress::IngressArgs,
 }
 
 /// Options of `run`.
