@@ -304,4 +304,54 @@ spec: {controler: x}
             ]
         );
     }
+
+    #[test]
+    fn an_object_of_the_configuration_wins_over_a_derived_one_and_the_ingress_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  annotations: {kubernetes.io/ingress.class: portcullis}
+spec:
+  rules:
+    - host: a.example.com
+      http:
+        paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-a-example-com}
+spec:
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+",
+        )
+        .unwrap();
+        let loaded = crate::load_path(dir.path());
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let mut snap = Snapshot::default();
+        for o in loaded.objects {
+            snap.insert(o.object);
+        }
+        let before = snap.http_routes.values().next().unwrap().clone();
+        let d = derive(
+            &snap,
+            &ServeOptions {
+                http: "127.0.0.1:8080".parse().unwrap(),
+                https: "127.0.0.1:8443".parse().unwrap(),
+            },
+        );
+        let s = &d.ingresses[&ObjectKey::new("default", "web")];
+        assert_eq!(s.class, "portcullis", "the legacy annotation");
+        assert_eq!(
+            s.problems,
+            [
+                "HTTPRoute default/web-a-example-com is not derived: an object of that kind and name is in the configuration"
+            ]
+        );
+        let after = &d.snapshot.http_routes[&ObjectKey::new("default", "web-a-example-com")];
+        assert!(std::sync::Arc::ptr_eq(&before, after));
+    }
 }
