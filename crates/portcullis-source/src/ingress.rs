@@ -58,6 +58,13 @@ impl Derived {
 
 /// Add the objects serving the snapshot's Portcullis Ingresses.
 pub fn derive(snapshot: &Snapshot, options: &ServeOptions) -> Derived {
+    derive_reusing(snapshot, options, &Snapshot::default())
+}
+
+/// [`derive`], keeping the `Arc` of every derived object equal to the one
+/// `previous` holds (the last derived snapshot), so translation's memo
+/// reuses its work for Ingresses that did not change.
+pub fn derive_reusing(snapshot: &Snapshot, options: &ServeOptions, previous: &Snapshot) -> Derived {
     let mut out = Derived {
         snapshot: snapshot.clone(),
         ingresses: BTreeMap::new(),
@@ -145,6 +152,7 @@ pub fn derive(snapshot: &Snapshot, options: &ServeOptions) -> Derived {
                     let mut object = *object;
                     object.meta_mut().generation = Some(1);
                     out.snapshot.insert(object);
+                    out.snapshot.share_equal(previous, kind, &key);
                     added = Some(ObjectRef { kind, key });
                 }
                 Outcome::Invalid { kind, key, errors } => {
@@ -353,5 +361,45 @@ spec:
         );
         let after = &d.snapshot.http_routes[&ObjectKey::new("default", "web-a-example-com")];
         assert!(std::sync::Arc::ptr_eq(&before, after));
+    }
+
+    #[test]
+    fn unchanged_derived_objects_keep_their_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  annotations: {kubernetes.io/ingress.class: portcullis}
+spec:
+  rules:
+    - host: a.example.com
+      http:
+        paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]
+",
+        )
+        .unwrap();
+        let mut snap = Snapshot::default();
+        for o in crate::load_path(dir.path()).objects {
+            snap.insert(o.object);
+        }
+        let opts = ServeOptions {
+            http: "127.0.0.1:8080".parse().unwrap(),
+            https: "127.0.0.1:8443".parse().unwrap(),
+        };
+        let first = derive(&snap, &opts).snapshot;
+        let second = derive_reusing(&snap, &opts, &first).snapshot;
+        let k = ObjectKey::new("default", "web-a-example-com");
+        assert!(std::sync::Arc::ptr_eq(
+            &first.http_routes[&k],
+            &second.http_routes[&k]
+        ));
+        let third = derive(&snap, &opts).snapshot;
+        assert!(!std::sync::Arc::ptr_eq(
+            &first.http_routes[&k],
+            &third.http_routes[&k]
+        ));
     }
 }

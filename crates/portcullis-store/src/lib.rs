@@ -366,6 +366,18 @@ macro_rules! object_impl {
             pub fn get(&self, kind: Kind, key: &ObjectKey) -> Option<Object> {
                 match kind { $(Kind::$k => self.$f.get(key).map(|o| Object::$k((**o).clone())),)* }
             }
+            /// Take `from`'s `Arc` of object `kind`/`key` when it is equal to
+            /// this snapshot's, so that an object rebuilt unchanged keeps its
+            /// identity (translation's memo is keyed by it).
+            pub fn share_equal(&mut self, from: &Snapshot, kind: Kind, key: &ObjectKey) {
+                match kind { $(Kind::$k => {
+                    if let (Some(a), Some(b)) = (self.$f.get_mut(key), from.$f.get(key))
+                        && **a == **b
+                    {
+                        *a = b.clone();
+                    }
+                })* }
+            }
             /// Number of objects of every kind.
             pub fn len(&self) -> usize {
                 0 $(+ self.$f.len())*

@@ -140,7 +140,11 @@ impl Loop {
         }
         self.errors = reload.errors;
         // Ingresses of Portcullis' classes become Gateway API objects here.
-        let derived = portcullis_source::ingress::derive(&reload.snapshot, &self.serve);
+        let derived = portcullis_source::ingress::derive_reusing(
+            &reload.snapshot,
+            &self.serve,
+            &self.snapshot,
+        );
         self.ingresses = derived.ingresses;
         self.snapshot = Arc::new(derived.snapshot);
         self.publish(started, self.errors.len()).await;
