@@ -30,6 +30,7 @@ mod output;
 mod paths;
 pub mod report;
 mod secrets;
+pub mod serve;
 pub mod table;
 
 pub use input::Source;
@@ -120,6 +121,13 @@ pub fn convert(sources: &[Source], options: &Options) -> Result<Conversion, Impo
         return Err(ImportError::NoIngress);
     }
     Ok(convert::run(&inputs, options))
+}
+
+/// Convert Ingresses already read (the file and Kubernetes sources have
+/// typed objects), whatever their class; see [`serve`] for the Ingresses
+/// Portcullis serves itself.
+pub fn convert_inputs(inputs: &input::Inputs, options: &Options) -> Conversion {
+    convert::run(inputs, options)
 }
 
 /// A number of seconds as a Gateway API duration (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`).

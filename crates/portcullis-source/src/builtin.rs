@@ -1,5 +1,5 @@
 //! Built-in Kubernetes kinds (Service, EndpointSlice, Secret, ConfigMap,
-//! Namespace): the defaults the API server applies and the validations users
+//! Namespace, Ingress, IngressClass): the defaults the API server applies and the validations users
 //! most often trip over. They have no CRD schema; the typed k8s-openapi
 //! decoding afterwards catches type errors.
 
@@ -427,6 +427,65 @@ impl Checker<'_> {
             }
         }
     }
+
+    /// An Ingress backend: a Service with a port (number or name), or a resource.
+    fn ingress_backend(&mut self, b: &Value, path: &FieldPath) {
+        match (b.get("service"), b.get("resource")) {
+            (Some(svc), None) => match svc.get("port") {
+                Some(p) if p.get("number").is_some() == p.get("name").is_some() => self.err(
+                    &path.field("service").field("port"),
+                    "exactly one of number or name is required",
+                ),
+                Some(p) => {
+                    if let Some(o) = p.as_object().filter(|o| o.contains_key("number")) {
+                        self.port(o, "number", &path.field("service").field("port"), true);
+                    }
+                }
+                None => self.err(
+                    &path.field("service").field("port"),
+                    "required value is missing",
+                ),
+            },
+            (None, Some(_)) => {}
+            _ => self.err(path, "exactly one of service or resource is required"),
+        }
+    }
+
+    /// An Ingress: path types and paths, backends (as the API server checks them).
+    fn ingress(&mut self, v: &Value) {
+        let root = FieldPath::default().field("spec");
+        if let Some(b) = v.pointer("/spec/defaultBackend") {
+            self.ingress_backend(b, &root.field("defaultBackend"));
+        }
+        let rules = v.pointer("/spec/rules").and_then(Value::as_array);
+        for (i, r) in rules.into_iter().flatten().enumerate() {
+            let rp = root.field("rules").index(i);
+            let paths = r.pointer("/http/paths").and_then(Value::as_array);
+            for (j, p) in paths.into_iter().flatten().enumerate() {
+                let pp = rp.field("http").field("paths").index(j);
+                let ty = p.get("pathType").and_then(Value::as_str);
+                match ty {
+                    Some("Exact" | "Prefix" | "ImplementationSpecific") => {}
+                    Some(t) => self.err(
+                        &pp.field("pathType"),
+                        format!("unsupported value {t:?}: supported values: \"Exact\", \"Prefix\", \"ImplementationSpecific\""),
+                    ),
+                    None => self.err(&pp.field("pathType"), "required value is missing"),
+                }
+                let path = p.get("path").and_then(Value::as_str).unwrap_or_default();
+                if ty != Some("ImplementationSpecific") && !path.starts_with('/') {
+                    self.err(
+                        &pp.field("path"),
+                        format!("{path:?} must be an absolute path"),
+                    );
+                }
+                match p.get("backend") {
+                    Some(b) => self.ingress_backend(b, &pp.field("backend")),
+                    None => self.err(&pp.field("backend"), "required value is missing"),
+                }
+            }
+        }
+    }
 }
 
 /// Default and validate a built-in object (metadata aside).
@@ -440,6 +499,7 @@ pub(crate) fn check(kind: Kind, value: &mut Value) -> Vec<FieldError> {
         Kind::EndpointSlice => c.endpoint_slice(value),
         Kind::Secret => c.secret(value),
         Kind::ConfigMap => c.config_map(value),
+        Kind::Ingress => c.ingress(value),
         _ => {}
     }
     errors
@@ -463,6 +523,8 @@ pub(crate) fn unknown_fields(kind: Kind, value: &Value) -> Vec<FieldError> {
         Kind::Secret => scan::<types::Secret>(value),
         Kind::ConfigMap => scan::<types::ConfigMap>(value),
         Kind::Namespace => scan::<types::Namespace>(value),
+        Kind::Ingress => scan::<types::Ingress>(value),
+        Kind::IngressClass => scan::<types::IngressClass>(value),
         _ => Vec::new(),
     }
 }

@@ -16,6 +16,8 @@
 //!   version of every object, which keeps being served while a newer version
 //!   is invalid.
 //! - [`watch()`] reports debounced changes under a path.
+//! - [`ingress::derive`] adds the Gateway API objects that serve the
+//!   Ingresses of Portcullis' IngressClasses (a pure step before translation).
 //!
 //! Details worth knowing:
 //! - YAML is read with YAML 1.2 core booleans: `yes`, `no`, `on`, `off`, `y`
@@ -35,6 +37,7 @@ mod builtin;
 mod cache;
 mod cel;
 mod crd;
+pub mod ingress;
 mod object;
 mod schema;
 mod watch;

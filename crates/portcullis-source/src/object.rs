@@ -231,8 +231,8 @@ fn build(
                     .map(|n| ObjectKey::new(meta_name("namespace").unwrap_or_default(), n));
                 let msg = format!(
                     "no matches for kind {kind_name:?} in version {api_version:?}: Portcullis reads \
-                     the Gateway API kinds ({}) and v1 Service, EndpointSlice, Secret, ConfigMap and \
-                     Namespace; remove this object from the configuration (or skip unknown kinds with \
+                     the Gateway API kinds ({}), v1 Service, EndpointSlice, Secret, ConfigMap and \
+                     Namespace, and networking.k8s.io/v1 Ingress and IngressClass; remove this object from the configuration (or skip unknown kinds with \
                      field validation Warn)",
                     portcullis_store::GATEWAY_GROUP
                 );
@@ -592,7 +592,7 @@ pub(crate) fn decode(kind: Kind, json: &Value) -> Result<Object, (FieldPath, Str
     Object::from_json(kind, json.clone()).map_err(|e| {
         let found = decode_path!(kind, json.clone();
             GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute,
-            ReferenceGrant, BackendTLSPolicy, SecurityPolicy, BackendTrafficPolicy, ClientTrafficPolicy, Service, EndpointSlice, Secret, ConfigMap, Namespace);
+            ReferenceGrant, BackendTLSPolicy, SecurityPolicy, BackendTrafficPolicy, ClientTrafficPolicy, Service, EndpointSlice, Secret, ConfigMap, Namespace, Ingress, IngressClass);
         match found {
             Some((path, msg)) if path != "." => {
                 (FieldPath::parse(&path), format!("cannot decode: {msg}"))

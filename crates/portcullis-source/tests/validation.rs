@@ -385,7 +385,7 @@ fn kinds_and_versions() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: ns}\n---\napiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XBackendTrafficPolicy\nmetadata: {name: p}\n---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: HTTPRoute\nmetadata: {name: r}\n---\nkind: Service\nmetadata: {name: r}\n---\napiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TCPRoute\nmetadata: {name: t}\nspec:\n  rules:\n  - backendRefs:\n    - name: s\n      port: 9000\n",
     );
     assert!(warnings.is_empty(), "{warnings:?}");
-    let others = "Portcullis reads the Gateway API kinds (gateway.networking.k8s.io) and v1 Service, EndpointSlice, Secret, ConfigMap and Namespace; remove this object from the configuration (or skip unknown kinds with field validation Warn)";
+    let others = "Portcullis reads the Gateway API kinds (gateway.networking.k8s.io), v1 Service, EndpointSlice, Secret, ConfigMap and Namespace, and networking.k8s.io/v1 Ingress and IngressClass; remove this object from the configuration (or skip unknown kinds with field validation Warn)";
     assert_eq!(
         errors,
         [

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod ingress_status;
 pub mod policy;
 pub mod status;
 pub mod traffic;
@@ -31,6 +32,7 @@ pub mod types {
     pub use gateway_api::experimental::udproutes::*;
     pub use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServicePort};
     pub use k8s_openapi::api::discovery::v1::EndpointSlice;
+    pub use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
     pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     /// HTTPRoute, named as its `kind`.
     pub type HTTPRoute = HttpRoute;
@@ -51,6 +53,9 @@ pub mod types {
 
 /// The API group of the Gateway API.
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// The API group of Ingress and IngressClass.
+pub const NETWORKING_GROUP: &str = "networking.k8s.io";
 
 /// `namespace/name` of an object. Cluster-scoped objects have an empty namespace.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
@@ -134,11 +139,15 @@ pub enum Kind {
     ConfigMap,
     /// core Namespace
     Namespace,
+    /// networking.k8s.io Ingress
+    Ingress,
+    /// networking.k8s.io IngressClass
+    IngressClass,
 }
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 20] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -157,6 +166,8 @@ impl Kind {
         Kind::Secret,
         Kind::ConfigMap,
         Kind::Namespace,
+        Kind::Ingress,
+        Kind::IngressClass,
     ];
 
     /// The kind's name as written in `kind:`.
@@ -180,6 +191,8 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::ConfigMap => "ConfigMap",
             Kind::Namespace => "Namespace",
+            Kind::Ingress => "Ingress",
+            Kind::IngressClass => "IngressClass",
         }
     }
 
@@ -188,6 +201,7 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "",
             Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::Ingress | Kind::IngressClass => NETWORKING_GROUP,
             Kind::SecurityPolicy | Kind::BackendTrafficPolicy | Kind::ClientTrafficPolicy => {
                 policy::PORTCULLIS_GROUP
             }
@@ -200,6 +214,7 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
+            Kind::Ingress | Kind::IngressClass => "networking.k8s.io/v1",
             Kind::TCPRoute | Kind::UDPRoute => "gateway.networking.k8s.io/v1alpha2",
             Kind::SecurityPolicy | Kind::BackendTrafficPolicy | Kind::ClientTrafficPolicy => {
                 policy::PORTCULLIS_API_VERSION
@@ -210,7 +225,10 @@ impl Kind {
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::GatewayClass | Kind::Namespace)
+        !matches!(
+            self,
+            Kind::GatewayClass | Kind::Namespace | Kind::IngressClass
+        )
     }
 
     /// Whether this is a Gateway API kind (and so has a status Portcullis writes).
@@ -223,9 +241,13 @@ impl Kind {
         self.group() == policy::PORTCULLIS_GROUP
     }
 
-    /// Whether Portcullis writes a status for objects of this kind.
+    /// Whether Portcullis writes a status for objects of this kind (an
+    /// Ingress served directly has one too: `loadBalancer` and what was not
+    /// honoured).
     pub fn has_status(self) -> bool {
-        (self.is_gateway_api() && self != Kind::ReferenceGrant) || self.is_portcullis()
+        (self.is_gateway_api() && self != Kind::ReferenceGrant)
+            || self.is_portcullis()
+            || self == Kind::Ingress
     }
 
     /// Parse `kind:` for a group; `None` for kinds Portcullis does not read.
@@ -265,6 +287,8 @@ pub enum Object {
     Secret(types::Secret),
     ConfigMap(types::ConfigMap),
     Namespace(types::Namespace),
+    Ingress(types::Ingress),
+    IngressClass(types::IngressClass),
 }
 
 macro_rules! for_each_kind {
@@ -287,7 +311,9 @@ macro_rules! for_each_kind {
             EndpointSlice endpoint_slices,
             Secret secrets,
             ConfigMap config_maps,
-            Namespace namespaces
+            Namespace namespaces,
+            Ingress ingresses,
+            IngressClass ingress_classes
         }
     };
 }
@@ -339,6 +365,18 @@ macro_rules! object_impl {
             /// Look an object up.
             pub fn get(&self, kind: Kind, key: &ObjectKey) -> Option<Object> {
                 match kind { $(Kind::$k => self.$f.get(key).map(|o| Object::$k((**o).clone())),)* }
+            }
+            /// Take `from`'s `Arc` of object `kind`/`key` when it is equal to
+            /// this snapshot's, so that an object rebuilt unchanged keeps its
+            /// identity (translation's memo is keyed by it).
+            pub fn share_equal(&mut self, from: &Snapshot, kind: Kind, key: &ObjectKey) {
+                match kind { $(Kind::$k => {
+                    if let (Some(a), Some(b)) = (self.$f.get_mut(key), from.$f.get(key))
+                        && **a == **b
+                    {
+                        *a = b.clone();
+                    }
+                })* }
             }
             /// Number of objects of every kind.
             pub fn len(&self) -> usize {

@@ -190,6 +190,8 @@ pub enum Status {
         /// Ancestor entries.
         ancestors: Vec<AncestorStatus>,
     },
+    /// An Ingress served directly.
+    Ingress(crate::ingress_status::IngressStatus),
 }
 
 impl Status {
@@ -204,6 +206,7 @@ impl Status {
             }
             Status::Route(s) => s.parents.iter().map(|p| &p.conditions).collect(),
             Status::Policy { ancestors } => ancestors.iter().map(|p| &p.conditions).collect(),
+            Status::Ingress(s) => vec![&s.conditions],
         }
     }
 
@@ -220,6 +223,7 @@ impl Status {
             Status::Policy { ancestors } => {
                 ancestors.iter_mut().map(|p| &mut p.conditions).collect()
             }
+            Status::Ingress(s) => vec![&mut s.conditions],
         }
     }
 }
@@ -260,6 +264,7 @@ impl Status {
     pub fn scoped_conditions(&self) -> Vec<(ConditionScope, &Vec<Condition>)> {
         match self {
             Status::GatewayClass(s) => vec![(ConditionScope::Object, &s.conditions)],
+            Status::Ingress(s) => vec![(ConditionScope::Object, &s.conditions)],
             Status::Gateway(s) => std::iter::once((ConditionScope::Object, &s.conditions))
                 .chain(
                     s.listeners
@@ -293,6 +298,7 @@ impl Status {
     pub fn scoped_conditions_mut(&mut self) -> Vec<(ConditionScope, &mut Vec<Condition>)> {
         match self {
             Status::GatewayClass(s) => vec![(ConditionScope::Object, &mut s.conditions)],
+            Status::Ingress(s) => vec![(ConditionScope::Object, &mut s.conditions)],
             Status::Gateway(s) => std::iter::once((ConditionScope::Object, &mut s.conditions))
                 .chain(
                     s.listeners

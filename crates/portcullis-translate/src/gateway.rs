@@ -506,7 +506,8 @@ pub(crate) fn finish(
             addresses.insert(gw.key.clone(), ip);
         }
         if accepted {
-            ports.add(&gw.key, ip, gw.listeners);
+            let derived = gw.meta.labels.contains_key(crate::INGRESS_CLASS_LABEL);
+            ports.add(&gw.key, derived, ip, gw.listeners);
         }
     }
     (ports.finish(), addresses)

@@ -42,6 +42,7 @@ use portcullis_store::Snapshot;
 use portcullis_store::status::Statuses;
 
 pub use features::SUPPORTED_FEATURES;
+pub use lower::INGRESS_CLASS_LABEL;
 pub use memo::Memo;
 
 /// The controller name Portcullis answers to.

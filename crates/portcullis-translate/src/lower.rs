@@ -1,7 +1,11 @@
 //! IR lowering: the served listeners of accepted Gateways, grouped per bound
-//! socket (address, port, transport), most specific hostname first.
+//! socket (address, port, transport), most specific hostname first; at equal
+//! specificity, listeners of Gateways derived from Ingresses (labelled
+//! [`INGRESS_CLASS_LABEL`]) come after the others, so on a socket shared by
+//! an Ingress and Gateway API listeners, a host a Gateway API listener
+//! serves is served by it (the Gateway API wins).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use portcullis_ir as ir;
@@ -12,11 +16,29 @@ use crate::gateway::{ListenerState, Owner, Proto};
 /// The ports being built, keyed by socket and transport (a TCP and a UDP
 /// listener may share a port number).
 #[derive(Default)]
-pub(crate) struct Ports(BTreeMap<(SocketAddr, bool), ir::Port>);
+pub(crate) struct Ports(
+    BTreeMap<(SocketAddr, bool), ir::Port>,
+    /// Owners (`namespace/name` of a Gateway) derived from Ingresses.
+    BTreeSet<String>,
+);
+
+/// The label of a Gateway derived from Ingresses (its IngressClass), as
+/// `portcullis_import::serve::CLASS_LABEL` sets it.
+pub const INGRESS_CLASS_LABEL: &str = "portcullis.dev/ingress-class";
 
 impl Ports {
-    /// Add the programmed listeners of the accepted Gateway `gateway`, bound at `ip`.
-    pub(crate) fn add(&mut self, gateway: &ObjectKey, ip: IpAddr, listeners: Vec<ListenerState>) {
+    /// Add the programmed listeners of the accepted Gateway `gateway`, bound
+    /// at `ip`; `derived` when it was derived from Ingresses.
+    pub(crate) fn add(
+        &mut self,
+        gateway: &ObjectKey,
+        derived: bool,
+        ip: IpAddr,
+        listeners: Vec<ListenerState>,
+    ) {
+        if derived {
+            self.1.insert(gateway.to_string());
+        }
         for l in listeners {
             if !l.programmed() {
                 continue;
@@ -62,10 +84,16 @@ impl Ports {
 
     /// The configuration: every port, its listeners most specific first.
     pub(crate) fn finish(self) -> ir::Config {
+        let derived = self.1;
         let mut ports: Vec<ir::Port> = self.0.into_values().collect();
         for p in &mut ports {
-            p.listeners
-                .sort_by_key(|l| hostname_rank(l.hostname.as_deref()));
+            p.listeners.sort_by_key(|l| {
+                let owner = l.name.rsplit_once('/').map_or("", |(o, _)| o);
+                (
+                    hostname_rank(l.hostname.as_deref()),
+                    derived.contains(owner),
+                )
+            });
         }
         ir::Config { ports }
     }

@@ -23,7 +23,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve the Gateway API objects in YAML/JSON files (standalone mode).
+    /// Serve the Gateway API objects in YAML/JSON files (standalone mode),
+    /// and the Ingresses of Portcullis' IngressClasses.
     Run(RunArgs),
     /// Check files as they would be served: schema and CEL errors, then the
     /// full translation; every problem that leaves configuration unserved is
@@ -38,6 +39,9 @@ pub enum Command {
         /// Unknown fields and kinds: Strict (an error), Warn or Ignore (dropped).
         #[arg(long, default_value_t = FieldValidation::Strict)]
         field_validation: FieldValidation,
+        /// Where Ingresses are served, as for `run`.
+        #[command(flatten)]
+        ingress: crate::ingress::IngressArgs,
     },
     /// Print every Gateway API object with the status a cluster would show.
     Status {
@@ -53,6 +57,9 @@ pub enum Command {
         /// Unknown fields and kinds: Strict (an error), Warn or Ignore (dropped).
         #[arg(long, default_value_t = FieldValidation::Strict)]
         field_validation: FieldValidation,
+        /// Where Ingresses are served, as for `run`.
+        #[command(flatten)]
+        ingress: crate::ingress::IngressArgs,
     },
     /// What the gateway would do with one request: the socket, the listener
     /// (and why), the winning route rule and the rules that lost (and why),
@@ -116,6 +123,9 @@ pub struct ExplainArgs {
     /// Unknown fields and kinds: Strict (an error), Warn or Ignore (dropped).
     #[arg(long, default_value_t = FieldValidation::Strict)]
     pub field_validation: FieldValidation,
+    /// Where Ingresses are served, as for `run`.
+    #[command(flatten)]
+    pub ingress: crate::ingress::IngressArgs,
 }
 
 /// Options of `run`.
@@ -164,6 +174,9 @@ pub struct RunArgs {
     /// Data-plane limits and timeouts.
     #[command(flatten)]
     pub limits: portcullis_dataplane::cli::DataplaneArgs,
+    /// Where Ingresses of Portcullis' IngressClasses are served.
+    #[command(flatten)]
+    pub ingress: crate::ingress::IngressArgs,
 }
 
 /// Run a command.
@@ -182,13 +195,21 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             output,
             field_validation,
-        } => crate::validate::run(&config, output, field_validation),
+            ingress,
+        } => crate::validate::run(&config, output, field_validation, &ingress.options()?),
         Command::Status {
             config,
             output,
             address_pool,
             field_validation,
-        } => report::status(&config, output, address_pool, field_validation),
+            ingress,
+        } => report::status(
+            &config,
+            output,
+            address_pool,
+            field_validation,
+            &ingress.options()?,
+        ),
         Command::Explain(args) => crate::explain::run(&args),
         Command::Import(cmd) => crate::import::run(&cmd),
         Command::Controller(args) => {

@@ -1,4 +1,5 @@
-//! Standalone mode: files → snapshot → translate → data plane, with statuses on the admin API.
+//! Standalone mode: files → snapshot (+ the objects derived from Ingresses) →
+//! translate → data plane, with statuses on the admin API.
 //!
 //! One loop owns all state: it reloads the files on every (debounced) change,
 //! translates the snapshot, applies the IR to the data plane when it changed,
@@ -51,8 +52,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", args.config.display()))?;
     let mut source = portcullis_source::FileSource::new(args.config.clone())
         .with_field_validation(args.field_validation);
+    let serve = args.ingress.options()?;
     let mut looper = Loop {
         options,
+        serve,
+        ingresses: Default::default(),
         dataplane: dataplane.clone(),
         state,
         previous_statuses: Default::default(),
@@ -94,6 +98,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 struct Loop {
     options: portcullis_translate::Options,
+    /// Where Ingresses are served.
+    serve: portcullis_source::ingress::ServeOptions,
+    /// The Ingresses served at the last reload.
+    ingresses: BTreeMap<ObjectKey, portcullis_source::ingress::ServedIngress>,
     dataplane: portcullis_dataplane::Dataplane,
     state: AdminState,
     previous_statuses: Arc<Statuses>,
@@ -131,7 +139,14 @@ impl Loop {
             return;
         }
         self.errors = reload.errors;
-        self.snapshot = Arc::new(reload.snapshot);
+        // Ingresses of Portcullis' classes become Gateway API objects here.
+        let derived = portcullis_source::ingress::derive_reusing(
+            &reload.snapshot,
+            &self.serve,
+            &self.snapshot,
+        );
+        self.ingresses = derived.ingresses;
+        self.snapshot = Arc::new(derived.snapshot);
         self.publish(started, self.errors.len()).await;
         self.refresh_problems(source);
     }
@@ -171,6 +186,13 @@ impl Loop {
                 bind_errors: self.bind_errors.clone(),
             };
             let mut out = portcullis_translate::translate_with(&input, &mut self.memo);
+            crate::ingress::add_statuses_of(
+                &self.ingresses,
+                reload,
+                &out.config,
+                &mut out.statuses,
+                &self.serve,
+            );
             self.addresses = out.addresses;
             let config = Arc::new(out.config);
             // The data plane compares with what it serves (an identical config is a no-op).

@@ -5,6 +5,7 @@ mod cli;
 mod controller;
 mod explain;
 mod import;
+mod ingress;
 mod report;
 mod ui;
 mod validate;

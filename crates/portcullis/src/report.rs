@@ -37,6 +37,7 @@ pub fn status(
     format: Format,
     pool: Option<ipnet::IpNet>,
     fields: portcullis_source::FieldValidation,
+    serve: &portcullis_source::ingress::ServeOptions,
 ) -> anyhow::Result<ExitCode> {
     let mut source = portcullis_source::FileSource::new(path).with_field_validation(fields);
     let reload = source.reload();
@@ -50,16 +51,18 @@ pub fn status(
         address_pool: pool,
         ..Default::default()
     };
+    let derived = portcullis_source::ingress::derive(&reload.snapshot, serve);
     let input = portcullis_translate::Input {
-        snapshot: &reload.snapshot,
+        snapshot: &derived.snapshot,
         options: &options,
         previous_addresses: Default::default(),
         bind_errors: Default::default(),
     };
     let mut out = portcullis_translate::translate(&input);
+    crate::ingress::add_statuses(&derived, &out.config, &mut out.statuses, serve);
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     portcullis_store::status::carry_transition_times(&mut out.statuses, &Default::default(), &now);
-    let doc = status_document(&reload.snapshot, &out.statuses);
+    let doc = status_document(&derived.snapshot, &out.statuses);
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&doc)?),
         Format::Yaml => print!("{}", serde_saphyr::to_string(&doc)?),

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use portcullis_source::ingress::ServeOptions;
 use portcullis_source::{FieldValidation, FileSource};
 use portcullis_store::status::{Condition, Status, Statuses};
 use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef, Snapshot};
@@ -127,19 +128,21 @@ pub struct Report {
 }
 
 /// Read, translate and collect every problem under `path`.
-pub fn check(path: &Path, fields: FieldValidation) -> Report {
+pub fn check(path: &Path, fields: FieldValidation, serve: &ServeOptions) -> Report {
     let mut source = FileSource::new(path).with_field_validation(fields);
     let reload = source.reload();
     let options = portcullis_translate::Options::default();
-    let out = portcullis_translate::translate(&portcullis_translate::Input {
-        snapshot: &reload.snapshot,
+    let derived = portcullis_source::ingress::derive(&reload.snapshot, serve);
+    let mut out = portcullis_translate::translate(&portcullis_translate::Input {
+        snapshot: &derived.snapshot,
         options: &options,
         previous_addresses: Default::default(),
         bind_errors: Default::default(),
     });
+    crate::ingress::add_statuses(&derived, &out.config, &mut out.statuses, serve);
     let problems = problems(
         &reload.errors,
-        &reload.snapshot,
+        &derived.snapshot,
         &out.statuses,
         &source,
         &options,
@@ -180,9 +183,14 @@ pub fn problems(
             message: e.message.clone(),
         })
         .collect();
+    // Objects derived from an Ingress are located at the Ingress.
     let at = |oref: &ObjectRef| {
         source
             .location(oref.kind, &oref.key)
+            .or_else(|| {
+                let ingress = crate::ingress::origin(snapshot, oref)?;
+                source.location(Kind::Ingress, &ingress)
+            })
             .map(|(f, l)| (f.to_path_buf(), l))
     };
     for (oref, status) in statuses {
@@ -277,6 +285,7 @@ fn parent_scope(what: &str, r: &portcullis_store::status::ParentRef) -> String {
 fn unserved(status: &Status) -> Vec<(Option<String>, &Condition)> {
     match status {
         Status::GatewayClass(s) => pick(None, &s.conditions),
+        Status::Ingress(s) => pick(None, &s.conditions),
         Status::Gateway(s) => {
             let mut v = pick(None, &s.conditions);
             for l in &s.listeners {
@@ -472,8 +481,9 @@ pub fn run(
     path: &Path,
     format: ValidateFormat,
     fields: FieldValidation,
+    serve: &ServeOptions,
 ) -> anyhow::Result<ExitCode> {
-    let report = check(path, fields);
+    let report = check(path, fields, serve);
     match format {
         ValidateFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ValidateFormat::Text => {

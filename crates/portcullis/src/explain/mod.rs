@@ -614,12 +614,14 @@ pub fn load(
     config: &std::path::Path,
     fields: portcullis_source::FieldValidation,
     options: &portcullis_translate::Options,
+    serve: &portcullis_source::ingress::ServeOptions,
 ) -> (Config, Vec<String>) {
     let mut source = portcullis_source::FileSource::new(config).with_field_validation(fields);
     let reload = source.reload();
     let errors = reload.errors.iter().map(|e| e.to_string()).collect();
+    let derived = portcullis_source::ingress::derive(&reload.snapshot, serve);
     let out = portcullis_translate::translate(&portcullis_translate::Input {
-        snapshot: &reload.snapshot,
+        snapshot: &derived.snapshot,
         options,
         previous_addresses: Default::default(),
         bind_errors: Default::default(),
@@ -635,7 +637,12 @@ pub fn run(args: &crate::cli::ExplainArgs) -> anyhow::Result<std::process::ExitC
         bind_address: args.bind_address,
         ..Default::default()
     };
-    let (config, errors) = load(&args.config, args.field_validation, &options);
+    let (config, errors) = load(
+        &args.config,
+        args.field_validation,
+        &options,
+        &args.ingress.options()?,
+    );
     for e in &errors {
         eprintln!("warning: {e} (not served)");
     }
