@@ -290,6 +290,7 @@ func tcpRouteAccepted(t *testing.T) {
 // at v1 only; the controller watches them there and writes their statuses.
 func Test05StandardChannel(t *testing.T) {
 	apply(t, crdFiles("standard", "tcproutes", "udproutes", "tlsroutes", "listenersets")...)
+	waitDiscovered(t, "gateway.networking.k8s.io/v1", "tcproutes", "udproutes", "tlsroutes", "listenersets")
 	pods := restartControllers(t)
 	for i := range pods {
 		if body := readyz(&pods[i]); body != "ok\n" {
@@ -316,6 +317,8 @@ func Test06ExperimentalChannel(t *testing.T) {
 		}
 	}
 	apply(t, crds...)
+	waitDiscovered(t, "gateway.networking.k8s.io/v1", "tcproutes", "udproutes", "tlsroutes", "listenersets")
+	waitDiscovered(t, "gateway.networking.k8s.io/v1alpha2", "tcproutes", "udproutes")
 	pods := restartControllers(t)
 	for i := range pods {
 		if body := readyz(&pods[i]); body != "ok\n" {

@@ -223,6 +223,30 @@ func readyz(p *corev1.Pod) string {
 }
 
 // restartControllers deletes the controller pods and waits for two new ready ones.
+// waitDiscovered waits until the API server's discovery lists every resource
+// (plural) at the group version. A CRD is served a moment after it is
+// created; a controller that starts before then does not watch the kind
+// (it says so on /readyz, and watches it after a restart).
+func waitDiscovered(t *testing.T, gv string, plurals ...string) {
+	t.Helper()
+	eventually(t, "discovery of "+gv, timeout, func() (bool, string) {
+		l, err := kc.Discovery().ServerResourcesForGroupVersion(gv)
+		if err != nil {
+			return false, err.Error()
+		}
+		have := map[string]bool{}
+		for _, r := range l.APIResources {
+			have[r.Name] = true
+		}
+		for _, p := range plurals {
+			if !have[p] {
+				return false, "not yet served: " + p
+			}
+		}
+		return true, ""
+	})
+}
+
 func restartControllers(t *testing.T) []corev1.Pod {
 	t.Helper()
 	old := map[string]bool{}
