@@ -36,7 +36,9 @@ fn a_valid_policy_loads_with_defaults() {
 #[test]
 fn unimplemented_fields_are_rejected_not_ignored() {
     expect_errors(
-        &policy("  circuitBreaker:\n    maxConnections: 10\n  faultInjection:\n    abort: {httpStatus: 503}\n"),
+        &policy(
+            "  circuitBreaker:\n    maxConnections: 10\n  faultInjection:\n    abort: {httpStatus: 503}\n",
+        ),
         &[
             "test.yaml:9: BackendTrafficPolicy default/btp: spec.circuitBreaker.maxConnections: unknown field: not supported by Portcullis (the schema lists every implemented field)",
             "test.yaml:10: BackendTrafficPolicy default/btp: spec.faultInjection: unknown field: not supported by Portcullis (the schema lists every implemented field)",
