@@ -116,8 +116,8 @@ mod tests {
     #[test]
     fn pkce_s256_matches_rfc7636_appendix_b() {
         assert_eq!(
-            s256("dBjftJeZ4CVP-mJ0kZ3GrXVr1dY5vSiFeb8eVK7JH1R"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGMSstw-cM"
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 }
