@@ -89,7 +89,7 @@ fn unimplemented_fields_are_rejected_not_ignored() {
             "  extAuth:\n    grpc:\n      backendRefs: [{name: authz, port: 9000}]\n    recomputeRoute: true\n",
         ),
         &[
-            "test.yaml:10: SecurityPolicy default/sp: spec.extAuth.recomputeRoute: unknown field: not supported by Portcullis (the schema lists every implemented field)",
+            "test.yaml:11: SecurityPolicy default/sp: spec.extAuth.recomputeRoute: unknown field: not supported by Portcullis (the schema lists every implemented field)",
         ],
     );
     expect_errors(
