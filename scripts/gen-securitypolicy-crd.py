@@ -135,7 +135,8 @@ oidc = obj({
     "logoutPath": s("Path that ends the session (default `/logout`).", minLength=1, maxLength=1024, pattern=r"^/"),
     "forwardAccessToken": {"type": "boolean", "description": "Send the access token upstream as `Authorization: Bearer` (default false)."},
     "refreshToken": {"type": "boolean", "description": "Use the refresh token when the access token has expired (default false)."},
-    "cookieDomain": s("Domain attribute of the cookies (default: host-only cookies).", minLength=1, maxLength=253),
+    "cookieDomain": s("Domain attribute of the cookies (default: host-only cookies).", minLength=1, maxLength=253,
+                      pattern=r"^\.?[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"),
     "denyRedirect": obj({
         "headers": arr(string_match, "Header matches; a request matching any gets 401 instead of a redirect.", min_items=1, max_items=16),
     }, ["headers"], desc="Requests answered 401 instead of being redirected to log in."),

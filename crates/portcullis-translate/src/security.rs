@@ -319,6 +319,32 @@ fn oidc(
             url_ok(f, v)?;
         }
     }
+    // The domain goes into `Set-Cookie`: a hostname, nothing that could add attributes.
+    if let Some(d) = &o.cookie_domain {
+        let host = d.strip_prefix('.').unwrap_or(d);
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(Problem::new(
+                "Invalid",
+                format!("oidc.cookieDomain {d:?} is not a hostname"),
+            ));
+        }
+    }
+    // Scopes go into the authorization URL (encoded) and must be scope tokens.
+    if let Some(s) = o.scopes.iter().find(|s| {
+        s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    }) {
+        return Err(Problem::new(
+            "Invalid",
+            format!("oidc.scopes: {s:?} is not a scope token"),
+        ));
+    }
     let mut scopes = vec!["openid".to_string()];
     for s in &o.scopes {
         if !scopes.contains(s) {
