@@ -328,6 +328,7 @@ fn oidc(p: &Provider, secret: &str, redirect_url: Option<String>) -> Oidc {
         token_endpoint: None,
         client_id: CLIENT.into(),
         client_secret: SecretString(secret.into()),
+        session_key: None,
         scopes: vec!["openid".into(), "email".into()],
         redirect_url,
         logout_path: "/logout".into(),
@@ -526,6 +527,50 @@ async fn oidc_login_session_api_tamper_logout_and_refresh() {
             refreshed,
             "no second refresh"
         );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_session_sealed_by_another_replica_opens_with_the_shared_session_key() {
+    use portcullis_dataplane::auth::session::{SessionKey, short_hash};
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let e = Echo::start("e").await;
+        let p = Provider::start().await;
+        let shared = "a-session-key-of-at-least-32-bytes!";
+        let mut o = oidc(&p, SECRET, None);
+        o.session_key = Some(SecretString(shared.into()));
+        let (_dp, addr) = serve(vec![secured("/", &e, o)]).await;
+        let name = format!(
+            "portcullis-oidc-{}",
+            short_hash(&format!("apps/oidc-\n{}\n{CLIENT}", p.issuer()))
+        );
+        let session = json!({"at": "at-from-replica-b", "exp": now() + 600}).to_string();
+        let base = format!("http://{addr}");
+        // Sealed with the key every replica derives from the Secret: accepted.
+        let mut b = Browser::default();
+        b.jar.insert(
+            name.clone(),
+            SessionKey::from_secret(shared.as_bytes()).seal(&name, session.as_bytes()),
+        );
+        let g = b
+            .get(&format!("{base}/x"), &[("accept", "application/json")])
+            .await;
+        assert_eq!(g.status, 200);
+        assert_eq!(
+            g.echoed("authorization").as_deref(),
+            Some("Bearer at-from-replica-b")
+        );
+        // Sealed with another key (another replica's process key): not a session.
+        b.jar.insert(
+            name.clone(),
+            SessionKey::process().seal(&name, session.as_bytes()),
+        );
+        let g = b
+            .get(&format!("{base}/x"), &[("accept", "application/json")])
+            .await;
+        assert_eq!(g.status, 401);
     })
     .await
     .unwrap();

@@ -206,6 +206,10 @@ pub struct Oidc {
     pub client_id: String,
     /// Client secret (redacted).
     pub client_secret: SecretString,
+    /// The Secret's `session-key`: the cookie key is derived from it (shared
+    /// by replicas and restarts); `None`: a random key per process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<SecretString>,
     /// Scopes, `openid` first.
     pub scopes: Vec<String>,
     /// Redirect URL; `None`: `<X-Forwarded-Proto>://<host>/oauth2/callback`.

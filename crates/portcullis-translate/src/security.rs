@@ -289,6 +289,18 @@ fn oidc(
             format!("Secret {} has no client-secret key", o.client_secret.name),
         ));
     };
+    let session_key = match data.get("session-key") {
+        Some(k) if k.len() < 32 => {
+            return Err(Problem::new(
+                "Invalid",
+                format!(
+                    "Secret {}: session-key must be at least 32 bytes",
+                    o.client_secret.name
+                ),
+            ));
+        }
+        k => k.map(|k| ir::SecretString(k.clone())),
+    };
     let url_ok = |field: &str, v: &str| -> Result<(), Problem> {
         let rest = v
             .strip_prefix("https://")
@@ -386,6 +398,7 @@ fn oidc(
         token_endpoint: o.provider.token_endpoint.clone(),
         client_id: o.client_id.clone(),
         client_secret: ir::SecretString(secret.clone()),
+        session_key,
         scopes,
         redirect_url: o.redirect_url.clone(),
         logout_path: o

@@ -1,6 +1,7 @@
 //! OpenID Connect (`oidc`): the authorization-code flow with PKCE (`S256`),
 //! `state` and `nonce`, and a session held in a sealed cookie
-//! ([`super::session`]: AES-256-GCM, a per-process key).
+//! ([`super::session`]: AES-256-GCM, a key derived from the Secret's
+//! `session-key`, else a per-process key).
 //!
 //! On a request of a rule the policy covers, in this order:
 //! 1. **callback** (the path of `redirectURL`, default `/oauth2/callback`):
@@ -48,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::jwks::Keys;
-use super::session::{open, random_token, s256, seal, short_hash};
+use super::session::{SessionKey, random_token, s256, short_hash};
 use super::{AuthCtx, Found, cookie, plain, query_param, strip};
 use crate::body::{self, ProxyBody};
 use crate::filters::{Plan, ReqState};
@@ -289,6 +290,8 @@ pub struct OidcAuth {
     deny: Vec<Deny>,
     session_cookie: String,
     state_cookie: String,
+    /// `Some`: derived from the Secret's `session-key`; `None`: the process key.
+    key: Option<SessionKey>,
 }
 
 fn now() -> u64 {
@@ -381,7 +384,23 @@ impl OidcAuth {
             deny,
             session_cookie: format!("portcullis-oidc-{suffix}"),
             state_cookie: format!("portcullis-oidc-login-{suffix}"),
+            key: o
+                .session_key
+                .as_ref()
+                .map(|k| SessionKey::from_secret(k.expose().as_bytes())),
         })
+    }
+
+    fn key(&self) -> &SessionKey {
+        self.key.as_ref().unwrap_or_else(|| SessionKey::process())
+    }
+
+    fn seal(&self, aad: &str, plain: &[u8]) -> String {
+        self.key().seal(aad, plain)
+    }
+
+    fn open(&self, aad: &str, sealed: &str) -> Option<Vec<u8>> {
+        self.key().open(aad, sealed)
     }
 
     /// The scheme the client used: `X-Forwarded-Proto` as the client-address
@@ -435,7 +454,7 @@ impl OidcAuth {
 
     fn session_cookie_value(&self, s: &Session, secure: bool) -> HeaderValue {
         let json = serde_json::to_vec(s).expect("session serialises");
-        let sealed = seal(&self.session_cookie, &json);
+        let sealed = self.seal(&self.session_cookie, &json);
         if sealed.len() > 4000 {
             tracing::warn!(
                 bytes = sealed.len(),
@@ -489,7 +508,7 @@ impl OidcAuth {
             return Err(redirect(&to, &[clear]));
         }
         let session = cookie(&st.headers, &self.session_cookie)
-            .and_then(|v| open(&self.session_cookie, &v))
+            .and_then(|v| self.open(&self.session_cookie, &v))
             .and_then(|b| serde_json::from_slice::<Session>(&b).ok());
         // The gateway's cookies never reach the backend.
         strip(st, &Found::Cookie(self.session_cookie.clone()));
@@ -564,7 +583,7 @@ impl OidcAuth {
                 ("code_challenge_method", "S256"),
             ])
         );
-        let sealed = seal(
+        let sealed = self.seal(
             &self.state_cookie,
             &serde_json::to_vec(&login).expect("login serialises"),
         );
@@ -585,7 +604,7 @@ impl OidcAuth {
         let code = query_param(q, "code").ok_or(OidcError::Callback("no code"))?;
         let state = query_param(q, "state").ok_or(OidcError::Callback("no state"))?;
         let login: Login = cookie(&st.headers, &self.state_cookie)
-            .and_then(|v| open(&self.state_cookie, &v))
+            .and_then(|v| self.open(&self.state_cookie, &v))
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(OidcError::Callback(
                 "no login in progress (state cookie missing or invalid)",
