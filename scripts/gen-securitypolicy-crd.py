@@ -99,10 +99,48 @@ ext_auth = obj({
         "headersToBackend": arr(s(minLength=1), "Service response headers copied to the upstream request."),
     }, desc="An HTTP authorization service.",
         rules=[("has(self.backendRef) != has(self.backendRefs)", "exactly one of backendRef or backendRefs must be set")]),
-    "headersToExtAuth": arr(s(minLength=1), "Request headers sent to the service besides Host, Method, Path, Content-Length and Authorization (default: all headers)."),
+    "grpc": obj({
+        "backendRef": backend_ref,
+        "backendRefs": arr(backend_ref, "The service (one).", max_items=1),
+    }, desc="A gRPC authorization service speaking Envoy's envoy.service.auth.v3.Authorization/Check (OPA-Envoy, Authorino), over h2c.",
+        rules=[("has(self.backendRef) != has(self.backendRefs)", "exactly one of backendRef or backendRefs must be set")]),
+    "headersToExtAuth": arr(s(minLength=1), "Request headers sent to the service. HTTP: besides Host, Method, Path, Content-Length and Authorization; gRPC: only these when set, else all headers."),
+    "bodyToExtAuth": obj({
+        "maxRequestBytes": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 16777216,
+                            "description": "Largest request body buffered and sent to the service; a larger request is answered 413."},
+    }, ["maxRequestBytes"], desc="Send the request body to the service (HTTP: as the check request's body; gRPC: attributes.request.http.body)."),
     "timeout": {**DURATION, "description": "Timeout of a check (default 10s)."},
     "failOpen": {"type": "boolean", "default": False, "description": "Let requests through when the service cannot answer."},
-}, ["http"], desc="External authorization (HTTP).")
+}, desc="External authorization (HTTP or gRPC).",
+    rules=[("has(self.http) != has(self.grpc)", "exactly one of http or grpc must be set")])
+
+string_match = obj({
+    "name": {**HEADER_NAME, "description": "Header name."},
+    "type": s("`Exact` (default), `Prefix`, `Suffix` or `RegularExpression`.",
+              enum=["Exact", "Prefix", "Suffix", "RegularExpression"], default="Exact"),
+    "value": s("Value to match.", minLength=1, maxLength=1024),
+}, ["name", "value"])
+
+oidc = obj({
+    "provider": obj({
+        "issuer": s("Issuer URL; `<issuer>/.well-known/openid-configuration` is discovered.", minLength=1, maxLength=253),
+        "authorizationEndpoint": s("Overrides the discovered authorization_endpoint.", maxLength=253),
+        "tokenEndpoint": s("Overrides the discovered token_endpoint.", maxLength=253),
+    }, ["issuer"], desc="The OpenID provider.",
+        rules=[("self.issuer.startsWith('https://') || self.issuer.startsWith('http://')", "issuer must be an http(s) URL")]),
+    "clientID": s("The client ID registered at the provider.", minLength=1, maxLength=253),
+    "clientSecret": {**secret_ref, "description": "Secret whose `client-secret` key holds the client secret."},
+    "scopes": arr(s(minLength=1, maxLength=253), "Scopes requested; `openid` is always added.", max_items=32),
+    "redirectURL": s("Where the provider sends the browser back (default `<X-Forwarded-Proto>://<host>/oauth2/callback`). Its path must be routed to a rule this policy covers.", maxLength=2048),
+    "logoutPath": s("Path that ends the session (default `/logout`).", minLength=1, maxLength=1024, pattern=r"^/"),
+    "forwardAccessToken": {"type": "boolean", "description": "Send the access token upstream as `Authorization: Bearer` (default false)."},
+    "refreshToken": {"type": "boolean", "description": "Use the refresh token when the access token has expired (default false)."},
+    "cookieDomain": s("Domain attribute of the cookies (default: host-only cookies).", minLength=1, maxLength=253,
+                      pattern=r"^\.?[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$"),
+    "denyRedirect": obj({
+        "headers": arr(string_match, "Header matches; a request matching any gets 401 instead of a redirect.", min_items=1, max_items=16),
+    }, ["headers"], desc="Requests answered 401 instead of being redirected to log in."),
+}, ["provider", "clientID", "clientSecret"], desc="OpenID Connect: the authorization-code flow with PKCE, a session in an encrypted cookie.")
 
 authorization = obj({
     "rules": arr(obj({
@@ -138,6 +176,7 @@ spec = obj({
     "apiKeyAuth": api_key_auth,
     "jwt": jwt,
     "extAuth": ext_auth,
+    "oidc": oidc,
     "authorization": authorization,
 }, desc="SecurityPolicySpec: the fields Portcullis implements (others are rejected).",
     rules=[("has(self.targetRef) || has(self.targetRefs)", "either targetRef or targetRefs must be set"),

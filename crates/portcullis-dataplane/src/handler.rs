@@ -379,13 +379,41 @@ where
     let mut plan = Plan::default();
     // SecurityPolicy: client address → CORS preflight → authentication →
     // authorization, before the route's filters (see `crate::auth`).
+    // `bodyToExtAuth` buffers the body first (413 past its limit); the
+    // buffered copy is what goes upstream.
+    let (body, buffered) = match action.security.as_ref().and_then(|s| s.body_limit()) {
+        Some(max) => {
+            let b = crate::auth::buffer_body(body, &st.headers, max)
+                .await
+                .map_err(|e| {
+                    if body_watch.timed_out() {
+                        ProxyError::RequestTimeout
+                    } else {
+                        e
+                    }
+                })?;
+            (
+                http_body_util::Either::Right(http_body_util::Full::new(b.clone())),
+                Some(b),
+            )
+        }
+        None => (http_body_util::Either::Left(body), None),
+    };
     if let Some(sec) = &action.security {
-        match Box::pin(sec.check(&mut st, client, &mut plan, &shared.clients)).await {
+        let acx = crate::auth::AuthCtx {
+            peer: cx.peer,
+            listener_port: table.port,
+            scheme: table.scheme,
+            version: parts.version,
+            body: buffered.as_ref(),
+        };
+        match Box::pin(sec.check(&mut st, client, &mut plan, &shared.clients, &acx)).await {
             Flow::Continue => {}
             Flow::Respond(r) => return Ok(r),
             Flow::Fail(e) => return Err(e),
         }
     }
+
     // BackendTrafficPolicy rate limits, after authentication (so that rules
     // may select on what it established, e.g. a client-ID header).
     if let Some(rl) = &action.rate_limit {

@@ -764,6 +764,8 @@ async fn auth_service() -> (
 fn ext(addr: SocketAddr, fail_open: bool, timeout_ms: u64) -> ExtAuth {
     ExtAuth {
         backend: service("auth", &[addr], None),
+        grpc: false,
+        body_max_bytes: None,
         path_prefix: "/check".into(),
         headers_to_ext_auth: vec!["x-tenant".into(), "x-slow".into()],
         headers_to_backend: vec!["x-auth-user".into()],

@@ -1,6 +1,6 @@
 //! SecurityPolicy, resolved: what the data plane enforces on a route rule.
 //!
-//! Secrets (API keys, htpasswd hashes) are held in [`SecretString`], whose
+//! Secrets (API keys, htpasswd hashes, OIDC client secrets) are held in [`SecretString`], whose
 //! `Debug` is always redacted and whose `Serialize` is redacted unless the
 //! caller opts in with [`with_secrets_revealed`] (the controller → proxy
 //! stream does; the admin API, logs and `portcullis status` do not).
@@ -85,6 +85,9 @@ pub struct Security {
     /// Basic authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicAuth>,
+    /// OpenID Connect (first of the authentications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<Oidc>,
     /// External authorization (last of the authentications).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ext_auth: Option<ExtAuth>,
@@ -166,12 +169,19 @@ pub struct BasicAuth {
     pub forward_username_header: Option<String>,
 }
 
-/// External authorization over HTTP.
+/// External authorization over HTTP or gRPC.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExtAuth {
     /// The authorization service (endpoints resolved).
     pub backend: crate::Backend,
-    /// Prefix of the check request's path.
+    /// The service speaks Envoy's `envoy.service.auth.v3.Authorization/Check`
+    /// over h2c instead of plain HTTP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grpc: bool,
+    /// Send the request body, up to this many bytes (a larger one is 413).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_max_bytes: Option<u32>,
+    /// Prefix of the check request's path (HTTP only).
     pub path_prefix: String,
     /// Request headers sent to the service besides the defaults (lower case); empty: all.
     pub headers_to_ext_auth: Vec<String>,
@@ -181,6 +191,63 @@ pub struct ExtAuth {
     pub timeout_ms: u64,
     /// Let requests through when the service cannot answer.
     pub fail_open: bool,
+}
+
+/// OpenID Connect: the authorization-code flow with PKCE.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Oidc {
+    /// Issuer (discovery at `<issuer>/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// Overrides the discovered `authorization_endpoint`.
+    pub authorization_endpoint: Option<String>,
+    /// Overrides the discovered `token_endpoint`.
+    pub token_endpoint: Option<String>,
+    /// Client ID.
+    pub client_id: String,
+    /// Client secret (redacted).
+    pub client_secret: SecretString,
+    /// The Secret's `session-key`: the cookie key is derived from it (shared
+    /// by replicas and restarts); `None`: a random key per process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<SecretString>,
+    /// Scopes, `openid` first.
+    pub scopes: Vec<String>,
+    /// Redirect URL; `None`: `<X-Forwarded-Proto>://<host>/oauth2/callback`.
+    pub redirect_url: Option<String>,
+    /// Path that ends the session.
+    pub logout_path: String,
+    /// Send the access token upstream as `Authorization: Bearer`.
+    pub forward_access_token: bool,
+    /// Refresh an expired access token with the refresh token.
+    pub refresh_token: bool,
+    /// `Domain` of the cookies.
+    pub cookie_domain: Option<String>,
+    /// Header matches answered 401 instead of a redirect.
+    pub deny_redirect: Vec<HeaderMatch>,
+}
+
+/// A header match of `denyRedirect`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderMatch {
+    /// Header name, lower case.
+    pub name: String,
+    /// How the value is compared.
+    pub kind: StringMatchKind,
+    /// The value.
+    pub value: String,
+}
+
+/// How a [`HeaderMatch`] compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StringMatchKind {
+    /// Equal.
+    Exact,
+    /// Starts with.
+    Prefix,
+    /// Ends with.
+    Suffix,
+    /// Matches the regular expression (whole value).
+    RegularExpression,
 }
 
 /// Authorization rules.

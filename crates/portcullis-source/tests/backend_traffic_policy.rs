@@ -36,9 +36,7 @@ fn a_valid_policy_loads_with_defaults() {
 #[test]
 fn unimplemented_fields_are_rejected_not_ignored() {
     expect_errors(
-        &policy(
-            "  circuitBreaker:\n    maxConnections: 10\n  proxyProtocol:\n    version: V2\n",
-        ),
+        &policy("  circuitBreaker:\n    maxConnections: 10\n  proxyProtocol:\n    version: V2\n"),
         &[
             "test.yaml:9: BackendTrafficPolicy default/btp: spec.circuitBreaker.maxConnections: unknown field: not supported by Portcullis (the schema lists every implemented field)",
             "test.yaml:10: BackendTrafficPolicy default/btp: spec.proxyProtocol: unknown field: not supported by Portcullis (the schema lists every implemented field)",

@@ -36,18 +36,60 @@ fn a_valid_policy_loads_with_defaults() {
 }
 
 #[test]
-fn unimplemented_fields_are_rejected_not_ignored() {
+fn oidc_and_grpc_ext_auth_load_with_defaults_and_rules() {
+    let (loaded, errors, warnings) = load(
+        "test.yaml",
+        &policy(
+            "  oidc:\n    provider: {issuer: \"https://idp.example\"}\n    clientID: c\n    clientSecret: {name: s}\n    denyRedirect:\n      headers: [{name: x-requested-with, value: XMLHttpRequest}]\n  extAuth:\n    grpc:\n      backendRef: {name: authz, port: 9000}\n    bodyToExtAuth: {maxRequestBytes: 8192}\n",
+        ),
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let v = only(&loaded, Kind::SecurityPolicy);
+    assert_eq!(v["spec"]["oidc"]["clientSecret"]["kind"], "Secret");
+    assert_eq!(
+        v["spec"]["oidc"]["denyRedirect"]["headers"][0]["type"],
+        "Exact"
+    );
+    assert_eq!(v["spec"]["extAuth"]["failOpen"], false);
+    assert_eq!(
+        v["spec"]["extAuth"]["bodyToExtAuth"]["maxRequestBytes"],
+        8192
+    );
     expect_errors(
-        &policy("  oidc:\n    provider: {issuer: \"https://idp.example\"}\n"),
+        &policy(
+            "  extAuth:\n    grpc:\n      backendRef: {name: a, port: 1}\n    http:\n      backendRef: {name: a, port: 1}\n",
+        ),
         &[
-            "test.yaml:8: SecurityPolicy default/sp: spec.oidc: unknown field: not supported by Portcullis (the schema lists every implemented field)",
+            "test.yaml:8: SecurityPolicy default/sp: spec.extAuth: exactly one of http or grpc must be set",
         ],
     );
     expect_errors(
-        &policy("  extAuth:\n    grpc:\n      backendRefs: [{name: authz, port: 9000}]\n"),
+        &policy(
+            "  oidc:\n    provider: {issuer: \"idp.example\"}\n    clientID: c\n    clientSecret: {name: s}\n",
+        ),
         &[
-            "test.yaml:8: SecurityPolicy default/sp: spec.extAuth.http: required value is missing",
-            "test.yaml:9: SecurityPolicy default/sp: spec.extAuth.grpc: unknown field: not supported by Portcullis (the schema lists every implemented field)",
+            "test.yaml:9: SecurityPolicy default/sp: spec.oidc.provider: issuer must be an http(s) URL",
+        ],
+    );
+}
+
+#[test]
+fn unimplemented_fields_are_rejected_not_ignored() {
+    expect_errors(
+        &policy(
+            "  oidc:\n    provider: {issuer: \"https://idp.example\"}\n    clientID: c\n    clientSecret: {name: s}\n    cookieNames: {accessToken: at}\n",
+        ),
+        &[
+            "test.yaml:12: SecurityPolicy default/sp: spec.oidc.cookieNames: unknown field: not supported by Portcullis (the schema lists every implemented field)",
+        ],
+    );
+    expect_errors(
+        &policy(
+            "  extAuth:\n    grpc:\n      backendRefs: [{name: authz, port: 9000}]\n    recomputeRoute: true\n",
+        ),
+        &[
+            "test.yaml:11: SecurityPolicy default/sp: spec.extAuth.recomputeRoute: unknown field: not supported by Portcullis (the schema lists every implemented field)",
         ],
     );
     expect_errors(

@@ -85,6 +85,9 @@ pub struct SecurityPolicySpec {
     /// External authorization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ext_auth: Option<ExtAuth>,
+    /// OpenID Connect: the authorization-code flow with a session cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<Oidc>,
     /// Authorization rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
@@ -304,21 +307,36 @@ pub struct JwtHeaderExtractor {
     pub value_prefix: Option<String>,
 }
 
-/// `ExtAuth` (HTTP services).
+/// `ExtAuth`: an HTTP or a gRPC (Envoy `ext_authz`) authorization service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExtAuth {
-    /// The HTTP authorization service.
-    pub http: HttpExtAuth,
+    /// The HTTP authorization service (exactly one of `http` and `grpc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpExtAuth>,
+    /// The gRPC authorization service (`envoy.service.auth.v3.Authorization/Check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcExtAuth>,
     /// Client request headers sent to the service (besides the defaults).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers_to_ext_auth: Vec<String>,
+    /// Send the request body (up to a limit) to the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_to_ext_auth: Option<BodyToExtAuth>,
     /// Timeout of a check (default `10s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
     /// Let requests through when the service cannot answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_open: Option<bool>,
+}
+
+/// `BodyToExtAuth`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BodyToExtAuth {
+    /// Largest body sent; a larger request is answered 413.
+    pub max_request_bytes: u32,
 }
 
 /// `HTTPExtAuthService`.
@@ -337,6 +355,92 @@ pub struct HttpExtAuth {
     /// Response headers of the service copied to the upstream request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers_to_backend: Vec<String>,
+}
+
+/// `GRPCExtAuthService`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrpcExtAuth {
+    /// The service (deprecated singular form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_ref: Option<BackendRef>,
+    /// The service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backend_refs: Vec<BackendRef>,
+}
+
+/// `OIDC`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Oidc {
+    /// The OpenID provider.
+    pub provider: OidcProvider,
+    /// The client ID registered at the provider.
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    /// Secret whose `client-secret` key holds the client secret.
+    pub client_secret: SecretRef,
+    /// Scopes requested (`openid` is always added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Where the provider sends the browser back (default
+    /// `<X-Forwarded-Proto>://<host>/oauth2/callback`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "redirectURL"
+    )]
+    pub redirect_url: Option<String>,
+    /// Path that ends the session (default `/logout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logout_path: Option<String>,
+    /// Send the access token upstream as `Authorization: Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_access_token: Option<bool>,
+    /// Use the refresh token when the access token has expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<bool>,
+    /// `Domain` attribute of the cookies (default: host-only cookies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_domain: Option<String>,
+    /// Requests that get 401 instead of a redirect to the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_redirect: Option<OidcDenyRedirect>,
+}
+
+/// `OIDCProvider`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcProvider {
+    /// Issuer; `<issuer>/.well-known/openid-configuration` is discovered.
+    pub issuer: String,
+    /// Overrides the discovered `authorization_endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    /// Overrides the discovered `token_endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+}
+
+/// `OIDCDenyRedirect`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcDenyRedirect {
+    /// Header matches (any matching header denies the redirect).
+    pub headers: Vec<OidcDenyRedirectHeader>,
+}
+
+/// `OIDCDenyRedirectHeader` (a `StringMatch` with a header name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcDenyRedirectHeader {
+    /// Header name.
+    pub name: String,
+    /// `Exact` (default), `Prefix`, `Suffix` or `RegularExpression`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// The value to match.
+    pub value: String,
 }
 
 /// `Authorization`.

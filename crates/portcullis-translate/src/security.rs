@@ -214,8 +214,16 @@ fn ext_auth(
     ns: &str,
     e: &api::ExtAuth,
 ) -> Result<ir::security::ExtAuth, Problem> {
-    let Some(r) = e.http.backend_ref.as_ref().or(e.http.backend_refs.first()) else {
-        return Err(Problem::new("Invalid", "extAuth.http has no backendRef"));
+    let (r, grpc) = match (&e.http, &e.grpc) {
+        (Some(h), _) => (h.backend_ref.as_ref().or(h.backend_refs.first()), false),
+        (None, Some(g)) => (g.backend_ref.as_ref().or(g.backend_refs.first()), true),
+        (None, None) => (None, false),
+    };
+    let Some(r) = r else {
+        return Err(Problem::new(
+            "Invalid",
+            "extAuth has no http or grpc backendRef",
+        ));
     };
     let spec = BackendRefSpec {
         group: r.group.clone(),
@@ -250,13 +258,157 @@ fn ext_auth(
         return Err(Problem::new("Invalid", format!("extAuth: {}", p.message)));
     }
     let lower = |v: &[String]| v.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let http = e.http.as_ref();
     Ok(ir::security::ExtAuth {
         backend: resolved.backend,
-        path_prefix: e.http.path.clone().unwrap_or_default(),
+        grpc,
+        body_max_bytes: e.body_to_ext_auth.as_ref().map(|b| b.max_request_bytes),
+        path_prefix: http.and_then(|h| h.path.clone()).unwrap_or_default(),
         headers_to_ext_auth: lower(&e.headers_to_ext_auth),
-        headers_to_backend: lower(&e.http.headers_to_backend),
+        headers_to_backend: http
+            .map(|h| lower(&h.headers_to_backend))
+            .unwrap_or_default(),
         timeout_ms: e.timeout.as_deref().and_then(duration_ms).unwrap_or(10_000),
         fail_open: e.fail_open.unwrap_or(false),
+    })
+}
+
+/// The default `logoutPath`.
+const DEFAULT_LOGOUT_PATH: &str = "/logout";
+
+fn oidc(
+    input: &Input<'_>,
+    grants: &Grants,
+    ns: &str,
+    o: &api::Oidc,
+) -> Result<ir::security::Oidc, Problem> {
+    let data = secret_data(input, grants, ns, &o.client_secret)?;
+    let Some(secret) = data.get("client-secret").filter(|s| !s.is_empty()) else {
+        return Err(Problem::new(
+            "Invalid",
+            format!("Secret {} has no client-secret key", o.client_secret.name),
+        ));
+    };
+    let session_key = match data.get("session-key") {
+        Some(k) if k.len() < 32 => {
+            return Err(Problem::new(
+                "Invalid",
+                format!(
+                    "Secret {}: session-key must be at least 32 bytes",
+                    o.client_secret.name
+                ),
+            ));
+        }
+        k => k.map(|k| ir::SecretString(k.clone())),
+    };
+    let url_ok = |field: &str, v: &str| -> Result<(), Problem> {
+        let rest = v
+            .strip_prefix("https://")
+            .or_else(|| v.strip_prefix("http://"));
+        let ok = rest.is_some_and(|r| {
+            let host = r.split(['/', '?', '#']).next().unwrap_or("");
+            !host.is_empty() && !host.contains('@') && r.bytes().all(|b| b.is_ascii_graphic())
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                "Invalid",
+                format!("oidc.{field} {v:?} is not an absolute http(s) URL"),
+            ))
+        }
+    };
+    url_ok("provider.issuer", &o.provider.issuer)?;
+    for (f, v) in [
+        (
+            "provider.authorizationEndpoint",
+            &o.provider.authorization_endpoint,
+        ),
+        ("provider.tokenEndpoint", &o.provider.token_endpoint),
+        ("redirectURL", &o.redirect_url),
+    ] {
+        if let Some(v) = v {
+            url_ok(f, v)?;
+        }
+    }
+    // The domain goes into `Set-Cookie`: a hostname, nothing that could add attributes.
+    if let Some(d) = &o.cookie_domain {
+        let host = d.strip_prefix('.').unwrap_or(d);
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(Problem::new(
+                "Invalid",
+                format!("oidc.cookieDomain {d:?} is not a hostname"),
+            ));
+        }
+    }
+    // Scopes go into the authorization URL (encoded) and must be scope tokens.
+    if let Some(s) = o.scopes.iter().find(|s| {
+        s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    }) {
+        return Err(Problem::new(
+            "Invalid",
+            format!("oidc.scopes: {s:?} is not a scope token"),
+        ));
+    }
+    let mut scopes = vec!["openid".to_string()];
+    for s in &o.scopes {
+        if !scopes.contains(s) {
+            scopes.push(s.clone());
+        }
+    }
+    let mut deny_redirect = vec![];
+    for h in o.deny_redirect.iter().flat_map(|d| &d.headers) {
+        use ir::security::StringMatchKind as K;
+        let kind = match h.type_.as_deref() {
+            None | Some("Exact") => K::Exact,
+            Some("Prefix") => K::Prefix,
+            Some("Suffix") => K::Suffix,
+            Some("RegularExpression") => {
+                if let Err(e) = regex::Regex::new(&h.value) {
+                    return Err(Problem::new(
+                        "Invalid",
+                        format!("oidc.denyRedirect: regular expression {:?}: {e}", h.value),
+                    ));
+                }
+                K::RegularExpression
+            }
+            Some(t) => {
+                return Err(Problem::new(
+                    "Invalid",
+                    format!("oidc.denyRedirect: unknown match type {t:?}"),
+                ));
+            }
+        };
+        deny_redirect.push(ir::security::HeaderMatch {
+            name: h.name.to_ascii_lowercase(),
+            kind,
+            value: h.value.clone(),
+        });
+    }
+    Ok(ir::security::Oidc {
+        issuer: o.provider.issuer.clone(),
+        authorization_endpoint: o.provider.authorization_endpoint.clone(),
+        token_endpoint: o.provider.token_endpoint.clone(),
+        client_id: o.client_id.clone(),
+        client_secret: ir::SecretString(secret.clone()),
+        session_key,
+        scopes,
+        redirect_url: o.redirect_url.clone(),
+        logout_path: o
+            .logout_path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LOGOUT_PATH.to_string()),
+        forward_access_token: o.forward_access_token.unwrap_or(false),
+        refresh_token: o.refresh_token.unwrap_or(false),
+        cookie_domain: o.cookie_domain.clone(),
+        deny_redirect,
     })
 }
 
@@ -319,6 +471,11 @@ fn build(
             .basic_auth
             .as_ref()
             .map(|b| basic(input, grants, ns, b))
+            .transpose()?,
+        oidc: s
+            .oidc
+            .as_ref()
+            .map(|o| oidc(input, grants, ns, o))
             .transpose()?,
         ext_auth: s
             .ext_auth

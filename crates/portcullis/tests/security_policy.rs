@@ -251,7 +251,7 @@ fn validate_rejects_unimplemented_fields_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("p.yaml"),
-        "apiVersion: portcullis.dev/v1alpha1\nkind: SecurityPolicy\nmetadata: {name: sp}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]\n  oidc:\n    clientID: x\n",
+        "apiVersion: portcullis.dev/v1alpha1\nkind: SecurityPolicy\nmetadata: {name: sp}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]\n  oidc:\n    provider: {issuer: \"https://idp.example\"}\n    clientID: x\n    clientSecret: {name: s}\n    cookieNames: {accessToken: a}\n",
     )
     .unwrap();
     let out = Command::new(bin())
@@ -266,9 +266,9 @@ fn validate_rejects_unimplemented_fields_with_file_and_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        err.contains("p.yaml:6")
+        err.contains("p.yaml:10")
             && err.contains("SecurityPolicy default/sp")
-            && err.contains("spec.oidc"),
+            && err.contains("spec.oidc.cookieNames"),
         "{err}"
     );
 }

@@ -1,12 +1,15 @@
-//! External authorization over HTTP (`extAuth.http`), run last of the
-//! authentications.
+//! External authorization (`extAuth`), run last of the authentications:
+//! over HTTP here, over gRPC (Envoy's `Authorization/Check`) in
+//! [`super::extauth_grpc`]. `bodyToExtAuth` hands the buffered request body
+//! (the handler answers 413 past `maxRequestBytes`) to either.
 //!
+//! HTTP (`extAuth.http`):
 //! - The check request goes to the Service's endpoints (round robin) with the
-//!   request's method, `path` + the canonical request path (and query), no
-//!   body, and these headers: `Host`, `Authorization`, the `X-Forwarded-*`
+//!   request's method, `path` + the canonical request path (and query), the
+//!   request body when `bodyToExtAuth` is set (else none), and these headers: `Host`, `Authorization`, the `X-Forwarded-*`
 //!   headers the gateway set, and those named by `headersToExtAuth` (every
 //!   request header when that list is empty would leak too much: it is not
-//!   done; name what the service needs).
+//!   done; name what the service needs), plus `Content-Type` with a body.
 //! - A 2xx answer allows the request; the answer's `headersToBackend` headers
 //!   are copied onto the upstream request (replacing inbound copies, which
 //!   are always removed first so a client cannot forge them).
@@ -23,7 +26,7 @@ use http::{HeaderName, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
 use portcullis_ir as ir;
 
-use super::plain;
+use super::{AuthCtx, plain};
 use crate::backend::pool::Clients;
 use crate::body::{self, ProxyBody};
 use crate::filters::ReqState;
@@ -43,10 +46,15 @@ pub struct ExtAuth {
     endpoints: Vec<std::net::SocketAddr>,
     next: AtomicUsize,
     prefix: String,
+    /// HTTP: the defaults and `headersToExtAuth`.
     to_auth: Vec<HeaderName>,
+    /// `headersToExtAuth` alone (gRPC: empty means every header).
+    pub(super) listed: Vec<HeaderName>,
     to_backend: Vec<HeaderName>,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     fail_open: bool,
+    grpc: bool,
+    body_max: Option<u32>,
 }
 
 impl ExtAuth {
@@ -63,20 +71,37 @@ impl ExtAuth {
                 })
                 .collect()
         };
+        let listed = names(&e.headers_to_ext_auth)?;
         let mut to_auth = names(&ALWAYS.map(String::from))?;
-        to_auth.extend(names(&e.headers_to_ext_auth)?);
+        to_auth.extend(listed.iter().cloned());
         Ok(ExtAuth {
             endpoints,
             next: AtomicUsize::new(0),
             prefix: e.path_prefix.trim_end_matches('/').to_string(),
             to_auth,
+            listed,
             to_backend: names(&e.headers_to_backend)?,
             timeout: Duration::from_millis(e.timeout_ms.max(1)),
             fail_open: e.fail_open,
+            grpc: e.grpc,
+            body_max: e.body_max_bytes,
         })
     }
 
-    fn failed(&self, why: &str) -> Result<(), Response<ProxyBody>> {
+    /// `bodyToExtAuth.maxRequestBytes`: the handler buffers the body up to it.
+    pub fn body_limit(&self) -> Option<u32> {
+        self.body_max
+    }
+
+    /// The next endpoint (round robin), if any.
+    pub(super) fn endpoint(&self) -> Option<std::net::SocketAddr> {
+        (!self.endpoints.is_empty()).then(|| {
+            self.endpoints[self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len()]
+        })
+    }
+
+    /// The service could not answer: through with `failOpen`, else 403.
+    pub(super) fn failed(&self, why: &str) -> Result<(), Response<ProxyBody>> {
         if self.fail_open {
             tracing::warn!(
                 error = why,
@@ -93,19 +118,32 @@ impl ExtAuth {
         }
     }
 
-    /// Ask the service.
+    /// Ask the service; `Ok` carries response headers the service asked to
+    /// add to the answer to the client (gRPC `response_headers_to_add`).
     pub async fn check(
         &self,
         st: &mut ReqState,
         clients: &Clients,
+        cx: &AuthCtx<'_>,
+    ) -> Result<Vec<(HeaderName, http::HeaderValue)>, Response<ProxyBody>> {
+        if self.grpc {
+            return super::extauth_grpc::check(self, st, clients, cx).await;
+        }
+        self.check_http(st, clients, cx).await.map(|()| vec![])
+    }
+
+    async fn check_http(
+        &self,
+        st: &mut ReqState,
+        clients: &Clients,
+        cx: &AuthCtx<'_>,
     ) -> Result<(), Response<ProxyBody>> {
         for h in &self.to_backend {
             st.headers.remove(h);
         }
-        if self.endpoints.is_empty() {
+        let Some(ep) = self.endpoint() else {
             return self.failed("the authorization Service has no endpoints");
-        }
-        let ep = self.endpoints[self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len()];
+        };
         let pq = format!("{}{}", self.prefix, st.path_and_query());
         let uri = match Uri::builder()
             .scheme("http")
@@ -116,12 +154,23 @@ impl ExtAuth {
             Ok(u) => u,
             Err(e) => return self.failed(&e.to_string()),
         };
-        let mut req = Request::new(body::empty());
+        let sent = cx.body.cloned().unwrap_or_default();
+        let len = sent.len();
+        let mut req = Request::new(if len == 0 {
+            body::empty()
+        } else {
+            body::full(sent)
+        });
         *req.method_mut() = st.method.clone();
         *req.uri_mut() = uri;
         let h = req.headers_mut();
         h.insert(header::HOST, st.host.clone());
-        h.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+        h.insert(header::CONTENT_LENGTH, http::HeaderValue::from(len));
+        if len > 0
+            && let Some(ct) = st.headers.get(header::CONTENT_TYPE)
+        {
+            h.insert(header::CONTENT_TYPE, ct.clone());
+        }
         for name in &self.to_auth {
             for v in st.headers.get_all(name) {
                 h.append(name.clone(), v.clone());

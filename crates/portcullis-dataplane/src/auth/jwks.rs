@@ -19,12 +19,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{Request, Uri, header};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http::{Uri, header};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// Largest key set accepted.
@@ -129,10 +126,13 @@ impl Drop for RemoteJwks {
     }
 }
 
-/// Remote key sets by `(uri, refresh)`, shared across policies and applies.
+/// Remote key sets by `(uri, refresh)`, and OIDC providers, shared across
+/// policies and applies.
 #[derive(Debug, Default)]
 pub struct JwksCache {
     sets: Mutex<HashMap<(String, u64), Weak<RemoteJwks>>>,
+    /// OIDC providers (discovery and keys), by issuer.
+    pub(crate) oidc: super::oidc::Providers,
 }
 
 impl JwksCache {
@@ -206,69 +206,26 @@ async fn refresh_loop(uri: Uri, every: Duration, keys: Arc<ArcSwap<Keys>>, wake:
 
 /// GET the document (HTTP/1.1, one connection).
 async fn fetch(uri: &Uri) -> Result<Bytes, String> {
-    let host = uri
-        .host()
-        .ok_or("no host")?
-        .trim_matches(['[', ']'])
-        .to_string();
-    let https = uri.scheme_str() == Some("https");
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = uri.authority().map_or(host.as_str(), |a| a.as_str());
-    let req = Request::get(path)
-        .header(header::HOST, authority)
-        .header(header::ACCEPT, "application/json")
-        .header(header::USER_AGENT, "portcullis-jwks")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = if https {
-        let tls = portcullis_ir::BackendTls {
-            hostname: host.clone(),
-            ca_pem: String::new(),
-            system_roots: true,
-            subject_alt_names: vec![],
-            client_certificate: None,
-        };
-        let cfg = portcullis_tls::client_config(&tls).map_err(|e| e.to_string())?;
-        let name = portcullis_tls::server_name(&tls).map_err(|e| e.to_string())?;
-        let stream = portcullis_tls::tokio_rustls::TlsConnector::from(cfg)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS with {host}: {e}"))?;
-        send(TokioIo::new(stream), req).await?
-    } else {
-        send(TokioIo::new(tcp), req).await?
-    };
-    if !resp.0.is_success() {
-        return Err(format!("status {}", resp.0));
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::USER_AGENT,
+        http::HeaderValue::from_static("portcullis-jwks"),
+    );
+    let a = super::outbound::call(
+        http::Method::GET,
+        &uri.to_string(),
+        h,
+        Bytes::new(),
+        MAX_JWKS_BYTES,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if !a.status.is_success() {
+        return Err(format!("status {}", a.status));
     }
-    Ok(resp.1)
-}
-
-async fn send<IO>(io: IO, req: Request<Empty<Bytes>>) -> Result<(http::StatusCode, Bytes), String>
-where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    let conn = tokio::spawn(conn);
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string());
-    let out = match resp {
-        Ok(resp) => {
-            let status = resp.status();
-            Limited::new(resp.into_body(), MAX_JWKS_BYTES)
-                .collect()
-                .await
-                .map(|b| (status, b.to_bytes()))
-                .map_err(|e| e.to_string())
-        }
-        Err(e) => Err(e),
-    };
-    conn.abort();
-    out
+    Ok(a.body)
 }

@@ -76,6 +76,9 @@ pub enum JwtError {
     /// Signature fine, claims not (`exp`, `nbf`, `iss`, `aud`).
     #[error("claims rejected: {0}")]
     Claims(String),
+    /// The token names a `kid` the key set does not hold.
+    #[error("unknown key id")]
+    UnknownKid,
 }
 
 fn segment_ok(s: &str) -> bool {
@@ -105,68 +108,88 @@ pub(crate) fn claim_string(v: &Value) -> Option<String> {
 
 impl Provider {
     fn validate(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
-        let parts: Vec<&str> = token.split('.').collect();
-        if parts.len() != 3 || !parts.iter().take(2).all(|p| segment_ok(p)) {
-            return Err(JwtError::Malformed("not three base64url segments".into()));
-        }
-        // `alg: none` and unknown algorithms fail to decode here.
-        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::Json(_) => JwtError::Algorithm,
-            _ => JwtError::Malformed(e.to_string()),
-        })?;
-        if !ALLOWED.contains(&header.alg) {
-            return Err(JwtError::Algorithm);
-        }
         let keys: Arc<Keys> = self.keys.keys();
-        if let Some(kid) = &header.kid
-            && !keys.has_kid(kid)
-        {
-            self.keys.unknown_kid();
-            return Err(JwtError::Signature);
+        verify(token, &keys, self.issuer.as_deref(), &self.audiences)
+            .inspect_err(|e| {
+                if matches!(e, JwtError::UnknownKid) {
+                    self.keys.unknown_kid();
+                }
+            })
+            .map_err(|e| match e {
+                JwtError::UnknownKid => JwtError::Signature,
+                e => e,
+            })
+    }
+}
+
+/// Validate a token against a key set (the rules of the module docs):
+/// signature, `exp`/`nbf` with skew, `iss` when given, `aud` when given.
+/// [`JwtError::UnknownKid`] when the token names a key the set lacks.
+pub(crate) fn verify(
+    token: &str,
+    keys: &Keys,
+    issuer: Option<&str>,
+    audiences: &[String],
+) -> Result<Map<String, Value>, JwtError> {
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 || !parts.iter().take(2).all(|p| segment_ok(p)) {
+        return Err(JwtError::Malformed("not three base64url segments".into()));
+    }
+    // `alg: none` and unknown algorithms fail to decode here.
+    let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::Json(_) => JwtError::Algorithm,
+        _ => JwtError::Malformed(e.to_string()),
+    })?;
+    if !ALLOWED.contains(&header.alg) {
+        return Err(JwtError::Algorithm);
+    }
+    if let Some(kid) = &header.kid
+        && !keys.has_kid(kid)
+    {
+        return Err(JwtError::UnknownKid);
+    }
+    let mut v = Validation::new(header.alg);
+    v.leeway = CLOCK_SKEW_S;
+    v.validate_nbf = true;
+    v.validate_exp = true;
+    v.required_spec_claims = HashSet::new();
+    match issuer {
+        Some(i) => v.set_issuer(&[i]),
+        None => v.iss = None,
+    }
+    if audiences.is_empty() {
+        v.validate_aud = false;
+    } else {
+        v.set_audience(audiences);
+    }
+    let mut last = JwtError::Signature;
+    for k in keys.0.iter() {
+        if header.kid.is_some() && k.kid != header.kid {
+            continue;
         }
-        let mut v = Validation::new(header.alg);
-        v.leeway = CLOCK_SKEW_S;
-        v.validate_nbf = true;
-        v.validate_exp = true;
-        v.required_spec_claims = HashSet::new();
-        match &self.issuer {
-            Some(i) => v.set_issuer(&[i]),
-            None => v.iss = None,
+        if k.alg.is_some_and(|a| a != header.alg) {
+            continue;
         }
-        if self.audiences.is_empty() {
-            v.validate_aud = false;
-        } else {
-            v.set_audience(&self.audiences);
-        }
-        let mut last = JwtError::Signature;
-        for k in keys.0.iter() {
-            if header.kid.is_some() && k.kid != header.kid {
-                continue;
-            }
-            if k.alg.is_some_and(|a| a != header.alg) {
-                continue;
-            }
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &k.key, &v) {
-                Ok(data) => return Ok(data.claims),
-                Err(e) => {
-                    use jsonwebtoken::errors::ErrorKind as K;
-                    match e.kind() {
-                        K::ExpiredSignature
-                        | K::ImmatureSignature
-                        | K::InvalidIssuer
-                        | K::InvalidAudience
-                        | K::MissingRequiredClaim(_) => last = JwtError::Claims(e.to_string()),
-                        K::InvalidSignature | K::InvalidAlgorithm | K::InvalidKeyFormat => {}
-                        _ => last = JwtError::Malformed(e.to_string()),
-                    }
-                    if matches!(last, JwtError::Claims(_)) {
-                        return Err(last);
-                    }
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &k.key, &v) {
+            Ok(data) => return Ok(data.claims),
+            Err(e) => {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::ExpiredSignature
+                    | K::ImmatureSignature
+                    | K::InvalidIssuer
+                    | K::InvalidAudience
+                    | K::MissingRequiredClaim(_) => last = JwtError::Claims(e.to_string()),
+                    K::InvalidSignature | K::InvalidAlgorithm | K::InvalidKeyFormat => {}
+                    _ => last = JwtError::Malformed(e.to_string()),
+                }
+                if matches!(last, JwtError::Claims(_)) {
+                    return Err(last);
                 }
             }
         }
-        Err(last)
     }
+    Err(last)
 }
 
 impl JwtAuth {

@@ -11,9 +11,13 @@
 //!    is answered here, only when the policy configures CORS; any other
 //!    `OPTIONS` goes through authentication like every request;
 //! 4. **authentication**, every configured method must pass, in this order:
-//!    JWT → API key → Basic → external authorization (last, so it sees the
+//!    OIDC (first: it answers its callback and logout paths itself, and with
+//!    `forwardAccessToken` a JWT provider may then validate the access token)
+//!    → JWT → API key → Basic → external authorization (last, so it sees the
 //!    identity headers the others set); failure: 401 with `WWW-Authenticate`
-//!    (ext-auth: the service's own answer);
+//!    (OIDC: a 302 to the provider for browsers, 401 for API requests;
+//!    ext-auth: the service's own answer). With `bodyToExtAuth` the handler
+//!    has buffered the request body before this step (413 past the limit);
 //! 5. **authorization** (`clientCIDRs`, JWT claims and scopes, headers): 403;
 //! 6. then the route's filters, then the backend.
 //!
@@ -26,11 +30,16 @@
 pub mod apikey;
 pub mod authz;
 pub mod basic;
+pub mod ext_authz_pb;
 pub mod extauth;
+mod extauth_grpc;
 pub mod jwks;
 pub mod jwt;
+pub mod oidc;
+pub mod outbound;
+pub mod session;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -53,8 +62,24 @@ pub struct Security {
     jwt: Option<jwt::JwtAuth>,
     api_key: Option<apikey::ApiKeyAuth>,
     basic: Option<basic::BasicAuth>,
+    oidc: Option<oidc::OidcAuth>,
     ext_auth: Option<extauth::ExtAuth>,
     authz: Option<authz::Authz>,
+}
+
+/// What the authentication steps need to know besides [`ReqState`].
+#[derive(Debug, Clone, Copy)]
+pub struct AuthCtx<'b> {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The listener's port.
+    pub listener_port: u16,
+    /// `http` or `https` (this hop).
+    pub scheme: &'static str,
+    /// The request's HTTP version.
+    pub version: http::Version,
+    /// The buffered request body (`bodyToExtAuth`).
+    pub body: Option<&'b Bytes>,
 }
 
 /// What the authentication steps learnt about the request.
@@ -91,6 +116,11 @@ impl Security {
                 .map_err(|e| note(format!("basicAuth: {e}")))
                 .ok()
         });
+        let oidc = s.oidc.as_ref().and_then(|o| {
+            oidc::OidcAuth::new(o, &s.policy, jwks)
+                .map_err(|e| note(format!("oidc: {e}")))
+                .ok()
+        });
         let ext_auth = s.ext_auth.as_ref().and_then(|e| {
             extauth::ExtAuth::new(e)
                 .map_err(|e| note(format!("extAuth: {e}")))
@@ -108,9 +138,18 @@ impl Security {
             jwt,
             api_key,
             basic,
+            oidc,
             ext_auth,
             authz,
         }
+    }
+
+    /// `bodyToExtAuth.maxRequestBytes`: buffer the request body up to this
+    /// many bytes before [`Security::check`] (the handler answers 413 past it).
+    pub fn body_limit(&self) -> Option<u32> {
+        self.ext_auth
+            .as_ref()
+            .and_then(extauth::ExtAuth::body_limit)
     }
 
     /// Run the policy on a request (see the module docs for the order).
@@ -120,6 +159,7 @@ impl Security {
         client: IpAddr,
         plan: &mut Plan<'a>,
         clients: &Clients,
+        cx: &AuthCtx<'_>,
     ) -> Flow {
         if let Some(reason) = &self.invalid {
             tracing::warn!(policy = %self.policy, %reason, "invalid SecurityPolicy: answering 500");
@@ -138,6 +178,11 @@ impl Security {
             }
         }
         let mut id = Identity::default();
+        if let Some(o) = &self.oidc
+            && let Err(r) = o.check(st, plan, cx).await
+        {
+            return Flow::Respond(r);
+        }
         if let Some(j) = &self.jwt
             && let Err(r) = j.check(st, &mut id)
         {
@@ -153,10 +198,11 @@ impl Security {
         {
             return Flow::Respond(r);
         }
-        if let Some(e) = &self.ext_auth
-            && let Err(r) = e.check(st, clients).await
-        {
-            return Flow::Respond(r);
+        if let Some(e) = &self.ext_auth {
+            match e.check(st, clients, cx).await {
+                Ok(to_client) => plan.auth_headers.extend(to_client),
+                Err(r) => return Flow::Respond(r),
+            }
         }
         if let Some(a) = &self.authz
             && !a.allows(client, &st.headers, &id)
@@ -164,6 +210,35 @@ impl Security {
             return Flow::Respond(plain(StatusCode::FORBIDDEN, "RBAC: access denied\n", None));
         }
         Flow::Continue
+    }
+}
+
+/// Buffer a request body for `bodyToExtAuth`: a `Content-Length` or a body
+/// past `max` bytes is 413 (before the authorization service is asked, as
+/// Envoy's `ext_authz`, whatever `failOpen` says).
+pub async fn buffer_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    max: u32,
+) -> Result<Bytes, crate::error::ProxyError>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<crate::body::BoxError>,
+{
+    use http_body_util::BodyExt;
+    let max = max as usize;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|l| l > max as u64) {
+        return Err(crate::error::ProxyError::PayloadTooLarge);
+    }
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(crate::error::ProxyError::PayloadTooLarge)
+        }
+        Err(_) => Err(crate::error::ProxyError::BadRequest("request body")),
     }
 }
 

@@ -138,8 +138,12 @@ pub struct Plan<'a> {
     pub mirrors: Vec<(&'a MirrorFilter, MirrorCopy)>,
     /// The `RateLimit-*` fields of the tightest rate limit that applied.
     pub quota: Option<crate::error::Quota>,
-    /// `Set-Cookie` values to add (a generated consistent-hash cookie).
+    /// `Set-Cookie` values to add (a generated consistent-hash cookie, a
+    /// refreshed OIDC session).
     pub cookies: Vec<HeaderValue>,
+    /// Headers an authorization service asked to add to the answer
+    /// (gRPC ext auth `response_headers_to_add`).
+    pub auth_headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl Plan<'_> {
@@ -156,6 +160,9 @@ impl Plan<'_> {
         }
         for c in &self.cookies {
             h.append(http::header::SET_COOKIE, c.clone());
+        }
+        for (n, v) in &self.auth_headers {
+            h.append(n.clone(), v.clone());
         }
     }
 }

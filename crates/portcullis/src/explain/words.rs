@@ -104,6 +104,9 @@ pub(super) fn security_view(s: &portcullis_ir::Security) -> SecurityView {
     if s.cors.is_some() {
         checks.push("CORS (preflights answered by the gateway)".to_string());
     }
+    if let Some(o) = &s.oidc {
+        checks.push(format!("OIDC login (issuer {})", o.issuer));
+    }
     if let Some(j) = &s.jwt {
         let names: Vec<&str> = j.providers.iter().map(|p| p.name.as_str()).collect();
         checks.push(format!(
@@ -118,8 +121,12 @@ pub(super) fn security_view(s: &portcullis_ir::Security) -> SecurityView {
     if s.basic.is_some() {
         checks.push("Basic".into());
     }
-    if s.ext_auth.is_some() {
-        checks.push("external authorization".into());
+    if let Some(e) = &s.ext_auth {
+        checks.push(if e.grpc {
+            "external authorization (gRPC)".into()
+        } else {
+            "external authorization".into()
+        });
     }
     if s.authorization.is_some() {
         checks.push("authorization rules".into());
