@@ -103,6 +103,39 @@ impl Quota {
     }
 }
 
+/// A denial answered to a gRPC request, as gRPC: HTTP 200 with a trailers-only
+/// `grpc-status` (401 → 16 UNAUTHENTICATED, 403 → 7 PERMISSION_DENIED, 429 → 8
+/// RESOURCE_EXHAUSTED, 500 → 13 INTERNAL, 503 → 14 UNAVAILABLE), keeping the
+/// answer's headers (`WWW-Authenticate`…). Other answers (a redirect, a CORS
+/// preflight) are left as they are.
+pub fn grpc_shaped(r: Response<ProxyBody>) -> Response<ProxyBody> {
+    let code: u16 = match r.status().as_u16() {
+        401 => 16,
+        403 => 7,
+        429 => 8,
+        500 => 13,
+        503 => 14,
+        _ => return r,
+    };
+    let (mut parts, _) = r.into_parts();
+    let message = parts
+        .status
+        .canonical_reason()
+        .unwrap_or("denied")
+        .to_ascii_lowercase();
+    parts.status = StatusCode::OK;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    parts.headers.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(m) = HeaderValue::from_str(&message) {
+        parts.headers.insert("grpc-message", m);
+    }
+    Response::from_parts(parts, body::empty())
+}
+
 /// Whether a request is gRPC: `content-type: application/grpc` or `application/grpc+…`.
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_some_and(|v| {

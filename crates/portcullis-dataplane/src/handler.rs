@@ -409,6 +409,8 @@ where
         };
         match Box::pin(sec.check(&mut st, client, &mut plan, &shared.clients, &acx)).await {
             Flow::Continue => {}
+            // A gRPC client gets its denial as a gRPC status.
+            Flow::Respond(r) if grpc => return Ok(error::grpc_shaped(r)),
             Flow::Respond(r) => return Ok(r),
             Flow::Fail(e) => return Err(e),
         }

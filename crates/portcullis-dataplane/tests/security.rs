@@ -473,6 +473,29 @@ async fn jwt_local_jwks_optional_and_claims_authorization() {
         assert_eq!(get_with(addr, "/", &[]).await.status, 403);
         // Optional does not let an invalid token through.
         assert_eq!(get_with(addr, "/", &[("authorization", "Bearer x.y.z")]).await.status, 401);
+        // A gRPC client (HTTP/2, application/grpc) gets its denials as gRPC statuses.
+        let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let call = |token: Option<String>| {
+            let mut b = ::http::Request::builder()
+                .method("POST")
+                .uri(format!("http://{addr}/pkg.Svc/Method"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers");
+            if let Some(t) = token {
+                b = b.header("authorization", bearer(&t));
+            }
+            c.request(b.body(http_body_util::Full::new(bytes::Bytes::new())).unwrap())
+        };
+        for (token, code) in [(Some("x.y.z".to_string()), "16"), (Some(reader.clone()), "7")] {
+            let r = call(token).await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-type"], "application/grpc");
+            assert_eq!(r.headers()["grpc-status"], code);
+        }
+        let r = call(Some("x.y.z".into())).await.unwrap();
+        assert!(r.headers().contains_key("www-authenticate"), "{:?}", r.headers());
     })
     .await
     .unwrap();
