@@ -411,7 +411,14 @@ where
             Flow::Continue => {}
             // A gRPC client gets its denial as a gRPC status.
             Flow::Respond(r) if grpc => return Ok(error::grpc_shaped(r)),
-            Flow::Respond(r) => return Ok(r),
+            // A denial to an allowed origin carries the CORS headers, so that
+            // the page can read it.
+            Flow::Respond(mut r) => {
+                if let Some((c, origin)) = &plan.cors {
+                    c.decorate(origin.clone(), r.headers_mut());
+                }
+                return Ok(r);
+            }
             Flow::Fail(e) => return Err(e),
         }
     }

@@ -938,6 +938,17 @@ async fn cors_preflight_only_where_configured_and_never_skips_auth() {
             g.header("access-control-allow-origin"),
             Some("https://app.example")
         );
+        // A denial to an allowed origin carries the CORS headers too, so the
+        // page can read the 401 (and its WWW-Authenticate).
+        let g = get_with(addr, "/cors", &[("origin", "https://app.example")]).await;
+        assert_eq!(g.status, 401);
+        assert_eq!(
+            g.header("access-control-allow-origin"),
+            Some("https://app.example")
+        );
+        let g = get_with(addr, "/cors", &[("origin", "https://evil.example")]).await;
+        assert_eq!(g.status, 401);
+        assert_eq!(g.header("access-control-allow-origin"), None);
     })
     .await
     .unwrap();
