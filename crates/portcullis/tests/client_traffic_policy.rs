@@ -5,6 +5,8 @@
 //! by `requestReceivedTimeout`, and the connection limit.
 
 mod common;
+#[path = "client_traffic/tls.rs"]
+mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
