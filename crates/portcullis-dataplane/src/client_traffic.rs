@@ -165,7 +165,9 @@ pub enum RoutedPath {
 /// escaped slash under `RejectRequest`.
 pub fn request_path(raw: &str, opts: &PathOptions) -> Result<RoutedPath, ProxyError> {
     let c = canonicalize(raw, opts).map_err(|e| match e {
-        portcullis_route::PathError::EscapedSlash => ProxyError::BadRequest("escaped slash in path"),
+        portcullis_route::PathError::EscapedSlash => {
+            ProxyError::BadRequest("escaped slash in path")
+        }
         _ => ProxyError::BadRequest("bad path"),
     })?;
     let path = c.path.into_owned();

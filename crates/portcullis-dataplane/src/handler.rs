@@ -309,11 +309,7 @@ where
     }
     // The canonical path under the listener's ClientTrafficPolicy `path`
     // settings: what is routed on and what is forwarded.
-    let path_opts = listener
-        .client
-        .as_ref()
-        .map(|c| c.path)
-        .unwrap_or_default();
+    let path_opts = listener.client.as_ref().map(|c| c.path).unwrap_or_default();
     let path = match crate::client_traffic::request_path(req.uri().path(), &path_opts)? {
         crate::client_traffic::RoutedPath::Route(p) => p,
         crate::client_traffic::RoutedPath::Redirect(p) => {
@@ -321,8 +317,8 @@ where
                 Some(q) => format!("{p}?{q}"),
                 None => p,
             };
-            let location = HeaderValue::from_str(&location)
-                .map_err(|_| ProxyError::BadRequest("bad path"))?;
+            let location =
+                HeaderValue::from_str(&location).map_err(|_| ProxyError::BadRequest("bad path"))?;
             let mut r = Response::new(crate::body::empty());
             *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
             r.headers_mut().insert(header::LOCATION, location);

@@ -316,20 +316,46 @@ mod tests {
     #[test]
     fn escaped_slash_actions() {
         use EscapedSlashes::*;
-        assert_eq!(with("/a%2fb", KeepUnchanged, true), ("/a%2Fb".into(), false));
         assert_eq!(
-            canonicalize("/a%2Fb", &PathOptions { escaped_slashes: RejectRequest, merge_slashes: true }),
+            with("/a%2fb", KeepUnchanged, true),
+            ("/a%2Fb".into(), false)
+        );
+        assert_eq!(
+            canonicalize(
+                "/a%2Fb",
+                &PathOptions {
+                    escaped_slashes: RejectRequest,
+                    merge_slashes: true
+                }
+            ),
             Err(PathError::EscapedSlash)
         );
         assert_eq!(
-            canonicalize("/a%5cb", &PathOptions { escaped_slashes: RejectRequest, merge_slashes: true }),
+            canonicalize(
+                "/a%5cb",
+                &PathOptions {
+                    escaped_slashes: RejectRequest,
+                    merge_slashes: true
+                }
+            ),
             Err(PathError::EscapedSlash)
         );
-        assert_eq!(with("/plain", RejectRequest, true), ("/plain".into(), false));
+        assert_eq!(
+            with("/plain", RejectRequest, true),
+            ("/plain".into(), false)
+        );
         for a in [UnescapeAndForward, UnescapeAndRedirect] {
             assert_eq!(with("/a%2fb%5Cc", a, true), ("/a/b/c".into(), true));
-            assert_eq!(with("/a%2F..%2Fb", a, true), ("/b".into(), true), "then dot segments");
-            assert_eq!(with("/a%2F%2Fb", a, true), ("/a/b".into(), true), "then merging");
+            assert_eq!(
+                with("/a%2F..%2Fb", a, true),
+                ("/b".into(), true),
+                "then dot segments"
+            );
+            assert_eq!(
+                with("/a%2F%2Fb", a, true),
+                ("/a/b".into(), true),
+                "then merging"
+            );
             assert_eq!(with("/a%2F%2Fb", a, false), ("/a//b".into(), true));
             assert_eq!(with("/a%41", a, true), ("/aA".into(), false));
         }

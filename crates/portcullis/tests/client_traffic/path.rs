@@ -91,12 +91,17 @@ fn path_settings_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gateway.yaml"), config(ports, backend.addr)).unwrap();
     let _p = start(dir.path(), admin, &[]);
-    wait_for("listeners with their policies", Duration::from_secs(10), || {
-        ports
-            .iter()
-            .all(|p| status(&exchange(*p, b"", "/a/b?ready", "")) == "HTTP/1.1 200 OK")
-            && status(&exchange(ports[1], b"", "/a%2Fb?ready", "")) == "HTTP/1.1 400 Bad Request"
-    });
+    wait_for(
+        "listeners with their policies",
+        Duration::from_secs(10),
+        || {
+            ports
+                .iter()
+                .all(|p| status(&exchange(*p, b"", "/a/b?ready", "")) == "HTTP/1.1 200 OK")
+                && status(&exchange(ports[1], b"", "/a%2Fb?ready", ""))
+                    == "HTTP/1.1 400 Bad Request"
+        },
+    );
     let [plain, reject, redirect, forward] = ports;
 
     // No policy: `//` merged before routing and forwarding; %2F kept encoded,
@@ -109,7 +114,12 @@ fn path_settings_end_to_end() {
     assert!(!backend.received().contains("id=p2"));
 
     // RejectRequest: 400 for %2F, %2f, %5C, %5c; other paths served.
-    for p in ["/a%2Fb?id=r1", "/a/b%2fc?id=r2", "/a%5Cb?id=r3", "/a/b%5cc?id=r4"] {
+    for p in [
+        "/a%2Fb?id=r1",
+        "/a/b%2fc?id=r2",
+        "/a%5Cb?id=r3",
+        "/a/b%5cc?id=r4",
+    ] {
         let a = exchange(reject, b"", p, "");
         assert_eq!(status(&a), "HTTP/1.1 400 Bad Request", "{p}: {a}");
     }
@@ -146,7 +156,11 @@ fn path_settings_end_to_end() {
     let a = exchange(forward, b"", "//a/b?id=f3", "");
     assert_eq!(status(&a), "HTTP/1.1 404 Not Found", "{a}");
     let a = exchange(forward, b"", "/x%2F..%2Fa%2Fb?id=f4", "");
-    assert_eq!(status(&a), "HTTP/1.1 200 OK", "dot segments after unescaping: {a}");
+    assert_eq!(
+        status(&a),
+        "HTTP/1.1 200 OK",
+        "dot segments after unescaping: {a}"
+    );
     seen(&backend, "/a/b?id=f4");
     assert!(!backend.received().contains("id=f3"));
 }

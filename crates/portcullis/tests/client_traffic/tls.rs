@@ -15,9 +15,23 @@ use crate::common::{Recorder, free_addr, free_port, start, wait_for};
 fn self_signed(dir: &Path) -> (String, String) {
     let st = Command::new("openssl")
         .args([
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-days", "2", "-subj", "/CN=a.example", "-addext",
-            "subjectAltName=DNS:a.example", "-keyout", "k.pem", "-out", "c.pem",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=a.example",
+            "-addext",
+            "subjectAltName=DNS:a.example",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
         ])
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -179,7 +193,10 @@ fn tls_settings_with_real_clients() {
 
     // minVersion 1.3: a TLS 1.2-only client is refused, a TLS 1.3 one served.
     let (ok, out) = s_client(ports[0], &["-tls1_2"]);
-    assert!(!ok && session(&out).is_none_or(|s| s.contains("(NONE)")), "{out}");
+    assert!(
+        !ok && session(&out).is_none_or(|s| s.contains("(NONE)")),
+        "{out}"
+    );
     let (code, _) = curl(ports[0], "/v12", &["--tlsv1.2", "--tls-max", "1.2"]);
     assert_eq!(code, 35, "curl: TLS handshake failure");
     let (ok, out) = s_client(ports[0], &["-tls1_3"]);
@@ -211,10 +228,7 @@ fn tls_settings_with_real_clients() {
     let (ok, out) = s_client(ports[2], &["-alpn", "h2,http/1.1"]);
     assert!(ok, "{out}");
     assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
-    assert_eq!(
-        curl(ports[2], "/alpn", &["--http2"]),
-        (0, "1.1 200".into())
-    );
+    assert_eq!(curl(ports[2], "/alpn", &["--http2"]), (0, "1.1 200".into()));
     // Without the setting, the same client gets h2.
     assert_eq!(curl(ports[1], "/h2", &["--http2"]), (0, "2 200".into()));
 }
