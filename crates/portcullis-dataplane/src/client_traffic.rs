@@ -7,19 +7,23 @@
 //! - Per listener ([`ListenerClient`]): the client-address detection (the
 //!   process default `--trusted-hops`/`--trusted-cidrs` when the policy has
 //!   none), `_` in header names, `X-Request-ID`, and the fail-closed answer
-//!   of an invalid policy. Applied by the handler once the listener is known
-//!   (before routing, so dropped headers are not matched on).
+//!   of an invalid policy, and the `path` settings ([`request_path`]: the
+//!   canonical path that is routed and forwarded, or a redirect). Applied by
+//!   the handler once the listener is known (before routing, so dropped
+//!   headers are not matched on).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
 use portcullis_ir::client::{ClientIp, RequestId, Underscores};
 use portcullis_ir::{ClientConnection, ClientTraffic};
 
 use portcullis_route::{EscapedSlashes, PathOptions, canonicalize};
 
 use crate::Options;
+use crate::body::ProxyBody;
 use crate::client_ip::ClientIpDetection;
 use crate::error::ProxyError;
 
@@ -178,6 +182,20 @@ pub fn request_path(raw: &str, opts: &PathOptions) -> Result<RoutedPath, ProxyEr
             RoutedPath::Route(path)
         },
     )
+}
+
+/// The `UnescapeAndRedirect` answer: 307 to `path` with the request's query.
+pub fn redirect(path: &str, query: Option<&str>) -> Result<Response<ProxyBody>, ProxyError> {
+    let location = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let location =
+        HeaderValue::from_str(&location).map_err(|_| ProxyError::BadRequest("bad path"))?;
+    let mut r = Response::new(crate::body::empty());
+    *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    r.headers_mut().insert(http::header::LOCATION, location);
+    Ok(r)
 }
 
 /// A random UUID (version 4), as Envoy generates.

@@ -313,16 +313,7 @@ where
     let path = match crate::client_traffic::request_path(req.uri().path(), &path_opts)? {
         crate::client_traffic::RoutedPath::Route(p) => p,
         crate::client_traffic::RoutedPath::Redirect(p) => {
-            let location = match &query {
-                Some(q) => format!("{p}?{q}"),
-                None => p,
-            };
-            let location =
-                HeaderValue::from_str(&location).map_err(|_| ProxyError::BadRequest("bad path"))?;
-            let mut r = Response::new(crate::body::empty());
-            *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-            r.headers_mut().insert(header::LOCATION, location);
-            return Ok(r);
+            return crate::client_traffic::redirect(&p, query.as_deref());
         }
     };
     let rule = listener
