@@ -103,6 +103,17 @@ spec = obj({
         ("!(has(self.minVersion) && has(self.maxVersion) && self.minVersion == '1.3' && self.maxVersion == '1.2')",
          "minVersion must not be above maxVersion"),
     ]),
+    "path": obj({
+        "escapedSlashesAction": s("What to do with `%2F`, `%2f`, `%5C`, `%5c` in the request path: "
+                                  "`KeepUnchanged` (default: kept encoded, not separators), `RejectRequest` (400), "
+                                  "`UnescapeAndRedirect` (307 to the path with them unescaped to `/`) or "
+                                  "`UnescapeAndForward` (unescaped to `/`, then routed and forwarded).",
+                                  enum=["KeepUnchanged", "RejectRequest", "UnescapeAndRedirect",
+                                        "UnescapeAndForward"]),
+        "disableMergeSlashes": {"type": "boolean",
+                                "description": "Keep adjacent slashes in the request path (default false: `//` "
+                                               "is merged into `/` before routing and forwarding)."},
+    }, desc="Request path normalisation."),
 }, desc="ClientTrafficPolicySpec: the fields Portcullis implements (others are rejected).",
     rules=[("has(self.targetRef) || has(self.targetRefs)", "either targetRef or targetRefs must be set")])
 

@@ -7,17 +7,23 @@
 //! - Per listener ([`ListenerClient`]): the client-address detection (the
 //!   process default `--trusted-hops`/`--trusted-cidrs` when the policy has
 //!   none), `_` in header names, `X-Request-ID`, and the fail-closed answer
-//!   of an invalid policy. Applied by the handler once the listener is known
-//!   (before routing, so dropped headers are not matched on).
+//!   of an invalid policy, and the `path` settings ([`request_path`]: the
+//!   canonical path that is routed and forwarded, or a redirect). Applied by
+//!   the handler once the listener is known (before routing, so dropped
+//!   headers are not matched on).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
 use portcullis_ir::client::{ClientIp, RequestId, Underscores};
 use portcullis_ir::{ClientConnection, ClientTraffic};
 
+use portcullis_route::{EscapedSlashes, PathOptions, canonicalize};
+
 use crate::Options;
+use crate::body::ProxyBody;
 use crate::client_ip::ClientIpDetection;
 use crate::error::ProxyError;
 
@@ -73,6 +79,8 @@ pub struct ListenerClient {
     pub request_id: RequestId,
     /// The policy is invalid: requests are answered 500.
     pub invalid: Option<String>,
+    /// `path`: escaped slashes and slash merging.
+    pub path: PathOptions,
 }
 
 impl ListenerClient {
@@ -102,6 +110,7 @@ impl ListenerClient {
             underscores: c.underscores,
             request_id: c.request_id,
             invalid: c.invalid.clone(),
+            path: c.path.into(),
         })
     }
 
@@ -146,6 +155,49 @@ impl ListenerClient {
     }
 }
 
+/// What the request path becomes under a listener's `path` settings.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RoutedPath {
+    /// Route and forward this (canonical) path.
+    Route(String),
+    /// `UnescapeAndRedirect` unescaped slashes: redirect to this path.
+    Redirect(String),
+}
+
+/// The canonical path of `raw` under `opts` (the defaults without a policy):
+/// 400 for a path that is not absolute, a bad percent-encoding, or an
+/// escaped slash under `RejectRequest`.
+pub fn request_path(raw: &str, opts: &PathOptions) -> Result<RoutedPath, ProxyError> {
+    let c = canonicalize(raw, opts).map_err(|e| match e {
+        portcullis_route::PathError::EscapedSlash => {
+            ProxyError::BadRequest("escaped slash in path")
+        }
+        _ => ProxyError::BadRequest("bad path"),
+    })?;
+    let path = c.path.into_owned();
+    Ok(
+        if c.unescaped_slashes && opts.escaped_slashes == EscapedSlashes::UnescapeAndRedirect {
+            RoutedPath::Redirect(path)
+        } else {
+            RoutedPath::Route(path)
+        },
+    )
+}
+
+/// The `UnescapeAndRedirect` answer: 307 to `path` with the request's query.
+pub fn redirect(path: &str, query: Option<&str>) -> Result<Response<ProxyBody>, ProxyError> {
+    let location = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let location =
+        HeaderValue::from_str(&location).map_err(|_| ProxyError::BadRequest("bad path"))?;
+    let mut r = Response::new(crate::body::empty());
+    *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    r.headers_mut().insert(http::header::LOCATION, location);
+    Ok(r)
+}
+
 /// A random UUID (version 4), as Envoy generates.
 fn new_request_id() -> HeaderValue {
     let b: [u8; 16] = rand::random();
@@ -186,6 +238,30 @@ mod tests {
             request_id: r,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn request_paths() {
+        let o = |escaped_slashes, merge_slashes| PathOptions {
+            escaped_slashes,
+            merge_slashes,
+        };
+        let d = PathOptions::default();
+        assert_eq!(request_path("//a", &d), Ok(RoutedPath::Route("/a".into())));
+        let redirect = o(EscapedSlashes::UnescapeAndRedirect, true);
+        assert_eq!(
+            request_path("/a%2Fb", &redirect),
+            Ok(RoutedPath::Redirect("/a/b".into()))
+        );
+        assert_eq!(
+            request_path("/a//b", &redirect),
+            Ok(RoutedPath::Route("/a/b".into())),
+            "no escaped slash: no redirect"
+        );
+        assert!(matches!(
+            request_path("/a%5c", &o(EscapedSlashes::RejectRequest, true)),
+            Err(ProxyError::BadRequest(_))
+        ));
     }
 
     #[test]

@@ -38,7 +38,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
 use hyper::upgrade::OnUpgrade;
-use portcullis_route::{canonical_path, parse_authority};
+use portcullis_route::parse_authority;
 use portcullis_tls::SwappableAcceptor;
 use tokio::time::Instant;
 
@@ -294,9 +294,6 @@ where
     )
     .map_err(|_| ProxyError::BadRequest("bad host"))?
     .into_owned();
-    let path = canonical_path(req.uri().path())
-        .map_err(|_| ProxyError::BadRequest("bad path"))?
-        .into_owned();
     let query = req.uri().query().map(str::to_owned);
 
     let table = cx.port.table.load_full();
@@ -310,6 +307,15 @@ where
     if let Some(c) = &listener.client {
         c.headers(req.headers_mut())?;
     }
+    // The canonical path under the listener's ClientTrafficPolicy `path`
+    // settings: what is routed on and what is forwarded.
+    let path_opts = listener.client.as_ref().map(|c| c.path).unwrap_or_default();
+    let path = match crate::client_traffic::request_path(req.uri().path(), &path_opts)? {
+        crate::client_traffic::RoutedPath::Route(p) => p,
+        crate::client_traffic::RoutedPath::Redirect(p) => {
+            return crate::client_traffic::redirect(&p, query.as_deref());
+        }
+    };
     let rule = listener
         .routes
         .lookup(

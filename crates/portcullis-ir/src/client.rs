@@ -85,6 +85,35 @@ pub struct ClientTraffic {
     /// `X-Request-ID` handling.
     #[serde(default, skip_serializing_if = "is_default")]
     pub request_id: RequestId,
+    /// Request path handling (`path`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub path: PathSettings,
+}
+
+/// `path`: how the request path is normalised before routing (and so what is
+/// forwarded). The default is what the data plane does without a policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PathSettings {
+    /// `%2F`/`%5C` in the path.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub escaped_slashes: EscapedSlashes,
+    /// Keep `//` as it is (`disableMergeSlashes: true`); default: merged into `/`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_duplicate_slashes: bool,
+}
+
+/// `path.escapedSlashesAction`: what to do with `%2F`, `%2f`, `%5C`, `%5c`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EscapedSlashes {
+    /// Kept encoded (`%2F`, `%5C`): not path separators.
+    #[default]
+    KeepUnchanged,
+    /// Answer 400.
+    RejectRequest,
+    /// Answer a redirect (307) to the path with them unescaped.
+    UnescapeAndRedirect,
+    /// Unescape them (both become `/`) and route and forward that path.
+    UnescapeAndForward,
 }
 
 fn is_default<T: Default + PartialEq>(t: &T) -> bool {

@@ -12,10 +12,16 @@
 //! 3. Dot segments — `.` and `..`, including their encoded forms such as
 //!    `%2e` and `%2E%2e`, which step 2 decoded — are removed with RFC 3986
 //!    §5.2.4 `remove_dot_segments`; `..` never climbs above the root.
-//! 4. Empty segments (`//`) are **kept as-is**: `//x` stays `//x`. They are
-//!    legal in RFC 3986 and some backends give them meaning; collapsing them
-//!    would make the gateway route differently from what the backend serves.
-//!    PathPrefix `/x` therefore does not match `//x`.
+//! 4. Adjacent slashes are merged after step 3 (`//x` → `/x`, `/a///b` →
+//!    `/a/b`), as Envoy (and so Envoy Gateway) does by default. A
+//!    ClientTrafficPolicy with `path.disableMergeSlashes: true` keeps them
+//!    ([`PathOptions::merge_slashes`] `false`); then PathPrefix `/x` does not
+//!    match `//x`.
+//!
+//! [`canonicalize`] also applies `path.escapedSlashesAction`
+//! ([`EscapedSlashes`]): unescaping `%2F`/`%5C` (both to `/`) happens in step
+//! 2, so unescaped slashes take part in steps 3 and 4, as in Envoy (which
+//! unescapes, then normalises, then merges).
 //!
 //! Nothing else is changed (no case folding, no decoding of reserved or
 //! non-ASCII bytes), so the canonical form of an already canonical path is
@@ -23,7 +29,47 @@
 
 use std::borrow::Cow;
 
+pub use portcullis_ir::client::EscapedSlashes;
+
 use crate::chars::is_unreserved;
+
+/// How a path is canonicalised: the ClientTrafficPolicy `path` settings of
+/// the listener (the default without one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathOptions {
+    /// `%2F`/`%5C` handling.
+    pub escaped_slashes: EscapedSlashes,
+    /// Merge adjacent slashes (default `true`).
+    pub merge_slashes: bool,
+}
+
+impl Default for PathOptions {
+    fn default() -> Self {
+        PathOptions {
+            escaped_slashes: EscapedSlashes::KeepUnchanged,
+            merge_slashes: true,
+        }
+    }
+}
+
+impl From<portcullis_ir::client::PathSettings> for PathOptions {
+    fn from(p: portcullis_ir::client::PathSettings) -> Self {
+        PathOptions {
+            escaped_slashes: p.escaped_slashes,
+            merge_slashes: !p.keep_duplicate_slashes,
+        }
+    }
+}
+
+/// A canonical path and whether escaped slashes were unescaped to get it
+/// (`UnescapeAndRedirect` answers a redirect then).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Canonical<'a> {
+    /// The canonical path.
+    pub path: Cow<'a, str>,
+    /// `%2F`/`%5C` were found and unescaped.
+    pub unescaped_slashes: bool,
+}
 
 /// Why a request path was rejected (the data plane answers 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +80,9 @@ pub enum PathError {
     /// A `%` not followed by two hex digits.
     #[error("invalid percent-encoding in request path")]
     BadPercentEncoding,
+    /// `%2F` or `%5C` under `escapedSlashesAction: RejectRequest`.
+    #[error("escaped slash in request path")]
+    EscapedSlash,
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -45,20 +94,68 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// Canonicalise a request path (see the module docs for the rule).
+/// Canonicalise a request path with the default [`PathOptions`] (see the
+/// module docs for the rule).
 pub fn canonical_path(path: &str) -> Result<Cow<'_, str>, PathError> {
+    canonicalize(path, &PathOptions::default()).map(|c| c.path)
+}
+
+/// Canonicalise a request path with a listener's [`PathOptions`].
+pub fn canonicalize<'a>(path: &'a str, opts: &PathOptions) -> Result<Canonical<'a>, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
-    let decoded = decode_unreserved(path)?;
-    if has_dot_segment(&decoded) {
-        Ok(Cow::Owned(remove_dot_segments(&decoded)))
+    let unescape = match opts.escaped_slashes {
+        EscapedSlashes::KeepUnchanged => false,
+        EscapedSlashes::RejectRequest => {
+            if has_escaped_slash(path) {
+                return Err(PathError::EscapedSlash);
+            }
+            false
+        }
+        EscapedSlashes::UnescapeAndRedirect | EscapedSlashes::UnescapeAndForward => true,
+    };
+    let unescaped_slashes = unescape && has_escaped_slash(path);
+    let decoded = decode_unreserved(path, unescape)?;
+    let mut path = if has_dot_segment(&decoded) {
+        Cow::Owned(remove_dot_segments(&decoded))
     } else {
-        Ok(decoded)
+        decoded
+    };
+    if opts.merge_slashes && path.contains("//") {
+        path = Cow::Owned(merge_slashes(&path));
     }
+    Ok(Canonical {
+        path,
+        unescaped_slashes,
+    })
 }
 
-fn decode_unreserved(path: &str) -> Result<Cow<'_, str>, PathError> {
+/// Whether `path` holds `%2F`, `%2f`, `%5C` or `%5c`.
+fn has_escaped_slash(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_uppercase()),
+                (b'2', b'F') | (b'5', b'C')
+            )
+    })
+}
+
+/// Runs of `/` become one `/`.
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Decode unreserved percent-encodings (and `%2F`/`%5C` to `/` when
+/// `slashes`); upper-case the hex digits of the others.
+fn decode_unreserved(path: &str, slashes: bool) -> Result<Cow<'_, str>, PathError> {
     let bytes = path.as_bytes();
     let Some(first) = bytes.iter().position(|&b| b == b'%') else {
         return Ok(Cow::Borrowed(path));
@@ -88,6 +185,9 @@ fn decode_unreserved(path: &str) -> Result<Cow<'_, str>, PathError> {
         let v = (h << 4) | l;
         if is_unreserved(v) {
             out.push(v as char);
+            changed = true;
+        } else if slashes && (v == b'/' || v == b'\\') {
+            out.push('/');
             changed = true;
         } else {
             out.push('%');
@@ -185,15 +285,80 @@ mod tests {
         );
     }
 
+    fn with(p: &str, escaped_slashes: EscapedSlashes, merge_slashes: bool) -> (String, bool) {
+        let o = PathOptions {
+            escaped_slashes,
+            merge_slashes,
+        };
+        let c = canonicalize(p, &o).unwrap();
+        (c.path.into_owned(), c.unescaped_slashes)
+    }
+
     #[test]
-    fn duplicate_slashes_are_kept() {
-        assert_eq!(c("//x"), "//x");
-        assert_eq!(c("/a//b"), "/a//b");
+    fn duplicate_slashes_are_merged_by_default() {
+        assert_eq!(c("//x"), "/x");
+        assert_eq!(c("/a///b//"), "/a/b/");
         assert_eq!(
             c("/a//../b"),
             "/a/b",
-            "RFC 3986 treats the empty segment as a segment"
+            "dot segments first (the empty segment is one), then merging"
         );
+    }
+
+    #[test]
+    fn duplicate_slashes_kept_when_merging_is_disabled() {
+        use EscapedSlashes::KeepUnchanged as K;
+        assert_eq!(with("//x", K, false).0, "//x");
+        assert_eq!(with("/a//b", K, false).0, "/a//b");
+        assert_eq!(with("/a//../b", K, false).0, "/a/b");
+    }
+
+    #[test]
+    fn escaped_slash_actions() {
+        use EscapedSlashes::*;
+        assert_eq!(
+            with("/a%2fb", KeepUnchanged, true),
+            ("/a%2Fb".into(), false)
+        );
+        assert_eq!(
+            canonicalize(
+                "/a%2Fb",
+                &PathOptions {
+                    escaped_slashes: RejectRequest,
+                    merge_slashes: true
+                }
+            ),
+            Err(PathError::EscapedSlash)
+        );
+        assert_eq!(
+            canonicalize(
+                "/a%5cb",
+                &PathOptions {
+                    escaped_slashes: RejectRequest,
+                    merge_slashes: true
+                }
+            ),
+            Err(PathError::EscapedSlash)
+        );
+        assert_eq!(
+            with("/plain", RejectRequest, true),
+            ("/plain".into(), false)
+        );
+        for a in [UnescapeAndForward, UnescapeAndRedirect] {
+            assert_eq!(with("/a%2fb%5Cc", a, true), ("/a/b/c".into(), true));
+            assert_eq!(
+                with("/a%2F..%2Fb", a, true),
+                ("/b".into(), true),
+                "then dot segments"
+            );
+            assert_eq!(
+                with("/a%2F%2Fb", a, true),
+                ("/a/b".into(), true),
+                "then merging"
+            );
+            assert_eq!(with("/a%2F%2Fb", a, false), ("/a//b".into(), true));
+            assert_eq!(with("/a%41", a, true), ("/aA".into(), false));
+        }
     }
 
     #[test]

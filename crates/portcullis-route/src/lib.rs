@@ -36,7 +36,9 @@ use std::collections::HashMap;
 use http::HeaderName;
 use portcullis_ir::{HttpRouteRule, PathMatch, StringMatch, ValueMatch};
 
-pub use canonical::{PathError, canonical_path};
+pub use canonical::{
+    Canonical, EscapedSlashes, PathError, PathOptions, canonical_path, canonicalize,
+};
 pub use host::{AuthorityError, hostname_matches, normalize_host, parse_authority};
 pub use matchers::{HeaderLookup, HeaderMatcher, QueryMatcher, ValueMatcher};
 pub use path::PathMatcher;

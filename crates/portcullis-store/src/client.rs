@@ -1,6 +1,7 @@
 //! `ClientTrafficPolicy` (`portcullis.dev/v1alpha1`): how the gateway treats
 //! the clients of its listeners (client address, PROXY protocol, timeouts,
-//! connection limits, header handling, HTTP/2 settings, TLS versions).
+//! connection limits, header handling, HTTP/2 settings, TLS versions, path
+//! normalisation).
 //!
 //! Field names and meanings are Envoy Gateway's `ClientTrafficPolicy`
 //! (`gateway.envoyproxy.io/v1alpha1`) where the concept is the same. Only what
@@ -72,6 +73,9 @@ pub struct ClientTrafficPolicySpec {
     /// TLS settings of HTTPS listeners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClientTlsSettings>,
+    /// Request path handling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathSettings>,
 }
 
 impl ClientTrafficPolicySpec {
@@ -179,6 +183,19 @@ pub struct HeaderSettings {
     /// `PreserveOrGenerate`, `Preserve`, `Generate` or `Disable`.
     #[serde(rename = "requestID", default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+}
+
+/// `PathSettings`: how the request path is normalised.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PathSettings {
+    /// `KeepUnchanged` (default), `RejectRequest`, `UnescapeAndRedirect` or
+    /// `UnescapeAndForward`: what to do with `%2F`/`%5C` in the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escaped_slashes_action: Option<String>,
+    /// Keep adjacent slashes (default `false`: merged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_merge_slashes: Option<bool>,
 }
 
 /// `HTTP2Settings`.

@@ -161,6 +161,26 @@ fn tls(t: &api::ClientTlsSettings) -> Result<ClientTls, Problem> {
     })
 }
 
+/// `path`: escaped slashes and slash merging.
+fn path(p: &api::PathSettings) -> Result<ir::client::PathSettings, Problem> {
+    use ir::client::EscapedSlashes as E;
+    let escaped_slashes = match p.escaped_slashes_action.as_deref() {
+        None | Some("KeepUnchanged") => E::KeepUnchanged,
+        Some("RejectRequest") => E::RejectRequest,
+        Some("UnescapeAndRedirect") => E::UnescapeAndRedirect,
+        Some("UnescapeAndForward") => E::UnescapeAndForward,
+        Some(other) => {
+            return Err(invalid(format!(
+                "path.escapedSlashesAction: {other:?} is not KeepUnchanged, RejectRequest, UnescapeAndRedirect or UnescapeAndForward"
+            )));
+        }
+    };
+    Ok(ir::client::PathSettings {
+        escaped_slashes,
+        keep_duplicate_slashes: p.disable_merge_slashes.unwrap_or(false),
+    })
+}
+
 /// A policy's settings: request settings, connection settings.
 fn build(key: &ObjectKey, s: &api::ClientTrafficPolicySpec) -> Result<Resolved, Problem> {
     let policy = key.to_string();
@@ -186,6 +206,10 @@ fn build(key: &ObjectKey, s: &api::ClientTrafficPolicySpec) -> Result<Resolved, 
         },
         underscores,
         request_id,
+        path: match &s.path {
+            Some(p) => path(p)?,
+            None => ir::client::PathSettings::default(),
+        },
     };
     let http_t = s
         .timeout
