@@ -35,7 +35,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::Either;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::LengthLimitError;
 use hyper::body::Body;
 use hyper::upgrade::OnUpgrade;
 use portcullis_route::parse_authority;
@@ -56,7 +56,8 @@ use crate::error::{self, ProxyError};
 use crate::filters::{FilterCtx, Flow, Plan, ReqState};
 use crate::forward;
 use crate::limits::{BodyLimits, BodyWatch, ConnCap, HeaderTimeout, TimedBody};
-use crate::observe::{AccessCtx, Counting, Observed, Recorder};
+use crate::observe::{AccessCtx, Observed, Recorder};
+use crate::reqbody::ReqBody;
 use crate::retry::{self, AttemptError, MaybeTimeout};
 use crate::table::{PortTable, RuleAction};
 use crate::websocket;
@@ -487,82 +488,6 @@ where
     match res {
         Err(_) if body_watch.timed_out() => Err(ProxyError::RequestTimeout),
         r => r,
-    }
-}
-
-/// The request body, buffered when small enough to replay.
-enum ReqBody {
-    Empty,
-    Buffered(Bytes),
-    Streaming(Option<ProxyBody>),
-}
-
-impl ReqBody {
-    async fn prepare<B>(
-        body: B,
-        headers: &HeaderMap,
-        opts: &Options,
-        may_buffer: bool,
-        stats: Option<&Arc<HttpStats>>,
-    ) -> Result<Self, ProxyError>
-    where
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        if body.is_end_stream() {
-            return Ok(ReqBody::Empty);
-        }
-        let len = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let (Some(max), Some(len)) = (opts.max_body_bytes, len)
-            && len > max
-        {
-            return Err(ProxyError::PayloadTooLarge);
-        }
-        if let Some(len) = len
-            && may_buffer
-            && len <= opts.buffer_body_bytes as u64
-        {
-            let b = body
-                .collect()
-                .await
-                .map_err(|_| ProxyError::BadRequest("request body"))?
-                .to_bytes();
-            return Ok(ReqBody::Buffered(b));
-        }
-        // Counted inside the box the body gets anyway.
-        Ok(ReqBody::Streaming(Some(
-            match (opts.max_body_bytes, stats) {
-                (Some(max), Some(s)) => body::boxed(Counting::new(
-                    Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)),
-                    s.clone(),
-                )),
-                (Some(max), None) => body::boxed(Limited::new(
-                    body,
-                    usize::try_from(max).unwrap_or(usize::MAX),
-                )),
-                (None, Some(s)) => body::boxed(Counting::new(body, s.clone())),
-                (None, None) => body::boxed(body),
-            },
-        )))
-    }
-
-    fn replay(&self) -> Option<Bytes> {
-        match self {
-            ReqBody::Empty => Some(Bytes::new()),
-            ReqBody::Buffered(b) => Some(b.clone()),
-            ReqBody::Streaming(_) => None,
-        }
-    }
-
-    fn for_attempt(&mut self) -> ProxyBody {
-        match self {
-            ReqBody::Empty => body::empty(),
-            ReqBody::Buffered(b) => body::full(b.clone()),
-            ReqBody::Streaming(s) => s.take().unwrap_or_else(body::empty),
-        }
     }
 }
 

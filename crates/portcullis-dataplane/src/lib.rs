@@ -54,6 +54,7 @@ pub mod mirror;
 pub mod observe;
 pub mod proxy_protocol;
 pub mod ratelimit;
+mod reqbody;
 pub mod retry;
 pub mod table;
 pub mod websocket;
