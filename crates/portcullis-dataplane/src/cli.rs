@@ -51,8 +51,9 @@ pub struct DataplaneArgs {
     pub trusted_cidrs: Vec<ipnet::IpNet>,
     /// Redis for BackendTrafficPolicy global rate limits: a `redis://`,
     /// `rediss://` (TLS) or `unix://` URL; several comma-separated URLs are
-    /// the seed nodes of a Redis Cluster.
-    #[arg(long, value_delimiter = ',')]
+    /// the seed nodes of a Redis Cluster. Also read from the environment (a
+    /// URL with a password stays out of the command line).
+    #[arg(long, env = "PORTCULLIS_RATE_LIMIT_REDIS", value_delimiter = ',')]
     pub rate_limit_redis: Vec<String>,
     /// The `--rate-limit-redis` URL is one node of a Redis Cluster.
     #[arg(long)]

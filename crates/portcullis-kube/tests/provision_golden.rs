@@ -126,6 +126,48 @@ fn parameters_from_a_configmap() {
 }
 
 #[test]
+fn global_rate_limit_redis_from_a_secret() {
+    let g = gw(
+        "limited",
+        json!({"gatewayClassName": "portcullis", "infrastructure": {"parametersRef": {"group": "", "kind": "ConfigMap", "name": "rl"}}, "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}),
+    );
+    let mut snap = Snapshot::default();
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rl", "namespace": "apps"},
+        "data": {"rateLimitRedisSecret": "redis", "rateLimitFailClosed": "true"}
+    }))
+    .unwrap();
+    snap.insert(Object::ConfigMap(cm));
+    let objects = render(&g, &snap).unwrap();
+    let c = &objects[2]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["env"][0],
+        json!({"name": "PORTCULLIS_RATE_LIMIT_REDIS", "valueFrom": {"secretKeyRef": {"name": "redis", "key": "url"}}})
+    );
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(args.contains(&"--rate-limit-fail-closed"), "{args:?}");
+    assert!(
+        !args.iter().any(|a| a.contains("redis://")),
+        "the URL stays out of the args"
+    );
+    let bad: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rl", "namespace": "apps"},
+        "data": {"rateLimitFailClosed": "yes"}
+    }))
+    .unwrap();
+    assert!(
+        params::parse(&bad)
+            .unwrap_err()
+            .contains("rateLimitFailClosed")
+    );
+}
+
+#[test]
 fn long_names_are_shortened_with_a_hash() {
     let long = "a-very-long-gateway-name-that-goes-on-and-on-well-past-the-limit-of-dns-labels";
     let g = gw(

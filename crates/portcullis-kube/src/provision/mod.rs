@@ -222,6 +222,19 @@ pub fn render(
             }
         }
     });
+    // Global rate limits: the Redis URL from a Secret (never in the args).
+    let container = &mut deployment["spec"]["template"]["spec"]["containers"][0];
+    if let Some(secret) = &params.rate_limit_redis_secret {
+        container["env"] = json!([{"name": "PORTCULLIS_RATE_LIMIT_REDIS", "valueFrom": {"secretKeyRef": {"name": secret, "key": "url"}}}]);
+    }
+    if let Some(args) = container["args"].as_array_mut() {
+        if params.rate_limit_redis_cluster {
+            args.push(json!("--rate-limit-redis-cluster"));
+        }
+        if params.rate_limit_fail_closed {
+            args.push(json!("--rate-limit-fail-closed"));
+        }
+    }
     // With `autoscaled`, replicas are the HPA's: not applied, so not owned.
     if !params.autoscaled {
         deployment["spec"]["replicas"] = json!(params.replicas);

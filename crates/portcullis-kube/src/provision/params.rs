@@ -8,6 +8,10 @@
 //!   resources: |                  # requests and/or limits; cpu and/or memory
 //!     requests: {cpu: 200m, memory: 128Mi}
 //!     limits: {memory: 256Mi}
+//!   rateLimitRedisSecret: redis   # a Secret in the Gateway's namespace whose `url` key is
+//!                                 # the Redis URL of global rate limits (--rate-limit-redis)
+//!   rateLimitRedisCluster: "true" # that URL is a Redis Cluster node
+//!   rateLimitFailClosed: "true"   # 503 when Redis cannot decide (default: fail open)
 //! ```
 //! Anything else (an unknown key, a bad value, a missing ConfigMap, a ref to
 //! another kind) makes the Gateway `Accepted=False` with reason `InvalidParameters`.
@@ -29,6 +33,22 @@ pub struct Params {
     pub resources: Value,
     /// Whether something else (an HPA) sets the replicas: the Deployment is applied without them.
     pub autoscaled: bool,
+    /// A Secret (Gateway's namespace) whose `url` key is the global rate limits' Redis.
+    pub rate_limit_redis_secret: Option<String>,
+    /// That Redis is a Cluster.
+    pub rate_limit_redis_cluster: bool,
+    /// Global rate limits fail closed.
+    pub rate_limit_fail_closed: bool,
+}
+
+fn boolean(name: &str, key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!(
+            "ConfigMap {name}: {key} must be \"true\" or \"false\", not {v:?}"
+        )),
+    }
 }
 
 impl Default for Params {
@@ -38,6 +58,9 @@ impl Default for Params {
             service_type: "LoadBalancer".into(),
             resources: json!({"requests": {"cpu": "100m", "memory": "64Mi"}}),
             autoscaled: false,
+            rate_limit_redis_secret: None,
+            rate_limit_redis_cluster: false,
+            rate_limit_fail_closed: false,
         }
     }
 }
@@ -107,13 +130,28 @@ pub fn parse(cm: &ConfigMap) -> Result<Params, String> {
                 }
                 p.service_type = v.to_string();
             }
+            "rateLimitRedisSecret" => {
+                let ok = !v.is_empty()
+                    && v.len() <= 253
+                    && v.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    });
+                if !ok {
+                    return Err(format!(
+                        "ConfigMap {name}: rateLimitRedisSecret must be a Secret name, not {v:?}"
+                    ));
+                }
+                p.rate_limit_redis_secret = Some(v.to_string());
+            }
+            "rateLimitRedisCluster" => p.rate_limit_redis_cluster = boolean(name, k, v)?,
+            "rateLimitFailClosed" => p.rate_limit_fail_closed = boolean(name, k, v)?,
             "resources" => {
                 p.resources =
                     resources(v).map_err(|e| format!("ConfigMap {name}: resources: {e}"))?
             }
             other => {
                 return Err(format!(
-                    "ConfigMap {name}: unknown key {other:?} (known: replicas, autoscaled, serviceType, resources)"
+                    "ConfigMap {name}: unknown key {other:?} (known: replicas, autoscaled, serviceType, resources, rateLimitRedisSecret, rateLimitRedisCluster, rateLimitFailClosed)"
                 ));
             }
         }
