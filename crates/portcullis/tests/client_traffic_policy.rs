@@ -259,9 +259,23 @@ fn client_traffic_policy_end_to_end() {
     wait_for("slow connection released", Duration::from_secs(5), || {
         exchange(ports[2], b"", "/free", "").starts_with("HTTP/1.1 200")
     });
-    let one = TcpStream::connect(addr(ports[2])).unwrap();
-    let two = TcpStream::connect(addr(ports[2])).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // Two keep-alive connections, each answered once: both are accepted and
+    // counted (on a busy machine a bare connect may still sit in the backlog).
+    let served = |mut s: TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /held HTTP/1.1\r\nhost: h\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("HTTP/1.1 200") {
+            let n = s.read(&mut b).unwrap();
+            assert!(n > 0, "a held connection was closed");
+            got.extend_from_slice(&b[..n]);
+        }
+        s
+    };
+    let one = served(TcpStream::connect(addr(ports[2])).unwrap());
+    let two = served(TcpStream::connect(addr(ports[2])).unwrap());
     let mut three = TcpStream::connect(addr(ports[2])).unwrap();
     let _ = three.write_all(b"GET /third HTTP/1.1\r\nhost: h\r\n\r\n");
     assert!(
