@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{PORTCULLIS_API_VERSION, PORTCULLIS_GROUP, PolicyTargetRef};
+use crate::policy::{PORTCULLIS_API_VERSION, PolicyTargetRef};
 use crate::types::ObjectMeta;
 
 fn api_version() -> String {
@@ -231,26 +231,4 @@ pub struct ClientTlsSettings {
     pub alpn_protocols: Vec<String>,
 }
 
-impl kube_core::Resource for ClientTrafficPolicy {
-    type DynamicType = ();
-    type Scope = kube_core::NamespaceResourceScope;
-
-    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-        "ClientTrafficPolicy".into()
-    }
-    fn group(_: &()) -> std::borrow::Cow<'_, str> {
-        PORTCULLIS_GROUP.into()
-    }
-    fn version(_: &()) -> std::borrow::Cow<'_, str> {
-        "v1alpha1".into()
-    }
-    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-        "clienttrafficpolicies".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+crate::policy::portcullis_resource!(ClientTrafficPolicy, "clienttrafficpolicies");

@@ -21,6 +21,37 @@ fn api_version() -> String {
     PORTCULLIS_API_VERSION.to_string()
 }
 
+/// `kube_core::Resource` for one of Portcullis' namespaced policy kinds
+/// (group `portcullis.dev`, version `v1alpha1`).
+macro_rules! portcullis_resource {
+    ($ty:ident, $plural:literal) => {
+        impl kube_core::Resource for $ty {
+            type DynamicType = ();
+            type Scope = kube_core::NamespaceResourceScope;
+
+            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+                stringify!($ty).into()
+            }
+            fn group(_: &()) -> std::borrow::Cow<'_, str> {
+                $crate::policy::PORTCULLIS_GROUP.into()
+            }
+            fn version(_: &()) -> std::borrow::Cow<'_, str> {
+                "v1alpha1".into()
+            }
+            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+                $plural.into()
+            }
+            fn meta(&self) -> &$crate::types::ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut $crate::types::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+pub(crate) use portcullis_resource;
+
 /// A GEP-713 policy target: `LocalPolicyTargetReferenceWithSectionName`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -521,26 +552,4 @@ pub struct AuthorizationHeaderMatch {
     pub values: Vec<String>,
 }
 
-impl kube_core::Resource for SecurityPolicy {
-    type DynamicType = ();
-    type Scope = kube_core::NamespaceResourceScope;
-
-    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-        "SecurityPolicy".into()
-    }
-    fn group(_: &()) -> std::borrow::Cow<'_, str> {
-        PORTCULLIS_GROUP.into()
-    }
-    fn version(_: &()) -> std::borrow::Cow<'_, str> {
-        "v1alpha1".into()
-    }
-    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-        "securitypolicies".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+crate::policy::portcullis_resource!(SecurityPolicy, "securitypolicies");

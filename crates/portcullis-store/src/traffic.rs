@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{PORTCULLIS_API_VERSION, PORTCULLIS_GROUP, PolicyTargetRef};
+use crate::policy::{PORTCULLIS_API_VERSION, PolicyTargetRef};
 use crate::types::ObjectMeta;
 
 fn api_version() -> String {
@@ -614,26 +614,4 @@ pub struct RateLimitCostSpecifier {
     pub number: Option<u64>,
 }
 
-impl kube_core::Resource for BackendTrafficPolicy {
-    type DynamicType = ();
-    type Scope = kube_core::NamespaceResourceScope;
-
-    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-        "BackendTrafficPolicy".into()
-    }
-    fn group(_: &()) -> std::borrow::Cow<'_, str> {
-        PORTCULLIS_GROUP.into()
-    }
-    fn version(_: &()) -> std::borrow::Cow<'_, str> {
-        "v1alpha1".into()
-    }
-    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-        "backendtrafficpolicies".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+crate::policy::portcullis_resource!(BackendTrafficPolicy, "backendtrafficpolicies");
