@@ -31,7 +31,7 @@ use portcullis_store::{GATEWAY_GROUP, ObjectKey};
 use crate::Input;
 use crate::conditions::{ACCEPTED, Problem};
 use crate::gateway::{GatewayState, Owner};
-use crate::model::{Obj, RouteSpec, view};
+use crate::model::RouteSpec;
 
 /// Condition type set on an ancestor where a more specific policy wins.
 pub(crate) const OVERRIDDEN: &str = "Overridden";
@@ -152,12 +152,11 @@ fn route_facts(
     kind: &str,
     key: &ObjectKey,
 ) -> Option<(Vec<ObjectKey>, Vec<String>)> {
-    let spec: Option<Obj<RouteSpec>> = match kind {
-        "HTTPRoute" => input.snapshot.http_routes.get(key).and_then(|r| view(&**r)),
-        "GRPCRoute" => input.snapshot.grpc_routes.get(key).and_then(|r| view(&**r)),
-        _ => None,
+    let spec: RouteSpec = match kind {
+        "HTTPRoute" => (&input.snapshot.http_routes.get(key)?.spec).into(),
+        "GRPCRoute" => (&input.snapshot.grpc_routes.get(key)?.spec).into(),
+        _ => return None,
     };
-    let spec = spec?.spec;
     let mut parents: Vec<ObjectKey> = spec
         .parent_refs
         .iter()
@@ -175,11 +174,7 @@ fn route_facts(
         .collect();
     parents.sort();
     parents.dedup();
-    let names = spec
-        .rules
-        .iter()
-        .filter_map(|r| r.get("name").and_then(|n| n.as_str()).map(str::to_string))
-        .collect();
+    let names = spec.rules.names();
     Some((parents, names))
 }
 

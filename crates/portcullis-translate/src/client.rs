@@ -34,7 +34,7 @@ use crate::Input;
 use crate::attach::{Attachment, PolicyInput, Precedence};
 use crate::conditions::Problem;
 use crate::gateway::{GatewayState, Owner, Proto};
-use crate::model::{Meta, Obj, view};
+use crate::model::Meta;
 use crate::routes::duration_ms;
 
 /// Cipher suites rustls (aws-lc-rs) offers: (IANA name, OpenSSL name).
@@ -270,13 +270,7 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
     let mut inputs: Vec<PolicyInput> = vec![];
     let mut keys: Vec<ObjectKey> = vec![];
     for (key, p) in &input.snapshot.client_traffic_policies {
-        let meta = view::<_, Obj<serde_json::Value>>(&**p)
-            .map(|o| o.metadata)
-            .unwrap_or_else(|| Meta {
-                name: key.name.clone(),
-                namespace: key.namespace.clone(),
-                ..Meta::default()
-            });
+        let meta = Meta::keyed(&p.metadata, key);
         let (r, problem) = match build(key, &p.spec) {
             Ok(r) => (r, None),
             Err(problem) => (

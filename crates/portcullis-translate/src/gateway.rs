@@ -13,7 +13,7 @@ use portcullis_store::status::{
 use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef};
 
 use crate::conditions::*;
-use crate::model::{GatewayClassSpec, GatewaySpec, ListenerSpec, Meta, Obj, view};
+use crate::model::{GatewayClassSpec, GatewaySpec, ListenerSpec, Meta, Obj};
 use crate::refs::Grants;
 use crate::{Input, features};
 
@@ -24,9 +24,7 @@ pub(crate) type Classes = BTreeSet<String>;
 pub(crate) fn classes(input: &Input<'_>, statuses: &mut Statuses) -> Classes {
     let mut ours = Classes::new();
     for (key, gc) in &input.snapshot.gateway_classes {
-        let Some(gc) = view::<_, Obj<GatewayClassSpec>>(&**gc) else {
-            continue;
-        };
+        let gc = Obj::<GatewayClassSpec>::of(&gc.metadata, &gc.spec);
         if gc.spec.controller_name != input.options.controller_name {
             continue;
         }
@@ -191,9 +189,7 @@ pub(crate) struct GatewayState {
 pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) -> Vec<GatewayState> {
     let mut out = Vec::new();
     for (key, gw) in &input.snapshot.gateways {
-        let Some(gw) = view::<_, Obj<GatewaySpec>>(&**gw) else {
-            continue;
-        };
+        let gw = Obj::<GatewaySpec>::of(&gw.metadata, &gw.spec);
         if !classes.contains(&gw.spec.gateway_class_name) {
             continue;
         }

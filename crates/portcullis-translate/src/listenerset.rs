@@ -20,7 +20,7 @@ use crate::conditions::*;
 use crate::conflicts::listeners_not_valid;
 use crate::gateway::{GatewayState, ListenerState, Owner, listener};
 use crate::gateway_status::listener_status;
-use crate::model::{ListenerSetSpec, Obj, namespace_labels, view};
+use crate::model::{ListenerSetSpec, Obj, namespace_labels};
 use crate::refs::Grants;
 
 /// A ListenerSet attached (or refused) by a Gateway.
@@ -41,7 +41,7 @@ pub(crate) fn attach(
         .snapshot
         .listener_sets
         .values()
-        .filter_map(|l| view(&**l))
+        .map(|l| Obj::of(&l.metadata, &l.spec))
         .collect();
     sets.sort_by_cached_key(|l| l.metadata.age_key());
     for ls in sets {

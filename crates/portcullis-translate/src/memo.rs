@@ -24,7 +24,7 @@ use std::sync::{Arc, Weak};
 
 use portcullis_store::{Kind, ObjectKey, Snapshot};
 
-use crate::routes::{Built, RouteView};
+use crate::routes::{Built, RouteObject, RouteView};
 
 /// One route's memoised results.
 struct Slot {
@@ -107,7 +107,7 @@ impl Memo {
     }
 
     /// The view of a route object, computed once per object.
-    pub(crate) fn view<T: serde::Serialize + Send + Sync + 'static>(
+    pub(crate) fn view<T: RouteObject>(
         &mut self,
         kind: Kind,
         o: &Arc<T>,
@@ -117,7 +117,7 @@ impl Memo {
             return (a, e.view.clone());
         }
         self.misses += 1;
-        let view = RouteView::of(&**o).map(Arc::new);
+        let view = Some(Arc::new(o.view()));
         let object: Arc<dyn Any + Send + Sync> = o.clone();
         self.slots.insert(
             (kind, a),

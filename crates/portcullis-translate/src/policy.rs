@@ -22,7 +22,7 @@ use portcullis_store::{Kind, ObjectKey, ObjectRef};
 use crate::Input;
 use crate::conditions::*;
 use crate::gateway::GatewayState;
-use crate::model::{BackendTlsPolicySpec, Obj, view};
+use crate::model::{BackendTlsPolicySpec, Obj};
 use crate::refs::Grants;
 use crate::tls::ca_bundle;
 
@@ -64,7 +64,7 @@ pub(crate) fn apply(
         .snapshot
         .backend_tls_policies
         .values()
-        .filter_map(|p| view(&**p))
+        .map(|p| Obj::of(&p.metadata, &p.spec))
         .collect();
     // Whole-Service policies first, then port-specific ones, so that a policy
     // naming a port (sectionName) wins over one for the whole Service on that

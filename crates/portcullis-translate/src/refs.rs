@@ -3,7 +3,7 @@
 
 use portcullis_store::Snapshot;
 
-use crate::model::{Obj, ReferenceGrantSpec, view};
+use crate::model::{Obj, ReferenceGrantSpec};
 
 /// Every ReferenceGrant, decoded once.
 pub(crate) struct Grants {
@@ -15,7 +15,7 @@ impl Grants {
         let grants = snapshot
             .reference_grants
             .values()
-            .filter_map(|g| view::<_, Obj<ReferenceGrantSpec>>(&**g))
+            .map(|g| Obj::<ReferenceGrantSpec>::of(&g.metadata, &g.spec))
             .map(|g| (g.metadata.namespace, g.spec))
             .collect();
         Grants { grants }

@@ -19,7 +19,7 @@ use crate::Input;
 use crate::attach::{Attachment, PolicyInput};
 use crate::conditions::Problem;
 use crate::gateway::{GatewayState, Owner};
-use crate::model::{BackendRefSpec, Meta, Obj, view};
+use crate::model::{BackendRefSpec, Meta};
 use crate::refs::Grants;
 use crate::routes::duration_ms;
 
@@ -501,13 +501,7 @@ pub(crate) fn apply(
     let mut inputs: Vec<PolicyInput> = vec![];
     let mut keys: Vec<ObjectKey> = vec![];
     for (key, p) in &input.snapshot.security_policies {
-        let meta = view::<_, Obj<serde_json::Value>>(&**p)
-            .map(|o| o.metadata)
-            .unwrap_or_else(|| Meta {
-                name: key.name.clone(),
-                namespace: key.namespace.clone(),
-                ..Meta::default()
-            });
+        let meta = Meta::keyed(&p.metadata, key);
         let (sec, invalid) = match build(input, grants, &key.namespace, key, &p.spec) {
             Ok(s) => (s, None),
             Err(problem) => (

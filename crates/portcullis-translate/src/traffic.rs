@@ -24,7 +24,7 @@ use crate::Input;
 use crate::attach::{Attachment, PolicyInput};
 use crate::conditions::Problem;
 use crate::gateway::{GatewayState, Owner};
-use crate::model::{Meta, Obj, view};
+use crate::model::Meta;
 use crate::routes::duration_ms;
 
 /// Seconds in a `RateLimitUnit`.
@@ -592,13 +592,7 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
     let mut inputs: Vec<PolicyInput> = vec![];
     let mut keys: Vec<ObjectKey> = vec![];
     for (key, p) in &input.snapshot.backend_traffic_policies {
-        let meta = view::<_, Obj<serde_json::Value>>(&**p)
-            .map(|o| o.metadata)
-            .unwrap_or_else(|| Meta {
-                name: key.name.clone(),
-                namespace: key.namespace.clone(),
-                ..Meta::default()
-            });
+        let meta = Meta::keyed(&p.metadata, key);
         let (r, invalid) = match build(input, key, &p.spec) {
             Ok(r) => (r, None),
             Err(problem) => (

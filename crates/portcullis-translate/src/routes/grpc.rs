@@ -6,47 +6,13 @@
 //! - RegularExpression → regex `/(svc)/(method)` with `[^/]+` for an omitted part
 
 use portcullis_ir as ir;
-use serde::Deserialize;
 
-use super::http::{NameValue, resolve_action, value_match};
+use super::http::{resolve_action, value_match};
 use super::{Built, Ctx};
 use crate::conditions::Problem;
-use crate::model::BackendRefSpec;
+use crate::model::{GrpcMatchSpec, GrpcRule};
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Rule {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    matches: Vec<Match>,
-    #[serde(default)]
-    filters: Vec<serde_json::Value>,
-    #[serde(default)]
-    backend_refs: Vec<BackendRefSpec>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Match {
-    #[serde(default)]
-    method: Option<MethodMatch>,
-    #[serde(default)]
-    headers: Vec<NameValue>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct MethodMatch {
-    #[serde(rename = "type", default)]
-    type_: Option<String>,
-    #[serde(default)]
-    service: Option<String>,
-    #[serde(default)]
-    method: Option<String>,
-}
-
-fn lower(m: &Match) -> Result<ir::HttpMatch, Problem> {
+fn lower(m: &GrpcMatchSpec) -> Result<ir::HttpMatch, Problem> {
     let path = match &m.method {
         None => ir::PathMatch::Prefix("/".into()),
         Some(mm) => match (
@@ -89,21 +55,14 @@ fn lower(m: &Match) -> Result<ir::HttpMatch, Problem> {
 pub(super) fn build(
     ctx: &Ctx<'_>,
     ns: &str,
-    rules: &[serde_json::Value],
+    rules: &[GrpcRule],
     meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta,
 ) -> Built {
     let mut out = Built::default();
     let mut valid = 0;
-    for (i, raw) in rules.iter().enumerate() {
-        let Ok(rule) = serde_json::from_value::<Rule>(raw.clone()) else {
-            out.invalid.get_or_insert(Problem::new(
-                "UnsupportedValue",
-                format!("rule {i} could not be decoded"),
-            ));
-            continue;
-        };
+    for (i, rule) in rules.iter().enumerate() {
         let ms: Result<Vec<_>, _> = if rule.matches.is_empty() {
-            lower(&Match::default()).map(|m| vec![m])
+            lower(&GrpcMatchSpec::default()).map(|m| vec![m])
         } else {
             rule.matches.iter().map(lower).collect()
         };

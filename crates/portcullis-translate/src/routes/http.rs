@@ -1,207 +1,15 @@
 //! HTTPRoute rules → IR: matches, filters, backends, timeouts, retries, session persistence.
 
 use portcullis_ir as ir;
-use serde::Deserialize;
 
 use super::{Built, Ctx, duration_ms};
 use crate::backends;
 use crate::conditions::Problem;
-use crate::model::{BackendRefSpec, ObjectRef};
+use crate::model::{
+    BackendRefSpec, FilterSpec, HeaderModSpec, HttpMatchSpec, HttpRule, NameValue, PathModSpec,
+    PathSpec,
+};
 use crate::wire;
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Rule {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    matches: Vec<Match>,
-    #[serde(default)]
-    filters: Vec<serde_json::Value>,
-    #[serde(default)]
-    backend_refs: Vec<BackendRefSpec>,
-    #[serde(default)]
-    timeouts: Option<Timeouts>,
-    #[serde(default)]
-    retry: Option<RetrySpec>,
-    #[serde(default)]
-    session_persistence: Option<SessionSpec>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Match {
-    #[serde(default)]
-    path: Option<PathSpec>,
-    #[serde(default)]
-    headers: Vec<NameValue>,
-    #[serde(default)]
-    query_params: Vec<NameValue>,
-    #[serde(default)]
-    method: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct PathSpec {
-    #[serde(rename = "type", default)]
-    type_: Option<String>,
-    #[serde(default)]
-    value: Option<String>,
-}
-
-#[derive(Deserialize, Default, Clone)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct NameValue {
-    #[serde(rename = "type", default)]
-    pub type_: Option<String>,
-    pub name: String,
-    #[serde(default)]
-    pub value: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Timeouts {
-    #[serde(default)]
-    request: Option<String>,
-    #[serde(default)]
-    backend_request: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct RetrySpec {
-    #[serde(default)]
-    codes: Vec<u16>,
-    #[serde(default)]
-    attempts: Option<u32>,
-    #[serde(default)]
-    backoff: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct SessionSpec {
-    #[serde(default)]
-    session_name: Option<String>,
-    #[serde(default)]
-    absolute_timeout: Option<String>,
-    #[serde(rename = "type", default)]
-    type_: Option<String>,
-    #[serde(default)]
-    cookie_config: Option<CookieConfig>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct CookieConfig {
-    #[serde(default)]
-    lifetime_type: Option<String>,
-}
-
-/// Decoded filter (`HTTPRouteFilter`), shared by rules and backendRefs.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct FilterSpec {
-    #[serde(rename = "type")]
-    pub type_: String,
-    #[serde(default)]
-    pub request_header_modifier: Option<HeaderModSpec>,
-    #[serde(default)]
-    pub response_header_modifier: Option<HeaderModSpec>,
-    #[serde(default)]
-    request_redirect: Option<RedirectSpec>,
-    #[serde(default, rename = "urlRewrite")]
-    url_rewrite: Option<RewriteSpec>,
-    #[serde(default)]
-    pub request_mirror: Option<MirrorSpec>,
-    #[serde(default)]
-    cors: Option<CorsSpec>,
-    #[serde(default)]
-    pub extension_ref: Option<ObjectRef>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct HeaderModSpec {
-    #[serde(default)]
-    set: Vec<NameValue>,
-    #[serde(default)]
-    add: Vec<NameValue>,
-    #[serde(default)]
-    remove: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct PathModSpec {
-    #[serde(rename = "type")]
-    type_: String,
-    #[serde(default)]
-    replace_full_path: Option<String>,
-    #[serde(default)]
-    replace_prefix_match: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct RedirectSpec {
-    #[serde(default)]
-    scheme: Option<String>,
-    #[serde(default)]
-    hostname: Option<String>,
-    #[serde(default)]
-    path: Option<PathModSpec>,
-    #[serde(default)]
-    port: Option<i32>,
-    #[serde(default)]
-    status_code: Option<u16>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct RewriteSpec {
-    #[serde(default)]
-    hostname: Option<String>,
-    #[serde(default)]
-    path: Option<PathModSpec>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct MirrorSpec {
-    backend_ref: BackendRefSpec,
-    #[serde(default)]
-    percent: Option<u32>,
-    #[serde(default)]
-    fraction: Option<Fraction>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Fraction {
-    numerator: u32,
-    #[serde(default)]
-    denominator: Option<u32>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct CorsSpec {
-    #[serde(default)]
-    allow_origins: Vec<String>,
-    #[serde(default)]
-    allow_credentials: Option<bool>,
-    #[serde(default)]
-    allow_methods: Vec<String>,
-    #[serde(default)]
-    allow_headers: Vec<String>,
-    #[serde(default)]
-    expose_headers: Vec<String>,
-    #[serde(default)]
-    max_age: Option<u32>,
-}
 
 pub(super) fn header_mod(m: &HeaderModSpec) -> ir::HeaderModifier {
     ir::HeaderModifier {
@@ -322,29 +130,19 @@ pub(super) fn filters(
     ctx: &Ctx<'_>,
     route_kind: &str,
     ns: &str,
-    raw: &[serde_json::Value],
+    specs: &[FilterSpec],
     issues: &mut FilterIssues,
 ) -> Vec<ir::HttpFilter> {
     let mut out = vec![];
-    for f in raw {
-        let Ok(f) = serde_json::from_value::<FilterSpec>(f.clone()) else {
-            issues.invalid.get_or_insert(Problem::new(
-                "UnsupportedValue",
-                "a filter could not be decoded",
-            ));
-            out.push(ir::HttpFilter::Invalid {
-                reason: "undecodable filter".into(),
-            });
-            continue;
-        };
-        if let Err(msg) = unsafe_value(&f) {
+    for f in specs {
+        if let Err(msg) = unsafe_value(f) {
             issues
                 .unsafe_value
                 .get_or_insert(Problem::new("UnsupportedValue", msg.clone()));
             out.push(ir::HttpFilter::Invalid { reason: msg });
             continue;
         }
-        let filter = match f.type_.as_str() {
+        let filter = match f.type_ {
             "RequestHeaderModifier" => f
                 .request_header_modifier
                 .as_ref()
@@ -373,8 +171,8 @@ pub(super) fn filters(
                 if let Some(p) = res.problem {
                     issues.unresolved.get_or_insert(p);
                 }
-                let (numerator, denominator) = match (&m.fraction, m.percent) {
-                    (Some(fr), _) => (fr.numerator, fr.denominator.unwrap_or(100)),
+                let (numerator, denominator) = match (m.fraction, m.percent) {
+                    (Some((n, d)), _) => (n, d.unwrap_or(100)),
                     (None, Some(p)) => (p, 100),
                     (None, None) => (100, 100),
                 };
@@ -441,12 +239,12 @@ pub(super) fn resolve_action(
     ctx: &Ctx<'_>,
     route_kind: &str,
     ns: &str,
-    raw_filters: &[serde_json::Value],
+    filter_specs: &[FilterSpec],
     refs: &[BackendRefSpec],
     out: &mut Built,
 ) -> Result<(Vec<ir::HttpFilter>, Vec<ir::WeightedBackend>), Problem> {
     let mut issues = FilterIssues::default();
-    let filters = filters(ctx, route_kind, ns, raw_filters, &mut issues);
+    let filters = filters(ctx, route_kind, ns, filter_specs, &mut issues);
     let backends = backend_refs(ctx, route_kind, ns, refs, &mut issues);
     if let Some(p) = issues.unsafe_value {
         return Err(p);
@@ -536,7 +334,7 @@ fn path_match(p: Option<&PathSpec>) -> Result<ir::PathMatch, Problem> {
     })
 }
 
-fn matches(m: &Match) -> Result<ir::HttpMatch, Problem> {
+fn matches(m: &HttpMatchSpec) -> Result<ir::HttpMatch, Problem> {
     Ok(ir::HttpMatch {
         path: path_match(m.path.as_ref())?,
         method: m.method.clone(),
@@ -558,20 +356,12 @@ fn matches(m: &Match) -> Result<ir::HttpMatch, Problem> {
 pub(super) fn build(
     ctx: &Ctx<'_>,
     ns: &str,
-    rules: &[serde_json::Value],
+    rules: &[HttpRule],
     meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta,
 ) -> Built {
     let mut out = Built::default();
     let mut valid_rules = 0;
-    for (i, raw) in rules.iter().enumerate() {
-        let rule: Rule = match serde_json::from_value(raw.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                out.invalid
-                    .get_or_insert(Problem::new("UnsupportedValue", format!("rule {i}: {e}")));
-                continue;
-            }
-        };
+    for (i, rule) in rules.iter().enumerate() {
         let ms: Result<Vec<ir::HttpMatch>, Problem> = if rule.matches.is_empty() {
             Ok(vec![ir::HttpMatch::default()])
         } else {
@@ -616,7 +406,7 @@ pub(super) fn build(
                 continue;
             }
         };
-        let t = rule.timeouts.unwrap_or_default();
+        let t = rule.timeouts.clone().unwrap_or_default();
         let action = ir::HttpAction {
             filters,
             backends,
@@ -630,16 +420,16 @@ pub(super) fn build(
                 .as_deref()
                 .and_then(duration_ms)
                 .filter(|ms| *ms > 0),
-            retry: rule.retry.map(|r| ir::Retry {
-                codes: r.codes,
+            retry: rule.retry.as_ref().map(|r| ir::Retry {
+                codes: r.codes.clone(),
                 attempts: r.attempts.unwrap_or(1),
                 backoff_ms: r.backoff.as_deref().and_then(duration_ms),
                 ..ir::Retry::default()
             }),
-            session_persistence: rule.session_persistence.map(|s| {
+            session_persistence: rule.session_persistence.as_ref().map(|s| {
                 let cookie = s.type_.as_deref().unwrap_or("Cookie") == "Cookie";
                 ir::SessionPersistence {
-                    name: s.session_name.unwrap_or_else(|| {
+                    name: s.session_name.clone().unwrap_or_else(|| {
                         if cookie {
                             "portcullis-session".into()
                         } else {
@@ -652,8 +442,7 @@ pub(super) fn build(
                         .as_deref()
                         .and_then(duration_ms)
                         .map(|ms| ms / 1000),
-                    permanent: s.cookie_config.and_then(|c| c.lifetime_type).as_deref()
-                        == Some("Permanent"),
+                    permanent: s.lifetime_type.as_deref() == Some("Permanent"),
                 }
             }),
             security: None,

@@ -2,35 +2,22 @@
 
 use portcullis_ir as ir;
 use portcullis_store::Kind;
-use serde::Deserialize;
 
 use super::http::{FilterIssues, backend_refs};
 use super::{Built, Ctx};
 use crate::conditions::Problem;
-use crate::model::BackendRefSpec;
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Rule {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    backend_refs: Vec<BackendRefSpec>,
-}
+use crate::model::L4Rule;
 
 /// Build the IR of a layer-4 route: the first rule's backends (these kinds have one rule in practice).
 pub(super) fn build(
     ctx: &Ctx<'_>,
     kind: Kind,
     ns: &str,
-    rules: &[serde_json::Value],
+    rules: &[L4Rule],
     meta: &dyn Fn(usize, Option<String>) -> ir::RouteMeta,
 ) -> Built {
     let mut out = Built::default();
-    let Some(Ok(rule)) = rules
-        .first()
-        .map(|r| serde_json::from_value::<Rule>(r.clone()))
-    else {
+    let Some(rule) = rules.first() else {
         out.invalid = Some(Problem::new(
             "UnsupportedValue",
             "the route has no usable rule",
@@ -51,7 +38,7 @@ pub(super) fn build(
     let backends = backend_refs(ctx, kind.as_str(), ns, &rule.backend_refs, &mut issues);
     out.unresolved = issues.unresolved;
     out.l4 = Some(ir::L4Route {
-        meta: meta(0, rule.name),
+        meta: meta(0, rule.name.clone()),
         hostnames: vec![],
         backends,
     });

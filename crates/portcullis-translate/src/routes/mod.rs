@@ -24,7 +24,7 @@ use crate::conditions::*;
 use crate::gateway::{GatewayState, ListenerState, Owner};
 use crate::hostname;
 use crate::memo::Memo;
-use crate::model::{Meta, Obj, ParentRefSpec, RouteSpec, namespace_labels, view};
+use crate::model::{Meta, Obj, ParentRefSpec, RouteSpec, Rules, namespace_labels};
 use crate::refs::Grants;
 
 /// Shared inputs of route translation.
@@ -62,15 +62,33 @@ pub(crate) struct RouteView {
     spec: RouteSpec,
 }
 
-impl RouteView {
-    /// The view of a route object of any kind.
-    pub(crate) fn of<T: serde::Serialize>(o: &T) -> Option<RouteView> {
-        view::<_, Obj<RouteSpec>>(o).map(|o| RouteView {
-            meta: o.metadata,
-            spec: o.spec,
-        })
-    }
+/// A route object of any kind, as the snapshot holds it.
+pub(crate) trait RouteObject: Send + Sync + 'static {
+    /// Its view.
+    fn view(&self) -> RouteView;
 }
+
+macro_rules! route_object {
+    ($($t:ty),*) => {$(
+        impl RouteObject for $t {
+            fn view(&self) -> RouteView {
+                let o = Obj::<RouteSpec>::of(&self.metadata, &self.spec);
+                RouteView {
+                    meta: o.metadata,
+                    spec: o.spec,
+                }
+            }
+        }
+    )*};
+}
+
+route_object!(
+    portcullis_store::types::HTTPRoute,
+    portcullis_store::types::GRPCRoute,
+    portcullis_store::types::TLSRoute,
+    portcullis_store::types::TCPRoute,
+    portcullis_store::types::UDPRoute
+);
 
 /// One route of any kind, in the shape attachment needs.
 struct RouteObj {
@@ -88,7 +106,7 @@ impl std::ops::Deref for RouteObj {
     }
 }
 
-fn collect<T: serde::Serialize + Send + Sync + 'static>(
+fn collect<T: RouteObject>(
     memo: &mut Memo,
     kind: Kind,
     objs: &BTreeMap<ObjectKey, Arc<T>>,
@@ -143,16 +161,11 @@ fn build(ctx: &Ctx<'_>, route: &RouteObj) -> Built {
         rule_index: i,
         rule_name: name,
     };
-    match route.kind {
-        Kind::HTTPRoute => http::build(ctx, &route.key.namespace, &route.spec.rules, &route_meta),
-        Kind::GRPCRoute => grpc::build(ctx, &route.key.namespace, &route.spec.rules, &route_meta),
-        _ => l4::build(
-            ctx,
-            route.kind,
-            &route.key.namespace,
-            &route.spec.rules,
-            &route_meta,
-        ),
+    let ns = &route.key.namespace;
+    match &route.spec.rules {
+        Rules::Http(rules) => http::build(ctx, ns, rules, &route_meta),
+        Rules::Grpc(rules) => grpc::build(ctx, ns, rules, &route_meta),
+        Rules::L4(rules) => l4::build(ctx, route.kind, ns, rules, &route_meta),
     }
 }
 
