@@ -124,6 +124,14 @@ pub fn derive_reusing(snapshot: &Snapshot, options: &ServeOptions, previous: &Sn
             })
             .collect();
         let label = o.from.join(", ");
+        // A derived object's version is its content: equal content, equal
+        // version, so translation reuses its work for unchanged Ingresses.
+        let version = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            o.value.to_string().hash(&mut h);
+            format!("derived-{:016x}", h.finish())
+        };
         let doc = Doc {
             value: o.value,
             lines: Lines::flat(0),
@@ -150,7 +158,10 @@ pub fn derive_reusing(snapshot: &Snapshot, options: &ServeOptions, previous: &Sn
                         continue;
                     }
                     let mut object = *object;
-                    object.meta_mut().generation = Some(1);
+                    let meta = object.meta_mut();
+                    meta.generation = Some(1);
+                    meta.uid = Some(format!("derived:{kind}:{key}"));
+                    meta.resource_version = Some(version.clone());
                     out.snapshot.insert(object);
                     out.snapshot.share_equal(previous, kind, &key);
                     added = Some(ObjectRef { kind, key });

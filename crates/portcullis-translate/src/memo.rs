@@ -3,11 +3,13 @@
 //!
 //! The memo is transparent: [`crate::translate_with`] gives exactly the output
 //! of [`crate::translate`] for the same input, whatever the memo holds.
-//! Entries are keyed by the identity of the snapshot's `Arc`'d objects: the
-//! memo holds a `Weak` to each object it has an entry for, which keeps the
-//! allocation (and so the address used as key) from being reused by another
-//! object. A source that shares unchanged objects across snapshots (as the
-//! file source does) gets every unchanged route from the memo.
+//!
+//! Entries are keyed by what the API itself uses to tell versions of an
+//! object apart: kind, `namespace/name`, `metadata.uid` and
+//! `metadata.resourceVersion` (both sources stamp every object: the API
+//! server, and the file source from the object's content). An object without
+//! a `resourceVersion` is never reused. No entry depends on where an object
+//! lives in memory, so a source may rebuild its snapshot freely.
 //!
 //! What is kept per route:
 //! - its view (metadata and spec in the shape translation reads), a pure
@@ -16,44 +18,56 @@
 //!   invalid rules), which also depends on the objects rules reference
 //!   (Services, EndpointSlices, Secrets, ConfigMaps, Namespaces,
 //!   ReferenceGrants, BackendTLSPolicies): kept only while every one of those
-//!   is the very same object as when it was computed.
+//!   has the same version as when it was computed.
 
-use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
+use portcullis_store::types::ObjectMeta;
 use portcullis_store::{Kind, ObjectKey, Snapshot};
 
 use crate::routes::{Built, RouteObject, RouteView};
 
+/// `metadata.uid` and `metadata.resourceVersion`: one version of one object.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct Version(Option<String>, String);
+
+impl Version {
+    /// `None` when the object carries no `resourceVersion`.
+    fn of(m: &ObjectMeta) -> Option<Version> {
+        Some(Version(m.uid.clone(), m.resource_version.clone()?))
+    }
+}
+
 /// One route's memoised results.
 struct Slot {
-    /// Pins the object's allocation while the entry exists.
-    object: Weak<dyn Any + Send + Sync>,
-    /// Its view; `None` if it could not be decoded.
-    view: Option<Arc<RouteView>>,
+    version: Version,
+    view: Arc<RouteView>,
     /// What its rules turn into, for the current [`World`].
     built: Option<Arc<Built>>,
 }
 
-/// The objects route rules can reference, by identity.
+/// The versions of every object route rules can reference; `None` when one
+/// of them has no version (then nothing built is kept).
 #[derive(Default, PartialEq)]
-struct World(Vec<(Kind, ObjectKey, usize)>);
-
-fn addr<T>(o: &Arc<T>) -> usize {
-    Arc::as_ptr(o) as *const () as usize
-}
+struct World(Option<Vec<(Kind, ObjectKey, Version)>>);
 
 impl World {
     fn of(s: &Snapshot) -> World {
-        fn add<T>(
-            out: &mut Vec<(Kind, ObjectKey, usize)>,
+        fn add<T: kube_core::Resource>(
+            out: &mut Option<Vec<(Kind, ObjectKey, Version)>>,
             kind: Kind,
             m: &BTreeMap<ObjectKey, Arc<T>>,
         ) {
-            out.extend(m.iter().map(|(k, o)| (kind, k.clone(), addr(o))));
+            for (k, o) in m {
+                let Some(v) = out else { return };
+                match Version::of(o.meta()) {
+                    Some(ver) => v.push((kind, k.clone(), ver)),
+                    None => *out = None,
+                }
+            }
         }
-        let mut v = Vec::new();
+        let mut v = Some(Vec::new());
         add(&mut v, Kind::Service, &s.services);
         add(&mut v, Kind::EndpointSlice, &s.endpoint_slices);
         add(&mut v, Kind::Secret, &s.secrets);
@@ -63,12 +77,17 @@ impl World {
         add(&mut v, Kind::BackendTLSPolicy, &s.backend_tls_policies);
         World(v)
     }
+
+    /// Whether what was built for `self` holds for `other`.
+    fn same(&self, other: &World) -> bool {
+        self.0.is_some() && self == other
+    }
 }
 
 /// Results kept from one translation for the next; see the module docs.
 #[derive(Default)]
 pub struct Memo {
-    slots: HashMap<(Kind, usize), Slot>,
+    slots: HashMap<(Kind, ObjectKey), Slot>,
     world: World,
     /// Views and builds computed (not found in the memo), for tests and logs.
     misses: usize,
@@ -96,52 +115,77 @@ impl Memo {
     }
 
     /// Start a translation of `s`: forget builds if a referenceable object
-    /// changed, and entries of objects no snapshot holds any more.
+    /// changed, and entries of routes the snapshot no longer holds.
     pub(crate) fn begin(&mut self, s: &Snapshot) {
         let world = World::of(s);
-        if world != self.world {
+        if !world.same(&self.world) {
             self.slots.values_mut().for_each(|e| e.built = None);
-            self.world = world;
         }
-        self.slots.retain(|_, e| e.object.strong_count() > 0);
+        self.world = world;
+        self.slots.retain(|(kind, key), _| match kind {
+            Kind::HTTPRoute => s.http_routes.contains_key(key),
+            Kind::GRPCRoute => s.grpc_routes.contains_key(key),
+            Kind::TLSRoute => s.tls_routes.contains_key(key),
+            Kind::TCPRoute => s.tcp_routes.contains_key(key),
+            Kind::UDPRoute => s.udp_routes.contains_key(key),
+            _ => false,
+        });
     }
 
-    /// The view of a route object, computed once per object.
+    /// The view of a route object, computed once per version of the object.
     pub(crate) fn view<T: RouteObject>(
         &mut self,
         kind: Kind,
-        o: &Arc<T>,
-    ) -> (usize, Option<Arc<RouteView>>) {
-        let a = addr(o);
-        if let Some(e) = self.slots.get(&(kind, a)) {
-            return (a, e.view.clone());
+        key: &ObjectKey,
+        o: &T,
+    ) -> Arc<RouteView> {
+        let version = Version::of(o.meta());
+        let slot_key = (kind, key.clone());
+        if let (Some(v), Some(e)) = (&version, self.slots.get(&slot_key))
+            && e.version == *v
+        {
+            return e.view.clone();
         }
         self.misses += 1;
-        let view = Some(Arc::new(o.view()));
-        let object: Arc<dyn Any + Send + Sync> = o.clone();
-        self.slots.insert(
-            (kind, a),
-            Slot {
-                object: Arc::downgrade(&object),
-                view: view.clone(),
-                built: None,
-            },
-        );
-        (a, view)
+        let view = Arc::new(o.view());
+        match version {
+            Some(version) => {
+                self.slots.insert(
+                    slot_key,
+                    Slot {
+                        version,
+                        view: view.clone(),
+                        built: None,
+                    },
+                );
+            }
+            None => {
+                self.slots.remove(&slot_key);
+            }
+        }
+        view
     }
 
-    /// What a route's rules turn into, computed once per object and world.
-    pub(crate) fn built(&mut self, kind: Kind, a: usize, f: impl FnOnce() -> Built) -> Arc<Built> {
+    /// What a route's rules turn into, computed once per version of the
+    /// route and of the world.
+    pub(crate) fn built(
+        &mut self,
+        kind: Kind,
+        key: &ObjectKey,
+        f: impl FnOnce() -> Built,
+    ) -> Arc<Built> {
         let misses = &mut self.misses;
-        match self.slots.get_mut(&(kind, a)) {
-            Some(e) => e
+        // The slot's view was looked up (and the slot dropped if stale) by
+        // `view` earlier in this same translation.
+        match self.slots.get_mut(&(kind, key.clone())) {
+            Some(e) if self.world.0.is_some() => e
                 .built
                 .get_or_insert_with(|| {
                     *misses += 1;
                     Arc::new(f())
                 })
                 .clone(),
-            None => Arc::new(f()),
+            _ => Arc::new(f()),
         }
     }
 }

@@ -119,4 +119,13 @@ fn one_route_changed_recomputes_one_route_and_references_invalidate() {
     assert_eq!(memo.misses(), 11);
     assert_eq!(resolved(&out, "b"), None);
     assert!(!rule_paths(&out).iter().any(|p| p.starts_with("b:")));
+
+    // A new source over the same files: every object is created anew (new
+    // uid) and its resourceVersion counter restarts, so versions collide
+    // with the old ones. Entries are keyed by uid and resourceVersion
+    // together: both routes are recomputed (a view and a build each), and
+    // `step` checks the output equals a translation without the memo.
+    let mut fresh = FileSource::new(dir.path());
+    step(&mut fresh, &mut memo);
+    assert_eq!(memo.misses(), 15);
 }

@@ -63,9 +63,11 @@ pub(crate) struct RouteView {
 }
 
 /// A route object of any kind, as the snapshot holds it.
-pub(crate) trait RouteObject: Send + Sync + 'static {
+pub(crate) trait RouteObject {
     /// Its view.
     fn view(&self) -> RouteView;
+    /// Its metadata.
+    fn meta(&self) -> &portcullis_store::types::ObjectMeta;
 }
 
 macro_rules! route_object {
@@ -77,6 +79,9 @@ macro_rules! route_object {
                     meta: o.metadata,
                     spec: o.spec,
                 }
+            }
+            fn meta(&self) -> &portcullis_store::types::ObjectMeta {
+                &self.metadata
             }
         }
     )*};
@@ -94,8 +99,6 @@ route_object!(
 struct RouteObj {
     kind: Kind,
     key: ObjectKey,
-    /// The object's address, its key in the memo.
-    addr: usize,
     view: Arc<RouteView>,
 }
 
@@ -112,14 +115,10 @@ fn collect<T: RouteObject>(
     objs: &BTreeMap<ObjectKey, Arc<T>>,
 ) -> Vec<RouteObj> {
     objs.iter()
-        .filter_map(|(k, o)| {
-            let (addr, view) = memo.view(kind, o);
-            view.map(|view| RouteObj {
-                kind,
-                key: k.clone(),
-                addr,
-                view,
-            })
+        .map(|(k, o)| RouteObj {
+            kind,
+            key: k.clone(),
+            view: memo.view(kind, k, &**o),
         })
         .collect()
 }
@@ -245,7 +244,7 @@ fn attach(
             _ => continue,
         };
         let b =
-            built.get_or_insert_with(|| memo.built(route.kind, route.addr, || build(ctx, route)));
+            built.get_or_insert_with(|| memo.built(route.kind, &route.key, || build(ctx, route)));
         let gw = &mut gws[gi];
         let owner_ns = ls
             .as_ref()
