@@ -25,11 +25,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use portcullis_ir as ir;
 use portcullis_store::policy::PolicyTargetRef;
-use portcullis_store::status::{AncestorStatus, Condition, ParentRef};
+use portcullis_store::status::{AncestorStatus, ParentRef};
 use portcullis_store::{GATEWAY_GROUP, ObjectKey};
 
 use crate::Input;
 use crate::conditions::{ACCEPTED, Problem};
+use crate::conditions::{Reason, condition};
 use crate::gateway::{GatewayState, Owner};
 use crate::model::RouteSpec;
 
@@ -394,13 +395,13 @@ impl Attachment {
                 .map(|(aref, r)| {
                     let accepted = if !r.not_found.is_empty() && r.won == 0 {
                         Problem::new(
-                            "TargetNotFound",
+                            Reason::TargetNotFound,
                             format!("target not found: {}", r.not_found.join(", ")),
                         )
                         .into()
                     } else if r.won == 0 && !r.conflicted_by.is_empty() {
                         Some(Problem::new(
-                            "Conflicted",
+                            Reason::Conflicted,
                             format!(
                                 "an older policy on the same target applies instead: {}",
                                 r.conflicted_by
@@ -412,7 +413,7 @@ impl Attachment {
                         ))
                     } else if !r.port_conflicts.is_empty() {
                         Some(Problem::new(
-                            "Conflicted",
+                            Reason::Conflicted,
                             r.port_conflicts
                                 .iter()
                                 .cloned()
@@ -423,16 +424,14 @@ impl Attachment {
                         p.invalid.clone()
                     };
                     let mut conditions = vec![match &accepted {
-                        None => Condition::new(ACCEPTED, true, "Accepted", "policy is applied", g),
-                        Some(pr) => {
-                            Condition::new(ACCEPTED, false, pr.reason, pr.message.clone(), g)
-                        }
+                        None => condition(ACCEPTED, true, Reason::Accepted, "policy is applied", g),
+                        Some(pr) => condition(ACCEPTED, false, pr.reason, pr.message.clone(), g),
                     }];
                     if !r.overridden_listeners_by.is_empty() {
-                        conditions.push(Condition::new(
+                        conditions.push(condition(
                             OVERRIDDEN,
                             true,
-                            OVERRIDDEN,
+                            Reason::Overridden,
                             format!(
                                 "a more specific policy applies to some listeners: {}",
                                 r.overridden_listeners_by
@@ -444,10 +443,10 @@ impl Attachment {
                             g,
                         ));
                     } else if !r.overridden_by.is_empty() {
-                        conditions.push(Condition::new(
+                        conditions.push(condition(
                             OVERRIDDEN,
                             true,
-                            OVERRIDDEN,
+                            Reason::Overridden,
                             format!(
                                 "a more specific policy applies to some route rules: {}",
                                 r.overridden_by

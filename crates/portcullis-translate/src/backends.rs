@@ -9,6 +9,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::Input;
 use crate::conditions::Problem;
+use crate::conditions::Reason;
 use crate::model::{BackendRefSpec, ObjectRef};
 use crate::refs::Grants;
 
@@ -24,7 +25,7 @@ pub(crate) fn certificate(
     let kind = r.kind.as_deref().unwrap_or("Secret");
     if !group.is_empty() || kind != "Secret" {
         return Err(Problem::new(
-            "InvalidCertificateRef",
+            Reason::InvalidCertificateRef,
             format!(
                 "certificateRef {group}/{kind} {} is not a core Secret",
                 r.name
@@ -34,7 +35,7 @@ pub(crate) fn certificate(
     let ns = r.namespace.clone().unwrap_or_else(|| from_ns.to_string());
     if !grants.allowed(from_kind, from_ns, "", "Secret", &ns, &r.name) {
         return Err(Problem::new(
-            "RefNotPermitted",
+            Reason::RefNotPermitted,
             format!(
                 "Secret {ns}/{} is in another namespace and no ReferenceGrant allows the reference",
                 r.name
@@ -44,7 +45,7 @@ pub(crate) fn certificate(
     let key = ObjectKey::new(ns.clone(), r.name.clone());
     let Some(secret) = input.snapshot.secrets.get(&key) else {
         return Err(Problem::new(
-            "InvalidCertificateRef",
+            Reason::InvalidCertificateRef,
             format!("Secret {key} does not exist"),
         ));
     };
@@ -56,20 +57,20 @@ pub(crate) fn certificate(
     };
     let (Some(cert_pem), Some(key_pem)) = (get("tls.crt"), get("tls.key")) else {
         return Err(Problem::new(
-            "InvalidCertificateRef",
+            Reason::InvalidCertificateRef,
             format!("Secret {key} has no tls.crt and tls.key"),
         ));
     };
     let certs: Vec<_> = CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect();
     if certs.is_empty() || certs.iter().any(|c| c.is_err()) {
         return Err(Problem::new(
-            "InvalidCertificateRef",
+            Reason::InvalidCertificateRef,
             format!("Secret {key}: tls.crt is not a PEM certificate"),
         ));
     }
     if PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).is_err() {
         return Err(Problem::new(
-            "InvalidCertificateRef",
+            Reason::InvalidCertificateRef,
             format!("Secret {key}: tls.key is not a PEM private key"),
         ));
     }
@@ -104,14 +105,14 @@ pub(crate) fn service(
     let kind = r.kind.as_deref().unwrap_or("Service");
     if !group.is_empty() || kind != "Service" {
         return fail(Problem::new(
-            "InvalidKind",
+            Reason::InvalidKind,
             format!("backendRef {group}/{kind} {} is not a Service", r.name),
         ));
     }
     let ns = r.namespace.clone().unwrap_or_else(|| route_ns.to_string());
     if !grants.allowed(route_kind, route_ns, "", "Service", &ns, &r.name) {
         return fail(Problem::new(
-            "RefNotPermitted",
+            Reason::RefNotPermitted,
             format!(
                 "Service {ns}/{} is in another namespace and no ReferenceGrant allows the reference",
                 r.name
@@ -121,20 +122,20 @@ pub(crate) fn service(
     let key = ObjectKey::new(ns.clone(), r.name.clone());
     let Some(svc) = input.snapshot.services.get(&key) else {
         return fail(Problem::new(
-            "BackendNotFound",
+            Reason::BackendNotFound,
             format!("Service {key} does not exist"),
         ));
     };
     let Some(port) = r.port else {
         return fail(Problem::new(
-            "BackendNotFound",
+            Reason::BackendNotFound,
             format!("backendRef to Service {key} has no port"),
         ));
     };
     let spec = svc.spec.clone().unwrap_or_default();
     let Some(sp) = spec.ports.iter().flatten().find(|p| p.port == port) else {
         return fail(Problem::new(
-            "BackendNotFound",
+            Reason::BackendNotFound,
             format!("Service {key} has no port {port}"),
         ));
     };

@@ -33,6 +33,7 @@ use portcullis_store::{Kind, ObjectKey, ObjectRef};
 use crate::Input;
 use crate::attach::{Attachment, PolicyInput, Precedence};
 use crate::conditions::Problem;
+use crate::conditions::Reason;
 use crate::gateway::{GatewayState, Owner, Proto};
 use crate::model::Meta;
 use crate::routes::duration_ms;
@@ -72,7 +73,7 @@ const CIPHERS: [(&str, &str); 9] = [
 ];
 
 fn invalid(message: String) -> Problem {
-    Problem::new("Invalid", message)
+    Problem::new(Reason::Invalid, message)
 }
 
 /// A Kubernetes quantity (`32768`, `32Ki`, `1Mi`, `1Gi`) in bytes.

@@ -3,6 +3,7 @@
 //! `spec.listeners` precedence): `Conflicted=True` with `ProtocolConflict` or
 //! `HostnameConflict`, and the `ListenersNotValid` message naming them.
 
+use crate::conditions::Reason;
 use crate::gateway::{ListenerState, Owner, Proto};
 
 /// Why two listeners cannot both be served, if they cannot (spec: "Handling
@@ -11,7 +12,7 @@ use crate::gateway::{ListenerState, Owner, Proto};
 /// TLS), `HostnameConflict` when they can but nothing tells their traffic
 /// apart (same hostname; TCP and UDP listeners have no hostname to tell them
 /// apart). Listeners on a TCP and a UDP socket never conflict.
-fn indistinct(a: &ListenerState, b: &ListenerState) -> Option<&'static str> {
+fn indistinct(a: &ListenerState, b: &ListenerState) -> Option<Reason> {
     let (Some(pa), Some(pb)) = (a.protocol, b.protocol) else {
         return None;
     };
@@ -23,10 +24,10 @@ fn indistinct(a: &ListenerState, b: &ListenerState) -> Option<&'static str> {
         return None;
     }
     if pa.family() != pb.family() {
-        return Some("ProtocolConflict");
+        return Some(Reason::ProtocolConflict);
     }
     let hostname_matters = matches!(pa, Proto::Http | Proto::Https | Proto::Tls);
-    (!hostname_matters || a.spec.hostname == b.spec.hostname).then_some("HostnameConflict")
+    (!hostname_matters || a.spec.hostname == b.spec.hostname).then_some(Reason::HostnameConflict)
 }
 
 /// How listener `b` is named in a message about listener `a`: `listener "b"
@@ -55,7 +56,7 @@ fn describe(a: &ListenerState, b: &ListenerState) -> String {
 ///    indistinct Listeners").
 pub(crate) fn conflicts(listeners: &mut [ListenerState]) {
     let n = listeners.len();
-    let mut marks: Vec<Option<(&'static str, String)>> = vec![None; n];
+    let mut marks: Vec<Option<(Reason, String)>> = vec![None; n];
     let mut start = 0;
     while start < n {
         let owner = &listeners[start].owner;
@@ -88,20 +89,20 @@ pub(crate) fn conflicts(listeners: &mut [ListenerState]) {
 fn conflict<'a>(
     a: &ListenerState,
     others: impl Iterator<Item = &'a ListenerState>,
-) -> Option<(&'static str, String)> {
+) -> Option<(Reason, String)> {
     let mut reason = None;
     let mut with = Vec::new();
     for b in others {
         if let Some(r) = indistinct(a, b) {
             // A protocol conflict says more than a hostname conflict.
-            if reason != Some("ProtocolConflict") {
+            if reason != Some(Reason::ProtocolConflict) {
                 reason = Some(r);
             }
             with.push(describe(a, b));
         }
     }
     let r = reason?;
-    let message = if r == "ProtocolConflict" {
+    let message = if r == Reason::ProtocolConflict {
         format!(
             "protocol {} cannot share port {} with {}; conflicted listeners are not served",
             a.spec.protocol,

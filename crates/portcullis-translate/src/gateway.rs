@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use portcullis_ir as ir;
-use portcullis_store::status::{
-    Condition, GatewayClassStatus, GroupKind, Status, Statuses, SupportedFeature,
-};
+use portcullis_store::status::{GatewayClassStatus, GroupKind, Status, Statuses, SupportedFeature};
 use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef};
 
 use crate::conditions::*;
@@ -31,7 +29,7 @@ pub(crate) fn classes(input: &Input<'_>, statuses: &mut Statuses) -> Classes {
         let gen_ = gc.metadata.generation;
         let problem = gc.spec.parameters_ref.as_ref().map(|p| {
             Problem::new(
-                "InvalidParameters",
+                Reason::InvalidParameters,
                 format!(
                     "parametersRef {}/{} {} is not supported by this controller",
                     p.group, p.kind, p.name
@@ -44,15 +42,15 @@ pub(crate) fn classes(input: &Input<'_>, statuses: &mut Statuses) -> Classes {
         let conditions = vec![
             cond(
                 ACCEPTED,
-                "Accepted",
+                Reason::Accepted,
                 "GatewayClass is accepted by portcullis",
                 problem.as_ref(),
                 gen_,
             ),
-            Condition::new(
+            condition(
                 SUPPORTED_VERSION,
                 true,
-                "SupportedVersion",
+                Reason::SupportedVersion,
                 "Gateway API v1.6 CRDs are supported",
                 gen_,
             ),
@@ -140,7 +138,7 @@ pub(crate) struct ListenerState {
     pub supported_kinds: Vec<GroupKind>,
     pub accepted: Option<Problem>,
     pub resolved: Option<Problem>,
-    pub conflicted: Option<(&'static str, String)>,
+    pub conflicted: Option<(Reason, String)>,
     pub tls: Option<ir::ListenerTls>,
     pub attached: i32,
     pub http_rules: Vec<ir::HttpRouteRule>,
@@ -217,7 +215,7 @@ pub(crate) fn gateways(input: &Input<'_>, classes: &Classes, grants: &Grants) ->
             crate::tls::backend_client_certificate(input, grants, &key.namespace, &gw.spec);
         out.push(GatewayState {
             key: key.clone(),
-            address: Err(Problem::new("Pending", "address not assigned yet")),
+            address: Err(Problem::new(Reason::Pending, "address not assigned yet")),
             requested_pool: false,
             meta: gw.metadata,
             spec: gw.spec,
@@ -260,7 +258,7 @@ pub(crate) fn listener(
     };
     let Some(proto) = protocol else {
         st.accepted = Some(Problem::new(
-            "UnsupportedProtocol",
+            Reason::UnsupportedProtocol,
             format!(
                 "protocol {:?} is not supported; use HTTP, HTTPS, TLS, TCP or UDP",
                 spec.protocol
@@ -299,7 +297,7 @@ pub(crate) fn listener(
             }
             if !invalid.is_empty() {
                 st.resolved = Some(Problem::new(
-                    "InvalidRouteKinds",
+                    Reason::InvalidRouteKinds,
                     format!(
                         "route kinds not supported on a {} listener: {}",
                         spec.protocol,
@@ -323,7 +321,7 @@ pub(crate) fn listener(
         };
         if proto == Proto::Https && mode == ir::TlsMode::Passthrough {
             st.accepted = Some(Problem::new(
-                "UnsupportedValue",
+                Reason::UnsupportedValue,
                 "an HTTPS listener cannot use tls.mode Passthrough; use protocol TLS",
             ));
             return st;
@@ -352,7 +350,7 @@ pub(crate) fn listener(
             }
             if refs.is_empty() {
                 problem = Some(Problem::new(
-                    "InvalidCertificateRef",
+                    Reason::InvalidCertificateRef,
                     "tls.certificateRefs is empty; a listener that terminates TLS needs a certificate",
                 ));
             }
@@ -379,7 +377,7 @@ fn infrastructure_parameters(input: &Input<'_>, ns: &str, spec: &GatewaySpec) ->
     let r = spec.infrastructure.as_ref()?.parameters_ref.as_ref()?;
     if !r.group.is_empty() || r.kind != "ConfigMap" {
         return Some(Problem::new(
-            "InvalidParameters",
+            Reason::InvalidParameters,
             format!(
                 "parametersRef {}/{} {} is not a supported kind; use a core ConfigMap",
                 r.group, r.kind, r.name
@@ -392,7 +390,7 @@ fn infrastructure_parameters(input: &Input<'_>, ns: &str, spec: &GatewaySpec) ->
         .contains_key(&ObjectKey::new(ns, r.name.clone()))
     {
         return Some(Problem::new(
-            "InvalidParameters",
+            Reason::InvalidParameters,
             format!("parametersRef ConfigMap {ns}/{} does not exist", r.name),
         ));
     }
@@ -435,7 +433,7 @@ fn assign_addresses(input: &Input<'_>, gws: &mut [GatewayState]) {
                     Ok(_) => {}
                     Err(_) => {
                         problem = Some(Problem::new(
-                            "UnsupportedAddress",
+                            Reason::UnsupportedAddress,
                             format!("address {v:?} is not an IP address"),
                         ))
                     }
@@ -443,7 +441,7 @@ fn assign_addresses(input: &Input<'_>, gws: &mut [GatewayState]) {
                 ("IPAddress", _) => {}
                 (t, _) => {
                     problem = Some(Problem::new(
-                        "UnsupportedAddress",
+                        Reason::UnsupportedAddress,
                         format!("address type {t:?} is not supported; use IPAddress"),
                     ))
                 }
@@ -480,7 +478,7 @@ fn assign_addresses(input: &Input<'_>, gws: &mut [GatewayState]) {
         gws[i].address = match free.next() {
             Some(ip) => Ok(ip),
             None => Err(Problem::new(
-                "AddressNotAssigned",
+                Reason::AddressNotAssigned,
                 format!("address pool {pool} is exhausted"),
             )),
         };

@@ -5,9 +5,7 @@
 
 use std::net::SocketAddr;
 
-use portcullis_store::status::{
-    Address, Condition, GatewayStatus, ListenerStatus, Status, Statuses,
-};
+use portcullis_store::status::{Address, GatewayStatus, ListenerStatus, Status, Statuses};
 use portcullis_store::{Kind, ObjectRef};
 
 use crate::Input;
@@ -35,9 +33,9 @@ pub(crate) fn render(input: &Input<'_>, gw: &GatewayState, statuses: &mut Status
     let not_valid = listeners_not_valid(&own, ListenerState::attachable);
     let accepted = match &gw.address {
         _ if gw.params_problem.is_some() => gw.params_problem.clone(),
-        Err(p) if p.reason == "UnsupportedAddress" => Some(p.clone()),
+        Err(p) if p.reason == Reason::UnsupportedAddress => Some(p.clone()),
         _ if valid == 0 && !own.is_empty() => Some(Problem::new(
-            "ListenersNotValid",
+            Reason::ListenersNotValid,
             not_valid.clone().unwrap_or_default(),
         )),
         _ => None,
@@ -50,45 +48,45 @@ pub(crate) fn render(input: &Input<'_>, gw: &GatewayState, statuses: &mut Status
             .map(|(_, e)| e.clone())
     });
     let programmed = if accepted.is_some() {
-        Some(Problem::new("Invalid", "Gateway is not accepted"))
+        Some(Problem::new(Reason::Invalid, "Gateway is not accepted"))
     } else if let Err(p) = &gw.address {
         Some(p.clone())
     } else {
         addr_unusable.map(|e| {
             Problem::new(
-                "AddressNotUsable",
+                Reason::AddressNotUsable,
                 format!("cannot bind the Gateway's address: {e}"),
             )
         })
     };
     let accepted_cond = match (&accepted, not_valid) {
-        (Some(p), _) => cond(ACCEPTED, "", "", Some(p), g),
-        (None, Some(m)) => Condition::new(ACCEPTED, true, "ListenersNotValid", m, g),
-        (None, None) => Condition::new(ACCEPTED, true, "Accepted", "Gateway is accepted", g),
+        (Some(p), _) => cond(ACCEPTED, Reason::Accepted, "", Some(p), g),
+        (None, Some(m)) => condition(ACCEPTED, true, Reason::ListenersNotValid, m, g),
+        (None, None) => condition(ACCEPTED, true, Reason::Accepted, "Gateway is accepted", g),
     };
     let resolved = gw.backend_client_cert.as_ref().err();
     let mut conditions = vec![
         accepted_cond,
         cond(
             PROGRAMMED,
-            "Programmed",
+            Reason::Programmed,
             "Gateway is served",
             programmed.as_ref(),
             g,
         ),
         cond(
             RESOLVED_REFS,
-            "ResolvedRefs",
+            Reason::ResolvedRefs,
             "all Gateway-level references are resolved",
             resolved,
             g,
         ),
     ];
     if insecure_frontend_validation(&gw.spec) {
-        conditions.push(Condition::new(
+        conditions.push(condition(
             "InsecureFrontendValidationMode",
             true,
-            "ConfigurationChanged",
+            Reason::ConfigurationChanged,
             "client certificate validation uses AllowInsecureFallback: connections without a valid client certificate are accepted",
             g,
         ));
@@ -130,21 +128,21 @@ pub(crate) fn listener_status(l: &ListenerState, bind_error: Option<&String>) ->
         .or_else(|| {
             l.conflicted
                 .as_ref()
-                .map(|(r, m)| Problem::new(r, m.clone()))
+                .map(|(r, m)| Problem::new(*r, m.clone()))
         })
         .or_else(|| {
             bind_error.map(|e| {
                 Problem::new(
-                    "PortUnavailable",
+                    Reason::PortUnavailable,
                     format!("cannot bind port {}: {e}", l.spec.port),
                 )
             })
         });
     let programmed = if let Some((r, m)) = &l.conflicted {
-        Some(Problem::new(r, m.clone()))
+        Some(Problem::new(*r, m.clone()))
     } else if accepted.is_some() || l.resolved.is_some() {
         Some(Problem::new(
-            "Invalid",
+            Reason::Invalid,
             "listener is not accepted or has unresolved references, so it is not served",
         ))
     } else {
@@ -153,29 +151,29 @@ pub(crate) fn listener_status(l: &ListenerState, bind_error: Option<&String>) ->
     let mut conditions = vec![
         cond(
             ACCEPTED,
-            "Accepted",
+            Reason::Accepted,
             "listener is accepted",
             accepted.as_ref(),
             g,
         ),
         cond(
             PROGRAMMED,
-            "Programmed",
+            Reason::Programmed,
             "listener is served",
             programmed.as_ref(),
             g,
         ),
         cond(
             RESOLVED_REFS,
-            "ResolvedRefs",
+            Reason::ResolvedRefs,
             "all references are resolved",
             l.resolved.as_ref(),
             g,
         ),
     ];
     conditions.push(match &l.conflicted {
-        None => Condition::new(CONFLICTED, false, "NoConflicts", "no conflicts", g),
-        Some((r, m)) => Condition::new(CONFLICTED, true, r, m.clone(), g),
+        None => condition(CONFLICTED, false, Reason::NoConflicts, "no conflicts", g),
+        Some((r, m)) => condition(CONFLICTED, true, *r, m.clone(), g),
     });
     ListenerStatus {
         name: l.spec.name.clone(),

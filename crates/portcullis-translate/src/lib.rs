@@ -13,7 +13,6 @@
 mod attach;
 mod backends;
 mod client;
-#[allow(dead_code)]
 mod conditions;
 mod conflicts;
 mod features;

@@ -12,7 +12,7 @@
 //! - References from a ListenerSet (certificates) need ReferenceGrants from
 //!   kind ListenerSet; the Gateway's grants are not inherited.
 
-use portcullis_store::status::{Condition, GatewayStatus, ListenerStatus, Status, Statuses};
+use portcullis_store::status::{GatewayStatus, ListenerStatus, Status, Statuses};
 use portcullis_store::{Kind, ObjectKey, ObjectRef};
 
 use crate::Input;
@@ -93,8 +93,8 @@ pub(crate) fn attach(
                 },
                 Status::Gateway(GatewayStatus {
                     conditions: vec![
-                        Condition::new(ACCEPTED, false, "NotAllowed", msg.clone(), g),
-                        Condition::new(PROGRAMMED, false, "NotAllowed", msg, g),
+                        condition(ACCEPTED, false, Reason::NotAllowed, msg.clone(), g),
+                        condition(PROGRAMMED, false, Reason::NotAllowed, msg, g),
                     ],
                     ..Default::default()
                 }),
@@ -148,28 +148,28 @@ pub(crate) fn finish(
         let conditions = if !gateway_accepted {
             let msg = format!("parent Gateway {} is not accepted", gw.key);
             vec![
-                Condition::new(ACCEPTED, false, "ParentNotAccepted", msg.clone(), g),
-                Condition::new(PROGRAMMED, false, "ParentNotAccepted", msg, g),
+                condition(ACCEPTED, false, Reason::ParentNotAccepted, msg.clone(), g),
+                condition(PROGRAMMED, false, Reason::ParentNotAccepted, msg, g),
             ]
         } else if valid == 0 {
             let msg = listeners_not_valid(&mine, ListenerState::programmed)
                 .unwrap_or_else(|| "the ListenerSet has no listener".into());
             vec![
-                Condition::new(ACCEPTED, false, "ListenersNotValid", msg.clone(), g),
-                Condition::new(PROGRAMMED, false, "ListenersNotValid", msg, g),
+                condition(ACCEPTED, false, Reason::ListenersNotValid, msg.clone(), g),
+                condition(PROGRAMMED, false, Reason::ListenersNotValid, msg, g),
             ]
         } else {
             attached += 1;
             let (reason, msg) = match listeners_not_valid(&mine, ListenerState::programmed) {
-                Some(m) => ("ListenersNotValid", m),
-                None => ("Accepted", "ListenerSet is attached".to_string()),
+                Some(m) => (Reason::ListenersNotValid, m),
+                None => (Reason::Accepted, "ListenerSet is attached".to_string()),
             };
             vec![
-                Condition::new(ACCEPTED, true, reason, msg, g),
-                Condition::new(
+                condition(ACCEPTED, true, reason, msg, g),
+                condition(
                     PROGRAMMED,
                     true,
-                    "Programmed",
+                    Reason::Programmed,
                     "ListenerSet listeners are served",
                     g,
                 ),

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use portcullis_ir as ir;
-use portcullis_store::status::{AncestorStatus, Condition, ParentRef, Status, Statuses};
+use portcullis_store::status::{AncestorStatus, ParentRef, Status, Statuses};
 use portcullis_store::{Kind, ObjectKey, ObjectRef};
 
 use crate::Input;
@@ -115,10 +115,10 @@ pub(crate) fn apply(
             match ca_bundle(input, grants, "BackendTLSPolicy", &ns, r) {
                 Ok(pem) => pems.push(pem),
                 Err(e) => {
-                    let reason = if e.reason == "InvalidCACertificateKind" {
-                        "InvalidKind"
+                    let reason = if e.reason == Reason::InvalidCACertificateKind {
+                        Reason::InvalidKind
                     } else {
-                        "InvalidCACertificateRef"
+                        Reason::InvalidCACertificateRef
                     };
                     problem.get_or_insert(Problem::new(reason, e.message));
                 }
@@ -128,12 +128,12 @@ pub(crate) fn apply(
         let valid_ca = problem.is_none() && (system || !pems.is_empty());
         let accepted = if conflicted {
             Some(Problem::new(
-                "Conflicted",
+                Reason::Conflicted,
                 "another, older BackendTLSPolicy already targets this Service port",
             ))
         } else if !valid_ca {
             Some(Problem::new(
-                "NoValidCACertificate",
+                Reason::NoValidCACertificate,
                 problem
                     .as_ref()
                     .map(|p| p.message.clone())
@@ -206,22 +206,20 @@ pub(crate) fn apply(
                 conditions: vec![
                     cond(
                         ACCEPTED,
-                        "Accepted",
+                        Reason::Accepted,
                         "policy is applied",
                         accepted.as_ref(),
                         g,
                     ),
                     match &problem {
-                        None => Condition::new(
+                        None => condition(
                             RESOLVED_REFS,
                             true,
-                            "ResolvedRefs",
+                            Reason::ResolvedRefs,
                             "all references are resolved",
                             g,
                         ),
-                        Some(p) => {
-                            Condition::new(RESOLVED_REFS, false, p.reason, p.message.clone(), g)
-                        }
+                        Some(p) => condition(RESOLVED_REFS, false, p.reason, p.message.clone(), g),
                     },
                 ],
             })

@@ -18,6 +18,7 @@ use portcullis_store::{Kind, ObjectKey, ObjectRef};
 use crate::Input;
 use crate::attach::{Attachment, PolicyInput};
 use crate::conditions::Problem;
+use crate::conditions::Reason;
 use crate::gateway::{GatewayState, Owner};
 use crate::model::{BackendRefSpec, Meta};
 use crate::refs::Grants;
@@ -43,7 +44,7 @@ fn secret_data(
         &r.name,
     ) {
         return Err(Problem::new(
-            "Invalid",
+            Reason::Invalid,
             format!(
                 "Secret {to_ns}/{} is in another namespace and no ReferenceGrant allows the reference",
                 r.name
@@ -53,7 +54,7 @@ fn secret_data(
     let key = ObjectKey::new(to_ns, r.name.clone());
     let Some(secret) = input.snapshot.secrets.get(&key) else {
         return Err(Problem::new(
-            "Invalid",
+            Reason::Invalid,
             format!("Secret {key} does not exist"),
         ));
     };
@@ -195,7 +196,7 @@ fn basic(
     let data = secret_data(input, grants, ns, &b.users)?;
     let Some(htpasswd) = data.get(".htpasswd") else {
         return Err(Problem::new(
-            "Invalid",
+            Reason::Invalid,
             format!("Secret {} has no .htpasswd key", b.users.name),
         ));
     };
@@ -221,7 +222,7 @@ fn ext_auth(
     };
     let Some(r) = r else {
         return Err(Problem::new(
-            "Invalid",
+            Reason::Invalid,
             "extAuth has no http or grpc backendRef",
         ));
     };
@@ -245,7 +246,7 @@ fn ext_auth(
         &r.name,
     ) {
         return Err(Problem::new(
-            "Invalid",
+            Reason::Invalid,
             format!(
                 "extAuth Service {to_ns}/{} is in another namespace and no ReferenceGrant allows the reference",
                 r.name
@@ -255,7 +256,10 @@ fn ext_auth(
     // Same namespace (or granted above): resolve as a same-namespace reference.
     let resolved = crate::backends::service(input, grants, KIND, &to_ns, &spec);
     if let Some(p) = resolved.problem {
-        return Err(Problem::new("Invalid", format!("extAuth: {}", p.message)));
+        return Err(Problem::new(
+            Reason::Invalid,
+            format!("extAuth: {}", p.message),
+        ));
     }
     let lower = |v: &[String]| v.iter().map(|h| h.to_ascii_lowercase()).collect();
     let http = e.http.as_ref();
@@ -285,14 +289,14 @@ fn oidc(
     let data = secret_data(input, grants, ns, &o.client_secret)?;
     let Some(secret) = data.get("client-secret").filter(|s| !s.is_empty()) else {
         return Err(Problem::new(
-            "Invalid",
+            Reason::Invalid,
             format!("Secret {} has no client-secret key", o.client_secret.name),
         ));
     };
     let session_key = match data.get("session-key") {
         Some(k) if k.len() < 32 => {
             return Err(Problem::new(
-                "Invalid",
+                Reason::Invalid,
                 format!(
                     "Secret {}: session-key must be at least 32 bytes",
                     o.client_secret.name
@@ -313,7 +317,7 @@ fn oidc(
             Ok(())
         } else {
             Err(Problem::new(
-                "Invalid",
+                Reason::Invalid,
                 format!("oidc.{field} {v:?} is not an absolute http(s) URL"),
             ))
         }
@@ -340,7 +344,7 @@ fn oidc(
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         {
             return Err(Problem::new(
-                "Invalid",
+                Reason::Invalid,
                 format!("oidc.cookieDomain {d:?} is not a hostname"),
             ));
         }
@@ -353,7 +357,7 @@ fn oidc(
                 .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
     }) {
         return Err(Problem::new(
-            "Invalid",
+            Reason::Invalid,
             format!("oidc.scopes: {s:?} is not a scope token"),
         ));
     }
@@ -373,7 +377,7 @@ fn oidc(
             Some("RegularExpression") => {
                 if let Err(e) = regex::Regex::new(&h.value) {
                     return Err(Problem::new(
-                        "Invalid",
+                        Reason::Invalid,
                         format!("oidc.denyRedirect: regular expression {:?}: {e}", h.value),
                     ));
                 }
@@ -381,7 +385,7 @@ fn oidc(
             }
             Some(t) => {
                 return Err(Problem::new(
-                    "Invalid",
+                    Reason::Invalid,
                     format!("oidc.denyRedirect: unknown match type {t:?}"),
                 ));
             }

@@ -9,6 +9,7 @@ use rustls_pki_types::pem::PemObject;
 use crate::Input;
 use crate::backends::certificate;
 use crate::conditions::Problem;
+use crate::conditions::Reason;
 use crate::model::{GatewaySpec, ObjectRef};
 use crate::refs::Grants;
 
@@ -24,14 +25,14 @@ pub(crate) fn ca_bundle(
     let kind = r.kind.as_deref().unwrap_or("ConfigMap");
     if !group.is_empty() || !(kind == "ConfigMap" || kind == "Secret") {
         return Err(Problem::new(
-            "InvalidCACertificateKind",
+            Reason::InvalidCACertificateKind,
             format!("CA reference {group}/{kind} {} is not a ConfigMap", r.name),
         ));
     }
     let ns = r.namespace.clone().unwrap_or_else(|| from_ns.to_string());
     if !grants.allowed(from_kind, from_ns, "", kind, &ns, &r.name) {
         return Err(Problem::new(
-            "RefNotPermitted",
+            Reason::RefNotPermitted,
             format!(
                 "{kind} {ns}/{} is in another namespace and no ReferenceGrant allows the reference",
                 r.name
@@ -55,14 +56,14 @@ pub(crate) fn ca_bundle(
     };
     let Some(pem) = pem else {
         return Err(Problem::new(
-            "InvalidCACertificateRef",
+            Reason::InvalidCACertificateRef,
             format!("{kind} {key} does not exist or has no ca.crt"),
         ));
     };
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes()).collect();
     if certs.is_empty() || certs.iter().any(|c| c.is_err()) {
         return Err(Problem::new(
-            "InvalidCACertificateRef",
+            Reason::InvalidCACertificateRef,
             format!("{kind} {key}: ca.crt is not a PEM certificate bundle"),
         ));
     }
@@ -102,16 +103,18 @@ pub(crate) fn frontend(
     }
     if let Some(p) = first_problem {
         let accepted = Problem::new(
-            "NoValidCACertificate",
+            Reason::NoValidCACertificate,
             format!(
                 "client certificate validation for port {port} has invalid CA references: {}",
                 p.message
             ),
         );
-        let resolved = if p.reason == "InvalidCACertificateKind" || p.reason == "RefNotPermitted" {
+        let resolved = if p.reason == Reason::InvalidCACertificateKind
+            || p.reason == Reason::RefNotPermitted
+        {
             p
         } else {
-            Problem::new("InvalidCACertificateRef", p.message)
+            Problem::new(Reason::InvalidCACertificateRef, p.message)
         };
         return Err((resolved, accepted));
     }
@@ -139,10 +142,10 @@ pub(crate) fn backend_client_certificate(
     certificate(input, grants, "Gateway", gw_ns, r)
         .map(Some)
         .map_err(|p| {
-            if p.reason == "RefNotPermitted" {
+            if p.reason == Reason::RefNotPermitted {
                 p
             } else {
-                Problem::new("InvalidClientCertificateRef", p.message)
+                Problem::new(Reason::InvalidClientCertificateRef, p.message)
             }
         })
 }

@@ -23,6 +23,7 @@ use portcullis_store::{Kind, ObjectKey, ObjectRef};
 use crate::Input;
 use crate::attach::{Attachment, PolicyInput};
 use crate::conditions::Problem;
+use crate::conditions::Reason;
 use crate::gateway::{GatewayState, Owner};
 use crate::model::Meta;
 use crate::routes::duration_ms;
@@ -38,7 +39,7 @@ fn unit_seconds(unit: &str) -> Result<u64, Problem> {
         "Year" => 365 * 86_400,
         other => {
             return Err(Problem::new(
-                "Invalid",
+                Reason::Invalid,
                 format!("limit.unit: unsupported value {other:?}"),
             ));
         }
@@ -48,7 +49,12 @@ fn unit_seconds(unit: &str) -> Result<u64, Problem> {
 fn regex_ok(at: &str, re: &str) -> Result<(), Problem> {
     regex::Regex::new(&format!("^(?:{re})$"))
         .map(|_| ())
-        .map_err(|e| Problem::new("Invalid", format!("{at}: invalid regular expression: {e}")))
+        .map_err(|e| {
+            Problem::new(
+                Reason::Invalid,
+                format!("{at}: invalid regular expression: {e}"),
+            )
+        })
 }
 
 fn selector(at: &str, c: &api::RateLimitSelectCondition) -> Result<rl::Selector, Problem> {
@@ -93,7 +99,7 @@ fn selector(at: &str, c: &api::RateLimitSelectCondition) -> Result<rl::Selector,
         Some(s) => {
             let net: ipnet::IpNet = s.value.parse().map_err(|_| {
                 Problem::new(
-                    "Invalid",
+                    Reason::Invalid,
                     format!("{at}.sourceCIDR.value: {:?} is not a CIDR", s.value),
                 )
             })?;
@@ -169,7 +175,7 @@ fn ms(at: &str, d: Option<&str>, default: u64) -> Result<u64, Problem> {
     match d {
         None => Ok(default),
         Some(d) => duration_ms(d)
-            .ok_or_else(|| Problem::new("Invalid", format!("{at}: {d:?} is not a duration"))),
+            .ok_or_else(|| Problem::new(Reason::Invalid, format!("{at}: {d:?} is not a duration"))),
     }
 }
 
@@ -179,7 +185,7 @@ fn share(at: &str, p: Option<f64>) -> Result<u32, Problem> {
         None => Ok(1_000_000),
         Some(p) if (0.0..=100.0).contains(&p) => Ok((p * 10_000.0).round() as u32),
         Some(p) => Err(Problem::new(
-            "Invalid",
+            Reason::Invalid,
             format!("{at}: {p} is not a percentage"),
         )),
     }
@@ -246,7 +252,7 @@ fn overrides(
                     let key = portcullis_store::ObjectKey::new(ns.to_string(), r.name.clone());
                     let cm = input.snapshot.config_maps.get(&key).ok_or_else(|| {
                         Problem::new(
-                            "Invalid",
+                            Reason::Invalid,
                             format!("{at}.response.body.valueRef: ConfigMap {key} does not exist"),
                         )
                     })?;
@@ -257,7 +263,7 @@ fn overrides(
                             .cloned()
                             .ok_or_else(|| {
                                 Problem::new(
-                                    "Invalid",
+                                    Reason::Invalid,
                                     format!("{at}.response.body.valueRef: ConfigMap {key} has no key response.body"),
                                 )
                             })?,
@@ -300,7 +306,7 @@ fn backend(
             "ConsistentHash" => {
                 let ch = lb.consistent_hash.as_ref().ok_or_else(|| {
                     Problem::new(
-                        "Invalid",
+                        Reason::Invalid,
                         "loadBalancer.consistentHash: required with type ConsistentHash",
                     )
                 })?;
@@ -332,7 +338,7 @@ fn backend(
                         .any(|d| table_size % d == 0)
                 {
                     return Err(Problem::new(
-                        "Invalid",
+                        Reason::Invalid,
                         format!(
                             "loadBalancer.consistentHash.tableSize: {table_size} is not a prime"
                         ),
@@ -400,9 +406,9 @@ fn payload(at: &str, p: &api::HealthCheckPayload) -> Result<Vec<u8>, Problem> {
         ("Text", Some(t), _) => Ok(t.as_bytes().to_vec()),
         ("Binary", _, Some(b)) => base64::engine::general_purpose::STANDARD
             .decode(b)
-            .map_err(|e| Problem::new("Invalid", format!("{at}.binary: not base64: {e}"))),
+            .map_err(|e| Problem::new(Reason::Invalid, format!("{at}.binary: not base64: {e}"))),
         (t, _, _) => Err(Problem::new(
-            "Invalid",
+            Reason::Invalid,
             format!("{at}: type {t} needs its {} field", t.to_ascii_lowercase()),
         )),
     }
@@ -428,7 +434,10 @@ fn active(a: &api::ActiveHealthCheck) -> Result<rl::ActiveHealth, Problem> {
         }
         _ => {
             let h = a.http.clone().ok_or_else(|| {
-                Problem::new("Invalid", format!("{at}.http: required with type HTTP"))
+                Problem::new(
+                    Reason::Invalid,
+                    format!("{at}.http: required with type HTTP"),
+                )
             })?;
             rl::Check::Http {
                 hostname: h.hostname.clone(),

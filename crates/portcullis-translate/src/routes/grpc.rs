@@ -10,6 +10,7 @@ use portcullis_ir as ir;
 use super::http::{resolve_action, value_match};
 use super::{Built, Ctx};
 use crate::conditions::Problem;
+use crate::conditions::Reason;
 use crate::model::{GrpcMatchSpec, GrpcRule};
 
 fn lower(m: &GrpcMatchSpec) -> Result<ir::HttpMatch, Problem> {
@@ -30,7 +31,7 @@ fn lower(m: &GrpcMatchSpec) -> Result<ir::HttpMatch, Problem> {
                 let re = format!("/{}/{}", s.unwrap_or("[^/]+"), me.unwrap_or("[^/]+"));
                 regex::Regex::new(&re).map_err(|e| {
                     Problem::new(
-                        "UnsupportedValue",
+                        Reason::UnsupportedValue,
                         format!("invalid method regular expression {re:?}: {e}"),
                     )
                 })?;

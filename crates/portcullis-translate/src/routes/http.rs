@@ -5,6 +5,7 @@ use portcullis_ir as ir;
 use super::{Built, Ctx, duration_ms};
 use crate::backends;
 use crate::conditions::Problem;
+use crate::conditions::Reason;
 use crate::model::{
     BackendRefSpec, FilterSpec, HeaderModSpec, HttpMatchSpec, HttpRule, NameValue, PathModSpec,
     PathSpec,
@@ -138,7 +139,7 @@ pub(super) fn filters(
         if let Err(msg) = unsafe_value(f) {
             issues
                 .unsafe_value
-                .get_or_insert(Problem::new("UnsupportedValue", msg.clone()));
+                .get_or_insert(Problem::new(Reason::UnsupportedValue, msg.clone()));
             out.push(ir::HttpFilter::Invalid { reason: msg });
             continue;
         }
@@ -206,7 +207,7 @@ pub(super) fn filters(
                 );
                 issues
                     .unresolved
-                    .get_or_insert(Problem::new("InvalidKind", msg.clone()));
+                    .get_or_insert(Problem::new(Reason::InvalidKind, msg.clone()));
                 Some(ir::HttpFilter::Invalid { reason: msg })
             }
             other => {
@@ -214,13 +215,13 @@ pub(super) fn filters(
                     format!("filter type {other} is not supported; matching requests get 500");
                 issues
                     .invalid
-                    .get_or_insert(Problem::new("UnsupportedValue", msg.clone()));
+                    .get_or_insert(Problem::new(Reason::UnsupportedValue, msg.clone()));
                 Some(ir::HttpFilter::Invalid { reason: msg })
             }
         };
         out.push(filter.unwrap_or_else(|| {
             issues.invalid.get_or_insert(Problem::new(
-                "UnsupportedValue",
+                Reason::UnsupportedValue,
                 format!("filter {} has no configuration", f.type_),
             ));
             ir::HttpFilter::Invalid {
@@ -292,7 +293,7 @@ pub(super) fn value_match(nv: &NameValue, lower_name: bool) -> Result<ir::ValueM
         "RegularExpression" => {
             regex::Regex::new(&nv.value).map_err(|e| {
                 Problem::new(
-                    "UnsupportedValue",
+                    Reason::UnsupportedValue,
                     format!(
                         "invalid regular expression {:?}: {}",
                         nv.value,
@@ -317,7 +318,7 @@ fn path_match(p: Option<&PathSpec>) -> Result<ir::PathMatch, Problem> {
         "RegularExpression" => {
             regex::Regex::new(&v).map_err(|e| {
                 Problem::new(
-                    "UnsupportedValue",
+                    Reason::UnsupportedValue,
                     format!("invalid path regular expression {v:?}: {}", one_line(&e)),
                 )
             })?;
@@ -384,7 +385,7 @@ pub(super) fn build(
             && let Err(e) = wire::token("sessionPersistence.sessionName", name)
         {
             out.invalid.get_or_insert(Problem::new(
-                "UnsupportedValue",
+                Reason::UnsupportedValue,
                 format!("rule {i} dropped: {e}"),
             ));
             continue;

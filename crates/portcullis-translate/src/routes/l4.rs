@@ -6,6 +6,7 @@ use portcullis_store::Kind;
 use super::http::{FilterIssues, backend_refs};
 use super::{Built, Ctx};
 use crate::conditions::Problem;
+use crate::conditions::Reason;
 use crate::model::L4Rule;
 
 /// Build the IR of a layer-4 route: the first rule's backends (these kinds have one rule in practice).
@@ -19,7 +20,7 @@ pub(super) fn build(
     let mut out = Built::default();
     let Some(rule) = rules.first() else {
         out.invalid = Some(Problem::new(
-            "UnsupportedValue",
+            Reason::UnsupportedValue,
             "the route has no usable rule",
         ));
         out.all_invalid = true;
@@ -27,7 +28,7 @@ pub(super) fn build(
     };
     if rules.len() > 1 {
         out.invalid = Some(Problem::new(
-            "UnsupportedValue",
+            Reason::UnsupportedValue,
             format!(
                 "only the first rule of a {kind} is served; {} rules dropped",
                 rules.len() - 1

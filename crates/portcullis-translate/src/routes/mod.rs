@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use portcullis_ir as ir;
-use portcullis_store::status::{Condition, ParentRef, ParentStatus, RouteStatus, Status, Statuses};
+use portcullis_store::status::{ParentRef, ParentStatus, RouteStatus, Status, Statuses};
 use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef};
 
 use crate::Input;
@@ -253,7 +253,7 @@ fn attach(
         let candidates = parent_listeners(gw, pr, ls.as_ref());
         let accepted_problem = if candidates.is_empty() {
             Some(Problem::new(
-                "NoMatchingParent",
+                Reason::NoMatchingParent,
                 match (&pr.section_name, pr.port) {
                     (Some(s), _) => format!(
                         "the parent has no listener named {s:?}{}",
@@ -276,7 +276,7 @@ fn attach(
                 .collect();
             if allowed.is_empty() {
                 Some(Problem::new(
-                    "NotAllowedByListeners",
+                    Reason::NotAllowedByListeners,
                     format!(
                         "no listener of the parent admits a {} from namespace {:?} (allowedRoutes, kinds, or listener invalid)",
                         route.kind, route.key.namespace
@@ -323,7 +323,7 @@ fn attach(
                     }
                 } else {
                     Some(Problem::new(
-                        "NoMatchingListenerHostname",
+                        Reason::NoMatchingListenerHostname,
                         "none of the route's hostnames matches a hostname of the parent's listeners",
                     ))
                 }
@@ -332,21 +332,21 @@ fn attach(
         let mut conditions = vec![
             cond(
                 ACCEPTED,
-                "Accepted",
+                Reason::Accepted,
                 "route is accepted",
                 accepted_problem.as_ref(),
                 g,
             ),
             cond(
                 RESOLVED_REFS,
-                "ResolvedRefs",
+                Reason::ResolvedRefs,
                 "all references are resolved",
                 b.unresolved.as_ref(),
                 g,
             ),
         ];
         if let (Some(p), false) = (&b.invalid, b.all_invalid) {
-            conditions.push(Condition::new(
+            conditions.push(condition(
                 PARTIALLY_INVALID,
                 true,
                 p.reason,
