@@ -19,6 +19,10 @@ macro_rules! reasons {
         }
 
         impl Reason {
+            /// Every reason.
+            #[cfg(test)]
+            pub const ALL: &[Reason] = &[$(Reason::$name,)*];
+
             /// The reason as written in a status.
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -118,5 +122,34 @@ pub(crate) fn cond(
     match problem {
         None => condition(type_, true, ok_reason, ok_message, generation),
         Some(p) => condition(type_, false, p.reason, p.message.clone(), generation),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    /// The golden cases teach the spec: every reason translation can write
+    /// is shown by at least one of them. (`Pending` is only a placeholder
+    /// that address assignment always replaces.)
+    #[test]
+    fn every_reason_has_a_golden_case() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let outputs: String = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".out.yaml"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        let missing: Vec<&str> = Reason::ALL
+            .iter()
+            .filter(|r| **r != Reason::Pending)
+            .map(|r| r.as_str())
+            .filter(|r| !outputs.contains(&format!("reason: {r}\n")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "reasons without a golden case: {missing:?}"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! (the IR plus every status), one case per spec rule and per bug.
 //!
 //! Inputs go through the real file source (so CRD defaults apply as in
-//! production). Set `UPDATE_GOLDEN=1` to rewrite the outputs, then review the diff.
+//! production); `# bind-error: ADDR:PORT message` lines in an input stand for
+//! sockets the data plane could not bind. Set `UPDATE_GOLDEN=1` to rewrite the outputs, then review the diff.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,17 @@ fn translate_file(path: &Path) -> Value {
         meta.generation.get_or_insert(1);
         snapshot.insert(obj);
     }
+    // `# bind-error: ADDR:PORT message` lines give the data plane's bind
+    // errors, as `portcullis run` feeds them back.
+    let text = std::fs::read_to_string(path).unwrap();
+    let bind_errors = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# bind-error: "))
+        .map(|l| {
+            let (addr, msg) = l.split_once(' ').expect("# bind-error: ADDR:PORT message");
+            (addr.parse().expect("a socket address"), msg.to_string())
+        })
+        .collect();
     let options = portcullis_translate::Options {
         address_pool: Some("10.1.0.0/29".parse().unwrap()),
         ..Default::default()
@@ -36,7 +48,7 @@ fn translate_file(path: &Path) -> Value {
         snapshot: &snapshot,
         options: &options,
         previous_addresses: Default::default(),
-        bind_errors: Default::default(),
+        bind_errors,
     };
     let out = portcullis_translate::translate(&input);
     let statuses: Vec<Value> = out
