@@ -10,6 +10,7 @@
 //! attached to listeners (which fills `attachedRoutes`) → IR per bound port.
 #![deny(missing_docs)]
 
+mod addresses;
 mod attach;
 mod backends;
 mod client;
@@ -19,6 +20,7 @@ mod features;
 mod gateway;
 mod gateway_status;
 mod hostname;
+mod listener;
 mod listenerset;
 mod lower;
 mod memo;
