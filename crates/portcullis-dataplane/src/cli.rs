@@ -10,6 +10,14 @@ use crate::Options;
 /// Data-plane limits and timeouts (see SECURITY.md for the whole table).
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct DataplaneArgs {
+    /// Data-plane worker threads, one single-threaded runtime and one
+    /// `SO_REUSEPORT` accept socket per port each (default: the number of
+    /// cores this process may use, cgroup CPU quota included).
+    #[arg(long, value_parser = positive)]
+    pub workers: Option<usize>,
+    /// Seconds to let in-flight requests finish on shutdown.
+    #[arg(long, default_value_t = secs(Options::default().drain_timeout))]
+    pub drain_timeout: u64,
     /// Seconds allowed for a request head to arrive (and for the first
     /// request on a new connection, and for a TLS handshake).
     #[arg(long, default_value_t = secs(Options::default().header_read_timeout), value_parser = clap::value_parser!(u64).range(1..))]
@@ -88,6 +96,8 @@ impl Default for DataplaneArgs {
 impl From<&Options> for DataplaneArgs {
     fn from(o: &Options) -> Self {
         DataplaneArgs {
+            workers: (o.workers > 0).then_some(o.workers),
+            drain_timeout: secs(o.drain_timeout),
             header_read_timeout: secs(o.header_read_timeout),
             idle_timeout: secs(o.idle_timeout),
             body_idle_timeout: secs(o.body_idle_timeout),
@@ -119,6 +129,11 @@ impl From<&Options> for DataplaneArgs {
 impl DataplaneArgs {
     /// Set these limits in `opts`.
     pub fn apply(&self, opts: &mut Options) {
+        opts.workers = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        opts.drain_timeout = Duration::from_secs(self.drain_timeout);
         opts.header_read_timeout = Duration::from_secs(self.header_read_timeout);
         opts.idle_timeout = Duration::from_secs(self.idle_timeout);
         opts.body_idle_timeout = Duration::from_secs(self.body_idle_timeout);
@@ -182,5 +197,21 @@ mod tests {
         assert_eq!(o.upstream_header_timeout, Duration::from_secs(9));
         assert_eq!(o.max_connections_per_port, 5);
         assert!(P::try_parse_from(["x", "--body-timeout", "0"]).is_err());
+    }
+
+    /// `run` and `proxy` flatten these flags: both serve on worker threads,
+    /// one per core unless `--workers` says otherwise.
+    #[test]
+    fn workers_default_to_the_cores_and_drain_to_ten_seconds() {
+        let o = P::parse_from(["x"]).a.options();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(o.workers, cores);
+        assert_eq!(o.drain_timeout, Duration::from_secs(10));
+        let o = P::parse_from(["x", "--workers", "3", "--drain-timeout", "2"])
+            .a
+            .options();
+        assert_eq!(o.workers, 3);
+        assert_eq!(o.drain_timeout, Duration::from_secs(2));
+        assert!(P::try_parse_from(["x", "--workers", "0"]).is_err());
     }
 }

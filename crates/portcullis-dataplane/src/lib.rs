@@ -141,7 +141,7 @@ impl Default for Options {
             body_timeout: Duration::from_secs(300),
             upstream_header_timeout: Duration::from_secs(60),
             max_connections_per_port: 10_000,
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
             client_ip: client_ip::ClientIpDetection::default(),
             buffer_body_bytes: 64 * 1024,
             connect_timeout: Duration::from_secs(5),

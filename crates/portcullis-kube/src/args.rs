@@ -104,9 +104,6 @@ pub struct ProxyArgs {
     /// Address of `/healthz` and `/readyz` (ready once the first configuration is served).
     #[arg(long, default_value = "0.0.0.0:9902")]
     pub admin: SocketAddr,
-    /// Seconds to let in-flight requests finish on SIGTERM.
-    #[arg(long, default_value_t = 10)]
-    pub drain_timeout: u64,
     /// Address every listener binds in this pod.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,

@@ -52,10 +52,8 @@ pub async fn run_proxy_until(
     let (admin, admin_task) =
         health::serve(args.admin, ready_rx, watch::channel(String::new()).1).await?;
     on_admin(admin);
-    let dataplane = portcullis_dataplane::Dataplane::new(portcullis_dataplane::Options {
-        drain_timeout: Duration::from_secs(args.drain_timeout),
-        ..args.limits.options()
-    });
+    // The same data-plane options, flags and defaults as `portcullis run`.
+    let dataplane = portcullis_dataplane::Dataplane::new(args.limits.options());
     let (tx, mut rx) = mpsc::channel(1);
     let follower = tokio::spawn(follow(
         Follow {

@@ -120,9 +120,11 @@ async fn proxy(stream: SocketAddr, token: &str, dir: &tempfile::TempDir, name: &
         gateway: "default/gw".into(),
         token_file,
         admin: "127.0.0.1:0".parse().unwrap(),
-        drain_timeout: 1,
         bind_address: "127.0.0.1".parse().unwrap(),
-        limits: Default::default(),
+        limits: portcullis_dataplane::cli::DataplaneArgs {
+            drain_timeout: 1,
+            ..Default::default()
+        },
         access_log: Default::default(),
         trace: Default::default(),
     };

@@ -160,13 +160,6 @@ pub struct RunArgs {
     /// Traces.
     #[command(flatten)]
     pub trace: portcullis_kube::args::TraceArgs,
-    /// Data-plane worker threads, one single-threaded runtime and one
-    /// `SO_REUSEPORT` accept socket per port each (default: number of cores).
-    #[arg(long)]
-    pub workers: Option<usize>,
-    /// Seconds to let in-flight requests finish on shutdown.
-    #[arg(long, default_value_t = 10)]
-    pub drain_timeout: u64,
     /// Unknown fields and kinds: Strict (the object is invalid and its last
     /// good version keeps serving), Warn or Ignore (dropped).
     #[arg(long, default_value_t = FieldValidation::Strict)]
@@ -220,7 +213,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy(args) => {
-            tokio::runtime::Builder::new_multi_thread()
+            // As for `run`: the data plane runs on its own worker threads
+            // (`--workers`); the config stream and health endpoints here.
+            tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
                 .block_on(portcullis_kube::run_proxy(args))?;

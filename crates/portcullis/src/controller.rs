@@ -40,14 +40,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         bind_address: args.bind_address,
         ..Default::default()
     };
-    let dataplane = portcullis_dataplane::Dataplane::new(portcullis_dataplane::Options {
-        drain_timeout: Duration::from_secs(args.drain_timeout),
-        workers: args
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1),
-        ..args.limits.options()
-    });
+    let dataplane = portcullis_dataplane::Dataplane::new(args.limits.options());
     let mut watch = portcullis_source::watch(&args.config)
         .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", args.config.display()))?;
     let mut source = portcullis_source::FileSource::new(args.config.clone())
