@@ -330,7 +330,7 @@ pub async fn serve<IO>(
                 if served && drain_deadline.is_some() {
                     return;
                 }
-                let io = Rewind::new(pending.freeze(), io);
+                let io = portcullis_l4::Rewind::new(pending.freeze(), io);
                 // Boxed: an idle fast-path connection does not carry hyper's state.
                 return Box::pin(conn::serve_hyper(
                     io,
@@ -686,65 +686,6 @@ pub async fn write_response_for_fuzzing(
     };
     let keep = write_response(&mut out, out_meta, headers, crate::body::full(body), true).await?;
     Ok((out, keep))
-}
-
-/// An IO whose first reads return bytes already read from it.
-pub struct Rewind<IO> {
-    prefix: Bytes,
-    io: IO,
-}
-
-impl<IO> Rewind<IO> {
-    /// Replay `prefix`, then read from `io`.
-    pub fn new(prefix: Bytes, io: IO) -> Self {
-        Rewind { prefix, io }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

@@ -1,33 +1,35 @@
-//! A stream that replays bytes already read from it (the peeked ClientHello)
-//! before reading on; writes go straight through.
+//! A stream that replays bytes already read from it before reading on;
+//! writes go straight through. The one replaying stream of the data plane:
+//! the peeked ClientHello of a TLS listener, and the bytes the HTTP/1.1 fast
+//! path read before handing a connection to hyper.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// `inner` with `prefix` put back in front of its read side.
 #[derive(Debug)]
 pub struct Rewind<S> {
-    prefix: Vec<u8>,
-    pos: usize,
+    prefix: Bytes,
     inner: S,
 }
 
 impl<S> Rewind<S> {
-    /// Reads return `prefix` first, then whatever `inner` yields.
-    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+    /// Reads return `prefix` first, then whatever `inner` yields (a `Vec`
+    /// or `BytesMut` converts without a copy).
+    pub fn new(prefix: impl Into<Bytes>, inner: S) -> Self {
         Rewind {
-            prefix,
-            pos: 0,
+            prefix: prefix.into(),
             inner,
         }
     }
 
     /// The bytes not replayed yet.
     pub fn remaining_prefix(&self) -> &[u8] {
-        &self.prefix[self.pos..]
+        &self.prefix
     }
 
     /// The wrapped stream.
@@ -41,8 +43,7 @@ impl<S> Rewind<S> {
     }
 
     /// The unreplayed prefix and the wrapped stream.
-    pub fn into_parts(mut self) -> (Vec<u8>, S) {
-        self.prefix.drain(..self.pos);
+    pub fn into_parts(self) -> (Bytes, S) {
         (self.prefix, self.inner)
     }
 }
@@ -54,17 +55,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.pos < this.prefix.len() {
-            if buf.remaining() == 0 {
-                return Poll::Ready(Ok(()));
-            }
-            let n = buf.remaining().min(this.prefix.len() - this.pos);
-            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
-            this.pos += n;
-            if this.pos == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.pos = 0;
-            }
+        if !this.prefix.is_empty() {
+            let n = buf.remaining().min(this.prefix.len());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
@@ -130,6 +124,6 @@ mod tests {
         let mut one = [0u8; 1];
         r.read_exact(&mut one).await.unwrap();
         let (prefix, _inner) = r.into_parts();
-        assert_eq!(prefix, b"y");
+        assert_eq!(&prefix[..], b"y");
     }
 }
