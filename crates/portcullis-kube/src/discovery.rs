@@ -20,26 +20,15 @@ use kube::api::ApiResource;
 use portcullis_store::policy::PORTCULLIS_GROUP;
 use portcullis_store::{GATEWAY_GROUP, Kind};
 
-/// The Gateway API kinds the controller reads.
-pub const GATEWAY_KINDS: [Kind; 10] = [
-    Kind::GatewayClass,
-    Kind::Gateway,
-    Kind::ListenerSet,
-    Kind::HTTPRoute,
-    Kind::GRPCRoute,
-    Kind::TLSRoute,
-    Kind::TCPRoute,
-    Kind::UDPRoute,
-    Kind::ReferenceGrant,
-    Kind::BackendTLSPolicy,
-];
+/// The Gateway API kinds the controller reads (from [`Kind::ALL`]).
+pub fn gateway_kinds() -> impl Iterator<Item = Kind> {
+    Kind::ALL.into_iter().filter(|k| k.is_gateway_api())
+}
 
 /// Portcullis' own kinds (group `portcullis.dev`, version `v1alpha1`).
-const PORTCULLIS_KINDS: [Kind; 3] = [
-    Kind::SecurityPolicy,
-    Kind::BackendTrafficPolicy,
-    Kind::ClientTrafficPolicy,
-];
+fn portcullis_kinds() -> impl Iterator<Item = Kind> {
+    Kind::ALL.into_iter().filter(|k| k.is_portcullis())
+}
 
 /// One served version of the group and the kinds it serves (`kind` → plural name).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -61,9 +50,8 @@ impl Default for Served {
     /// cluster with the v1.6.1 experimental channel serves).
     fn default() -> Self {
         Served {
-            resources: GATEWAY_KINDS
-                .into_iter()
-                .chain(PORTCULLIS_KINDS)
+            resources: gateway_kinds()
+                .chain(portcullis_kinds())
                 .map(|k| (k, native_resource(k)))
                 .collect(),
         }
@@ -75,11 +63,10 @@ impl Served {
     /// in the API server's order of preference (preferred version first).
     /// Portcullis' own kinds are taken as served (see [`Served::discover`]).
     pub fn from_versions(versions: &[ServedVersion]) -> Served {
-        let mut resources: BTreeMap<Kind, ApiResource> = PORTCULLIS_KINDS
-            .into_iter()
+        let mut resources: BTreeMap<Kind, ApiResource> = portcullis_kinds()
             .map(|k| (k, native_resource(k)))
             .collect();
-        for kind in GATEWAY_KINDS {
+        for kind in gateway_kinds() {
             let found = versions
                 .iter()
                 .find_map(|v| v.kinds.get(kind.as_str()).map(|plural| (v, plural)));
@@ -111,14 +98,14 @@ impl Served {
             let list = client
                 .list_api_group_resources(&format!("{PORTCULLIS_GROUP}/v1alpha1"))
                 .await?;
-            for kind in PORTCULLIS_KINDS {
+            for kind in portcullis_kinds() {
                 if list.resources.iter().any(|r| r.kind == kind.as_str()) {
                     own.insert(kind, native_resource(kind));
                 }
             }
         }
         let mut served = Self::discover_gateway(client, groups).await?;
-        for kind in PORTCULLIS_KINDS {
+        for kind in portcullis_kinds() {
             if !own.contains_key(&kind) {
                 served.resources.remove(&kind);
             }
@@ -174,9 +161,8 @@ impl Served {
 
     /// The Gateway API kinds that are not installed.
     pub fn skipped(&self) -> Vec<Kind> {
-        GATEWAY_KINDS
-            .into_iter()
-            .chain(PORTCULLIS_KINDS)
+        gateway_kinds()
+            .chain(portcullis_kinds())
             .filter(|k| !self.resources.contains_key(k))
             .collect()
     }
@@ -316,7 +302,7 @@ mod tests {
     #[test]
     fn no_gateway_api_at_all() {
         let served = Served::from_versions(&[]);
-        assert_eq!(served.skipped().len(), GATEWAY_KINDS.len());
+        assert_eq!(served.skipped().len(), gateway_kinds().count());
         assert!(!served.serves(Kind::Gateway));
         assert!(served.serves(Kind::Secret));
     }

@@ -16,6 +16,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use portcullis_store::Watch;
 use portcullis_store::types;
 use portcullis_store::{Kind, Object, ObjectKey, ObjectRef, Snapshot};
 use serde_json::Value;
@@ -42,26 +43,6 @@ pub struct Cache {
     watched: Vec<Kind>,
 }
 
-/// Kinds watched with full objects (those the API server serves).
-pub const FULL: [Kind; 16] = [
-    Kind::GatewayClass,
-    Kind::Gateway,
-    Kind::ListenerSet,
-    Kind::HTTPRoute,
-    Kind::GRPCRoute,
-    Kind::TLSRoute,
-    Kind::TCPRoute,
-    Kind::UDPRoute,
-    Kind::ReferenceGrant,
-    Kind::BackendTLSPolicy,
-    Kind::SecurityPolicy,
-    Kind::BackendTrafficPolicy,
-    Kind::ClientTrafficPolicy,
-    Kind::Service,
-    Kind::EndpointSlice,
-    Kind::Namespace,
-];
-
 impl Cache {
     /// Start watching every kind `served` says is installed, at the version it
     /// is served (namespaced kinds in `namespace` only, when given). Kinds that
@@ -71,10 +52,9 @@ impl Cache {
             state: Mutex::default(),
             changed: watch::channel(0).0,
             tasks: Mutex::default(),
-            watched: FULL
-                .iter()
-                .chain(&[Kind::Secret, Kind::ConfigMap])
-                .copied()
+            watched: Kind::ALL
+                .into_iter()
+                .filter(|k| k.watched_in_cluster() != Watch::No)
                 .filter(|k| served.serves(*k))
                 .collect(),
         });

@@ -145,8 +145,22 @@ pub enum Kind {
     IngressClass,
 }
 
+/// How Kubernetes mode watches a kind ([`Kind::watched_in_cluster`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// Whole objects, cached.
+    Full,
+    /// Metadata only (resourceVersion), so that data (keys, certificates)
+    /// is read only for the objects a route or listener references.
+    Metadata,
+    /// Not watched (Ingress is served in standalone mode only, for now).
+    No,
+}
+
 impl Kind {
-    /// Every kind, in a stable order.
+    /// Every kind, in a stable order: the one list of kinds; every other
+    /// list (what Kubernetes mode discovers and watches, what has a status)
+    /// is derived from it and the kind's properties below.
     pub const ALL: [Kind; 20] = [
         Kind::GatewayClass,
         Kind::Gateway,
@@ -248,6 +262,15 @@ impl Kind {
         (self.is_gateway_api() && self != Kind::ReferenceGrant)
             || self.is_portcullis()
             || self == Kind::Ingress
+    }
+
+    /// How Kubernetes mode watches this kind.
+    pub fn watched_in_cluster(self) -> Watch {
+        match self {
+            Kind::Secret | Kind::ConfigMap => Watch::Metadata,
+            Kind::Ingress | Kind::IngressClass => Watch::No,
+            _ => Watch::Full,
+        }
     }
 
     /// Parse `kind:` for a group; `None` for kinds Portcullis does not read.
