@@ -188,6 +188,7 @@ async fn main_loop(
         options: portcullis_translate::Options {
             controller_name: args.controller_name.clone(),
             address_pool: Some(pool),
+            provisioning: !args.no_provisioning,
             ..Default::default()
         },
         settings: Settings {

@@ -61,8 +61,8 @@ pub(crate) fn classes(input: &Input<'_>, statuses: &mut Statuses) -> Classes {
                 gen_,
             ),
         ];
-        let supported_features = features::SUPPORTED_FEATURES
-            .iter()
+        let supported_features = features::supported(input.options)
+            .into_iter()
             .map(|f| SupportedFeature {
                 name: f.to_string(),
             })

@@ -42,7 +42,7 @@ use portcullis_ir::Config;
 use portcullis_store::Snapshot;
 use portcullis_store::status::Statuses;
 
-pub use features::SUPPORTED_FEATURES;
+pub use features::{PROVISIONING_FEATURES, SUPPORTED_FEATURES};
 pub use lower::INGRESS_CLASS_LABEL;
 pub use memo::Memo;
 
@@ -58,6 +58,10 @@ pub struct Options {
     pub address_pool: Option<ipnet::IpNet>,
     /// Address used when there is neither `spec.addresses` nor a pool.
     pub bind_address: IpAddr,
+    /// A proxy is provisioned per Gateway (Kubernetes mode), so the
+    /// features of generated infrastructure are claimed too
+    /// ([`PROVISIONING_FEATURES`]).
+    pub provisioning: bool,
 }
 
 impl Default for Options {
@@ -66,6 +70,7 @@ impl Default for Options {
             controller_name: CONTROLLER_NAME.to_string(),
             address_pool: None,
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            provisioning: false,
         }
     }
 }
