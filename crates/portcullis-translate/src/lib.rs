@@ -28,6 +28,7 @@ mod memo;
 #[allow(dead_code)]
 mod model;
 mod policy;
+mod reconcile;
 mod refs;
 mod routes;
 mod security;
@@ -45,6 +46,7 @@ use portcullis_store::status::Statuses;
 pub use features::{PROVISIONING_FEATURES, SUPPORTED_FEATURES};
 pub use lower::INGRESS_CLASS_LABEL;
 pub use memo::Memo;
+pub use reconcile::Reconciler;
 
 /// The controller name Portcullis answers to.
 pub const CONTROLLER_NAME: &str = "portcullis.dev/gateway-controller";

@@ -6,7 +6,7 @@
 //! and feeds bind errors back into translation so statuses tell the truth.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,10 +53,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         dataplane: dataplane.clone(),
         state,
         previous_statuses: Default::default(),
-        addresses: BTreeMap::new(),
         bind_errors: BTreeMap::new(),
         snapshot: Default::default(),
-        memo: Default::default(),
+        reconciler: Default::default(),
         generation: 0,
         errors: vec![],
         problems: Default::default(),
@@ -98,12 +97,11 @@ struct Loop {
     dataplane: portcullis_dataplane::Dataplane,
     state: AdminState,
     previous_statuses: Arc<Statuses>,
-    addresses: BTreeMap<ObjectKey, IpAddr>,
     bind_errors: BTreeMap<SocketAddr, String>,
     /// The last snapshot translated (shared with the admin API).
     snapshot: Arc<portcullis_store::Snapshot>,
-    /// Per-route translation results, reused for routes that did not change.
-    memo: portcullis_translate::Memo,
+    /// Translation state kept across passes (memo, pool addresses).
+    reconciler: portcullis_translate::Reconciler,
     /// Configurations applied since start (`portcullis_config_applied_generation`).
     generation: i64,
     /// The source's errors at the last reload (invalid objects).
@@ -172,13 +170,9 @@ impl Loop {
         // (at most twice: bind errors only depend on the ports, which do not change).
         for _ in 0..2 {
             let t = Instant::now();
-            let input = portcullis_translate::Input {
-                snapshot: reload,
-                options: &self.options,
-                previous_addresses: self.addresses.clone(),
-                bind_errors: self.bind_errors.clone(),
-            };
-            let mut out = portcullis_translate::translate_with(&input, &mut self.memo);
+            let mut out = self
+                .reconciler
+                .translate(reload, &self.options, &self.bind_errors);
             crate::ingress::add_statuses_of(
                 &self.ingresses,
                 reload,
@@ -186,7 +180,6 @@ impl Loop {
                 &mut out.statuses,
                 &self.serve,
             );
-            self.addresses = out.addresses;
             let config = Arc::new(out.config);
             // The data plane compares with what it serves (an identical config is a no-op).
             translating += t.elapsed();
