@@ -5,34 +5,20 @@
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use portcullis_dataplane::auth::ext_authz_pb as pb;
 use prost::Message;
 
+mod common;
+use common::{Proc, bin, free_port, request, wait_for};
+
 const CLIENT_SECRET: &str = "oidc-client-secret-7c1e";
-
-/// Kills the child (by PID, via its handle) when dropped.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Serve each connection's requests with `answer(head) -> response bytes`.
 fn http_server(answer: fn(&str, SocketAddr) -> String) -> SocketAddr {
@@ -172,31 +158,6 @@ fn grpc_auth() -> SocketAddr {
     addr
 }
 
-fn request(addr: SocketAddr, path: &str, headers: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: h\r\nconnection: close\r\n{headers}\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, out))
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn service(name: &str, port: u16) -> String {
     format!(
         r#"---
@@ -277,7 +238,7 @@ spec:
 }
 
 fn start(dir: &Path, admin: SocketAddr) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    let child = Command::new(bin())
         .args(["run", "--config"])
         .arg(dir)
         .args(["--admin", &admin.to_string(), "--workers", "1"])
@@ -286,7 +247,7 @@ fn start(dir: &Path, admin: SocketAddr) -> Proc {
         .spawn()
         .expect("spawn portcullis");
     let p = Proc(child);
-    wait_for("readyz", || {
+    wait_for("readyz", Duration::from_secs(20), || {
         request(admin, "/readyz", "").is_some_and(|(s, _)| s == 200)
     });
     p
@@ -301,7 +262,7 @@ fn grpc_ext_auth_and_oidc_through_portcullis_run() {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let _p = start(dir.path(), admin);
     let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_for("the gateway", || {
+    wait_for("the gateway", Duration::from_secs(20), || {
         request(gw, "/api", "").is_some_and(|(s, _)| s != 404)
     });
 
@@ -351,7 +312,7 @@ fn grpc_ext_auth_and_oidc_through_portcullis_run() {
     // Statuses accepted; the client secret appears nowhere.
     let (_, status) = request(admin, "/status", "").unwrap();
     let (_, config) = request(admin, "/config", "").unwrap();
-    let cli = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    let cli = Command::new(bin())
         .args(["status", "-o", "json", "--config"])
         .arg(dir.path())
         .output()

@@ -3,31 +3,13 @@
 //! the admin API or in `portcullis status`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-/// Kills the child (by PID, via its handle) when dropped.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_portcullis")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::{Proc, bin, free_port, request, wait_for};
 
 /// A tiny HTTP/1.1 backend answering the request head it got.
 fn backend() -> SocketAddr {
@@ -62,31 +44,6 @@ fn backend() -> SocketAddr {
         }
     });
     addr
-}
-
-fn request(addr: SocketAddr, path: &str, headers: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: h\r\nconnection: close\r\n{headers}\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, out))
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn manifest(port: u16, backend: SocketAddr) -> String {
@@ -174,7 +131,7 @@ fn start(dir: &Path, admin: SocketAddr) -> Proc {
         .spawn()
         .expect("spawn portcullis");
     let p = Proc(child);
-    wait_for("readyz", || {
+    wait_for("readyz", Duration::from_secs(20), || {
         request(admin, "/readyz", "").is_some_and(|(s, _)| s == 200)
     });
     p
@@ -189,7 +146,9 @@ fn policies_protect_routes_and_secrets_stay_secret() {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let _p = start(dir.path(), admin);
     let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_for("the gateway", || request(gw, "/", "").is_some());
+    wait_for("the gateway", Duration::from_secs(20), || {
+        request(gw, "/", "").is_some()
+    });
 
     // Gateway-wide Basic auth on the open rule.
     let (s, out) = request(gw, "/x", "").unwrap();

@@ -84,6 +84,22 @@ pub fn get(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
     Some((status, out))
 }
 
+/// `GET path` with extra header lines (`"name: value\r\n"` each, or empty)
+/// on a fresh connection to host `h`: (status, whole answer).
+pub fn request(addr: SocketAddr, path: &str, headers: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: h\r\nconnection: close\r\n{headers}\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, out))
+}
+
 /// A raw HTTP/1.1 backend that records every byte it receives and answers
 /// `200 rec <target>` to each bodyless request head (target lower-cased); a
 /// request with a body is recorded and never answered.
