@@ -189,6 +189,11 @@ async fn main_loop(
             controller_name: args.controller_name.clone(),
             address_pool: Some(pool),
             provisioning: !args.no_provisioning,
+            reserved_ports: if args.no_provisioning {
+                BTreeMap::new()
+            } else {
+                provision::reserved_ports()
+            },
             ..Default::default()
         },
         settings: Settings {

@@ -252,3 +252,49 @@ fn bad_parameters_make_the_gateway_not_accepted() {
         assert_eq!(p.status, "False");
     }
 }
+
+/// A listener on the proxy's admin port is refused by translation
+/// (`PortUnavailable`, see `provision::reserved_ports`); the proxy's objects
+/// expose the admin port once, for the admin endpoints, and never for it.
+#[test]
+fn a_listener_on_the_admin_port_is_not_exposed() {
+    let admin = provision::PROXY_ADMIN_PORT;
+    assert!(provision::reserved_ports().contains_key(&admin));
+    let g = gw(
+        "clash",
+        json!({"gatewayClassName": "portcullis", "listeners": [
+            {"name": "clash", "port": admin, "protocol": "HTTP"},
+            {"name": "web", "port": 8080, "protocol": "HTTP"},
+        ]}),
+    );
+    let objects = render(&g, &Snapshot::default()).unwrap();
+    let by_kind = |k: &str| objects.iter().find(|o| o["kind"] == k).unwrap().clone();
+    let svc_ports: Vec<i64> = by_kind("Service")["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_i64().unwrap())
+        .collect();
+    assert_eq!(svc_ports, vec![8080]);
+    let container_ports: Vec<(String, i64)> =
+        by_kind("Deployment")["spec"]["template"]["spec"]["containers"][0]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["containerPort"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+    assert_eq!(
+        container_ports
+            .iter()
+            .filter(|(_, p)| *p == i64::from(admin))
+            .count(),
+        1,
+        "{container_ports:?}"
+    );
+    assert!(container_ports.contains(&("admin".to_string(), i64::from(admin))));
+}

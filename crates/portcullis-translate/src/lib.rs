@@ -64,6 +64,10 @@ pub struct Options {
     /// features of generated infrastructure are claimed too
     /// ([`PROVISIONING_FEATURES`]).
     pub provisioning: bool,
+    /// Ports no listener may use, with why (Kubernetes mode: the provisioned
+    /// proxy's own admin port). A listener on one is not accepted
+    /// (`PortUnavailable`) and not served.
+    pub reserved_ports: BTreeMap<i32, String>,
 }
 
 impl Default for Options {
@@ -73,6 +77,7 @@ impl Default for Options {
             address_pool: None,
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             provisioning: false,
+            reserved_ports: BTreeMap::new(),
         }
     }
 }

@@ -131,6 +131,13 @@ pub(crate) fn listener(
         client: None,
         client_conn: None,
     };
+    if let Some(why) = input.options.reserved_ports.get(&spec.port) {
+        st.accepted = Some(Problem::new(
+            Reason::PortUnavailable,
+            format!("port {} is reserved for {why}; use another port", spec.port),
+        ));
+        return st;
+    }
     let Some(proto) = protocol else {
         st.accepted = Some(Problem::new(
             Reason::UnsupportedProtocol,

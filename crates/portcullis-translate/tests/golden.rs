@@ -3,7 +3,8 @@
 //!
 //! Inputs go through the real file source (so CRD defaults apply as in
 //! production); `# bind-error: ADDR:PORT message` lines in an input stand for
-//! sockets the data plane could not bind. Set `UPDATE_GOLDEN=1` to rewrite the outputs, then review the diff.
+//! sockets the data plane could not bind; `# reserved-port: PORT why` lines
+//! reserve a port as Kubernetes mode does. Set `UPDATE_GOLDEN=1` to rewrite the outputs, then review the diff.
 
 use std::path::{Path, PathBuf};
 
@@ -40,8 +41,19 @@ fn translate_file(path: &Path) -> Value {
             (addr.parse().expect("a socket address"), msg.to_string())
         })
         .collect();
+    // `# reserved-port: PORT why` lines reserve ports, as Kubernetes mode
+    // reserves the provisioned proxy's admin port.
+    let reserved_ports = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# reserved-port: "))
+        .map(|l| {
+            let (port, why) = l.split_once(' ').expect("# reserved-port: PORT why");
+            (port.parse().expect("a port"), why.to_string())
+        })
+        .collect();
     let options = portcullis_translate::Options {
         address_pool: Some("10.1.0.0/29".parse().unwrap()),
+        reserved_ports,
         ..Default::default()
     };
     let input = portcullis_translate::Input {

@@ -268,6 +268,16 @@ fn port_name(port: i32, proto: &str) -> String {
 }
 
 /// Distinct (port, TCP|UDP) of the Gateway's listeners and of the ListenerSets that name it as parent.
+/// Ports a provisioned proxy keeps for itself, with why: a listener on one
+/// is not accepted (translation says `PortUnavailable`), and the port is not
+/// exposed for it.
+pub fn reserved_ports() -> BTreeMap<i32, String> {
+    BTreeMap::from([(
+        PROXY_ADMIN_PORT,
+        "the proxy's admin endpoints (health, metrics)".to_string(),
+    )])
+}
+
 fn listener_ports(gw: &Gateway, snapshot: &Snapshot) -> BTreeSet<(i32, &'static str)> {
     let proto = |p: &str| if p == "UDP" { "UDP" } else { "TCP" };
     let mut out: BTreeSet<(i32, &'static str)> = gw
@@ -290,6 +300,8 @@ fn listener_ports(gw: &Gateway, snapshot: &Snapshot) -> BTreeSet<(i32, &'static 
             }
         }
     }
+    let reserved = reserved_ports();
+    out.retain(|(p, _)| !reserved.contains_key(p));
     out
 }
 
