@@ -26,14 +26,41 @@ use crate::{KubeModeError, health, kinds};
 
 /// Run the controller in the cluster (in-cluster config, else kubeconfig) until SIGINT/SIGTERM.
 pub async fn run_controller(args: ControllerArgs) -> Result<(), KubeModeError> {
+    run_controller_with(args, |_| {}).await
+}
+
+/// [`run_controller`], handing `watch` the translation passes' [`View`]s
+/// once the controller has started (the binary serves its dashboard and
+/// `/explain` from them).
+pub async fn run_controller_with(
+    args: ControllerArgs,
+    watch: impl FnOnce(watch::Receiver<Option<Arc<View>>>),
+) -> Result<(), KubeModeError> {
     let client = Client::try_default()
         .await
         .map_err(|e| KubeModeError::ClientConfig(e.to_string()))?;
     let reviewer = Arc::new(KubeTokenReviewer::new(client.clone()));
     let controller = Controller::start(client, args, reviewer).await?;
+    watch(controller.view());
     shutdown_signal().await;
     tracing::info!("shutting down");
     controller.shutdown().await
+}
+
+/// What the last translation pass saw and produced, for read-only views
+/// (the dashboard, `/explain`): replaced as a whole after every pass.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// The cluster's objects translated (referenced Secrets included: render
+    /// documents from it with key material redacted).
+    pub snapshot: Arc<Snapshot>,
+    /// Every object's status, as translation computed it.
+    pub statuses: Arc<Statuses>,
+    /// The whole IR: every Gateway's listeners, each Gateway on its own
+    /// internal address (see [`crate::stream::filter`]).
+    pub config: Arc<Config>,
+    /// The proxies' addresses per Gateway, internal address → Gateway.
+    pub gateways: Arc<BTreeMap<IpAddr, ObjectKey>>,
 }
 
 /// A running controller.
@@ -43,6 +70,7 @@ pub struct Controller {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), KubeModeError>>,
     stats: watch::Receiver<Stats>,
+    view: watch::Receiver<Option<Arc<View>>>,
 }
 
 /// Counters for logs and tests.
@@ -87,11 +115,12 @@ impl Controller {
         ));
         let (stop, stop_rx) = oneshot::channel();
         let (stats_tx, stats) = watch::channel(Stats::default());
+        let (view_tx, view) = watch::channel(None);
         let task = tokio::spawn(async move {
             let r = main_loop(
                 client,
                 args,
-                published_tx,
+                (published_tx, view_tx),
                 bundle_rx,
                 (ready_tx, note_tx),
                 stats_tx,
@@ -109,7 +138,13 @@ impl Controller {
             stop,
             task,
             stats,
+            view,
         })
+    }
+
+    /// The last translation pass's [`View`] (`None` before the first).
+    pub fn view(&self) -> watch::Receiver<Option<Arc<View>>> {
+        self.view.clone()
     }
 
     /// Address of the config stream.
@@ -137,7 +172,10 @@ impl Controller {
 async fn main_loop(
     client: Client,
     args: ControllerArgs,
-    published: watch::Sender<Arc<Published>>,
+    (published, view): (
+        watch::Sender<Arc<Published>>,
+        watch::Sender<Option<Arc<View>>>,
+    ),
     mut bundle: watch::Receiver<String>,
     (ready, note): (watch::Sender<bool>, watch::Sender<String>),
     stats: watch::Sender<Stats>,
@@ -202,6 +240,7 @@ async fn main_loop(
         owned: owned.clone(),
         addresses: BTreeMap::new(),
         published,
+        view,
         writer,
         passes: 0,
     };
@@ -216,6 +255,10 @@ async fn main_loop(
     let mut backlog = lp.writer.backlog();
     loop {
         let is_leader = *leader.borrow_and_update();
+        portcullis_obs::metrics()
+            .control
+            .leader
+            .set(i64::from(is_leader));
         if is_leader && !was_leader {
             lp.provisioner.reset();
         }
@@ -275,6 +318,7 @@ async fn main_loop(
     }
     ready.send_replace(false);
     elector.release().await;
+    portcullis_obs::metrics().control.leader.set(0);
     owned.stop();
     cache.stop();
     Ok(())
@@ -290,6 +334,7 @@ struct Loop {
     owned: Arc<provision::drift::Owned>,
     addresses: BTreeMap<ObjectKey, IpAddr>,
     published: watch::Sender<Arc<Published>>,
+    view: watch::Sender<Option<Arc<View>>>,
     writer: StatusWriter,
     /// Translation passes (`portcullis_config_applied_generation`).
     passes: i64,
@@ -313,6 +358,18 @@ impl Loop {
             .reload(true, self.passes, translating.elapsed());
         crate::metrics::record_objects(&statuses);
         self.publish(&snapshot, &statuses, &config);
+        let (snapshot, statuses) = (Arc::new(snapshot), Arc::new(statuses));
+        self.view.send_replace(Some(Arc::new(View {
+            snapshot: snapshot.clone(),
+            statuses: statuses.clone(),
+            config: Arc::new(config),
+            gateways: Arc::new(
+                self.addresses
+                    .iter()
+                    .map(|(k, ip)| (*ip, k.clone()))
+                    .collect(),
+            ),
+        })));
         if !leader {
             return complete;
         }

@@ -76,6 +76,12 @@ pub struct Control {
     translate: Histogram,
     objects: GaugeFamily,
     conditions: GaugeFamily,
+    status_writes: CounterFamily,
+    /// Status patches the API server refused with 409 (the object changed
+    /// since it was read); each is merged again and retried.
+    pub status_conflicts: Counter,
+    /// 1 while this controller replica holds the leader Lease.
+    pub leader: Gauge<i64, AtomicI64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -132,6 +138,9 @@ impl Metrics {
                 translate: Histogram::new(crate::hist::BUCKETS),
                 objects: Family::default(),
                 conditions: Family::default(),
+                status_writes: Family::default(),
+                status_conflicts: Counter::default(),
+                leader: Gauge::default(),
             },
             access_log_dropped: Counter::default(),
             spans_dropped: Counter::default(),
@@ -235,6 +244,24 @@ impl Metrics {
             &n("config_object_conditions"),
             "Status conditions by object kind, condition type, status and reason",
             &c.conditions,
+        );
+        reg(
+            &mut r,
+            &n("status_writes"),
+            "Kubernetes mode: status writes by result (written, unchanged, stale: the object changed generation or is gone, failed)",
+            &c.status_writes,
+        );
+        reg(
+            &mut r,
+            &n("status_write_conflicts"),
+            "Kubernetes mode: status patches refused with 409 Conflict (merged again and retried)",
+            &c.status_conflicts,
+        );
+        reg(
+            &mut r,
+            &n("leader"),
+            "Kubernetes mode: 1 while this controller replica holds the leader Lease, else 0",
+            &c.leader,
         );
         reg(
             &mut r,
@@ -407,6 +434,12 @@ impl Control {
                 .map_or(0.0, |d| d.as_secs_f64());
             self.last_success.set(now);
         }
+    }
+
+    /// A status write finished: `written`, `unchanged`, `stale` or `failed`.
+    pub fn status_write(&self, result: &str) {
+        let l: Labels = vec![("result", result.to_owned())];
+        self.status_writes.get_or_create(&l).inc();
     }
 
     /// Replace the object and condition gauges: `objects` by kind, and
