@@ -50,6 +50,9 @@ pub struct AdminView {
     pub config: Arc<Config>,
     /// Every problem of the files, with file:line (as `portcullis validate`).
     pub problems: Arc<Vec<crate::validate::Problem>>,
+    /// Kubernetes mode (`portcullis controller --dashboard`): no files, the
+    /// IR holds every Gateway on its internal address.
+    pub kubernetes: bool,
 }
 
 impl AdminView {
@@ -391,6 +394,7 @@ mod tests {
             statuses: Default::default(),
             config: Default::default(),
             problems: Default::default(),
+            kubernetes: false,
         })));
         state
     }

@@ -216,7 +216,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(portcullis_kube::run_controller(args))?;
+                .block_on(crate::kube_dashboard::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy(args) => {

@@ -226,6 +226,7 @@ impl Loop {
                 statuses: self.previous_statuses.clone(),
                 config,
                 problems: self.problems.clone(),
+                kubernetes: false,
             })));
             statuses += t.elapsed();
             if !rebind {

@@ -182,8 +182,9 @@ fn listeners(view: &AdminView, key: &portcullis_store::ObjectKey, status: &Value
         .collect()
 }
 
-/// The dashboard's document: `{ready, time_ms, gateways, routes, policies,
-/// others, stats, problems}`.
+/// The dashboard's document: `{ready, mode, time_ms, gateways, routes,
+/// policies, others, stats, problems}` (`mode`: `standalone` or
+/// `kubernetes`).
 pub fn state_json(view: Option<&AdminView>) -> Bytes {
     let time_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -288,6 +289,7 @@ pub fn state_json(view: Option<&AdminView>) -> Bytes {
         .collect();
     let doc = json!({
         "ready": true,
+        "mode": if view.kubernetes { "kubernetes" } else { "standalone" },
         "time_ms": time_ms,
         "gateways": gateways,
         "routes": routes,

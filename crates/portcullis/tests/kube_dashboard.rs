@@ -1,0 +1,161 @@
+//! Kubernetes mode: `portcullis controller --dashboard` serves the dashboard's
+//! document, `/explain`, `/status` and `/config` from its own translation.
+//! The controller is the real binary, talking to the fake API server of the
+//! controller crate's tests (on 127.0.0.1) through a kubeconfig.
+
+mod common;
+#[path = "../../portcullis-kube/tests/common/mod.rs"]
+mod kubetest;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Proc, bin, free_addr, wait_for};
+use kubetest::*;
+use serde_json::{Value, json};
+
+/// `GET path` with an optional bearer token: (status, body).
+fn fetch(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: dashboard\r\n{auth}connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn kubeconfig(dir: &std::path::Path, api: SocketAddr) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{api}\n\
+         users:\n- name: test\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: test\n\
+         current-context: fake\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_serves_the_dashboard_and_explain() {
+    let api = FakeApi::new();
+    let backend: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for o in [
+        namespace("default"),
+        class(),
+        gateway("gw", 18080),
+        route("web", "gw", "web"),
+        service("web"),
+        endpoints("web", backend),
+    ] {
+        api.put(o);
+    }
+    // The broken route only takes /broken, so that explain can tell them apart.
+    let mut broken = route("broken", "gw", "nope");
+    broken["spec"]["rules"][0]["matches"] =
+        json!([{"path": {"type": "PathPrefix", "value": "/broken"}}]);
+    api.put(broken);
+    let api_addr = api.listen(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), api_addr);
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let dashboard = free_addr();
+    let child = Command::new(bin())
+        .args(["controller", "--no-provisioning", "--identity", "dash-test"])
+        .args(["--stream-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--stream-tls-san", "127.0.0.1", "--debounce-ms", "20"])
+        .args(["--dashboard", &dashboard.to_string()])
+        .arg("--dashboard-token-file")
+        .arg(&token_file)
+        .env("KUBECONFIG", &config)
+        .env("POD_NAMESPACE", "portcullis-system")
+        .env_remove("PORTCULLIS_WATCH_NAMESPACE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("portcullis controller starts");
+    let _child = Proc(child);
+
+    tokio::task::spawn_blocking(move || {
+        let token = Some("s3cret");
+        let state = || -> Option<Value> {
+            let (code, body) = fetch(dashboard, "/ui/api/state", token)?;
+            (code == 200).then(|| serde_json::from_str(&body).ok())?
+        };
+        let mut doc = Value::Null;
+        wait_for("both routes on the dashboard", Duration::from_secs(30), || {
+            doc = state().unwrap_or_default();
+            doc["ready"] == true && doc["routes"].as_array().is_some_and(|r| r.len() == 2)
+        });
+        assert_eq!(doc["mode"], "kubernetes");
+        assert_eq!(doc["problems"], json!([]));
+        let gw = &doc["gateways"][0];
+        assert_eq!(gw["name"], "default/gw");
+        assert!(
+            gw["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Accepted" && c["status"] == "True"),
+            "{gw}"
+        );
+        assert_eq!(gw["listeners"][0]["name"], "http", "{gw}");
+        let route = |name: &str| {
+            doc["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("route {name}: {doc}"))
+        };
+        let web = route("default/web");
+        assert_eq!(web["backends"][0]["name"], "default/web:8080", "{web}");
+        assert!(web.to_string().contains("127.0.0.1:9"), "its endpoint: {web}");
+        let broken = route("default/broken");
+        let resolved = broken["parents"][0]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "ResolvedRefs")
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (resolved["status"].as_str(), resolved["reason"].as_str()),
+            (Some("False"), Some("BackendNotFound"))
+        );
+        assert!(resolved["fix"].as_str().unwrap().contains("create the Service"), "{resolved}");
+
+        // Explain on the controller's IR, for the Gateway's listener.
+        let ask = |path: &str| {
+            let q = format!(
+                "/explain?request=GET%20http%3A%2F%2Fshop.example.com%3A18080{path}&gateway=default%2Fgw"
+            );
+            let (code, body) = fetch(dashboard, &q, token).unwrap();
+            assert_eq!(code, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        };
+        let ok = ask("/cart");
+        assert_eq!(ok["answer"]["forwarded"], true, "{ok}");
+        assert_eq!(ok["answer"]["backend"], "default/web:8080", "{ok}");
+        let bad = ask("/broken/x");
+        assert_eq!(bad["answer"]["status"], 500, "{bad}");
+        assert_eq!(bad["answer"]["flag"], "IB", "{bad}");
+
+        // Token required for every document; the page's assets are open.
+        for p in ["/ui/api/state", "/status", "/config", "/explain?request=http://x/"] {
+            assert_eq!(fetch(dashboard, p, None).unwrap().0, 401, "{p}");
+        }
+        assert_eq!(fetch(dashboard, "/ui", None).unwrap().0, 200);
+        let (code, status) = fetch(dashboard, "/status", token).unwrap();
+        assert_eq!(code, 200);
+        assert!(status.contains("\"HTTPRoute\""), "{status}");
+    })
+    .await
+    .unwrap();
+}
