@@ -43,6 +43,7 @@ pub struct Metrics {
     l4_active: GaugeFamily,
     l4_bytes: CounterFamily,
     rate_limit: CounterFamily,
+    auth: CounterFamily,
     /// Global rate-limit decisions Redis could not make (unreachable, timed out, an error).
     pub rate_limit_redis_errors: Counter,
     /// Control plane.
@@ -66,6 +67,20 @@ pub struct RateLimitStats {
     pub failed_open: Counter,
     /// Requests refused because Redis could not decide (fail closed, 503).
     pub failed_closed: Counter,
+}
+
+/// Decision counters of one SecurityPolicy.
+#[derive(Clone, Debug, Default)]
+pub struct AuthStats {
+    /// Requests every step let through.
+    pub allowed: Counter,
+    /// Requests a step refused (401, 403, an ext-auth service's answer, a
+    /// failed OIDC login redirect included).
+    pub denied: Counter,
+    /// Requests answered 500 because the policy is invalid (fail closed).
+    pub invalid: Counter,
+    /// CORS preflight requests answered by the policy.
+    pub preflight: Counter,
 }
 
 /// Control-plane metrics.
@@ -130,6 +145,7 @@ impl Metrics {
             l4_active: Family::default(),
             l4_bytes: Family::default(),
             rate_limit: Family::default(),
+            auth: Family::default(),
             rate_limit_redis_errors: Counter::default(),
             control: Control {
                 reloads: Family::default(),
@@ -148,6 +164,12 @@ impl Metrics {
         };
         let p = "portcullis_";
         let n = |s: &str| format!("{p}{s}");
+        reg(
+            &mut r,
+            &n("auth_decisions"),
+            "SecurityPolicy decisions, by policy and outcome (allowed, denied, invalid: the policy is invalid and requests are answered 500, preflight: CORS preflights answered)",
+            &m.auth,
+        );
         reg(
             &mut r,
             &n("rate_limit_decisions"),
@@ -324,6 +346,24 @@ impl Metrics {
             shadow_limited: c("shadow_limited"),
             failed_open: c("failed_open"),
             failed_closed: c("failed_closed"),
+        }
+    }
+
+    /// The decision counters of a SecurityPolicy (`namespace/name`). Takes
+    /// the family's lock: called when a table is built.
+    pub fn auth(&self, policy: &str) -> AuthStats {
+        let c = |outcome: &'static str| {
+            let l: Labels = vec![
+                ("policy", policy.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ];
+            self.auth.get_or_create(&l).clone()
+        };
+        AuthStats {
+            allowed: c("allowed"),
+            denied: c("denied"),
+            invalid: c("invalid"),
+            preflight: c("preflight"),
         }
     }
 
