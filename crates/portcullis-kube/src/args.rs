@@ -80,6 +80,11 @@ pub struct ControllerArgs {
     /// A file holding the bearer token the dashboard's documents require.
     #[arg(long)]
     pub dashboard_token_file: Option<PathBuf>,
+    /// The port of the proxies' `/metrics` (their `--admin`), which the
+    /// dashboard reads for its traffic numbers, at the address each proxy's
+    /// config stream comes from.
+    #[arg(long, default_value_t = 9902)]
+    pub proxy_metrics_port: u16,
 }
 
 impl ControllerArgs {

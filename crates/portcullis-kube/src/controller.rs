@@ -21,6 +21,7 @@ use crate::reflect::{Cache, RefCache};
 use crate::status::merge;
 use crate::status::writer::{Pending, StatusWriter, WriterOptions};
 use crate::stream::auth::{CachingReviewer, ReviewLimits};
+use crate::stream::server::Proxies;
 use crate::stream::{KubeTokenReviewer, Published, StreamServer, TokenReviewer, filter, pki};
 use crate::{KubeModeError, health, kinds};
 
@@ -29,19 +30,19 @@ pub async fn run_controller(args: ControllerArgs) -> Result<(), KubeModeError> {
     run_controller_with(args, |_| {}).await
 }
 
-/// [`run_controller`], handing `watch` the translation passes' [`View`]s
-/// once the controller has started (the binary serves its dashboard and
-/// `/explain` from them).
+/// [`run_controller`], handing `started` the running controller (the
+/// binary serves its dashboard and `/explain` from [`Controller::view`],
+/// with the traffic of [`Controller::proxies`]).
 pub async fn run_controller_with(
     args: ControllerArgs,
-    watch: impl FnOnce(watch::Receiver<Option<Arc<View>>>),
+    started: impl FnOnce(&Controller),
 ) -> Result<(), KubeModeError> {
     let client = Client::try_default()
         .await
         .map_err(|e| KubeModeError::ClientConfig(e.to_string()))?;
     let reviewer = Arc::new(KubeTokenReviewer::new(client.clone()));
     let controller = Controller::start(client, args, reviewer).await?;
-    watch(controller.view());
+    started(&controller);
     shutdown_signal().await;
     tracing::info!("shutting down");
     controller.shutdown().await
@@ -71,6 +72,7 @@ pub struct Controller {
     task: tokio::task::JoinHandle<Result<(), KubeModeError>>,
     stats: watch::Receiver<Stats>,
     view: watch::Receiver<Option<Arc<View>>>,
+    proxies: Proxies,
 }
 
 /// Counters for logs and tests.
@@ -104,6 +106,7 @@ impl Controller {
         let reviewer = Arc::new(CachingReviewer::new(reviewer, ReviewLimits::default()));
         let mut server = StreamServer::start(listener, published_rx, reviewer, tls);
         let stream_addr = server.local_addr();
+        let proxies = server.proxies();
         let (bundle_tx, bundle_rx) = watch::channel(String::new());
         let pki_task = tokio::spawn(pki::maintain(
             client.clone(),
@@ -139,7 +142,13 @@ impl Controller {
             task,
             stats,
             view,
+            proxies,
         })
+    }
+
+    /// The proxies streaming a configuration now.
+    pub fn proxies(&self) -> Proxies {
+        self.proxies.clone()
     }
 
     /// The last translation pass's [`View`] (`None` before the first).

@@ -227,6 +227,7 @@ impl Loop {
                 config,
                 problems: self.problems.clone(),
                 kubernetes: false,
+                proxy_metrics: None,
             })));
             statuses += t.elapsed();
             if !rebind {

@@ -1,7 +1,9 @@
 //! Kubernetes mode: `portcullis controller --dashboard` serves the dashboard's
-//! document, `/explain`, `/status` and `/config` from its own translation.
-//! The controller is the real binary, talking to the fake API server of the
-//! controller crate's tests (on 127.0.0.1) through a kubeconfig.
+//! document, `/explain`, `/status` and `/config` from its own translation,
+//! with the traffic counted by its proxies. The controller and a proxy are
+//! the real binary; the controller talks to the fake API server of the
+//! controller crate's tests (on 127.0.0.1) through a kubeconfig, the proxy
+//! to the controller's config stream.
 
 mod common;
 #[path = "../../portcullis-kube/tests/common/mod.rs"]
@@ -12,7 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, bin, free_addr, wait_for};
+use common::{Proc, Recorder, bin, free_addr, free_port, wait_for};
 use kubetest::*;
 use serde_json::{Value, json};
 
@@ -47,14 +49,15 @@ fn kubeconfig(dir: &std::path::Path, api: SocketAddr) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_serves_the_dashboard_and_explain() {
     let api = FakeApi::new();
-    let backend: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let backend = Recorder::start();
+    let port = free_port();
     for o in [
         namespace("default"),
         class(),
-        gateway("gw", 18080),
+        gateway("gw", port),
         route("web", "gw", "web"),
         service("web"),
-        endpoints("web", backend),
+        endpoints("web", backend.addr),
     ] {
         api.put(o);
     }
@@ -69,11 +72,18 @@ async fn the_controller_serves_the_dashboard_and_explain() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret\n").unwrap();
     let dashboard = free_addr();
+    let (stream, proxy_admin) = (free_addr(), free_addr());
     let child = Command::new(bin())
         .args(["controller", "--no-provisioning", "--identity", "dash-test"])
-        .args(["--stream-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args([
+            "--stream-listen",
+            &stream.to_string(),
+            "--admin",
+            "127.0.0.1:0",
+        ])
         .args(["--stream-tls-san", "127.0.0.1", "--debounce-ms", "20"])
         .args(["--dashboard", &dashboard.to_string()])
+        .args(["--proxy-metrics-port", &proxy_admin.port().to_string()])
         .arg("--dashboard-token-file")
         .arg(&token_file)
         .env("KUBECONFIG", &config)
@@ -84,6 +94,29 @@ async fn the_controller_serves_the_dashboard_and_explain() {
         .spawn()
         .expect("portcullis controller starts");
     let _child = Proc(child);
+    // A proxy for the Gateway, authenticated as its ServiceAccount.
+    api.allow_token("proxy-token", "system:serviceaccount:default:gw-portcullis");
+    std::fs::write(dir.path().join("ca.crt"), stream_ca(&api).await).unwrap();
+    std::fs::write(dir.path().join("proxy-token"), "proxy-token\n").unwrap();
+    let proxy = Command::new(bin())
+        .args([
+            "proxy",
+            "--gateway",
+            "default/gw",
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .args(["--controller", &format!("https://{stream}")])
+        .arg("--controller-ca")
+        .arg(dir.path().join("ca.crt"))
+        .arg("--token-file")
+        .arg(dir.path().join("proxy-token"))
+        .args(["--admin", &proxy_admin.to_string(), "--access-log", "off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("portcullis proxy starts");
+    let _proxy = Proc(proxy);
 
     tokio::task::spawn_blocking(move || {
         let token = Some("s3cret");
@@ -116,7 +149,9 @@ async fn the_controller_serves_the_dashboard_and_explain() {
         };
         let web = route("default/web");
         assert_eq!(web["backends"][0]["name"], "default/web:8080", "{web}");
-        assert!(web.to_string().contains("127.0.0.1:9"), "its endpoint: {web}");
+        let endpoint = backend.addr.to_string();
+        assert!(web.to_string().contains(&endpoint), "its endpoint: {web}");
+
         let broken = route("default/broken");
         let resolved = broken["parents"][0]["conditions"]
             .as_array()
@@ -131,10 +166,43 @@ async fn the_controller_serves_the_dashboard_and_explain() {
         );
         assert!(resolved["fix"].as_str().unwrap().contains("create the Service"), "{resolved}");
 
+        // Traffic through the proxy shows on the controller's dashboard.
+        let through = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_for("the proxy serving", Duration::from_secs(30), || {
+            common::get(through, "shop.example.com", "/ready").is_some_and(|(c, _)| c == 200)
+        });
+        for i in 0..3 {
+            let (code, _) = common::get(through, "shop.example.com", &format!("/cart/{i}")).unwrap();
+            assert_eq!(code, 200);
+        }
+        let (code, _) = common::get(through, "shop.example.com", "/broken/1").unwrap();
+        assert_eq!(code, 500);
+        let counted = |doc: &Value, route: &str| -> u64 {
+            doc["stats"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["route"] == route && s["gateway"] == "default/gw")
+                .map(|s| s["requests"].as_u64().unwrap_or(0))
+                .sum()
+        };
+        wait_for("the proxy's counts on the dashboard", Duration::from_secs(10), || {
+            doc = state().unwrap_or_default();
+            counted(&doc, "default/web") >= 4 && counted(&doc, "default/broken") == 1
+        });
+        let broken_stats = doc["stats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["route"] == "default/broken")
+            .unwrap();
+        assert_eq!(broken_stats["server_errors"], 1, "{broken_stats}");
+        assert_eq!(broken_stats["listener"], "http", "{broken_stats}");
+
         // Explain on the controller's IR, for the Gateway's listener.
         let ask = |path: &str| {
             let q = format!(
-                "/explain?request=GET%20http%3A%2F%2Fshop.example.com%3A18080{path}&gateway=default%2Fgw"
+                "/explain?request=GET%20http%3A%2F%2Fshop.example.com%3A{port}{path}&gateway=default%2Fgw"
             );
             let (code, body) = fetch(dashboard, &q, token).unwrap();
             assert_eq!(code, 200, "{body}");
