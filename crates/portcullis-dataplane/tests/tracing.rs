@@ -442,3 +442,65 @@ async fn a_stalled_grpc_collector_never_delays_requests() {
     .await
     .expect("test timed out");
 }
+
+/// Sampling is parent-based: with a ratio of 0 no new trace is exported,
+/// yet its context goes upstream (unsampled); a sampled parent is followed
+/// and its span exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_ratio_samples_no_new_trace_but_follows_sampled_parents() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let (otlp, spans) = receiver().await;
+        portcullis_obs::trace::install(
+            &portcullis_obs::trace::Config {
+                endpoint: format!("http://{otlp}/v1/traces"),
+                ratio: 0.0,
+                delay: Duration::from_millis(50),
+                ..Default::default()
+            },
+            tokio::runtime::Handle::current(),
+        )
+        .unwrap();
+        let e = Echo::start("ratio-echo").await;
+        let (_dp, addr) = serve_with(
+            Default::default(),
+            vec![listener(
+                "ns/gw-r/http",
+                None,
+                vec![rule("r", prefix("/"), vec![wb(1, e.backend())])],
+            )],
+        )
+        .await;
+        let c = client();
+        for i in 0..20 {
+            let got = send(&c, addr, "GET", "r.example", &format!("/new/{i}"), &[]).await;
+            let tp = got.echoed("traceparent").expect("a traceparent upstream");
+            assert!(tp.ends_with("-00"), "not sampled: {tp}");
+        }
+        let trace = "0af7651916cd43dd8448eb211c80319c";
+        let tp = format!("00-{trace}-b7ad6b7169203331-01");
+        let got = send(
+            &c,
+            addr,
+            "GET",
+            "r.example",
+            "/parent",
+            &[("traceparent", tp.as_str())],
+        )
+        .await;
+        assert!(got.echoed("traceparent").unwrap().ends_with("-01"));
+        for _ in 0..250 {
+            if !spans.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Later batches would carry the unsampled ones, if any: wait one more.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        portcullis_obs::trace::flush();
+        let found = spans.lock().unwrap().clone();
+        let ids: Vec<String> = found.iter().map(|s| hex(&s.trace_id)).collect();
+        assert_eq!(ids, [trace], "only the sampled parent's span");
+    })
+    .await
+    .expect("test timed out");
+}
