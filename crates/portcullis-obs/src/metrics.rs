@@ -506,3 +506,51 @@ impl Control {
         }
     }
 }
+
+#[cfg(test)]
+mod dashboard_tests {
+    use std::collections::BTreeSet;
+
+    /// Every metric the Grafana dashboard queries is one the registry has
+    /// (a renamed metric would leave a panel silently empty).
+    #[test]
+    fn the_grafana_dashboard_queries_metrics_that_exist() {
+        // A family is exposed once it has a series: give each one.
+        let m = super::metrics();
+        let _ = m.port("127.0.0.1:1", "https");
+        m.tls_failure("127.0.0.1:1", "eof");
+        m.upstream_connection("http1").inc();
+        let _ = m.l4("ns/gw/tcp", "ns/r", "tcp");
+        let _ = m.rate_limit("ns/p", "local");
+        let _ = m.auth("ns/p");
+        m.control
+            .reload(true, 1, std::time::Duration::from_millis(1));
+        m.control.objects(
+            [("HTTPRoute", 1)],
+            [(["HTTPRoute", "Accepted", "True", "Accepted"], 1)],
+        );
+        m.control.status_write("written");
+        let text = super::render();
+        let families: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert!(families.contains("portcullis_http_requests"), "{text}");
+        let json = include_str!("../../../deploy/grafana/portcullis.json");
+        let mut checked = 0;
+        for (i, _) in json.match_indices("portcullis_") {
+            let name: String = json[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let known = families.contains(name.as_str())
+                || ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s).is_some_and(|b| families.contains(b)));
+            assert!(known, "the dashboard queries {name}, which is not a metric");
+            checked += 1;
+        }
+        assert!(checked > 20, "only {checked} names found");
+    }
+}
