@@ -100,8 +100,21 @@ pub enum ValidateFormat {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExplainArgs {
     /// A file or a directory (recursive) of YAML/JSON manifests.
-    #[arg(long, short)]
-    pub config: PathBuf,
+    #[arg(
+        long,
+        short,
+        required_unless_present = "admin",
+        conflicts_with = "admin"
+    )]
+    pub config: Option<PathBuf>,
+    /// Ask a running gateway instead: the admin address of `portcullis run`
+    /// or the `--dashboard` address of `portcullis controller`, e.g.
+    /// `http://127.0.0.1:9903` (its `/explain`, on what it serves).
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// A file holding the bearer token of that admin address.
+    #[arg(long, requires = "admin")]
+    pub admin_token_file: Option<PathBuf>,
     /// Only sockets serving a listener of this Gateway (`namespace/name`).
     #[arg(long)]
     pub gateway: Option<String>,

@@ -215,6 +215,20 @@ async fn the_controller_serves_the_dashboard_and_explain() {
         assert_eq!(bad["answer"]["status"], 500, "{bad}");
         assert_eq!(bad["answer"]["flag"], "IB", "{bad}");
 
+        // The CLI asks the running controller the same.
+        let out = Command::new(bin())
+            .args(["explain", "--admin", &format!("http://{dashboard}")])
+            .arg("--admin-token-file")
+            .arg(&token_file)
+            .args(["--gateway", "default/gw"])
+            .arg(format!("GET http://shop.example.com:{port}/broken/x"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("HTTPRoute default/broken"), "{text}");
+        assert!(text.contains("500") && text.contains("IB"), "{text}");
+
         // Token required for every document; the page's assets are open.
         for p in ["/ui/api/state", "/status", "/config", "/explain?request=http://x/"] {
             assert_eq!(fetch(dashboard, p, None).unwrap().0, 401, "{p}");
