@@ -60,7 +60,7 @@ pub struct View {
     /// The whole IR: every Gateway's listeners, each Gateway on its own
     /// internal address (see [`crate::stream::filter`]).
     pub config: Arc<Config>,
-    /// The proxies' addresses per Gateway, internal address → Gateway.
+    /// Which Gateway each internal address in `config` belongs to.
     pub gateways: Arc<BTreeMap<IpAddr, ObjectKey>>,
 }
 
@@ -151,7 +151,8 @@ impl Controller {
         self.proxies.clone()
     }
 
-    /// The last translation pass's [`View`] (`None` before the first).
+    /// The last translation pass's [`View`] (`None` before the first, and
+    /// always without `--dashboard`: the view is kept only for it).
     pub fn view(&self) -> watch::Receiver<Option<Arc<View>>> {
         self.view.clone()
     }
@@ -249,7 +250,8 @@ async fn main_loop(
         owned: owned.clone(),
         addresses: BTreeMap::new(),
         published,
-        view,
+        // Kept (one more snapshot in memory) only for the dashboard.
+        view: args.dashboard.is_some().then_some(view),
         writer,
         passes: 0,
     };
@@ -343,7 +345,7 @@ struct Loop {
     owned: Arc<provision::drift::Owned>,
     addresses: BTreeMap<ObjectKey, IpAddr>,
     published: watch::Sender<Arc<Published>>,
-    view: watch::Sender<Option<Arc<View>>>,
+    view: Option<watch::Sender<Option<Arc<View>>>>,
     writer: StatusWriter,
     /// Translation passes (`portcullis_config_applied_generation`).
     passes: i64,
@@ -368,17 +370,19 @@ impl Loop {
         crate::metrics::record_objects(&statuses);
         self.publish(&snapshot, &statuses, &config);
         let (snapshot, statuses) = (Arc::new(snapshot), Arc::new(statuses));
-        self.view.send_replace(Some(Arc::new(View {
-            snapshot: snapshot.clone(),
-            statuses: statuses.clone(),
-            config: Arc::new(config),
-            gateways: Arc::new(
-                self.addresses
-                    .iter()
-                    .map(|(k, ip)| (*ip, k.clone()))
-                    .collect(),
-            ),
-        })));
+        if let Some(view) = &self.view {
+            view.send_replace(Some(Arc::new(View {
+                snapshot: snapshot.clone(),
+                statuses: statuses.clone(),
+                config: Arc::new(config),
+                gateways: Arc::new(
+                    self.addresses
+                        .iter()
+                        .map(|(k, ip)| (*ip, k.clone()))
+                        .collect(),
+                ),
+            })));
+        }
         if !leader {
             return complete;
         }
