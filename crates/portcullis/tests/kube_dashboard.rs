@@ -3,7 +3,8 @@
 //! with the traffic counted by its proxies. The controller and a proxy are
 //! the real binary; the controller talks to the fake API server of the
 //! controller crate's tests (on 127.0.0.1) through a kubeconfig, the proxy
-//! to the controller's config stream.
+//! to the controller's config stream; the page is also rendered in headless
+//! Chromium (see `common/webdriver.rs`).
 
 mod common;
 #[path = "../../portcullis-kube/tests/common/mod.rs"]
@@ -198,6 +199,38 @@ async fn the_controller_serves_the_dashboard_and_explain() {
             .unwrap();
         assert_eq!(broken_stats["server_errors"], 1, "{broken_stats}");
         assert_eq!(broken_stats["listener"], "http", "{broken_stats}");
+
+        // The page in headless Chromium: the same document, rendered.
+        let browser = common::webdriver::Browser::start();
+        browser.open(&format!("http://{dashboard}/ui#token=s3cret"));
+        let started = std::time::Instant::now();
+        let page = loop {
+            let v = browser.run(
+                "const row = document.querySelector('#traffic tr[data-route=\"default/web\"] td.requests');
+                 return {text: document.body.innerText, polls: Number(document.body.dataset.polls || 0),
+                         requests: row ? Number(row.textContent) : 0};",
+            );
+            if v["polls"].as_u64().unwrap_or(0) >= 2 && v["requests"].as_u64().unwrap_or(0) >= 4 {
+                break v;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the page never showed the proxy's traffic: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let text = page["text"].as_str().unwrap();
+        for want in [
+            "Kubernetes mode",
+            "Gateway default/gw",
+            "HTTPRoute default/web",
+            "HTTPRoute default/broken",
+            "BackendNotFound",
+            "How to fix: create the Service",
+        ] {
+            assert!(text.contains(want), "the page does not show {want:?}:\n{text}");
+        }
+        drop(browser);
 
         // Explain on the controller's IR, for the Gateway's listener.
         let ask = |path: &str| {
