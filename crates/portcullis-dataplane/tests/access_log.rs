@@ -137,3 +137,87 @@ async fn json_lines_from_real_requests() {
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A writer that cannot keep up never holds a request: with the log going to
+/// a pipe nobody reads, the writer blocks once the pipe is full, the queue
+/// fills, and every further line is dropped and counted; the requests are
+/// all answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_writer_drops_lines_and_counts_them() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir().join(format!("portcullis-access-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("access.pipe");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // A reader that never reads, opened without blocking, so that the
+    // writer's open succeeds (O_NONBLOCK is 0o4000 on Linux).
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o4000)
+        .open(&fifo)
+        .unwrap();
+    const QUEUE: usize = 16;
+    accesslog::install_with(
+        Config {
+            format: Format::Json,
+            fields: Field::ALL.to_vec(),
+            output: Output::File(fifo.clone()),
+        },
+        QUEUE,
+    )
+    .unwrap();
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let e = Echo::start("e").await;
+        let (_dp, addr) = serve_with(
+            Default::default(),
+            vec![listener(
+                "ns/gw-stuck/http",
+                None,
+                vec![rule("stuck", prefix("/"), vec![wb(1, e.backend())])],
+            )],
+        )
+        .await;
+        let c = client();
+        // A line is a few hundred bytes: the pipe (64 KiB) and the writer's
+        // buffer (64 KiB) take well under 1,000 of them.
+        let path = format!("/{}", "p".repeat(200));
+        let dropped = || portcullis_obs::metrics().access_log_dropped.get();
+        let mut sent = 0u64;
+        while dropped() == 0 && sent < 5_000 {
+            assert_eq!(
+                send(&c, addr, "GET", "s.example", &path, &[]).await.status,
+                200
+            );
+            sent += 1;
+        }
+        assert!(dropped() > 0, "nothing dropped after {sent} requests");
+        // From now on every line is dropped (the writer stays blocked).
+        let before = dropped();
+        for _ in 0..50 {
+            assert_eq!(
+                send(&c, addr, "GET", "s.example", &path, &[]).await.status,
+                200
+            );
+        }
+        // A line is queued when its response body ends, which may be just
+        // after the client read it: wait for the last ones, boundedly.
+        for _ in 0..250 {
+            if dropped() - before >= 50 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // (The line of the request before may land just after `before`.)
+        let n = dropped() - before;
+        assert!((50..=51).contains(&n), "{n} dropped");
+    })
+    .await
+    .expect("test timed out");
+}

@@ -479,3 +479,84 @@ async fn curl_http2_and_client_certificate_against_https_listener() {
     .await
     .unwrap();
 }
+
+/// The TLS metrics after real handshakes: completed ones, and failed ones by
+/// reason (a plain-text request on the TLS port is `protocol`, a client that
+/// hangs up mid-handshake is `eof`), labelled by the bound port.
+#[tokio::test]
+async fn tls_handshakes_and_their_failures_are_counted() {
+    let t = two_listeners().await;
+    let cfg = client_config(&t.ca, &[b"http/1.1"], None);
+    for _ in 0..2 {
+        let s = tls_connect(t.addr, cfg.clone(), "a.example.com")
+            .await
+            .unwrap();
+        drop(s);
+    }
+    // Plain HTTP on the TLS port.
+    let mut s = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut sink),
+    )
+    .await;
+    // A ClientHello's first bytes, then gone.
+    let mut s = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    drop(s);
+    let port = format!(":{}\"", t.addr.port());
+    let value = |text: &str, prefix: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix) && l.contains(&port))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let mut text = String::new();
+    for _ in 0..250 {
+        text = portcullis_obs::render();
+        let done = value(&text, "portcullis_tls_handshakes_total{") == Some(2)
+            && value(&text, "portcullis_tls_handshake_failures_total{").is_some()
+            && text.contains("reason=\"eof\"");
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        value(&text, "portcullis_tls_handshakes_total{"),
+        Some(2),
+        "{text}"
+    );
+    let failures: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("portcullis_tls_handshake_failures_total{") && l.contains(&port))
+        .collect();
+    assert!(
+        failures
+            .iter()
+            .any(|l| l.contains("reason=\"protocol\"") && l.ends_with(" 1")),
+        "{failures:?}"
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|l| l.contains("reason=\"eof\"") && l.ends_with(" 1")),
+        "{failures:?}"
+    );
+    // Four connections accepted on the port, whatever became of them.
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("portcullis_downstream_connections_total{")
+                && l.contains(&port)
+                && l.contains("protocol=\"https\"")
+                && l.ends_with(" 4")
+        ),
+        "{text}"
+    );
+    drop(t.dp);
+}

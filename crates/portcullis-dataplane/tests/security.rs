@@ -624,6 +624,7 @@ async fn api_keys_from_header_query_and_cookie() {
                 forward_client_id_header: Some("x-client-id".into()),
                 sanitize: true,
             }),
+            policy: "apps/keys".into(),
             ..policy()
         };
         let (_dp, addr) = serve(vec![secured(
@@ -653,6 +654,15 @@ async fn api_keys_from_header_query_and_cookie() {
         for bad in ["key-aaa", "key-aaaaa", "KEY-AAAA", ""] {
             let g = get_with(addr, "/", &[("x-api-key", bad)]).await;
             assert_eq!(g.status, 401, "{bad:?}");
+        }
+        // portcullis_auth_decisions_total{policy="apps/keys"}: 3 let
+        // through, 5 refused, as the registry exposes them.
+        let text = portcullis_obs::render();
+        for (outcome, n) in [("allowed", 3), ("denied", 5), ("invalid", 0)] {
+            let series = format!(
+                "portcullis_auth_decisions_total{{policy=\"apps/keys\",outcome=\"{outcome}\"}} {n}\n"
+            );
+            assert!(text.contains(&series), "{series} in {text}");
         }
     })
     .await
@@ -1047,6 +1057,7 @@ async fn invalid_policy_fails_closed() {
         let e = Echo::start("e").await;
         let sec = Security {
             invalid: Some("Secret apps/missing does not exist".into()),
+            policy: "apps/invalid".into(),
             ..policy()
         };
         let (_dp, addr) = serve(vec![secured(
@@ -1056,6 +1067,8 @@ async fn invalid_policy_fails_closed() {
         .await;
         assert_eq!(get_with(addr, "/", &[]).await.status, 500);
         assert_eq!(e.count(), 0);
+        let stats = portcullis_obs::metrics().auth("apps/invalid");
+        assert_eq!((stats.invalid.get(), stats.denied.get()), (1, 0));
     })
     .await
     .unwrap();

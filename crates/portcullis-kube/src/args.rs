@@ -71,6 +71,20 @@ pub struct ControllerArgs {
     /// Address of `/healthz` and `/readyz`.
     #[arg(long, default_value = "0.0.0.0:9901")]
     pub admin: SocketAddr,
+    /// Serve the dashboard (`/ui`), `/explain`, `/status` and `/config` of
+    /// the controller's translation on this address, e.g. `127.0.0.1:9903`
+    /// (reach it with `kubectl port-forward`). Off when not given; anything
+    /// but a loopback address needs `--dashboard-token-file`.
+    #[arg(long)]
+    pub dashboard: Option<SocketAddr>,
+    /// A file holding the bearer token the dashboard's documents require.
+    #[arg(long)]
+    pub dashboard_token_file: Option<PathBuf>,
+    /// The port of the proxies' `/metrics` (their `--admin`), which the
+    /// dashboard reads for its traffic numbers, at the address each proxy's
+    /// config stream comes from.
+    #[arg(long, default_value_t = 9902)]
+    pub proxy_metrics_port: u16,
 }
 
 impl ControllerArgs {
@@ -130,8 +144,10 @@ pub struct AccessLogArgs {
     #[arg(long)]
     pub access_log_file: Option<PathBuf>,
     /// Comma-separated fields, in order (default: all but `query`).
+    // `::std::vec::Vec`: one value parsed into a list (a bare `Vec` makes
+    // clap expect a list of values, and panic when it reads this one).
     #[arg(long, value_parser = portcullis_obs::accesslog::parse_fields)]
-    pub access_log_fields: Option<Vec<portcullis_obs::accesslog::Field>>,
+    pub access_log_fields: Option<::std::vec::Vec<portcullis_obs::accesslog::Field>>,
 }
 
 fn parse_format(s: &str) -> Result<portcullis_obs::accesslog::Format, String> {
@@ -173,11 +189,21 @@ impl AccessLogArgs {
 /// Tracing options of `portcullis run` and `portcullis proxy`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TraceArgs {
-    /// Export a server span per request over OTLP/HTTP (protobuf) to this
-    /// traces endpoint, e.g. `http://otel-collector:4318/v1/traces`; also
-    /// turns on W3C trace context propagation. Off when not given.
+    /// Export a server span per request to this OTLP endpoint: OTLP/HTTP
+    /// (protobuf), e.g. `http://otel-collector:4318/v1/traces`, or OTLP/gRPC,
+    /// e.g. `grpc://otel-collector:4317`; also turns on trace context
+    /// propagation. Off when not given.
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf` (default: `grpc` for a `grpc://` endpoint,
+    /// else `http/protobuf`).
+    #[arg(long)]
+    pub otlp_protocol: Option<portcullis_obs::trace::ExportProtocol>,
+    /// Trace-context formats read from requests and written upstream, comma
+    /// separated: `tracecontext` (W3C), `b3` (single header), `b3multi`
+    /// (`X-B3-*`).
+    #[arg(long, default_value = "tracecontext")]
+    pub trace_propagation: portcullis_obs::trace::Propagation,
     /// Ratio of new traces sampled (0.0 to 1.0); a request whose
     /// `traceparent` is sampled is always followed.
     #[arg(long, default_value_t = 1.0)]
@@ -194,16 +220,21 @@ impl TraceArgs {
         let Some(endpoint) = &self.otlp_endpoint else {
             return Ok(());
         };
+        let protocol = self
+            .otlp_protocol
+            .unwrap_or_else(|| portcullis_obs::trace::ExportProtocol::of_endpoint(endpoint));
         portcullis_obs::trace::install(
             &portcullis_obs::trace::Config {
                 endpoint: endpoint.clone(),
+                protocol,
+                propagation: self.trace_propagation,
                 ratio: self.trace_sample_ratio,
                 service_name: self.trace_service_name.clone(),
                 ..Default::default()
             },
             tokio::runtime::Handle::current(),
         )?;
-        tracing::info!(%endpoint, ratio = self.trace_sample_ratio, "exporting traces");
+        tracing::info!(%endpoint, ?protocol, ratio = self.trace_sample_ratio, "exporting traces");
         Ok(())
     }
 

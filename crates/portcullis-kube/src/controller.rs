@@ -21,19 +21,47 @@ use crate::reflect::{Cache, RefCache};
 use crate::status::merge;
 use crate::status::writer::{Pending, StatusWriter, WriterOptions};
 use crate::stream::auth::{CachingReviewer, ReviewLimits};
+use crate::stream::server::Proxies;
 use crate::stream::{KubeTokenReviewer, Published, StreamServer, TokenReviewer, filter, pki};
 use crate::{KubeModeError, health, kinds};
 
 /// Run the controller in the cluster (in-cluster config, else kubeconfig) until SIGINT/SIGTERM.
 pub async fn run_controller(args: ControllerArgs) -> Result<(), KubeModeError> {
+    run_controller_with(args, |_| {}).await
+}
+
+/// [`run_controller`], handing `started` the running controller (the
+/// binary serves its dashboard and `/explain` from [`Controller::view`],
+/// with the traffic of [`Controller::proxies`]).
+pub async fn run_controller_with(
+    args: ControllerArgs,
+    started: impl FnOnce(&Controller),
+) -> Result<(), KubeModeError> {
     let client = Client::try_default()
         .await
         .map_err(|e| KubeModeError::ClientConfig(e.to_string()))?;
     let reviewer = Arc::new(KubeTokenReviewer::new(client.clone()));
     let controller = Controller::start(client, args, reviewer).await?;
+    started(&controller);
     shutdown_signal().await;
     tracing::info!("shutting down");
     controller.shutdown().await
+}
+
+/// What the last translation pass saw and produced, for read-only views
+/// (the dashboard, `/explain`): replaced as a whole after every pass.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// The cluster's objects translated (referenced Secrets included: render
+    /// documents from it with key material redacted).
+    pub snapshot: Arc<Snapshot>,
+    /// Every object's status, as translation computed it.
+    pub statuses: Arc<Statuses>,
+    /// The whole IR: every Gateway's listeners, each Gateway on its own
+    /// internal address (see [`crate::stream::filter`]).
+    pub config: Arc<Config>,
+    /// Which Gateway each internal address in `config` belongs to.
+    pub gateways: Arc<BTreeMap<IpAddr, ObjectKey>>,
 }
 
 /// A running controller.
@@ -43,6 +71,8 @@ pub struct Controller {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), KubeModeError>>,
     stats: watch::Receiver<Stats>,
+    view: watch::Receiver<Option<Arc<View>>>,
+    proxies: Proxies,
 }
 
 /// Counters for logs and tests.
@@ -76,6 +106,7 @@ impl Controller {
         let reviewer = Arc::new(CachingReviewer::new(reviewer, ReviewLimits::default()));
         let mut server = StreamServer::start(listener, published_rx, reviewer, tls);
         let stream_addr = server.local_addr();
+        let proxies = server.proxies();
         let (bundle_tx, bundle_rx) = watch::channel(String::new());
         let pki_task = tokio::spawn(pki::maintain(
             client.clone(),
@@ -87,11 +118,12 @@ impl Controller {
         ));
         let (stop, stop_rx) = oneshot::channel();
         let (stats_tx, stats) = watch::channel(Stats::default());
+        let (view_tx, view) = watch::channel(None);
         let task = tokio::spawn(async move {
             let r = main_loop(
                 client,
                 args,
-                published_tx,
+                (published_tx, view_tx),
                 bundle_rx,
                 (ready_tx, note_tx),
                 stats_tx,
@@ -109,7 +141,20 @@ impl Controller {
             stop,
             task,
             stats,
+            view,
+            proxies,
         })
+    }
+
+    /// The proxies streaming a configuration now.
+    pub fn proxies(&self) -> Proxies {
+        self.proxies.clone()
+    }
+
+    /// The last translation pass's [`View`] (`None` before the first, and
+    /// always without `--dashboard`: the view is kept only for it).
+    pub fn view(&self) -> watch::Receiver<Option<Arc<View>>> {
+        self.view.clone()
     }
 
     /// Address of the config stream.
@@ -137,7 +182,10 @@ impl Controller {
 async fn main_loop(
     client: Client,
     args: ControllerArgs,
-    published: watch::Sender<Arc<Published>>,
+    (published, view): (
+        watch::Sender<Arc<Published>>,
+        watch::Sender<Option<Arc<View>>>,
+    ),
     mut bundle: watch::Receiver<String>,
     (ready, note): (watch::Sender<bool>, watch::Sender<String>),
     stats: watch::Sender<Stats>,
@@ -208,6 +256,8 @@ async fn main_loop(
         owned: owned.clone(),
         addresses: BTreeMap::new(),
         published,
+        // Kept (one more snapshot in memory) only for the dashboard.
+        view: args.dashboard.is_some().then_some(view),
         writer,
         passes: 0,
     };
@@ -222,6 +272,10 @@ async fn main_loop(
     let mut backlog = lp.writer.backlog();
     loop {
         let is_leader = *leader.borrow_and_update();
+        portcullis_obs::metrics()
+            .control
+            .leader
+            .set(i64::from(is_leader));
         if is_leader && !was_leader {
             lp.provisioner.reset();
         }
@@ -281,6 +335,7 @@ async fn main_loop(
     }
     ready.send_replace(false);
     elector.release().await;
+    portcullis_obs::metrics().control.leader.set(0);
     owned.stop();
     cache.stop();
     Ok(())
@@ -296,6 +351,7 @@ struct Loop {
     owned: Arc<provision::drift::Owned>,
     addresses: BTreeMap<ObjectKey, IpAddr>,
     published: watch::Sender<Arc<Published>>,
+    view: Option<watch::Sender<Option<Arc<View>>>>,
     writer: StatusWriter,
     /// Translation passes (`portcullis_config_applied_generation`).
     passes: i64,
@@ -319,6 +375,20 @@ impl Loop {
             .reload(true, self.passes, translating.elapsed());
         crate::metrics::record_objects(&statuses);
         self.publish(&snapshot, &statuses, &config);
+        let (snapshot, statuses) = (Arc::new(snapshot), Arc::new(statuses));
+        if let Some(view) = &self.view {
+            view.send_replace(Some(Arc::new(View {
+                snapshot: snapshot.clone(),
+                statuses: statuses.clone(),
+                config: Arc::new(config),
+                gateways: Arc::new(
+                    self.addresses
+                        .iter()
+                        .map(|(k, ip)| (*ip, k.clone()))
+                        .collect(),
+                ),
+            })));
+        }
         if !leader {
             return complete;
         }

@@ -35,7 +35,7 @@ pub mod status;
 pub mod stream;
 
 pub use args::{ControllerArgs, ProxyArgs};
-pub use controller::run_controller;
+pub use controller::{View, run_controller, run_controller_with};
 pub use error::KubeModeError;
 pub use proxy::run_proxy;
 

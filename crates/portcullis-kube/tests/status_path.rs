@@ -62,6 +62,11 @@ async fn status_patches_exact_bodies_keep_other_controllers_and_skip_noops() {
         (p.len() >= 3).then_some(p)
     })
     .await;
+    // The only replica leads, and says so.
+    assert!(
+        portcullis_obs::render().contains("\nportcullis_leader 1\n"),
+        "portcullis_leader"
+    );
     let route_patch = patches
         .iter()
         .find(|(p, _)| {
@@ -296,6 +301,17 @@ async fn stale_cache_conflict_rereads_and_keeps_the_newer_entries() {
     assert_eq!(parents.len(), 2);
     assert_eq!(parents[0], other_entry());
     assert_eq!(parents[1]["controllerName"], ME);
+    // The metrics: one conflict, then one write.
+    let text = eventually(10, "the status write counted", || {
+        let t = portcullis_obs::render();
+        t.contains("portcullis_status_writes_total{result=\"written\"} 1")
+            .then_some(t)
+    })
+    .await;
+    assert!(
+        text.contains("portcullis_status_write_conflicts_total 1"),
+        "{text}"
+    );
     drop(leader_tx);
 }
 

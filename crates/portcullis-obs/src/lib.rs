@@ -7,16 +7,20 @@
 //!   allocation), and the collector that encodes them.
 //! - [`hist`]: the lock-free duration histogram they use.
 //! - [`accesslog`]: JSON/text access logs behind a bounded queue.
-//! - [`trace`]: W3C trace context, server spans, OTLP/HTTP export.
+//! - [`trace`]: server spans, OTLP/HTTP and OTLP/gRPC ([`otlp_grpc`])
+//!   export; [`propagate`]: W3C trace context and B3.
 //!
 //! Metric names, labels and the series budget are documented in
 //! `docs/observability.md`.
 #![deny(missing_docs)]
 
 pub mod accesslog;
+mod export;
 pub mod hist;
 pub mod http;
 pub mod metrics;
+pub mod otlp_grpc;
+pub mod propagate;
 pub mod server;
 pub mod trace;
 

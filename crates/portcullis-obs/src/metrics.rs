@@ -43,6 +43,7 @@ pub struct Metrics {
     l4_active: GaugeFamily,
     l4_bytes: CounterFamily,
     rate_limit: CounterFamily,
+    auth: CounterFamily,
     /// Global rate-limit decisions Redis could not make (unreachable, timed out, an error).
     pub rate_limit_redis_errors: Counter,
     /// Control plane.
@@ -68,6 +69,20 @@ pub struct RateLimitStats {
     pub failed_closed: Counter,
 }
 
+/// Decision counters of one SecurityPolicy.
+#[derive(Clone, Debug, Default)]
+pub struct AuthStats {
+    /// Requests every step let through.
+    pub allowed: Counter,
+    /// Requests a step refused (401, 403, an ext-auth service's answer, a
+    /// failed OIDC login redirect included).
+    pub denied: Counter,
+    /// Requests answered 500 because the policy is invalid (fail closed).
+    pub invalid: Counter,
+    /// CORS preflight requests answered by the policy.
+    pub preflight: Counter,
+}
+
 /// Control-plane metrics.
 pub struct Control {
     reloads: CounterFamily,
@@ -76,6 +91,12 @@ pub struct Control {
     translate: Histogram,
     objects: GaugeFamily,
     conditions: GaugeFamily,
+    status_writes: CounterFamily,
+    /// Status patches the API server refused with 409 (the object changed
+    /// since it was read); each is merged again and retried.
+    pub status_conflicts: Counter,
+    /// 1 while this controller replica holds the leader Lease.
+    pub leader: Gauge<i64, AtomicI64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -124,6 +145,7 @@ impl Metrics {
             l4_active: Family::default(),
             l4_bytes: Family::default(),
             rate_limit: Family::default(),
+            auth: Family::default(),
             rate_limit_redis_errors: Counter::default(),
             control: Control {
                 reloads: Family::default(),
@@ -132,6 +154,9 @@ impl Metrics {
                 translate: Histogram::new(crate::hist::BUCKETS),
                 objects: Family::default(),
                 conditions: Family::default(),
+                status_writes: Family::default(),
+                status_conflicts: Counter::default(),
+                leader: Gauge::default(),
             },
             access_log_dropped: Counter::default(),
             spans_dropped: Counter::default(),
@@ -139,6 +164,12 @@ impl Metrics {
         };
         let p = "portcullis_";
         let n = |s: &str| format!("{p}{s}");
+        reg(
+            &mut r,
+            &n("auth_decisions"),
+            "SecurityPolicy decisions, by policy and outcome (allowed, denied, invalid: the policy is invalid and requests are answered 500, preflight: CORS preflights answered)",
+            &m.auth,
+        );
         reg(
             &mut r,
             &n("rate_limit_decisions"),
@@ -238,6 +269,24 @@ impl Metrics {
         );
         reg(
             &mut r,
+            &n("status_writes"),
+            "Kubernetes mode: status writes by result (written, unchanged, stale: the object changed generation or is gone, failed)",
+            &c.status_writes,
+        );
+        reg(
+            &mut r,
+            &n("status_write_conflicts"),
+            "Kubernetes mode: status patches refused with 409 Conflict (merged again and retried)",
+            &c.status_conflicts,
+        );
+        reg(
+            &mut r,
+            &n("leader"),
+            "Kubernetes mode: 1 while this controller replica holds the leader Lease, else 0",
+            &c.leader,
+        );
+        reg(
+            &mut r,
             &n("access_log_dropped_lines"),
             "Access-log lines dropped because the writer fell behind",
             &m.access_log_dropped,
@@ -297,6 +346,24 @@ impl Metrics {
             shadow_limited: c("shadow_limited"),
             failed_open: c("failed_open"),
             failed_closed: c("failed_closed"),
+        }
+    }
+
+    /// The decision counters of a SecurityPolicy (`namespace/name`). Takes
+    /// the family's lock: called when a table is built.
+    pub fn auth(&self, policy: &str) -> AuthStats {
+        let c = |outcome: &'static str| {
+            let l: Labels = vec![
+                ("policy", policy.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ];
+            self.auth.get_or_create(&l).clone()
+        };
+        AuthStats {
+            allowed: c("allowed"),
+            denied: c("denied"),
+            invalid: c("invalid"),
+            preflight: c("preflight"),
         }
     }
 
@@ -409,6 +476,12 @@ impl Control {
         }
     }
 
+    /// A status write finished: `written`, `unchanged`, `stale` or `failed`.
+    pub fn status_write(&self, result: &str) {
+        let l: Labels = vec![("result", result.to_owned())];
+        self.status_writes.get_or_create(&l).inc();
+    }
+
     /// Replace the object and condition gauges: `objects` by kind, and
     /// `conditions` by (kind, type, status, reason).
     pub fn objects<'a>(
@@ -431,5 +504,53 @@ impl Control {
             ];
             self.conditions.get_or_create(&l).set(n);
         }
+    }
+}
+
+#[cfg(test)]
+mod dashboard_tests {
+    use std::collections::BTreeSet;
+
+    /// Every metric the Grafana dashboard queries is one the registry has
+    /// (a renamed metric would leave a panel silently empty).
+    #[test]
+    fn the_grafana_dashboard_queries_metrics_that_exist() {
+        // A family is exposed once it has a series: give each one.
+        let m = super::metrics();
+        let _ = m.port("127.0.0.1:1", "https");
+        m.tls_failure("127.0.0.1:1", "eof");
+        m.upstream_connection("http1").inc();
+        let _ = m.l4("ns/gw/tcp", "ns/r", "tcp");
+        let _ = m.rate_limit("ns/p", "local");
+        let _ = m.auth("ns/p");
+        m.control
+            .reload(true, 1, std::time::Duration::from_millis(1));
+        m.control.objects(
+            [("HTTPRoute", 1)],
+            [(["HTTPRoute", "Accepted", "True", "Accepted"], 1)],
+        );
+        m.control.status_write("written");
+        let text = super::render();
+        let families: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert!(families.contains("portcullis_http_requests"), "{text}");
+        let json = include_str!("../../../deploy/grafana/portcullis.json");
+        let mut checked = 0;
+        for (i, _) in json.match_indices("portcullis_") {
+            let name: String = json[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let known = families.contains(name.as_str())
+                || ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s).is_some_and(|b| families.contains(b)));
+            assert!(known, "the dashboard queries {name}, which is not a metric");
+            checked += 1;
+        }
+        assert!(checked > 20, "only {checked} names found");
     }
 }

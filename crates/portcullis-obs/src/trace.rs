@@ -1,44 +1,80 @@
-//! Traces: W3C `traceparent`/`tracestate` extracted from each request, a
-//! server span per request with the OpenTelemetry HTTP semantic-convention
-//! attributes and the route, the span's context propagated upstream, and
-//! export over OTLP/HTTP (protobuf) by the SDK's batch processor.
+//! Traces: W3C `traceparent`/`tracestate` (and B3, when asked for:
+//! [`crate::propagate`]) extracted from each request, a server span per
+//! request with the OpenTelemetry HTTP semantic-convention attributes and the
+//! route, the span's context propagated upstream, and export over OTLP/HTTP
+//! (protobuf) or OTLP/gRPC ([`crate::otlp_grpc`]) by the SDK's batch
+//! processor.
 //!
 //! - Off unless [`install`]ed; then [`enabled`] is one atomic load.
 //! - Sampling: parent-based (a sampled parent is followed), else the
 //!   configured ratio of trace ids. An unsampled request still gets a span
 //!   context, so upstreams see one trace id.
 //! - Never blocking: ended spans go to the batch processor's bounded queue
-//!   (a full queue drops them, the SDK counts and reports it); its own thread
-//!   exports them, through an HTTP client that runs on the given Tokio
-//!   runtime. No `reqwest`: the client is hyper-util's.
+//!   (a full queue drops them, counted in
+//!   `portcullis_trace_spans_dropped_total`, as are spans of failed exports); its own
+//!   thread exports them, through an HTTP/1.1 (OTLP/HTTP) or HTTP/2
+//!   (OTLP/gRPC) client that runs on the given Tokio runtime. No `reqwest`,
+//!   no tonic: the clients are hyper-util's.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::HeaderMap;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_http::{
-    HeaderExtractor, HeaderInjector, HttpClient, HttpError, Request, Response,
-};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
-};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+
+pub use crate::propagate::Propagation;
+
+/// How spans are exported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExportProtocol {
+    /// OTLP/HTTP with protobuf bodies (`http://collector:4318/v1/traces`).
+    #[default]
+    HttpProtobuf,
+    /// OTLP/gRPC over HTTP/2 cleartext (`grpc://collector:4317`).
+    Grpc,
+}
+
+impl std::str::FromStr for ExportProtocol {
+    type Err = String;
+
+    /// `http/protobuf` or `grpc` (the `OTEL_EXPORTER_OTLP_PROTOCOL` values).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "http/protobuf" | "http" => Ok(ExportProtocol::HttpProtobuf),
+            "grpc" => Ok(ExportProtocol::Grpc),
+            _ => Err(format!(
+                "OTLP protocol {s:?}: expected grpc or http/protobuf"
+            )),
+        }
+    }
+}
+
+impl ExportProtocol {
+    /// The protocol an endpoint implies: `grpc://` is gRPC, anything else
+    /// OTLP/HTTP.
+    pub fn of_endpoint(endpoint: &str) -> Self {
+        if endpoint.starts_with("grpc://") {
+            ExportProtocol::Grpc
+        } else {
+            ExportProtocol::HttpProtobuf
+        }
+    }
+}
 
 /// Tracing settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces`.
+    /// Traces endpoint: OTLP/HTTP, e.g. `http://otel-collector:4318/v1/traces`,
+    /// or OTLP/gRPC, e.g. `grpc://otel-collector:4317`.
     pub endpoint: String,
+    /// How spans are sent to `endpoint`.
+    pub protocol: ExportProtocol,
+    /// Which trace-context formats are read and written.
+    pub propagation: Propagation,
     /// Ratio of new traces sampled (0.0..=1.0); a parent's decision is followed.
     pub ratio: f64,
     /// `service.name` of the spans.
@@ -53,6 +89,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             endpoint: "http://127.0.0.1:4318/v1/traces".into(),
+            protocol: ExportProtocol::HttpProtobuf,
+            propagation: Propagation::default(),
             ratio: 1.0,
             service_name: "portcullis".into(),
             max_queue: 4096,
@@ -76,6 +114,8 @@ struct Tracing {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     propagator: TraceContextPropagator,
+    propagation: Propagation,
+    ratio: f64,
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -87,56 +127,12 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// The OTLP/HTTP client: hyper-util's, its requests run on `rt`.
-#[derive(Debug)]
-struct OtlpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
-    rt: tokio::runtime::Handle,
-    timeout: Duration,
-}
-
-#[async_trait::async_trait]
-impl HttpClient for OtlpClient {
-    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let client = self.client.clone();
-        let timeout = self.timeout;
-        let send = async move {
-            let resp = tokio::time::timeout(timeout, client.request(request.map(Full::new)))
-                .await
-                .map_err(|_| "OTLP export timed out")??;
-            let (parts, body) = resp.into_parts();
-            let body = body.collect().await?.to_bytes();
-            Ok::<_, HttpError>(Response::from_parts(parts, body))
-        };
-        self.rt.spawn(send).await?
-    }
-}
-
 /// Start exporting spans (once per process). Exports run on `rt`.
 pub fn install(cfg: &Config, rt: tokio::runtime::Handle) -> Result<(), TraceError> {
     if TRACING.get().is_some() {
         return Err(TraceError::Installed);
     }
-    let client = OtlpClient {
-        client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
-        rt,
-        timeout: Duration::from_secs(10),
-    };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(client)
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(cfg.endpoint.clone())
-        .build()
-        .map_err(|e| TraceError::Exporter(e.to_string()))?;
-    let batch = BatchConfigBuilder::default()
-        .with_max_queue_size(cfg.max_queue.max(1))
-        .with_max_export_batch_size(cfg.max_queue.clamp(1, 512))
-        .with_scheduled_delay(cfg.delay)
-        .build();
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(batch)
-        .build();
+    let processor = crate::export::processor(cfg, rt)?;
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
@@ -154,6 +150,8 @@ pub fn install(cfg: &Config, rt: tokio::runtime::Handle) -> Result<(), TraceErro
             provider,
             tracer,
             propagator: TraceContextPropagator::new(),
+            propagation: cfg.propagation,
+            ratio: cfg.ratio.clamp(0.0, 1.0),
         })
         .map_err(|_| TraceError::Installed)?;
     ENABLED.store(true, Ordering::Relaxed);
@@ -205,12 +203,13 @@ pub struct ServerSpan {
 }
 
 impl ServerSpan {
-    /// Start a span for a request whose parent (if any) is in `headers`'
-    /// `traceparent`/`tracestate`, and replace those headers with the span's
-    /// context, so the upstream request carries it. `None` when tracing is off.
+    /// Start a span for a request whose parent (if any) is in `headers`
+    /// (`traceparent`/`tracestate`, or B3 when enabled), and replace those
+    /// headers with the span's context, so the upstream request carries it.
+    /// `None` when tracing is off.
     pub fn start(headers: &mut HeaderMap, info: &RequestInfo<'_>) -> Option<Box<Self>> {
         let t = TRACING.get()?;
-        let parent = t.propagator.extract(&HeaderExtractor(headers));
+        let parent = t.propagation.extract(headers, &t.propagator, t.ratio);
         let mut attrs = Vec::with_capacity(10);
         attrs.push(KeyValue::new("http.request.method", info.method.to_owned()));
         attrs.push(KeyValue::new("url.path", info.path.to_owned()));
@@ -234,10 +233,7 @@ impl ServerSpan {
             .with_attributes(attrs)
             .start_with_context(&t.tracer, &parent);
         let cx = parent.with_span(span);
-        headers.remove("traceparent");
-        headers.remove("tracestate");
-        t.propagator
-            .inject_context(&cx, &mut HeaderInjector(headers));
+        t.propagation.inject(&cx, headers, &t.propagator);
         Some(Box::new(ServerSpan {
             cx,
             method: info.method.into(),

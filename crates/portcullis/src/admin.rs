@@ -50,7 +50,16 @@ pub struct AdminView {
     pub config: Arc<Config>,
     /// Every problem of the files, with file:line (as `portcullis validate`).
     pub problems: Arc<Vec<crate::validate::Problem>>,
+    /// Kubernetes mode (`portcullis controller --dashboard`): no files, the
+    /// IR holds every Gateway on its internal address.
+    pub kubernetes: bool,
+    /// Where the traffic is counted when it is not in this process: the
+    /// `/metrics` addresses of the connected proxies (Kubernetes mode).
+    pub proxy_metrics: Option<ProxyMetrics>,
 }
+
+/// The `/metrics` addresses of the proxies serving the traffic, now.
+pub type ProxyMetrics = Arc<dyn Fn() -> Vec<SocketAddr> + Send + Sync>;
 
 impl AdminView {
     /// The status document as JSON (key material redacted).
@@ -172,7 +181,14 @@ fn open_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz") || crate::ui::asset(path).is_some()
 }
 
-fn handle<B>(state: &AdminState, token: Option<&str>, req: Request<B>) -> Response<Full<Bytes>> {
+/// `extra`: the proxies' metrics exposition for the dashboard's traffic
+/// numbers (Kubernetes mode), fetched by [`serve`] before the call.
+fn handle<B>(
+    state: &AdminState,
+    token: Option<&str>,
+    req: Request<B>,
+    extra: &str,
+) -> Response<Full<Bytes>> {
     let text =
         |code, s: &'static str| respond(code, "text/plain", Bytes::from_static(s.as_bytes()));
     let path = req.uri().path();
@@ -220,7 +236,7 @@ fn handle<B>(state: &AdminState, token: Option<&str>, req: Request<B>) -> Respon
         (crate::ui::STATE_PATH, v) => respond(
             StatusCode::OK,
             "application/json",
-            crate::ui::state_json(v.as_deref()),
+            crate::ui::state_json(v.as_deref(), extra),
         ),
         ("/status" | "/config" | "/explain", None) => {
             text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -297,7 +313,21 @@ pub async fn serve(
         "admin API",
         move |req| {
             let (state, token) = (state.clone(), token.clone());
-            async move { handle(&state, token.as_deref(), req) }
+            async move {
+                // The dashboard's traffic in Kubernetes mode: read from the
+                // proxies for an authorized request for its document only.
+                let remote = state.load_full().and_then(|v| v.proxy_metrics.clone());
+                let extra = match remote {
+                    Some(addrs)
+                        if req.uri().path() == crate::ui::STATE_PATH
+                            && authorized(&req, token.as_deref()) =>
+                    {
+                        crate::kube_dashboard::scrape(addrs()).await
+                    }
+                    _ => String::new(),
+                };
+                handle(&state, token.as_deref(), req, &extra)
+            }
         },
     ));
     Ok(local)
@@ -367,7 +397,7 @@ mod tests {
         if let Some(a) = auth {
             b = b.header("authorization", a);
         }
-        let r = handle(state, token, b.body(()).unwrap());
+        let r = handle(state, token, b.body(()).unwrap(), "");
         let status = r.status().as_u16();
         let body = futures_body(r);
         (status, body)
@@ -391,6 +421,8 @@ mod tests {
             statuses: Default::default(),
             config: Default::default(),
             problems: Default::default(),
+            kubernetes: false,
+            proxy_metrics: None,
         })));
         state
     }

@@ -100,8 +100,21 @@ pub enum ValidateFormat {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExplainArgs {
     /// A file or a directory (recursive) of YAML/JSON manifests.
-    #[arg(long, short)]
-    pub config: PathBuf,
+    #[arg(
+        long,
+        short,
+        required_unless_present = "admin",
+        conflicts_with = "admin"
+    )]
+    pub config: Option<PathBuf>,
+    /// Ask a running gateway instead: the admin address of `portcullis run`
+    /// or the `--dashboard` address of `portcullis controller`, e.g.
+    /// `http://127.0.0.1:9903` (its `/explain`, on what it serves).
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// A file holding the bearer token of that admin address.
+    #[arg(long, requires = "admin")]
+    pub admin_token_file: Option<PathBuf>,
     /// Only sockets serving a listener of this Gateway (`namespace/name`).
     #[arg(long)]
     pub gateway: Option<String>,
@@ -209,7 +222,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(portcullis_kube::run_controller(args))?;
+                .block_on(crate::kube_dashboard::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy(args) => {

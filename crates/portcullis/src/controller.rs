@@ -212,6 +212,8 @@ impl Loop {
                 statuses: self.previous_statuses.clone(),
                 config,
                 problems: self.problems.clone(),
+                kubernetes: false,
+                proxy_metrics: None,
             })));
             statuses += t.elapsed();
             if !rebind {

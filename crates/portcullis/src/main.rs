@@ -6,6 +6,7 @@ mod controller;
 mod explain;
 mod import;
 mod ingress;
+mod kube_dashboard;
 mod report;
 mod ui;
 mod validate;

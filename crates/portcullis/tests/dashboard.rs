@@ -15,103 +15,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Proc, Recorder, free_addr, free_port, gateway_and_service, get, start, wait_for};
-use serde_json::{Value, json};
-
-/// One WebDriver command: `(HTTP status, JSON body)`.
-fn wd(driver: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut s = TcpStream::connect_timeout(&driver, Duration::from_secs(2)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: {driver}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    // Read the head, then the body by its framing (chromedriver may keep
-    // the connection open).
-    let mut out = Vec::new();
-    let mut buf = [0u8; 16384];
-    let body_start = loop {
-        if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "chromedriver closed before a response head");
-        out.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&out[..body_start]).to_ascii_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let length: Option<usize> = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok());
-    let chunked = head.contains("transfer-encoding: chunked");
-    loop {
-        let body = &out[body_start..];
-        let done = match length {
-            Some(n) => body.len() >= n,
-            None if chunked => body.ends_with(b"0\r\n\r\n"),
-            None => false,
-        };
-        if done {
-            break;
-        }
-        let n = s.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    let rest = String::from_utf8_lossy(&out[body_start..]).into_owned();
-    let payload = if chunked { dechunk(&rest) } else { rest };
-    (
-        status,
-        serde_json::from_str(&payload).unwrap_or(Value::Null),
-    )
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|c| !b"=\r\n".contains(c)).collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let v: Vec<u32> = chunk.iter().map(|c| u32::from(val(*c))).collect();
-        let n = v.iter().fold(0u32, |a, x| a << 6 | x) << (6 * (4 - v.len()));
-        let b = n.to_be_bytes();
-        out.extend_from_slice(&b[1..v.len()]);
-    }
-    out
-}
+use common::webdriver::Browser;
+use common::{Recorder, free_addr, free_port, gateway_and_service, get, start};
 
 const INVALID_ROUTE: &str = r#"---
 apiVersion: gateway.networking.k8s.io/v1
@@ -164,43 +72,9 @@ fn the_dashboard_shows_routes_errors_and_traffic_in_chromium() {
     }
     assert_eq!(get(gw, "shop.test", "/orders/1").unwrap().0, 500);
 
-    let driver_port = free_port();
-    let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    let child = Command::new(&driver_bin)
-        .arg(format!("--port={driver_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {driver_bin} ({e}): install chromium and chromium-driver \
-                 (Debian) or set CHROMEDRIVER; this test needs a real browser"
-            )
-        });
-    let _driver = Proc(child);
-    let driver: SocketAddr = format!("127.0.0.1:{driver_port}").parse().unwrap();
-    wait_for("chromedriver", Duration::from_secs(20), || {
-        TcpStream::connect(driver).is_ok() && wd(driver, "GET", "/status", None).0 == 200
-    });
-    let mut chrome = json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-        "--disable-dev-shm-usage", "--window-size=1280,1800"]});
-    if let Ok(bin) = std::env::var("CHROME_BIN") {
-        chrome["binary"] = json!(bin);
-    }
-    let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": chrome}}});
-    let (status, session) = wd(driver, "POST", "/session", Some(&caps));
-    assert_eq!(status, 200, "Chromium did not start: {session}");
-    let id = session["value"]["sessionId"].as_str().unwrap().to_string();
-    let session = |p: &str| format!("/session/{id}{p}");
-    let url = format!("http://{admin}/ui#token={token}");
-    let (status, v) = wd(driver, "POST", &session("/url"), Some(&json!({"url": url})));
-    assert_eq!(status, 200, "{v}");
-    let run = |script: &str| -> Value {
-        let body = json!({"script": script, "args": []});
-        let (status, v) = wd(driver, "POST", &session("/execute/sync"), Some(&body));
-        assert_eq!(status, 200, "{script}: {v}");
-        v["value"].clone()
-    };
+    let browser = Browser::start();
+    browser.open(&format!("http://{admin}/ui#token={token}"));
+    let run = |script: &str| browser.run(script);
 
     // Two polls at least, so rates have a previous sample.
     let start_wait = Instant::now();
@@ -287,9 +161,7 @@ fn the_dashboard_shows_routes_errors_and_traffic_in_chromium() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let (status, shot) = wd(driver, "GET", &session("/screenshot"), None);
-    assert_eq!(status, 200);
-    let png = base64_decode(shot["value"].as_str().unwrap());
+    let png = browser.screenshot();
     assert!(
         png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
         "{}",
@@ -302,5 +174,4 @@ fn the_dashboard_shows_routes_errors_and_traffic_in_chromium() {
     };
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &png).unwrap();
-    let _ = wd(driver, "DELETE", &session(""), None);
 }

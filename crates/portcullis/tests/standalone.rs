@@ -268,3 +268,66 @@ fn status_command_prints_json_for_every_object() {
     assert_eq!(gw["status"]["addresses"][0]["value"], "127.0.0.1");
     assert_eq!(gw["status"]["listeners"][0]["attachedRoutes"], 1);
 }
+
+/// The access log goes to a file with the fields asked for, and SIGHUP
+/// (sent to the process by its PID) reopens it after a rotation.
+#[test]
+fn access_log_file_is_reopened_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    let port = free_port();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let b = backend("log");
+    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    std::fs::write(conf.join("all.yaml"), manifest(port, b, "/app")).unwrap();
+    let log = dir.path().join("access.log");
+    let rotated = dir.path().join("access.log.1");
+    let log_arg = log.display().to_string();
+    let p = start(
+        &conf,
+        admin,
+        &[
+            "--access-log",
+            "json",
+            "--access-log-file",
+            &log_arg,
+            "--access-log-fields",
+            "path,status,route",
+        ],
+    );
+    let read = |f: &std::path::Path| std::fs::read_to_string(f).unwrap_or_default();
+    wait_for("the first request logged", Duration::from_secs(10), || {
+        let _ = get(gw, "x", "/app/before");
+        read(&log).contains("/app/before")
+    });
+    std::fs::rename(&log, &rotated).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &p.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // The signal is handled asynchronously: requests until one lands in
+    // the new file.
+    let mut n = 0;
+    wait_for(
+        "a request logged in the new file",
+        Duration::from_secs(10),
+        || {
+            n += 1;
+            let _ = get(gw, "x", &format!("/app/after-{n}"));
+            read(&log).contains("/app/after-")
+        },
+    );
+    let old = read(&rotated);
+    assert!(old.contains("/app/before"), "{old}");
+    let new = read(&log);
+    assert!(!new.contains("/app/before"), "{new}");
+    for line in new.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 3, "{line}");
+        assert_eq!(v["status"], 200, "{line}");
+        assert_eq!(v["route"], "default/route", "{line}");
+    }
+}

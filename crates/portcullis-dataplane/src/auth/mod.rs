@@ -65,6 +65,8 @@ pub struct Security {
     oidc: Option<oidc::OidcAuth>,
     ext_auth: Option<extauth::ExtAuth>,
     authz: Option<authz::Authz>,
+    /// `portcullis_auth_decisions_total` of this policy (atomics).
+    stats: portcullis_obs::metrics::AuthStats,
 }
 
 /// What the authentication steps need to know besides [`ReqState`].
@@ -132,6 +134,7 @@ impl Security {
                 .ok()
         });
         Security {
+            stats: portcullis_obs::metrics().auth(&s.policy),
             policy: s.policy.as_str().into(),
             invalid: invalid.map(Into::into),
             cors,
@@ -152,8 +155,36 @@ impl Security {
             .and_then(extauth::ExtAuth::body_limit)
     }
 
-    /// Run the policy on a request (see the module docs for the order).
+    /// Run the policy on a request (see the module docs for the order),
+    /// counting the decision.
     pub async fn check<'a>(
+        &'a self,
+        st: &mut ReqState,
+        client: IpAddr,
+        plan: &mut Plan<'a>,
+        clients: &Clients,
+        cx: &AuthCtx<'_>,
+    ) -> Flow {
+        let flow = self.decide(st, client, plan, clients, cx).await;
+        let counter = match &flow {
+            Flow::Continue => &self.stats.allowed,
+            Flow::Respond(r)
+                if r.status() == StatusCode::INTERNAL_SERVER_ERROR && self.invalid.is_some() =>
+            {
+                &self.stats.invalid
+            }
+            Flow::Respond(_)
+                if self.cors.is_some() && CorsPolicy::is_preflight(&st.method, &st.headers) =>
+            {
+                &self.stats.preflight
+            }
+            Flow::Respond(_) | Flow::Fail(_) => &self.stats.denied,
+        };
+        counter.inc();
+        flow
+    }
+
+    async fn decide<'a>(
         &'a self,
         st: &mut ReqState,
         client: IpAddr,

@@ -234,6 +234,7 @@ pub fn render(
         if params.rate_limit_fail_closed {
             args.push(json!("--rate-limit-fail-closed"));
         }
+        args.extend(params.observe_args.iter().map(|a| json!(a)));
     }
     // With `autoscaled`, replicas are the HPA's: not applied, so not owned.
     if !params.autoscaled {

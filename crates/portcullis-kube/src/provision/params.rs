@@ -12,6 +12,12 @@
 //!                                 # the Redis URL of global rate limits (--rate-limit-redis)
 //!   rateLimitRedisCluster: "true" # that URL is a Redis Cluster node
 //!   rateLimitFailClosed: "true"   # 503 when Redis cannot decide (default: fail open)
+//!   otlpEndpoint: grpc://otel-collector.observability:4317   # traces (--otlp-endpoint)
+//!   otlpProtocol: grpc            # grpc | http/protobuf (default: from the endpoint)
+//!   traceSampleRatio: "0.1"       # 0..=1
+//!   tracePropagation: tracecontext,b3   # tracecontext, b3, b3multi
+//!   accessLog: text               # json (default) | text | off
+//!   accessLogFields: time,method,path,status,duration_ms
 //! ```
 //! Anything else (an unknown key, a bad value, a missing ConfigMap, a ref to
 //! another kind) makes the Gateway `Accepted=False` with reason `InvalidParameters`.
@@ -39,6 +45,53 @@ pub struct Params {
     pub rate_limit_redis_cluster: bool,
     /// Global rate limits fail closed.
     pub rate_limit_fail_closed: bool,
+    /// Observability flags of the proxy (traces, access log), in key order.
+    pub observe_args: Vec<String>,
+}
+
+/// Observability keys → `portcullis proxy` flags, each value checked the
+/// way the proxy's own parser checks it (so a bad value is an
+/// `InvalidParameters` status, not a crash-looping pod).
+fn observe_arg(key: &str, v: &str) -> Option<Result<[String; 2], String>> {
+    use portcullis_obs::trace::{ExportProtocol, Propagation};
+    let flag = match key {
+        "otlpEndpoint" => "--otlp-endpoint",
+        "otlpProtocol" => "--otlp-protocol",
+        "traceSampleRatio" => "--trace-sample-ratio",
+        "tracePropagation" => "--trace-propagation",
+        "accessLog" => "--access-log",
+        "accessLogFields" => "--access-log-fields",
+        _ => return None,
+    };
+    let ok = match key {
+        "otlpEndpoint" => {
+            let rest = v
+                .strip_prefix("http://")
+                .or_else(|| v.strip_prefix("grpc://"));
+            if rest.is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_graphic()))
+                && v.len() <= 2048
+            {
+                Ok(())
+            } else {
+                Err("must be an http:// (OTLP/HTTP) or grpc:// (OTLP/gRPC) URL".to_string())
+            }
+        }
+        "otlpProtocol" => v.parse::<ExportProtocol>().map(|_| ()),
+        "traceSampleRatio" => match v.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
+            _ => Err("must be a number from 0 to 1".to_string()),
+        },
+        "tracePropagation" => v
+            .parse::<Propagation>()
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        "accessLog" => v.parse::<portcullis_obs::accesslog::Format>().map(|_| ()),
+        _ => portcullis_obs::accesslog::parse_fields(v).map(|_| ()),
+    };
+    Some(
+        ok.map(|()| [flag.to_string(), v.to_string()])
+            .map_err(|e| format!("{key}: {e}")),
+    )
 }
 
 fn boolean(name: &str, key: &str, v: &str) -> Result<bool, String> {
@@ -61,6 +114,7 @@ impl Default for Params {
             rate_limit_redis_secret: None,
             rate_limit_redis_cluster: false,
             rate_limit_fail_closed: false,
+            observe_args: vec![],
         }
     }
 }
@@ -149,11 +203,15 @@ pub fn parse(cm: &ConfigMap) -> Result<Params, String> {
                 p.resources =
                     resources(v).map_err(|e| format!("ConfigMap {name}: resources: {e}"))?
             }
-            other => {
-                return Err(format!(
-                    "ConfigMap {name}: unknown key {other:?} (known: replicas, autoscaled, serviceType, resources, rateLimitRedisSecret, rateLimitRedisCluster, rateLimitFailClosed)"
-                ));
-            }
+            other => match observe_arg(other, v) {
+                Some(Ok(flag)) => p.observe_args.extend(flag),
+                Some(Err(e)) => return Err(format!("ConfigMap {name}: {e}")),
+                None => {
+                    return Err(format!(
+                        "ConfigMap {name}: unknown key {other:?} (known: replicas, autoscaled, serviceType, resources, rateLimitRedisSecret, rateLimitRedisCluster, rateLimitFailClosed, otlpEndpoint, otlpProtocol, traceSampleRatio, tracePropagation, accessLog, accessLogFields)"
+                    ));
+                }
+            },
         }
     }
     let has_replicas = cm.data.as_ref().is_some_and(|d| d.contains_key("replicas"));
@@ -258,6 +316,29 @@ mod tests {
         assert_eq!(p.service_type, "NodePort");
         assert!(!p.autoscaled);
         assert!(parse(&cm(&[("autoscaled", "true")])).unwrap().autoscaled);
+        let o = parse(&cm(&[
+            ("otlpEndpoint", "grpc://otel.observability:4317"),
+            ("traceSampleRatio", "0.25"),
+            ("tracePropagation", "tracecontext,b3"),
+            ("accessLog", "text"),
+            ("accessLogFields", "time,status"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            o.observe_args,
+            [
+                "--access-log",
+                "text",
+                "--access-log-fields",
+                "time,status",
+                "--otlp-endpoint",
+                "grpc://otel.observability:4317",
+                "--trace-propagation",
+                "tracecontext,b3",
+                "--trace-sample-ratio",
+                "0.25"
+            ]
+        );
         assert_eq!(
             p.resources,
             json!({"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1"}})
@@ -272,6 +353,14 @@ mod tests {
             vec![("replica", "1")],
             vec![("autoscaled", "yes")],
             vec![("autoscaled", "true"), ("replicas", "2")],
+            vec![("otlpEndpoint", "https://c:4317")],
+            vec![("otlpEndpoint", "grpc://")],
+            vec![("otlpEndpoint", "grpc://c:4317 --evil")],
+            vec![("otlpProtocol", "thrift")],
+            vec![("traceSampleRatio", "1.5")],
+            vec![("tracePropagation", "zipkin")],
+            vec![("accessLog", "xml")],
+            vec![("accessLogFields", "time,cookie")],
         ] {
             assert!(parse(&cm(&bad)).is_err(), "{bad:?} must be rejected");
         }

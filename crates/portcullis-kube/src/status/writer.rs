@@ -207,11 +207,14 @@ async fn run(
                 busy.remove(&p.oref);
                 match out {
                     Outcome::Written(status) => {
+                        portcullis_obs::metrics().control.status_write("written");
                         tracing::debug!(object = %p.oref, "status written");
                         recent.insert(p.oref.clone(), (p.resource_version.clone(), status));
                     }
-                    Outcome::Unchanged | Outcome::Stale => {}
+                    Outcome::Unchanged => portcullis_obs::metrics().control.status_write("unchanged"),
+                    Outcome::Stale => portcullis_obs::metrics().control.status_write("stale"),
                     Outcome::Failed(e) if attempt < 5 => {
+                        portcullis_obs::metrics().control.status_write("failed");
                         tracing::warn!(object = %p.oref, attempt, "status write failed, retrying: {e}");
                         let retry_tx = retry_tx.clone();
                         tokio::spawn(async move {
@@ -219,7 +222,10 @@ async fn run(
                             let _ = retry_tx.send((p, attempt + 1));
                         });
                     }
-                    Outcome::Failed(e) => tracing::warn!(object = %p.oref, "status write failed: {e}"),
+                    Outcome::Failed(e) => {
+                        portcullis_obs::metrics().control.status_write("failed");
+                        tracing::warn!(object = %p.oref, "status write failed: {e}");
+                    }
                 }
             }
             Some((p, attempt)) = retry_rx.recv() => {
@@ -281,6 +287,7 @@ async fn write(client: &Client, opts: &WriterOptions, p: &Pending) -> Outcome {
             Ok(_) => return Outcome::Written(status),
             Err(kube::Error::Api(s)) if s.code == 404 => return Outcome::Stale,
             Err(kube::Error::Api(s)) if s.code == 409 => {
+                portcullis_obs::metrics().control.status_conflicts.inc();
                 let fresh = match api.get(&p.oref.key.name).await {
                     Ok(o) => o,
                     Err(kube::Error::Api(s)) if s.code == 404 => return Outcome::Stale,

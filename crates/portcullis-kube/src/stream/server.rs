@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -98,10 +99,52 @@ pub struct Published {
     pub generations: BTreeMap<ObjectKey, i64>,
 }
 
+/// The proxies streaming a configuration now: each authenticated stream's
+/// peer address and Gateway (the dashboard reads their `/metrics`).
+#[derive(Clone, Debug, Default)]
+pub struct Proxies {
+    streams: Arc<Mutex<BTreeMap<u64, (IpAddr, ObjectKey)>>>,
+    next: Arc<AtomicU64>,
+}
+
+/// Removes its stream from [`Proxies`] when the stream ends.
+struct Connected(Proxies, u64);
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0.streams.lock() {
+            m.remove(&self.1);
+        }
+    }
+}
+
+impl Proxies {
+    /// The connected proxies' distinct (address, Gateway).
+    pub fn list(&self) -> Vec<(IpAddr, ObjectKey)> {
+        let mut v: Vec<_> = self
+            .streams
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn add(&self, ip: IpAddr, gateway: ObjectKey) -> Connected {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.streams.lock() {
+            m.insert(id, (ip, gateway));
+        }
+        Connected(self.clone(), id)
+    }
+}
+
 /// A running stream server; dropping it closes every stream.
 pub struct StreamServer {
     addr: SocketAddr,
     tasks: JoinSet<()>,
+    proxies: Proxies,
 }
 
 impl StreamServer {
@@ -113,14 +156,25 @@ impl StreamServer {
         tls: Arc<rustls::ServerConfig>,
     ) -> Self {
         let addr = listener.local_addr().expect("bound");
+        let proxies = Proxies::default();
         let mut tasks = JoinSet::new();
         tasks.spawn(accept(
             listener,
             published,
             reviewer,
             tokio_rustls::TlsAcceptor::from(tls),
+            proxies.clone(),
         ));
-        StreamServer { addr, tasks }
+        StreamServer {
+            addr,
+            tasks,
+            proxies,
+        }
+    }
+
+    /// The proxies connected now.
+    pub fn proxies(&self) -> Proxies {
+        self.proxies.clone()
     }
 
     /// The bound address.
@@ -139,6 +193,7 @@ async fn accept(
     published: watch::Receiver<Arc<Published>>,
     reviewer: Arc<dyn TokenReviewer>,
     acceptor: tokio_rustls::TlsAcceptor,
+    proxies: Proxies,
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -150,8 +205,12 @@ async fn accept(
                 continue;
             }
         };
-        let (published, reviewer, acceptor) =
-            (published.clone(), reviewer.clone(), acceptor.clone());
+        let (published, reviewer, acceptor, proxies) = (
+            published.clone(),
+            reviewer.clone(),
+            acceptor.clone(),
+            proxies.clone(),
+        );
         conns.spawn(async move {
             let sock =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await {
@@ -166,7 +225,8 @@ async fn accept(
                     }
                 };
             let svc = hyper::service::service_fn(move |req| {
-                handle(req, published.clone(), reviewer.clone())
+                let from = (peer.ip(), proxies.clone());
+                handle(req, published.clone(), reviewer.clone(), from)
             });
             let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             b.timer(TokioTimer::new())
@@ -192,6 +252,7 @@ async fn handle(
     req: Request<Incoming>,
     published: watch::Receiver<Arc<Published>>,
     reviewer: Arc<dyn TokenReviewer>,
+    (peer, proxies): (IpAddr, Proxies),
 ) -> Result<Response<Body>, Infallible> {
     let Some(key) = req
         .uri()
@@ -246,7 +307,11 @@ async fn handle(
     tracing::info!(gateway = %key, %user, wire, "proxy connected");
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let deadline = expires_in.map(|d| tokio::time::Instant::now() + d);
-    tokio::spawn(feed(key, published, tx, wire, deadline));
+    let connected = proxies.add(peer, key.clone());
+    tokio::spawn(async move {
+        let _connected = connected;
+        feed(key, published, tx, wire, deadline).await;
+    });
     let body = StreamBody::new(tokio_stream_from(rx).map(|b| Ok::<_, Infallible>(Frame::data(b))));
     let mut r = Response::new(BodyExt::boxed(body));
     r.headers_mut().insert(

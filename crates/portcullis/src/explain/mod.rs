@@ -15,6 +15,7 @@
 //! without endpoints), then backendRef filters and forwarding.
 
 mod rank;
+mod remote;
 pub mod request;
 pub mod text;
 mod words;
@@ -632,13 +633,26 @@ pub fn load(
 /// `portcullis explain`.
 pub fn run(args: &crate::cli::ExplainArgs) -> anyhow::Result<std::process::ExitCode> {
     let req = Request::parse(&args.request, &args.headers)?;
+    if let Some(admin) = &args.admin {
+        let token = args
+            .admin_token_file
+            .as_deref()
+            .map(crate::admin::read_token)
+            .transpose()?;
+        let json = args.output == crate::cli::ValidateFormat::Json;
+        print!("{}", remote::ask(admin, token.as_deref(), args, json)?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let Some(config) = &args.config else {
+        anyhow::bail!("give --config DIR or --admin URL");
+    };
     let options = portcullis_translate::Options {
         address_pool: args.address_pool,
         bind_address: args.bind_address,
         ..Default::default()
     };
     let (config, errors) = load(
-        &args.config,
+        config,
         args.field_validation,
         &options,
         &args.ingress.options()?,

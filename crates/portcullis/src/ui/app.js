@@ -65,6 +65,10 @@ function allOk(conds) { return (conds || []).every(c => c.ok); }
 function renderProblems(s) {
   const ul = document.getElementById("problems");
   ul.replaceChildren();
+  if (s.mode === "kubernetes") {
+    document.getElementById("problems-note").textContent =
+      "Kubernetes mode: the API server validated the objects; what is wrong with them is in their conditions below.";
+  }
   if (!s.problems.length) ul.append(el("li", { class: "none" }, "✓ No problems."));
   for (const p of s.problems) ul.append(el("li", { class: "mono" }, p.text));
 }

@@ -182,13 +182,19 @@ fn listeners(view: &AdminView, key: &portcullis_store::ObjectKey, status: &Value
         .collect()
 }
 
-/// The dashboard's document: `{ready, time_ms, gateways, routes, policies,
-/// others, stats, problems}`.
-pub fn state_json(view: Option<&AdminView>) -> Bytes {
+/// The dashboard's document: `{ready, mode, time_ms, gateways, routes,
+/// policies, others, stats, problems}` (`mode`: `standalone` or
+/// `kubernetes`).
+///
+/// `extra` is more OpenMetrics text to count traffic from (the proxies', in
+/// Kubernetes mode); series with the same labels add up.
+pub fn state_json(view: Option<&AdminView>, extra: &str) -> Bytes {
     let time_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let stats = stats::from_exposition(&portcullis_obs::render());
+    let mut text = portcullis_obs::render();
+    text.push_str(extra);
+    let stats = stats::from_exposition(&text);
     let Some(view) = view else {
         let doc = json!({"ready": false, "time_ms": time_ms, "gateways": [], "routes": [],
             "policies": [], "others": [], "stats": stats, "problems": []});
@@ -288,6 +294,7 @@ pub fn state_json(view: Option<&AdminView>) -> Bytes {
         .collect();
     let doc = json!({
         "ready": true,
+        "mode": if view.kubernetes { "kubernetes" } else { "standalone" },
         "time_ms": time_ms,
         "gateways": gateways,
         "routes": routes,

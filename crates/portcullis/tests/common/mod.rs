@@ -2,6 +2,8 @@
 //! processes, real sockets on 127.0.0.1, real files.
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
