@@ -254,7 +254,7 @@ async fn main_loop(
         refcache: RefCache::default(),
         provisioner: Provisioner::new(client.clone()),
         owned: owned.clone(),
-        addresses: BTreeMap::new(),
+        reconciler: Default::default(),
         published,
         // Kept (one more snapshot in memory) only for the dashboard.
         view: args.dashboard.is_some().then_some(view),
@@ -349,7 +349,9 @@ struct Loop {
     refcache: RefCache,
     provisioner: Provisioner,
     owned: Arc<provision::drift::Owned>,
-    addresses: BTreeMap<ObjectKey, IpAddr>,
+    /// Translation state kept across passes (memo, pool addresses): the
+    /// same step as `portcullis run`'s.
+    reconciler: portcullis_translate::Reconciler,
     published: watch::Sender<Arc<Published>>,
     view: Option<watch::Sender<Option<Arc<View>>>>,
     writer: StatusWriter,
@@ -382,7 +384,8 @@ impl Loop {
                 statuses: statuses.clone(),
                 config: Arc::new(config),
                 gateways: Arc::new(
-                    self.addresses
+                    self.reconciler
+                        .addresses()
                         .iter()
                         .map(|(k, ip)| (*ip, k.clone()))
                         .collect(),
@@ -437,14 +440,10 @@ impl Loop {
 
     /// Translate, then post-process Gateway statuses for provisioning.
     fn translate(&mut self, snapshot: &Snapshot) -> (Statuses, Vec<provision::Plan>, Config) {
-        let input = portcullis_translate::Input {
-            snapshot,
-            options: &self.options,
-            previous_addresses: self.addresses.clone(),
-            bind_errors: BTreeMap::new(),
-        };
-        let mut out = portcullis_translate::translate(&input);
-        self.addresses = out.addresses.clone();
+        // The proxies bind their ports remotely: no bind errors here.
+        let mut out = self
+            .reconciler
+            .translate(snapshot, &self.options, &BTreeMap::new());
         let plans = if self.settings.enabled {
             provision::plan(snapshot, &out.statuses, &self.settings)
         } else {
@@ -464,7 +463,7 @@ impl Loop {
             version: previous.version,
             ..Default::default()
         };
-        for (key, cfg) in filter::split(config, &self.addresses) {
+        for (key, cfg) in filter::split(config, self.reconciler.addresses()) {
             let accepted = matches!(statuses.get(&ObjectRef { kind: Kind::Gateway, key: key.clone() }), Some(Status::Gateway(s)) if s.conditions.iter().any(|c| c.type_ == "Accepted" && c.is_true()));
             let Some(gw) = snapshot.gateways.get(&key) else {
                 continue;

@@ -64,9 +64,15 @@ async fn compare(scenario: &str) -> Vec<String> {
         .with_field_validation(portcullis_source::FieldValidation::Warn);
     let reload = source.reload();
     assert!(reload.errors.is_empty(), "{scenario}: {:?}", reload.errors);
+    // The controller provisions proxies: it claims the features of
+    // provisioned infrastructure and reserves the proxy's admin port.
     let file = portcullis_translate::translate(&portcullis_translate::Input {
         snapshot: &reload.snapshot,
-        options: &Default::default(),
+        options: &portcullis_translate::Options {
+            provisioning: true,
+            reserved_ports: portcullis_kube::provision::reserved_ports(),
+            ..Default::default()
+        },
         previous_addresses: Default::default(),
         bind_errors: Default::default(),
     });
