@@ -64,8 +64,11 @@ async fn five_thousand_routes_settle_in_seconds() {
     })
     .await;
     assert_eq!(gw["status"]["listeners"][0]["attachedRoutes"], N);
+    // A sanity bound for a debug build on a shared, loaded CI machine (it
+    // catches a pass that grows quadratically, which takes minutes); the
+    // speed claim is the release-build benchmark's (BENCHMARKS.md).
     assert!(
-        elapsed < Duration::from_secs(60),
+        elapsed < Duration::from_secs(100),
         "{N} routes took {elapsed:?}"
     );
     ctl.shutdown().await.unwrap();
