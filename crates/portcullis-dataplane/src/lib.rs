@@ -267,6 +267,7 @@ impl Dataplane {
         let limiters = ratelimit::Limiters::new(opts.rate_limit.clone());
         let shared = Arc::new(Shared {
             limiters,
+            births: Default::default(),
             opts,
             clients,
             h1,

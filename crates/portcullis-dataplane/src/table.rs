@@ -33,6 +33,8 @@ pub struct BuildCtx<'a> {
     pub jwks: &'a crate::auth::JwksCache,
     /// Rate-limit buckets (BackendTrafficPolicy).
     pub limiters: &'a crate::ratelimit::Limiters,
+    /// Slow-start ramps of endpoints, kept across rebuilds.
+    pub births: &'a crate::backend::slow_start::Births,
 }
 
 impl<'a> BuildCtx<'a> {
@@ -43,6 +45,7 @@ impl<'a> BuildCtx<'a> {
             upstream_tls: &shared.upstream_tls,
             jwks: &shared.jwks,
             limiters: &shared.limiters,
+            births: &shared.births,
         }
     }
 }

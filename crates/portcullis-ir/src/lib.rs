@@ -227,4 +227,7 @@ pub struct L4Route {
     pub hostnames: Vec<String>,
     /// Weighted backends of the (first) rule.
     pub backends: Vec<WeightedBackend>,
+    /// BackendTrafficPolicy settings that apply to a TCP route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<std::sync::Arc<traffic::TcpTraffic>>,
 }

@@ -2,7 +2,8 @@
 //! (SecurityPolicy, BackendTrafficPolicy and ClientTrafficPolicy).
 //!
 //! - **Targets** (`spec.targetRefs`, and the deprecated singular `targetRef`): a
-//!   Gateway, one of its listeners (`sectionName`), an HTTPRoute or GRPCRoute, or
+//!   Gateway, one of its listeners (`sectionName`), an HTTPRoute, GRPCRoute or
+//!   TCPRoute (the kinds a policy's CRD allows), or
 //!   one named rule of a route (`sectionName` = `spec.rules[].name`), all in the
 //!   policy's namespace. A target that does not exist (or a section it does not
 //!   have) is `Accepted=False/TargetNotFound`.
@@ -112,6 +113,10 @@ struct AncestorReport {
     port_conflicts: BTreeSet<String>,
     /// Listeners where a more specific policy won (ClientTrafficPolicy).
     overridden_listeners_by: BTreeSet<String>,
+    /// What the policy could not apply where it applies (fields of a
+    /// BackendTrafficPolicy that do not apply to a TCPRoute); added to the
+    /// `Accepted=True` message.
+    notes: BTreeSet<String>,
 }
 
 /// The attachment of every policy of one kind.
@@ -141,6 +146,7 @@ fn route_kind(kind: &str) -> Option<&'static str> {
     match kind {
         "HTTPRoute" => Some("HTTPRoute"),
         "GRPCRoute" => Some("GRPCRoute"),
+        "TCPRoute" => Some("TCPRoute"),
         _ => None,
     }
 }
@@ -155,6 +161,7 @@ fn route_facts(
     let spec: Option<Obj<RouteSpec>> = match kind {
         "HTTPRoute" => input.snapshot.http_routes.get(key).and_then(|r| view(&**r)),
         "GRPCRoute" => input.snapshot.grpc_routes.get(key).and_then(|r| view(&**r)),
+        "TCPRoute" => input.snapshot.tcp_routes.get(key).and_then(|r| view(&**r)),
         _ => None,
     };
     let spec = spec?.spec;
@@ -385,6 +392,19 @@ impl Attachment {
             .insert(why);
     }
 
+    /// Record `note` on every ancestor of `policy` that is (a listener of)
+    /// Gateway `gw`; it is appended to the `Accepted=True` message.
+    pub(crate) fn note(&mut self, policy: usize, gw: &ObjectKey, note: String) {
+        for (aref, r) in self.reports[policy].iter_mut() {
+            if aref.kind.as_deref() == Some("Gateway")
+                && aref.name == gw.name
+                && aref.namespace.as_deref() == Some(gw.namespace.as_str())
+            {
+                r.notes.insert(note.clone());
+            }
+        }
+    }
+
     /// The `status.ancestors` of every policy that has one, by policy index.
     pub(crate) fn statuses(&self, controller: &str) -> Vec<(usize, Vec<AncestorStatus>)> {
         let mut out = vec![];
@@ -428,7 +448,19 @@ impl Attachment {
                         p.invalid.clone()
                     };
                     let mut conditions = vec![match &accepted {
-                        None => Condition::new(ACCEPTED, true, "Accepted", "policy is applied", g),
+                        None if r.notes.is_empty() => {
+                            Condition::new(ACCEPTED, true, "Accepted", "policy is applied", g)
+                        }
+                        None => Condition::new(
+                            ACCEPTED,
+                            true,
+                            "Accepted",
+                            format!(
+                                "policy is applied; {}",
+                                r.notes.iter().cloned().collect::<Vec<_>>().join("; ")
+                            ),
+                            g,
+                        ),
                         Some(pr) => {
                             Condition::new(ACCEPTED, false, pr.reason, pr.message.clone(), g)
                         }

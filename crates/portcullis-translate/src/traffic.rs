@@ -162,6 +162,9 @@ struct Resolved {
     retry: Option<ir::Retry>,
     per_try_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
+    /// What applies to a TCPRoute, and the fields set that do not.
+    tcp: Option<Arc<rl::TcpTraffic>>,
+    tcp_ignored: Vec<String>,
     invalid: bool,
 }
 
@@ -283,8 +286,10 @@ fn backend(
     policy: &str,
     s: &api::BackendTrafficPolicySpec,
 ) -> Result<Option<rl::BackendTraffic>, Problem> {
+    let timeouts = connection_timeouts(s.timeout.as_ref())?;
     if s.load_balancer.is_none()
         && s.circuit_breaker.is_none()
+        && timeouts.is_none()
         && s.health_check.is_none()
         && s.fault_injection.is_none()
         && s.response_override.is_empty()
@@ -343,6 +348,18 @@ fn backend(
             _ => rl::LoadBalancer::LeastRequest,
         },
     };
+    let slow_start_window_ms = match s.load_balancer.as_ref().and_then(|l| l.slow_start.as_ref()) {
+        None => None,
+        Some(w) => match ms("loadBalancer.slowStart.window", Some(&w.window), 0)? {
+            0 => {
+                return Err(Problem::new(
+                    "Invalid",
+                    "loadBalancer.slowStart.window: must be above zero",
+                ));
+            }
+            w => Some(w),
+        },
+    };
     let outlier = match s.health_check.as_ref().and_then(|h| h.passive.as_ref()) {
         None => None,
         Some(p) => Some(rl::Outlier {
@@ -386,12 +403,51 @@ fn backend(
         active,
         policy: policy.to_string(),
         load_balancer,
+        slow_start_window_ms,
         circuit_breaker: s.circuit_breaker.as_ref().map(|c| rl::CircuitBreaker {
             max_parallel_requests: c.max_parallel_requests.unwrap_or(1024).max(1),
             max_parallel_retries: c.max_parallel_retries.unwrap_or(1024),
+            max_connections: c.max_connections.unwrap_or(1024),
+            max_pending_requests: c.max_pending_requests.unwrap_or(1024),
+            max_requests_per_connection: c.max_requests_per_connection.unwrap_or(0),
         }),
+        timeouts,
         outlier,
     }))
+}
+
+/// `timeout.tcp.connectTimeout`, `timeout.http.connectionIdleTimeout` and
+/// `maxConnectionDuration`; `None` when none is set. A zero duration is
+/// `Invalid` (a connection that may never be made or kept is a mistake).
+fn connection_timeouts(
+    t: Option<&api::Timeout>,
+) -> Result<Option<rl::ConnectionTimeouts>, Problem> {
+    let Some(t) = t else { return Ok(None) };
+    let one = |at: &str, d: Option<&String>| -> Result<Option<u64>, Problem> {
+        match d {
+            None => Ok(None),
+            Some(d) => match ms(at, Some(d), 0)? {
+                0 => Err(Problem::new("Invalid", format!("{at}: must be above zero"))),
+                v => Ok(Some(v)),
+            },
+        }
+    };
+    let http = t.http.as_ref();
+    let out = rl::ConnectionTimeouts {
+        connect_ms: one(
+            "timeout.tcp.connectTimeout",
+            t.tcp.as_ref().and_then(|c| c.connect_timeout.as_ref()),
+        )?,
+        idle_ms: one(
+            "timeout.http.connectionIdleTimeout",
+            http.and_then(|h| h.connection_idle_timeout.as_ref()),
+        )?,
+        max_duration_ms: one(
+            "timeout.http.maxConnectionDuration",
+            http.and_then(|h| h.max_connection_duration.as_ref()),
+        )?,
+    };
+    Ok((out != rl::ConnectionTimeouts::default()).then_some(out))
 }
 
 fn payload(at: &str, p: &api::HealthCheckPayload) -> Result<Vec<u8>, Problem> {
@@ -515,6 +571,74 @@ fn retry(r: &api::Retry) -> Result<(ir::Retry, Option<u64>), Problem> {
     ))
 }
 
+/// The settings of a policy that apply to a TCPRoute
+/// (`timeout.tcp.connectTimeout`, `circuitBreaker.maxConnections`,
+/// `loadBalancer.type` `RoundRobin`/`Random`; `None` when it sets none of
+/// them), and the fields it sets that do not apply to TCP.
+fn tcp(
+    policy: &str,
+    s: &api::BackendTrafficPolicySpec,
+) -> Result<(Option<rl::TcpTraffic>, Vec<String>), Problem> {
+    let mut ignored: Vec<String> = vec![];
+    let mut not = |set: bool, what: &str| {
+        if set {
+            ignored.push(what.to_string());
+        }
+    };
+    not(s.rate_limit.is_some(), "rateLimit");
+    not(s.retry.is_some(), "retry");
+    not(
+        s.timeout.as_ref().is_some_and(|t| t.http.is_some()),
+        "timeout.http",
+    );
+    not(s.health_check.is_some(), "healthCheck");
+    not(s.fault_injection.is_some(), "faultInjection");
+    not(!s.response_override.is_empty(), "responseOverride");
+    not(!s.compression.is_empty(), "compression");
+    if let Some(c) = &s.circuit_breaker {
+        // Values other than the defaults the schema fills in.
+        not(
+            c.max_parallel_requests.is_some_and(|v| v != 1024),
+            "circuitBreaker.maxParallelRequests",
+        );
+        not(
+            c.max_parallel_retries.is_some_and(|v| v != 1024),
+            "circuitBreaker.maxParallelRetries",
+        );
+        not(
+            c.max_pending_requests.is_some_and(|v| v != 1024),
+            "circuitBreaker.maxPendingRequests",
+        );
+        not(
+            c.max_requests_per_connection.is_some(),
+            "circuitBreaker.maxRequestsPerConnection",
+        );
+    }
+    let mut round_robin = false;
+    if let Some(lb) = &s.load_balancer {
+        match lb.lb_type.as_str() {
+            "RoundRobin" => round_robin = true,
+            "Random" => {}
+            other => not(true, &format!("loadBalancer.type {other}")),
+        }
+        not(lb.slow_start.is_some(), "loadBalancer.slowStart");
+    }
+    let connect_timeout_ms = connection_timeouts(s.timeout.as_ref())?.and_then(|t| t.connect_ms);
+    let max_connections = s
+        .circuit_breaker
+        .as_ref()
+        .map(|c| c.max_connections.unwrap_or(1024));
+    let t = rl::TcpTraffic {
+        policy: policy.to_string(),
+        connect_timeout_ms,
+        max_connections,
+        round_robin,
+    };
+    let any =
+        connect_timeout_ms.is_some() || max_connections.is_some() || s.load_balancer.is_some();
+    Ok((any.then_some(t), ignored))
+}
+
 fn build(
     input: &Input<'_>,
     key: &ObjectKey,
@@ -527,7 +651,10 @@ fn build(
         }
         None => (None, None),
     };
+    let (tcp, tcp_ignored) = tcp(&key.to_string(), s)?;
     let mut out = Resolved {
+        tcp: tcp.map(Arc::new),
+        tcp_ignored,
         policy: key.to_string(),
         local: vec![],
         global: vec![],
@@ -610,6 +737,8 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
                     retry: None,
                     per_try_timeout_ms: None,
                     request_timeout_ms: None,
+                    tcp: None,
+                    tcp_ignored: vec![],
                     invalid: true,
                 },
                 Some(problem),
@@ -657,6 +786,38 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
                 }
                 if r.action.request_timeout_ms.is_none() {
                     r.action.request_timeout_ms = p.request_timeout_ms;
+                }
+            }
+            // TCPRoutes: the settings that make sense for a TCP proxy; the
+            // others are named in the Accepted condition's message.
+            for r in l.l4_routes.iter_mut() {
+                if r.meta.kind != "TCPRoute" {
+                    continue;
+                }
+                let Some(i) = att.effective(&gw_key, listener.as_deref(), &r.meta) else {
+                    continue;
+                };
+                let p = &resolved[i];
+                if p.invalid {
+                    // Fail closed: connections are refused, as for an invalid backend.
+                    r.backends = vec![ir::WeightedBackend {
+                        weight: 1,
+                        backend: ir::Backend::Invalid {
+                            reason: format!("BackendTrafficPolicy {} is invalid", p.policy),
+                        },
+                        filters: vec![],
+                    }];
+                    continue;
+                }
+                r.traffic = p.tcp.clone();
+                if !p.tcp_ignored.is_empty() {
+                    let note = format!(
+                        "not applied to TCPRoute {}/{} (HTTP only): {}",
+                        r.meta.namespace,
+                        r.meta.name,
+                        p.tcp_ignored.join(", ")
+                    );
+                    att.note(i, &gw_key, note);
                 }
             }
         }

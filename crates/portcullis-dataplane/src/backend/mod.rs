@@ -4,9 +4,12 @@ pub mod active;
 pub mod balance;
 pub mod endpoint;
 pub mod h1;
+mod h1pool;
 pub mod pool;
 pub mod session;
+pub mod slow_start;
 pub mod tls;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -59,7 +62,12 @@ impl Target {
                 };
                 Target::Service(Arc::new(ServiceTarget {
                     name: s.name.as_str().into(),
-                    endpoints: EndpointSet::with_policy(&s.endpoints, cx.tokens, policy),
+                    endpoints: EndpointSet::with_policy(
+                        &s.endpoints,
+                        cx.tokens,
+                        policy,
+                        Some((cx.births, &s.name)),
+                    ),
                     h2c: s.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
                     tls,
                 }))
@@ -179,6 +187,7 @@ mod tests {
             upstream_tls: &tls,
             jwks: &jwks,
             limiters: &limiters,
+            births: &Default::default(),
         };
         let w = WeightedBackends::new(&list, |_| Filters::default(), &cx, None);
         let mut counts = std::collections::HashMap::new();

@@ -71,6 +71,7 @@ pub fn route(
         },
         hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
         backends,
+        traffic: None,
     }
 }
 

@@ -54,6 +54,7 @@ pub(super) fn build(
         meta: meta(0, rule.name),
         hostnames: vec![],
         backends,
+        traffic: None,
     });
     out
 }
