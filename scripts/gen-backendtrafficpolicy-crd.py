@@ -110,11 +110,26 @@ load_balancer = obj({
         "window": dur("The ramp: an endpoint that joined the backend (or that active health checks found healthy "
                       "again) gets a share of its traffic growing linearly from 10 % to all of it over this time."),
     }, ["window"], desc="Slow start (RoundRobin and LeastRequest only)."),
+    "zoneAware": obj({
+        "preferLocal": obj({
+            "force": obj({
+                "minEndpointsInZoneThreshold": count("Local endpoints in service needed to keep all the traffic "
+                                                     "local (default 1).", minimum=1, maximum=4294967295),
+            }, desc="Keep all the traffic in the local zone (while enough local endpoints are in service) rather "
+                    "than spilling over to keep the load even."),
+            "minEndpointsThreshold": count("Endpoints across all zones below which zone-aware routing is off "
+                                           "(default 6).", minimum=1),
+            "percentageEnabled": count("Share of requests considered for zone-aware routing, in percent "
+                                       "(default 100).", maximum=100),
+        }, desc="Prefer the endpoints of the proxy's zone (`--zone`, `PORTCULLIS_ZONE`)."),
+    }, desc="Zone-aware routing (not with ConsistentHash)."),
 }, ["type"], desc="How endpoints are chosen.",
     rules=[("self.type == 'ConsistentHash' ? has(self.consistentHash) : !has(self.consistentHash)",
             "consistentHash is set with, and only with, type ConsistentHash"),
            ("has(self.slowStart) ? self.type in ['RoundRobin', 'LeastRequest'] : true",
-            "slowStart is only supported for RoundRobin and LeastRequest load balancers")])
+            "slowStart is only supported for RoundRobin and LeastRequest load balancers"),
+           ("has(self.zoneAware) ? self.type != 'ConsistentHash' : true",
+            "zoneAware is not supported with ConsistentHash")])
 
 circuit_breaker = obj({
     "maxParallelRequests": count("Requests in flight to one backend of a route rule at once; past it, 503 at once (default 1024).",

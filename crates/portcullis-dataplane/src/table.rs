@@ -35,6 +35,8 @@ pub struct BuildCtx<'a> {
     pub limiters: &'a crate::ratelimit::Limiters,
     /// Slow-start ramps of endpoints, kept across rebuilds.
     pub births: &'a crate::backend::slow_start::Births,
+    /// The proxy's zone (zone-aware routing).
+    pub zone: Option<&'a str>,
 }
 
 impl<'a> BuildCtx<'a> {
@@ -46,6 +48,7 @@ impl<'a> BuildCtx<'a> {
             jwks: &shared.jwks,
             limiters: &shared.limiters,
             births: &shared.births,
+            zone: shared.opts.zone.as_deref(),
         }
     }
 }

@@ -133,6 +133,9 @@ pub struct BackendTraffic {
     /// endpoint's share grows, in milliseconds (`RoundRobin`, `LeastRequest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_start_window_ms: Option<u64>,
+    /// Zone-aware routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_aware: Option<ZoneAware>,
     /// Fail-fast limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
@@ -293,6 +296,18 @@ pub struct CircuitBreaker {
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+/// Zone-aware routing (`loadBalancer.zoneAware.preferLocal`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneAware {
+    /// Endpoints (all zones) below which it is off.
+    pub min_endpoints: u64,
+    /// Share of requests considered, in percent.
+    pub percentage: u32,
+    /// `force`: local endpoints in service needed to keep all the traffic local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_min_in_zone: Option<u32>,
 }
 
 /// The BackendTrafficPolicy settings of a TCPRoute: those that make sense

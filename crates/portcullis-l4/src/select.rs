@@ -192,6 +192,8 @@ mod tests {
                 .map(|(a, t)| Endpoint {
                     addr: a.parse().unwrap(),
                     terminating: *t,
+                    zone: None,
+                    for_zones: vec![],
                 })
                 .collect(),
             tls: None,

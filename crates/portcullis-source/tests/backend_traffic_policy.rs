@@ -86,6 +86,14 @@ fn cel_rules_of_the_crd_apply() {
     );
     expect_errors(
         &policy(
+            "  loadBalancer:\n    type: ConsistentHash\n    consistentHash: {type: SourceIP}\n    zoneAware: {preferLocal: {}}\n",
+        ),
+        &[
+            "test.yaml:9: BackendTrafficPolicy default/btp: spec.loadBalancer: zoneAware is not supported with ConsistentHash",
+        ],
+    );
+    expect_errors(
+        &policy(
             "  rateLimit:\n    local:\n      rules:\n      - clientSelectors:\n        - headers: [{name: x-user, type: Distinct, value: a}]\n        limit: {requests: 1, unit: Second}\n",
         ),
         &[

@@ -226,6 +226,42 @@ pub struct LoadBalancer {
     /// (`RoundRobin` and `LeastRequest` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_start: Option<SlowStart>,
+    /// Prefer the endpoints of the proxy's zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_aware: Option<ZoneAware>,
+}
+
+/// `ZoneAware`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ZoneAware {
+    /// Prefer the local zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer_local: Option<PreferLocalZone>,
+}
+
+/// `PreferLocalZone`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PreferLocalZone {
+    /// Keep all the traffic local (while enough local endpoints are in service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<ForceLocalZone>,
+    /// Endpoints (all zones) below which zone-aware routing is off (default 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_endpoints_threshold: Option<u64>,
+    /// Share of requests considered, in percent (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage_enabled: Option<u32>,
+}
+
+/// `ForceLocalZone`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForceLocalZone {
+    /// Local endpoints in service needed to keep all the traffic local (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_endpoints_in_zone_threshold: Option<u32>,
 }
 
 /// `SlowStart`.

@@ -404,6 +404,19 @@ fn backend(
         policy: policy.to_string(),
         load_balancer,
         slow_start_window_ms,
+        zone_aware: s
+            .load_balancer
+            .as_ref()
+            .and_then(|l| l.zone_aware.as_ref())
+            .and_then(|z| z.prefer_local.as_ref())
+            .map(|p| rl::ZoneAware {
+                min_endpoints: p.min_endpoints_threshold.unwrap_or(6),
+                percentage: p.percentage_enabled.unwrap_or(100).min(100),
+                force_min_in_zone: p
+                    .force
+                    .as_ref()
+                    .map(|f| f.min_endpoints_in_zone_threshold.unwrap_or(1)),
+            }),
         circuit_breaker: s.circuit_breaker.as_ref().map(|c| rl::CircuitBreaker {
             max_parallel_requests: c.max_parallel_requests.unwrap_or(1024).max(1),
             max_parallel_retries: c.max_parallel_retries.unwrap_or(1024),
@@ -622,6 +635,7 @@ fn tcp(
             other => not(true, &format!("loadBalancer.type {other}")),
         }
         not(lb.slow_start.is_some(), "loadBalancer.slowStart");
+        not(lb.zone_aware.is_some(), "loadBalancer.zoneAware");
     }
     let connect_timeout_ms = connection_timeouts(s.timeout.as_ref())?.and_then(|t| t.connect_ms);
     let max_connections = s

@@ -99,22 +99,26 @@ pub struct EndpointSet {
     conn: Option<Arc<super::upstream::ConnPolicy>>,
     /// Slow-start window, in nanoseconds.
     slow_start_ns: Option<u64>,
+    /// Zone-aware routing.
+    zones: Option<super::zone::Zones>,
 }
 
 impl EndpointSet {
     /// Build from the IR, naming each endpoint with a keyed hash of its address.
     pub fn new(endpoints: &[Endpoint], tokens: &impl BuildHasher) -> Self {
-        Self::with_policy(endpoints, tokens, None, None)
+        Self::with_policy(endpoints, tokens, None, None, None)
     }
 
     /// Build with a BackendTrafficPolicy's balancer and outlier detection;
     /// `births` (the registry and the backend's name) gives endpoints their
-    /// slow-start ramp when the policy has a window.
+    /// slow-start ramp when the policy has a window; `zone` is the proxy's
+    /// (zone-aware routing).
     pub fn with_policy(
         endpoints: &[Endpoint],
         tokens: &impl BuildHasher,
         policy: Option<&portcullis_ir::traffic::BackendTraffic>,
         births: Option<(&super::slow_start::Births, &str)>,
+        zone: Option<&str>,
     ) -> Self {
         let ready: Vec<_> = endpoints.iter().filter(|e| !e.terminating).collect();
         let chosen = if ready.is_empty() {
@@ -134,10 +138,14 @@ impl EndpointSet {
             _ => vec![None; chosen.len()],
         }
         .into_iter();
+        let zones = policy
+            .and_then(|p| p.zone_aware.as_ref())
+            .and_then(|z| super::zone::Zones::new(z, zone, &chosen));
         let mut eps = Vec::with_capacity(chosen.len());
         let mut by_token = HashMap::with_capacity(chosen.len());
         for e in chosen {
             let ramp = ramps.next().flatten();
+            // An IP and port always make an authority.
             let Ok(authority) = Authority::try_from(e.addr.to_string()) else {
                 continue;
             };
@@ -184,6 +192,7 @@ impl EndpointSet {
             max_parallel_retries: limit(cb.map(|c| c.max_parallel_retries), 1024),
             conn: policy.and_then(super::upstream::ConnPolicy::from_ir),
             slow_start_ns,
+            zones,
         }
     }
 
@@ -252,7 +261,15 @@ impl EndpointSet {
         if n == 0 {
             return None;
         }
-        let live = self.in_service();
+        let in_service = self.in_service();
+        // Zone-aware routing narrows the candidates (not for Maglev, whose
+        // keys must keep their endpoint).
+        let live: Option<std::borrow::Cow<'_, [usize]>> = match &self.zones {
+            Some(z) if !matches!(self.balancer, Balancer::Maglev { .. }) => {
+                z.candidates(in_service.as_deref())
+            }
+            _ => in_service.as_deref().map(std::borrow::Cow::Borrowed),
+        };
         let ok = |i: usize| live.as_ref().is_none_or(|l| l.binary_search(&i).is_ok());
         match &self.balancer {
             Balancer::LeastRequest => {
@@ -393,6 +410,8 @@ mod tests {
         Endpoint {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             terminating,
+            zone: None,
+            for_zones: vec![],
         }
     }
 

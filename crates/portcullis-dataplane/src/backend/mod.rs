@@ -10,6 +10,7 @@ pub mod session;
 pub mod slow_start;
 pub mod tls;
 pub mod upstream;
+pub mod zone;
 
 use std::sync::Arc;
 
@@ -67,6 +68,7 @@ impl Target {
                         cx.tokens,
                         policy,
                         Some((cx.births, &s.name)),
+                        cx.zone,
                     ),
                     h2c: s.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
                     tls,
@@ -154,6 +156,8 @@ mod tests {
             endpoints: vec![Endpoint {
                 addr: ([127, 0, 0, 1], 1).into(),
                 terminating: false,
+                zone: None,
+                for_zones: vec![],
             }],
             tls: None,
         })
@@ -188,6 +192,7 @@ mod tests {
             jwks: &jwks,
             limiters: &limiters,
             births: &Default::default(),
+            zone: None,
         };
         let w = WeightedBackends::new(&list, |_| Filters::default(), &cx, None);
         let mut counts = std::collections::HashMap::new();
