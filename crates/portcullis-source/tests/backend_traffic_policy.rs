@@ -81,7 +81,7 @@ fn cel_rules_of_the_crd_apply() {
     expect_errors(
         &policy("  loadBalancer:\n    type: Random\n    slowStart: {window: 10s}\n"),
         &[
-            "test.yaml:9: BackendTrafficPolicy default/btp: spec.loadBalancer: slowStart is only supported for RoundRobin and LeastRequest load balancers",
+            "test.yaml:8: BackendTrafficPolicy default/btp: spec.loadBalancer: slowStart is only supported for RoundRobin and LeastRequest load balancers",
         ],
     );
     expect_errors(
@@ -89,7 +89,7 @@ fn cel_rules_of_the_crd_apply() {
             "  loadBalancer:\n    type: ConsistentHash\n    consistentHash: {type: SourceIP}\n    zoneAware: {preferLocal: {}}\n",
         ),
         &[
-            "test.yaml:9: BackendTrafficPolicy default/btp: spec.loadBalancer: zoneAware is not supported with ConsistentHash",
+            "test.yaml:8: BackendTrafficPolicy default/btp: spec.loadBalancer: zoneAware is not supported with ConsistentHash",
         ],
     );
     expect_errors(
