@@ -29,20 +29,37 @@ const MIN_SHARE_PERMILLE: u64 = 100;
 /// The start times of endpoints, by backend, kept across rebuilds.
 #[derive(Debug, Default)]
 pub struct Births {
-    by_backend: Mutex<HashMap<Box<str>, HashMap<SocketAddr, Weak<AtomicU64>>>>,
+    by_backend: Mutex<ByBackend>,
 }
+
+#[derive(Debug, Default)]
+struct ByBackend {
+    map: HashMap<Box<str>, HashMap<SocketAddr, Weak<AtomicU64>>>,
+    /// Calls since every backend was last pruned of dead entries.
+    since_prune: usize,
+}
+
+/// Every backend is pruned of endpoints no table holds once per this many
+/// calls (a backend's own entries are pruned at each call).
+const PRUNE_EVERY: usize = 256;
 
 impl Births {
     /// The ramp start of each of `addrs` of `backend`: the one it had in a
     /// table still alive, else now (or 0, not ramping, when the backend has
     /// no endpoint in any live table).
     pub fn starts(&self, backend: &str, addrs: &[SocketAddr]) -> Vec<RampStart> {
-        let mut m = self.by_backend.lock().unwrap_or_else(|e| e.into_inner());
-        m.retain(|_, eps| {
-            eps.retain(|_, w| w.strong_count() > 0);
-            !eps.is_empty()
-        });
-        let eps = m.entry(backend.into()).or_default();
+        let mut guard = self.by_backend.lock().unwrap_or_else(|e| e.into_inner());
+        let b = &mut *guard;
+        b.since_prune += 1;
+        if b.since_prune >= PRUNE_EVERY {
+            b.since_prune = 0;
+            b.map.retain(|_, eps| {
+                eps.retain(|_, w| w.strong_count() > 0);
+                !eps.is_empty()
+            });
+        }
+        let eps = b.map.entry(backend.into()).or_default();
+        eps.retain(|_, w| w.strong_count() > 0);
         let known = !eps.is_empty();
         let now = now_ns();
         addrs
