@@ -12,7 +12,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crdgen import DURATION, HEADER_NAME, arr, obj, s, target_ref, write_crd  # noqa: E402
 
-KINDS = ["Gateway", "HTTPRoute", "GRPCRoute"]
+KINDS = ["Gateway", "HTTPRoute", "GRPCRoute", "TCPRoute"]
 
 header_match = obj({
     "type": s("`Exact` (default), `RegularExpression` (RE2 syntax, whole value) or `Distinct` (one bucket per value).",
@@ -106,15 +106,43 @@ load_balancer = obj({
     }, ["type"], desc="Maglev consistent hashing: adding or removing an endpoint moves few keys.",
         rules=[("self.type == 'Header' ? has(self.header) : !has(self.header)", "header is set with, and only with, type Header"),
                ("self.type == 'Cookie' ? has(self.cookie) : !has(self.cookie)", "cookie is set with, and only with, type Cookie")]),
+    "slowStart": obj({
+        "window": dur("The ramp: an endpoint that joined the backend (or that active health checks found healthy "
+                      "again) gets a share of its traffic growing linearly from 10 % to all of it over this time."),
+    }, ["window"], desc="Slow start (RoundRobin and LeastRequest only)."),
+    "zoneAware": obj({
+        "preferLocal": obj({
+            "force": obj({
+                "minEndpointsInZoneThreshold": count("Local endpoints in service needed to keep all the traffic "
+                                                     "local (default 1).", minimum=1, maximum=4294967295),
+            }, desc="Keep all the traffic in the local zone (while enough local endpoints are in service) rather "
+                    "than spilling over to keep the load even."),
+            "minEndpointsThreshold": count("Endpoints across all zones below which zone-aware routing is off "
+                                           "(default 6).", minimum=1),
+            "percentageEnabled": count("Share of requests considered for zone-aware routing, in percent "
+                                       "(default 100).", maximum=100),
+        }, desc="Prefer the endpoints of the proxy's zone (`--zone`, `PORTCULLIS_ZONE`)."),
+    }, desc="Zone-aware routing (not with ConsistentHash)."),
 }, ["type"], desc="How endpoints are chosen.",
     rules=[("self.type == 'ConsistentHash' ? has(self.consistentHash) : !has(self.consistentHash)",
-            "consistentHash is set with, and only with, type ConsistentHash")])
+            "consistentHash is set with, and only with, type ConsistentHash"),
+           ("has(self.slowStart) ? self.type in ['RoundRobin', 'LeastRequest'] : true",
+            "slowStart is only supported for RoundRobin and LeastRequest load balancers"),
+           ("has(self.zoneAware) ? self.type != 'ConsistentHash' : true",
+            "zoneAware is not supported with ConsistentHash")])
 
 circuit_breaker = obj({
     "maxParallelRequests": count("Requests in flight to one backend of a route rule at once; past it, 503 at once (default 1024).",
                                  minimum=1, default=1024),
     "maxParallelRetries": count("Retries in flight to one backend of a route rule at once; past it, no retry (default 1024).",
                                 minimum=0, default=1024),
+    "maxConnections": count("Upstream HTTP/1.1 connections open to one backend of a route rule at once, in use or idle, "
+                            "across worker threads (default 1024). A request that needs a connection past it waits "
+                            "(see maxPendingRequests).", minimum=1, default=1024),
+    "maxPendingRequests": count("Requests waiting for a connection at once (default 1024); past it, 503 at once. "
+                                "A request waits at most the connect timeout.", minimum=0, default=1024),
+    "maxRequestsPerConnection": count("Requests sent over one upstream connection; then it is closed "
+                                      "(default: unlimited).", minimum=1),
 }, desc="Limits that fail fast instead of queueing.")
 
 passive = obj({
@@ -220,8 +248,14 @@ response_override = obj({
 }, ["match", "response"])
 
 timeout = obj({
+    "tcp": obj({
+        "connectTimeout": dur("Time allowed to make an upstream connection (default 5s, the built-in upstream connect timeout)."),
+    }),
     "http": obj({
         "requestTimeout": dur("The whole request, retries included (504 past it)."),
+        "connectionIdleTimeout": dur("An idle pooled upstream connection is closed after it "
+                                     "(default: `--upstream-idle-timeout`, 90s)."),
+        "maxConnectionDuration": dur("An upstream connection is not reused once it is this old (default: no limit)."),
     }),
 })
 

@@ -74,6 +74,11 @@ pub struct DataplaneArgs {
     /// (503) instead of letting them through (the default: fail open).
     #[arg(long)]
     pub rate_limit_fail_closed: bool,
+    /// The zone this proxy runs in, for BackendTrafficPolicy zone-aware
+    /// routing (compared with the EndpointSlice `zone` and `hints.forZones`
+    /// of the endpoints). Empty: none.
+    #[arg(long, env = "PORTCULLIS_ZONE", default_value = "")]
+    pub zone: String,
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -122,6 +127,7 @@ impl From<&Options> for DataplaneArgs {
                 .map(|r| u64::try_from(r.timeout.as_millis()).unwrap_or(u64::MAX))
                 .unwrap_or(100),
             rate_limit_fail_closed: !o.rate_limit.fail_open,
+            zone: o.zone.clone().unwrap_or_default(),
         }
     }
 }
@@ -155,6 +161,7 @@ impl DataplaneArgs {
                 timeout: Duration::from_millis(self.rate_limit_redis_timeout_ms),
             });
         opts.rate_limit.fail_open = !self.rate_limit_fail_closed;
+        opts.zone = (!self.zone.is_empty()).then(|| self.zone.clone());
     }
 
     /// [`Options::default`] with these limits.

@@ -83,6 +83,8 @@ pub struct Shared {
     pub jwks: crate::auth::JwksCache,
     /// Rate-limit buckets and the Redis client (BackendTrafficPolicy).
     pub limiters: crate::ratelimit::Limiters,
+    /// Slow-start ramps of endpoints (BackendTrafficPolicy), kept across rebuilds.
+    pub births: crate::backend::slow_start::Births,
 }
 
 /// State of one bound port.
@@ -636,7 +638,7 @@ where
             return Either::Left(async move {
                 let guard = guard.ok_or(AttemptError::Overflow)?;
                 let req = req.map_err(|e| AttemptError::Other(format!("{}: {e}", ep.addr)))?;
-                match client.send(ep.addr, req).await {
+                match client.send(ep.addr, req, eps.conn_policy()).await {
                     Ok(resp) => {
                         eps.record(&ep, Outcome::Status(resp.status().as_u16()));
                         Ok(Attempt {
@@ -649,6 +651,7 @@ where
                     Err(H1Error::Body(b)) if b.is::<LengthLimitError>() => {
                         Err(AttemptError::TooLarge)
                     }
+                    Err(H1Error::Overflow(_)) => Err(AttemptError::Overflow),
                     Err(e) => {
                         eps.record(&ep, Outcome::LocalFailure);
                         if e.is_connect() {

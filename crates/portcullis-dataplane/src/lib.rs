@@ -128,6 +128,8 @@ pub struct Options {
     pub workers: usize,
     /// BackendTrafficPolicy rate limits: Redis, failure mode, memory bound.
     pub rate_limit: ratelimit::RateLimitOptions,
+    /// The zone this proxy runs in (zone-aware routing), if known.
+    pub zone: Option<String>,
 }
 
 impl Default for Options {
@@ -149,6 +151,7 @@ impl Default for Options {
             l4: L4Options::default(),
             workers: 0,
             rate_limit: ratelimit::RateLimitOptions::default(),
+            zone: None,
         }
     }
 }
@@ -267,6 +270,7 @@ impl Dataplane {
         let limiters = ratelimit::Limiters::new(opts.rate_limit.clone());
         let shared = Arc::new(Shared {
             limiters,
+            births: Default::default(),
             opts,
             clients,
             h1,

@@ -33,6 +33,10 @@ pub struct BuildCtx<'a> {
     pub jwks: &'a crate::auth::JwksCache,
     /// Rate-limit buckets (BackendTrafficPolicy).
     pub limiters: &'a crate::ratelimit::Limiters,
+    /// Slow-start ramps of endpoints, kept across rebuilds.
+    pub births: &'a crate::backend::slow_start::Births,
+    /// The proxy's zone (zone-aware routing).
+    pub zone: Option<&'a str>,
 }
 
 impl<'a> BuildCtx<'a> {
@@ -43,6 +47,8 @@ impl<'a> BuildCtx<'a> {
             upstream_tls: &shared.upstream_tls,
             jwks: &shared.jwks,
             limiters: &shared.limiters,
+            births: &shared.births,
+            zone: shared.opts.zone.as_deref(),
         }
     }
 }

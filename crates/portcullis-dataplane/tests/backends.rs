@@ -272,15 +272,21 @@ async fn terminating_endpoints_only_when_nothing_else() {
             Endpoint {
                 addr: ready.addr,
                 terminating: false,
+                zone: None,
+                for_zones: vec![],
             },
             Endpoint {
                 addr: term.addr,
                 terminating: true,
+                zone: None,
+                for_zones: vec![],
             },
         ]);
         let only_term = svc(vec![Endpoint {
             addr: term.addr,
             terminating: true,
+            zone: None,
+            for_zones: vec![],
         }]);
         let (_dp, addr) = serve(vec![
             rule("a", prefix("/mixed"), vec![wb(1, mixed)]),

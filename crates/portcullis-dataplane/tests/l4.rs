@@ -27,6 +27,7 @@ fn l4_route(kind: &str, name: &str, hostnames: &[&str], backends: Vec<WeightedBa
         },
         hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
         backends,
+        traffic: None,
     }
 }
 

@@ -176,6 +176,7 @@ async fn tcp_sessions_and_bytes_are_counted() {
                 },
                 hostnames: vec![],
                 backends: vec![wb(1, service("tcp-echo", &[baddr], None))],
+                traffic: None,
             });
             port(bind, PortProtocol::Tcp, vec![l])
         })

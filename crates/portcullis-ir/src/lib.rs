@@ -192,6 +192,12 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// Whether it is terminating (only used when nothing else is ready).
     pub terminating: bool,
+    /// The EndpointSlice `zone` of the endpoint, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// The EndpointSlice `hints.forZones`: the zones that should use it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub for_zones: Vec<String>,
 }
 
 /// Upstream TLS settings (BackendTLSPolicy).
@@ -227,4 +233,7 @@ pub struct L4Route {
     pub hostnames: Vec<String>,
     /// Weighted backends of the (first) rule.
     pub backends: Vec<WeightedBackend>,
+    /// BackendTrafficPolicy settings that apply to a TCP route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<std::sync::Arc<traffic::TcpTraffic>>,
 }

@@ -129,9 +129,19 @@ pub struct BackendTraffic {
     pub policy: String,
     /// How endpoints are chosen.
     pub load_balancer: LoadBalancer,
+    /// Slow start: the window over which a new (or healthy again)
+    /// endpoint's share grows, in milliseconds (`RoundRobin`, `LeastRequest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start_window_ms: Option<u64>,
+    /// Zone-aware routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_aware: Option<ZoneAware>,
     /// Fail-fast limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// Upstream connection timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<ConnectionTimeouts>,
     /// Outlier detection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier: Option<Outlier>,
@@ -275,6 +285,62 @@ pub struct CircuitBreaker {
     pub max_parallel_requests: u64,
     /// Retries in flight at once.
     pub max_parallel_retries: u64,
+    /// Upstream connections open at once (in use or idle).
+    pub max_connections: u64,
+    /// Requests waiting for a connection at once.
+    pub max_pending_requests: u64,
+    /// Requests sent over one connection (0: unlimited).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_requests_per_connection: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Zone-aware routing (`loadBalancer.zoneAware.preferLocal`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneAware {
+    /// Endpoints (all zones) below which it is off.
+    pub min_endpoints: u64,
+    /// Share of requests considered, in percent.
+    pub percentage: u32,
+    /// `force`: local endpoints in service needed to keep all the traffic local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_min_in_zone: Option<u32>,
+}
+
+/// The BackendTrafficPolicy settings of a TCPRoute: those that make sense
+/// for a TCP proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TcpTraffic {
+    /// `namespace/name` of the policy, for logs.
+    pub policy: String,
+    /// Time allowed to connect to an endpoint, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout_ms: Option<u64>,
+    /// Connections to the route's backends open at once; past it a new
+    /// client connection is closed at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
+    /// Endpoints in turn (`RoundRobin`) rather than from a random one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub round_robin: bool,
+}
+
+/// Upstream connection timeouts (`timeout.tcp`, `timeout.http`); unset
+/// values are the process's (5 s connect, `--upstream-idle-timeout`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ConnectionTimeouts {
+    /// Time allowed to make a connection, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<u64>,
+    /// An idle pooled connection is closed after this, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<u64>,
+    /// A connection is not reused once this old, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_ms: Option<u64>,
 }
 
 /// Outlier detection (passive health checks).

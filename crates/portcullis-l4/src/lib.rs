@@ -35,6 +35,7 @@ mod rewind;
 pub mod select;
 mod splice;
 mod terminate;
+pub mod traffic;
 mod udp;
 
 pub use port::{L4Options, L4Port, TerminateContext, Terminator, serve_tcp};

@@ -274,8 +274,18 @@ async fn tcp(inner: &Inner, stream: TcpStream, port: &Port) -> Result<(), ConnEr
                 .unwrap_or_default(),
         )
     })?;
-    let targets = select::upstreams(route, &mut rand::rng())?;
-    let upstream = connect_any(&targets, inner.options.connect_timeout).await?;
+    // BackendTrafficPolicy: maxConnections, round robin, connect timeout.
+    let traffic = route.traffic.as_deref();
+    let admitted = match traffic {
+        None => None,
+        Some(t) => Some(crate::traffic::admit(route, t).ok_or_else(|| {
+            Refusal::Overflow(format!("{}/{}", route.meta.namespace, route.meta.name))
+        })?),
+    };
+    let turn = admitted.as_ref().and_then(|a| a.turn);
+    let targets = select::upstreams_from(route, &mut rand::rng(), turn)?;
+    let timeout = crate::traffic::connect_timeout(traffic, inner.options.connect_timeout);
+    let upstream = connect_any(&targets, timeout).await?;
     let listener = port
         .listeners
         .iter()

@@ -25,6 +25,9 @@ pub enum Refusal {
     /// The chosen Service has no endpoint.
     #[error("backend {0} has no endpoint")]
     NoEndpoints(String),
+    /// The route's BackendTrafficPolicy `circuitBreaker.maxConnections` are open.
+    #[error("route {0}: maxConnections reached (upstream overflow)")]
+    Overflow(String),
 }
 
 /// How a TLS port handles a connection, decided by its SNI.
@@ -106,6 +109,16 @@ pub fn endpoint_order<R: Rng + ?Sized>(
     backend: &Backend,
     rng: &mut R,
 ) -> Result<Vec<SocketAddr>, Refusal> {
+    endpoint_order_from(backend, rng, None)
+}
+
+/// [`endpoint_order`], starting at endpoint `turn` (modulo their number)
+/// when given (round robin), else at a random one.
+pub fn endpoint_order_from<R: Rng + ?Sized>(
+    backend: &Backend,
+    rng: &mut R,
+    turn: Option<usize>,
+) -> Result<Vec<SocketAddr>, Refusal> {
     let svc = match backend {
         Backend::Service(s) => s,
         Backend::Invalid { reason } => return Err(Refusal::InvalidBackend(reason.clone())),
@@ -124,7 +137,10 @@ pub fn endpoint_order<R: Rng + ?Sized>(
     if eps.is_empty() {
         return Err(Refusal::NoEndpoints(svc.name.clone()));
     }
-    let start = rng.random_range(0..eps.len());
+    let start = match turn {
+        Some(t) => t % eps.len(),
+        None => rng.random_range(0..eps.len()),
+    };
     eps.rotate_left(start);
     Ok(eps)
 }
@@ -134,10 +150,19 @@ pub fn upstreams<R: Rng + ?Sized>(
     route: &L4Route,
     rng: &mut R,
 ) -> Result<Vec<SocketAddr>, Refusal> {
+    upstreams_from(route, rng, None)
+}
+
+/// [`upstreams`], the endpoints starting at `turn` when given (round robin).
+pub fn upstreams_from<R: Rng + ?Sized>(
+    route: &L4Route,
+    rng: &mut R,
+    turn: Option<usize>,
+) -> Result<Vec<SocketAddr>, Refusal> {
     let route_name = || format!("{}/{}", route.meta.namespace, route.meta.name);
     let backend =
         pick_backend(&route.backends, rng).ok_or_else(|| Refusal::NoBackend(route_name()))?;
-    endpoint_order(backend, rng)
+    endpoint_order_from(backend, rng, turn)
 }
 
 #[cfg(test)]
@@ -167,6 +192,8 @@ mod tests {
                 .map(|(a, t)| Endpoint {
                     addr: a.parse().unwrap(),
                     terminating: *t,
+                    zone: None,
+                    for_zones: vec![],
                 })
                 .collect(),
             tls: None,
@@ -186,6 +213,7 @@ mod tests {
             meta: meta(name, ts),
             hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
             backends: vec![],
+            traffic: None,
         }
     }
 

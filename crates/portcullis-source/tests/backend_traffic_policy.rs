@@ -34,11 +34,34 @@ fn a_valid_policy_loads_with_defaults() {
 }
 
 #[test]
+fn connection_limits_default_as_in_envoy_gateway() {
+    let (loaded, errors, _) = load(
+        "test.yaml",
+        &policy(
+            "  circuitBreaker: {}\n  timeout:\n    tcp: {connectTimeout: 2s}\n    http: {connectionIdleTimeout: 1h, maxConnectionDuration: 10m}\n",
+        ),
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    let v = only(&loaded, Kind::BackendTrafficPolicy);
+    let cb = &v["spec"]["circuitBreaker"];
+    assert_eq!(cb["maxConnections"], 1024);
+    assert_eq!(cb["maxPendingRequests"], 1024);
+    assert_eq!(cb["maxParallelRequests"], 1024);
+    assert!(
+        cb["maxRequestsPerConnection"].is_null(),
+        "unlimited by default"
+    );
+    assert_eq!(v["spec"]["timeout"]["tcp"]["connectTimeout"], "2s");
+}
+
+#[test]
 fn unimplemented_fields_are_rejected_not_ignored() {
     expect_errors(
-        &policy("  circuitBreaker:\n    maxConnections: 10\n  proxyProtocol:\n    version: V2\n"),
+        &policy(
+            "  circuitBreaker:\n    perEndpoint: {maxConnections: 10}\n  proxyProtocol:\n    version: V2\n",
+        ),
         &[
-            "test.yaml:9: BackendTrafficPolicy default/btp: spec.circuitBreaker.maxConnections: unknown field: not supported by Portcullis (the schema lists every implemented field)",
+            "test.yaml:9: BackendTrafficPolicy default/btp: spec.circuitBreaker.perEndpoint: unknown field: not supported by Portcullis (the schema lists every implemented field)",
             "test.yaml:10: BackendTrafficPolicy default/btp: spec.proxyProtocol: unknown field: not supported by Portcullis (the schema lists every implemented field)",
         ],
     );
@@ -55,6 +78,20 @@ fn unimplemented_fields_are_rejected_not_ignored() {
 
 #[test]
 fn cel_rules_of_the_crd_apply() {
+    expect_errors(
+        &policy("  loadBalancer:\n    type: Random\n    slowStart: {window: 10s}\n"),
+        &[
+            "test.yaml:8: BackendTrafficPolicy default/btp: spec.loadBalancer: slowStart is only supported for RoundRobin and LeastRequest load balancers",
+        ],
+    );
+    expect_errors(
+        &policy(
+            "  loadBalancer:\n    type: ConsistentHash\n    consistentHash: {type: SourceIP}\n    zoneAware: {preferLocal: {}}\n",
+        ),
+        &[
+            "test.yaml:8: BackendTrafficPolicy default/btp: spec.loadBalancer: zoneAware is not supported with ConsistentHash",
+        ],
+    );
     expect_errors(
         &policy(
             "  rateLimit:\n    local:\n      rules:\n      - clientSelectors:\n        - headers: [{name: x-user, type: Distinct, value: a}]\n        limit: {requests: 1, unit: Second}\n",

@@ -222,6 +222,54 @@ pub struct LoadBalancer {
     /// What a consistent hash is computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistent_hash: Option<ConsistentHash>,
+    /// New (or healthy again) endpoints get a growing share over a window
+    /// (`RoundRobin` and `LeastRequest` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<SlowStart>,
+    /// Prefer the endpoints of the proxy's zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_aware: Option<ZoneAware>,
+}
+
+/// `ZoneAware`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ZoneAware {
+    /// Prefer the local zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer_local: Option<PreferLocalZone>,
+}
+
+/// `PreferLocalZone`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PreferLocalZone {
+    /// Keep all the traffic local (while enough local endpoints are in service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<ForceLocalZone>,
+    /// Endpoints (all zones) below which zone-aware routing is off (default 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_endpoints_threshold: Option<u64>,
+    /// Share of requests considered, in percent (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage_enabled: Option<u32>,
+}
+
+/// `ForceLocalZone`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForceLocalZone {
+    /// Local endpoints in service needed to keep all the traffic local (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_endpoints_in_zone_threshold: Option<u32>,
+}
+
+/// `SlowStart`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlowStart {
+    /// The ramp's length (a Gateway API duration).
+    pub window: String,
 }
 
 /// `ConsistentHash`.
@@ -271,6 +319,15 @@ pub struct CircuitBreaker {
     /// Retries in flight to the backend at once (default 1024).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel_retries: Option<u64>,
+    /// Upstream connections open to the backend at once (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
+    /// Requests waiting for a connection at once (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_requests: Option<u64>,
+    /// Requests sent over one upstream connection (default: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<u64>,
 }
 
 /// `HealthCheck`.
@@ -445,9 +502,21 @@ pub struct BackOff {
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Timeout {
+    /// TCP timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpTimeout>,
     /// HTTP timeouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpTimeout>,
+}
+
+/// `TCPTimeout`.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpTimeout {
+    /// Time allowed to make an upstream connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
 }
 
 /// `HTTPTimeout`.
@@ -457,6 +526,12 @@ pub struct HttpTimeout {
     /// The whole request, retries included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<String>,
+    /// An idle pooled upstream connection is closed after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_idle_timeout: Option<String>,
+    /// An upstream connection is not reused once it is this old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connection_duration: Option<String>,
 }
 
 impl BackendTrafficPolicySpec {

@@ -2,7 +2,8 @@
 //! (SecurityPolicy, BackendTrafficPolicy and ClientTrafficPolicy).
 //!
 //! - **Targets** (`spec.targetRefs`, and the deprecated singular `targetRef`): a
-//!   Gateway, one of its listeners (`sectionName`), an HTTPRoute or GRPCRoute, or
+//!   Gateway, one of its listeners (`sectionName`), an HTTPRoute, GRPCRoute or
+//!   TCPRoute (the kinds a policy's CRD allows), or
 //!   one named rule of a route (`sectionName` = `spec.rules[].name`), all in the
 //!   policy's namespace. A target that does not exist (or a section it does not
 //!   have) is `Accepted=False/TargetNotFound`.
@@ -113,6 +114,10 @@ struct AncestorReport {
     port_conflicts: BTreeSet<String>,
     /// Listeners where a more specific policy won (ClientTrafficPolicy).
     overridden_listeners_by: BTreeSet<String>,
+    /// What the policy could not apply where it applies (fields of a
+    /// BackendTrafficPolicy that do not apply to a TCPRoute); added to the
+    /// `Accepted=True` message.
+    notes: BTreeSet<String>,
 }
 
 /// The attachment of every policy of one kind.
@@ -142,6 +147,7 @@ fn route_kind(kind: &str) -> Option<&'static str> {
     match kind {
         "HTTPRoute" => Some("HTTPRoute"),
         "GRPCRoute" => Some("GRPCRoute"),
+        "TCPRoute" => Some("TCPRoute"),
         _ => None,
     }
 }
@@ -156,6 +162,7 @@ fn route_facts(
     let spec: RouteSpec = match kind {
         "HTTPRoute" => (&input.snapshot.http_routes.get(key)?.spec).into(),
         "GRPCRoute" => (&input.snapshot.grpc_routes.get(key)?.spec).into(),
+        "TCPRoute" => (&input.snapshot.tcp_routes.get(key)?.spec).into(),
         _ => return None,
     };
     let mut parents: Vec<ObjectKey> = spec
@@ -381,6 +388,19 @@ impl Attachment {
             .insert(why);
     }
 
+    /// Record `note` on every ancestor of `policy` that is (a listener of)
+    /// Gateway `gw`; it is appended to the `Accepted=True` message.
+    pub(crate) fn note(&mut self, policy: usize, gw: &ObjectKey, note: String) {
+        for (aref, r) in self.reports[policy].iter_mut() {
+            if aref.kind.as_deref() == Some("Gateway")
+                && aref.name == gw.name
+                && aref.namespace.as_deref() == Some(gw.namespace.as_str())
+            {
+                r.notes.insert(note.clone());
+            }
+        }
+    }
+
     /// The `status.ancestors` of every policy that has one, by policy index.
     pub(crate) fn statuses(&self, controller: &str) -> Vec<(usize, Vec<AncestorStatus>)> {
         let mut out = vec![];
@@ -424,7 +444,19 @@ impl Attachment {
                         p.invalid.clone()
                     };
                     let mut conditions = vec![match &accepted {
-                        None => condition(ACCEPTED, true, Reason::Accepted, "policy is applied", g),
+                        None if r.notes.is_empty() => {
+                            condition(ACCEPTED, true, Reason::Accepted, "policy is applied", g)
+                        }
+                        None => condition(
+                            ACCEPTED,
+                            true,
+                            Reason::Accepted,
+                            format!(
+                                "policy is applied; {}",
+                                r.notes.iter().cloned().collect::<Vec<_>>().join("; ")
+                            ),
+                            g,
+                        ),
                         Some(pr) => condition(ACCEPTED, false, pr.reason, pr.message.clone(), g),
                     }];
                     if !r.overridden_listeners_by.is_empty() {

@@ -172,6 +172,13 @@ pub(crate) fn service(
                     endpoints.push(ir::Endpoint {
                         addr: SocketAddr::new(ip, ep_port as u16),
                         terminating: !ready,
+                        zone: ep.zone.clone(),
+                        for_zones: ep
+                            .hints
+                            .as_ref()
+                            .and_then(|h| h.for_zones.as_ref())
+                            .map(|z| z.iter().map(|z| z.name.clone()).collect())
+                            .unwrap_or_default(),
                     });
                 }
             }
@@ -188,6 +195,8 @@ pub(crate) fn service(
             endpoints.push(ir::Endpoint {
                 addr: SocketAddr::new(ip, port as u16),
                 terminating: false,
+                zone: None,
+                for_zones: vec![],
             });
         }
     }

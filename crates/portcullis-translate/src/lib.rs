@@ -34,6 +34,7 @@ mod routes;
 mod security;
 mod tls;
 mod traffic;
+mod traffic_fields;
 mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};

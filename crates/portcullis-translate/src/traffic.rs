@@ -26,7 +26,7 @@ use crate::conditions::Problem;
 use crate::conditions::Reason;
 use crate::gateway::{GatewayState, Owner};
 use crate::model::Meta;
-use crate::routes::duration_ms;
+use crate::traffic_fields::{active, connection_timeouts, fault, ms, overrides, tcp};
 
 /// Seconds in a `RateLimitUnit`.
 fn unit_seconds(unit: &str) -> Result<u64, Problem> {
@@ -168,119 +168,10 @@ struct Resolved {
     retry: Option<ir::Retry>,
     per_try_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
+    /// What applies to a TCPRoute, and the fields set that do not.
+    tcp: Option<Arc<rl::TcpTraffic>>,
+    tcp_ignored: Vec<String>,
     invalid: bool,
-}
-
-fn ms(at: &str, d: Option<&str>, default: u64) -> Result<u64, Problem> {
-    match d {
-        None => Ok(default),
-        Some(d) => duration_ms(d)
-            .ok_or_else(|| Problem::new(Reason::Invalid, format!("{at}: {d:?} is not a duration"))),
-    }
-}
-
-/// Millionths of a percentage (`None`: 100 %).
-fn share(at: &str, p: Option<f64>) -> Result<u32, Problem> {
-    match p {
-        None => Ok(1_000_000),
-        Some(p) if (0.0..=100.0).contains(&p) => Ok((p * 10_000.0).round() as u32),
-        Some(p) => Err(Problem::new(
-            Reason::Invalid,
-            format!("{at}: {p} is not a percentage"),
-        )),
-    }
-}
-
-fn fault(f: &api::FaultInjection) -> Result<rl::Fault, Problem> {
-    Ok(rl::Fault {
-        delay: f
-            .delay
-            .as_ref()
-            .map(|d| {
-                Ok::<_, Problem>((
-                    ms("faultInjection.delay.fixedDelay", Some(&d.fixed_delay), 0)?,
-                    share("faultInjection.delay.percentage", d.percentage)?,
-                ))
-            })
-            .transpose()?,
-        abort: f
-            .abort
-            .as_ref()
-            .map(|a| {
-                Ok::<_, Problem>((
-                    a.http_status.unwrap_or(503),
-                    a.grpc_status,
-                    share("faultInjection.abort.percentage", a.percentage)?,
-                ))
-            })
-            .transpose()?,
-    })
-}
-
-fn overrides(
-    input: &Input<'_>,
-    ns: &str,
-    list: &[api::ResponseOverride],
-) -> Result<Vec<rl::ResponseOverride>, Problem> {
-    let mut out = vec![];
-    for (i, o) in list.iter().enumerate() {
-        let at = format!("responseOverride[{i}]");
-        let statuses = o
-            .matches
-            .status_codes
-            .iter()
-            .map(|m| {
-                match (
-                    m.match_type.as_deref().unwrap_or("Value"),
-                    m.value,
-                    &m.range,
-                ) {
-                    ("Range", _, Some(r)) => (r.start, r.end),
-                    (_, Some(v), _) => (v, v),
-                    _ => (0, 0),
-                }
-            })
-            .collect();
-        let body = match &o.response.body {
-            None => None,
-            Some(b) => match (
-                b.body_type.as_deref().unwrap_or("Inline"),
-                &b.inline,
-                &b.value_ref,
-            ) {
-                ("ValueRef", _, Some(r)) => {
-                    let key = portcullis_store::ObjectKey::new(ns.to_string(), r.name.clone());
-                    let cm = input.snapshot.config_maps.get(&key).ok_or_else(|| {
-                        Problem::new(
-                            Reason::Invalid,
-                            format!("{at}.response.body.valueRef: ConfigMap {key} does not exist"),
-                        )
-                    })?;
-                    Some(
-                        cm.data
-                            .as_ref()
-                            .and_then(|d| d.get("response.body"))
-                            .cloned()
-                            .ok_or_else(|| {
-                                Problem::new(
-                                    Reason::Invalid,
-                                    format!("{at}.response.body.valueRef: ConfigMap {key} has no key response.body"),
-                                )
-                            })?,
-                    )
-                }
-                (_, Some(s), _) => Some(s.clone()),
-                _ => None,
-            },
-        };
-        out.push(rl::ResponseOverride {
-            statuses,
-            content_type: o.response.content_type.clone(),
-            body,
-            status: o.response.status_code,
-        });
-    }
-    Ok(out)
 }
 
 fn backend(
@@ -289,8 +180,10 @@ fn backend(
     policy: &str,
     s: &api::BackendTrafficPolicySpec,
 ) -> Result<Option<rl::BackendTraffic>, Problem> {
+    let timeouts = connection_timeouts(s.timeout.as_ref())?;
     if s.load_balancer.is_none()
         && s.circuit_breaker.is_none()
+        && timeouts.is_none()
         && s.health_check.is_none()
         && s.fault_injection.is_none()
         && s.response_override.is_empty()
@@ -349,6 +242,18 @@ fn backend(
             _ => rl::LoadBalancer::LeastRequest,
         },
     };
+    let slow_start_window_ms = match s.load_balancer.as_ref().and_then(|l| l.slow_start.as_ref()) {
+        None => None,
+        Some(w) => match ms("loadBalancer.slowStart.window", Some(&w.window), 0)? {
+            0 => {
+                return Err(Problem::new(
+                    Reason::Invalid,
+                    "loadBalancer.slowStart.window: must be above zero",
+                ));
+            }
+            w => Some(w),
+        },
+    };
     let outlier = match s.health_check.as_ref().and_then(|h| h.passive.as_ref()) {
         None => None,
         Some(p) => Some(rl::Outlier {
@@ -392,77 +297,30 @@ fn backend(
         active,
         policy: policy.to_string(),
         load_balancer,
+        slow_start_window_ms,
+        zone_aware: s
+            .load_balancer
+            .as_ref()
+            .and_then(|l| l.zone_aware.as_ref())
+            .and_then(|z| z.prefer_local.as_ref())
+            .map(|p| rl::ZoneAware {
+                min_endpoints: p.min_endpoints_threshold.unwrap_or(6),
+                percentage: p.percentage_enabled.unwrap_or(100).min(100),
+                force_min_in_zone: p
+                    .force
+                    .as_ref()
+                    .map(|f| f.min_endpoints_in_zone_threshold.unwrap_or(1)),
+            }),
         circuit_breaker: s.circuit_breaker.as_ref().map(|c| rl::CircuitBreaker {
             max_parallel_requests: c.max_parallel_requests.unwrap_or(1024).max(1),
             max_parallel_retries: c.max_parallel_retries.unwrap_or(1024),
+            max_connections: c.max_connections.unwrap_or(1024),
+            max_pending_requests: c.max_pending_requests.unwrap_or(1024),
+            max_requests_per_connection: c.max_requests_per_connection.unwrap_or(0),
         }),
+        timeouts,
         outlier,
     }))
-}
-
-fn payload(at: &str, p: &api::HealthCheckPayload) -> Result<Vec<u8>, Problem> {
-    use base64::Engine as _;
-    match (p.payload_type.as_str(), &p.text, &p.binary) {
-        ("Text", Some(t), _) => Ok(t.as_bytes().to_vec()),
-        ("Binary", _, Some(b)) => base64::engine::general_purpose::STANDARD
-            .decode(b)
-            .map_err(|e| Problem::new(Reason::Invalid, format!("{at}.binary: not base64: {e}"))),
-        (t, _, _) => Err(Problem::new(
-            Reason::Invalid,
-            format!("{at}: type {t} needs its {} field", t.to_ascii_lowercase()),
-        )),
-    }
-}
-
-fn active(a: &api::ActiveHealthCheck) -> Result<rl::ActiveHealth, Problem> {
-    let at = "healthCheck.active";
-    let check = match a.check_type.as_str() {
-        "TCP" => {
-            let t = a.tcp.clone().unwrap_or_default();
-            rl::Check::Tcp {
-                send: t
-                    .send
-                    .as_ref()
-                    .map(|p| payload(&format!("{at}.tcp.send"), p))
-                    .transpose()?,
-                receive: t
-                    .receive
-                    .as_ref()
-                    .map(|p| payload(&format!("{at}.tcp.receive"), p))
-                    .transpose()?,
-            }
-        }
-        _ => {
-            let h = a.http.clone().ok_or_else(|| {
-                Problem::new(
-                    Reason::Invalid,
-                    format!("{at}.http: required with type HTTP"),
-                )
-            })?;
-            rl::Check::Http {
-                hostname: h.hostname.clone(),
-                method: h.method.clone().unwrap_or_else(|| "GET".into()),
-                expected_statuses: if h.expected_statuses.is_empty() {
-                    vec![200]
-                } else {
-                    h.expected_statuses.clone()
-                },
-                expected_body: h
-                    .expected_response
-                    .as_ref()
-                    .map(|p| payload(&format!("{at}.http.expectedResponse"), p))
-                    .transpose()?,
-                path: h.path,
-            }
-        }
-    };
-    Ok(rl::ActiveHealth {
-        timeout_ms: ms(&format!("{at}.timeout"), a.timeout.as_deref(), 1_000)?.max(1),
-        interval_ms: ms(&format!("{at}.interval"), a.interval.as_deref(), 3_000)?.max(1),
-        unhealthy_threshold: a.unhealthy_threshold.unwrap_or(3).max(1),
-        healthy_threshold: a.healthy_threshold.unwrap_or(1).max(1),
-        check,
-    })
 }
 
 fn retry(r: &api::Retry) -> Result<(ir::Retry, Option<u64>), Problem> {
@@ -536,7 +394,10 @@ fn build(
         }
         None => (None, None),
     };
+    let (tcp, tcp_ignored) = tcp(&key.to_string(), s)?;
     let mut out = Resolved {
+        tcp: tcp.map(Arc::new),
+        tcp_ignored,
         policy: key.to_string(),
         local: vec![],
         global: vec![],
@@ -613,6 +474,8 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
                     retry: None,
                     per_try_timeout_ms: None,
                     request_timeout_ms: None,
+                    tcp: None,
+                    tcp_ignored: vec![],
                     invalid: true,
                 },
                 Some(problem),
@@ -660,6 +523,38 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
                 }
                 if r.action.request_timeout_ms.is_none() {
                     r.action.request_timeout_ms = p.request_timeout_ms;
+                }
+            }
+            // TCPRoutes: the settings that make sense for a TCP proxy; the
+            // others are named in the Accepted condition's message.
+            for r in l.l4_routes.iter_mut() {
+                if r.meta.kind != "TCPRoute" {
+                    continue;
+                }
+                let Some(i) = att.effective(&gw_key, listener.as_deref(), &r.meta) else {
+                    continue;
+                };
+                let p = &resolved[i];
+                if p.invalid {
+                    // Fail closed: connections are refused, as for an invalid backend.
+                    r.backends = vec![ir::WeightedBackend {
+                        weight: 1,
+                        backend: ir::Backend::Invalid {
+                            reason: format!("BackendTrafficPolicy {} is invalid", p.policy),
+                        },
+                        filters: vec![],
+                    }];
+                    continue;
+                }
+                r.traffic = p.tcp.clone();
+                if !p.tcp_ignored.is_empty() {
+                    let note = format!(
+                        "not applied to TCPRoute {}/{} (HTTP only): {}",
+                        r.meta.namespace,
+                        r.meta.name,
+                        p.tcp_ignored.join(", ")
+                    );
+                    att.note(i, &gw_key, note);
                 }
             }
         }

@@ -79,6 +79,9 @@ async fn run(
             fails = 0;
             if passes >= cfg.healthy_threshold && ep.health.set_unhealthy(false) {
                 down.fetch_sub(1, Ordering::Relaxed);
+                if let Some(r) = &ep.ramp {
+                    super::slow_start::restart(r);
+                }
                 tracing::info!(endpoint = %ep.addr, "active health check: endpoint healthy");
             }
         } else {

@@ -28,6 +28,8 @@ pub struct EndpointState {
     total: Arc<AtomicUsize>,
     /// Outlier-detection state.
     pub health: Health,
+    /// Slow start: when the endpoint's ramp began (with a slow-start window).
+    pub ramp: Option<super::slow_start::RampStart>,
 }
 
 /// Counts a request against an endpoint until dropped.
@@ -93,19 +95,30 @@ pub struct EndpointSet {
     /// Circuit breaker: requests in flight at once (unbounded without a policy).
     pub max_parallel_requests: usize,
     max_parallel_retries: usize,
+    /// Upstream connection limits and timeouts (a policy's).
+    conn: Option<Arc<super::upstream::ConnPolicy>>,
+    /// Slow-start window, in nanoseconds.
+    slow_start_ns: Option<u64>,
+    /// Zone-aware routing.
+    zones: Option<super::zone::Zones>,
 }
 
 impl EndpointSet {
     /// Build from the IR, naming each endpoint with a keyed hash of its address.
     pub fn new(endpoints: &[Endpoint], tokens: &impl BuildHasher) -> Self {
-        Self::with_policy(endpoints, tokens, None)
+        Self::with_policy(endpoints, tokens, None, None, None)
     }
 
-    /// Build with a BackendTrafficPolicy's balancer and outlier detection.
+    /// Build with a BackendTrafficPolicy's balancer and outlier detection;
+    /// `births` (the registry and the backend's name) gives endpoints their
+    /// slow-start ramp when the policy has a window; `zone` is the proxy's
+    /// (zone-aware routing).
     pub fn with_policy(
         endpoints: &[Endpoint],
         tokens: &impl BuildHasher,
         policy: Option<&portcullis_ir::traffic::BackendTraffic>,
+        births: Option<(&super::slow_start::Births, &str)>,
+        zone: Option<&str>,
     ) -> Self {
         let ready: Vec<_> = endpoints.iter().filter(|e| !e.terminating).collect();
         let chosen = if ready.is_empty() {
@@ -114,9 +127,25 @@ impl EndpointSet {
             ready
         };
         let total = Arc::new(AtomicUsize::new(0));
+        let slow_start_ns = policy
+            .and_then(|p| p.slow_start_window_ms)
+            .map(|ms| ms.saturating_mul(1_000_000));
+        let mut ramps = match (slow_start_ns, births) {
+            (Some(_), Some((b, name))) => {
+                let addrs: Vec<_> = chosen.iter().map(|e| e.addr).collect();
+                b.starts(name, &addrs).into_iter().map(Some).collect()
+            }
+            _ => vec![None; chosen.len()],
+        }
+        .into_iter();
+        let zones = policy
+            .and_then(|p| p.zone_aware.as_ref())
+            .and_then(|z| super::zone::Zones::new(z, zone, &chosen));
         let mut eps = Vec::with_capacity(chosen.len());
         let mut by_token = HashMap::with_capacity(chosen.len());
         for e in chosen {
+            let ramp = ramps.next().flatten();
+            // An IP and port always make an authority.
             let Ok(authority) = Authority::try_from(e.addr.to_string()) else {
                 continue;
             };
@@ -129,6 +158,7 @@ impl EndpointSet {
                 inflight: AtomicUsize::new(0),
                 total: total.clone(),
                 health: Health::default(),
+                ramp,
             }));
         }
         let (balancer, outliers) = match policy {
@@ -160,7 +190,15 @@ impl EndpointSet {
             retrying: Arc::default(),
             max_parallel_requests: limit(cb.map(|c| c.max_parallel_requests), usize::MAX),
             max_parallel_retries: limit(cb.map(|c| c.max_parallel_retries), 1024),
+            conn: policy.and_then(super::upstream::ConnPolicy::from_ir),
+            slow_start_ns,
+            zones,
         }
+    }
+
+    /// The upstream connection policy, if the backend's policy has one.
+    pub fn conn_policy(&self) -> Option<&Arc<super::upstream::ConnPolicy>> {
+        self.conn.as_ref()
     }
 
     /// Requests in flight to the set.
@@ -223,22 +261,47 @@ impl EndpointSet {
         if n == 0 {
             return None;
         }
-        let live = self.in_service();
+        let in_service = self.in_service();
+        // Zone-aware routing narrows the candidates (not for Maglev, whose
+        // keys must keep their endpoint).
+        let live: Option<std::borrow::Cow<'_, [usize]>> = match &self.zones {
+            Some(z) if !matches!(self.balancer, Balancer::Maglev { .. }) => {
+                z.candidates(in_service.as_deref())
+            }
+            _ => in_service.as_deref().map(std::borrow::Cow::Borrowed),
+        };
         let ok = |i: usize| live.as_ref().is_none_or(|l| l.binary_search(&i).is_ok());
         match &self.balancer {
-            Balancer::LeastRequest => self.pick_among(live.as_deref()),
+            Balancer::LeastRequest => {
+                let mut picked = self.pick_among(live.as_deref());
+                // Slow start: a ramping endpoint's pick is kept with its
+                // share; else look again (twice at most).
+                for _ in 0..2 {
+                    match picked {
+                        Some(e) if !self.admit(e) => picked = self.pick_among(live.as_deref()),
+                        _ => break,
+                    }
+                }
+                picked
+            }
             Balancer::Random => Some(match &live {
                 None => &self.eps[super::balance::random_below(n)],
                 Some(l) => &self.eps[l[super::balance::random_below(l.len())]],
             }),
             Balancer::RoundRobin(next) => {
+                let mut fallback = None;
                 for _ in 0..n {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
                     if ok(i) {
-                        return Some(&self.eps[i]);
+                        // Slow start: a ramping endpoint's turn is taken
+                        // with its share, else by the next one.
+                        if self.admit(&self.eps[i]) {
+                            return Some(&self.eps[i]);
+                        }
+                        fallback.get_or_insert(i);
                     }
                 }
-                Some(&self.eps[0])
+                Some(&self.eps[fallback.unwrap_or(0)])
             }
             Balancer::Maglev { table, .. } => {
                 let Some(key) = self.balancer.key(cx, generated) else {
@@ -252,6 +315,18 @@ impl EndpointSet {
                     .find(|i| *i < n && ok(*i))
                     .map(|i| &self.eps[i])
             }
+        }
+    }
+
+    /// Whether a pick of `e` is kept under slow start (always without it).
+    fn admit(&self, e: &EndpointState) -> bool {
+        match (self.slow_start_ns, &e.ramp) {
+            (Some(w), Some(r)) => super::slow_start::admit(super::slow_start::share_permille(
+                r,
+                w,
+                crate::ratelimit::gcra::now_ns(),
+            )),
+            _ => true,
         }
     }
 
@@ -335,6 +410,8 @@ mod tests {
         Endpoint {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             terminating,
+            zone: None,
+            for_zones: vec![],
         }
     }
 

@@ -23,12 +23,11 @@
 //! reused connection fails before any byte of a response came back is sent
 //! once more on a new connection when its body can be replayed.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -37,6 +36,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::h1pool::{self, Conn};
+use super::upstream::{ConnPolicy, SlotError};
 use crate::body::{BoxError, ProxyBody};
 use crate::forward::{EncodeError, has_token, put_header, put_headers, target_ok};
 
@@ -55,6 +56,10 @@ pub enum H1Error {
     /// The connect timeout elapsed.
     #[error("connect timeout")]
     ConnectTimeout,
+    /// The backend's connection limits (`maxConnections`,
+    /// `maxPendingRequests`) left no connection for the request.
+    #[error(transparent)]
+    Overflow(#[from] SlotError),
     /// Reading or writing failed.
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -105,15 +110,6 @@ pub struct H1Client {
     max_idle_per_endpoint: usize,
 }
 
-struct Idle {
-    io: TcpStream,
-    since: Instant,
-}
-
-thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, VecDeque<Idle>>> = RefCell::new(HashMap::new());
-}
-
 /// An exchange that failed: `fresh` when it may be sent again on a new
 /// connection (a reused one failed before any response byte).
 struct Failed {
@@ -161,11 +157,13 @@ impl H1Client {
         &req.head
     }
 
-    /// Send a prepared request to `addr`.
+    /// Send a prepared request to `addr`, under the backend's connection
+    /// policy if it has one.
     pub async fn send(
         &self,
         addr: SocketAddr,
         req: H1Request,
+        policy: Option<&Arc<ConnPolicy>>,
     ) -> Result<Response<UpstreamBody>, H1Error> {
         let H1Request {
             head,
@@ -173,7 +171,7 @@ impl H1Client {
             chunked,
             head_only,
         } = req;
-        let pooled = self.checkout(addr);
+        let pooled = h1pool::checkout(addr, policy);
         let replay = match (&pooled, &body) {
             (Some(_), H1Body::Bytes(b)) => Some(b.clone()),
             _ => None,
@@ -181,7 +179,7 @@ impl H1Client {
         let reused = pooled.is_some();
         let first = match pooled {
             Some(io) => io,
-            None => self.connect(addr).await?,
+            None => self.connect(addr, policy).await?,
         };
         match self
             .exchange(first, addr, &head, body, chunked, head_only, reused)
@@ -190,7 +188,7 @@ impl H1Client {
             Ok(r) => Ok(r),
             Err(Failed { error, fresh: true }) if replay.is_some() => {
                 tracing::debug!(%addr, %error, "reused upstream connection failed; sending again on a new one");
-                let io = self.connect(addr).await?;
+                let io = self.connect(addr, policy).await?;
                 let body = H1Body::Bytes(replay.unwrap_or_default());
                 self.exchange(io, addr, &head, body, chunked, head_only, false)
                     .await
@@ -200,34 +198,39 @@ impl H1Client {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, H1Error> {
-        let io = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+    /// A new connection: a slot of the policy's `maxConnections` first
+    /// (waiting at most the connect timeout), then the connect, within the
+    /// connect timeout (the policy's `connectTimeout`, else the client's).
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        policy: Option<&Arc<ConnPolicy>>,
+    ) -> Result<Conn, H1Error> {
+        let timeout = policy
+            .and_then(|p| p.connect_timeout)
+            .unwrap_or(self.connect_timeout);
+        let slot = match policy {
+            Some(p) => Some(p.slot(timeout).await?),
+            None => None,
+        };
+        let io = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| H1Error::ConnectTimeout)?
             .map_err(H1Error::Connect)?;
         io.set_nodelay(true).map_err(H1Error::Connect)?;
         portcullis_obs::metrics().upstream_connection("http1").inc();
-        Ok(io)
-    }
-
-    /// Take an idle connection that is still open (most recently used first).
-    fn checkout(&self, addr: SocketAddr) -> Option<TcpStream> {
-        IDLE.with(|m| {
-            let mut m = m.borrow_mut();
-            let list = m.get_mut(&addr)?;
-            while let Some(c) = list.pop_back() {
-                if c.since.elapsed() < self.idle_timeout && still_open(&c.io) {
-                    return Some(c.io);
-                }
-            }
-            None
+        Ok(Conn {
+            io,
+            born: Instant::now(),
+            uses: 0,
+            slot,
         })
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
-        mut io: TcpStream,
+        mut conn: Conn,
         addr: SocketAddr,
         head: &[u8],
         body: H1Body,
@@ -243,6 +246,8 @@ impl H1Client {
             error,
             fresh: false,
         };
+        conn.uses += 1;
+        let io = &mut conn.io;
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let mut request_done = true;
         match body {
@@ -311,46 +316,19 @@ impl H1Client {
             }
         };
         let mut body = UpstreamBody {
-            io: Some(io),
+            conn: Some(conn),
             buf,
             state: framing.state,
             keep_alive: framing.keep_alive && request_done,
             addr,
             max_idle: self.max_idle_per_endpoint,
+            idle_timeout: self.idle_timeout,
         };
         if matches!(body.state, State::Length(0)) {
             body.finish();
         }
         Ok(resp.map(|()| body))
     }
-}
-
-/// Whether an idle connection shows no sign of a peer close or stray data.
-fn still_open(io: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    match io.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        // Readiness may be left over from the last read: look.
-        Poll::Ready(Ok(())) => matches!(
-            io.try_read(&mut [0u8; 1]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock
-        ),
-    }
-}
-
-fn checkin(addr: SocketAddr, io: TcpStream, max: usize) {
-    IDLE.with(|m| {
-        let mut m = m.borrow_mut();
-        let list = m.entry(addr).or_default();
-        if list.len() >= max {
-            list.pop_front();
-        }
-        list.push_back(Idle {
-            io,
-            since: Instant::now(),
-        });
-    });
 }
 
 /// Write the request head into `out`; returns whether the body is sent chunked.
@@ -556,29 +534,30 @@ enum Chunk {
 /// A response body read straight from the upstream connection, which goes
 /// back to the pool when the body ends cleanly.
 pub struct UpstreamBody {
-    io: Option<TcpStream>,
+    conn: Option<Conn>,
     buf: BytesMut,
     state: State,
     keep_alive: bool,
     addr: SocketAddr,
     max_idle: usize,
+    idle_timeout: Duration,
 }
 
 impl UpstreamBody {
     fn finish(&mut self) {
         self.state = State::Done;
-        if let Some(io) = self.io.take()
+        if let Some(conn) = self.conn.take()
             && self.keep_alive
             && self.buf.is_empty()
         {
-            checkin(self.addr, io, self.max_idle);
+            h1pool::checkin(self.addr, conn, self.idle_timeout, self.max_idle);
         }
         self.buf = BytesMut::new();
     }
 
     /// Read more into the buffer; `Ok(0)` at the end of the connection.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let Some(io) = self.io.as_mut() else {
+        let Some(io) = self.conn.as_mut().map(|c| &mut c.io) else {
             return Poll::Ready(Ok(0));
         };
         if self.buf.capacity() - self.buf.len() < 1024 {
@@ -632,7 +611,7 @@ impl Body for UpstreamBody {
                         return Poll::Ready(Some(Ok(Frame::data(b))));
                     }
                     if ready!(this.poll_fill(cx))? == 0 {
-                        this.io = None;
+                        this.conn = None;
                         this.state = State::Done;
                         return Poll::Ready(Some(Err(truncated())));
                     }
@@ -643,7 +622,7 @@ impl Body for UpstreamBody {
                         return Poll::Ready(Some(Ok(Frame::data(b))));
                     }
                     if ready!(this.poll_fill(cx))? == 0 {
-                        this.io = None;
+                        this.conn = None;
                         this.state = State::Done;
                         return Poll::Ready(None);
                     }
@@ -724,7 +703,7 @@ impl Body for UpstreamBody {
                         }
                     };
                     if !progress && ready!(this.poll_fill(cx))? == 0 {
-                        this.io = None;
+                        this.conn = None;
                         this.state = State::Done;
                         return Poll::Ready(Some(Err(truncated())));
                     }

@@ -4,9 +4,13 @@ pub mod active;
 pub mod balance;
 pub mod endpoint;
 pub mod h1;
+mod h1pool;
 pub mod pool;
 pub mod session;
+pub mod slow_start;
 pub mod tls;
+pub mod upstream;
+pub mod zone;
 
 use std::sync::Arc;
 
@@ -59,7 +63,13 @@ impl Target {
                 };
                 Target::Service(Arc::new(ServiceTarget {
                     name: s.name.as_str().into(),
-                    endpoints: EndpointSet::with_policy(&s.endpoints, cx.tokens, policy),
+                    endpoints: EndpointSet::with_policy(
+                        &s.endpoints,
+                        cx.tokens,
+                        policy,
+                        Some((cx.births, &s.name)),
+                        cx.zone,
+                    ),
                     h2c: s.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
                     tls,
                 }))
@@ -146,6 +156,8 @@ mod tests {
             endpoints: vec![Endpoint {
                 addr: ([127, 0, 0, 1], 1).into(),
                 terminating: false,
+                zone: None,
+                for_zones: vec![],
             }],
             tls: None,
         })
@@ -179,6 +191,8 @@ mod tests {
             upstream_tls: &tls,
             jwks: &jwks,
             limiters: &limiters,
+            births: &Default::default(),
+            zone: None,
         };
         let w = WeightedBackends::new(&list, |_| Filters::default(), &cx, None);
         let mut counts = std::collections::HashMap::new();

@@ -227,6 +227,8 @@ pub fn service(name: &str, addrs: &[SocketAddr], app_protocol: Option<&str>) -> 
             .map(|a| Endpoint {
                 addr: *a,
                 terminating: false,
+                zone: None,
+                for_zones: vec![],
             })
             .collect(),
         tls: None,

@@ -224,9 +224,17 @@ pub fn render(
     });
     // Global rate limits: the Redis URL from a Secret (never in the args).
     let container = &mut deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut env = vec![];
     if let Some(secret) = &params.rate_limit_redis_secret {
-        container["env"] = json!([{"name": "PORTCULLIS_RATE_LIMIT_REDIS", "valueFrom": {"secretKeyRef": {"name": secret, "key": "url"}}}]);
+        env.push(json!({"name": "PORTCULLIS_RATE_LIMIT_REDIS", "valueFrom": {"secretKeyRef": {"name": secret, "key": "url"}}}));
     }
+    // Zone-aware routing (BackendTrafficPolicy `loadBalancer.zoneAware`): the
+    // proxy's zone is its pod's `topology.kubernetes.io/zone` label, which the
+    // API server copies from the node where the PodTopologyLabelsAdmission
+    // feature is on (Kubernetes 1.33+); without the label the value is empty
+    // and zone-aware routing stays off.
+    env.push(json!({"name": "PORTCULLIS_ZONE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['topology.kubernetes.io/zone']"}}}));
+    container["env"] = json!(env);
     if let Some(args) = container["args"].as_array_mut() {
         if params.rate_limit_redis_cluster {
             args.push(json!("--rate-limit-redis-cluster"));

@@ -40,6 +40,8 @@ pub fn svc(name: &str, addrs: &[SocketAddr]) -> Backend {
             .map(|&addr| Endpoint {
                 addr,
                 terminating: false,
+                zone: None,
+                for_zones: vec![],
             })
             .collect(),
         tls: None,
@@ -71,6 +73,7 @@ pub fn route(
         },
         hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
         backends,
+        traffic: None,
     }
 }
 

@@ -42,6 +42,7 @@ pub(super) fn build(
         meta: meta(0, rule.name.clone()),
         hostnames: vec![],
         backends,
+        traffic: None,
     });
     out
 }

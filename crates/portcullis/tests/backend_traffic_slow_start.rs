@@ -1,0 +1,155 @@
+//! BackendTrafficPolicy `loadBalancer.slowStart` through `portcullis run`: an
+//! endpoint added to a Service gets a small share of the traffic early in
+//! the window and its full share after it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{free_addr, free_port, start, wait_for};
+
+/// A backend on 127.0.0.`n`:`port` answering its name (`b<n>`).
+fn backend(n: u8, port: u16) {
+    let l = TcpListener::bind((format!("127.0.0.{n}"), port)).unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 8192];
+                let mut acc = Vec::new();
+                loop {
+                    let k = match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => k,
+                    };
+                    acc.extend_from_slice(&buf[..k]);
+                    while let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
+                        acc.drain(..end + 4);
+                        let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nb{n}");
+                        if s.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn body(gw: SocketAddr) -> String {
+    let mut s = TcpStream::connect_timeout(&gw, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /r HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
+fn tally(gw: SocketAddr, n: usize) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for _ in 0..n {
+        *m.entry(body(gw)).or_insert(0) += 1;
+    }
+    m
+}
+
+fn config(port: u16, bport: u16, eps: &[u8]) -> String {
+    let eps: Vec<String> = eps.iter().map(|i| format!("\"127.0.0.{i}\"")).collect();
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: portcullis}}
+spec: {{controllerName: portcullis.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: portcullis
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
+addressType: IPv4
+ports: [{{name: http, port: {bport}}}]
+endpoints: [{{addresses: [{eps}], conditions: {{ready: true}}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /r}}}}]
+    backendRefs: [{{name: svc, port: 80}}]
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{name: ramp, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}}]
+  loadBalancer:
+    type: RoundRobin
+    slowStart: {{window: 30s}}
+"#,
+        eps = eps.join(", ")
+    )
+}
+
+#[test]
+fn an_added_endpoint_ramps_up_over_the_slow_start_window() {
+    let bport = free_port();
+    for n in [2, 3, 4] {
+        backend(n, bport);
+    }
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(&file, config(port, bport, &[2, 3])).unwrap();
+    let _p = start(dir.path(), free_addr(), &[]);
+    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for("the route", Duration::from_secs(10), || {
+        TcpStream::connect_timeout(&gw, Duration::from_millis(200)).is_ok()
+    });
+    // The endpoints of the first configuration are not ramped: plain turns.
+    let t = tally(gw, 30);
+    assert_eq!((t["b2"], t["b3"]), (15, 15), "{t:?}");
+
+    // b4 joins: early in its 30 s window it gets a small share (10 % of its
+    // turns at first, growing), well under the third it gets after.
+    std::fs::write(&file, config(port, bport, &[2, 3, 4])).unwrap();
+    let added = Instant::now();
+    wait_for("b4 in service", Duration::from_secs(15), || {
+        body(gw) == "b4"
+    });
+    let early = tally(gw, 60);
+    let early_done = added.elapsed();
+    assert!(
+        early_done < Duration::from_secs(12),
+        "the early sample took {early_done:?}: too slow to say anything about the ramp"
+    );
+    let b4 = early.get("b4").copied().unwrap_or(0);
+    assert!(b4 <= 12, "early in the window b4 got {b4} of 60: {early:?}");
+
+    // After the window: plain round robin again, b4 included.
+    let rest = Duration::from_secs(31).saturating_sub(added.elapsed());
+    std::thread::sleep(rest);
+    let late = tally(gw, 60);
+    assert_eq!(
+        (late["b2"], late["b3"], late["b4"]),
+        (20, 20, 20),
+        "after the window every endpoint has its turn: {late:?}"
+    );
+}
