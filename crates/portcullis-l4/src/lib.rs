@@ -37,9 +37,11 @@ mod splice;
 mod terminate;
 pub mod traffic;
 mod udp;
+pub mod weighted;
 
 pub use port::{L4Options, L4Port, TerminateContext, Terminator, serve_tcp};
 pub use rewind::Rewind;
 pub use splice::splice;
 pub use terminate::TlsTerminator;
 pub use udp::serve_udp;
+pub use weighted::{Weighted, pick_once};

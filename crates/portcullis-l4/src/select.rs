@@ -83,24 +83,13 @@ pub fn oldest_route(port: &Port) -> Option<&L4Route> {
         })
 }
 
-/// A backend chosen in proportion to its weight; weight 0 is never chosen.
+/// A backend chosen in proportion to its weight; weight 0 is never chosen
+/// (the data plane's one weighted choice, [`crate::weighted`]).
 pub fn pick_backend<'a, R: Rng + ?Sized>(
     backends: &'a [WeightedBackend],
     rng: &mut R,
 ) -> Option<&'a Backend> {
-    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut n = rng.random_range(0..total);
-    for b in backends {
-        let w = u64::from(b.weight);
-        if n < w {
-            return Some(&b.backend);
-        }
-        n -= w;
-    }
-    None
+    crate::weighted::pick_once(backends.iter().map(|b| b.weight), rng).map(|i| &backends[i].backend)
 }
 
 /// Endpoints to try, in order: the ready ones (or, if none is ready, the

@@ -15,7 +15,6 @@ pub mod zone;
 use std::sync::Arc;
 
 use portcullis_ir::{Backend, WeightedBackend};
-use rand::Rng;
 
 use crate::filters::Filters;
 use crate::table::BuildCtx;
@@ -88,12 +87,12 @@ pub struct BackendChoice {
     pub filters: Filters,
 }
 
-/// A rule's backends with precomputed cumulative weights.
+/// A rule's backends with their weights precomputed
+/// ([`portcullis_l4::Weighted`], the one weighted choice of HTTP and L4).
 #[derive(Debug, Default)]
 pub struct WeightedBackends {
     choices: Vec<BackendChoice>,
-    cumulative: Vec<u64>,
-    total: u64,
+    weights: portcullis_l4::Weighted,
 }
 
 impl WeightedBackends {
@@ -104,21 +103,21 @@ impl WeightedBackends {
         cx: &BuildCtx<'_>,
         policy: Option<&portcullis_ir::traffic::BackendTraffic>,
     ) -> Self {
-        let mut w = WeightedBackends::default();
-        for b in list.iter().filter(|b| b.weight > 0) {
-            w.total += u64::from(b.weight);
-            w.cumulative.push(w.total);
-            w.choices.push(BackendChoice {
-                target: Target::new(&b.backend, cx, policy),
-                filters: compile_filters(&b.filters),
-            });
+        let kept = || list.iter().filter(|b| b.weight > 0);
+        WeightedBackends {
+            choices: kept()
+                .map(|b| BackendChoice {
+                    target: Target::new(&b.backend, cx, policy),
+                    filters: compile_filters(&b.filters),
+                })
+                .collect(),
+            weights: portcullis_l4::Weighted::new(kept().map(|b| b.weight)),
         }
-        w
     }
 
     /// Whether nothing can be chosen (no backends, or all of weight 0).
     pub fn is_empty(&self) -> bool {
-        self.total == 0
+        self.weights.is_empty()
     }
 
     /// Weighted random choice.
@@ -133,8 +132,7 @@ impl WeightedBackends {
             0 => None,
             1 => Some((0, &self.choices[0])),
             _ => {
-                let x = rand::rng().random_range(0..self.total);
-                let i = self.cumulative.partition_point(|c| *c <= x);
+                let i = self.weights.pick(&mut rand::rng())?;
                 self.choices.get(i).map(|c| (i, c))
             }
         }
