@@ -126,7 +126,9 @@ impl SpanProcessor for Bounded {
     }
 }
 
-/// The processor for `cfg`: OTLP/HTTP or OTLP/gRPC, exports run on `rt`.
+/// The processor for `cfg`: OTLP/HTTP or OTLP/gRPC, exports run on `rt`;
+/// an endpoint the exporter cannot reach (`https://`, no host) is an error
+/// here, at start, rather than a failure at every export.
 pub fn processor(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Bounded, TraceError> {
     let max = cfg.max_queue.max(1);
     let pending = Arc::new(Pending::default());
@@ -137,6 +139,14 @@ pub fn processor(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Bounded, Tr
         .with_scheduled_delay(cfg.delay)
         .build();
     let inner = match cfg.protocol {
+        // Plain text only: an https:// URL would fail every export, quietly.
+        ExportProtocol::HttpProtobuf if !cfg.endpoint.starts_with("http://") => {
+            return Err(TraceError::Exporter(format!(
+                "OTLP/HTTP endpoint {:?}: expected http://host:port/v1/traces (TLS is not built in: \
+                 send to a local collector)",
+                cfg.endpoint
+            )));
+        }
         ExportProtocol::HttpProtobuf => {
             let client = OtlpClient {
                 client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
@@ -175,4 +185,46 @@ pub fn processor(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Bounded, Tr
         pending,
         max,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_that_could_never_export_are_refused_at_start() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = |endpoint: &str, protocol| Config {
+            endpoint: endpoint.into(),
+            protocol,
+            ..Default::default()
+        };
+        for (e, p) in [
+            (
+                "https://collector:4318/v1/traces",
+                ExportProtocol::HttpProtobuf,
+            ),
+            ("collector:4318", ExportProtocol::HttpProtobuf),
+            ("https://collector:4317", ExportProtocol::Grpc),
+            ("grpc://", ExportProtocol::Grpc),
+        ] {
+            let err = processor(&cfg(e, p), rt.handle().clone()).unwrap_err();
+            assert!(err.to_string().contains(e), "{e}: {err}");
+        }
+        for (e, p) in [
+            (
+                "http://collector:4318/v1/traces",
+                ExportProtocol::HttpProtobuf,
+            ),
+            ("grpc://collector:4317", ExportProtocol::Grpc),
+            ("http://collector:4317", ExportProtocol::Grpc),
+        ] {
+            let _guard = rt.enter();
+            let p = processor(&cfg(e, p), rt.handle().clone()).expect(e);
+            let _ = p.shutdown();
+        }
+    }
 }
