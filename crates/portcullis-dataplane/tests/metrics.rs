@@ -314,3 +314,116 @@ async fn a_thousand_routes_stay_within_the_series_budget() {
     .await
     .expect("test timed out");
 }
+
+/// The sum of the samples of `name` whose labels name `route`.
+fn by_route(s: &BTreeMap<String, f64>, name: &str, route: &str) -> f64 {
+    let route = format!(r#"route="{route}""#);
+    s.iter()
+        .filter(|(k, _)| k.starts_with(&format!("{name}{{")) && k.contains(&route))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Retries, timeouts and mirror errors after real traffic: a backend that
+/// fails twice and is retried, one too slow for the route's timeout, and a
+/// mirror to an address nothing listens on.
+#[tokio::test]
+async fn retries_timeouts_and_mirror_errors_are_counted() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let (maddr, _task) = portcullis_obs::server::serve(([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
+        let e = Echo::start("rtm-echo").await;
+        let mut retried = rule("rtm-retried", prefix("/retry"), vec![wb(1, e.backend())]);
+        retried.action.retry = Some(Retry {
+            codes: vec![503],
+            attempts: 3,
+            backoff_ms: Some(1),
+            ..Retry::default()
+        });
+        let mut slow = rule("rtm-slow", prefix("/slow"), vec![wb(1, e.backend())]);
+        slow.action.request_timeout_ms = Some(200);
+        let mut mirrored = rule("rtm-mirrored", prefix("/mirror"), vec![wb(1, e.backend())]);
+        mirrored.action.filters = vec![HttpFilter::RequestMirror(Mirror {
+            backend: wb(1, service("rtm-dead", &[free_addr()], None)),
+            numerator: 1,
+            denominator: 1,
+        })];
+        let (_dp, addr) = serve_with(
+            Default::default(),
+            vec![listener(
+                "ns/gw-rtm/http",
+                None,
+                vec![retried, slow, mirrored],
+            )],
+        )
+        .await;
+        let c = client();
+        let ok = send(
+            &c,
+            addr,
+            "GET",
+            "r.example",
+            "/retry",
+            &[("x-echo-fail-times", "2"), ("x-echo-key", "rtm")],
+        )
+        .await;
+        assert_eq!(ok.status, 200, "the third attempt succeeds");
+        let late = send(
+            &c,
+            addr,
+            "GET",
+            "r.example",
+            "/slow",
+            &[("x-echo-delay-ms", "3000")],
+        )
+        .await;
+        assert_eq!(late.status, 504);
+        assert_eq!(
+            send(&c, addr, "GET", "r.example", "/mirror", &[])
+                .await
+                .status,
+            200
+        );
+
+        let (text, s) = scrape_until(maddr, |s| {
+            by_route(s, "portcullis_http_mirror_errors_total", "ns/rtm-mirrored") >= 1.0
+                && by_route(s, "portcullis_http_timeouts_total", "ns/rtm-slow") >= 1.0
+        })
+        .await;
+        let v = |name: &str, route: &str| by_route(&s, name, route);
+        assert_eq!(
+            v("portcullis_http_retries_total", "ns/rtm-retried"),
+            2.0,
+            "{text}"
+        );
+        assert_eq!(
+            v("portcullis_http_timeouts_total", "ns/rtm-slow"),
+            1.0,
+            "{text}"
+        );
+        assert_eq!(
+            v("portcullis_http_mirror_errors_total", "ns/rtm-mirrored"),
+            1.0,
+            "{text}"
+        );
+        // Nothing is counted where it did not happen.
+        assert_eq!(
+            v("portcullis_http_retries_total", "ns/rtm-slow"),
+            0.0,
+            "{text}"
+        );
+        assert_eq!(
+            v("portcullis_http_timeouts_total", "ns/rtm-retried"),
+            0.0,
+            "{text}"
+        );
+        assert_eq!(
+            v("portcullis_http_requests_total", "ns/rtm-slow"),
+            1.0,
+            "one request, answered 504: {text}"
+        );
+    })
+    .await
+    .expect("test timed out");
+}

@@ -189,6 +189,15 @@ async fn server_spans_are_exported_and_context_propagated() {
 async fn grpc_receiver(
     stall: bool,
 ) -> (std::net::SocketAddr, Arc<Mutex<Vec<Span>>>, Arc<Mutex<u32>>) {
+    grpc_receiver_tls(stall, None).await
+}
+
+/// [`grpc_receiver`], over TLS when `tls` is given (the client must offer
+/// ALPN `h2`, which the server config insists on).
+async fn grpc_receiver_tls(
+    stall: bool,
+    tls: Option<Arc<portcullis_tls::rustls::ServerConfig>>,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<Span>>>, Arc<Mutex<u32>>) {
     use http_body_util::StreamBody;
     use hyper::body::Frame;
     use hyper_util::rt::TokioExecutor;
@@ -199,6 +208,7 @@ async fn grpc_receiver(
     let (got, n) = (spans.clone(), calls.clone());
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
+            let tls = tls.clone();
             let (got, n) = (got.clone(), n.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -240,9 +250,20 @@ async fn grpc_receiver(
                         Ok::<_, Infallible>(r)
                     }
                 });
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
+                let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                match tls {
+                    Some(cfg) => {
+                        let acceptor = portcullis_tls::tokio_rustls::TlsAcceptor::from(cfg);
+                        let Ok(t) = acceptor.accept(s).await else {
+                            return;
+                        };
+                        assert_eq!(t.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+                        let _ = h2.serve_connection(TokioIo::new(t), svc).await;
+                    }
+                    None => {
+                        let _ = h2.serve_connection(TokioIo::new(s), svc).await;
+                    }
+                }
             });
         }
     });
@@ -500,6 +521,73 @@ async fn a_zero_ratio_samples_no_new_trace_but_follows_sampled_parents() {
         let found = spans.lock().unwrap().clone();
         let ids: Vec<String> = found.iter().map(|s| hex(&s.trace_id)).collect();
         assert_eq!(ids, [trace], "only the sampled parent's span");
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// OTLP/gRPC over TLS (`grpcs://`): the collector's certificate checked
+/// against the CA file given, ALPN `h2`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_over_otlp_grpc_with_tls() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let ca = common::tls::Ca::new("collector ca");
+        let leaf = ca.leaf(&["localhost"]);
+        let (otlp, spans, _) =
+            grpc_receiver_tls(false, Some(common::tls::server_config(&leaf, &[b"h2"]))).await;
+        let dir = std::env::temp_dir().join(format!("portcullis-otlp-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, &ca.pem).unwrap();
+        portcullis_obs::trace::install(
+            &portcullis_obs::trace::Config {
+                endpoint: format!("grpcs://localhost:{}", otlp.port()),
+                protocol: portcullis_obs::trace::ExportProtocol::Grpc,
+                ca_file: Some(ca_file),
+                ratio: 1.0,
+                delay: Duration::from_millis(50),
+                ..Default::default()
+            },
+            tokio::runtime::Handle::current(),
+        )
+        .unwrap();
+        let e = Echo::start("tls-echo").await;
+        let (_dp, addr) = serve_with(
+            Default::default(),
+            vec![listener(
+                "ns/gw-tls/http",
+                None,
+                vec![rule("tls", prefix("/"), vec![wb(1, e.backend())])],
+            )],
+        )
+        .await;
+        let c = client();
+        let got = send(&c, addr, "GET", "t.example", "/over-tls", &[]).await;
+        assert_eq!(got.status, 200);
+        let trace = got
+            .echoed("traceparent")
+            .unwrap()
+            .split('-')
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        for _ in 0..250 {
+            if spans
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|s| hex(&s.trace_id) == trace)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let found = spans.lock().unwrap().clone();
+        let s = found
+            .iter()
+            .find(|s| hex(&s.trace_id) == trace)
+            .unwrap_or_else(|| panic!("the span over TLS: {found:?}"));
+        assert_eq!(attr(s, "url.path").as_deref(), Some("/over-tls"));
     })
     .await
     .expect("test timed out");

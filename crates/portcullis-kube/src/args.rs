@@ -190,15 +190,20 @@ impl AccessLogArgs {
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TraceArgs {
     /// Export a server span per request to this OTLP endpoint: OTLP/HTTP
-    /// (protobuf), e.g. `http://otel-collector:4318/v1/traces`, or OTLP/gRPC,
-    /// e.g. `grpc://otel-collector:4317`; also turns on trace context
-    /// propagation. Off when not given.
+    /// (protobuf), e.g. `http://otel-collector:4318/v1/traces` (`https://`
+    /// over TLS), or OTLP/gRPC, e.g. `grpc://otel-collector:4317`
+    /// (`grpcs://` over TLS); also turns on trace context propagation. Off
+    /// when not given.
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
-    /// `grpc` or `http/protobuf` (default: `grpc` for a `grpc://` endpoint,
-    /// else `http/protobuf`).
+    /// `grpc` or `http/protobuf` (default: `grpc` for a `grpc://` or
+    /// `grpcs://` endpoint, else `http/protobuf`).
     #[arg(long)]
     pub otlp_protocol: Option<portcullis_obs::trace::ExportProtocol>,
+    /// For an `https://` or `grpcs://` endpoint: trust only the CA
+    /// certificates in this PEM file (default: the system's roots).
+    #[arg(long)]
+    pub otlp_ca_file: Option<PathBuf>,
     /// Trace-context formats read from requests and written upstream, comma
     /// separated: `tracecontext` (W3C), `b3` (single header), `b3multi`
     /// (`X-B3-*`).
@@ -227,6 +232,7 @@ impl TraceArgs {
             &portcullis_obs::trace::Config {
                 endpoint: endpoint.clone(),
                 protocol,
+                ca_file: self.otlp_ca_file.clone(),
                 propagation: self.trace_propagation,
                 ratio: self.trace_sample_ratio,
                 service_name: self.trace_service_name.clone(),

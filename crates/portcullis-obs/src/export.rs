@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -32,7 +33,7 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The OTLP/HTTP client: hyper-util's, its requests run on `rt`.
 #[derive(Debug)]
 struct OtlpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     rt: tokio::runtime::Handle,
     timeout: Duration,
 }
@@ -126,7 +127,10 @@ impl SpanProcessor for Bounded {
     }
 }
 
-/// The processor for `cfg`: OTLP/HTTP or OTLP/gRPC, exports run on `rt`.
+/// The processor for `cfg`: OTLP/HTTP or OTLP/gRPC, exports run on `rt`;
+/// an endpoint the exporter cannot reach (another scheme, no host) or a CA
+/// file that cannot be read is an error here, at start, rather than a
+/// failure at every export.
 pub fn processor(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Bounded, TraceError> {
     let max = cfg.max_queue.max(1);
     let pending = Arc::new(Pending::default());
@@ -137,9 +141,19 @@ pub fn processor(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Bounded, Tr
         .with_scheduled_delay(cfg.delay)
         .build();
     let inner = match cfg.protocol {
+        ExportProtocol::HttpProtobuf
+            if !(cfg.endpoint.starts_with("http://") || cfg.endpoint.starts_with("https://")) =>
+        {
+            return Err(TraceError::Exporter(format!(
+                "OTLP/HTTP endpoint {:?}: expected http(s)://host:port/v1/traces",
+                cfg.endpoint
+            )));
+        }
         ExportProtocol::HttpProtobuf => {
+            let connector =
+                crate::otlp_tls::connector(cfg.ca_file.as_deref(), false, EXPORT_TIMEOUT)?;
             let client = OtlpClient {
-                client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+                client: Client::builder(TokioExecutor::new()).build(connector),
                 rt,
                 timeout: EXPORT_TIMEOUT,
             };
@@ -159,8 +173,11 @@ pub fn processor(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Bounded, Tr
                 .build()
         }
         ExportProtocol::Grpc => {
-            let exporter = crate::otlp_grpc::GrpcExporter::new(&cfg.endpoint, rt, EXPORT_TIMEOUT)
-                .map_err(|e| TraceError::Exporter(e.to_string()))?;
+            let connector =
+                crate::otlp_tls::connector(cfg.ca_file.as_deref(), true, EXPORT_TIMEOUT)?;
+            let exporter =
+                crate::otlp_grpc::GrpcExporter::new(&cfg.endpoint, rt, EXPORT_TIMEOUT, connector)
+                    .map_err(|e| TraceError::Exporter(e.to_string()))?;
             let exporter = Counting {
                 inner: exporter,
                 pending: pending.clone(),
@@ -175,4 +192,61 @@ pub fn processor(cfg: &Config, rt: tokio::runtime::Handle) -> Result<Bounded, Tr
         pending,
         max,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_that_could_never_export_are_refused_at_start() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = |endpoint: &str, protocol| Config {
+            endpoint: endpoint.into(),
+            protocol,
+            ..Default::default()
+        };
+        for (e, p) in [
+            (
+                "ftp://collector:4318/v1/traces",
+                ExportProtocol::HttpProtobuf,
+            ),
+            ("collector:4318", ExportProtocol::HttpProtobuf),
+            ("collector:4317", ExportProtocol::Grpc),
+            ("grpc://", ExportProtocol::Grpc),
+        ] {
+            let err = processor(&cfg(e, p), rt.handle().clone()).unwrap_err();
+            assert!(err.to_string().contains(e), "{e}: {err}");
+        }
+        let missing = Config {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..cfg(
+                "https://collector:4318/v1/traces",
+                ExportProtocol::HttpProtobuf,
+            )
+        };
+        let err = processor(&missing, rt.handle().clone()).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+        for (e, p) in [
+            (
+                "http://collector:4318/v1/traces",
+                ExportProtocol::HttpProtobuf,
+            ),
+            (
+                "https://collector:4318/v1/traces",
+                ExportProtocol::HttpProtobuf,
+            ),
+            ("grpc://collector:4317", ExportProtocol::Grpc),
+            ("grpcs://collector:4317", ExportProtocol::Grpc),
+            ("http://collector:4317", ExportProtocol::Grpc),
+            ("https://collector:4317", ExportProtocol::Grpc),
+        ] {
+            let _guard = rt.enter();
+            let p = processor(&cfg(e, p), rt.handle().clone()).expect(e);
+            let _ = p.shutdown();
+        }
+    }
 }

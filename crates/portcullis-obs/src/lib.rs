@@ -20,6 +20,7 @@ pub mod hist;
 pub mod http;
 pub mod metrics;
 pub mod otlp_grpc;
+mod otlp_tls;
 pub mod propagate;
 pub mod server;
 pub mod trace;

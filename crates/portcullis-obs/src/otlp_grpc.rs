@@ -1,6 +1,6 @@
 //! OTLP over gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export`
-//! as one unary call per batch, over HTTP/2 cleartext (h2c, a collector's
-//! port 4317) with hyper-util's client.
+//! as one unary call per batch, over HTTP/2 — cleartext (h2c, `grpc://`) or
+//! TLS with ALPN `h2` (`grpcs://`) — with hyper-util's client.
 //!
 //! No tonic: the messages are `opentelemetry-proto`'s prost structs (the
 //! same ones the OTLP/HTTP exporter sends), the gRPC framing is the
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -30,8 +31,11 @@ pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceServ
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcExportError {
-    /// The endpoint is not an `http://` or `grpc://` URL with a host.
-    #[error("OTLP/gRPC endpoint {0:?}: expected grpc://host:port or http://host:port")]
+    /// The endpoint is not a `grpc://`, `grpcs://`, `http://` or `https://`
+    /// URL with a host.
+    #[error(
+        "OTLP/gRPC endpoint {0:?}: expected grpc://host:port (grpcs:// over TLS) or http(s)://host:port"
+    )]
     Endpoint(String),
     /// Connecting or exchanging failed.
     #[error("OTLP/gRPC export: {0}")]
@@ -55,41 +59,46 @@ pub enum GrpcExportError {
 /// A span exporter speaking OTLP/gRPC.
 #[derive(Debug)]
 pub struct GrpcExporter {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: http::Uri,
     rt: tokio::runtime::Handle,
     timeout: Duration,
     resource: ResourceAttributesWithSchema,
 }
 
-/// `grpc://host:port` or `http://host:port` (any path is ignored: gRPC
-/// names the method in the path) → the Export method's URI.
+/// `grpc://host:port` or `http://host:port` (cleartext), `grpcs://` or
+/// `https://` (TLS); any path is ignored, gRPC names the method in the path
+/// → the Export method's URI.
 pub fn export_uri(endpoint: &str) -> Result<http::Uri, GrpcExportError> {
     let bad = || GrpcExportError::Endpoint(endpoint.to_owned());
-    let rest = endpoint
-        .strip_prefix("grpc://")
-        .or_else(|| endpoint.strip_prefix("http://"))
-        .ok_or_else(bad)?;
+    let (scheme, rest) = [
+        ("grpc://", "http"),
+        ("http://", "http"),
+        ("grpcs://", "https"),
+        ("https://", "https"),
+    ]
+    .iter()
+    .find_map(|(p, scheme)| endpoint.strip_prefix(p).map(|rest| (*scheme, rest)))
+    .ok_or_else(bad)?;
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {
         return Err(bad());
     }
-    format!("http://{authority}{EXPORT_PATH}")
+    format!("{scheme}://{authority}{EXPORT_PATH}")
         .parse()
         .map_err(|_| bad())
 }
 
 impl GrpcExporter {
-    /// An exporter to `endpoint` whose calls run on `rt`.
+    /// An exporter to `endpoint` whose calls run on `rt`, connecting with
+    /// `connector` (which offers HTTP/2 only over TLS).
     pub fn new(
         endpoint: &str,
         rt: tokio::runtime::Handle,
         timeout: Duration,
+        connector: HttpsConnector<HttpConnector>,
     ) -> Result<Self, GrpcExportError> {
         let uri = export_uri(endpoint)?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .build(connector);
@@ -166,7 +175,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 async fn call(
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: http::Uri,
     body: Bytes,
 ) -> Result<(), GrpcExportError> {
@@ -232,7 +241,13 @@ mod tests {
                 "{e}"
             );
         }
-        for e in ["https://c:4317", "127.0.0.1:4317", "grpc://", "grpc:///x"] {
+        for e in ["grpcs://c:4317", "https://c:4317/"] {
+            assert_eq!(
+                export_uri(e).unwrap().to_string(),
+                format!("https://c:4317{EXPORT_PATH}")
+            );
+        }
+        for e in ["ftp://c:4317", "127.0.0.1:4317", "grpc://", "grpc:///x"] {
             assert!(export_uri(e).is_err(), "{e}");
         }
     }

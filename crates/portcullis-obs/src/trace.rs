@@ -34,7 +34,8 @@ pub enum ExportProtocol {
     /// OTLP/HTTP with protobuf bodies (`http://collector:4318/v1/traces`).
     #[default]
     HttpProtobuf,
-    /// OTLP/gRPC over HTTP/2 cleartext (`grpc://collector:4317`).
+    /// OTLP/gRPC over HTTP/2 (`grpc://collector:4317` in clear text,
+    /// `grpcs://collector:4317` over TLS).
     Grpc,
 }
 
@@ -54,10 +55,10 @@ impl std::str::FromStr for ExportProtocol {
 }
 
 impl ExportProtocol {
-    /// The protocol an endpoint implies: `grpc://` is gRPC, anything else
-    /// OTLP/HTTP.
+    /// The protocol an endpoint implies: `grpc://` and `grpcs://` are
+    /// gRPC, anything else OTLP/HTTP.
     pub fn of_endpoint(endpoint: &str) -> Self {
-        if endpoint.starts_with("grpc://") {
+        if endpoint.starts_with("grpc://") || endpoint.starts_with("grpcs://") {
             ExportProtocol::Grpc
         } else {
             ExportProtocol::HttpProtobuf
@@ -68,11 +69,15 @@ impl ExportProtocol {
 /// Tracing settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Traces endpoint: OTLP/HTTP, e.g. `http://otel-collector:4318/v1/traces`,
-    /// or OTLP/gRPC, e.g. `grpc://otel-collector:4317`.
+    /// Traces endpoint: OTLP/HTTP, e.g. `http://otel-collector:4318/v1/traces`
+    /// (`https://` over TLS), or OTLP/gRPC, e.g. `grpc://otel-collector:4317`
+    /// (`grpcs://` over TLS).
     pub endpoint: String,
     /// How spans are sent to `endpoint`.
     pub protocol: ExportProtocol,
+    /// For `https://` and `grpcs://` endpoints: trust only the certificates
+    /// in this PEM file (default: the system's roots).
+    pub ca_file: Option<std::path::PathBuf>,
     /// Which trace-context formats are read and written.
     pub propagation: Propagation,
     /// Ratio of new traces sampled (0.0..=1.0); a parent's decision is followed.
@@ -90,6 +95,7 @@ impl Default for Config {
         Config {
             endpoint: "http://127.0.0.1:4318/v1/traces".into(),
             protocol: ExportProtocol::HttpProtobuf,
+            ca_file: None,
             propagation: Propagation::default(),
             ratio: 1.0,
             service_name: "portcullis".into(),

@@ -12,7 +12,8 @@
 //!                                 # the Redis URL of global rate limits (--rate-limit-redis)
 //!   rateLimitRedisCluster: "true" # that URL is a Redis Cluster node
 //!   rateLimitFailClosed: "true"   # 503 when Redis cannot decide (default: fail open)
-//!   otlpEndpoint: grpc://otel-collector.observability:4317   # traces (--otlp-endpoint)
+//!   otlpEndpoint: grpc://otel-collector.observability:4317   # traces (--otlp-endpoint;
+//!                                 # grpcs://, https:// over TLS)
 //!   otlpProtocol: grpc            # grpc | http/protobuf (default: from the endpoint)
 //!   traceSampleRatio: "0.1"       # 0..=1
 //!   tracePropagation: tracecontext,b3   # tracecontext, b3, b3multi
@@ -65,15 +66,15 @@ fn observe_arg(key: &str, v: &str) -> Option<Result<[String; 2], String>> {
     };
     let ok = match key {
         "otlpEndpoint" => {
-            let rest = v
-                .strip_prefix("http://")
-                .or_else(|| v.strip_prefix("grpc://"));
+            let rest = ["http://", "https://", "grpc://", "grpcs://"]
+                .iter()
+                .find_map(|p| v.strip_prefix(p));
             if rest.is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_graphic()))
                 && v.len() <= 2048
             {
                 Ok(())
             } else {
-                Err("must be an http:// (OTLP/HTTP) or grpc:// (OTLP/gRPC) URL".to_string())
+                Err("must be an http(s):// (OTLP/HTTP) or grpc(s):// (OTLP/gRPC) URL".to_string())
             }
         }
         "otlpProtocol" => v.parse::<ExportProtocol>().map(|_| ()),
@@ -353,7 +354,7 @@ mod tests {
             vec![("replica", "1")],
             vec![("autoscaled", "yes")],
             vec![("autoscaled", "true"), ("replicas", "2")],
-            vec![("otlpEndpoint", "https://c:4317")],
+            vec![("otlpEndpoint", "ftp://c:4317")],
             vec![("otlpEndpoint", "grpc://")],
             vec![("otlpEndpoint", "grpc://c:4317 --evil")],
             vec![("otlpProtocol", "thrift")],
