@@ -39,6 +39,7 @@ pub mod compress;
 pub mod conn;
 pub mod control;
 pub mod cors;
+pub mod ctx;
 pub mod drain;
 pub mod error;
 pub mod faults;
