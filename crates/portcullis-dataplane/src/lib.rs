@@ -37,7 +37,8 @@ pub mod client_ip;
 pub mod client_traffic;
 pub mod compress;
 pub mod conn;
-pub mod control;
+/// The hardened server of control endpoints (admin API, health).
+pub use portcullis_obs::control;
 pub mod cors;
 pub mod ctx;
 pub mod drain;

@@ -28,7 +28,8 @@
 //! connections (UDP sessions) may finish until the deadline.
 #![deny(missing_docs)]
 
-pub mod accept;
+/// Accept-loop backoff, shared with every server of the process.
+pub use portcullis_obs::accept;
 pub mod client_hello;
 mod port;
 mod rewind;

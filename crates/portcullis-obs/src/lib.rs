@@ -14,7 +14,10 @@
 //! `docs/observability.md`.
 #![deny(missing_docs)]
 
+pub mod accept;
 pub mod accesslog;
+pub mod conncap;
+pub mod control;
 mod export;
 pub mod hist;
 pub mod http;

@@ -1,13 +1,11 @@
 //! The separate metrics listener (`--metrics ADDR`): `/metrics` only.
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -30,26 +28,17 @@ pub fn respond<B>(req: &Request<B>) -> Response<Full<Bytes>> {
 }
 
 /// Bind `addr` (fails fast if taken) and serve `/metrics` over HTTP/1.1 in
-/// the background; returns the bound address and the server task.
+/// the background, on the hardened control server ([`crate::control`]:
+/// header-read timeout, bounded connection life and count, accept backoff);
+/// returns the bound address and the server task.
 pub async fn serve(addr: SocketAddr) -> io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
-            };
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                        Ok::<_, Infallible>(respond(&req))
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let task = tokio::spawn(crate::control::serve(
+        listener,
+        crate::control::ControlLimits::default(),
+        "metrics listener",
+        |req: Request<hyper::body::Incoming>| async move { respond(&req) },
+    ));
     Ok((local, task))
 }

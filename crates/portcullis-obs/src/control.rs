@@ -11,15 +11,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::accept::AcceptBackoff;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use portcullis_l4::accept::AcceptBackoff;
 use tokio::net::TcpListener;
 
-use crate::limits::ConnCap;
+use crate::conncap::ConnCap;
 
 /// Limits of a control server.
 #[derive(Clone, Copy, Debug)]
