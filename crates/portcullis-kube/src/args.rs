@@ -1,6 +1,6 @@
 //! Command-line options of `portcullis controller` and `portcullis proxy`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Options of `portcullis controller`.
@@ -98,38 +98,6 @@ impl ControllerArgs {
         }
         P::parse_from(["controller"]).a
     }
-}
-
-/// Options of `portcullis proxy`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ProxyArgs {
-    /// URL of the controller's config stream, e.g. `https://portcullis-controller.portcullis-system.svc:9977` (`https://` only).
-    #[arg(long)]
-    pub controller: String,
-    /// CA bundle (PEM) the controller's certificate must chain to, re-read on every connection.
-    #[arg(long, default_value = "/var/run/secrets/portcullis/ca.crt")]
-    pub controller_ca: PathBuf,
-    /// The Gateway this proxy serves, `namespace/name`.
-    #[arg(long)]
-    pub gateway: String,
-    /// Projected ServiceAccount token (audience `portcullis`), re-read on every connection.
-    #[arg(long, default_value = "/var/run/secrets/portcullis/token")]
-    pub token_file: PathBuf,
-    /// Address of `/healthz` and `/readyz` (ready once the first configuration is served).
-    #[arg(long, default_value = "0.0.0.0:9902")]
-    pub admin: SocketAddr,
-    /// Address every listener binds in this pod.
-    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
-    pub bind_address: IpAddr,
-    /// Data-plane limits and timeouts.
-    #[command(flatten)]
-    pub limits: portcullis_dataplane::cli::DataplaneArgs,
-    /// Access log.
-    #[command(flatten)]
-    pub access_log: AccessLogArgs,
-    /// Traces.
-    #[command(flatten)]
-    pub trace: TraceArgs,
 }
 
 /// Access-log options of `portcullis run` and `portcullis proxy`

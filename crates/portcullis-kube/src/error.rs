@@ -27,7 +27,8 @@ pub enum KubeModeError {
 }
 
 impl KubeModeError {
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    /// An I/O error, saying what was being done.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         KubeModeError::Io {
             what: what.into(),
             source,

@@ -1,6 +1,6 @@
 //! `/healthz` (always 200), `/readyz` (200 once ready, else 503) and `/metrics`
 //! (Prometheus, OpenMetrics text) over HTTP/1.1,
-//! served by [`portcullis_dataplane::control`] (header-read timeout, connection
+//! served by [`portcullis_obs::control`] (header-read timeout, connection
 //! cap, accept backoff). Nothing else is served there: no configuration, no keys.
 //! `/readyz` and `/healthz` append a note when there is one (the controller lists
 //! the Gateway API kinds it does not watch because they are not installed).
@@ -25,9 +25,9 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| crate::KubeModeError::io("local address", e))?;
     // A hardened server: header-read timeout, connection cap, accept backoff.
-    let task = tokio::spawn(portcullis_dataplane::control::serve(
+    let task = tokio::spawn(portcullis_obs::control::serve(
         listener,
-        portcullis_dataplane::control::ControlLimits::default(),
+        portcullis_obs::control::ControlLimits::default(),
         "health endpoints",
         move |req: http::Request<hyper::body::Incoming>| {
             let ok = match req.uri().path() {

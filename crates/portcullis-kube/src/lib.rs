@@ -1,4 +1,6 @@
-//! Kubernetes mode: `portcullis controller` and `portcullis proxy`.
+//! Kubernetes mode: `portcullis controller`, and what `portcullis proxy`
+//! (crate `portcullis-proxy`) needs from it: the config stream client, its
+//! health endpoints. This crate depends on translation, never on the data plane.
 //!
 //! The controller watches the cluster (one reflector per kind; Secrets and
 //! ConfigMaps by metadata only, their data fetched for the ones that are
@@ -23,21 +25,19 @@ pub mod args;
 pub mod controller;
 pub mod discovery;
 mod error;
-mod health;
+pub mod health;
 pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod provision;
-pub mod proxy;
 pub mod rbac;
 pub mod reflect;
 pub mod status;
 pub mod stream;
 
-pub use args::{ControllerArgs, ProxyArgs};
+pub use args::ControllerArgs;
 pub use controller::{View, run_controller, run_controller_with};
 pub use error::KubeModeError;
-pub use proxy::run_proxy;
 
 /// Audience of the projected ServiceAccount tokens proxies present to the controller.
 pub const TOKEN_AUDIENCE: &str = "portcullis";

@@ -73,7 +73,7 @@ pub enum Command {
     /// Kubernetes mode: watch the cluster, write statuses, provision and feed one proxy per Gateway.
     Controller(portcullis_kube::ControllerArgs),
     /// Kubernetes mode: serve one Gateway with the configuration streamed by the controller.
-    Proxy(portcullis_kube::ProxyArgs),
+    Proxy(portcullis_proxy::ProxyArgs),
 }
 
 /// Output formats of `status`.
@@ -231,7 +231,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(portcullis_kube::run_proxy(args))?;
+                .block_on(portcullis_proxy::run_proxy(args))?;
             Ok(ExitCode::SUCCESS)
         }
     }

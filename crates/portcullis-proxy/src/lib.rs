@@ -1,20 +1,57 @@
-//! `portcullis proxy`: the data plane of one Gateway, fed by the controller.
+//! `portcullis proxy`: the data plane of one Gateway, fed by the controller
+//! over its config stream ([`portcullis_kube::stream`]). This crate is where
+//! Kubernetes mode meets the data plane, so that the controller crate
+//! (`portcullis-kube`) depends on translation and never on the data plane.
 //!
 //! Ready (`/readyz`) only once the first configuration is served; keeps
 //! serving the last configuration while the controller is away; reconnects
 //! with backoff; on SIGTERM turns unready, stops accepting and drains.
+#![deny(missing_docs)]
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::args::ProxyArgs;
-use crate::stream::client::{Follow, follow};
-use crate::stream::filter::rebind;
-use crate::{KubeModeError, health};
+use portcullis_kube::args::{AccessLogArgs, TraceArgs};
+use portcullis_kube::stream::client::{Follow, follow};
+use portcullis_kube::stream::filter::rebind;
+use portcullis_kube::{KubeModeError, health};
+
+/// Options of `portcullis proxy`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProxyArgs {
+    /// URL of the controller's config stream, e.g. `https://portcullis-controller.portcullis-system.svc:9977` (`https://` only).
+    #[arg(long)]
+    pub controller: String,
+    /// CA bundle (PEM) the controller's certificate must chain to, re-read on every connection.
+    #[arg(long, default_value = "/var/run/secrets/portcullis/ca.crt")]
+    pub controller_ca: PathBuf,
+    /// The Gateway this proxy serves, `namespace/name`.
+    #[arg(long)]
+    pub gateway: String,
+    /// Projected ServiceAccount token (audience `portcullis`), re-read on every connection.
+    #[arg(long, default_value = "/var/run/secrets/portcullis/token")]
+    pub token_file: PathBuf,
+    /// Address of `/healthz` and `/readyz` (ready once the first configuration is served).
+    #[arg(long, default_value = "0.0.0.0:9902")]
+    pub admin: SocketAddr,
+    /// Address every listener binds in this pod.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind_address: IpAddr,
+    /// Data-plane limits and timeouts.
+    #[command(flatten)]
+    pub limits: portcullis_dataplane::cli::DataplaneArgs,
+    /// Access log.
+    #[command(flatten)]
+    pub access_log: AccessLogArgs,
+    /// Traces.
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
 
 /// Run the proxy until SIGINT/SIGTERM.
 pub async fn run_proxy(args: ProxyArgs) -> Result<(), KubeModeError> {
@@ -25,7 +62,7 @@ pub async fn run_proxy(args: ProxyArgs) -> Result<(), KubeModeError> {
         .install()
         .map_err(|e| KubeModeError::InvalidArgument(e.to_string()))?;
     let trace = args.trace.clone();
-    let r = run_proxy_until(args, crate::controller::shutdown_signal(), |_| {}).await;
+    let r = run_proxy_until(args, portcullis_kube::controller::shutdown_signal(), |_| {}).await;
     trace.shutdown().await;
     r
 }

@@ -2,6 +2,8 @@
 //! server → controller → HTTP/2 stream → `portcullis proxy` data plane →
 //! real HTTP requests to real backends, all on 127.0.0.1.
 
+// The controller crate's test helpers (fake API server, controller start).
+#[path = "../../portcullis-kube/tests/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;
@@ -12,7 +14,7 @@ use common::*;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portcullis_kube::ProxyArgs;
+use portcullis_proxy::ProxyArgs;
 use serde_json::json;
 
 const PROXY_USER: &str = "system:serviceaccount:default:gw-portcullis";
@@ -131,7 +133,7 @@ async fn proxy(stream: SocketAddr, token: &str, dir: &tempfile::TempDir, name: &
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (admin_tx, admin_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
-        portcullis_kube::proxy::run_proxy_until(
+        portcullis_proxy::run_proxy_until(
             args,
             async {
                 let _ = stop_rx.await;
