@@ -547,6 +547,7 @@ impl Control {
 #[cfg(test)]
 mod dashboard_tests {
     use std::collections::BTreeSet;
+    use std::sync::Arc;
 
     /// Every metric the Grafana dashboard queries is one the registry has
     /// (a renamed metric would leave a panel silently empty).
@@ -557,6 +558,8 @@ mod dashboard_tests {
         let _ = m.port("127.0.0.1:1", "https");
         m.tls_failure("127.0.0.1:1", "eof");
         drop(m.upstream_opened("http1"));
+        let backend: Arc<dyn crate::health::BackendHealth> = Arc::new(OneEndpoint);
+        m.health.register(Arc::downgrade(&backend));
         let _ = m.l4("ns/gw/tcp", "ns/r", "tcp");
         let _ = m.rate_limit("ns/p", "local");
         let _ = m.auth("ns/p");
@@ -589,5 +592,24 @@ mod dashboard_tests {
             checked += 1;
         }
         assert!(checked > 20, "only {checked} names found");
+        drop(backend);
+    }
+
+    /// A backend with one healthy endpoint.
+    struct OneEndpoint;
+
+    impl crate::health::BackendHealth for OneEndpoint {
+        fn backend_name(&self) -> &str {
+            "ns/s:80"
+        }
+        fn endpoint_states(
+            &self,
+            f: &mut dyn FnMut(std::net::SocketAddr, crate::health::EndpointHealth),
+        ) {
+            f(
+                ([127, 0, 0, 1], 1).into(),
+                crate::health::EndpointHealth::Healthy,
+            );
+        }
     }
 }

@@ -94,7 +94,11 @@ struct Served {
     policies: Vec<String>,
 }
 
-fn backend_entry(b: &WeightedBackend) -> (String, Value) {
+/// A backend with its endpoints; each endpoint's `health` is its state in
+/// this process's data plane (`healthy`, `slow_start`, `ejected`,
+/// `unhealthy`: [`portcullis_obs::health`]), or null where no data plane
+/// here uses it (a controller, whose proxies run elsewhere).
+fn backend_entry(b: &WeightedBackend, health: &portcullis_obs::health::Snapshot) -> (String, Value) {
     match &b.backend {
         Backend::Service(s) => (
             s.name.clone(),
@@ -103,6 +107,7 @@ fn backend_entry(b: &WeightedBackend) -> (String, Value) {
                 "endpoints": s.endpoints.iter().map(|e| json!({
                     "address": e.addr.to_string(),
                     "terminating": e.terminating,
+                    "health": health.get(&s.name).and_then(|m| m.get(&e.addr)).map(|h| h.as_str()),
                 })).collect::<Vec<_>>(),
                 "tls": s.tls.as_ref().map(|t| t.hostname.clone()),
                 "invalid": Value::Null,
@@ -116,6 +121,9 @@ fn backend_entry(b: &WeightedBackend) -> (String, Value) {
 }
 
 fn served(config: &Config) -> BTreeMap<(String, String), Served> {
+    // Read once per render, from the registry the data plane keeps (no lock
+    // on the request path).
+    let health = portcullis_obs::metrics().health.snapshot();
     let mut out: BTreeMap<(String, String), Served> = BTreeMap::new();
     let push = |v: &mut Vec<String>, s: &str| {
         if !v.iter().any(|x| x == s) {
@@ -134,7 +142,7 @@ fn served(config: &Config) -> BTreeMap<(String, String), Served> {
                     push(&mut e.hostnames, h);
                 }
                 for b in &r.action.backends {
-                    let (k, v) = backend_entry(b);
+                    let (k, v) = backend_entry(b, &health);
                     e.backends.insert(k, v);
                 }
                 if let Some(s) = &r.action.security {
@@ -148,7 +156,7 @@ fn served(config: &Config) -> BTreeMap<(String, String), Served> {
                     .or_default();
                 push(&mut e.listeners, &l.name);
                 for b in &r.backends {
-                    let (k, v) = backend_entry(b);
+                    let (k, v) = backend_entry(b, &health);
                     e.backends.insert(k, v);
                 }
             }
