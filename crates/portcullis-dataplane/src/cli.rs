@@ -212,7 +212,9 @@ mod tests {
         assert_eq!(o.max_connections_per_port, 5);
         assert!(P::try_parse_from(["x", "--body-timeout", "0"]).is_err());
         assert!(!P::parse_from(["x"]).a.options().metrics_endpoint_labels);
-        let o = P::parse_from(["x", "--metrics-endpoint-labels"]).a.options();
+        let o = P::parse_from(["x", "--metrics-endpoint-labels"])
+            .a
+            .options();
         assert!(o.metrics_endpoint_labels);
     }
 

@@ -253,14 +253,16 @@ async fn a_thousand_routes_stay_within_the_series_budget() {
         // Before any traffic, routes expose nothing (the backend's endpoint
         // states are there: one series per state, whatever the routes).
         let idle = portcullis_obs::render();
-        assert!(!idle.contains("route=\"ns/budget-"), "untouched routes are exposed");
-        let health: Vec<_> = idle
-            .lines()
-            .filter(|l| l.contains("budget-echo"))
-            .collect();
+        assert!(
+            !idle.contains("route=\"ns/budget-"),
+            "untouched routes are exposed"
+        );
+        let health: Vec<_> = idle.lines().filter(|l| l.contains("budget-echo")).collect();
         assert_eq!(health.len(), HEALTH_SERIES_PER_BACKEND, "{health:?}");
         assert!(
-            health.contains(&r#"portcullis_backend_endpoints{backend="ns/budget-echo:80",state="healthy"} 1"#),
+            health.contains(
+                &r#"portcullis_backend_endpoints{backend="ns/budget-echo:80",state="healthy"} 1"#
+            ),
             "{health:?}"
         );
         // Real requests on a few routes...
@@ -468,7 +470,11 @@ async fn upstream_connections_open_go_up_and_back_down() {
             upstream_idle_timeout: Duration::from_secs(1),
             ..Default::default()
         };
-        let (_dp, addr) = serve_with(opts, vec![listener("ns/gw-conn/http", None, vec![mirrored])]).await;
+        let (_dp, addr) = serve_with(
+            opts,
+            vec![listener("ns/gw-conn/http", None, vec![mirrored])],
+        )
+        .await;
         let h1 = r#"portcullis_upstream_connections_active{client="http1"}"#;
         let hyper = r#"portcullis_upstream_connections_active{client="hyper"}"#;
         // Nothing open before the first request (no series yet, or 0).
@@ -479,15 +485,32 @@ async fn upstream_connections_open_go_up_and_back_down() {
         // keeps both connections open while it is in flight.
         let c = client();
         let slow = tokio::spawn(async move {
-            send(&c, addr, "GET", "c.example", "/m", &[("x-echo-delay-ms", "1500")]).await
+            send(
+                &c,
+                addr,
+                "GET",
+                "c.example",
+                "/m",
+                &[("x-echo-delay-ms", "1500")],
+            )
+            .await
         });
         let (text, s) = scrape_until(maddr, |s| {
             s.get(h1).is_some_and(|v| *v >= 1.0) && s.get(hyper).is_some_and(|v| *v >= 1.0)
         })
         .await;
-        assert!(text.contains("# TYPE portcullis_upstream_connections_active gauge"), "{text}");
-        assert!(s[r#"portcullis_upstream_connections_total{client="http1"}"#] >= 1.0, "{text}");
-        assert!(s[r#"portcullis_upstream_connections_total{client="hyper"}"#] >= 1.0, "{text}");
+        assert!(
+            text.contains("# TYPE portcullis_upstream_connections_active gauge"),
+            "{text}"
+        );
+        assert!(
+            s[r#"portcullis_upstream_connections_total{client="http1"}"#] >= 1.0,
+            "{text}"
+        );
+        assert!(
+            s[r#"portcullis_upstream_connections_total{client="hyper"}"#] >= 1.0,
+            "{text}"
+        );
         assert_eq!(slow.await.unwrap().status, 200);
         // Pooled, then closed by the idle timeout (1 s): both back to 0.
         let mut closed = false;
@@ -507,10 +530,13 @@ async fn upstream_connections_open_go_up_and_back_down() {
 
 /// A TCP listener that accepts and drops connections (an endpoint the
 /// active health check finds up), on `addr` when given.
-async fn up(addr: Option<std::net::SocketAddr>) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+async fn up(
+    addr: Option<std::net::SocketAddr>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_reuseaddr(true).unwrap();
-    sock.bind(addr.unwrap_or_else(|| ([127, 0, 0, 1], 0).into())).unwrap();
+    sock.bind(addr.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()))
+        .unwrap();
     let l = sock.listen(64).unwrap();
     let a = l.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -552,7 +578,9 @@ async fn a_failing_health_check_flips_the_endpoint_state_series() {
             ..Default::default()
         };
         let (_dp, _addr) = serve_with(opts, vec![listener("ns/gw-hc/http", None, vec![r])]).await;
-        let state = |st: &str| format!(r#"portcullis_backend_endpoints{{backend="ns/hc:80",state="{st}"}}"#);
+        let state = |st: &str| {
+            format!(r#"portcullis_backend_endpoints{{backend="ns/hc:80",state="{st}"}}"#)
+        };
         let ep = |e: std::net::SocketAddr| {
             format!(r#"portcullis_endpoint_healthy{{backend="ns/hc:80",endpoint="{e}"}}"#)
         };

@@ -221,7 +221,11 @@ fn the_dashboard_shows_routes_errors_and_traffic_in_chromium() {
             b = backend.addr
         ));
         if v["flaky"] == "unhealthy" && v["shop"] == "healthy" {
-            assert_eq!(v["flakyText"], format!("127.0.0.1:{dead} (unhealthy)"), "{v}");
+            assert_eq!(
+                v["flakyText"],
+                format!("127.0.0.1:{dead} (unhealthy)"),
+                "{v}"
+            );
             break;
         }
         assert!(

@@ -152,7 +152,7 @@ function renderRoutes(s) {
       for (const e of b.endpoints) {
         if (eps.length) eps.push(", ");
         const words = e.address + (e.terminating ? " (terminating)" : "")
-          + (e.health ? " (" + e.health.replace("_", " ") + ")" : "");
+          + (e.health ? " (" + e.health.split("_").join(" ") + ")" : "");
         eps.push(el("span", { class: "endpoint" + (e.health ? " ep-" + e.health : ""),
           "data-endpoint": e.address, "data-health": e.health || "" }, words));
       }

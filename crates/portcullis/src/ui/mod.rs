@@ -94,11 +94,31 @@ struct Served {
     policies: Vec<String>,
 }
 
-/// A backend with its endpoints; each endpoint's `health` is its state in
-/// this process's data plane (`healthy`, `slow_start`, `ejected`,
-/// `unhealthy`: [`portcullis_obs::health`]), or null where no data plane
-/// here uses it (a controller, whose proxies run elsewhere).
-fn backend_entry(b: &WeightedBackend, health: &portcullis_obs::health::Snapshot) -> (String, Value) {
+/// Endpoint states by (backend, endpoint address).
+type HealthMap = BTreeMap<(String, std::net::SocketAddr), &'static str>;
+
+/// The endpoints' states: this process's data plane (`healthy`,
+/// `slow_start`, `ejected`, `unhealthy`: [`portcullis_obs::health`]), then,
+/// for endpoints no data plane here uses (a controller, whose proxies run
+/// elsewhere), the proxies' `portcullis_endpoint_healthy` series in `extra`
+/// (`healthy` or `out_of_service`), when they expose them.
+fn health_map(extra: &str) -> HealthMap {
+    let mut out = HealthMap::new();
+    for (backend, eps) in portcullis_obs::metrics().health.snapshot() {
+        for (addr, h) in eps {
+            out.insert((backend.clone(), addr), h.as_str());
+        }
+    }
+    for (k, up) in stats::endpoint_health(extra) {
+        out.entry(k)
+            .or_insert(if up { "healthy" } else { "out_of_service" });
+    }
+    out
+}
+
+/// A backend with its endpoints, each with its `health` from
+/// [`health_map`] (null when unknown).
+fn backend_entry(b: &WeightedBackend, health: &HealthMap) -> (String, Value) {
     match &b.backend {
         Backend::Service(s) => (
             s.name.clone(),
@@ -107,7 +127,7 @@ fn backend_entry(b: &WeightedBackend, health: &portcullis_obs::health::Snapshot)
                 "endpoints": s.endpoints.iter().map(|e| json!({
                     "address": e.addr.to_string(),
                     "terminating": e.terminating,
-                    "health": health.get(&s.name).and_then(|m| m.get(&e.addr)).map(|h| h.as_str()),
+                    "health": health.get(&(s.name.clone(), e.addr)),
                 })).collect::<Vec<_>>(),
                 "tls": s.tls.as_ref().map(|t| t.hostname.clone()),
                 "invalid": Value::Null,
@@ -120,10 +140,10 @@ fn backend_entry(b: &WeightedBackend, health: &portcullis_obs::health::Snapshot)
     }
 }
 
-fn served(config: &Config) -> BTreeMap<(String, String), Served> {
+fn served(config: &Config, extra: &str) -> BTreeMap<(String, String), Served> {
     // Read once per render, from the registry the data plane keeps (no lock
-    // on the request path).
-    let health = portcullis_obs::metrics().health.snapshot();
+    // on the request path) and the proxies' exposition.
+    let health = health_map(extra);
     let mut out: BTreeMap<(String, String), Served> = BTreeMap::new();
     let push = |v: &mut Vec<String>, s: &str| {
         if !v.iter().any(|x| x == s) {
@@ -210,7 +230,7 @@ pub fn state_json(view: Option<&AdminView>, extra: &str) -> Bytes {
     };
     let mut doc = status_document(&view.snapshot, &view.statuses);
     crate::admin::redact(&mut doc);
-    let mut served = served(&view.config);
+    let mut served = served(&view.config, extra);
     let (mut gateways, mut routes, mut policies, mut others) = (vec![], vec![], vec![], vec![]);
     for o in doc.as_array().into_iter().flatten() {
         let kind = o["kind"].as_str().unwrap_or_default();
