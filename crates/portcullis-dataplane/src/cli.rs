@@ -79,6 +79,11 @@ pub struct DataplaneArgs {
     /// of the endpoints). Empty: none.
     #[arg(long, env = "PORTCULLIS_ZONE", default_value = "")]
     pub zone: String,
+    /// Add `portcullis_endpoint_healthy{backend,endpoint}` to `/metrics`:
+    /// one series per endpoint (1 in service, 0 ejected or unhealthy). Off
+    /// by default, so that series grow with backends, not endpoints.
+    #[arg(long)]
+    pub metrics_endpoint_labels: bool,
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -128,6 +133,7 @@ impl From<&Options> for DataplaneArgs {
                 .unwrap_or(100),
             rate_limit_fail_closed: !o.rate_limit.fail_open,
             zone: o.zone.clone().unwrap_or_default(),
+            metrics_endpoint_labels: o.metrics_endpoint_labels,
         }
     }
 }
@@ -162,6 +168,7 @@ impl DataplaneArgs {
             });
         opts.rate_limit.fail_open = !self.rate_limit_fail_closed;
         opts.zone = (!self.zone.is_empty()).then(|| self.zone.clone());
+        opts.metrics_endpoint_labels = self.metrics_endpoint_labels;
     }
 
     /// [`Options::default`] with these limits.
@@ -204,6 +211,11 @@ mod tests {
         assert_eq!(o.upstream_header_timeout, Duration::from_secs(9));
         assert_eq!(o.max_connections_per_port, 5);
         assert!(P::try_parse_from(["x", "--body-timeout", "0"]).is_err());
+        assert!(!P::parse_from(["x"]).a.options().metrics_endpoint_labels);
+        let o = P::parse_from(["x", "--metrics-endpoint-labels"])
+            .a
+            .options();
+        assert!(o.metrics_endpoint_labels);
     }
 
     /// `run` and `proxy` flatten these flags: both serve on worker threads,

@@ -132,6 +132,9 @@ pub struct Options {
     pub rate_limit: ratelimit::RateLimitOptions,
     /// The zone this proxy runs in (zone-aware routing), if known.
     pub zone: Option<String>,
+    /// Expose `portcullis_endpoint_healthy{backend,endpoint}`, one series per
+    /// endpoint (off by default: series then grow with backends only).
+    pub metrics_endpoint_labels: bool,
 }
 
 impl Default for Options {
@@ -154,6 +157,7 @@ impl Default for Options {
             workers: 0,
             rate_limit: ratelimit::RateLimitOptions::default(),
             zone: None,
+            metrics_endpoint_labels: false,
         }
     }
 }
@@ -265,6 +269,9 @@ impl Dataplane {
     /// # Panics
     /// If `opts.workers` threads cannot be started.
     pub fn new(opts: Options) -> Self {
+        portcullis_obs::metrics()
+            .health
+            .set_endpoint_labels(opts.metrics_endpoint_labels);
         let workers = workers::Workers::start(opts.workers).expect("data-plane worker threads");
         let clients = Clients::new(opts.connect_timeout, opts.upstream_idle_timeout);
         let upstream_tls = UpstreamTlsCache::new(opts.connect_timeout, opts.upstream_idle_timeout);

@@ -219,9 +219,15 @@ async fn tcp_sessions_and_bytes_are_counted() {
 /// for answers given before a backend was chosen, per listener for
 /// unmatched requests and once for requests matching no listener, plus
 /// the fixed families.
-fn budget(listeners: usize, routes: usize, route_backends: usize) -> usize {
-    SERIES_PER_ENTRY * (route_backends + routes + listeners + 1) + FIXED_SERIES
+fn budget(listeners: usize, routes: usize, route_backends: usize, backends: usize) -> usize {
+    SERIES_PER_ENTRY * (route_backends + routes + listeners + 1)
+        + HEALTH_SERIES_PER_BACKEND * backends
+        + FIXED_SERIES
 }
+
+/// `portcullis_backend_endpoints{backend,state}`: one per state and backend
+/// (no per-endpoint series by default).
+const HEALTH_SERIES_PER_BACKEND: usize = 4;
 
 /// Series of the families without route labels, for a handful of ports.
 const FIXED_SERIES: usize = 200;
@@ -244,9 +250,21 @@ async fn a_thousand_routes_stay_within_the_series_budget() {
             vec![listener("ns/gw-budget/http", None, rules)],
         )
         .await;
-        // Before any traffic, routes expose nothing.
+        // Before any traffic, routes expose nothing (the backend's endpoint
+        // states are there: one series per state, whatever the routes).
         let idle = portcullis_obs::render();
-        assert!(!idle.contains("budget-"), "untouched routes are exposed");
+        assert!(
+            !idle.contains("route=\"ns/budget-"),
+            "untouched routes are exposed"
+        );
+        let health: Vec<_> = idle.lines().filter(|l| l.contains("budget-echo")).collect();
+        assert_eq!(health.len(), HEALTH_SERIES_PER_BACKEND, "{health:?}");
+        assert!(
+            health.contains(
+                &r#"portcullis_backend_endpoints{backend="ns/budget-echo:80",state="healthy"} 1"#
+            ),
+            "{health:?}"
+        );
         // Real requests on a few routes...
         let c = client();
         for i in [0, 500, 999] {
@@ -283,7 +301,9 @@ async fn a_thousand_routes_stay_within_the_series_budget() {
             let lines = text.lines().filter(|l| !l.starts_with('#'));
             let (mut mine, mut fixed) = (0, 0);
             for l in lines {
-                if l.contains(r#"gateway="ns/gw-budget""#) {
+                if l.contains(r#"gateway="ns/gw-budget""#)
+                    || l.contains(r#"backend="ns/budget-echo:80",state="#)
+                {
                     mine += 1;
                 } else if !l.contains("gateway=") {
                     fixed += 1;
@@ -292,7 +312,7 @@ async fn a_thousand_routes_stay_within_the_series_budget() {
             (mine, fixed)
         };
         let (series, fixed) = count(&portcullis_obs::render());
-        let max = budget(1, 1000, 1000);
+        let max = budget(1, 1000, 1000, 1);
         assert!(
             series + fixed <= max,
             "{series} + {fixed} series > budget {max}"
@@ -423,6 +443,165 @@ async fn retries_timeouts_and_mirror_errors_are_counted() {
             1.0,
             "one request, answered 504: {text}"
         );
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// `portcullis_upstream_connections_active{client}`: up while upstream
+/// connections are open (the lean HTTP/1.1 client for the request, hyper
+/// for its mirror), back to 0 once the pools close them (idle timeout).
+/// Each test runs in its own process (nextest), so the gauges are this
+/// test's.
+#[tokio::test]
+async fn upstream_connections_open_go_up_and_back_down() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let (maddr, _task) = portcullis_obs::server::serve(([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
+        let e = Echo::start("conn-echo").await;
+        let mut mirrored = rule("conn-mirrored", prefix("/m"), vec![wb(1, e.backend())]);
+        mirrored.action.filters = vec![HttpFilter::RequestMirror(Mirror {
+            backend: wb(1, e.backend()),
+            numerator: 1,
+            denominator: 1,
+        })];
+        let opts = portcullis_dataplane::Options {
+            upstream_idle_timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let (_dp, addr) = serve_with(
+            opts,
+            vec![listener("ns/gw-conn/http", None, vec![mirrored])],
+        )
+        .await;
+        let h1 = r#"portcullis_upstream_connections_active{client="http1"}"#;
+        let hyper = r#"portcullis_upstream_connections_active{client="hyper"}"#;
+        // Nothing open before the first request (no series yet, or 0).
+        let s = samples(&scrape(maddr).await);
+        assert!(s.get(h1).is_none_or(|v| *v == 0.0), "{s:?}");
+        assert!(s.get(hyper).is_none_or(|v| *v == 0.0), "{s:?}");
+        // A slow request (and its mirror, which carries the same headers)
+        // keeps both connections open while it is in flight.
+        let c = client();
+        let slow = tokio::spawn(async move {
+            send(
+                &c,
+                addr,
+                "GET",
+                "c.example",
+                "/m",
+                &[("x-echo-delay-ms", "1500")],
+            )
+            .await
+        });
+        let (text, s) = scrape_until(maddr, |s| {
+            s.get(h1).is_some_and(|v| *v >= 1.0) && s.get(hyper).is_some_and(|v| *v >= 1.0)
+        })
+        .await;
+        assert!(
+            text.contains("# TYPE portcullis_upstream_connections_active gauge"),
+            "{text}"
+        );
+        assert!(
+            s[r#"portcullis_upstream_connections_total{client="http1"}"#] >= 1.0,
+            "{text}"
+        );
+        assert!(
+            s[r#"portcullis_upstream_connections_total{client="hyper"}"#] >= 1.0,
+            "{text}"
+        );
+        assert_eq!(slow.await.unwrap().status, 200);
+        // Pooled, then closed by the idle timeout (1 s): both back to 0.
+        let mut closed = false;
+        for _ in 0..150 {
+            let s = samples(&scrape(maddr).await);
+            if s.get(h1) == Some(&0.0) && s.get(hyper) == Some(&0.0) {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(closed, "connections never closed:\n{}", scrape(maddr).await);
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// A TCP listener that accepts and drops connections (an endpoint the
+/// active health check finds up), on `addr` when given.
+async fn up(
+    addr: Option<std::net::SocketAddr>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_reuseaddr(true).unwrap();
+    sock.bind(addr.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()))
+        .unwrap();
+    let l = sock.listen(64).unwrap();
+    let a = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            drop(s);
+        }
+    });
+    (a, task)
+}
+
+/// Active health checks flip `portcullis_backend_endpoints{state}` and,
+/// with `--metrics-endpoint-labels`, `portcullis_endpoint_healthy`: an
+/// endpoint whose listener goes away becomes unhealthy, and healthy again
+/// when it comes back.
+#[tokio::test]
+async fn a_failing_health_check_flips_the_endpoint_state_series() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let (maddr, _task) = portcullis_obs::server::serve(([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
+        let (a, _a_task) = up(None).await;
+        let (b, b_task) = up(None).await;
+        let mut r = rule("hc", prefix("/"), vec![wb(1, service("hc", &[a, b], None))]);
+        r.action.backend_traffic = Some(std::sync::Arc::new(traffic::BackendTraffic {
+            active: Some(traffic::ActiveHealth {
+                timeout_ms: 1000,
+                interval_ms: 100,
+                unhealthy_threshold: 2,
+                healthy_threshold: 1,
+                check: traffic::Check::Tcp {
+                    send: None,
+                    receive: None,
+                },
+            }),
+            ..Default::default()
+        }));
+        let opts = portcullis_dataplane::Options {
+            metrics_endpoint_labels: true,
+            ..Default::default()
+        };
+        let (_dp, _addr) = serve_with(opts, vec![listener("ns/gw-hc/http", None, vec![r])]).await;
+        let state = |st: &str| {
+            format!(r#"portcullis_backend_endpoints{{backend="ns/hc:80",state="{st}"}}"#)
+        };
+        let ep = |e: std::net::SocketAddr| {
+            format!(r#"portcullis_endpoint_healthy{{backend="ns/hc:80",endpoint="{e}"}}"#)
+        };
+        let (text, s) = scrape_until(maddr, |s| s.get(&state("healthy")) == Some(&2.0)).await;
+        for st in ["unhealthy", "ejected", "slow_start"] {
+            assert_eq!(s.get(&state(st)), Some(&0.0), "{st}: {text}");
+        }
+        assert_eq!(s.get(&ep(a)), Some(&1.0), "{text}");
+        assert_eq!(s.get(&ep(b)), Some(&1.0), "{text}");
+        // b's listener goes away: refused twice in a row, b is unhealthy.
+        b_task.abort();
+        let _ = b_task.await;
+        let (text, s) = scrape_until(maddr, |s| s.get(&state("unhealthy")) == Some(&1.0)).await;
+        assert_eq!(s.get(&state("healthy")), Some(&1.0), "{text}");
+        assert_eq!(s.get(&ep(a)), Some(&1.0), "{text}");
+        assert_eq!(s.get(&ep(b)), Some(&0.0), "{text}");
+        // Back on the same address: healthy again.
+        let (_, _b_again) = up(Some(b)).await;
+        let (text, s) = scrape_until(maddr, |s| s.get(&state("healthy")) == Some(&2.0)).await;
+        assert_eq!(s.get(&state("unhealthy")), Some(&0.0), "{text}");
+        assert_eq!(s.get(&ep(b)), Some(&1.0), "{text}");
     })
     .await
     .expect("test timed out");

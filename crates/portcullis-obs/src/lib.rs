@@ -5,6 +5,7 @@
 //! - [`http`]: per-route HTTP statistics, resolved when a route table is
 //!   built so that the request path only adds to atomics (no lock, no
 //!   allocation), and the collector that encodes them.
+//! - [`health`]: endpoint health by backend, read at scrape time.
 //! - [`hist`]: the lock-free duration histogram they use.
 //! - [`accesslog`]: JSON/text access logs behind a bounded queue.
 //! - [`trace`]: server spans, OTLP/HTTP and OTLP/gRPC ([`otlp_grpc`])
@@ -19,6 +20,7 @@ pub mod accesslog;
 pub mod conncap;
 pub mod control;
 mod export;
+pub mod health;
 pub mod hist;
 pub mod http;
 pub mod metrics;

@@ -34,11 +34,14 @@ pub struct Metrics {
     registry: Registry,
     /// Per-route HTTP statistics.
     pub http: Arc<HttpRegistry>,
+    /// Endpoint health of the live backends (read at scrape time).
+    pub health: Arc<crate::health::HealthRegistry>,
     downstream_total: CounterFamily,
     downstream_active: GaugeFamily,
     tls_handshakes: CounterFamily,
     tls_failures: CounterFamily,
     upstream_total: CounterFamily,
+    upstream_active: GaugeFamily,
     l4_sessions: CounterFamily,
     l4_active: GaugeFamily,
     l4_bytes: CounterFamily,
@@ -134,13 +137,17 @@ impl Metrics {
         let mut r = Registry::default();
         let http = Arc::new(HttpRegistry::default());
         r.register_collector(Box::new(HttpCollector(http.clone())));
+        let health = Arc::new(crate::health::HealthRegistry::default());
+        r.register_collector(Box::new(crate::health::HealthCollector(health.clone())));
         let m = Metrics {
             http,
+            health,
             downstream_total: Family::default(),
             downstream_active: Family::default(),
             tls_handshakes: Family::default(),
             tls_failures: Family::default(),
             upstream_total: Family::default(),
+            upstream_active: Family::default(),
             l4_sessions: Family::default(),
             l4_active: Family::default(),
             l4_bytes: Family::default(),
@@ -211,6 +218,12 @@ impl Metrics {
             &n("upstream_connections"),
             "Upstream connections opened, by client (http1: the lean HTTP/1.1 client; hyper: HTTP/2, upgrades, mirrors)",
             &m.upstream_total,
+        );
+        reg(
+            &mut r,
+            &n("upstream_connections_active"),
+            "Upstream connections open (in use or pooled), by client (http1: the lean HTTP/1.1 client; hyper: HTTP/2, upgrades, mirrors, upstream TLS)",
+            &m.upstream_active,
         );
         reg(
             &mut r,
@@ -327,6 +340,30 @@ impl Metrics {
             let l: Labels = vec![("client", client.to_owned())];
             self.upstream_total.get_or_create(&l).clone()
         })
+    }
+
+    /// A new upstream connection of `client` (`http1` or `hyper`): counted
+    /// in `portcullis_upstream_connections_total`, and open in
+    /// `portcullis_upstream_connections_active` until the guard drops (keep
+    /// it with the socket). Two atomic additions and a reference-count
+    /// increment: no lock, no allocation.
+    pub fn upstream_opened(&self, client: &'static str) -> ActiveGuard {
+        static H1: OnceLock<Gauge> = OnceLock::new();
+        static HYPER: OnceLock<Gauge> = OnceLock::new();
+        let cell = if client == "http1" { &H1 } else { &HYPER };
+        let g = cell.get_or_init(|| {
+            let l: Labels = vec![("client", client.to_owned())];
+            self.upstream_active.get_or_create(&l).clone()
+        });
+        self.upstream_connection(client).inc();
+        g.inc();
+        ActiveGuard(g.clone())
+    }
+
+    /// Upstream connections of `client` open now.
+    pub fn upstream_open(&self, client: &'static str) -> i64 {
+        let l: Labels = vec![("client", client.to_owned())];
+        self.upstream_active.get_or_create(&l).get()
     }
 
     /// The decision counters of a rate-limit policy's `scope` (`local` or
@@ -510,6 +547,7 @@ impl Control {
 #[cfg(test)]
 mod dashboard_tests {
     use std::collections::BTreeSet;
+    use std::sync::Arc;
 
     /// Every metric the Grafana dashboard queries is one the registry has
     /// (a renamed metric would leave a panel silently empty).
@@ -519,7 +557,9 @@ mod dashboard_tests {
         let m = super::metrics();
         let _ = m.port("127.0.0.1:1", "https");
         m.tls_failure("127.0.0.1:1", "eof");
-        m.upstream_connection("http1").inc();
+        drop(m.upstream_opened("http1"));
+        let backend: Arc<dyn crate::health::BackendHealth> = Arc::new(OneEndpoint);
+        m.health.register(Arc::downgrade(&backend));
         let _ = m.l4("ns/gw/tcp", "ns/r", "tcp");
         let _ = m.rate_limit("ns/p", "local");
         let _ = m.auth("ns/p");
@@ -552,5 +592,24 @@ mod dashboard_tests {
             checked += 1;
         }
         assert!(checked > 20, "only {checked} names found");
+        drop(backend);
+    }
+
+    /// A backend with one healthy endpoint.
+    struct OneEndpoint;
+
+    impl crate::health::BackendHealth for OneEndpoint {
+        fn backend_name(&self) -> &str {
+            "ns/s:80"
+        }
+        fn endpoint_states(
+            &self,
+            f: &mut dyn FnMut(std::net::SocketAddr, crate::health::EndpointHealth),
+        ) {
+            f(
+                ([127, 0, 0, 1], 1).into(),
+                crate::health::EndpointHealth::Healthy,
+            );
+        }
     }
 }

@@ -5,7 +5,10 @@
 //! `CHROMEDRIVER`; Chromium found by chromedriver or named by `CHROME_BIN`)
 //! loads `/ui#token=...` and must show the routes, the invalid route's
 //! reason and what to do about it, the problem's file:line, a nonzero
-//! request count, and an explanation from the "explain a request" form.
+//! request count, an explanation from the "explain a request" form, and
+//! endpoint health: a backend whose only endpoint nothing listens on, with
+//! an active TCP health check (BackendTrafficPolicy), shows as unhealthy,
+//! the working one as healthy.
 //!
 //! The screenshot is written to `docs/images/dashboard.png` with
 //! `UPDATE_SCREENSHOT=1`, else to a temporary directory; either way it
@@ -41,6 +44,49 @@ spec:
       backendRefs: [{name: svc, port: 80}]
 "#;
 
+/// A route to Service `flaky`, whose one endpoint (`127.0.0.1:{dead}`)
+/// nothing listens on, health-checked over TCP every 200 ms.
+fn flaky(dead: u16) -> String {
+    format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: flaky, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [flaky.test]
+  rules:
+    - backendRefs: [{{name: flaky, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: flaky, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: flaky-1, namespace: default, labels: {{kubernetes.io/service-name: flaky}}}}
+addressType: IPv4
+ports: [{{name: http, port: {dead}}}]
+endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{name: flaky-hc, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: flaky}}]
+  healthCheck:
+    active:
+      type: TCP
+      interval: 200ms
+      timeout: 1s
+      unhealthyThreshold: 1
+      healthyThreshold: 1
+"#
+    )
+}
+
 #[test]
 fn the_dashboard_shows_routes_errors_and_traffic_in_chromium() {
     let backend = Recorder::start();
@@ -48,6 +94,8 @@ fn the_dashboard_shows_routes_errors_and_traffic_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let mut yaml = gateway_and_service(port, backend.addr);
     yaml.push_str(INVALID_ROUTE);
+    let dead = free_port();
+    yaml.push_str(&flaky(dead));
     std::fs::write(dir.path().join("gateway.yaml"), yaml).unwrap();
     let token = "dash-token-1";
     let token_file = dir.path().join("token");
@@ -159,6 +207,32 @@ fn the_dashboard_shows_routes_errors_and_traffic_in_chromium() {
             "no explanation: {out:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Endpoint health: the flaky backend's endpoint fails its health
+    // check; the shop's answers.
+    let start_wait = Instant::now();
+    loop {
+        let v = run(&format!(
+            "const q = a => document.querySelector('span.endpoint[data-endpoint=\"' + a + '\"]');
+             const f = q('127.0.0.1:{dead}'), s = q('{b}');
+             return {{flaky: f ? f.dataset.health : null, flakyText: f ? f.textContent : null,
+                      shop: s ? s.dataset.health : null}};",
+            b = backend.addr
+        ));
+        if v["flaky"] == "unhealthy" && v["shop"] == "healthy" {
+            assert_eq!(
+                v["flakyText"],
+                format!("127.0.0.1:{dead} (unhealthy)"),
+                "{v}"
+            );
+            break;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(20),
+            "the page never showed the endpoints' health: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
     }
 
     let png = browser.screenshot();

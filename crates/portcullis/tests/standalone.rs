@@ -117,10 +117,21 @@ fn metrics_on_the_admin_api_and_the_metrics_listener() {
     let b = backend("m");
     let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     std::fs::write(dir.path().join("all.yaml"), manifest(port, b, "/app")).unwrap();
-    let _p = start(dir.path(), admin, &["--metrics", &metrics.to_string()]);
+    let _p = start(
+        dir.path(),
+        admin,
+        &[
+            "--metrics",
+            &metrics.to_string(),
+            "--metrics-endpoint-labels",
+        ],
+    );
     wait_for("route live", Duration::from_secs(10), || {
         get(gw, "x", "/app/1").is_some_and(|(s, _)| s == 200)
     });
+    // Endpoint health: counts by state, and (opt-in flag) per endpoint.
+    let endpoint =
+        format!(r#"portcullis_endpoint_healthy{{backend="default/svc:80",endpoint="{b}"}} 1"#);
     let want = r#"portcullis_http_requests_total{gateway="default/gw",listener="http",route="default/route",backend="default/svc:80",method="GET",code="2xx"}"#;
     for addr in [admin, metrics] {
         let mut text = String::new();
@@ -139,6 +150,10 @@ fn metrics_on_the_admin_api_and_the_metrics_listener() {
             "portcullis_translate_duration_seconds_count ",
             r#"portcullis_config_objects{kind="HTTPRoute"} 1"#,
             r#"portcullis_config_object_conditions{kind="HTTPRoute",type="Accepted",status="True",reason="Accepted"} 1"#,
+            r#"portcullis_backend_endpoints{backend="default/svc:80",state="healthy"} 1"#,
+            r#"portcullis_backend_endpoints{backend="default/svc:80",state="unhealthy"} 0"#,
+            "# TYPE portcullis_upstream_connections_active gauge",
+            &endpoint,
             "# EOF",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::uri::Authority;
 use portcullis_ir::Endpoint;
+use portcullis_obs::health::EndpointHealth;
 use rand::Rng;
 
 use super::balance::{Balancer, Health, Outcome, Outliers, PickCtx};
@@ -335,6 +336,23 @@ impl EndpointSet {
         match live {
             None => self.p2c(self.eps.len(), |i| i),
             Some(l) => self.p2c(l.len(), |i| l[i]),
+        }
+    }
+
+    /// The state of `e` at `now` ([`crate::ratelimit::gcra::now_ns`]), for
+    /// metrics and the dashboard: unhealthy (active health checks) before
+    /// ejected (outlier detection) before ramping up (slow start).
+    pub fn state_of(&self, e: &EndpointState, now: u64) -> EndpointHealth {
+        if e.health.unhealthy() {
+            EndpointHealth::Unhealthy
+        } else if e.health.ejected(now) {
+            EndpointHealth::Ejected
+        } else if matches!((self.slow_start_ns, &e.ramp),
+            (Some(w), Some(r)) if super::slow_start::share_permille(r, w, now) < 1000)
+        {
+            EndpointHealth::SlowStart
+        } else {
+            EndpointHealth::Healthy
         }
     }
 

@@ -218,12 +218,13 @@ impl H1Client {
             .map_err(|_| H1Error::ConnectTimeout)?
             .map_err(H1Error::Connect)?;
         io.set_nodelay(true).map_err(H1Error::Connect)?;
-        portcullis_obs::metrics().upstream_connection("http1").inc();
         Ok(Conn {
             io,
             born: Instant::now(),
             uses: 0,
             slot,
+            // portcullis_upstream_connections_active until the Conn drops.
+            _open: portcullis_obs::metrics().upstream_opened("http1"),
         })
     }
 

@@ -34,6 +34,9 @@ pub(crate) struct Conn {
     pub uses: u64,
     /// Its place in the backend's `maxConnections` (a policy'd backend only).
     pub slot: Option<ConnSlot>,
+    /// Counts it in `portcullis_upstream_connections_active` while it exists
+    /// (pooled or in use).
+    pub _open: portcullis_obs::metrics::ActiveGuard,
 }
 
 struct Idle {

@@ -34,6 +34,22 @@ pub struct ServiceTarget {
     pub tls: Option<Arc<TlsUpstream>>,
 }
 
+impl portcullis_obs::health::BackendHealth for ServiceTarget {
+    fn backend_name(&self) -> &str {
+        &self.name
+    }
+
+    fn endpoint_states(
+        &self,
+        f: &mut dyn FnMut(std::net::SocketAddr, portcullis_obs::health::EndpointHealth),
+    ) {
+        let now = crate::ratelimit::gcra::now_ns();
+        for e in self.endpoints.all() {
+            f(e.addr, self.endpoints.state_of(e, now));
+        }
+    }
+}
+
 /// Where a chosen backend entry sends traffic.
 #[derive(Debug)]
 pub enum Target {
@@ -60,7 +76,7 @@ impl Target {
                         Err(e) => return Target::Invalid(format!("backend TLS: {e}").into()),
                     },
                 };
-                Target::Service(Arc::new(ServiceTarget {
+                let t = Arc::new(ServiceTarget {
                     name: s.name.as_str().into(),
                     endpoints: EndpointSet::with_policy(
                         &s.endpoints,
@@ -71,7 +87,13 @@ impl Target {
                     ),
                     h2c: s.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
                     tls,
-                }))
+                });
+                // Endpoint health, read at scrape time (a weak reference:
+                // dropped with the table).
+                let w: std::sync::Weak<dyn portcullis_obs::health::BackendHealth> =
+                    Arc::downgrade(&t) as _;
+                portcullis_obs::metrics().health.register(w);
+                Target::Service(t)
             }
             Backend::Invalid { reason } => Target::Invalid(reason.as_str().into()),
         }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::{Client, Error as ClientError, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
@@ -23,15 +24,71 @@ pub struct Clients {
 }
 
 /// hyper-util's connector, counting the connections it opens
-/// (`portcullis_upstream_connections_total{client="hyper"}`).
+/// (`portcullis_upstream_connections_total{client="hyper"}`) and those open
+/// (`portcullis_upstream_connections_active{client="hyper"}`: each socket
+/// carries its guard, so the count falls when hyper drops the connection,
+/// pooled, upgraded or failed).
 #[derive(Clone, Debug)]
 pub struct CountingConnector(HttpConnector);
 
 type ConnectFuture =
-    Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, crate::body::BoxError>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<TokioIo<CountedTcp>, crate::body::BoxError>> + Send>>;
+
+/// An upstream socket counted as open until dropped.
+#[derive(Debug)]
+pub struct CountedTcp {
+    io: TcpStream,
+    _open: portcullis_obs::metrics::ActiveGuard,
+}
+
+impl Connection for CountedTcp {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl AsyncRead for CountedTcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedTcp {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
 
 impl tower_service::Service<http::Uri> for CountingConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<CountedTcp>;
     type Error = crate::body::BoxError;
     type Future = ConnectFuture;
 
@@ -42,9 +99,11 @@ impl tower_service::Service<http::Uri> for CountingConnector {
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let connecting = self.0.call(uri);
         Box::pin(async move {
-            let io = connecting.await?;
-            portcullis_obs::metrics().upstream_connection("hyper").inc();
-            Ok(io)
+            let io = connecting.await?.into_inner();
+            Ok(TokioIo::new(CountedTcp {
+                io,
+                _open: portcullis_obs::metrics().upstream_opened("hyper"),
+            }))
         })
     }
 }

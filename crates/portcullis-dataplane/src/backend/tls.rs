@@ -125,6 +125,7 @@ impl tower_service::Service<Uri> for TlsConnector {
             Ok(TlsConn {
                 io: TokioIo::new(stream),
                 h2,
+                _open: portcullis_obs::metrics().upstream_opened("hyper"),
             })
         })
     }
@@ -134,6 +135,8 @@ impl tower_service::Service<Uri> for TlsConnector {
 pub struct TlsConn {
     io: TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
     h2: bool,
+    /// Counts it in `portcullis_upstream_connections_active` until dropped.
+    _open: portcullis_obs::metrics::ActiveGuard,
 }
 
 impl Connection for TlsConn {

@@ -142,9 +142,22 @@ function renderRoutes(s) {
     }
     if (r.policies.length) card.append(el("div", {}, "Policies: " + r.policies.join(", ")));
     for (const b of r.backends) {
-      const eps = b.endpoints.map(e => e.address + (e.terminating ? " (terminating)" : "")).join(", ");
-      card.append(el("div", { class: "mono" }, "→ " + (b.invalid ? "invalid backend: " + b.invalid
-        : b.name + ": " + (eps || "no ready endpoint (503)") + (b.tls ? " [TLS " + b.tls + "]" : ""))));
+      if (b.invalid) {
+        card.append(el("div", { class: "mono" }, "→ invalid backend: " + b.invalid));
+        continue;
+      }
+      // Each endpoint with its state in this process's data plane (health
+      // checks, outlier detection, slow start), when known.
+      const eps = [];
+      for (const e of b.endpoints) {
+        if (eps.length) eps.push(", ");
+        const words = e.address + (e.terminating ? " (terminating)" : "")
+          + (e.health ? " (" + e.health.split("_").join(" ") + ")" : "");
+        eps.push(el("span", { class: "endpoint" + (e.health ? " ep-" + e.health : ""),
+          "data-endpoint": e.address, "data-health": e.health || "" }, words));
+      }
+      card.append(el("div", { class: "mono" }, "→ " + b.name + ": ",
+        ...(eps.length ? eps : ["no ready endpoint (503)"]), b.tls ? " [TLS " + b.tls + "]" : null));
     }
     box.append(card);
   }

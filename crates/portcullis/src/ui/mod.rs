@@ -94,7 +94,31 @@ struct Served {
     policies: Vec<String>,
 }
 
-fn backend_entry(b: &WeightedBackend) -> (String, Value) {
+/// Endpoint states by (backend, endpoint address).
+type HealthMap = BTreeMap<(String, std::net::SocketAddr), &'static str>;
+
+/// The endpoints' states: this process's data plane (`healthy`,
+/// `slow_start`, `ejected`, `unhealthy`: [`portcullis_obs::health`]), then,
+/// for endpoints no data plane here uses (a controller, whose proxies run
+/// elsewhere), the proxies' `portcullis_endpoint_healthy` series in `extra`
+/// (`healthy` or `out_of_service`), when they expose them.
+fn health_map(extra: &str) -> HealthMap {
+    let mut out = HealthMap::new();
+    for (backend, eps) in portcullis_obs::metrics().health.snapshot() {
+        for (addr, h) in eps {
+            out.insert((backend.clone(), addr), h.as_str());
+        }
+    }
+    for (k, up) in stats::endpoint_health(extra) {
+        out.entry(k)
+            .or_insert(if up { "healthy" } else { "out_of_service" });
+    }
+    out
+}
+
+/// A backend with its endpoints, each with its `health` from
+/// [`health_map`] (null when unknown).
+fn backend_entry(b: &WeightedBackend, health: &HealthMap) -> (String, Value) {
     match &b.backend {
         Backend::Service(s) => (
             s.name.clone(),
@@ -103,6 +127,7 @@ fn backend_entry(b: &WeightedBackend) -> (String, Value) {
                 "endpoints": s.endpoints.iter().map(|e| json!({
                     "address": e.addr.to_string(),
                     "terminating": e.terminating,
+                    "health": health.get(&(s.name.clone(), e.addr)),
                 })).collect::<Vec<_>>(),
                 "tls": s.tls.as_ref().map(|t| t.hostname.clone()),
                 "invalid": Value::Null,
@@ -115,7 +140,10 @@ fn backend_entry(b: &WeightedBackend) -> (String, Value) {
     }
 }
 
-fn served(config: &Config) -> BTreeMap<(String, String), Served> {
+fn served(config: &Config, extra: &str) -> BTreeMap<(String, String), Served> {
+    // Read once per render, from the registry the data plane keeps (no lock
+    // on the request path) and the proxies' exposition.
+    let health = health_map(extra);
     let mut out: BTreeMap<(String, String), Served> = BTreeMap::new();
     let push = |v: &mut Vec<String>, s: &str| {
         if !v.iter().any(|x| x == s) {
@@ -134,7 +162,7 @@ fn served(config: &Config) -> BTreeMap<(String, String), Served> {
                     push(&mut e.hostnames, h);
                 }
                 for b in &r.action.backends {
-                    let (k, v) = backend_entry(b);
+                    let (k, v) = backend_entry(b, &health);
                     e.backends.insert(k, v);
                 }
                 if let Some(s) = &r.action.security {
@@ -148,7 +176,7 @@ fn served(config: &Config) -> BTreeMap<(String, String), Served> {
                     .or_default();
                 push(&mut e.listeners, &l.name);
                 for b in &r.backends {
-                    let (k, v) = backend_entry(b);
+                    let (k, v) = backend_entry(b, &health);
                     e.backends.insert(k, v);
                 }
             }
@@ -202,7 +230,7 @@ pub fn state_json(view: Option<&AdminView>, extra: &str) -> Bytes {
     };
     let mut doc = status_document(&view.snapshot, &view.statuses);
     crate::admin::redact(&mut doc);
-    let mut served = served(&view.config);
+    let mut served = served(&view.config, extra);
     let (mut gateways, mut routes, mut policies, mut others) = (vec![], vec![], vec![], vec![]);
     for o in doc.as_array().into_iter().flatten() {
         let kind = o["kind"].as_str().unwrap_or_default();

@@ -106,6 +106,31 @@ pub fn from_exposition(text: &str) -> Vec<RouteStats> {
     by.into_values().collect()
 }
 
+/// Endpoint health from `portcullis_endpoint_healthy{backend,endpoint}`
+/// series (the proxies' exposition in Kubernetes mode, when they run with
+/// `--metrics-endpoint-labels`): `(backend, endpoint)` → in service. Several
+/// proxies: out of service if any says so.
+pub fn endpoint_health(text: &str) -> BTreeMap<(String, std::net::SocketAddr), bool> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("portcullis_endpoint_healthy{"))
+    {
+        let Some((_, labels, v)) = parse_line(line) else {
+            continue;
+        };
+        let (Some(b), Some(Ok(e))) = (
+            labels.get("backend"),
+            labels.get("endpoint").map(|e| e.parse()),
+        ) else {
+            continue;
+        };
+        let up = out.entry((b.clone(), e)).or_insert(true);
+        *up &= v >= 1.0;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +164,18 @@ portcullis_config_applied_generation 4
     fn quoted_label_values_are_unescaped() {
         let (_, l, v) = parse_line(r#"m{a="x\"y",b="z"} 7"#).unwrap();
         assert_eq!((l["a"].as_str(), l["b"].as_str(), v), ("x\"y", "z", 7.0));
+    }
+
+    #[test]
+    fn endpoint_health_is_read_from_the_per_endpoint_series() {
+        let text = "portcullis_endpoint_healthy{backend=\"ns/s:80\",endpoint=\"10.0.0.1:8080\"} 1\n\
+                    portcullis_endpoint_healthy{backend=\"ns/s:80\",endpoint=\"10.0.0.2:8080\"} 1\n\
+                    portcullis_endpoint_healthy{backend=\"ns/s:80\",endpoint=\"10.0.0.2:8080\"} 0\n\
+                    portcullis_backend_endpoints{backend=\"ns/s:80\",state=\"healthy\"} 1\n";
+        let h = endpoint_health(text);
+        assert_eq!(h.len(), 2, "{h:?}");
+        let k = |a: &str| ("ns/s:80".to_string(), a.parse().unwrap());
+        assert!(h[&k("10.0.0.1:8080")]);
+        assert!(!h[&k("10.0.0.2:8080")], "one proxy says out of service");
     }
 }
