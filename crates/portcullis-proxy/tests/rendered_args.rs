@@ -41,7 +41,8 @@ fn traces_and_access_log_from_parameters() {
     let cm: ConfigMap = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "obs", "namespace": "apps"},
         "data": {"otlpEndpoint": "grpc://otel-collector.observability:4317", "traceSampleRatio": "0.5",
-                 "tracePropagation": "tracecontext,b3multi", "accessLog": "text", "accessLogFields": "time,status,route"}
+                 "tracePropagation": "tracecontext,b3multi", "accessLog": "text", "accessLogFields": "time,status,route",
+                 "metricsEndpointLabels": "true"}
     }))
     .unwrap();
     snap.insert(Object::ConfigMap(cm));
@@ -76,6 +77,7 @@ fn traces_and_access_log_from_parameters() {
         Some("grpc://otel-collector.observability:4317")
     );
     assert_eq!(parsed.trace.trace_sample_ratio, 0.5);
+    assert!(parsed.limits.metrics_endpoint_labels);
     assert!(parsed.trace.trace_propagation.w3c && parsed.trace.trace_propagation.b3_multi);
     assert!(!parsed.trace.trace_propagation.b3);
     assert_eq!(

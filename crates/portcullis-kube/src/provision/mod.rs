@@ -239,6 +239,9 @@ pub fn render(
         if params.rate_limit_redis_cluster {
             args.push(json!("--rate-limit-redis-cluster"));
         }
+        if params.metrics_endpoint_labels {
+            args.push(json!("--metrics-endpoint-labels"));
+        }
         if params.rate_limit_fail_closed {
             args.push(json!("--rate-limit-fail-closed"));
         }

@@ -12,6 +12,7 @@
 //!                                 # the Redis URL of global rate limits (--rate-limit-redis)
 //!   rateLimitRedisCluster: "true" # that URL is a Redis Cluster node
 //!   rateLimitFailClosed: "true"   # 503 when Redis cannot decide (default: fail open)
+//!   metricsEndpointLabels: "true" # a series per endpoint (--metrics-endpoint-labels)
 //!   otlpEndpoint: grpc://otel-collector.observability:4317   # traces (--otlp-endpoint;
 //!                                 # grpcs://, https:// over TLS)
 //!   otlpProtocol: grpc            # grpc | http/protobuf (default: from the endpoint)
@@ -46,6 +47,9 @@ pub struct Params {
     pub rate_limit_redis_cluster: bool,
     /// Global rate limits fail closed.
     pub rate_limit_fail_closed: bool,
+    /// The proxy adds a series per endpoint (`--metrics-endpoint-labels`),
+    /// which the controller's dashboard reads for endpoint health.
+    pub metrics_endpoint_labels: bool,
     /// Observability flags of the proxy (traces, access log), in key order.
     pub observe_args: Vec<String>,
 }
@@ -200,6 +204,7 @@ pub fn parse(cm: &ConfigMap) -> Result<Params, String> {
             }
             "rateLimitRedisCluster" => p.rate_limit_redis_cluster = boolean(name, k, v)?,
             "rateLimitFailClosed" => p.rate_limit_fail_closed = boolean(name, k, v)?,
+            "metricsEndpointLabels" => p.metrics_endpoint_labels = boolean(name, k, v)?,
             "resources" => {
                 p.resources =
                     resources(v).map_err(|e| format!("ConfigMap {name}: resources: {e}"))?
@@ -209,7 +214,7 @@ pub fn parse(cm: &ConfigMap) -> Result<Params, String> {
                 Some(Err(e)) => return Err(format!("ConfigMap {name}: {e}")),
                 None => {
                     return Err(format!(
-                        "ConfigMap {name}: unknown key {other:?} (known: replicas, autoscaled, serviceType, resources, rateLimitRedisSecret, rateLimitRedisCluster, rateLimitFailClosed, otlpEndpoint, otlpProtocol, traceSampleRatio, tracePropagation, accessLog, accessLogFields)"
+                        "ConfigMap {name}: unknown key {other:?} (known: replicas, autoscaled, serviceType, resources, rateLimitRedisSecret, rateLimitRedisCluster, rateLimitFailClosed, metricsEndpointLabels, otlpEndpoint, otlpProtocol, traceSampleRatio, tracePropagation, accessLog, accessLogFields)"
                     ));
                 }
             },
