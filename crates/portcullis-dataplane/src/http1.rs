@@ -383,7 +383,8 @@ pub async fn serve<IO>(
                 status: parts.status,
                 version,
                 head_only: method_head,
-                trailers,
+                // `http1.enableTrailers: false`: never (crate::h1_trailers).
+                trailers: trailers && cx.port.opts.http1_trailers,
             };
             write_response(&mut io, out, parts.headers, body, keep_alive).await
         };

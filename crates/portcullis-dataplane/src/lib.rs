@@ -45,6 +45,7 @@ pub mod faults;
 pub mod filters;
 pub mod forward;
 pub mod frontend_tls;
+pub mod h1_trailers;
 pub mod handler;
 pub mod http1;
 pub mod l4;
@@ -130,6 +131,10 @@ pub struct Options {
     pub rate_limit: ratelimit::RateLimitOptions,
     /// The zone this proxy runs in (zone-aware routing), if known.
     pub zone: Option<String>,
+    /// HTTP/1 trailers are proxied (default); `false` on a port whose
+    /// ClientTrafficPolicy sets `http1.enableTrailers: false` (see
+    /// [`h1_trailers`]).
+    pub http1_trailers: bool,
 }
 
 impl Default for Options {
@@ -152,6 +157,7 @@ impl Default for Options {
             workers: 0,
             rate_limit: ratelimit::RateLimitOptions::default(),
             zone: None,
+            http1_trailers: true,
         }
     }
 }
