@@ -343,12 +343,12 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
         let why = match &first.chosen {
             None => format!(
                 "listener {first_name} shares port {port} without a policy: connection settings \
-                 (PROXY protocol, connection limit, timeouts, HTTP/2, TLS) must be the same for \
+                 (PROXY protocol, connection limit, timeouts, HTTP/1 trailers, HTTP/2, TLS) must be the same for \
                  every listener on a port"
             ),
             Some((i, _)) => format!(
                 "listener {first_name} shares port {port} with the connection settings of {}: \
-                 connection settings (PROXY protocol, connection limit, timeouts, HTTP/2, TLS) \
+                 connection settings (PROXY protocol, connection limit, timeouts, HTTP/1 trailers, HTTP/2, TLS) \
                  must be the same for every listener on a port",
                 keys[*i]
             ),
