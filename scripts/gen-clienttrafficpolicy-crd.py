@@ -82,6 +82,12 @@ spec = obj({
     }, desc="Header handling.", rules=[
         ("!(has(self.preserveXRequestID) && has(self.requestID))", "preserveXRequestID and requestID cannot both be set."),
     ]),
+    "http1": obj({
+        "enableTrailers": {"type": "boolean",
+                           "description": "Proxy HTTP/1 trailers (true) or drop them in both directions for "
+                                          "HTTP/1.1 clients (false). Not set: trailers pass through, as without "
+                                          "a policy."},
+    }, desc="HTTP/1.1 settings (only `enableTrailers`; `preserveHeaderCase` is not implemented)."),
     "http2": obj({
         "maxConcurrentStreams": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 2147483647,
                                  "description": "Streams a client may have open on one connection (default 256)."},

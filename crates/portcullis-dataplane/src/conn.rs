@@ -166,13 +166,21 @@ pub async fn serve_hyper<IO>(
         sni,
     });
     let svc_tracker = tracker.clone();
-    let svc = service_fn(move |req| {
+    let trailers = port.opts.http1_trailers;
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let cx = cx.clone();
         let active = svc_tracker.begin();
+        // `http1.enableTrailers: false` (crate::h1_trailers): HTTP/1
+        // trailers dropped both ways.
+        let drop_trailers = crate::h1_trailers::drops(trailers, req.version());
+        let req = req.map(|b| crate::h1_trailers::RequestBody::new(b, drop_trailers));
         async move {
             // Boxed: hyper moves the service future (into each HTTP/2 stream
             // task); the handler's large state is allocated once instead.
-            let (parts, body) = Box::pin(handler::handle(req, cx)).await.into_parts();
+            let (parts, mut body) = Box::pin(handler::handle(req, cx)).await.into_parts();
+            if drop_trailers {
+                body = crate::h1_trailers::strip(body);
+            }
             Ok::<_, Infallible>(Response::from_parts(parts, Guarded::wrap(body, active)))
         }
     });

@@ -20,7 +20,8 @@
 //!   (400, 431) exactly as before.
 //! - Responses (RFC 9112 §6): `Content-Length` when the response has one or
 //!   its body's size is known, else chunked to HTTP/1.1 clients (trailers
-//!   only when the client sent `TE: trailers`) and close-delimited to
+//!   only when the client sent `TE: trailers` and the port does not drop
+//!   them, [`crate::h1_trailers`]) and close-delimited to
 //!   HTTP/1.0 clients; no body for `HEAD`, `1xx`, `204` and `304`. A `Date`
 //!   is added when missing. The head and the body's first ready frames go
 //!   out in one write. A body that fails or does not match its
@@ -383,7 +384,8 @@ pub async fn serve<IO>(
                 status: parts.status,
                 version,
                 head_only: method_head,
-                trailers,
+                // `http1.enableTrailers: false`: never (crate::h1_trailers).
+                trailers: trailers && cx.port.opts.http1_trailers,
             };
             write_response(&mut io, out, parts.headers, body, keep_alive).await
         };

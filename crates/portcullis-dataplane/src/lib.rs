@@ -47,6 +47,7 @@ pub mod faults;
 pub mod filters;
 pub mod forward;
 pub mod frontend_tls;
+pub mod h1_trailers;
 pub mod handler;
 pub mod http1;
 pub mod l4;
@@ -135,6 +136,10 @@ pub struct Options {
     /// Expose `portcullis_endpoint_healthy{backend,endpoint}`, one series per
     /// endpoint (off by default: series then grow with backends only).
     pub metrics_endpoint_labels: bool,
+    /// HTTP/1 trailers are proxied (default); `false` on a port whose
+    /// ClientTrafficPolicy sets `http1.enableTrailers: false` (see
+    /// [`h1_trailers`]).
+    pub http1_trailers: bool,
 }
 
 impl Default for Options {
@@ -158,6 +163,7 @@ impl Default for Options {
             rate_limit: ratelimit::RateLimitOptions::default(),
             zone: None,
             metrics_endpoint_labels: false,
+            http1_trailers: true,
         }
     }
 }

@@ -27,6 +27,11 @@ pub struct ClientConnection {
     /// Largest request body buffered in memory, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer_limit: Option<u64>,
+    /// `http1.enableTrailers`: `None` (unset, or no policy): HTTP/1 trailers
+    /// pass through as they always did; `Some(false)`: dropped in both
+    /// directions for HTTP/1.1 clients; `Some(true)`: proxied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h1_trailers: Option<bool>,
     /// HTTP/2 concurrent streams per connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2_max_concurrent_streams: Option<u32>,

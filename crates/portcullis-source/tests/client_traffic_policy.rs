@@ -18,13 +18,14 @@ fn a_valid_policy_loads_with_defaults() {
     let (loaded, errors, warnings) = load(
         "test.yaml",
         &policy(
-            "  clientIPDetection:\n    customHeader: {name: X-Client}\n  timeout:\n    http: {requestReceivedTimeout: 10s}\n  connection:\n    connectionLimit: {value: 100}\n    bufferLimit: 32Ki\n  headers: {requestID: Generate}\n  http2: {maxConcurrentStreams: 10}\n  tls: {minVersion: \"1.3\", alpnProtocols: [http/1.1]}\n",
+            "  clientIPDetection:\n    customHeader: {name: X-Client}\n  timeout:\n    http: {requestReceivedTimeout: 10s}\n  connection:\n    connectionLimit: {value: 100}\n    bufferLimit: 32Ki\n  headers: {requestID: Generate}\n  http1: {enableTrailers: false}\n  http2: {maxConcurrentStreams: 10}\n  tls: {minVersion: \"1.3\", alpnProtocols: [http/1.1]}\n",
         ),
     );
     assert!(errors.is_empty(), "{errors:?}");
     assert!(warnings.is_empty(), "{warnings:?}");
     let v = only(&loaded, Kind::ClientTrafficPolicy);
     assert_eq!(v["spec"]["enableProxyProtocol"], false);
+    assert_eq!(v["spec"]["http1"]["enableTrailers"], false);
     assert_eq!(
         v["spec"]["clientIPDetection"]["customHeader"]["failClosed"],
         false
@@ -34,10 +35,13 @@ fn a_valid_policy_loads_with_defaults() {
 #[test]
 fn unimplemented_fields_are_rejected_not_ignored() {
     expect_errors(
-        &policy("  tcpKeepalive: {probes: 3}\n  headers:\n    enableEnvoyHeaders: true\n"),
+        &policy(
+            "  tcpKeepalive: {probes: 3}\n  headers:\n    enableEnvoyHeaders: true\n  http1:\n    preserveHeaderCase: true\n",
+        ),
         &[
             "test.yaml:8: ClientTrafficPolicy default/ctp: spec.tcpKeepalive: unknown field: not supported by Portcullis (the schema lists every implemented field)",
             "test.yaml:10: ClientTrafficPolicy default/ctp: spec.headers.enableEnvoyHeaders: unknown field: not supported by Portcullis (the schema lists every implemented field)",
+            "test.yaml:12: ClientTrafficPolicy default/ctp: spec.http1.preserveHeaderCase: unknown field: not supported by Portcullis (the schema lists every implemented field)",
         ],
     );
 }

@@ -1,6 +1,6 @@
 //! `ClientTrafficPolicy` (`portcullis.dev/v1alpha1`): how the gateway treats
 //! the clients of its listeners (client address, PROXY protocol, timeouts,
-//! connection limits, header handling, HTTP/2 settings, TLS versions, path
+//! connection limits, header handling, HTTP/1 trailers, HTTP/2 settings, TLS versions, path
 //! normalisation).
 //!
 //! Field names and meanings are Envoy Gateway's `ClientTrafficPolicy`
@@ -67,6 +67,9 @@ pub struct ClientTrafficPolicySpec {
     /// Header handling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderSettings>,
+    /// HTTP/1.1 settings.
+    #[serde(rename = "http1", default, skip_serializing_if = "Option::is_none")]
+    pub http1: Option<Http1Settings>,
     /// HTTP/2 settings.
     #[serde(rename = "http2", default, skip_serializing_if = "Option::is_none")]
     pub http2: Option<Http2Settings>,
@@ -196,6 +199,17 @@ pub struct PathSettings {
     /// Keep adjacent slashes (default `false`: merged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_merge_slashes: Option<bool>,
+}
+
+/// `HTTP1Settings`. Only `enableTrailers` is implemented (`preserveHeaderCase`
+/// and the rest are rejected as unknown fields).
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Http1Settings {
+    /// Proxy HTTP/1 trailers (`true`) or drop them in both directions
+    /// (`false`); unset: passed through, as without a policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_trailers: Option<bool>,
 }
 
 /// `HTTP2Settings`.

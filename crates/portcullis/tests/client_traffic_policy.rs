@@ -2,10 +2,12 @@
 //! sockets on 127.0.0.1. One Gateway, one listener per policy: trusted hops
 //! with a spoofed X-Forwarded-For, header handling (underscores, request
 //! IDs), the PROXY protocol (v1 and v2, hand-written), a slowloris client cut
-//! by `requestReceivedTimeout`, and the connection limit. The `tls` and
-//! `path` settings have their own modules (`client_traffic/`).
+//! by `requestReceivedTimeout`, and the connection limit. The `tls`,
+//! `path` and `http1` settings have their own modules (`client_traffic/`).
 
 mod common;
+#[path = "client_traffic/http1.rs"]
+mod http1;
 #[path = "client_traffic/path.rs"]
 mod path;
 #[path = "client_traffic/tls.rs"]

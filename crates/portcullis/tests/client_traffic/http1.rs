@@ -1,0 +1,240 @@
+//! ClientTrafficPolicy `http1.enableTrailers` through `portcullis run`, with
+//! raw sockets on 127.0.0.1. Three listeners: without a policy (trailers pass
+//! through, as before the field existed), `enableTrailers: false` (dropped in
+//! both directions for HTTP/1.1 clients) and `enableTrailers: true`
+//! (proxied). A raw backend records each request (head, chunked body and its
+//! trailers) and answers with a chunked body and an `x-resp-sum` trailer.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::addr;
+use crate::common::{free_addr, free_port, start, wait_for};
+
+/// A raw backend: every request (up to the end of its body) recorded,
+/// lower-cased; each answered with a chunked body with a trailer, then the
+/// connection closed.
+struct TrailerBackend {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+/// Whether `req` holds a whole request: a head, then nothing
+/// (no body), `content-length` bytes, or a chunked body up to its end.
+fn complete(req: &str) -> bool {
+    let Some(end) = req.find("\r\n\r\n") else {
+        return false;
+    };
+    let (head, body) = (&req[..end], &req[end + 4..]);
+    if head.contains("\r\ntransfer-encoding: chunked") {
+        return (body.starts_with("0\r\n") || body.contains("\r\n0\r\n"))
+            && body.ends_with("\r\n\r\n");
+    }
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    body.len() >= len
+}
+
+impl TrailerBackend {
+    fn start() -> TrailerBackend {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let all = seen.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let all = all.clone();
+                std::thread::spawn(move || {
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut acc = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let req = String::from_utf8_lossy(&acc).to_ascii_lowercase();
+                        if complete(&req) {
+                            all.lock().unwrap().push(req);
+                            break;
+                        }
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => acc.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-resp-sum\r\nconnection: close\r\n\r\n5\r\nworld\r\n0\r\nx-resp-sum: def\r\n\r\n",
+                    );
+                });
+            }
+        });
+        TrailerBackend { addr, seen }
+    }
+
+    /// The recorded request whose target is `target`, waited for (5 s).
+    fn request(&self, target: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let found = self
+                .seen
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|r| {
+                    r.starts_with(&format!("post {target} "))
+                        || r.starts_with(&format!("get {target} "))
+                })
+                .cloned();
+            if let Some(r) = found {
+                return r;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{target} never reached the backend"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn config(ports: [u16; 3], backend: SocketAddr) -> String {
+    let policy = |name: &str, enable: bool| {
+        format!(
+            r#"---
+apiVersion: portcullis.dev/v1alpha1
+kind: ClientTrafficPolicy
+metadata: {{name: {name}, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: {name}}}]
+  http1: {{enableTrailers: {enable}}}
+"#
+        )
+    };
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: portcullis}}
+spec: {{controllerName: portcullis.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: portcullis
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners:
+  - {{name: plain, port: {a}, protocol: HTTP}}
+  - {{name: drop, port: {b}, protocol: HTTP}}
+  - {{name: keep, port: {c}, protocol: HTTP}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - backendRefs: [{{name: svc, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
+addressType: IPv4
+ports: [{{name: http, port: {bport}}}]
+endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
+{pb}{pc}"#,
+        a = ports[0],
+        b = ports[1],
+        c = ports[2],
+        bport = backend.port(),
+        pb = policy("drop", false),
+        pc = policy("keep", true),
+    )
+}
+
+/// Send `raw` on a new connection to `port`; the whole answer, lower-cased.
+fn send(port: u16, raw: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr(port), Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_ascii_lowercase()
+}
+
+/// A chunked POST to `target` with an `x-checksum` request trailer.
+fn chunked_post(port: u16, target: &str) -> String {
+    send(
+        port,
+        &format!(
+            "POST {target} HTTP/1.1\r\nhost: h\r\nte: trailers\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n"
+        ),
+    )
+}
+
+/// A bodyless GET (the fast path) to `target` that accepts trailers.
+fn get(port: u16, target: &str) -> String {
+    send(
+        port,
+        &format!("GET {target} HTTP/1.1\r\nhost: h\r\nte: trailers\r\nconnection: close\r\n\r\n"),
+    )
+}
+
+#[test]
+fn http1_trailers_end_to_end() {
+    let backend = TrailerBackend::start();
+    let ports = [free_port(), free_port(), free_port()];
+    let admin = free_addr();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.yaml"), config(ports, backend.addr)).unwrap();
+    let _p = start(dir.path(), admin, &[]);
+    wait_for("the three listeners", Duration::from_secs(10), || {
+        ports
+            .iter()
+            .all(|p| get(*p, "/ready").starts_with("http/1.1 200 ok"))
+    });
+    let [plain, drop, keep] = ports;
+
+    for (port, name, kept) in [
+        (plain, "plain", true),
+        (drop, "drop", false),
+        (keep, "keep", true),
+    ] {
+        // Request trailers (a chunked body: read by hyper).
+        let a = chunked_post(port, &format!("/{name}-post"));
+        assert!(a.starts_with("http/1.1 200 ok"), "{name}: {a}");
+        assert!(a.contains("world"), "{name}: {a}");
+        let r = backend.request(&format!("/{name}-post"));
+        assert!(r.contains("hello"), "{name}: body forwarded: {r}");
+        assert_eq!(
+            r.contains("x-checksum: abc"),
+            kept,
+            "{name}: request trailer at the backend: {r}"
+        );
+        // Response trailers, on the hyper path (chunked request) ...
+        assert_eq!(
+            a.contains("x-resp-sum: def"),
+            kept,
+            "{name}: response trailer at the client (hyper path): {a}"
+        );
+        // ... and on the fast path (bodyless GET).
+        let a = get(port, &format!("/{name}-get"));
+        assert!(
+            a.starts_with("http/1.1 200 ok") && a.contains("world"),
+            "{name}: {a}"
+        );
+        assert_eq!(
+            a.contains("x-resp-sum: def"),
+            kept,
+            "{name}: response trailer at the client (fast path): {a}"
+        );
+    }
+}
