@@ -119,6 +119,7 @@ impl Default for Params {
             rate_limit_redis_secret: None,
             rate_limit_redis_cluster: false,
             rate_limit_fail_closed: false,
+            metrics_endpoint_labels: false,
             observe_args: vec![],
         }
     }
