@@ -260,6 +260,11 @@ async fn main_loop(
         view: args.dashboard.is_some().then_some(view),
         writer,
         passes: 0,
+        ingress_namespace: args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| args.lease_namespace.clone()),
+        derived: Snapshot::default(),
     };
     let mut changes = cache.subscribe();
     let mut owned_changes = owned.subscribe();
@@ -357,6 +362,10 @@ struct Loop {
     writer: StatusWriter,
     /// Translation passes (`portcullis_config_applied_generation`).
     passes: i64,
+    /// Namespace of the Gateways derived from Ingresses (and of their proxies).
+    ingress_namespace: String,
+    /// The last pass's snapshot with derived objects (empty without Ingresses).
+    derived: Snapshot,
 }
 
 impl Loop {
@@ -369,6 +378,14 @@ impl Loop {
             .refcache
             .fill(&self.client, &wanted, &metas, &mut snapshot)
             .await;
+        // Ingresses (ingress.rs): the objects serving Portcullis' Ingresses join the snapshot.
+        let derived = crate::ingress::derive(&snapshot, &self.ingress_namespace, &self.derived);
+        let (snapshot, served_ingresses) = (derived.snapshot, derived.ingresses);
+        self.derived = if served_ingresses.is_empty() {
+            Snapshot::default()
+        } else {
+            snapshot.clone()
+        };
         let translating = std::time::Instant::now();
         let (statuses, plans, config) = self.translate(&snapshot);
         self.passes += 1;
@@ -428,7 +445,12 @@ impl Loop {
             }
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let writes = status_writes(&snapshot, &statuses, &self.options.controller_name, &now);
+        let mut writes = status_writes(&snapshot, &statuses, &self.options.controller_name, &now);
+        writes.extend(crate::ingress::status_writes(
+            &snapshot,
+            &served_ingresses,
+            &statuses,
+        ));
         tracing::debug!(
             writes = writes.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -552,6 +574,10 @@ pub fn status_writes(
     macro_rules! each {
         ($($f:ident $k:ident),*) => {$(
             for (key, o) in &snapshot.$f {
+                // Objects derived from Ingresses are not in the API.
+                if crate::ingress::is_derived(&o.metadata) {
+                    continue;
+                }
                 let oref = ObjectRef { kind: Kind::$k, key: key.clone() };
                 let translated = statuses.get(&oref);
                 if translated.is_none() && merge::list_keys(Kind::$k).is_none() {

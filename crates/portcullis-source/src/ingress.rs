@@ -246,6 +246,7 @@ spec:
             &ServeOptions {
                 http: "127.0.0.1:8080".parse().unwrap(),
                 https: "127.0.0.1:8443".parse().unwrap(),
+                provisioned_in: None,
             },
         );
         let k = ObjectKey::new("default", "web");
@@ -360,6 +361,7 @@ spec:
             &ServeOptions {
                 http: "127.0.0.1:8080".parse().unwrap(),
                 https: "127.0.0.1:8443".parse().unwrap(),
+                provisioned_in: None,
             },
         );
         let s = &d.ingresses[&ObjectKey::new("default", "web")];
@@ -399,6 +401,7 @@ spec:
         let opts = ServeOptions {
             http: "127.0.0.1:8080".parse().unwrap(),
             https: "127.0.0.1:8443".parse().unwrap(),
+                provisioned_in: None,
         };
         let first = derive(&snap, &opts).snapshot;
         let second = derive_reusing(&snap, &opts, &first).snapshot;

@@ -59,7 +59,11 @@ impl IngressArgs {
         if http == https {
             return Err(IngressArgsError::SamePort(http));
         }
-        Ok(ServeOptions { http, https })
+        Ok(ServeOptions {
+            http,
+            https,
+            provisioned_in: None,
+        })
     }
 }
 

@@ -1,0 +1,178 @@
+//! Ingresses served in Kubernetes mode.
+//!
+//! Each controller pass adds to the cluster's snapshot the Gateway API
+//! objects that serve the Ingresses of Portcullis' IngressClasses, with the
+//! same function as standalone mode ([`portcullis_source::ingress::derive_reusing`],
+//! the converter of `portcullis import ingress` plus the file source's
+//! defaulting and validation), so both modes serve an Ingress the same way.
+//! The one difference is where the derived Gateways live: in the controller's
+//! namespace (or the one `--namespace` watches), without `spec.addresses`, so
+//! that each (one per IngressClass) is given a provisioned proxy like any
+//! Gateway, owned by its IngressClass ([`owner`]).
+//!
+//! Derived objects do not exist in the API: their statuses are never written
+//! ([`is_derived`]). What is written is each served Ingress's
+//! `status.loadBalancer.ingress`: the addresses of its IngressClass's
+//! Gateway, which provisioning took from the proxy's Service ([`status_writes`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use portcullis_source::ingress::{
+    CLASS_LABEL, Derived, ServeOptions, ServedIngress, derive_reusing,
+};
+use portcullis_store::status::{Status, Statuses};
+use portcullis_store::types::{Gateway, ObjectMeta};
+use portcullis_store::{Kind, ObjectKey, ObjectRef, Snapshot};
+use serde_json::{Value, json};
+
+use crate::status::writer::Pending;
+
+/// Prefix of the `uid` the derivation gives every derived object.
+const DERIVED_UID: &str = "derived:";
+
+/// The derivation's options in Kubernetes mode: Gateways in `namespace`,
+/// listening on ports 80 and 443 of their proxies.
+pub fn options(namespace: &str) -> ServeOptions {
+    ServeOptions {
+        http: ([0, 0, 0, 0], 80).into(),
+        https: ([0, 0, 0, 0], 443).into(),
+        provisioned_in: Some(namespace.to_string()),
+    }
+}
+
+/// The snapshot with the objects serving its Portcullis Ingresses added
+/// (`previous`: the last pass's derived snapshot, whose unchanged objects are
+/// reused).
+pub fn derive(snapshot: &Snapshot, namespace: &str, previous: &Snapshot) -> Derived {
+    derive_reusing(snapshot, &options(namespace), previous)
+}
+
+/// Whether an object was derived from Ingresses (it is not in the API).
+pub fn is_derived(meta: &ObjectMeta) -> bool {
+    meta.uid
+        .as_deref()
+        .is_some_and(|u| u.starts_with(DERIVED_UID))
+}
+
+/// The owner reference of a derived Gateway's provisioned objects: its
+/// IngressClass (cluster-scoped, so it may own namespaced objects), when it
+/// exists in the cluster. `None` for a Gateway that is not derived; `Some(None)`
+/// for one whose class is only named by the legacy annotation (no object
+/// to own the proxy: it stays until deleted by hand).
+pub fn owner(gw: &Gateway, snapshot: &Snapshot) -> Option<Option<Value>> {
+    if !is_derived(&gw.metadata) {
+        return None;
+    }
+    let class = gw.metadata.labels.as_ref()?.get(CLASS_LABEL)?;
+    Some(
+        snapshot
+            .ingress_classes
+            .get(&ObjectKey::cluster(class))
+            .and_then(|c| c.metadata.uid.clone())
+            .map(|uid| {
+                json!({
+                    "apiVersion": Kind::IngressClass.api_version(),
+                    "kind": "IngressClass",
+                    "name": class,
+                    "uid": uid,
+                    "controller": true,
+                })
+            }),
+    )
+}
+
+/// `status.loadBalancer` of every served Ingress that differs from what the
+/// Ingress has: the addresses in its class's Gateway's status (the proxy
+/// Service's; empty until it has one).
+pub fn status_writes(
+    snapshot: &Snapshot,
+    served: &BTreeMap<ObjectKey, ServedIngress>,
+    statuses: &Statuses,
+) -> Vec<Pending> {
+    let mut out = vec![];
+    for (key, served) in served {
+        let Some(ing) = snapshot.ingresses.get(key) else {
+            continue;
+        };
+        let mut seen = BTreeSet::new();
+        let mut entries = vec![];
+        for oref in served.objects.iter().filter(|o| o.kind == Kind::Gateway) {
+            if let Some(Status::Gateway(st)) = statuses.get(oref) {
+                for a in &st.addresses {
+                    if !seen.insert(a.value.clone()) {
+                        continue;
+                    }
+                    entries.push(if a.type_ == "Hostname" {
+                        json!({"hostname": a.value})
+                    } else {
+                        json!({"ip": a.value})
+                    });
+                }
+            }
+        }
+        let desired = json!({"ingress": entries});
+        let current = ing
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .map(|l| serde_json::to_value(l).unwrap_or_default())
+            .unwrap_or_else(|| json!({}));
+        let empty = |v: &Value| v["ingress"].as_array().is_none_or(Vec::is_empty);
+        if current == desired || (empty(&current) && empty(&desired)) {
+            continue;
+        }
+        out.push(Pending {
+            oref: ObjectRef {
+                kind: Kind::Ingress,
+                key: key.clone(),
+            },
+            resource_version: ing.metadata.resource_version.clone().unwrap_or_default(),
+            generation: ing.metadata.generation.unwrap_or(0),
+            translated: None,
+            status: json!({"loadBalancer": desired}),
+        });
+    }
+    out
+}
+
+/// The Secrets the Portcullis Ingresses of `snapshot` refer to (`spec.tls`,
+/// and the ingress-nginx annotations naming a Secret), which the derivation
+/// reads (basic-auth files, CA bundles) and the derived objects reference.
+pub fn referenced(snapshot: &Snapshot) -> BTreeSet<ObjectRef> {
+    const SECRET_ANNOTATIONS: [&str; 3] = [
+        "nginx.ingress.kubernetes.io/auth-secret",
+        "nginx.ingress.kubernetes.io/auth-tls-secret",
+        "nginx.ingress.kubernetes.io/proxy-ssl-secret",
+    ];
+    let classes = snapshot
+        .ingress_classes
+        .iter()
+        .map(|(k, c)| (k.name.clone(), (**c).clone()))
+        .collect();
+    let mut out = BTreeSet::new();
+    for (key, ing) in &snapshot.ingresses {
+        if portcullis_import::serve::class_of(ing, &classes).is_none() {
+            continue;
+        }
+        let mut add = |name: &str| {
+            let (ns, name) = name.split_once('/').unwrap_or((&key.namespace, name));
+            out.insert(ObjectRef {
+                kind: Kind::Secret,
+                key: ObjectKey::new(ns, name),
+            });
+        };
+        for t in ing.spec.iter().flat_map(|s| s.tls.iter().flatten()) {
+            if let Some(n) = t.secret_name.as_deref() {
+                add(n);
+            }
+        }
+        if let Some(a) = &ing.metadata.annotations {
+            for k in SECRET_ANNOTATIONS {
+                if let Some(v) = a.get(k) {
+                    add(v);
+                }
+            }
+        }
+    }
+    out
+}
