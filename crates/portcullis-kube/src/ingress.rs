@@ -176,3 +176,103 @@ pub fn referenced(snapshot: &Snapshot) -> BTreeSet<ObjectRef> {
     }
     out
 }
+
+/// What `portcullis import ingress --from-cluster` reads, as one input of
+/// the converter (a JSON `List`, which the file path reads too): the
+/// Ingresses (of `namespace`, else every namespace), every IngressClass, the
+/// Services of the Ingresses' namespaces, and the Secrets the Ingresses
+/// name (`spec.tls`, basic-auth and CA Secrets of annotations; read one by
+/// one, never listed with their data). A Secret that is not there is left
+/// out, as a file set without it would be.
+pub async fn cluster_source(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<portcullis_import::Source, crate::KubeModeError> {
+    use kube::api::{Api, ListParams};
+    use portcullis_store::types;
+    let failed = |what: &str, e: kube::Error| {
+        crate::KubeModeError::ClientConfig(format!("cannot read {what}: {e}"))
+    };
+    let lp = ListParams::default();
+    let ingresses = crate::kinds::api::<types::Ingress>(client, namespace)
+        .list(&lp)
+        .await
+        .map_err(|e| failed("Ingresses", e))?
+        .items;
+    let classes = Api::<types::IngressClass>::all(client.clone())
+        .list(&lp)
+        .await
+        .map_err(|e| failed("IngressClasses", e))?
+        .items;
+    let namespaces: BTreeSet<String> = ingresses
+        .iter()
+        .filter_map(|i| i.metadata.namespace.clone())
+        .collect();
+    let mut services = vec![];
+    for ns in &namespaces {
+        services.extend(
+            Api::<types::Service>::namespaced(client.clone(), ns)
+                .list(&lp)
+                .await
+                .map_err(|e| failed(&format!("Services of {ns}"), e))?
+                .items,
+        );
+    }
+    let mut snapshot = Snapshot::default();
+    for i in &ingresses {
+        snapshot.insert(portcullis_store::Object::Ingress(i.clone()));
+    }
+    for c in &classes {
+        snapshot.insert(portcullis_store::Object::IngressClass(c.clone()));
+    }
+    let mut secrets = vec![];
+    for r in referenced(&snapshot) {
+        match Api::<types::Secret>::namespaced(client.clone(), &r.key.namespace)
+            .get_opt(&r.key.name)
+            .await
+        {
+            Ok(Some(s)) => secrets.push(s),
+            Ok(None) => {}
+            Err(e) => return Err(failed(&format!("Secret {}", r.key), e)),
+        }
+    }
+    let mut items: Vec<Value> = vec![];
+    let mut push = |kind: &str, api_version: &str, v: Value| {
+        let mut v = v;
+        v["kind"] = json!(kind);
+        v["apiVersion"] = json!(api_version);
+        if let Some(m) = v["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+        items.push(v);
+    };
+    for c in classes {
+        push("IngressClass", "networking.k8s.io/v1", json!(c));
+    }
+    for i in ingresses {
+        push("Ingress", "networking.k8s.io/v1", json!(i));
+    }
+    for s in services {
+        push("Service", "v1", json!(s));
+    }
+    for s in secrets {
+        push("Secret", "v1", json!(s));
+    }
+    let text = serde_json::to_string_pretty(&json!({"apiVersion": "v1", "kind": "List", "items": items}))
+        .unwrap_or_default();
+    Ok(portcullis_import::Source {
+        name: "cluster".into(),
+        text,
+    })
+}
+
+/// [`cluster_source`] with the client of the current kubeconfig
+/// (`KUBECONFIG`, else `~/.kube/config`; in a pod, its ServiceAccount).
+pub async fn cluster_source_default(
+    namespace: Option<&str>,
+) -> Result<portcullis_import::Source, crate::KubeModeError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| crate::KubeModeError::ClientConfig(e.to_string()))?;
+    cluster_source(&client, namespace).await
+}
