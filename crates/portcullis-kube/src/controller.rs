@@ -379,8 +379,12 @@ impl Loop {
             .fill(&self.client, &wanted, &metas, &mut snapshot)
             .await;
         // Ingresses (ingress.rs): the objects serving Portcullis' Ingresses join the snapshot.
-        let derived = crate::ingress::derive(&snapshot, &self.ingress_namespace, &self.derived);
-        let (snapshot, served_ingresses) = (derived.snapshot, derived.ingresses);
+        let (snapshot, served_ingresses) = if snapshot.ingresses.is_empty() {
+            (snapshot, BTreeMap::new())
+        } else {
+            let d = crate::ingress::derive(&snapshot, &self.ingress_namespace, &self.derived);
+            (d.snapshot, d.ingresses)
+        };
         self.derived = if served_ingresses.is_empty() {
             Snapshot::default()
         } else {
