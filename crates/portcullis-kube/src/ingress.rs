@@ -258,8 +258,9 @@ pub async fn cluster_source(
     for s in secrets {
         push("Secret", "v1", json!(s));
     }
-    let text = serde_json::to_string_pretty(&json!({"apiVersion": "v1", "kind": "List", "items": items}))
-        .unwrap_or_default();
+    let text =
+        serde_json::to_string_pretty(&json!({"apiVersion": "v1", "kind": "List", "items": items}))
+            .unwrap_or_default();
     Ok(portcullis_import::Source {
         name: "cluster".into(),
         text,

@@ -25,10 +25,10 @@ fn ingress_class(name: &str, controller: &str) -> Value {
 
 fn ingress(name: &str, class: &str, host: &str) -> Value {
     json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"ingressClassName": class, "rules": [{"host": host, "http": {"paths": [
-            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 8080}}}}
-        ]}}]}})
+    "metadata": {"name": name, "namespace": "default"},
+    "spec": {"ingressClassName": class, "rules": [{"host": host, "http": {"paths": [
+        {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 8080}}}}
+    ]}}]}})
 }
 
 /// The first config frame streamed to the proxy of Gateway `ns/name`, as JSON.
@@ -61,7 +61,11 @@ async fn streamed_config(
         .body(Empty::new())
         .unwrap();
     let resp = send.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200, "the Ingress proxy's identity is accepted");
+    assert_eq!(
+        resp.status(),
+        200,
+        "the Ingress proxy's identity is accepted"
+    );
     let mut body = resp.into_body();
     let mut buf = Vec::new();
     loop {
@@ -123,7 +127,11 @@ async fn an_ingress_of_our_class_gets_a_proxy_owned_by_its_class_and_a_load_bala
         dep["spec"]["template"]["spec"]["containers"][0]["args"][2],
         format!("{NS}/portcullis")
     );
-    for (group, resource) in [("", "services"), ("", "serviceaccounts"), ("", "configmaps")] {
+    for (group, resource) in [
+        ("", "services"),
+        ("", "serviceaccounts"),
+        ("", "configmaps"),
+    ] {
         let name = if resource == "configmaps" {
             format!("{PROXY}-ca")
         } else {
@@ -197,4 +205,74 @@ async fn an_ingress_of_our_class_gets_a_proxy_owned_by_its_class_and_a_load_bala
             .is_none_or(Value::is_null)
     );
     ctl.shutdown().await.unwrap();
+}
+
+/// `portcullis import ingress --from-cluster` reads what the conversion
+/// needs (the referenced Secrets one by one, never a list of Secrets) and
+/// converts it exactly as the same objects from a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_cluster_converts_as_from_files_and_reads_only_named_secrets() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut web = ingress("web", "portcullis", "web.example.com");
+    web["metadata"]["annotations"] = json!({
+        "nginx.ingress.kubernetes.io/auth-type": "basic",
+        "nginx.ingress.kubernetes.io/auth-secret": "basic",
+    });
+    web["spec"]["tls"] = json!([{"hosts": ["web.example.com"], "secretName": "web-tls"}]);
+    web["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"] =
+        json!({"name": "http"});
+    let objects = [
+        ingress_class("portcullis", "portcullis.dev/ingress-controller"),
+        web,
+        ingress("theirs", "nginx", "theirs.example.com"),
+        service("web"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "basic", "namespace": "default"},
+            "type": "Opaque", "data": {"auth": b64("alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-tls", "namespace": "default"},
+            "type": "kubernetes.io/tls", "data": {"tls.crt": b64("x"), "tls.key": b64("y")}}),
+    ];
+    let api = FakeApi::new();
+    api.put(namespace("default"));
+    for o in &objects {
+        api.put(o.clone());
+    }
+    api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unrelated", "namespace": "default"},
+        "type": "Opaque", "data": {"k": b64("v")}}));
+    let addr = api.listen(0).await;
+    let source = portcullis_kube::ingress::cluster_source(&FakeApi::client(addr), Some("default"))
+        .await
+        .unwrap();
+    let file = portcullis_import::Source {
+        name: "objects.yaml".into(),
+        text: objects
+            .iter()
+            .map(|o| serde_json::to_string(o).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n---\n"),
+    };
+    let opts = portcullis_import::Options::default();
+    let from_cluster = portcullis_import::convert(&[source], &opts).unwrap();
+    let from_file = portcullis_import::convert(&[file], &opts).unwrap();
+    assert_eq!(from_cluster.yaml(), from_file.yaml());
+    let yaml = from_cluster.yaml();
+    assert!(yaml.contains("certificateRefs"), "{yaml}");
+    assert!(yaml.contains(".htpasswd"), "{yaml}");
+    assert!(
+        yaml.contains("port: 8080"),
+        "the named port resolved: {yaml}"
+    );
+    let secret_reads: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/secrets"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        secret_reads,
+        [
+            "GET /api/v1/namespaces/default/secrets/basic",
+            "GET /api/v1/namespaces/default/secrets/web-tls",
+        ]
+    );
 }

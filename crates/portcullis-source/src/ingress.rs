@@ -401,7 +401,7 @@ spec:
         let opts = ServeOptions {
             http: "127.0.0.1:8080".parse().unwrap(),
             https: "127.0.0.1:8443".parse().unwrap(),
-                provisioned_in: None,
+            provisioned_in: None,
         };
         let first = derive(&snap, &opts).snapshot;
         let second = derive_reusing(&snap, &opts, &first).snapshot;
