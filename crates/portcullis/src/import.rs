@@ -19,7 +19,7 @@ pub struct IngressArgs {
     #[arg(long, conflicts_with = "files")]
     pub from_cluster: bool,
     /// With `--from-cluster`: the namespace whose Ingresses are read (default: all).
-    #[arg(long, requires = "from_cluster")]
+    #[arg(long)]
     pub namespace: Option<String>,
     /// `-` (the default) writes one YAML stream to stdout and the report to
     /// stderr; a directory gets one file per kind and `import-report.txt`.
@@ -75,6 +75,9 @@ pub fn run(cmd: &ImportCommand) -> anyhow::Result<ExitCode> {
     let mut paths = vec![];
     for f in &args.files {
         files_under(f, &mut paths)?;
+    }
+    if args.namespace.is_some() && !args.from_cluster {
+        anyhow::bail!("--namespace reads one namespace of the cluster: it needs --from-cluster");
     }
     let mut sources = vec![];
     if args.from_cluster {
