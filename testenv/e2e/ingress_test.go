@@ -50,6 +50,8 @@ kind: Ingress
 metadata:
   name: web
   namespace: e2e-ingress
+  annotations:
+    nginx.ingress.kubernetes.io/configuration-snippet: 'more_set_headers "x: y";'
 spec:
   ingressClassName: portcullis
   rules:
@@ -148,7 +150,8 @@ func getHost(url, host string) (int, string, error) {
 
 // An Ingress of class portcullis gets a proxy provisioned for its
 // IngressClass (owned by the IngressClass, in the controller's namespace),
-// is reachable through it (a named Service port, Prefix path), and its status.loadBalancer is the proxy Service's address. An Ingress of
+// is reachable through it (a named Service port, Prefix path), reports
+// the annotation it does not honour in a Warning event, and its status.loadBalancer is the proxy Service's address. An Ingress of
 // another class is left alone: no status, and its host is not served.
 func Test13IngressServedThroughProvisionedProxy(t *testing.T) {
 	ingressSetup(t)
@@ -213,6 +216,19 @@ func Test13IngressServedThroughProvisionedProxy(t *testing.T) {
 		}
 		t.Errorf("proxies in %s: %v, want only %s", sysNS, names, proxy)
 	}
+	// What is not honoured is a Warning event on the Ingress.
+	eventually(t, "a NotHonoured event on Ingress web", timeout, func() (bool, string) {
+		evs, err := kc.CoreV1().Events(ingressNS).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=web"})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range evs.Items {
+			if e.Type == "Warning" && e.Reason == "NotHonoured" && strings.Contains(e.Message, "configuration-snippet is not honoured") {
+				return true, ""
+			}
+		}
+		return false, js(evs.Items)
+	})
 	// Derived objects are not written to the API.
 	routes, err := dyn.Resource(httpGVR).Namespace(ingressNS).List(context.Background(), metav1.ListOptions{})
 	if err != nil || len(routes.Items) != 0 {

@@ -265,6 +265,7 @@ async fn main_loop(
             .clone()
             .unwrap_or_else(|| args.lease_namespace.clone()),
         derived: Snapshot::default(),
+        ingress_events: Default::default(),
     };
     let mut changes = cache.subscribe();
     let mut owned_changes = owned.subscribe();
@@ -366,6 +367,8 @@ struct Loop {
     ingress_namespace: String,
     /// The last pass's snapshot with derived objects (empty without Ingresses).
     derived: Snapshot,
+    /// Warning events on Ingresses for what is not honoured.
+    ingress_events: crate::ingress::Events,
 }
 
 impl Loop {
@@ -455,6 +458,9 @@ impl Loop {
             &served_ingresses,
             &statuses,
         ));
+        self.ingress_events
+            .record(&self.client, &snapshot, &served_ingresses, &statuses)
+            .await;
         tracing::debug!(
             writes = writes.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -277,3 +277,91 @@ pub async fn cluster_source_default(
         .map_err(|e| crate::KubeModeError::ClientConfig(e.to_string()))?;
     cluster_source(&client, namespace).await
 }
+
+/// Warning events on served Ingresses for what is not honoured
+/// ([`portcullis_source::ingress::not_honoured`], the list standalone mode
+/// puts in the `PartiallyInvalid` condition: the Ingress API's status has no
+/// conditions). One event per Ingress generation and message, created by the
+/// leader; an event that cannot be created is retried on a later pass.
+#[derive(Debug, Default)]
+pub struct Events {
+    sent: BTreeSet<(String, i64, String)>,
+}
+
+/// Reason of the events.
+pub const EVENT_REASON: &str = "NotHonoured";
+
+impl Events {
+    /// Create the events not created yet for `served`.
+    pub async fn record(
+        &mut self,
+        client: &kube::Client,
+        snapshot: &Snapshot,
+        served: &BTreeMap<ObjectKey, ServedIngress>,
+        statuses: &Statuses,
+    ) {
+        use kube::api::{Api, PostParams};
+        let mut wanted = BTreeSet::new();
+        for (key, s) in served {
+            let Some(ing) = snapshot.ingresses.get(key) else {
+                continue;
+            };
+            let problems = portcullis_source::ingress::not_honoured(s, statuses);
+            if problems.is_empty() {
+                continue;
+            }
+            let uid = ing.metadata.uid.clone().unwrap_or_default();
+            let generation = ing.metadata.generation.unwrap_or(0);
+            let mut message = problems.join("; ");
+            if message.len() > 1000 {
+                let cut = (0..=1000)
+                    .rev()
+                    .find(|i| message.is_char_boundary(*i))
+                    .unwrap_or(0);
+                message.truncate(cut);
+                message.push_str("…");
+            }
+            let id = (uid.clone(), generation, message.clone());
+            wanted.insert(id.clone());
+            if self.sent.contains(&id) {
+                continue;
+            }
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let event: k8s_openapi::api::core::v1::Event = match serde_json::from_value(json!({
+                "metadata": {"generateName": format!("{}.", key.name), "namespace": key.namespace},
+                "involvedObject": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                    "namespace": key.namespace, "name": key.name, "uid": uid,
+                    "resourceVersion": ing.metadata.resource_version},
+                "type": "Warning",
+                "reason": EVENT_REASON,
+                "message": message,
+                "source": {"component": "portcullis"},
+                "reportingComponent": "portcullis.dev/ingress-controller",
+                "reportingInstance": "portcullis",
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            })) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(ingress = %key, "cannot build an event: {e}");
+                    continue;
+                }
+            };
+            match Api::<k8s_openapi::api::core::v1::Event>::namespaced(
+                client.clone(),
+                &key.namespace,
+            )
+            .create(&PostParams::default(), &event)
+            .await
+            {
+                Ok(_) => {
+                    self.sent.insert(id);
+                }
+                Err(e) => tracing::warn!(ingress = %key, "cannot create an event: {e}"),
+            }
+        }
+        // Forget what no longer applies (an edited or deleted Ingress).
+        self.sent.retain(|id| wanted.contains(id));
+    }
+}

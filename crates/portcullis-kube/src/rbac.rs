@@ -113,6 +113,8 @@ pub const API_CALLS: &[ApiCall] = &[
     // Ingresses served directly (ingress.rs): `status.loadBalancer`.
     c(NET, "ingresses/status", "patch"),
     c(NET, "ingresses", "get"),
+    // Warning events on Ingresses for what is not honoured (ingress.rs).
+    c("", "events", "create"),
     // Provisioning (provision/apply.rs): server-side apply, which creates the
     // object when it does not exist (authorised as create) or patches it.
     c("", "serviceaccounts", "create"),

@@ -2,8 +2,9 @@
 //! derives the Gateway API objects of Portcullis' Ingresses, provisions one
 //! proxy per IngressClass (owned by the IngressClass, never by a derived
 //! object), streams that proxy the Ingress's routes, writes the Ingress's
-//! `status.loadBalancer` from the proxy Service's address, and never writes
-//! the status of a derived object or touches an Ingress of another class.
+//! `status.loadBalancer` from the proxy Service's address, reports what is
+//! not honoured in a Warning event, and never writes the status of a derived
+//! object or touches an Ingress of another class.
 
 mod common;
 
@@ -92,7 +93,13 @@ async fn an_ingress_of_our_class_gets_a_proxy_owned_by_its_class_and_a_load_bala
         namespace(NS),
         ingress_class("portcullis", "portcullis.dev/ingress-controller"),
         ingress_class("nginx", "k8s.io/ingress-nginx"),
-        ingress("web", "portcullis", "web.example.com"),
+        {
+            let mut web = ingress("web", "portcullis", "web.example.com");
+            web["metadata"]["annotations"] = json!({
+                "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers \"x: y\";"
+            });
+            web
+        },
         ingress("theirs", "nginx", "theirs.example.com"),
         service("web"),
         endpoints("web", "127.0.0.1:18080".parse().unwrap()),
@@ -197,6 +204,23 @@ async fn an_ingress_of_our_class_gets_a_proxy_owned_by_its_class_and_a_load_bala
             && !p.contains("/httproutes/")
             && !p.contains("/gatewayclasses/")),
         "derived objects' statuses are never written: {paths:?}"
+    );
+    // What is not honoured is a Warning event on the Ingress, once (many passes ran).
+    let events: Vec<Value> = api
+        .list("", "events")
+        .into_iter()
+        .filter(|e| e["involvedObject"]["kind"] == "Ingress")
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["involvedObject"]["name"], "web");
+    assert_eq!(events[0]["type"], "Warning");
+    assert_eq!(events[0]["reason"], "NotHonoured");
+    let message = events[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "annotation nginx.ingress.kubernetes.io/configuration-snippet is not honoured"
+        ),
+        "{message}"
     );
     assert!(
         api.get("networking.k8s.io", "ingresses", "default", "theirs")
