@@ -319,7 +319,7 @@ impl Events {
                     .find(|i| message.is_char_boundary(*i))
                     .unwrap_or(0);
                 message.truncate(cut);
-                message.push_str("…");
+                message.push('…');
             }
             let id = (uid.clone(), generation, message.clone());
             wanted.insert(id.clone());
