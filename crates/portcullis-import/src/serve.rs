@@ -45,13 +45,18 @@ const LEGACY_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 
 /// Where the derived Gateways listen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServeOptions {
     /// HTTP listeners' address and port.
     pub http: SocketAddr,
     /// HTTPS (and TLS passthrough) listeners' address and port; its IP must
     /// be the HTTP one's (a Gateway has one address).
     pub https: SocketAddr,
+    /// Kubernetes mode: the namespace of the derived Gateways, which get no
+    /// `spec.addresses` (each is given a provisioned proxy, whose Service
+    /// gives it its address; only the ports of `http` and `https` are used).
+    /// `None` (standalone mode): Gateways in `default`, bound to `http`'s IP.
+    pub provisioned_in: Option<String>,
 }
 
 /// What serving the Ingresses takes.
@@ -133,6 +138,7 @@ pub fn serve(inputs: &Inputs, options: &ServeOptions) -> Served {
         gateway_class: GATEWAY_CLASS.into(),
         http_port: options.http.port(),
         https_port: options.https.port(),
+        gateway_namespace: options.provisioned_in.clone(),
         ..Options::default()
     };
     let conversion = convert::run(&ours, &opts);
@@ -167,8 +173,10 @@ fn bind(o: &mut Object, options: &ServeOptions) {
         if let Some(c) = class {
             meta["labels"][CLASS_LABEL] = json!(c);
         }
-        o.value["spec"]["addresses"] =
-            json!([{"type": "IPAddress", "value": options.http.ip().to_string()}]);
+        if options.provisioned_in.is_none() {
+            o.value["spec"]["addresses"] =
+                json!([{"type": "IPAddress", "value": options.http.ip().to_string()}]);
+        }
     }
 }
 
@@ -263,6 +271,7 @@ mod tests {
             &ServeOptions {
                 http: "127.0.0.1:8080".parse().unwrap(),
                 https: "127.0.0.1:8443".parse().unwrap(),
+                provisioned_in: None,
             },
         );
         assert_eq!(served.ingresses.keys().collect::<Vec<_>>(), ["default/i"]);

@@ -260,6 +260,12 @@ async fn main_loop(
         view: args.dashboard.is_some().then_some(view),
         writer,
         passes: 0,
+        ingress_namespace: args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| args.lease_namespace.clone()),
+        derived: Snapshot::default(),
+        ingress_events: Default::default(),
     };
     let mut changes = cache.subscribe();
     let mut owned_changes = owned.subscribe();
@@ -357,6 +363,12 @@ struct Loop {
     writer: StatusWriter,
     /// Translation passes (`portcullis_config_applied_generation`).
     passes: i64,
+    /// Namespace of the Gateways derived from Ingresses (and of their proxies).
+    ingress_namespace: String,
+    /// The last pass's snapshot with derived objects (empty without Ingresses).
+    derived: Snapshot,
+    /// Warning events on Ingresses for what is not honoured.
+    ingress_events: crate::ingress::Events,
 }
 
 impl Loop {
@@ -369,6 +381,18 @@ impl Loop {
             .refcache
             .fill(&self.client, &wanted, &metas, &mut snapshot)
             .await;
+        // Ingresses (ingress.rs): the objects serving Portcullis' Ingresses join the snapshot.
+        let (snapshot, served_ingresses) = if snapshot.ingresses.is_empty() {
+            (snapshot, BTreeMap::new())
+        } else {
+            let d = crate::ingress::derive(&snapshot, &self.ingress_namespace, &self.derived);
+            (d.snapshot, d.ingresses)
+        };
+        self.derived = if served_ingresses.is_empty() {
+            Snapshot::default()
+        } else {
+            snapshot.clone()
+        };
         let translating = std::time::Instant::now();
         let (statuses, plans, config) = self.translate(&snapshot);
         self.passes += 1;
@@ -428,7 +452,15 @@ impl Loop {
             }
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let writes = status_writes(&snapshot, &statuses, &self.options.controller_name, &now);
+        let mut writes = status_writes(&snapshot, &statuses, &self.options.controller_name, &now);
+        writes.extend(crate::ingress::status_writes(
+            &snapshot,
+            &served_ingresses,
+            &statuses,
+        ));
+        self.ingress_events
+            .record(&self.client, &snapshot, &served_ingresses, &statuses)
+            .await;
         tracing::debug!(
             writes = writes.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -552,6 +584,10 @@ pub fn status_writes(
     macro_rules! each {
         ($($f:ident $k:ident),*) => {$(
             for (key, o) in &snapshot.$f {
+                // Objects derived from Ingresses are not in the API.
+                if crate::ingress::is_derived(&o.metadata) {
+                    continue;
+                }
                 let oref = ObjectRef { kind: Kind::$k, key: key.clone() };
                 let translated = statuses.get(&oref);
                 if translated.is_none() && merge::list_keys(Kind::$k).is_none() {

@@ -204,6 +204,8 @@ pub fn native_resource(kind: Kind) -> ApiResource {
         Kind::BackendTrafficPolicy => "backendtrafficpolicies".to_string(),
         Kind::ClientTrafficPolicy => "clienttrafficpolicies".to_string(),
         Kind::EndpointSlice => "endpointslices".to_string(),
+        Kind::Ingress => "ingresses".to_string(),
+        Kind::IngressClass => "ingressclasses".to_string(),
         k => format!("{}s", k.as_str().to_ascii_lowercase()),
     };
     ApiResource {

@@ -41,7 +41,7 @@ macro_rules! watched {
         }
     )*};
 }
-watched!(cluster: GatewayClass, Namespace);
+watched!(cluster: GatewayClass, Namespace, IngressClass);
 watched!(
     namespaced:
     Gateway,
@@ -59,7 +59,8 @@ watched!(
     Service,
     EndpointSlice,
     Secret,
-    ConfigMap
+    ConfigMap,
+    Ingress
 );
 
 /// An `Api` for `K`, cluster-wide or in `namespace` (cluster-scoped kinds ignore it).
@@ -73,6 +74,7 @@ pub fn api<K: Watched>(client: &Client, namespace: Option<&str>) -> Api<K> {
 /// for `{kind: Secret|ConfigMap, name, [namespace], [group: ""]}`, which is
 /// what every such reference looks like once the API server has applied the
 /// CRD defaults. A superset is harmless: translation only reads what it needs.
+/// Plus the Secrets Portcullis' Ingresses name ([`crate::ingress::referenced`]).
 pub fn referenced(snapshot: &Snapshot) -> BTreeSet<ObjectRef> {
     let mut out = BTreeSet::new();
     let mut walk_obj = |meta: &types::ObjectMeta, spec: Value| {
@@ -109,6 +111,7 @@ pub fn referenced(snapshot: &Snapshot) -> BTreeSet<ObjectRef> {
             serde_json::to_value(&p.spec).unwrap_or_default(),
         );
     }
+    out.extend(crate::ingress::referenced(snapshot));
     out
 }
 

@@ -15,7 +15,10 @@
 //!   Gateway of our class ([`provision`]), and post-processes the Gateway's
 //!   status for what translation cannot know (bad `parametersRef` →
 //!   `Accepted=False/InvalidParameters`; `status.addresses` from the Service);
-//! - streams each Gateway's part of the IR to its proxies ([`stream`]).
+//! - streams each Gateway's part of the IR to its proxies ([`stream`]);
+//! - serves the Ingresses of Portcullis' IngressClasses through Gateway API
+//!   objects derived from them, one provisioned proxy per IngressClass, and
+//!   writes their `status.loadBalancer` ([`ingress`]).
 //!
 //! Only the holder of a `coordination.k8s.io` Lease ([`leader`]) writes
 //! statuses and provisions; every replica serves config streams.
@@ -26,6 +29,7 @@ pub mod controller;
 pub mod discovery;
 mod error;
 pub mod health;
+pub mod ingress;
 pub mod kinds;
 pub mod leader;
 pub mod metrics;

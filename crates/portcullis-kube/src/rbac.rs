@@ -36,6 +36,7 @@ const fn ns(group: &'static str, resource: &'static str, verb: &'static str) -> 
 
 const GW: &str = "gateway.networking.k8s.io";
 const PD: &str = "portcullis.dev";
+const NET: &str = "networking.k8s.io";
 
 /// The calls, grouped by purpose.
 pub const API_CALLS: &[ApiCall] = &[
@@ -72,6 +73,10 @@ pub const API_CALLS: &[ApiCall] = &[
     c("", "services", "watch"),
     c("discovery.k8s.io", "endpointslices", "list"),
     c("discovery.k8s.io", "endpointslices", "watch"),
+    c(NET, "ingresses", "list"),
+    c(NET, "ingresses", "watch"),
+    c(NET, "ingressclasses", "list"),
+    c(NET, "ingressclasses", "watch"),
     // Secrets and ConfigMaps: metadata-only list + watch, then a get of each referenced one.
     c("", "secrets", "list"),
     c("", "secrets", "watch"),
@@ -105,6 +110,11 @@ pub const API_CALLS: &[ApiCall] = &[
     c(PD, "securitypolicies", "get"),
     c(PD, "backendtrafficpolicies", "get"),
     c(PD, "clienttrafficpolicies", "get"),
+    // Ingresses served directly (ingress.rs): `status.loadBalancer`.
+    c(NET, "ingresses/status", "patch"),
+    c(NET, "ingresses", "get"),
+    // Warning events on Ingresses for what is not honoured (ingress.rs).
+    c("", "events", "create"),
     // Provisioning (provision/apply.rs): server-side apply, which creates the
     // object when it does not exist (authorised as create) or patches it.
     c("", "serviceaccounts", "create"),

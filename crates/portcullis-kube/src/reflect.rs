@@ -77,6 +77,8 @@ impl Cache {
             spawn_full::<types::Service>(client, ns, served, c),
             spawn_full::<types::EndpointSlice>(client, ns, served, c),
             spawn_full::<types::Namespace>(client, None, served, c),
+            spawn_full::<types::Ingress>(client, ns, served, c),
+            spawn_full::<types::IngressClass>(client, None, served, c),
         ]
         .into_iter()
         .flatten()

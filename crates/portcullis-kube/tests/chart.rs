@@ -226,6 +226,7 @@ fn manifests_are_the_chart_rendered() {
         "CustomResourceDefinition",
         "Deployment",
         "GatewayClass",
+        "IngressClass",
         "PodDisruptionBudget",
         "Role",
         "RoleBinding",
@@ -248,6 +249,11 @@ fn manifests_are_the_chart_rendered() {
     assert_eq!(
         class["spec"]["controllerName"],
         portcullis_translate::CONTROLLER_NAME
+    );
+    let ingress_class = &d[&("IngressClass".into(), String::new(), "portcullis".into())];
+    assert_eq!(
+        ingress_class["spec"]["controller"],
+        portcullis_source::ingress::INGRESS_CONTROLLER
     );
     // The ServiceAccount the bindings name exists.
     assert!(d.contains_key(&(

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use portcullis_import::input::{Found, Inputs};
-use portcullis_import::report::IngressReport;
+use portcullis_import::report::{IngressReport, Outcome as Support};
+use portcullis_store::status::Statuses;
 use portcullis_store::{Kind, ObjectKey, ObjectRef, Snapshot};
 
 pub use portcullis_import::serve::{
@@ -198,6 +199,48 @@ pub fn derive_reusing(snapshot: &Snapshot, options: &ServeOptions, previous: &Sn
     out
 }
 
+/// Everything not honoured for one served Ingress, one sentence each: its
+/// annotations that are `unsupported` (and unknown `nginx.ingress.kubernetes.io/`
+/// ones), the converter's notes, derived objects not added, and problems of
+/// the derived routes and policies (`statuses`: translation's). Standalone
+/// mode puts them in the Ingress's `PartiallyInvalid` condition, Kubernetes
+/// mode in a Warning event.
+pub fn not_honoured(served: &ServedIngress, statuses: &Statuses) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for e in &served.report.entries {
+        let nginx = e.annotation.starts_with("nginx.ingress.kubernetes.io/");
+        if e.outcome == Support::Unsupported || (e.outcome == Support::Unknown && nginx) {
+            let why = if e.difference.is_empty() {
+                &e.result
+            } else {
+                &e.difference
+            };
+            out.push(format!(
+                "annotation {} is not honoured: {why}",
+                e.annotation
+            ));
+        }
+    }
+    out.extend(served.report.notes.iter().cloned());
+    out.extend(served.problems.iter().cloned());
+    for o in &served.objects {
+        if let Some(s) = statuses.get(o) {
+            for c in s.conditions().into_iter().flatten() {
+                let bad = match c.type_.as_str() {
+                    "Accepted" | "ResolvedRefs" => c.status == "False",
+                    "PartiallyInvalid" => c.is_true(),
+                    _ => false,
+                };
+                if bad && o.kind != Kind::Gateway {
+                    out.push(format!("{o}: {} ({}): {}", c.type_, c.reason, c.message));
+                }
+            }
+        }
+    }
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +289,7 @@ spec:
             &ServeOptions {
                 http: "127.0.0.1:8080".parse().unwrap(),
                 https: "127.0.0.1:8443".parse().unwrap(),
+                provisioned_in: None,
             },
         );
         let k = ObjectKey::new("default", "web");
@@ -360,6 +404,7 @@ spec:
             &ServeOptions {
                 http: "127.0.0.1:8080".parse().unwrap(),
                 https: "127.0.0.1:8443".parse().unwrap(),
+                provisioned_in: None,
             },
         );
         let s = &d.ingresses[&ObjectKey::new("default", "web")];
@@ -399,6 +444,7 @@ spec:
         let opts = ServeOptions {
             http: "127.0.0.1:8080".parse().unwrap(),
             https: "127.0.0.1:8443".parse().unwrap(),
+            provisioned_in: None,
         };
         let first = derive(&snap, &opts).snapshot;
         let second = derive_reusing(&snap, &opts, &first).snapshot;

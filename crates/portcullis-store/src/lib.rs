@@ -153,7 +153,7 @@ pub enum Watch {
     /// Metadata only (resourceVersion), so that data (keys, certificates)
     /// is read only for the objects a route or listener references.
     Metadata,
-    /// Not watched (Ingress is served in standalone mode only, for now).
+    /// Not watched.
     No,
 }
 
@@ -268,7 +268,6 @@ impl Kind {
     pub fn watched_in_cluster(self) -> Watch {
         match self {
             Kind::Secret | Kind::ConfigMap => Watch::Metadata,
-            Kind::Ingress | Kind::IngressClass => Watch::No,
             _ => Watch::Full,
         }
     }

@@ -11,8 +11,16 @@ use anyhow::Context as _;
 pub struct IngressArgs {
     /// Files or directories (recursive: `.yaml`, `.yml`, `.json`) holding
     /// Ingresses, IngressClasses, and the Services and Secrets they use.
-    #[arg(long = "filename", short = 'f', required = true, num_args = 1..)]
+    #[arg(long = "filename", short = 'f', num_args = 1.., required_unless_present = "from_cluster")]
     pub files: Vec<PathBuf>,
+    /// Read the Ingresses (and the IngressClasses, Services and referenced
+    /// Secrets the conversion needs) from the cluster of the current
+    /// kubeconfig (`KUBECONFIG`, else `~/.kube/config`) instead of files.
+    #[arg(long, conflicts_with = "files")]
+    pub from_cluster: bool,
+    /// With `--from-cluster`: the namespace whose Ingresses are read (default: all).
+    #[arg(long)]
+    pub namespace: Option<String>,
     /// `-` (the default) writes one YAML stream to stdout and the report to
     /// stderr; a directory gets one file per kind and `import-report.txt`.
     #[arg(long, short, default_value = "-")]
@@ -68,7 +76,13 @@ pub fn run(cmd: &ImportCommand) -> anyhow::Result<ExitCode> {
     for f in &args.files {
         files_under(f, &mut paths)?;
     }
+    if args.namespace.is_some() && !args.from_cluster {
+        anyhow::bail!("--namespace reads one namespace of the cluster: it needs --from-cluster");
+    }
     let mut sources = vec![];
+    if args.from_cluster {
+        sources.push(from_cluster(args.namespace.as_deref())?);
+    }
     for p in paths {
         let text =
             std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
@@ -112,4 +126,13 @@ pub fn run(cmd: &ImportCommand) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The cluster's Ingresses and what their conversion reads, as one input.
+fn from_cluster(namespace: Option<&str>) -> anyhow::Result<portcullis_import::Source> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")?;
+    Ok(rt.block_on(portcullis_kube::ingress::cluster_source_default(namespace))?)
 }

@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use portcullis_dataplane::table::ListenerIndex;
-use portcullis_import::report::Outcome;
 use portcullis_ir::Config;
 use portcullis_source::ingress::{Derived, ServeOptions, ServedIngress};
 use portcullis_store::ingress_status::{
@@ -59,7 +58,11 @@ impl IngressArgs {
         if http == https {
             return Err(IngressArgsError::SamePort(http));
         }
-        Ok(ServeOptions { http, https })
+        Ok(ServeOptions {
+            http,
+            https,
+            provisioned_in: None,
+        })
     }
 }
 
@@ -239,9 +242,6 @@ fn status_of(
             generation,
         ),
     });
-    // Everything not honoured: annotations, the converter's notes, derived
-    // objects not added, and problems of the derived routes.
-    let mut not_honoured: Vec<String> = vec![];
     for e in &served.report.entries {
         st.annotations.push(AnnotationStatus {
             name: e.annotation.clone(),
@@ -249,36 +249,9 @@ fn status_of(
             result: e.result.clone(),
             difference: e.difference.clone(),
         });
-        let nginx = e.annotation.starts_with("nginx.ingress.kubernetes.io/");
-        if e.outcome == Outcome::Unsupported || (e.outcome == Outcome::Unknown && nginx) {
-            let why = if e.difference.is_empty() {
-                &e.result
-            } else {
-                &e.difference
-            };
-            not_honoured.push(format!(
-                "annotation {} is not honoured: {why}",
-                e.annotation
-            ));
-        }
     }
-    not_honoured.extend(served.report.notes.iter().cloned());
-    not_honoured.extend(served.problems.iter().cloned());
-    for o in &served.objects {
-        if let Some(s) = statuses.get(o) {
-            for c in s.conditions().into_iter().flatten() {
-                let bad = match c.type_.as_str() {
-                    "Accepted" | "ResolvedRefs" => c.status == "False",
-                    "PartiallyInvalid" => c.is_true(),
-                    _ => false,
-                };
-                if bad && o.kind != Kind::Gateway {
-                    not_honoured.push(format!("{o}: {} ({}): {}", c.type_, c.reason, c.message));
-                }
-            }
-        }
-    }
-    not_honoured.dedup();
+    // Everything not honoured (the same list Kubernetes mode puts in events).
+    let not_honoured = portcullis_source::ingress::not_honoured(served, statuses);
     if !not_honoured.is_empty() {
         st.conditions.push(cond(
             "PartiallyInvalid",

@@ -104,3 +104,33 @@ fn a_directory_output_has_one_file_per_kind_and_the_report() {
         "{report}"
     );
 }
+
+/// `--from-cluster`'s arguments: `--namespace` needs it, `-f` excludes it, and
+/// a kubeconfig that cannot be read is an error naming it (the conversion of
+/// what a cluster holds is tested on the fake API server,
+/// `crates/portcullis-kube/tests/ingress.rs`, and on a real one,
+/// `testenv/e2e/ingress_test.go`).
+#[test]
+fn from_cluster_arguments_and_a_missing_kubeconfig() {
+    let bin = env!("CARGO_BIN_EXE_portcullis");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
+            .env("HOME", dir.path())
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let case = corpus().join("auth-combo.in.yaml");
+    let case = case.to_str().unwrap();
+    let e = run(&["import", "ingress", "--namespace", "x", "-f", case]);
+    assert!(e.contains("needs --from-cluster"), "{e}");
+    let e = run(&["import", "ingress", "--from-cluster", "-f", case]);
+    assert!(e.contains("cannot be used with"), "{e}");
+    let e = run(&["import", "ingress", "--from-cluster"]);
+    assert!(e.contains("missing-kubeconfig"), "{e}");
+}

@@ -147,14 +147,18 @@ pub fn render(
     let annotations: BTreeMap<String, String> = infra
         .and_then(|i| i.annotations.clone())
         .unwrap_or_default();
-    let owner = json!([{
-        "apiVersion": Kind::Gateway.api_version(),
-        "kind": "Gateway",
-        "name": gw_name,
-        "uid": gw.metadata.uid.clone().unwrap_or_default(),
-        "controller": true,
-        "blockOwnerDeletion": true,
-    }]);
+    // A Gateway derived from Ingresses is not in the API: its IngressClass owns its proxy.
+    let owner = match crate::ingress::owner(gw, snapshot) {
+        Some(class) => json!(class.into_iter().collect::<Vec<_>>()),
+        None => json!([{
+            "apiVersion": Kind::Gateway.api_version(),
+            "kind": "Gateway",
+            "name": gw_name,
+            "uid": gw.metadata.uid.clone().unwrap_or_default(),
+            "controller": true,
+            "blockOwnerDeletion": true,
+        }]),
+    };
     let meta = |kind_labels: &BTreeMap<String, String>| {
         let mut m =
             json!({"name": base, "namespace": ns, "labels": kind_labels, "ownerReferences": owner});
