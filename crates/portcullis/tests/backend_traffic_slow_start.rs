@@ -6,38 +6,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{free_addr, free_port, start, wait_for};
-
-/// A backend on 127.0.0.`n`:`port` answering its name (`b<n>`).
-fn backend(n: u8, port: u16) {
-    let l = TcpListener::bind((format!("127.0.0.{n}"), port)).unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 8192];
-                let mut acc = Vec::new();
-                loop {
-                    let k = match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => k,
-                    };
-                    acc.extend_from_slice(&buf[..k]);
-                    while let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
-                        acc.drain(..end + 4);
-                        let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nb{n}");
-                        if s.write_all(resp.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-}
+use common::{free_addr, free_port, named_backend as backend, start, wait_for};
 
 fn body(gw: SocketAddr) -> String {
     let mut s = TcpStream::connect_timeout(&gw, Duration::from_secs(2)).unwrap();

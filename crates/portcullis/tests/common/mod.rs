@@ -238,3 +238,31 @@ pub fn route_condition(doc: &serde_json::Value, name: &str, type_: &str) -> serd
         })
         .unwrap_or(serde_json::Value::Null)
 }
+
+/// A backend on 127.0.0.`n`:`port` answering its name (`b<n>`).
+pub fn named_backend(n: u8, port: u16) {
+    let l = TcpListener::bind((format!("127.0.0.{n}"), port)).unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 8192];
+                let mut acc = Vec::new();
+                loop {
+                    let k = match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => k,
+                    };
+                    acc.extend_from_slice(&buf[..k]);
+                    while let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
+                        acc.drain(..end + 4);
+                        let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nb{n}");
+                        if s.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
