@@ -95,7 +95,13 @@ impl Controller {
     ) -> Result<Controller, KubeModeError> {
         let (ready_tx, ready_rx) = watch::channel(false);
         let (note_tx, note_rx) = watch::channel(String::new());
-        let (admin_addr, admin_task) = health::serve(args.admin, ready_rx, note_rx).await?;
+        let (admin_addr, admin_task) = health::serve(
+            args.admin,
+            ready_rx,
+            note_rx,
+            watch::channel(String::new()).1,
+        )
+        .await?;
         let listener = TcpListener::bind(args.stream_listen)
             .await
             .map_err(|e| KubeModeError::io(format!("cannot bind {}", args.stream_listen), e))?;
@@ -266,7 +272,10 @@ async fn main_loop(
             .unwrap_or_else(|| args.lease_namespace.clone()),
         derived: Snapshot::default(),
         ingress_events: Default::default(),
+        poller: crate::proxystate::Poller::start(args.proxy_metrics_port),
+        observed: Default::default(),
     };
+    let mut proxy_reports = lp.poller.subscribe();
     let mut changes = cache.subscribe();
     let mut owned_changes = owned.subscribe();
     let mut leader = elector.subscribe();
@@ -288,6 +297,7 @@ async fn main_loop(
         was_leader = is_leader;
         changes.borrow_and_update();
         lp.settings.ca_bundle = bundle.borrow_and_update().clone();
+        lp.observed = proxy_reports.borrow_and_update().clone();
         let complete = lp.pass(is_leader).await;
         passes += 1;
         // A failed read is retried promptly (0.5 s, doubling to 10 s), not at the next resync.
@@ -317,6 +327,11 @@ async fn main_loop(
                 }
                 r = leader.changed() => break r.is_ok(),
                 r = bundle.changed() => break r.is_ok(),
+                r = proxy_reports.changed() => {
+                    if r.is_err() { break false }
+                    tokio::time::sleep(Duration::from_millis(args.debounce_ms)).await;
+                    break true;
+                }
                 r = owned_changes.changed(), if was_leader => {
                     if r.is_err() { break false }
                     tokio::time::sleep(Duration::from_millis(args.debounce_ms)).await;
@@ -369,6 +384,10 @@ struct Loop {
     derived: Snapshot,
     /// Warning events on Ingresses for what is not honoured.
     ingress_events: crate::ingress::Events,
+    /// Reads back what provisioned proxies applied (leader only).
+    poller: crate::proxystate::Poller,
+    /// What they reported, as of this pass.
+    observed: crate::proxystate::Observed,
 }
 
 impl Loop {
@@ -417,6 +436,7 @@ impl Loop {
             })));
         }
         if !leader {
+            self.poller.set_targets(Default::default());
             return complete;
         }
         // Proxies need the config stream's CA: provision once it is known (its arrival triggers a pass).
@@ -451,6 +471,28 @@ impl Loop {
                 self.provisioner.apply(objects, &live).await;
             }
         }
+        // Read back what their ready proxies applied (`Programmed`, bind errors).
+        self.poller.set_targets(
+            plans
+                .iter()
+                .filter(|p| p.objects.is_ok())
+                .filter_map(|p| {
+                    let gw = snapshot.gateways.get(&p.gateway)?;
+                    let service = provision::service_account(gw);
+                    Some((
+                        p.gateway.clone(),
+                        (
+                            gw.metadata.generation.unwrap_or(0),
+                            crate::proxystate::ready_endpoints(
+                                &snapshot,
+                                &p.gateway.namespace,
+                                &service,
+                            ),
+                        ),
+                    ))
+                })
+                .collect(),
+        );
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut writes = status_writes(&snapshot, &statuses, &self.options.controller_name, &now);
         writes.extend(crate::ingress::status_writes(
@@ -472,16 +514,36 @@ impl Loop {
 
     /// Translate, then post-process Gateway statuses for provisioning.
     fn translate(&mut self, snapshot: &Snapshot) -> (Statuses, Vec<provision::Plan>, Config) {
-        // The proxies bind their ports remotely: no bind errors here.
+        // The proxies bind their ports remotely and report what failed
+        // (`proxystate`): fed in as standalone mode feeds its own, on each
+        // Gateway's internal address.
+        let mut bind_errors = BTreeMap::new();
+        for (key, proxies) in &self.observed {
+            let (Some(ip), Some(gw)) = (
+                self.reconciler.addresses().get(key),
+                snapshot.gateways.get(key),
+            ) else {
+                continue;
+            };
+            for (port, e) in proxies.bind_errors(gw.metadata.generation.unwrap_or(0)) {
+                bind_errors.insert(SocketAddr::new(*ip, port), e);
+            }
+        }
         let mut out = self
             .reconciler
-            .translate(snapshot, &self.options, &BTreeMap::new());
+            .translate(snapshot, &self.options, &bind_errors);
         let plans = if self.settings.enabled {
             provision::plan(snapshot, &out.statuses, &self.settings)
         } else {
             vec![]
         };
-        provision::adjust_statuses(&mut out.statuses, &plans, snapshot, &self.settings);
+        provision::adjust_statuses(
+            &mut out.statuses,
+            &plans,
+            snapshot,
+            &self.settings,
+            &self.observed,
+        );
         (out.statuses, plans, out.config)
     }
 

@@ -1,5 +1,6 @@
-//! `/healthz` (always 200), `/readyz` (200 once ready, else 503) and `/metrics`
-//! (Prometheus, OpenMetrics text) over HTTP/1.1,
+//! `/healthz` (always 200), `/readyz` (200 once ready, else 503), `/metrics`
+//! (Prometheus, OpenMetrics text) and, on proxies, `/state` (what was applied,
+//! [`crate::proxystate::ProxyState`], JSON; 404 where there is none) over HTTP/1.1,
 //! served by [`portcullis_obs::control`] (header-read timeout, connection
 //! cap, accept backoff). Nothing else is served there: no configuration, no keys.
 //! `/readyz` and `/healthz` append a note when there is one (the controller lists
@@ -13,10 +14,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Serve health endpoints on `addr`; returns the bound address and the server task.
+/// `state` is the `/state` document (empty: 404).
 pub async fn serve(
     addr: SocketAddr,
     ready: watch::Receiver<bool>,
     note: watch::Receiver<String>,
+    state: watch::Receiver<String>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), crate::KubeModeError> {
     let listener = TcpListener::bind(addr)
         .await
@@ -37,7 +40,18 @@ pub async fn serve(
             };
             let note = note.borrow().clone();
             let metrics = req.uri().path() == "/metrics";
+            let state = (req.uri().path() == crate::proxystate::STATE_PATH)
+                .then(|| state.borrow().clone())
+                .filter(|s| !s.is_empty());
             async move {
+                if let Some(state) = state {
+                    let mut r = http::Response::new(Full::new(Bytes::from(state)));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    return r;
+                }
                 if metrics {
                     let mut r =
                         http::Response::new(Full::new(Bytes::from(portcullis_obs::render())));

@@ -34,6 +34,7 @@ pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod provision;
+pub mod proxystate;
 pub mod rbac;
 pub mod reflect;
 pub mod status;

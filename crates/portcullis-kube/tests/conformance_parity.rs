@@ -89,7 +89,13 @@ async fn compare(scenario: &str) -> Vec<String> {
         api.put(v);
     }
     let addr = api.listen(0).await;
-    let ctl = start(FakeApi::client(addr), args("parity", true), vec![]).await;
+    // Every provisioned proxy is ready and serves generation 1 (see proxystate.rs).
+    let state = std::sync::Arc::new(std::sync::Mutex::new(
+        r#"{"gateway":"any","version":1,"generation":1}"#.to_string(),
+    ));
+    let mut cargs = args("parity", true);
+    cargs.proxy_metrics_port = state_server(state).await;
+    let ctl = start(FakeApi::client(addr), cargs, vec![]).await;
     // The cloud's load balancer gives every provisioned Service an address.
     // (Only accepted Gateways are provisioned.)
     let gateways: Vec<_> = reload
@@ -121,6 +127,9 @@ async fn compare(scenario: &str) -> Vec<String> {
                 let ip = format!("203.0.113.{}", i + 1);
                 svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": ip}]}});
                 api.put(svc);
+                let mut slice = endpoints(&name, "127.0.0.1:9".parse().unwrap());
+                slice["metadata"]["namespace"] = json!(key.namespace);
+                api.put(slice);
                 lb.insert(key.clone(), ip);
                 break;
             }
@@ -132,13 +141,17 @@ async fn compare(scenario: &str) -> Vec<String> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    // Settled: every Gateway reports its load balancer's address and no write is queued.
+    // Settled: every Gateway reports its load balancer's address, its proxy
+    // has been read back (not `Pending`), and no write is queued.
     let mut stats = ctl.stats();
     eventually(20, "statuses settle", || {
         let all = gateways.iter().all(|k| {
             api.get(GW, "gateways", &k.namespace, &k.name)
                 .is_some_and(|g| {
                     g["status"]["addresses"][0]["value"].as_str() == lb.get(k).map(String::as_str)
+                        && g["status"]["conditions"]
+                            .as_array()
+                            .is_some_and(|c| !c.iter().any(|c| c["reason"] == "Pending"))
                 })
         });
         (all && stats.borrow_and_update().status_backlog == 0).then_some(())

@@ -230,7 +230,13 @@ fn bad_parameters_make_the_gateway_not_accepted() {
     let plans = provision::plan(&snap, &statuses, &settings());
     assert_eq!(plans.len(), 2);
     assert!(plans.iter().all(|p| p.objects.is_err()));
-    provision::adjust_statuses(&mut statuses, &plans, &snap, &settings());
+    provision::adjust_statuses(
+        &mut statuses,
+        &plans,
+        &snap,
+        &settings(),
+        &Default::default(),
+    );
     for (oref, st) in &statuses {
         let Status::Gateway(st) = st else { panic!() };
         let c = st

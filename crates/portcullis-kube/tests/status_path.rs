@@ -404,7 +404,12 @@ async fn provisioning_applies_objects_and_reports_service_addresses_and_bad_para
     api.put(bad);
     api.put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad-params", "namespace": "default"}, "data": {"replicas": "many"}}));
     let addr = api.listen(0).await;
-    let ctl = start(FakeApi::client(addr), args("a", true), vec![]).await;
+    // A stand-in for the proxies' admin endpoint, `/state` (see proxystate.rs).
+    let state = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let state_port = state_server(state.clone()).await;
+    let mut cargs = args("a", true);
+    cargs.proxy_metrics_port = state_port;
+    let ctl = start(FakeApi::client(addr), cargs, vec![]).await;
 
     let applied = eventually(10, "four objects applied", || {
         let w: Vec<_> = api
@@ -477,14 +482,55 @@ async fn provisioning_applies_objects_and_reports_service_addresses_and_bad_para
         (st["addresses"] == json!([{"type": "IPAddress", "value": "203.0.113.7"}])).then_some(st)
     })
     .await;
-    let programmed = st["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Programmed")
-        .unwrap()
-        .clone();
-    assert_eq!(programmed["status"], "True");
+    // An address, but no ready proxy replica yet: Pending.
+    let programmed = condition_of(&st, "Programmed");
+    assert_eq!(
+        (programmed["status"].as_str(), programmed["reason"].as_str()),
+        (Some("False"), Some("Pending")),
+        "{programmed}"
+    );
+    assert!(
+        programmed["message"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for a ready proxy replica"),
+        "{programmed}"
+    );
+    // A ready replica that has not applied the current generation: still Pending.
+    *state.lock().unwrap() = r#"{"gateway":"default/gw","version":1,"generation":0}"#.to_string();
+    let proxy = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    api.put(endpoints("gw-portcullis", proxy));
+    let st = programmed_reason(&api, "Pending", "none of the 1 ready").await;
+    assert_eq!(condition_of(&st, "Programmed")["status"], "False");
+    // It applies generation 1: Programmed.
+    *state.lock().unwrap() = r#"{"gateway":"default/gw","version":2,"generation":1}"#.to_string();
+    let st = programmed_reason(&api, "Programmed", "").await;
+    assert_eq!(condition_of(&st, "Programmed")["status"], "True");
+    // The proxy cannot bind the listener's port: the listener says so, as in standalone mode.
+    *state.lock().unwrap() = r#"{"gateway":"default/gw","version":2,"generation":1,"bindErrors":{"18080":"Address already in use (os error 98)"}}"#.to_string();
+    let listener = eventually(10, "the bind error in the listener's status", || {
+        let st = api.get(GW, "gateways", "default", "gw")?["status"].clone();
+        let l = st["listeners"][0].clone();
+        let c = condition_of(&l, "Accepted");
+        (c["reason"] == "PortUnavailable").then_some(l)
+    })
+    .await;
+    assert!(
+        condition_of(&listener, "Accepted")["message"]
+            .as_str()
+            .unwrap()
+            .contains("Address already in use"),
+        "{listener}"
+    );
+    assert_eq!(condition_of(&listener, "Programmed")["status"], "False");
+    // The proxy goes away (no ready endpoint): Pending again.
+    api.put(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "gw-portcullis-abc", "namespace": "default", "labels": {"kubernetes.io/service-name": "gw-portcullis"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": false, "serving": true, "terminating": true}}],
+    }));
+    programmed_reason(&api, "Pending", "waiting for a ready proxy replica").await;
     // Applied objects are not re-applied while unchanged (the Service, whose
     // status changed, may be applied once more: that apply changes nothing).
     let applies = |path: &str| {
@@ -692,4 +738,24 @@ async fn a_leader_whose_renewal_hangs_steps_down_before_the_lease_expires() {
     );
     api.stall(None);
     elector.release().await;
+}
+
+fn condition_of(status: &Value, type_: &str) -> Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} in {status}"))
+}
+
+/// Wait until the Gateway's `Programmed` has `reason` and a message containing `message`.
+async fn programmed_reason(api: &FakeApi, reason: &str, message: &str) -> Value {
+    eventually(15, &format!("Programmed {reason} {message:?}"), || {
+        let st = api.get(GW, "gateways", "default", "gw")?["status"].clone();
+        let c = condition_of(&st, "Programmed");
+        (c["reason"] == reason && c["message"].as_str()?.contains(message)).then_some(st)
+    })
+    .await
 }

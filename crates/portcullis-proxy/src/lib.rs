@@ -5,7 +5,17 @@
 //!
 //! Ready (`/readyz`) only once the first configuration is served; keeps
 //! serving the last configuration while the controller is away; reconnects
-//! with backoff; on SIGTERM turns unready, stops accepting and drains.
+//! with backoff; reports what it applied at `/state` on the admin port (the
+//! controller reads it back into the Gateway's status,
+//! [`portcullis_kube::proxystate`]).
+//!
+//! Shutdown (SIGTERM), as a rolling update needs it to lose no request:
+//! 1. turn unready at once, so the endpoint is taken out of the Service;
+//! 2. keep accepting and serving for `--shutdown-delay` while that removal
+//!    reaches every load balancer and kube-proxy;
+//! 3. stop accepting and drain open connections for up to `--drain-timeout`.
+//!
+//! The provisioned Deployment's `terminationGracePeriodSeconds` covers both.
 #![deny(missing_docs)]
 
 use std::future::Future;
@@ -17,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use portcullis_kube::args::{AccessLogArgs, TraceArgs};
+use portcullis_kube::proxystate::ProxyState;
 use portcullis_kube::stream::client::{Follow, follow};
 use portcullis_kube::stream::filter::rebind;
 use portcullis_kube::{KubeModeError, health};
@@ -42,6 +53,10 @@ pub struct ProxyArgs {
     /// Address every listener binds in this pod.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
+    /// Seconds to keep accepting after SIGTERM, unready, before draining
+    /// (the time endpoint removal takes to reach every client).
+    #[arg(long, default_value_t = 5)]
+    pub shutdown_delay: u64,
     /// Data-plane limits and timeouts.
     #[command(flatten)]
     pub limits: portcullis_dataplane::cli::DataplaneArgs,
@@ -86,8 +101,18 @@ pub async fn run_proxy_until(
         )));
     }
     let (ready_tx, ready_rx) = watch::channel(false);
-    let (admin, admin_task) =
-        health::serve(args.admin, ready_rx, watch::channel(String::new()).1).await?;
+    let mut state = ProxyState {
+        gateway: args.gateway.clone(),
+        ..Default::default()
+    };
+    let (state_tx, state_rx) = watch::channel(render(&state));
+    let (admin, admin_task) = health::serve(
+        args.admin,
+        ready_rx,
+        watch::channel(String::new()).1,
+        state_rx,
+    )
+    .await?;
     on_admin(admin);
     // The same data-plane options, flags and defaults as `portcullis run`.
     let dataplane = portcullis_dataplane::Dataplane::new(args.limits.options());
@@ -104,9 +129,20 @@ pub async fn run_proxy_until(
         tx,
     ));
     tokio::pin!(shutdown);
+    // Set once SIGTERM arrives: serve (unready) until then, then drain.
+    let mut drain_at: Option<tokio::time::Instant> = None;
     loop {
+        let deadline = drain_at.unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown, if drain_at.is_none() => {
+                let delay = Duration::from_secs(args.shutdown_delay);
+                tracing::info!(delay_s = args.shutdown_delay, "shutting down: unready, still serving until the endpoint is removed");
+                ready_tx.send_replace(false);
+                state.draining = true;
+                state_tx.send_replace(render(&state));
+                drain_at = Some(tokio::time::Instant::now() + delay);
+            }
+            _ = tokio::time::sleep_until(deadline), if drain_at.is_some() => break,
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
                 let config = Arc::new(rebind(msg.config, args.bind_address));
@@ -119,8 +155,18 @@ pub async fn run_proxy_until(
                     report.bind_errors.is_empty() && report.tls_errors.is_empty(),
                     i64::try_from(msg.version).unwrap_or(i64::MAX),
                 );
-                tracing::info!(version = msg.version, ports, "configuration applied");
-                ready_tx.send_replace(true);
+                tracing::info!(version = msg.version, generation = msg.generation, ports, "configuration applied");
+                state.version = msg.version;
+                state.generation = msg.generation;
+                state.bind_errors = report
+                    .bind_errors
+                    .iter()
+                    .map(|(addr, e)| (addr.port(), e.to_string()))
+                    .collect();
+                state_tx.send_replace(render(&state));
+                if drain_at.is_none() {
+                    ready_tx.send_replace(true);
+                }
             }
         }
     }
@@ -130,4 +176,8 @@ pub async fn run_proxy_until(
     dataplane.shutdown().await;
     admin_task.abort();
     Ok(())
+}
+
+fn render(state: &ProxyState) -> String {
+    state.to_json()
 }

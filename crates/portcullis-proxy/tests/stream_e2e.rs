@@ -114,6 +114,16 @@ struct Proxy {
 }
 
 async fn proxy(stream: SocketAddr, token: &str, dir: &tempfile::TempDir, name: &str) -> Proxy {
+    proxy_with_delay(stream, token, dir, name, 0).await
+}
+
+async fn proxy_with_delay(
+    stream: SocketAddr,
+    token: &str,
+    dir: &tempfile::TempDir,
+    name: &str,
+    shutdown_delay: u64,
+) -> Proxy {
     let token_file = dir.path().join(name);
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let args = ProxyArgs {
@@ -123,6 +133,7 @@ async fn proxy(stream: SocketAddr, token: &str, dir: &tempfile::TempDir, name: &
         token_file,
         admin: "127.0.0.1:0".parse().unwrap(),
         bind_address: "127.0.0.1".parse().unwrap(),
+        shutdown_delay,
         limits: portcullis_dataplane::cli::DataplaneArgs {
             drain_timeout: 1,
             ..Default::default()
@@ -207,7 +218,7 @@ async fn config_is_delivered_updated_survives_a_controller_restart_and_refuses_b
     let dir = tempfile::tempdir().unwrap();
 
     // The proxy starts first: no controller yet, so not ready.
-    let p = proxy(listen, "good-token", &dir, "good").await;
+    let p = proxy_with_delay(listen, "good-token", &dir, "good", 2).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!ready(&p).await, "not ready before the first configuration");
 
@@ -278,12 +289,53 @@ async fn config_is_delivered_updated_survives_a_controller_restart_and_refuses_b
     let ctl = start(FakeApi::client(api_addr), cargs, reviewer).await;
     serves(&url, "A", 15).await;
 
-    // SIGTERM-like stop: the proxy turns unready and stops serving.
-    let _ = p.stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), p.task)
+    // `/state` says what was applied: the Gateway, a version, its generation.
+    let state: serde_json::Value =
+        serde_json::from_str(&get(&format!("http://{}/state", p.admin)).await.unwrap().1).unwrap();
+    assert_eq!(state["gateway"], "default/gw", "{state}");
+    assert_eq!(
+        state["generation"],
+        api.get(GW, "gateways", "default", "gw").unwrap()["metadata"]["generation"],
+        "{state}"
+    );
+    assert!(state["version"].as_u64().unwrap() > 0, "{state}");
+    assert!(state.get("draining").is_none(), "{state}");
+
+    // SIGTERM-like stop: the proxy turns unready at once but keeps serving
+    // (new connections included) for the shutdown delay, then drains and exits.
+    let t0 = std::time::Instant::now();
+    let Proxy { admin, stop, task } = p;
+    let _ = stop.send(());
+    let readyz = format!("http://{admin}/readyz");
+    let mut unready = false;
+    for _ in 0..20 {
+        if get(&readyz).await.is_some_and(|(c, _)| c == 503) {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(unready, "unready right after SIGTERM");
+    let state = get(&format!("http://{admin}/state")).await.unwrap().1;
+    assert!(state.contains(r#""draining":true"#), "{state}");
+    // Every request here is on a new connection (a new client each time).
+    let mut served = 0;
+    while t0.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(
+            get(&url).await,
+            Some((200, "A".to_string())),
+            "served while unready"
+        );
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served >= 5, "{served}");
+    assert!(!task.is_finished(), "still running within the delay");
+    tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .expect("proxy drains and exits")
         .unwrap();
+    assert!(t0.elapsed() >= Duration::from_secs(2), "{:?}", t0.elapsed());
     assert!(get(&url).await.is_none_or(|(c, _)| c != 200));
     let _ = bad.stop.send(());
     let _ = bad.task.await;

@@ -199,7 +199,7 @@ pub fn render(
                 "spec": {
                     "serviceAccountName": base,
                     "automountServiceAccountToken": false,
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": params.termination_grace(),
                     "securityContext": {
                         "runAsNonRoot": true,
                         "runAsUser": 65532,
@@ -250,6 +250,19 @@ pub fn render(
             args.push(json!("--rate-limit-fail-closed"));
         }
         args.extend(params.observe_args.iter().map(|a| json!(a)));
+        // Defaults stay implicit (the proxy's own), so existing Deployments do not change.
+        if params.shutdown_delay != Params::default().shutdown_delay {
+            args.extend([
+                json!("--shutdown-delay"),
+                json!(params.shutdown_delay.to_string()),
+            ]);
+        }
+        if params.drain_timeout != Params::default().drain_timeout {
+            args.extend([
+                json!("--drain-timeout"),
+                json!(params.drain_timeout.to_string()),
+            ]);
+        }
     }
     // With `autoscaled`, replicas are the HPA's: not applied, so not owned.
     if !params.autoscaled {
@@ -321,12 +334,17 @@ fn listener_ports(gw: &Gateway, snapshot: &Snapshot) -> BTreeSet<(i32, &'static 
     out
 }
 
-/// Post-process translated Gateway statuses for provisioning (see the module docs).
+/// Post-process translated Gateway statuses for provisioning (see the module
+/// docs): `Programmed` is `True` only once the proxy Service has an address
+/// and at least one ready proxy replica serves the Gateway's current
+/// generation (`observed`, [`crate::proxystate`]); otherwise `False` with
+/// `AddressNotAssigned` or `Pending`.
 pub fn adjust_statuses(
     statuses: &mut Statuses,
     plans: &[Plan],
     snapshot: &Snapshot,
     settings: &Settings,
+    observed: &crate::proxystate::Observed,
 ) {
     let plans: BTreeMap<&ObjectKey, &Plan> = plans.iter().map(|p| (&p.gateway, p)).collect();
     for (oref, status) in statuses.iter_mut() {
@@ -368,18 +386,58 @@ pub fn adjust_statuses(
                     .get(&svc_key)
                     .map(|s| service_addresses(s))
                     .unwrap_or_default();
-                if st.addresses.is_empty()
-                    && st
-                        .conditions
-                        .iter()
-                        .any(|c| c.type_ == "Programmed" && c.is_true())
-                {
+                let programmed = st
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Programmed" && c.is_true());
+                if !programmed {
+                    continue;
+                }
+                if st.addresses.is_empty() {
                     set(
                         &mut st.conditions,
                         "Programmed",
                         false,
                         "AddressNotAssigned",
                         "waiting for the proxy Service to get an address",
+                    );
+                    continue;
+                }
+                let generation = gw.metadata.generation.unwrap_or(0);
+                let proxies = observed.get(&oref.key);
+                let ready = proxies.map_or(0, |p| p.probes.len());
+                let serving = proxies.map_or(0, |p| p.serving(generation));
+                if ready == 0 {
+                    set(
+                        &mut st.conditions,
+                        "Programmed",
+                        false,
+                        "Pending",
+                        &format!(
+                            "waiting for a ready proxy replica (Deployment {}/{})",
+                            oref.key.namespace,
+                            service_account(gw)
+                        ),
+                    );
+                } else if serving == 0 {
+                    set(
+                        &mut st.conditions,
+                        "Programmed",
+                        false,
+                        "Pending",
+                        &format!(
+                            "none of the {ready} ready proxy replicas serves generation {generation} yet"
+                        ),
+                    );
+                } else if serving < ready {
+                    set(
+                        &mut st.conditions,
+                        "Programmed",
+                        true,
+                        "Programmed",
+                        &format!(
+                            "served by {serving} of {ready} ready proxy replicas (the others have not applied generation {generation} yet)"
+                        ),
                     );
                 }
             }

@@ -52,6 +52,24 @@ pub struct Params {
     pub metrics_endpoint_labels: bool,
     /// Observability flags of the proxy (traces, access log), in key order.
     pub observe_args: Vec<String>,
+    /// Seconds a proxy keeps serving, unready, after SIGTERM (`--shutdown-delay`).
+    pub shutdown_delay: u64,
+    /// Seconds a proxy then drains open connections (`--drain-timeout`).
+    pub drain_timeout: u64,
+}
+
+impl Params {
+    /// The pods' `terminationGracePeriodSeconds`: the shutdown delay and the
+    /// drain, with 5 s to spare, and never less than Kubernetes' default 30.
+    pub fn termination_grace(&self) -> u64 {
+        (self.shutdown_delay + self.drain_timeout + 5).max(30)
+    }
+}
+
+fn seconds(name: &str, key: &str, v: &str) -> Result<u64, String> {
+    v.parse().ok().filter(|n| *n <= 600).ok_or_else(|| {
+        format!("ConfigMap {name}: {key} must be whole seconds from 0 to 600, not {v:?}")
+    })
 }
 
 /// Observability keys → `portcullis proxy` flags, each value checked the
@@ -121,6 +139,8 @@ impl Default for Params {
             rate_limit_fail_closed: false,
             metrics_endpoint_labels: false,
             observe_args: vec![],
+            shutdown_delay: 5,
+            drain_timeout: 10,
         }
     }
 }
@@ -206,6 +226,8 @@ pub fn parse(cm: &ConfigMap) -> Result<Params, String> {
             "rateLimitRedisCluster" => p.rate_limit_redis_cluster = boolean(name, k, v)?,
             "rateLimitFailClosed" => p.rate_limit_fail_closed = boolean(name, k, v)?,
             "metricsEndpointLabels" => p.metrics_endpoint_labels = boolean(name, k, v)?,
+            "shutdownDelay" => p.shutdown_delay = seconds(name, k, v)?,
+            "drainTimeout" => p.drain_timeout = seconds(name, k, v)?,
             "resources" => {
                 p.resources =
                     resources(v).map_err(|e| format!("ConfigMap {name}: resources: {e}"))?
@@ -215,7 +237,7 @@ pub fn parse(cm: &ConfigMap) -> Result<Params, String> {
                 Some(Err(e)) => return Err(format!("ConfigMap {name}: {e}")),
                 None => {
                     return Err(format!(
-                        "ConfigMap {name}: unknown key {other:?} (known: replicas, autoscaled, serviceType, resources, rateLimitRedisSecret, rateLimitRedisCluster, rateLimitFailClosed, metricsEndpointLabels, otlpEndpoint, otlpProtocol, traceSampleRatio, tracePropagation, accessLog, accessLogFields)"
+                        "ConfigMap {name}: unknown key {other:?} (known: replicas, autoscaled, serviceType, resources, rateLimitRedisSecret, rateLimitRedisCluster, rateLimitFailClosed, metricsEndpointLabels, shutdownDelay, drainTimeout, otlpEndpoint, otlpProtocol, traceSampleRatio, tracePropagation, accessLog, accessLogFields)"
                     ));
                 }
             },
@@ -323,6 +345,10 @@ mod tests {
         assert_eq!(p.service_type, "NodePort");
         assert!(!p.autoscaled);
         assert!(parse(&cm(&[("autoscaled", "true")])).unwrap().autoscaled);
+        assert_eq!(Params::default().termination_grace(), 30);
+        let d = parse(&cm(&[("shutdownDelay", "20"), ("drainTimeout", "30")])).unwrap();
+        assert_eq!((d.shutdown_delay, d.drain_timeout), (20, 30));
+        assert_eq!(d.termination_grace(), 55);
         let o = parse(&cm(&[
             ("otlpEndpoint", "grpc://otel.observability:4317"),
             ("traceSampleRatio", "0.25"),
@@ -368,6 +394,9 @@ mod tests {
             vec![("tracePropagation", "zipkin")],
             vec![("accessLog", "xml")],
             vec![("accessLogFields", "time,cookie")],
+            vec![("shutdownDelay", "-1")],
+            vec![("shutdownDelay", "5s")],
+            vec![("drainTimeout", "601")],
         ] {
             assert!(parse(&cm(&bad)).is_err(), "{bad:?} must be rejected");
         }

@@ -178,3 +178,33 @@ pub fn canonical(mut v: Value) -> Value {
     blank_times(&mut v);
     merge::normalise(v)
 }
+
+/// A stand-in for proxies' admin endpoint: serve `/state` (the document in `state`; 404 while empty) on 127.0.0.1; its port.
+pub async fn state_server(state: std::sync::Arc<std::sync::Mutex<String>>) -> u16 {
+    use http_body_util::Full;
+    use hyper_util::rt::TokioIo;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+                    let body = state.lock().unwrap().clone();
+                    async move {
+                        let mut r =
+                            http::Response::new(Full::new(bytes::Bytes::from(body.clone())));
+                        if req.uri().path() != "/state" || body.is_empty() {
+                            *r.status_mut() = http::StatusCode::NOT_FOUND;
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    port
+}
