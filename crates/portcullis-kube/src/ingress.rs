@@ -348,11 +348,13 @@ impl Events {
                     continue;
                 }
             };
-            match Api::<k8s_openapi::api::core::v1::Event>::namespaced(
-                client.clone(),
-                &key.namespace,
+            match crate::bounded(
+                Api::<k8s_openapi::api::core::v1::Event>::namespaced(
+                    client.clone(),
+                    &key.namespace,
+                )
+                .create(&PostParams::default(), &event),
             )
-            .create(&PostParams::default(), &event)
             .await
             {
                 Ok(_) => {

@@ -49,3 +49,19 @@ pub const TOKEN_AUDIENCE: &str = "portcullis";
 
 /// Field manager for server-side apply and status patches.
 pub const FIELD_MANAGER: &str = "portcullis";
+
+/// The longest one API call made from the translation loop may take (a read
+/// of a referenced Secret, an apply, an event). The client's own read timeout
+/// is minutes long (it serves watches too); a call that hangs on a stalled
+/// connection must not hold every later change for that long.
+pub const LOOP_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Run one API call of the translation loop, bounded by [`LOOP_CALL_TIMEOUT`].
+pub(crate) async fn bounded<T>(
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(LOOP_CALL_TIMEOUT, call).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer in {LOOP_CALL_TIMEOUT:?}")),
+    }
+}

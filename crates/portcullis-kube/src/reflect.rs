@@ -363,16 +363,18 @@ impl RefCache {
         let got: Vec<(ObjectRef, Result<Option<Object>, ()>)> = stream::iter(fetch)
             .map(|r| async move {
                 let res = match r.kind {
-                    Kind::Secret => {
+                    Kind::Secret => crate::bounded(
                         Api::<types::Secret>::namespaced(client.clone(), &r.key.namespace)
-                            .get_opt(&r.key.name)
-                            .await
-                            .map(|o| o.map(Object::Secret))
-                    }
-                    _ => Api::<types::ConfigMap>::namespaced(client.clone(), &r.key.namespace)
-                        .get_opt(&r.key.name)
-                        .await
-                        .map(|o| o.map(Object::ConfigMap)),
+                            .get_opt(&r.key.name),
+                    )
+                    .await
+                    .map(|o| o.map(Object::Secret)),
+                    _ => crate::bounded(
+                        Api::<types::ConfigMap>::namespaced(client.clone(), &r.key.namespace)
+                            .get_opt(&r.key.name),
+                    )
+                    .await
+                    .map(|o| o.map(Object::ConfigMap)),
                 };
                 match res {
                     Ok(o) => Ok::<_, ()>((r, Ok(o))),

@@ -74,13 +74,12 @@ impl Provisioner {
             let Some(ar) = resource(&kind) else { continue };
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
             sent += 1;
-            match api
-                .patch(
-                    &name,
-                    &PatchParams::apply(crate::FIELD_MANAGER).force(),
-                    &Patch::Apply(obj),
-                )
-                .await
+            match crate::bounded(api.patch(
+                &name,
+                &PatchParams::apply(crate::FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            ))
+            .await
             {
                 Ok(o) => {
                     tracing::info!(%kind, object = %format!("{ns}/{name}"), "provisioned");
