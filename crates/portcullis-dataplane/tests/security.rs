@@ -384,6 +384,33 @@ async fn jwt_remote_jwks_over_https_every_denial_path() {
         })
         .await;
 
+        // A key removed from the set: the token it verified before (remembered
+        // since, auth/verified.rs) is refused once the set no longer holds it.
+        assert_eq!(
+            get_with(addr, "/", &[("authorization", &bearer(&t))])
+                .await
+                .status,
+            200
+        );
+        *server.doc.lock().unwrap() = jwks(&[&k2]);
+        eventually("the removed key to stop admitting its token", || {
+            let a = bearer(&t);
+            async move { get_with(addr, "/", &[("authorization", &a)]).await.status == 401 }
+        })
+        .await;
+        assert_eq!(
+            get_with(addr, "/", &[("authorization", &bearer(&t2))])
+                .await
+                .status,
+            200
+        );
+        *server.doc.lock().unwrap() = jwks(&[&k1, &k2]);
+        eventually("the key back", || {
+            let a = bearer(&t);
+            async move { get_with(addr, "/", &[("authorization", &a)]).await.status == 200 }
+        })
+        .await;
+
         // JWKS endpoint down: the last good keys stay in use.
         server.down.store(true, Ordering::SeqCst);
         let before = *server.hits.lock().unwrap();

@@ -218,11 +218,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-env", "prod".parse().unwrap());
         let id = Identity {
-            jwt: Some(("p".into(), claims.clone())),
+            jwt: Some(("p".into(), claims.clone().into())),
         };
         assert!(a.allows(ip, &h, &id));
         let other = Identity {
-            jwt: Some(("q".into(), claims)),
+            jwt: Some(("q".into(), claims.into())),
         };
         assert!(!a.allows(ip, &h, &other));
         assert!(!a.allows(ip, &HeaderMap::new(), &id));

@@ -174,16 +174,22 @@ impl JwksCache {
 
 async fn refresh_loop(uri: Uri, every: Duration, keys: Arc<ArcSwap<Keys>>, wake: Arc<Notify>) {
     let mut backoff = Duration::from_secs(1);
+    // The document last stored: an unchanged one keeps the same set (and so
+    // the tokens verified with it, `super::verified`).
+    let mut last: Option<Bytes> = None;
     loop {
         let fetched = match tokio::time::timeout(FETCH_TIMEOUT, fetch(&uri)).await {
-            Ok(Ok(body)) => Keys::parse(&body),
+            Ok(Ok(body)) => Keys::parse(&body).map(|k| (k, body)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err("timed out".to_string()),
         };
         let wait = match fetched {
-            Ok(k) => {
+            Ok((k, body)) => {
                 tracing::debug!(%uri, keys = k.0.len(), "JWKS fetched");
-                keys.store(Arc::new(k));
+                if last.as_ref() != Some(&body) {
+                    keys.store(Arc::new(k));
+                    last = Some(body);
+                }
                 backoff = Duration::from_secs(1);
                 every
             }

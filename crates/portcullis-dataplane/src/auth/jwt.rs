@@ -13,6 +13,8 @@
 //! - On success `claimToHeaders` are set (strings, numbers, booleans; other
 //!   types skipped) and the token is removed from the request: it is not
 //!   forwarded to the backend.
+//! - A token verified before is not verified again until it expires or the
+//!   key set changes ([`super::verified`]).
 //! - Failure: 401 with `WWW-Authenticate: Bearer realm="…", error="invalid_token"`
 //!   (no `error` when the token is missing).
 
@@ -25,6 +27,7 @@ use portcullis_ir::security as ir;
 use serde_json::{Map, Value};
 
 use super::jwks::{JwksCache, KeySource, Keys};
+use super::verified::{self, Verified};
 use super::{Found, Identity, extract, plain, strip};
 use crate::body::ProxyBody;
 use crate::filters::ReqState;
@@ -52,6 +55,7 @@ struct Provider {
     keys: KeySource,
     claim_to_headers: Vec<(HeaderName, String)>,
     extract: ir::TokenSources,
+    verified: Verified<Keys>,
 }
 
 /// A compiled `jwt`.
@@ -107,9 +111,14 @@ pub(crate) fn claim_string(v: &Value) -> Option<String> {
 }
 
 impl Provider {
-    fn validate(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
+    fn validate(&self, token: &str) -> Result<Arc<Map<String, Value>>, JwtError> {
         let keys: Arc<Keys> = self.keys.keys();
-        verify(token, &keys, self.issuer.as_deref(), &self.audiences)
+        let digest = verified::digest(token);
+        let now = verified::now();
+        if let Some(claims) = self.verified.get(&digest, &keys, now) {
+            return Ok(claims);
+        }
+        let claims = verify(token, &keys, self.issuer.as_deref(), &self.audiences)
             .inspect_err(|e| {
                 if matches!(e, JwtError::UnknownKid) {
                     self.keys.unknown_kid();
@@ -118,7 +127,11 @@ impl Provider {
             .map_err(|e| match e {
                 JwtError::UnknownKid => JwtError::Signature,
                 e => e,
-            })
+            })?;
+        let claims = Arc::new(claims);
+        self.verified
+            .put(digest, claims.clone(), keys, now, CLOCK_SKEW_S);
+        Ok(claims)
     }
 }
 
@@ -222,6 +235,7 @@ impl JwtAuth {
                 keys,
                 claim_to_headers,
                 extract: p.extract.clone(),
+                verified: Verified::default(),
             });
         }
         Ok(JwtAuth {
@@ -250,7 +264,7 @@ impl JwtAuth {
         }
         let mut seen: Option<JwtError> = None;
         let mut strip_list: Vec<Found> = vec![];
-        let mut ok: Option<(&Provider, Map<String, Value>)> = None;
+        let mut ok: Option<(&Provider, Arc<Map<String, Value>>)> = None;
         for p in &self.providers {
             let Some((token, found)) = extract(&p.extract, st) else {
                 continue;

@@ -38,6 +38,7 @@ pub mod jwt;
 pub mod oidc;
 pub mod outbound;
 pub mod session;
+pub mod verified;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -88,7 +89,7 @@ pub struct AuthCtx<'b> {
 #[derive(Debug, Default)]
 pub struct Identity {
     /// Claims of the validated JWT, with the provider that validated it.
-    pub jwt: Option<(Arc<str>, serde_json::Map<String, serde_json::Value>)>,
+    pub jwt: Option<(Arc<str>, Arc<serde_json::Map<String, serde_json::Value>>)>,
 }
 
 impl Security {
