@@ -40,6 +40,9 @@ pub mod outbound;
 pub mod session;
 pub mod verified;
 
+/// A validated token's claims, shared with the verified-token cache.
+pub type Claims = Arc<serde_json::Map<String, serde_json::Value>>;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -89,7 +92,7 @@ pub struct AuthCtx<'b> {
 #[derive(Debug, Default)]
 pub struct Identity {
     /// Claims of the validated JWT, with the provider that validated it.
-    pub jwt: Option<(Arc<str>, Arc<serde_json::Map<String, serde_json::Value>>)>,
+    pub jwt: Option<(Arc<str>, Claims)>,
 }
 
 impl Security {

@@ -36,9 +36,11 @@ struct Entry<K> {
     keys: Arc<K>,
 }
 
+type Shard<K> = Mutex<HashMap<Digest, Entry<K>>>;
+
 /// One provider's verified tokens; `K` is the key set type.
 pub struct Verified<K> {
-    shards: Box<[Mutex<HashMap<Digest, Entry<K>>>]>,
+    shards: Box<[Shard<K>]>,
 }
 
 impl<K> std::fmt::Debug for Verified<K> {
