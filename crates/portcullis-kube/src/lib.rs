@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod provision;
 pub mod rbac;
 pub mod reflect;
+pub mod scope;
 pub mod status;
 pub mod stream;
 
