@@ -177,6 +177,11 @@ pub const API_CALLS: &[ApiCall] = &[
     c("", "services", "patch"),
     c("apps", "deployments", "create"),
     c("apps", "deployments", "patch"),
+    // ... and a get when an object is missing from the watch before the
+    // watch has shown it since the apply: lagging, or deleted?
+    c("", "serviceaccounts", "get"),
+    c("", "services", "get"),
+    c("apps", "deployments", "get"),
     // Drift (provision/drift.rs): metadata watch of the provisioned Deployments and ServiceAccounts.
     c("apps", "deployments", "list"),
     c("apps", "deployments", "watch"),

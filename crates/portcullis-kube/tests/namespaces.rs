@@ -41,7 +41,10 @@ fn target(path: &str) -> Option<(Option<String>, String, String)> {
 /// Run a controller with `watch`/`secrets` over objects in `default`,
 /// `other` and `certs`; return its requests once it has written the status
 /// of `default/gw`.
-async fn requests_with(watch: &[&str], secrets: &[&str]) -> (FakeApi, Vec<common::fake_api::Recorded>) {
+async fn requests_with(
+    watch: &[&str],
+    secrets: &[&str],
+) -> (FakeApi, Vec<common::fake_api::Recorded>) {
     init_tracing();
     let api = FakeApi::new();
     for o in [
@@ -97,9 +100,9 @@ fn all_granted(reqs: &[common::fake_api::Recorded], scope: &Scope) {
             true => format!("{res}/status"),
             false => res,
         };
-        let ok = granted.iter().any(|(gns, g, gr, _)| {
-            *g == group && *gr == res && (gns.is_none() || *gns == ns)
-        });
+        let ok = granted
+            .iter()
+            .any(|(gns, g, gr, _)| *g == group && *gr == res && (gns.is_none() || *gns == ns));
         assert!(ok, "{} {} is not granted for {scope:?}", r.method, r.path);
     }
 }
@@ -149,18 +152,22 @@ async fn secret_namespaces_reads_secrets_only_there() {
         .map(|r| r.path.as_str())
         .collect();
     assert!(
-        secret_paths.iter().any(|p| p.starts_with("/api/v1/namespaces/certs/secrets")),
+        secret_paths
+            .iter()
+            .any(|p| p.starts_with("/api/v1/namespaces/certs/secrets")),
         "{secret_paths:?}"
     );
     for p in &secret_paths {
         assert!(
-            p.starts_with("/api/v1/namespaces/certs/") || p.starts_with(&format!("/api/v1/namespaces/{SYS}/")),
+            p.starts_with("/api/v1/namespaces/certs/")
+                || p.starts_with(&format!("/api/v1/namespaces/{SYS}/")),
             "a Secret request outside certs and the controller's namespace: {p}"
         );
     }
     // Other kinds are still watched cluster-wide.
     assert!(
-        reqs.iter().any(|r| r.path == "/apis/gateway.networking.k8s.io/v1/gateways"),
+        reqs.iter()
+            .any(|r| r.path == "/apis/gateway.networking.k8s.io/v1/gateways"),
         "no cluster-wide Gateway watch"
     );
 }
