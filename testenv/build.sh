@@ -7,7 +7,7 @@
 # sources for its group), so a version bump rebuilds and an unchanged pin is a
 # no-op. Prints a directory of symlinks to the programs on stdout.
 #   testenv/build.sh [program...]   (default: everything up.sh needs;
-#   also: conformance.test, the upstream suite's test binary, and kubectl)
+#   also: conformance.test, the upstream suite's test binary, kubectl and helm)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache_root="${PORTCULLIS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portcullis-testenv}"
@@ -24,10 +24,11 @@ echo_patch=2
 gw_dir="$cache_root/gwapi-$gw_version-$(hash "$here/gwapi/go.mod" "$here/gwapi/go.sum")-p$echo_patch"
 agent_dir="$cache_root/agent-$(hash "$here/go.mod" "$here/go.sum" "$here"/agent/*.go "$here"/podbind/*.c)"
 kubectl_dir="$cache_root/kubectl-$(modver "$here/kubectl/go.mod" k8s.io/kubectl)-$(hash "$here/kubectl/go.mod" "$here/kubectl/go.sum" "$here/kubectl/main.go")"
+helm_dir="$cache_root/helm-$(modver "$here/helm/go.mod" helm.sh/helm/v4)-$(hash "$here/helm/go.mod" "$here/helm/go.sum" "$here/helm/main.go")"
 coredns_dir="$cache_root/coredns-$(modver "$here/coredns/go.mod" github.com/coredns/coredns)-$(hash "$here/coredns/go.mod" "$here/coredns/go.sum" "$here/coredns/main.go")"
 # The bin directory printed at the end holds symlinks to the cached programs.
 bin="$cache_root/bin-$(echo "$here" | sha256sum | cut -c1-12)"
-mkdir -p "$kube_dir" "$gw_dir" "$agent_dir" "$coredns_dir" "$kubectl_dir" "$bin"
+mkdir -p "$kube_dir" "$gw_dir" "$agent_dir" "$coredns_dir" "$kubectl_dir" "$helm_dir" "$bin"
 export GOFLAGS="${GOFLAGS:--trimpath}"
 build() { # out name dir pkg
   local out="$1" name="$2" dir="$3" pkg="$4"
@@ -93,6 +94,7 @@ for w in $want; do
     node-agent) build "$agent_dir" node-agent "$here" ./agent ;;
     coredns) build "$coredns_dir" coredns "$here/coredns" . ;;
     kubectl) build "$kubectl_dir" kubectl "$here/kubectl" . ;;
+    helm) build "$helm_dir" helm "$here/helm" . ;;
     conformance.test) build_test "$gw_dir" conformance.test "$here/gwapi" sigs.k8s.io/gateway-api/conformance ;;
     *) echo "testenv: unknown program $w" >&2; exit 2 ;;
   esac

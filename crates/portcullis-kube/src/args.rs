@@ -6,9 +6,25 @@ use std::path::PathBuf;
 /// Options of `portcullis controller`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ControllerArgs {
-    /// Watch namespaced objects in this namespace only (default: every namespace).
-    #[arg(long, env = "PORTCULLIS_WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Read namespaced objects only in these namespaces, comma-separated
+    /// (default: every namespace). Namespaced `Role`s are then enough;
+    /// GatewayClasses, Namespaces and IngressClasses are still read cluster-wide.
+    #[arg(
+        long = "watch-namespaces",
+        visible_alias = "namespace",
+        env = "PORTCULLIS_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub watch_namespaces: Vec<String>,
+    /// Read Secrets only in these namespaces, comma-separated (default: every
+    /// watched namespace); each must be watched. A Secret referenced from
+    /// elsewhere is treated as missing.
+    #[arg(
+        long = "secret-namespaces",
+        env = "PORTCULLIS_SECRET_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub secret_namespaces: Vec<String>,
     /// `spec.controllerName` of the GatewayClasses this controller serves.
     #[arg(long, default_value = portcullis_translate::CONTROLLER_NAME)]
     pub controller_name: String,
@@ -97,6 +113,11 @@ impl ControllerArgs {
             a: ControllerArgs,
         }
         P::parse_from(["controller"]).a
+    }
+
+    /// The namespaces read (`--watch-namespaces`, `--secret-namespaces`).
+    pub fn scope(&self) -> Result<crate::scope::Scope, crate::scope::ScopeError> {
+        crate::scope::Scope::new(&self.watch_namespaces, &self.secret_namespaces)
     }
 }
 
@@ -217,5 +238,39 @@ impl TraceArgs {
         if self.otlp_endpoint.is_some() {
             let _ = tokio::task::spawn_blocking(portcullis_obs::trace::shutdown).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ControllerArgs;
+    use crate::scope::ScopeError;
+
+    fn parse(args: &[&str]) -> Result<ControllerArgs, clap::Error> {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            a: ControllerArgs,
+        }
+        P::try_parse_from(std::iter::once("controller").chain(args.iter().copied())).map(|p| p.a)
+    }
+
+    #[test]
+    fn namespace_flags() {
+        let a = parse(&["--watch-namespaces", "b,a", "--secret-namespaces=a"]).unwrap();
+        assert_eq!(a.watch_namespaces, ["b", "a"]);
+        let s = a.scope().unwrap();
+        assert_eq!(s.watch_lists(), [Some("a".into()), Some("b".into())]);
+        assert_eq!(s.secret_lists(), [Some("a".into())]);
+        // Repeated flags add up; the old single `--namespace` still works.
+        let a = parse(&["--watch-namespaces", "a", "--namespace", "c"]).unwrap();
+        assert_eq!(a.watch_namespaces, ["a", "c"]);
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.scope().unwrap().watch_lists(), [None]);
+        let a = parse(&["--watch-namespaces", "a", "--secret-namespaces", "b"]).unwrap();
+        assert_eq!(a.scope(), Err(ScopeError::NotWatched("b".into())));
+        let a = parse(&["--secret-namespaces", "Bad"]).unwrap();
+        assert!(matches!(a.scope(), Err(ScopeError::InvalidName { .. })));
     }
 }

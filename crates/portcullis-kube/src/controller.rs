@@ -93,6 +93,9 @@ impl Controller {
         args: ControllerArgs,
         reviewer: Arc<dyn TokenReviewer>,
     ) -> Result<Controller, KubeModeError> {
+        // Refuse bad namespace lists before binding anything.
+        args.scope()
+            .map_err(|e| KubeModeError::InvalidArgument(e.to_string()))?;
         let (ready_tx, ready_rx) = watch::channel(false);
         let (note_tx, note_rx) = watch::channel(String::new());
         let (admin_addr, admin_task) = health::serve(
@@ -202,7 +205,10 @@ async fn main_loop(
         _ = &mut stop => return Ok(()),
     };
     note.send_replace(served.readiness_note());
-    let cache = Cache::start(&client, args.namespace.as_deref(), &served);
+    let scope = args
+        .scope()
+        .map_err(|e| KubeModeError::InvalidArgument(e.to_string()))?;
+    let cache = Cache::start(&client, &scope, &served);
     tokio::select! {
         r = cache.wait_synced(Duration::from_secs(300)) => r?,
         _ = &mut stop => return Ok(()),
@@ -234,7 +240,7 @@ async fn main_loop(
         },
         elector.subscribe(),
     );
-    let owned = provision::drift::Owned::start(&client, args.namespace.as_deref());
+    let owned = provision::drift::Owned::start(&client, &scope.watch_lists());
     let pool = filter::INTERNAL_POOL.parse().expect("valid pool");
     let mut lp = Loop {
         client: client.clone(),
@@ -266,10 +272,11 @@ async fn main_loop(
         view: args.dashboard.is_some().then_some(view),
         writer,
         passes: 0,
-        ingress_namespace: args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| args.lease_namespace.clone()),
+        // The controller's namespace, unless it is not watched: then the first watched one.
+        ingress_namespace: match scope.watched() {
+            Some(w) if !w.contains(&args.lease_namespace) => w.first().cloned().unwrap_or_default(),
+            _ => args.lease_namespace.clone(),
+        },
         derived: Snapshot::default(),
         ingress_events: Default::default(),
         poller: crate::proxystate::Poller::start(args.proxy_metrics_port),

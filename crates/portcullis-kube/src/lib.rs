@@ -37,6 +37,7 @@ pub mod provision;
 pub mod proxystate;
 pub mod rbac;
 pub mod reflect;
+pub mod scope;
 pub mod status;
 pub mod stream;
 

@@ -25,11 +25,16 @@ use tokio::task::JoinHandle;
 
 use crate::discovery::Served;
 use crate::kinds::{Watched, api};
+use crate::scope::Scope;
+
+/// One list/watch: a kind, in one namespace (`""`: every namespace).
+type Stream = (Kind, String);
 
 #[derive(Default)]
 struct State {
     snapshot: Snapshot,
-    synced: BTreeSet<Kind>,
+    /// The watches that have listed once.
+    synced: BTreeSet<Stream>,
     /// resourceVersion of every Secret and ConfigMap (metadata watch).
     metas: BTreeMap<ObjectRef, String>,
 }
@@ -39,15 +44,22 @@ pub struct Cache {
     state: Mutex<State>,
     changed: watch::Sender<u64>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// The kinds being watched.
-    watched: Vec<Kind>,
+    /// The watches started (a kind may have one per watched namespace).
+    watched: Vec<Stream>,
 }
 
 impl Cache {
     /// Start watching every kind `served` says is installed, at the version it
-    /// is served (namespaced kinds in `namespace` only, when given). Kinds that
-    /// are not installed are not watched and do not hold back [`Cache::wait_synced`].
-    pub fn start(client: &Client, namespace: Option<&str>, served: &Served) -> Arc<Cache> {
+    /// is served: namespaced kinds in the namespaces of `scope` (one watch
+    /// each), Secrets in its Secret namespaces, cluster-scoped kinds
+    /// cluster-wide. Kinds that are not installed are not watched and do not
+    /// hold back [`Cache::wait_synced`].
+    pub fn start(client: &Client, scope: &Scope, served: &Served) -> Arc<Cache> {
+        let lists = |k: Kind| match k {
+            Kind::Secret => scope.secret_lists(),
+            k if k.namespaced() => scope.watch_lists(),
+            _ => vec![None],
+        };
         let cache = Arc::new(Cache {
             state: Mutex::default(),
             changed: watch::channel(0).0,
@@ -56,41 +68,60 @@ impl Cache {
                 .into_iter()
                 .filter(|k| k.watched_in_cluster() != Watch::No)
                 .filter(|k| served.serves(*k))
+                .flat_map(|k| {
+                    lists(k)
+                        .into_iter()
+                        .map(move |ns| (k, ns.unwrap_or_default()))
+                })
                 .collect(),
         });
-        let ns = namespace;
         let c = &cache;
-        let mut tasks: Vec<JoinHandle<()>> = [
-            spawn_full::<types::GatewayClass>(client, None, served, c),
-            spawn_full::<types::Gateway>(client, ns, served, c),
-            spawn_full::<types::ListenerSet>(client, ns, served, c),
-            spawn_full::<types::HTTPRoute>(client, ns, served, c),
-            spawn_full::<types::GRPCRoute>(client, ns, served, c),
-            spawn_full::<types::TLSRoute>(client, ns, served, c),
-            spawn_full::<types::TCPRoute>(client, ns, served, c),
-            spawn_full::<types::UDPRoute>(client, ns, served, c),
-            spawn_full::<types::ReferenceGrant>(client, ns, served, c),
-            spawn_full::<types::BackendTLSPolicy>(client, ns, served, c),
-            spawn_full::<types::SecurityPolicy>(client, ns, served, c),
-            spawn_full::<types::BackendTrafficPolicy>(client, ns, served, c),
-            spawn_full::<types::ClientTrafficPolicy>(client, ns, served, c),
-            spawn_full::<types::Service>(client, ns, served, c),
-            spawn_full::<types::EndpointSlice>(client, ns, served, c),
-            spawn_full::<types::Namespace>(client, None, served, c),
-            spawn_full::<types::Ingress>(client, ns, served, c),
-            spawn_full::<types::IngressClass>(client, None, served, c),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        tasks.push(tokio::spawn(meta::<types::Secret>(
-            meta_api(client, ns),
-            cache.clone(),
-        )));
-        tasks.push(tokio::spawn(meta::<types::ConfigMap>(
-            meta_api(client, ns),
-            cache.clone(),
-        )));
+        let mut tasks: Vec<JoinHandle<()>> = vec![];
+        for ns in scope.watch_lists() {
+            let ns = ns.as_deref();
+            tasks.extend(
+                [
+                    spawn_full::<types::Gateway>(client, ns, served, c),
+                    spawn_full::<types::ListenerSet>(client, ns, served, c),
+                    spawn_full::<types::HTTPRoute>(client, ns, served, c),
+                    spawn_full::<types::GRPCRoute>(client, ns, served, c),
+                    spawn_full::<types::TLSRoute>(client, ns, served, c),
+                    spawn_full::<types::TCPRoute>(client, ns, served, c),
+                    spawn_full::<types::UDPRoute>(client, ns, served, c),
+                    spawn_full::<types::ReferenceGrant>(client, ns, served, c),
+                    spawn_full::<types::BackendTLSPolicy>(client, ns, served, c),
+                    spawn_full::<types::SecurityPolicy>(client, ns, served, c),
+                    spawn_full::<types::BackendTrafficPolicy>(client, ns, served, c),
+                    spawn_full::<types::ClientTrafficPolicy>(client, ns, served, c),
+                    spawn_full::<types::Service>(client, ns, served, c),
+                    spawn_full::<types::EndpointSlice>(client, ns, served, c),
+                    spawn_full::<types::Ingress>(client, ns, served, c),
+                ]
+                .into_iter()
+                .flatten(),
+            );
+            tasks.push(tokio::spawn(meta::<types::ConfigMap>(
+                client.clone(),
+                ns.map(str::to_string),
+                cache.clone(),
+            )));
+        }
+        for ns in scope.secret_lists() {
+            tasks.push(tokio::spawn(meta::<types::Secret>(
+                client.clone(),
+                ns,
+                cache.clone(),
+            )));
+        }
+        tasks.extend(
+            [
+                spawn_full::<types::GatewayClass>(client, None, served, c),
+                spawn_full::<types::Namespace>(client, None, served, c),
+                spawn_full::<types::IngressClass>(client, None, served, c),
+            ]
+            .into_iter()
+            .flatten(),
+        );
         *cache.tasks.lock().expect("lock") = tasks;
         cache
     }
@@ -109,7 +140,7 @@ impl Cache {
             }
         };
         tokio::time::timeout(timeout, wait).await.map_err(|_| {
-            let missing: Vec<String> = self.missing().iter().map(|k| k.to_string()).collect();
+            let missing = self.missing();
             crate::KubeModeError::NotSynced(format!(
                 "not listed after {timeout:?}: {}",
                 missing.join(", ")
@@ -117,12 +148,15 @@ impl Cache {
         })
     }
 
-    fn missing(&self) -> Vec<Kind> {
+    fn missing(&self) -> Vec<String> {
         let st = self.state.lock().expect("lock");
         self.watched
             .iter()
-            .copied()
-            .filter(|k| !st.synced.contains(k))
+            .filter(|s| !st.synced.contains(*s))
+            .map(|(k, ns)| match ns.as_str() {
+                "" => k.to_string(),
+                ns => format!("{k} in {ns}"),
+            })
             .collect()
     }
 
@@ -248,10 +282,19 @@ fn spawn_full<K: Watched>(
             .filter_map(|r| std::future::ready(Ev::from_dynamic::<K>(r)))
             .boxed()
     };
-    Some(tokio::spawn(full(K::KIND, events, cache.clone())))
+    let stream = (
+        K::KIND,
+        ns.filter(|_| K::KIND.namespaced())
+            .unwrap_or_default()
+            .to_string(),
+    );
+    Some(tokio::spawn(full(stream, events, cache.clone())))
 }
 
-async fn full(kind: Kind, mut events: BoxStream<'static, Ev>, cache: Arc<Cache>) {
+/// One watch (`stream`) of a kind. With one watch per namespace, each only
+/// removes the objects it listed itself.
+async fn full(stream: Stream, mut events: BoxStream<'static, Ev>, cache: Arc<Cache>) {
+    let kind = stream.0;
     let mut known: BTreeSet<ObjectKey> = BTreeSet::new();
     let mut init: Option<Vec<Object>> = None;
     while let Some(ev) = events.next().await {
@@ -271,7 +314,7 @@ async fn full(kind: Kind, mut events: BoxStream<'static, Ev>, cache: Arc<Cache>)
                     for o in objects {
                         st.snapshot.insert(o);
                     }
-                    st.synced.insert(kind);
+                    st.synced.insert(stream.clone());
                 });
                 tracing::debug!(%kind, objects = known.len(), "listed");
             }
@@ -290,10 +333,16 @@ async fn full(kind: Kind, mut events: BoxStream<'static, Ev>, cache: Arc<Cache>)
     }
 }
 
+/// The metadata watch of Secrets or ConfigMaps in `ns` (`None`: every namespace).
 async fn meta<K: Watched + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>>(
-    api: Api<PartialObjectMeta<K>>,
+    client: Client,
+    ns: Option<String>,
     cache: Arc<Cache>,
 ) {
+    let api = meta_api::<K>(&client, ns.as_deref());
+    let stream: Stream = (K::KIND, ns.clone().unwrap_or_default());
+    let mine =
+        |r: &ObjectRef| r.kind == K::KIND && ns.as_ref().is_none_or(|n| r.key.namespace == *n);
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -313,9 +362,9 @@ async fn meta<K: Watched + kube::Resource<Scope = k8s_openapi::NamespaceResource
             Ok(watcher::Event::InitDone) => {
                 let fresh = init.take().unwrap_or_default();
                 cache.update(|st| {
-                    st.metas.retain(|r, _| r.kind != K::KIND);
+                    st.metas.retain(|r, _| !mine(r));
                     st.metas.extend(fresh);
-                    st.synced.insert(K::KIND);
+                    st.synced.insert(stream.clone());
                 });
             }
             Ok(watcher::Event::Apply(m)) => cache.update(|st| {

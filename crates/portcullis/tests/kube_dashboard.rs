@@ -89,7 +89,7 @@ async fn the_controller_serves_the_dashboard_and_explain() {
         .arg(&token_file)
         .env("KUBECONFIG", &config)
         .env("POD_NAMESPACE", "portcullis-system")
-        .env_remove("PORTCULLIS_WATCH_NAMESPACE")
+        .env_remove("PORTCULLIS_WATCH_NAMESPACES")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

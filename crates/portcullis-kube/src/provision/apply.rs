@@ -50,6 +50,8 @@ impl Provisioner {
                 .unwrap_or_default()
                 .to_string();
             let key = (kind.clone(), ns.clone(), name.clone());
+            let Some(ar) = resource(&kind) else { continue };
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
             if let Some((done, at, confirmed)) = self.applied.get_mut(&key)
                 && done == obj
             {
@@ -61,18 +63,31 @@ impl Provisioner {
                         l.resource_version == at.resource_version
                     }
                 });
-                // Until the watch has shown the object once since the apply, its
-                // absence is the watch lagging; after that, absence is a deletion.
+                // Once the watch has shown the object since the apply, its
+                // absence is a deletion. Before that it may be the watch
+                // lagging, or a deletion the watch showed before this pass
+                // looked: the API server says which.
                 if now.is_some() {
                     *confirmed = true;
                 }
-                if same || !*confirmed {
+                if same {
                     continue;
+                }
+                if !*confirmed {
+                    match crate::bounded(api.get_opt(&name)).await {
+                        Ok(None) => {}
+                        Ok(Some(_)) => continue,
+                        Err(e) => {
+                            tracing::warn!(%kind, object = %format!("{ns}/{name}"), "cannot read: {e}");
+                            continue;
+                        }
+                    }
                 }
                 tracing::info!(%kind, object = %format!("{ns}/{name}"), "deleted or changed by someone else: applying again");
             }
-            let Some(ar) = resource(&kind) else { continue };
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
+            // What the watch shows now: when the apply changes nothing (same
+            // resourceVersion back), the watch has already shown its result.
+            let before = live(&key);
             sent += 1;
             match crate::bounded(api.patch(
                 &name,
@@ -87,7 +102,10 @@ impl Provisioner {
                         resource_version: o.metadata.resource_version.clone().unwrap_or_default(),
                         generation: o.metadata.generation.unwrap_or(0),
                     };
-                    self.applied.insert(key, (obj.clone(), at, false));
+                    let seen = before
+                        .as_ref()
+                        .is_some_and(|b| b.resource_version == at.resource_version);
+                    self.applied.insert(key, (obj.clone(), at, seen));
                 }
                 Err(e) => {
                     tracing::warn!(%kind, object = %format!("{ns}/{name}"), "cannot apply: {e}")

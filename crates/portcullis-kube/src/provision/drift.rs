@@ -43,27 +43,39 @@ pub struct Owned {
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by=portcullis";
 
 impl Owned {
-    /// Start watching (in `namespace` only, when given).
-    pub fn start(client: &Client, namespace: Option<&str>) -> Arc<Owned> {
+    /// Start watching, in each of `namespaces` (`None`: every namespace).
+    pub fn start(client: &Client, namespaces: &[Option<String>]) -> Arc<Owned> {
         let owned = Arc::new(Owned {
             objects: Mutex::default(),
             changed: watch::channel(0).0,
             tasks: Mutex::default(),
         });
-        let (d, s): (
-            Api<PartialObjectMeta<Deployment>>,
-            Api<PartialObjectMeta<ServiceAccount>>,
-        ) = match namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
-        *owned.tasks.lock().expect("lock") = vec![
-            tokio::spawn(run(d, "Deployment", owned.clone())),
-            tokio::spawn(run(s, "ServiceAccount", owned.clone())),
-        ];
+        let mut tasks = vec![];
+        for ns in namespaces {
+            let (d, s): (
+                Api<PartialObjectMeta<Deployment>>,
+                Api<PartialObjectMeta<ServiceAccount>>,
+            ) = match ns {
+                Some(ns) => (
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                ),
+                None => (Api::all(client.clone()), Api::all(client.clone())),
+            };
+            tasks.push(tokio::spawn(run(
+                d,
+                "Deployment",
+                ns.clone(),
+                owned.clone(),
+            )));
+            tasks.push(tokio::spawn(run(
+                s,
+                "ServiceAccount",
+                ns.clone(),
+                owned.clone(),
+            )));
+        }
+        *owned.tasks.lock().expect("lock") = tasks;
         owned
     }
 
@@ -119,8 +131,12 @@ impl Drop for Owned {
     }
 }
 
-async fn run<K>(api: Api<PartialObjectMeta<K>>, kind: &'static str, owned: Arc<Owned>)
-where
+async fn run<K>(
+    api: Api<PartialObjectMeta<K>>,
+    kind: &'static str,
+    ns: Option<String>,
+    owned: Arc<Owned>,
+) where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     K::DynamicType: Default,
 {
@@ -137,7 +153,7 @@ where
                     .objects
                     .lock()
                     .expect("lock")
-                    .retain(|k, _| k.0 != kind);
+                    .retain(|k, _| k.0 != kind || ns.as_ref().is_some_and(|n| k.1 != *n));
                 for m in init.drain(..) {
                     owned.set(kind, &m.metadata, true);
                 }
