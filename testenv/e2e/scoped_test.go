@@ -126,7 +126,7 @@ func allowed(t *testing.T, user string, a authzv1.ResourceAttributes) bool {
 // cluster-scoped kinds). A route there is served (its HTTPS listener's
 // Secret read through the Secrets Role); a Gateway of the same class in a
 // namespace it does not watch is left alone; nothing is refused.
-func Test15NamespacedInstall(t *testing.T) {
+func Test18NamespacedInstall(t *testing.T) {
 	ctx := context.Background()
 	applyYAML(t, []byte(namespaceYAML(scopedSysNS)+"---\n"+namespaceYAML(scopedNS)+"---\n"+namespaceYAML(unlistedNS)))
 	applyYAML(t, helmTemplate(t, scopedRelease, scopedSysNS, scopedValues))
