@@ -87,7 +87,11 @@ spec = obj({
                            "description": "Proxy HTTP/1 trailers (true) or drop them in both directions for "
                                           "HTTP/1.1 clients (false). Not set: trailers pass through, as without "
                                           "a policy."},
-    }, desc="HTTP/1.1 settings (only `enableTrailers`; `preserveHeaderCase` is not implemented)."),
+        "preserveHeaderCase": {"type": "boolean",
+                               "description": "HTTP/1.1 header names keep the case the client sent when "
+                                              "forwarded to the backend, and the case the backend sent when "
+                                              "returned to the client (default false: lower-cased)."},
+    }, desc="HTTP/1.1 settings (`enableTrailers`, `preserveHeaderCase`; `http10` is not implemented)."),
     "http2": obj({
         "maxConcurrentStreams": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 2147483647,
                                  "description": "Streams a client may have open on one connection (default 256)."},

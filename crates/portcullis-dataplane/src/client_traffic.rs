@@ -2,7 +2,7 @@
 //!
 //! - Per port ([`port_options`]): the policy's connection settings replace
 //!   the process-wide [`Options`] for that port (request-received and idle
-//!   timeouts, body buffering, HTTP/1 trailers, HTTP/2 settings); a change of them restarts
+//!   timeouts, body buffering, HTTP/1 trailers and header case, HTTP/2 settings); a change of them restarts
 //!   the port (see `Running::can_serve`).
 //! - Per listener ([`ListenerClient`]): the client-address detection (the
 //!   process default `--trusted-hops`/`--trusted-cidrs` when the policy has
@@ -47,6 +47,7 @@ pub fn port_options(base: &Options, client: Option<&ClientConnection>) -> Option
     if let Some(t) = c.h1_trailers {
         o.http1_trailers = t;
     }
+    o.http1_preserve_case = c.h1_preserve_case;
     if let Some(b) = c.buffer_limit {
         o.buffer_body_bytes = usize::try_from(b).unwrap_or(usize::MAX);
     }

@@ -63,13 +63,23 @@ pub(crate) fn put_header(
     name: &HeaderName,
     value: &HeaderValue,
 ) -> Result<(), EncodeError> {
-    if !token_ok(name.as_str().as_bytes()) {
+    put_header_as(out, name.as_str().as_bytes(), value)
+}
+
+/// Write one `name: value\r\n` line with the name spelled `name` (its
+/// case as received, [`crate::header_case`]), checked as [`put_headers`].
+pub(crate) fn put_header_as(
+    out: &mut Vec<u8>,
+    name: &[u8],
+    value: &HeaderValue,
+) -> Result<(), EncodeError> {
+    if !token_ok(name) {
         return Err(EncodeError("header name"));
     }
     if !field_value_ok(value.as_bytes()) {
         return Err(EncodeError("header value"));
     }
-    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");

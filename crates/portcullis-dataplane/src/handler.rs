@@ -272,7 +272,7 @@ where
     let upgrading =
         req.version() == Version::HTTP_11 && forward::is_websocket_upgrade(req.headers());
     let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // Every request body is bounded in time, but a gRPC stream's, which may
     // stay open and quiet as long as the call lasts.
     let limits = if grpc {
@@ -313,6 +313,7 @@ where
         query,
         headers,
         client,
+        case: parts.extensions.remove(),
     };
 
     let fcx = FilterCtx {
@@ -523,6 +524,7 @@ where
     let mut headers = st.headers;
     headers.insert(header::HOST, st.host);
     let method = st.method;
+    let case = st.case;
     // Without retries there is one attempt: move the headers instead of cloning them.
     let single = !replayable || action.retry.as_ref().is_none_or(|r| r.max_retries() == 0);
     // Plain HTTP/1.1 without an upgrade goes through the lean client.
@@ -569,7 +571,8 @@ where
                 None => H1Body::Stream(body.for_attempt()),
             };
             let client = &shared.h1;
-            let req = H1Client::prepare(&method, &path_and_query, &headers, h1_body);
+            let req =
+                H1Client::prepare_cased(&method, &path_and_query, &headers, h1_body, case.as_ref());
             return Either::Left(async move {
                 let guard = guard.ok_or(AttemptError::Overflow)?;
                 let req = req.map_err(|e| AttemptError::Other(format!("{}: {e}", ep.addr)))?;

@@ -54,6 +54,7 @@ use crate::conn::{self, Proto};
 use crate::drain::DrainWatch;
 use crate::forward::put_headers;
 use crate::handler::{self, ConnCtx, PortCtx};
+use crate::header_case::{HeaderCase, put_headers_cased};
 
 const MAX_HEADERS: usize = 100;
 const SCRATCH: usize = 16 * 1024;
@@ -94,7 +95,9 @@ fn has_token(v: &HeaderValue, token: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn parse(buf: &[u8], max_body: usize) -> Parse {
+/// Parse a request head; `case`: record the header names' case
+/// ([`crate::header_case`], `http1.preserveHeaderCase`).
+fn parse(buf: &[u8], max_body: usize, case: bool) -> Parse {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut p = httparse::Request::new(&mut slots);
     let len = match p.parse(buf) {
@@ -124,6 +127,7 @@ fn parse(buf: &[u8], max_body: usize) -> Parse {
     let mut trailers = false;
     let (mut te, mut cl, mut other) = (false, false, false);
     let mut body_len = 0usize;
+    let mut wire_case = case.then(|| HeaderCase::with_capacity(p.headers.len()));
     for h in p.headers.iter() {
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(h.name.as_bytes()),
@@ -157,6 +161,9 @@ fn parse(buf: &[u8], max_body: usize) -> Parse {
             header::TE => trailers |= has_token(&value, "trailers"),
             _ => {}
         }
+        if let Some(c) = wire_case.as_mut() {
+            c.record(&name, h.name.as_bytes());
+        }
         headers.append(name, value);
     }
     if te && cl {
@@ -170,6 +177,9 @@ fn parse(buf: &[u8], max_body: usize) -> Parse {
     *req.uri_mut() = uri;
     *req.version_mut() = version;
     *req.headers_mut() = headers;
+    if let Some(c) = wire_case {
+        req.extensions_mut().insert(c);
+    }
     Parse::Serve(
         len,
         Box::new(Head {
@@ -189,6 +199,7 @@ fn poll_read_head<IO: AsyncRead + Unpin>(
     cx: &mut Context<'_>,
     pending: &mut BytesMut,
     max_body: usize,
+    case: bool,
 ) -> Poll<io::Result<Option<Parse>>> {
     SCRATCH_BUF.with_borrow_mut(|s| {
         let mut rb = ReadBuf::new(&mut s[..]);
@@ -199,7 +210,7 @@ fn poll_read_head<IO: AsyncRead + Unpin>(
         }
         let got = &s[..n];
         if pending.is_empty() {
-            match parse(got, max_body) {
+            match parse(got, max_body, case) {
                 Parse::Serve(len, head) => {
                     pending.extend_from_slice(&got[len..]);
                     return Poll::Ready(Ok(Some(Parse::Serve(0, head))));
@@ -243,6 +254,7 @@ pub async fn serve<IO>(
         opts.max_header_bytes,
     );
     let (body_idle, body_total) = (opts.body_idle_timeout, opts.body_timeout);
+    let case = opts.http1_preserve_case;
     // Bodies up to the buffering limit (and under the body size limit) are
     // read here; larger ones stream through hyper.
     let max_body = opts.buffer_body_bytes.min(
@@ -282,7 +294,7 @@ pub async fn serve<IO>(
                 break Next::Close;
             }
             if !pending.is_empty() {
-                match parse(&pending, max_body) {
+                match parse(&pending, max_body, case) {
                     Parse::Serve(len, head) => {
                         pending.advance(len);
                         break Next::Serve(head);
@@ -298,7 +310,8 @@ pub async fn serve<IO>(
                 }
             }
             let idle = pending.is_empty();
-            let read = std::future::poll_fn(|c| poll_read_head(&mut io, c, &mut pending, max_body));
+            let read =
+                std::future::poll_fn(|c| poll_read_head(&mut io, c, &mut pending, max_body, case));
             tokio::select! {
                 biased;
                 r = read => match r {
@@ -379,13 +392,15 @@ pub async fn serve<IO>(
             if drain.deadline().is_some() {
                 keep_alive = false;
             }
-            let (parts, body) = resp.into_parts();
+            let (mut parts, body) = resp.into_parts();
             let out = Out {
                 status: parts.status,
                 version,
                 head_only: method_head,
                 // `http1.enableTrailers: false`: never (crate::h1_trailers).
                 trailers: trailers && cx.port.opts.http1_trailers,
+                // `http1.preserveHeaderCase`: the backend's spelling.
+                case: parts.extensions.remove::<HeaderCase>(),
             };
             write_response(&mut io, out, parts.headers, body, keep_alive).await
         };
@@ -450,6 +465,8 @@ struct Out {
     version: Version,
     head_only: bool,
     trailers: bool,
+    /// The response's header names as the backend spelled them, when kept.
+    case: Option<HeaderCase>,
 }
 
 fn date() -> HeaderValue {
@@ -542,7 +559,7 @@ async fn write_response<IO: AsyncWrite + Unpin>(
     w.push(b' ');
     w.extend_from_slice(out.status.canonical_reason().unwrap_or("").as_bytes());
     w.extend_from_slice(b"\r\n");
-    if let Err(e) = put_headers(&mut w, &headers) {
+    if let Err(e) = put_headers_cased(&mut w, &headers, out.case.as_ref(), |_| false) {
         give_wbuf(w);
         return Err(io::Error::new(io::ErrorKind::InvalidData, e));
     }
@@ -663,7 +680,7 @@ pub fn parse_head_for_fuzzing(
     buf: &[u8],
     max_body: usize,
 ) -> Option<(usize, Request<Full<Bytes>>, usize)> {
-    match parse(buf, max_body) {
+    match parse(buf, max_body, false) {
         Parse::Serve(n, head) => Some((n, head.req, head.body_len)),
         _ => None,
     }
@@ -685,6 +702,7 @@ pub async fn write_response_for_fuzzing(
         version,
         head_only,
         trailers: false,
+        case: None,
     };
     let keep = write_response(&mut out, out_meta, headers, crate::body::full(body), true).await?;
     Ok((out, keep))
@@ -696,8 +714,8 @@ mod tests {
 
     #[test]
     fn small_requests_are_served_here_and_the_rest_by_hyper() {
-        let ok = |b: &[u8]| matches!(parse(b, 16), Parse::Serve(..));
-        let hyper = |b: &[u8]| matches!(parse(b, 16), Parse::Hyper);
+        let ok = |b: &[u8]| matches!(parse(b, 16, false), Parse::Serve(..));
+        let hyper = |b: &[u8]| matches!(parse(b, 16, false), Parse::Hyper);
         assert!(ok(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"));
         assert!(ok(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(ok(
@@ -729,14 +747,30 @@ mod tests {
         assert!(hyper(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
         assert!(hyper(b"GET / HTTP/1.1\r\nbad header\r\n\r\n"));
         assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\nhost: a\r\n", 16),
+            parse(b"GET / HTTP/1.1\r\nhost: a\r\n", 16, false),
             Parse::Partial
         ));
     }
 
     #[test]
+    fn header_case_is_recorded_only_when_asked() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-MiXeD-Case: 1\r\n\r\n";
+        let Parse::Serve(_, h) = parse(head, 16, true) else {
+            panic!("not served")
+        };
+        let case = h.req.extensions().get::<HeaderCase>().expect("recorded");
+        let mut out = vec![];
+        put_headers_cased(&mut out, h.req.headers(), Some(case), |_| false).unwrap();
+        assert_eq!(out, b"Host: a\r\nX-MiXeD-Case: 1\r\n");
+        let Parse::Serve(_, h) = parse(head, 16, false) else {
+            panic!("not served")
+        };
+        assert!(h.req.extensions().get::<HeaderCase>().is_none());
+    }
+
+    #[test]
     fn keep_alive_by_version_and_connection() {
-        let ka = |b: &[u8]| match parse(b, 16) {
+        let ka = |b: &[u8]| match parse(b, 16, false) {
             Parse::Serve(_, h) => h.keep_alive,
             _ => panic!("not served"),
         };

@@ -49,6 +49,7 @@ pub mod forward;
 pub mod frontend_tls;
 pub mod h1_trailers;
 pub mod handler;
+pub mod header_case;
 pub mod http1;
 pub mod l4;
 pub mod limits;
@@ -140,6 +141,9 @@ pub struct Options {
     /// ClientTrafficPolicy sets `http1.enableTrailers: false` (see
     /// [`h1_trailers`]).
     pub http1_trailers: bool,
+    /// HTTP/1.1 header names keep their case (ClientTrafficPolicy
+    /// `http1.preserveHeaderCase`, see [`header_case`]); `false`: lower-cased.
+    pub http1_preserve_case: bool,
 }
 
 impl Default for Options {
@@ -164,6 +168,7 @@ impl Default for Options {
             zone: None,
             metrics_endpoint_labels: false,
             http1_trailers: true,
+            http1_preserve_case: false,
         }
     }
 }

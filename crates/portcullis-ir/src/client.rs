@@ -32,6 +32,11 @@ pub struct ClientConnection {
     /// directions for HTTP/1.1 clients; `Some(true)`: proxied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h1_trailers: Option<bool>,
+    /// `http1.preserveHeaderCase`: HTTP/1.1 header names keep the case the
+    /// client sent (to the backend) and the backend sent (to the client);
+    /// `false` (unset, or no policy): lower-cased.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub h1_preserve_case: bool,
     /// HTTP/2 concurrent streams per connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2_max_concurrent_streams: Option<u32>,

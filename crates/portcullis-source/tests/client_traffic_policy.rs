@@ -36,12 +36,12 @@ fn a_valid_policy_loads_with_defaults() {
 fn unimplemented_fields_are_rejected_not_ignored() {
     expect_errors(
         &policy(
-            "  tcpKeepalive: {probes: 3}\n  headers:\n    enableEnvoyHeaders: true\n  http1:\n    preserveHeaderCase: true\n",
+            "  tcpKeepalive: {probes: 3}\n  headers:\n    enableEnvoyHeaders: true\n  http1:\n    http10: {useDefaultHost: true}\n",
         ),
         &[
             "test.yaml:8: ClientTrafficPolicy default/ctp: spec.tcpKeepalive: unknown field: not supported by Portcullis (the schema lists every implemented field)",
             "test.yaml:10: ClientTrafficPolicy default/ctp: spec.headers.enableEnvoyHeaders: unknown field: not supported by Portcullis (the schema lists every implemented field)",
-            "test.yaml:12: ClientTrafficPolicy default/ctp: spec.http1.preserveHeaderCase: unknown field: not supported by Portcullis (the schema lists every implemented field)",
+            "test.yaml:12: ClientTrafficPolicy default/ctp: spec.http1.http10: unknown field: not supported by Portcullis (the schema lists every implemented field)",
         ],
     );
 }

@@ -201,8 +201,8 @@ pub struct PathSettings {
     pub disable_merge_slashes: Option<bool>,
 }
 
-/// `HTTP1Settings`. Only `enableTrailers` is implemented (`preserveHeaderCase`
-/// and the rest are rejected as unknown fields).
+/// `HTTP1Settings`. `enableTrailers` and `preserveHeaderCase` are
+/// implemented (`http10` and the rest are rejected as unknown fields).
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Http1Settings {
@@ -210,6 +210,10 @@ pub struct Http1Settings {
     /// (`false`); unset: passed through, as without a policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_trailers: Option<bool>,
+    /// Keep the case of HTTP/1.1 header names as the client (requests) and
+    /// the backend (responses) sent them; unset or `false`: lower-cased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preserve_header_case: Option<bool>,
 }
 
 /// `HTTP2Settings`.

@@ -7,7 +7,7 @@
 //!
 //! **Shared sockets.** Listeners on one port share one socket, and what
 //! happens before a request is read (PROXY protocol, connection limit,
-//! timeouts, HTTP/1 trailers, HTTP/2 and TLS settings) cannot differ between them. The
+//! timeouts, HTTP/1 trailers and header case, HTTP/2 and TLS settings) cannot differ between them. The
 //! connection settings of a socket are those of its first listener in this
 //! order: listeners without a policy (the defaults) first, then by the
 //! policy's precedence key. A policy on another listener of that socket whose
@@ -233,6 +233,12 @@ fn build(key: &ObjectKey, s: &api::ClientTrafficPolicySpec) -> Result<Resolved, 
             None => None,
         },
         h1_trailers: s.http1.as_ref().and_then(|h| h.enable_trailers),
+        // `false` is the behaviour without a policy: the same settings.
+        h1_preserve_case: s
+            .http1
+            .as_ref()
+            .and_then(|h| h.preserve_header_case)
+            .unwrap_or(false),
         h2_max_concurrent_streams: h2.max_concurrent_streams,
         h2_initial_stream_window: window(
             "http2.initialStreamWindowSize",
@@ -343,12 +349,12 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
         let why = match &first.chosen {
             None => format!(
                 "listener {first_name} shares port {port} without a policy: connection settings \
-                 (PROXY protocol, connection limit, timeouts, HTTP/1 trailers, HTTP/2, TLS) must be the same for \
+                 (PROXY protocol, connection limit, timeouts, HTTP/1 trailers and header case, HTTP/2, TLS) must be the same for \
                  every listener on a port"
             ),
             Some((i, _)) => format!(
                 "listener {first_name} shares port {port} with the connection settings of {}: \
-                 connection settings (PROXY protocol, connection limit, timeouts, HTTP/1 trailers, HTTP/2, TLS) \
+                 connection settings (PROXY protocol, connection limit, timeouts, HTTP/1 trailers and header case, HTTP/2, TLS) \
                  must be the same for every listener on a port",
                 keys[*i]
             ),

@@ -1,6 +1,7 @@
 //! BackendTrafficPolicy `loadBalancer.slowStart` through `portcullis run`: an
-//! endpoint added to a Service gets a small share of the traffic early in
-//! the window and its full share after it.
+//! endpoint added to a Service, or back from an outlier ejection, gets a
+//! small share of the traffic early in the window and its full share after
+//! it.
 
 mod common;
 
@@ -9,16 +10,27 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{free_addr, free_port, named_backend as backend, start, wait_for};
+use common::{free_addr, free_port, named_backend as backend, start, switchable_backend, wait_for};
 
-fn body(gw: SocketAddr) -> String {
+/// One request: (status, body).
+fn answer(gw: SocketAddr) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&gw, Duration::from_secs(2)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "GET /r HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+    let status = common::status_of(&out);
+    (
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+/// One request answered 200: its body.
+fn body(gw: SocketAddr) -> String {
+    let (status, body) = answer(gw);
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 fn tally(gw: SocketAddr, n: usize) -> HashMap<String, usize> {
@@ -29,7 +41,9 @@ fn tally(gw: SocketAddr, n: usize) -> HashMap<String, usize> {
     m
 }
 
-fn config(port: u16, bport: u16, eps: &[u8]) -> String {
+/// The gateway, Service `svc` with endpoints 127.0.0.`eps`, and a RoundRobin
+/// policy with a slow-start window of `window` and `extra` spec lines.
+fn config(port: u16, bport: u16, eps: &[u8], window: &str, extra: &str) -> String {
     let eps: Vec<String> = eps.iter().map(|i| format!("\"127.0.0.{i}\"")).collect();
     format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
@@ -74,8 +88,8 @@ spec:
   targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}}]
   loadBalancer:
     type: RoundRobin
-    slowStart: {{window: 30s}}
-"#,
+    slowStart: {{window: {window}}}
+{extra}"#,
         eps = eps.join(", ")
     )
 }
@@ -89,7 +103,7 @@ fn an_added_endpoint_ramps_up_over_the_slow_start_window() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("gw.yaml");
-    std::fs::write(&file, config(port, bport, &[2, 3])).unwrap();
+    std::fs::write(&file, config(port, bport, &[2, 3], "30s", "")).unwrap();
     let _p = start(dir.path(), free_addr(), &[]);
     let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_for("the route", Duration::from_secs(10), || {
@@ -101,7 +115,7 @@ fn an_added_endpoint_ramps_up_over_the_slow_start_window() {
 
     // b4 joins: early in its 30 s window it gets a small share (10 % of its
     // turns at first, growing), well under the third it gets after.
-    std::fs::write(&file, config(port, bport, &[2, 3, 4])).unwrap();
+    std::fs::write(&file, config(port, bport, &[2, 3, 4], "30s", "")).unwrap();
     let added = Instant::now();
     wait_for("b4 in service", Duration::from_secs(15), || {
         body(gw) == "b4"
@@ -118,6 +132,60 @@ fn an_added_endpoint_ramps_up_over_the_slow_start_window() {
     // After the window: plain round robin again, b4 included.
     let rest = Duration::from_secs(31).saturating_sub(added.elapsed());
     std::thread::sleep(rest);
+    let late = tally(gw, 60);
+    assert_eq!(
+        (late["b2"], late["b3"], late["b4"]),
+        (20, 20, 20),
+        "after the window every endpoint has its turn: {late:?}"
+    );
+}
+
+#[test]
+fn an_endpoint_back_from_an_outlier_ejection_ramps_up_again() {
+    let bport = free_port();
+    let b4 = {
+        backend(2, bport);
+        backend(3, bport);
+        switchable_backend(4, bport)
+    };
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let passive = "  healthCheck:\n    passive: {consecutive5XxErrors: 2, baseEjectionTime: 1s, interval: 1s, maxEjectionPercent: 50}\n";
+    std::fs::write(
+        dir.path().join("gw.yaml"),
+        config(port, bport, &[2, 3, 4], "20s", passive),
+    )
+    .unwrap();
+    let _p = start(dir.path(), free_addr(), &[]);
+    let gw: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for("the route", Duration::from_secs(10), || {
+        TcpStream::connect_timeout(&gw, Duration::from_millis(200)).is_ok()
+    });
+    let t = tally(gw, 30);
+    assert_eq!((t["b2"], t["b3"], t["b4"]), (10, 10, 10), "{t:?}");
+
+    // b4 fails: after two 503s in a row it is ejected and gets no turn.
+    b4.store(503, std::sync::atomic::Ordering::Relaxed);
+    wait_for("b4 ejected", Duration::from_secs(10), || {
+        (0..15).all(|_| answer(gw).1 != "b4")
+    });
+    // Healed: once the ejection (1 s, on a 1 s grid) is over, b4 is back,
+    // ramping from 10 % of its turns over the 20 s window.
+    b4.store(200, std::sync::atomic::Ordering::Relaxed);
+    wait_for("b4 back", Duration::from_secs(15), || body(gw) == "b4");
+    let back = Instant::now();
+    let early = tally(gw, 60);
+    let early_done = back.elapsed();
+    assert!(
+        early_done < Duration::from_secs(8),
+        "the early sample took {early_done:?}: too slow to say anything about the ramp"
+    );
+    // Without the ramp b4 would have exactly its third: 20 of 60.
+    let n = early.get("b4").copied().unwrap_or(0);
+    assert!(n <= 12, "early in the window b4 got {n} of 60: {early:?}");
+
+    // After the window: plain round robin again.
+    std::thread::sleep(Duration::from_secs(21).saturating_sub(back.elapsed()));
     let late = tally(gw, 60);
     assert_eq!(
         (late["b2"], late["b3"], late["b4"]),

@@ -6,6 +6,8 @@
 //! `path` and `http1` settings have their own modules (`client_traffic/`).
 
 mod common;
+#[path = "client_traffic/header_case.rs"]
+mod header_case;
 #[path = "client_traffic/http1.rs"]
 mod http1;
 #[path = "client_traffic/path.rs"]

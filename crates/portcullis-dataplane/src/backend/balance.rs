@@ -17,7 +17,8 @@
 //! to the `interval` grid, while at most `maxEjectionPercent` of the
 //! endpoints (but always one) are out. An ejected endpoint gets no traffic;
 //! when every endpoint is ejected, traffic is spread over all of them (panic
-//! mode) rather than refused.
+//! mode) rather than refused. With a slow-start window, an endpoint whose
+//! ejection ended ramps up again (see [`super::slow_start`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -247,6 +248,11 @@ impl Outliers {
                     .is_ok()
                 {
                     self.ejected.fetch_sub(1, Ordering::Relaxed);
+                    // Slow start: an endpoint back from an ejection ramps
+                    // up again, from the end of its ejection.
+                    if let Some(r) = &e.ramp {
+                        super::slow_start::restart_at(r, u);
+                    }
                     tracing::info!(endpoint = %e.addr, "outlier detection: endpoint back in service");
                 }
             } else {

@@ -445,6 +445,51 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_back_from_an_ejection_ramps_up_again() {
+        use portcullis_ir::traffic::{BackendTraffic, LoadBalancer, Outlier};
+        let k = RandomState::new();
+        let policy = BackendTraffic {
+            load_balancer: LoadBalancer::RoundRobin,
+            slow_start_window_ms: Some(60_000),
+            outlier: Some(Outlier {
+                split_local_origin: false,
+                interval_ms: 1,
+                consecutive_local_origin: 0,
+                consecutive_gateway: 0,
+                consecutive_5xx: 1,
+                base_ejection_ms: 1,
+                max_ejection_percent: 100,
+            }),
+            ..Default::default()
+        };
+        let births = super::super::slow_start::Births::default();
+        let eps = [ep(1, false), ep(2, false)];
+        let s = EndpointSet::with_policy(&eps, &k, Some(&policy), Some((&births, "svc")), None);
+        let now = crate::ratelimit::gcra::now_ns;
+        // The endpoints of a backend seen for the first time do not ramp.
+        let a = s.all()[0].clone();
+        assert_eq!(s.state_of(&a, now()), EndpointHealth::Healthy);
+        s.record(&a, Outcome::Status(503));
+        assert_eq!(s.state_of(&a, now()), EndpointHealth::Ejected);
+        // The ejection (1 ms on a 1 ms grid) ends; the next pick notices it
+        // and the endpoint starts its ramp from the ejection's end.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let cx = PickCtx {
+            client: std::net::Ipv4Addr::LOCALHOST.into(),
+            headers: &http::HeaderMap::new(),
+        };
+        s.pick_for(&cx, None);
+        assert_eq!(s.state_of(&a, now()), EndpointHealth::SlowStart);
+        assert_eq!(s.state_of(&s.all()[1], now()), EndpointHealth::Healthy);
+        let share = super::super::slow_start::share_permille(
+            a.ramp.as_ref().unwrap(),
+            60_000_000_000,
+            now(),
+        );
+        assert_eq!(share, 100, "back at the minimum share");
+    }
+
+    #[test]
     fn p2c_avoids_the_busier_endpoint_and_tokens_are_opaque() {
         let k = RandomState::new();
         let s = EndpointSet::new(&[ep(1, false), ep(2, false)], &k);

@@ -39,7 +39,8 @@ use tokio::net::TcpStream;
 use super::h1pool::{self, Conn};
 use super::upstream::{ConnPolicy, SlotError};
 use crate::body::{BoxError, ProxyBody};
-use crate::forward::{EncodeError, has_token, put_header, put_headers, target_ok};
+use crate::forward::{EncodeError, has_token, put_headers, target_ok};
+use crate::header_case::{HeaderCase, put_headers_cased};
 
 const MAX_HEADERS: usize = 128;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -100,6 +101,8 @@ pub struct H1Request {
     body: H1Body,
     chunked: bool,
     head_only: bool,
+    /// Record the response's header case (`http1.preserveHeaderCase`).
+    keep_case: bool,
 }
 
 /// The client's settings; the idle connections live per thread.
@@ -141,13 +144,27 @@ impl H1Client {
         headers: &HeaderMap,
         body: H1Body,
     ) -> Result<H1Request, H1Error> {
+        Self::prepare_cased(method, target, headers, body, None)
+    }
+
+    /// [`H1Client::prepare`] with the header names spelled as `case`
+    /// recorded them (`http1.preserveHeaderCase`); with `case`, the
+    /// response carries its own names' case as a [`HeaderCase`] extension.
+    pub fn prepare_cased(
+        method: &http::Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: H1Body,
+        case: Option<&HeaderCase>,
+    ) -> Result<H1Request, H1Error> {
         let mut head = Vec::with_capacity(192 + 40 * headers.len());
-        let chunked = encode_head(&mut head, method, target, headers, &body)?;
+        let chunked = encode_head(&mut head, method, target, headers, &body, case)?;
         Ok(H1Request {
             head,
             body,
             chunked,
             head_only: method == http::Method::HEAD,
+            keep_case: case.is_some(),
         })
     }
 
@@ -170,7 +187,13 @@ impl H1Client {
             body,
             chunked,
             head_only,
+            keep_case,
         } = req;
+        let meta = Meta {
+            chunked,
+            head_only,
+            keep_case,
+        };
         let pooled = h1pool::checkout(addr, policy);
         let replay = match (&pooled, &body) {
             (Some(_), H1Body::Bytes(b)) => Some(b.clone()),
@@ -181,16 +204,13 @@ impl H1Client {
             Some(io) => io,
             None => self.connect(addr, policy).await?,
         };
-        match self
-            .exchange(first, addr, &head, body, chunked, head_only, reused)
-            .await
-        {
+        match self.exchange(first, addr, &head, body, meta, reused).await {
             Ok(r) => Ok(r),
             Err(Failed { error, fresh: true }) if replay.is_some() => {
                 tracing::debug!(%addr, %error, "reused upstream connection failed; sending again on a new one");
                 let io = self.connect(addr, policy).await?;
                 let body = H1Body::Bytes(replay.unwrap_or_default());
-                self.exchange(io, addr, &head, body, chunked, head_only, false)
+                self.exchange(io, addr, &head, body, meta, false)
                     .await
                     .map_err(|f| f.error)
             }
@@ -228,17 +248,20 @@ impl H1Client {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
         mut conn: Conn,
         addr: SocketAddr,
         head: &[u8],
         body: H1Body,
-        chunked: bool,
-        head_only: bool,
+        meta: Meta,
         reused: bool,
     ) -> Result<Response<UpstreamBody>, Failed> {
+        let Meta {
+            chunked,
+            head_only,
+            keep_case,
+        } = meta;
         let early = |error: H1Error| Failed {
             error,
             fresh: reused,
@@ -299,7 +322,7 @@ impl H1Client {
             }
         }
         let (resp, framing) = loop {
-            match parse_head(&mut buf, head_only).map_err(late)? {
+            match parse_head(&mut buf, head_only, keep_case).map_err(late)? {
                 Some(Parsed::Final(resp, framing)) => break (resp, framing),
                 Some(Parsed::Interim) => continue,
                 None => {}
@@ -332,13 +355,23 @@ impl H1Client {
     }
 }
 
-/// Write the request head into `out`; returns whether the body is sent chunked.
+/// How a prepared request is framed and what its response keeps.
+#[derive(Clone, Copy)]
+struct Meta {
+    chunked: bool,
+    head_only: bool,
+    keep_case: bool,
+}
+
+/// Write the request head into `out` (names spelled as `case` recorded
+/// them, if given); returns whether the body is sent chunked.
 fn encode_head(
     out: &mut Vec<u8>,
     method: &http::Method,
     target: &str,
     headers: &HeaderMap,
     body: &H1Body,
+    case: Option<&HeaderCase>,
 ) -> Result<bool, EncodeError> {
     if !target_ok(target.as_bytes()) {
         return Err(EncodeError("request target"));
@@ -348,12 +381,9 @@ fn encode_head(
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let had_length = headers.contains_key(header::CONTENT_LENGTH);
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        put_header(out, name, value)?;
-    }
+    put_headers_cased(out, headers, case, |name| {
+        name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING
+    })?;
     let chunked = match body {
         H1Body::Bytes(b) => {
             if !b.is_empty() || had_length {
@@ -425,8 +455,13 @@ enum Parsed {
     Interim,
 }
 
-/// Parse a response head at the start of `buf`, consuming it when complete.
-fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, H1Error> {
+/// Parse a response head at the start of `buf`, consuming it when complete;
+/// `keep_case`: the response carries its names' case ([`HeaderCase`]).
+fn parse_head(
+    buf: &mut BytesMut,
+    head_only: bool,
+    keep_case: bool,
+) -> Result<Option<Parsed>, H1Error> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut slots);
     let len = match parsed.parse(buf) {
@@ -445,11 +480,15 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, H1E
         Version::HTTP_11
     };
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut case = keep_case.then(|| HeaderCase::with_capacity(parsed.headers.len()));
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| H1Error::Invalid("bad header name"))?;
         let value =
             HeaderValue::from_bytes(h.value).map_err(|_| H1Error::Invalid("bad header value"))?;
+        if let Some(c) = case.as_mut() {
+            c.record(&name, h.name.as_bytes());
+        }
         headers.append(name, value);
     }
     buf.advance(len);
@@ -500,6 +539,9 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, H1E
     *resp.status_mut() = status;
     *resp.version_mut() = version;
     *resp.headers_mut() = headers;
+    if let Some(c) = case {
+        resp.extensions_mut().insert(c);
+    }
     Ok(Some(Parsed::Final(resp, Framing { state, keep_alive })))
 }
 

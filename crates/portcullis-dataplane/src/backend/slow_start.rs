@@ -1,6 +1,7 @@
 //! Slow start (BackendTrafficPolicy `loadBalancer.slowStart.window`, with
-//! `RoundRobin` and `LeastRequest`): an endpoint that joined a backend, or
-//! that active health checks found healthy again, gets a share of the
+//! `RoundRobin` and `LeastRequest`): an endpoint that joined a backend,
+//! that active health checks found healthy again, or whose outlier ejection
+//! ended (as Envoy ramps a host returning to service), gets a share of the
 //! traffic that grows linearly over the window, from 10 % of its normal
 //! share (Envoy's default minimum weight) to all of it.
 //!
@@ -78,7 +79,13 @@ impl Births {
 
 /// Restart an endpoint's ramp (it became healthy again).
 pub fn restart(s: &AtomicU64) {
-    s.store(now_ns(), Ordering::Relaxed);
+    restart_at(s, now_ns());
+}
+
+/// Restart an endpoint's ramp from `at` ([`now_ns`] time; an ejection's
+/// end, which the balancer notices at the first pick after it).
+pub fn restart_at(s: &AtomicU64, at: u64) {
+    s.store(at.max(1), Ordering::Relaxed);
 }
 
 /// The endpoint's share of its normal traffic at `now`, in thousandths.

@@ -104,6 +104,9 @@ pub struct ReqState {
     pub headers: HeaderMap,
     /// The client address (see `client_ip`).
     pub client: std::net::IpAddr,
+    /// The request's header names as the client spelled them
+    /// (`http1.preserveHeaderCase`), for the HTTP/1.1 upstream head.
+    pub case: Option<crate::header_case::HeaderCase>,
 }
 
 impl ReqState {

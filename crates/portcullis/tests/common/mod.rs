@@ -241,10 +241,20 @@ pub fn route_condition(doc: &serde_json::Value, name: &str, type_: &str) -> serd
 
 /// A backend on 127.0.0.`n`:`port` answering its name (`b<n>`).
 pub fn named_backend(n: u8, port: u16) {
+    switchable_backend(n, port);
+}
+
+/// A backend on 127.0.0.`n`:`port` answering its name (`b<n>`) with the
+/// status in the returned cell (200 at first), which the test may change.
+pub fn switchable_backend(n: u8, port: u16) -> Arc<std::sync::atomic::AtomicU16> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let status = Arc::new(AtomicU16::new(200));
+    let st = status.clone();
     let l = TcpListener::bind((format!("127.0.0.{n}"), port)).unwrap();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
+            let st = st.clone();
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 8192];
                 let mut acc = Vec::new();
@@ -256,7 +266,8 @@ pub fn named_backend(n: u8, port: u16) {
                     acc.extend_from_slice(&buf[..k]);
                     while let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
                         acc.drain(..end + 4);
-                        let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nb{n}");
+                        let code = st.load(Ordering::Relaxed);
+                        let resp = format!("HTTP/1.1 {code} X\r\ncontent-length: 2\r\n\r\nb{n}");
                         if s.write_all(resp.as_bytes()).is_err() {
                             return;
                         }
@@ -265,4 +276,5 @@ pub fn named_backend(n: u8, port: u16) {
             });
         }
     });
+    status
 }

@@ -1,0 +1,208 @@
+//! ClientTrafficPolicy `http1.preserveHeaderCase` through `portcullis run`,
+//! with raw sockets on 127.0.0.1. Two listeners: without a policy (header
+//! names lower-cased, as always) and with `preserveHeaderCase: true`. A raw
+//! backend records each request head byte for byte and answers with a
+//! mixed-case header name.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::addr;
+use crate::common::{free_addr, free_port, start, wait_for};
+
+/// A raw backend recording every request (head and `content-length` body)
+/// exactly as received; each answered with `X-Backend-CaSe: yes`.
+struct CaseBackend {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl CaseBackend {
+    fn start() -> CaseBackend {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let all = seen.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let all = all.clone();
+                std::thread::spawn(move || {
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut acc = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let req = String::from_utf8_lossy(&acc).into_owned();
+                        if let Some(end) = req.find("\r\n\r\n") {
+                            let len = req[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    let (n, v) = l.split_once(':')?;
+                                    n.eq_ignore_ascii_case("content-length").then_some(v)
+                                })
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if req.len() >= end + 4 + len {
+                                all.lock().unwrap().push(req);
+                                break;
+                            }
+                        }
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => acc.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\nX-Backend-CaSe: yes\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                });
+            }
+        });
+        CaseBackend { addr, seen }
+    }
+
+    /// The recorded request whose target is `target`, waited for (5 s).
+    fn request(&self, target: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let found = self
+                .seen
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|r| r.split(' ').nth(1) == Some(target))
+                .cloned();
+            if let Some(r) = found {
+                return r;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{target} never reached the backend"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn config(ports: [u16; 2], backend: SocketAddr) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: portcullis}}
+spec: {{controllerName: portcullis.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: portcullis
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners:
+  - {{name: plain, port: {a}, protocol: HTTP}}
+  - {{name: keep, port: {b}, protocol: HTTP}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - backendRefs: [{{name: svc, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc, namespace: default}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
+addressType: IPv4
+ports: [{{name: http, port: {bport}}}]
+endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
+---
+apiVersion: portcullis.dev/v1alpha1
+kind: ClientTrafficPolicy
+metadata: {{name: keep, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: keep}}]
+  http1: {{preserveHeaderCase: true}}
+"#,
+        a = ports[0],
+        b = ports[1],
+        bport = backend.port(),
+    )
+}
+
+/// Send `raw` on a new connection to `port`; the whole answer, as received.
+fn send(port: u16, raw: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr(port), Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn http1_header_case_end_to_end() {
+    let backend = CaseBackend::start();
+    let ports = [free_port(), free_port()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.yaml"), config(ports, backend.addr)).unwrap();
+    let _p = start(dir.path(), free_addr(), &[]);
+    let get = |port: u16, target: &str| {
+        send(
+            port,
+            &format!(
+                "GET {target} HTTP/1.1\r\nHost: h\r\nX-MiXeD-Case: 1\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    wait_for("the two listeners", Duration::from_secs(10), || {
+        ports
+            .iter()
+            .all(|p| get(*p, "/ready").starts_with("HTTP/1.1 200 OK"))
+    });
+    let [plain, keep] = ports;
+
+    for (port, name, kept) in [(plain, "plain", false), (keep, "keep", true)] {
+        // A bodyless GET and a small POST (both read by the fast path).
+        let a = get(port, &format!("/{name}-get"));
+        let b = send(
+            port,
+            &format!(
+                "POST /{name}-post HTTP/1.1\r\nHost: h\r\nX-MiXeD-Case: 1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+            ),
+        );
+        for (answer, target) in [(a, format!("/{name}-get")), (b, format!("/{name}-post"))] {
+            assert!(answer.starts_with("HTTP/1.1 200 OK"), "{name}: {answer}");
+            let r = backend.request(&target);
+            // The backend sees the client's spelling only with the policy.
+            assert_eq!(
+                r.contains("\r\nX-MiXeD-Case: 1\r\n"),
+                kept,
+                "{target}: request head at the backend: {r}"
+            );
+            assert_eq!(
+                r.contains("\r\nx-mixed-case: 1\r\n"),
+                !kept,
+                "{target}: request head at the backend: {r}"
+            );
+            // And the client sees the backend's spelling only with it.
+            assert_eq!(
+                answer.contains("\r\nX-Backend-CaSe: yes\r\n"),
+                kept,
+                "{target}: response head at the client: {answer}"
+            );
+            assert_eq!(
+                answer.contains("\r\nx-backend-case: yes\r\n"),
+                !kept,
+                "{target}: response head at the client: {answer}"
+            );
+        }
+    }
+}
