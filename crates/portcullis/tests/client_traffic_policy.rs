@@ -19,80 +19,30 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Recorder, free_addr, free_port, start, wait_for};
+use common::{
+    Recorder, free_addr, free_port, http_gateway, listener_policy, route_to_svc, start, wait_for,
+};
 
 fn gateway(ports: [u16; 4], backend: SocketAddr) -> String {
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: portcullis}}
-spec: {{controllerName: portcullis.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: portcullis
-  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
-  listeners:
-  - {{name: hops, port: {a}, protocol: HTTP}}
-  - {{name: proxied, port: {b}, protocol: HTTP}}
-  - {{name: strict, port: {c}, protocol: HTTP}}
-  - {{name: plain, port: {d}, protocol: HTTP}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-  - backendRefs: [{{name: svc, port: 80}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: svc, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
-addressType: IPv4
-ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
----
-apiVersion: portcullis.dev/v1alpha1
-kind: ClientTrafficPolicy
-metadata: {{name: hops, namespace: default}}
-spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: hops}}]
-  clientIPDetection:
-    xForwardedFor: {{numTrustedHops: 1}}
-  headers: {{withUnderscoresAction: DropHeader, requestID: PreserveOrGenerate}}
----
-apiVersion: portcullis.dev/v1alpha1
-kind: ClientTrafficPolicy
-metadata: {{name: proxied, namespace: default}}
-spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: proxied}}]
-  enableProxyProtocol: true
----
-apiVersion: portcullis.dev/v1alpha1
-kind: ClientTrafficPolicy
-metadata: {{name: strict, namespace: default}}
-spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: strict}}]
-  timeout:
-    http: {{requestReceivedTimeout: 1s}}
-  connection:
-    connectionLimit: {{value: 2}}
-  headers: {{withUnderscoresAction: RejectRequest}}
-"#,
-        a = ports[0],
-        b = ports[1],
-        c = ports[2],
-        d = ports[3],
-        bport = backend.port()
+    let docs = route_to_svc("")
+        + &listener_policy(
+            "hops",
+            "  clientIPDetection:\n    xForwardedFor: {numTrustedHops: 1}\n  headers: {withUnderscoresAction: DropHeader, requestID: PreserveOrGenerate}",
+        )
+        + &listener_policy("proxied", "  enableProxyProtocol: true")
+        + &listener_policy(
+            "strict",
+            "  timeout:\n    http: {requestReceivedTimeout: 1s}\n  connection:\n    connectionLimit: {value: 2}\n  headers: {withUnderscoresAction: RejectRequest}",
+        );
+    http_gateway(
+        &[
+            ("hops", ports[0]),
+            ("proxied", ports[1]),
+            ("strict", ports[2]),
+            ("plain", ports[3]),
+        ],
+        &docs,
+        backend,
     )
 }
 

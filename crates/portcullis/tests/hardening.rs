@@ -4,6 +4,8 @@
 //! loopback, cuts slow clients; accept errors (out of descriptors) back off
 //! and are logged rate-limited instead of spinning.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -168,45 +170,11 @@ fn black_hole() -> SocketAddr {
 }
 
 fn manifest(port: u16, backend: SocketAddr, extra_listener: &str) -> String {
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: portcullis}}
-spec: {{controllerName: portcullis.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: portcullis
-  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
-  listeners:
-    - {{name: http, port: {port}, protocol: HTTP}}
-{extra_listener}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: route, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - backendRefs: [{{name: svc, port: 80}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: svc, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
-addressType: IPv4
-ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
-"#,
-        bport = backend.port()
-    )
+    let mut listeners = format!("    - {{name: http, port: {port}, protocol: HTTP}}\n");
+    if !extra_listener.is_empty() {
+        listeners = listeners + extra_listener + "\n";
+    }
+    common::gateway_with(&listeners, &common::route_to_svc(""), backend)
 }
 
 fn base64(data: &[u8]) -> String {

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::addr;
-use crate::common::{free_addr, free_port, start, wait_for};
+use crate::common::{
+    free_addr, free_port, http_gateway, listener_policy, route_to_svc, start, wait_for,
+};
 
 /// A raw backend recording every request (head and `content-length` body)
 /// exactly as received; each answered with `X-Backend-CaSe: yes`.
@@ -87,53 +89,10 @@ impl CaseBackend {
 }
 
 fn config(ports: [u16; 2], backend: SocketAddr) -> String {
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: portcullis}}
-spec: {{controllerName: portcullis.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: portcullis
-  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
-  listeners:
-  - {{name: plain, port: {a}, protocol: HTTP}}
-  - {{name: keep, port: {b}, protocol: HTTP}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-  - backendRefs: [{{name: svc, port: 80}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: svc, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
-addressType: IPv4
-ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
----
-apiVersion: portcullis.dev/v1alpha1
-kind: ClientTrafficPolicy
-metadata: {{name: keep, namespace: default}}
-spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: keep}}]
-  http1: {{preserveHeaderCase: true}}
-"#,
-        a = ports[0],
-        b = ports[1],
-        bport = backend.port(),
+    http_gateway(
+        &[("plain", ports[0]), ("keep", ports[1])],
+        &(route_to_svc("") + &listener_policy("keep", "  http1: {preserveHeaderCase: true}")),
+        backend,
     )
 }
 

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::addr;
-use crate::common::{free_addr, free_port, start, wait_for};
+use crate::common::{
+    free_addr, free_port, http_gateway, listener_policy, route_to_svc, start, wait_for,
+};
 
 /// A raw backend: every request (up to the end of its body) recorded,
 /// lower-cased; each answered with a chunked body with a trailer, then the
@@ -101,62 +103,13 @@ impl TrailerBackend {
 }
 
 fn config(ports: [u16; 3], backend: SocketAddr) -> String {
-    let policy = |name: &str, enable: bool| {
-        format!(
-            r#"---
-apiVersion: portcullis.dev/v1alpha1
-kind: ClientTrafficPolicy
-metadata: {{name: {name}, namespace: default}}
-spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: {name}}}]
-  http1: {{enableTrailers: {enable}}}
-"#
-        )
-    };
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: portcullis}}
-spec: {{controllerName: portcullis.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: portcullis
-  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
-  listeners:
-  - {{name: plain, port: {a}, protocol: HTTP}}
-  - {{name: drop, port: {b}, protocol: HTTP}}
-  - {{name: keep, port: {c}, protocol: HTTP}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-  - backendRefs: [{{name: svc, port: 80}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: svc, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
-addressType: IPv4
-ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
-{pb}{pc}"#,
-        a = ports[0],
-        b = ports[1],
-        c = ports[2],
-        bport = backend.port(),
-        pb = policy("drop", false),
-        pc = policy("keep", true),
+    let docs = route_to_svc("")
+        + &listener_policy("drop", "  http1: {enableTrailers: false}")
+        + &listener_policy("keep", "  http1: {enableTrailers: true}");
+    http_gateway(
+        &[("plain", ports[0]), ("drop", ports[1]), ("keep", ports[2])],
+        &docs,
+        backend,
     )
 }
 

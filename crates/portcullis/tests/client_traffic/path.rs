@@ -8,73 +8,31 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::common::{Recorder, free_addr, free_port, start, wait_for};
+use crate::common::{
+    Recorder, free_addr, free_port, http_gateway, listener_policy, route_to_svc, start, wait_for,
+};
 use crate::{exchange, header, seen};
 
 fn config(ports: [u16; 4], backend: SocketAddr) -> String {
-    let policy = |name: &str, path: &str| {
-        format!(
-            r#"---
-apiVersion: portcullis.dev/v1alpha1
-kind: ClientTrafficPolicy
-metadata: {{name: {name}, namespace: default}}
-spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: {name}}}]
-  path: {path}
-"#
+    let docs = route_to_svc("[{path: {type: PathPrefix, value: /a/b}}]")
+        + &listener_policy("reject", "  path: {escapedSlashesAction: RejectRequest}")
+        + &listener_policy(
+            "redirect",
+            "  path: {escapedSlashesAction: UnescapeAndRedirect}",
         )
-    };
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: portcullis}}
-spec: {{controllerName: portcullis.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: portcullis
-  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
-  listeners:
-  - {{name: plain, port: {a}, protocol: HTTP}}
-  - {{name: reject, port: {b}, protocol: HTTP}}
-  - {{name: redirect, port: {c}, protocol: HTTP}}
-  - {{name: forward, port: {d}, protocol: HTTP}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: /a/b}}}}]
-    backendRefs: [{{name: svc, port: 80}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: svc, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
-addressType: IPv4
-ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
-{pb}{pc}{pd}"#,
-        a = ports[0],
-        b = ports[1],
-        c = ports[2],
-        d = ports[3],
-        bport = backend.port(),
-        pb = policy("reject", "{escapedSlashesAction: RejectRequest}"),
-        pc = policy("redirect", "{escapedSlashesAction: UnescapeAndRedirect}"),
-        pd = policy(
+        + &listener_policy(
             "forward",
-            "{escapedSlashesAction: UnescapeAndForward, disableMergeSlashes: true}"
-        ),
+            "  path: {escapedSlashesAction: UnescapeAndForward, disableMergeSlashes: true}",
+        );
+    http_gateway(
+        &[
+            ("plain", ports[0]),
+            ("reject", ports[1]),
+            ("redirect", ports[2]),
+            ("forward", ports[3]),
+        ],
+        &docs,
+        backend,
     )
 }
 

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{Recorder, free_addr, free_port, start, wait_for};
+use crate::common::{
+    Recorder, free_addr, free_port, gateway_with, listener_policy, route_to_svc, start, wait_for,
+};
 
 /// A self-signed P-256 certificate for `a.example`: (cert PEM, key PEM).
 fn self_signed(dir: &Path) -> (String, String) {
@@ -62,74 +64,22 @@ fn config(ports: [u16; 3], backend: SocketAddr, crt: &str, key: &str) -> String 
             "  - {{name: {name}, port: {port}, protocol: HTTPS, tls: {{certificateRefs: [{{name: cert}}]}}}}\n"
         )
     };
-    let policy = |name: &str, tls: &str| {
-        format!(
-            r#"---
-apiVersion: portcullis.dev/v1alpha1
-kind: ClientTrafficPolicy
-metadata: {{name: {name}, namespace: default}}
-spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: {name}}}]
-  tls: {tls}
-"#
-        )
-    };
-    format!(
-        r#"apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: portcullis}}
-spec: {{controllerName: portcullis.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: portcullis
-  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
-  listeners:
-{l13}{l12}{la}---
-apiVersion: v1
-kind: Secret
-metadata: {{name: cert, namespace: default}}
-type: kubernetes.io/tls
-data:
-  tls.crt: {crt}
-  tls.key: {key}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-  - backendRefs: [{{name: svc, port: 80}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: svc, namespace: default}}
-spec:
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
-addressType: IPv4
-ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
-{p13}{p12}{pa}"#,
-        l13 = listener("tls13", ports[0]),
-        l12 = listener("tls12", ports[1]),
-        la = listener("alpn", ports[2]),
-        crt = b64(crt),
-        key = b64(key),
-        bport = backend.port(),
-        p13 = policy("tls13", r#"{minVersion: "1.3"}"#),
-        p12 = policy(
+    let secret = format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: cert, namespace: default}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(crt),
+        b64(key)
+    );
+    let docs = secret
+        + &route_to_svc("")
+        + &listener_policy("tls13", r#"  tls: {minVersion: "1.3"}"#)
+        + &listener_policy(
             "tls12",
-            r#"{maxVersion: "1.2", ciphers: [ECDHE-ECDSA-AES128-GCM-SHA256]}"#
-        ),
-        pa = policy("alpn", "{alpnProtocols: [http/1.1]}"),
-    )
+            r#"  tls: {maxVersion: "1.2", ciphers: [ECDHE-ECDSA-AES128-GCM-SHA256]}"#,
+        )
+        + &listener_policy("alpn", "  tls: {alpnProtocols: [http/1.1]}");
+    let listeners =
+        listener("tls13", ports[0]) + &listener("tls12", ports[1]) + &listener("alpn", ports[2]);
+    gateway_with(&listeners, &docs, backend)
 }
 
 /// `openssl s_client` against `port` with `args`: (success, stdout). The

@@ -185,6 +185,23 @@ pub fn start(dir: &Path, admin: SocketAddr, extra: &[&str]) -> Proc {
 /// GatewayClass + Gateway `gw` (HTTP on 127.0.0.1:`port`) + Service `svc`
 /// reaching `backend` (clusterIP form), as YAML.
 pub fn gateway_and_service(port: u16, backend: SocketAddr) -> String {
+    http_gateway(&[("http", port)], "", backend)
+}
+
+/// GatewayClass + Gateway `gw` on 127.0.0.1 with one HTTP listener per
+/// `(name, port)` + `docs` (YAML documents, each starting with `---`; may be
+/// empty) + Service `svc` reaching `backend`, as YAML.
+pub fn http_gateway(listeners: &[(&str, u16)], docs: &str, backend: SocketAddr) -> String {
+    let listeners: String = listeners
+        .iter()
+        .map(|(name, port)| format!("  - {{name: {name}, port: {port}, protocol: HTTP}}\n"))
+        .collect();
+    gateway_with(&listeners, docs, backend)
+}
+
+/// As [`http_gateway`], with the Gateway's `listeners` given as YAML lines
+/// (`  - {...}` each).
+pub fn gateway_with(listeners: &str, docs: &str, backend: SocketAddr) -> String {
     format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -197,8 +214,37 @@ metadata: {{name: gw, namespace: default}}
 spec:
   gatewayClassName: portcullis
   addresses: [{{type: IPAddress, value: 127.0.0.1}}]
-  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
----
+  listeners:
+{listeners}{docs}{service}"#,
+        service = service_yaml(backend),
+    )
+}
+
+/// HTTPRoute `r` on every listener of `gw`: `matches` (a flow sequence, or
+/// "" for every request) to Service `svc`, as a YAML document.
+pub fn route_to_svc(matches: &str) -> String {
+    let matches = if matches.is_empty() {
+        String::new()
+    } else {
+        format!("matches: {matches}\n    ")
+    };
+    format!(
+        r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+  - {matches}backendRefs: [{{name: svc, port: 80}}]
+"#
+    )
+}
+
+/// Service `svc` (port 80) and its EndpointSlice: one ready endpoint, `backend`.
+pub fn service_yaml(backend: SocketAddr) -> String {
+    format!(
+        r#"---
 apiVersion: v1
 kind: Service
 metadata: {{name: svc, namespace: default}}
@@ -210,9 +256,25 @@ kind: EndpointSlice
 metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
 addressType: IPv4
 ports: [{{name: http, port: {bport}}}]
-endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
+endpoints: [{{addresses: ["{ip}"], conditions: {{ready: true}}}}]
 "#,
-        bport = backend.port()
+        bport = backend.port(),
+        ip = backend.ip(),
+    )
+}
+
+/// ClientTrafficPolicy `name` on listener `name` of Gateway `gw`; `spec` is
+/// the YAML of its fields besides `targetRefs`, indented by two spaces.
+pub fn listener_policy(name: &str, spec: &str) -> String {
+    format!(
+        r#"---
+apiVersion: portcullis.dev/v1alpha1
+kind: ClientTrafficPolicy
+metadata: {{name: {name}, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: gw, sectionName: {name}}}]
+{spec}
+"#
     )
 }
 
