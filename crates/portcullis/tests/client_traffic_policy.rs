@@ -12,6 +12,8 @@ mod header_case;
 mod http1;
 #[path = "client_traffic/path.rs"]
 mod path;
+#[path = "client_traffic/raw_backend.rs"]
+mod raw_backend;
 #[path = "client_traffic/tls.rs"]
 mod tls;
 

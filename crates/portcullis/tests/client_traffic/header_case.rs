@@ -5,88 +5,14 @@
 //! mixed-case header name.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use crate::addr;
 use crate::common::{
     free_addr, free_port, http_gateway, listener_policy, route_to_svc, start, wait_for,
 };
-
-/// A raw backend recording every request (head and `content-length` body)
-/// exactly as received; each answered with `X-Backend-CaSe: yes`.
-struct CaseBackend {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl CaseBackend {
-    fn start() -> CaseBackend {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let all = seen.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
-                let all = all.clone();
-                std::thread::spawn(move || {
-                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    let mut acc = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    loop {
-                        let req = String::from_utf8_lossy(&acc).into_owned();
-                        if let Some(end) = req.find("\r\n\r\n") {
-                            let len = req[..end]
-                                .lines()
-                                .find_map(|l| {
-                                    let (n, v) = l.split_once(':')?;
-                                    n.eq_ignore_ascii_case("content-length").then_some(v)
-                                })
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            if req.len() >= end + 4 + len {
-                                all.lock().unwrap().push(req);
-                                break;
-                            }
-                        }
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => acc.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let _ = s.write_all(
-                        b"HTTP/1.1 200 OK\r\nX-Backend-CaSe: yes\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                    );
-                });
-            }
-        });
-        CaseBackend { addr, seen }
-    }
-
-    /// The recorded request whose target is `target`, waited for (5 s).
-    fn request(&self, target: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let found = self
-                .seen
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|r| r.split(' ').nth(1) == Some(target))
-                .cloned();
-            if let Some(r) = found {
-                return r;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "{target} never reached the backend"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
+use crate::raw_backend::RawBackend;
 
 fn config(ports: [u16; 2], backend: SocketAddr) -> String {
     http_gateway(
@@ -108,7 +34,9 @@ fn send(port: u16, raw: &str) -> String {
 
 #[test]
 fn http1_header_case_end_to_end() {
-    let backend = CaseBackend::start();
+    let backend = RawBackend::start(
+        b"HTTP/1.1 200 OK\r\nX-Backend-CaSe: yes\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    );
     let ports = [free_port(), free_port()];
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gateway.yaml"), config(ports, backend.addr)).unwrap();

@@ -6,101 +6,14 @@
 //! trailers) and answers with a chunked body and an `x-resp-sum` trailer.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use crate::addr;
 use crate::common::{
     free_addr, free_port, http_gateway, listener_policy, route_to_svc, start, wait_for,
 };
-
-/// A raw backend: every request (up to the end of its body) recorded,
-/// lower-cased; each answered with a chunked body with a trailer, then the
-/// connection closed.
-struct TrailerBackend {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-/// Whether `req` holds a whole request: a head, then nothing
-/// (no body), `content-length` bytes, or a chunked body up to its end.
-fn complete(req: &str) -> bool {
-    let Some(end) = req.find("\r\n\r\n") else {
-        return false;
-    };
-    let (head, body) = (&req[..end], &req[end + 4..]);
-    if head.contains("\r\ntransfer-encoding: chunked") {
-        return (body.starts_with("0\r\n") || body.contains("\r\n0\r\n"))
-            && body.ends_with("\r\n\r\n");
-    }
-    let len = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    body.len() >= len
-}
-
-impl TrailerBackend {
-    fn start() -> TrailerBackend {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let all = seen.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
-                let all = all.clone();
-                std::thread::spawn(move || {
-                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    let mut acc = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    loop {
-                        let req = String::from_utf8_lossy(&acc).to_ascii_lowercase();
-                        if complete(&req) {
-                            all.lock().unwrap().push(req);
-                            break;
-                        }
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => acc.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let _ = s.write_all(
-                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-resp-sum\r\nconnection: close\r\n\r\n5\r\nworld\r\n0\r\nx-resp-sum: def\r\n\r\n",
-                    );
-                });
-            }
-        });
-        TrailerBackend { addr, seen }
-    }
-
-    /// The recorded request whose target is `target`, waited for (5 s).
-    fn request(&self, target: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let found = self
-                .seen
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|r| {
-                    r.starts_with(&format!("post {target} "))
-                        || r.starts_with(&format!("get {target} "))
-                })
-                .cloned();
-            if let Some(r) = found {
-                return r;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "{target} never reached the backend"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
+use crate::raw_backend::RawBackend;
 
 fn config(ports: [u16; 3], backend: SocketAddr) -> String {
     let docs = route_to_svc("")
@@ -143,7 +56,9 @@ fn get(port: u16, target: &str) -> String {
 
 #[test]
 fn http1_trailers_end_to_end() {
-    let backend = TrailerBackend::start();
+    let backend = RawBackend::start(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-resp-sum\r\nconnection: close\r\n\r\n5\r\nworld\r\n0\r\nx-resp-sum: def\r\n\r\n",
+    );
     let ports = [free_port(), free_port(), free_port()];
     let admin = free_addr();
     let dir = tempfile::tempdir().unwrap();
@@ -165,7 +80,9 @@ fn http1_trailers_end_to_end() {
         let a = chunked_post(port, &format!("/{name}-post"));
         assert!(a.starts_with("http/1.1 200 ok"), "{name}: {a}");
         assert!(a.contains("world"), "{name}: {a}");
-        let r = backend.request(&format!("/{name}-post"));
+        let r = backend
+            .request(&format!("/{name}-post"))
+            .to_ascii_lowercase();
         assert!(r.contains("hello"), "{name}: body forwarded: {r}");
         assert_eq!(
             r.contains("x-checksum: abc"),
