@@ -6,7 +6,8 @@
 #    this repository) with Portcullis as the candidate
 #    (bench/portcullis-candidate.sh), side by side with nginx and HAProxy;
 # 3. runs bench/route-scale.py (10k routes: RSS, apply time, lookup cost;
-#    new-route propagation at 3,000 routes; 20 route edits under load).
+#    new-route propagation at 3,000 routes; 20 route edits under load);
+#    two binaries side by side: bench/route-scale-sbs.sh BASE_BIN NEW_BIN.
 # --quick: 1 repetition of 5 s and fewer routes/trials, for a first look.
 # --scale-only: only step 3 (the control-plane scale rows: RSS, one-route
 #   change, new route live); needs no proxy-bench harness.
