@@ -60,9 +60,15 @@ impl FileSource {
     /// directory, a symbolic link).
     fn changed_files(&self, paths: &BTreeSet<PathBuf>) -> Option<Vec<Changed>> {
         let root = std::path::absolute(&self.path).ok()?;
+        let real = std::fs::canonicalize(&root).ok()?;
         let mut files = BTreeSet::new();
         for p in paths {
             let Ok(rel) = p.strip_prefix(&root) else {
+                // Reported under the resolved path (an ancestor is a
+                // symbolic link): read everything.
+                if real != root && p.starts_with(&real) {
+                    return None;
+                }
                 // Elsewhere in the parent directory: not ours, unless it
                 // is the root or one of its ancestors.
                 if root.starts_with(p) {
