@@ -324,7 +324,7 @@ impl Dataplane {
         if st
             .last
             .as_ref()
-            .is_some_and(|l| Arc::ptr_eq(l, &config) || **l == *config)
+            .is_some_and(|l| Arc::ptr_eq(l, &config) || l.same_as(&config))
         {
             // Still true of what is served: the previous TLS configuration
             // keeps serving those ports.

@@ -109,8 +109,11 @@ impl PortHandle {
     /// configuration stays in use).
     pub fn update(&mut self, port: &Port) -> Option<String> {
         let error = self.tls.as_mut().and_then(|t| t.update(port));
-        if self.ir != *port {
-            let table = PortTable::build(port, &BuildCtx::of(&self.ctx.shared));
+        if !self.ir.same_as(port) {
+            // What was compiled for rules that did not change is reused.
+            let previous = self.ctx.table.load_full();
+            let table =
+                PortTable::build_reusing(port, &BuildCtx::of(&self.ctx.shared), Some(&previous));
             self.ctx.table.store(Arc::new(table));
             self.ir = port.clone();
         }

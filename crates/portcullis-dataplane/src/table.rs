@@ -10,7 +10,7 @@ use std::hash::RandomState;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_ir::{HttpAction, Listener, Port, PortProtocol};
+use portcullis_ir::{HttpAction, HttpRouteRule, Listener, Port, PortProtocol};
 use portcullis_obs::http::{HttpKey, HttpStats};
 use portcullis_route::RouteTable;
 use portcullis_route::host::{self, HostPattern};
@@ -173,6 +173,17 @@ pub struct PortTable {
 impl PortTable {
     /// Compile a port of the IR.
     pub fn build(port: &Port, cx: &BuildCtx<'_>) -> Self {
+        Self::build_reusing(port, cx, None)
+    }
+
+    /// Compile a port of the IR, reusing from `previous` (the table it
+    /// replaces) what was compiled for rules that are the same `Arc` on a
+    /// listener of the same name: their actions and statistics are taken
+    /// as they are, so an apply compiles only the rules that changed. A
+    /// rule that is the same `Arc` is the same rule (the previous table
+    /// holds it alive while this one is built), so what was compiled for
+    /// it still holds.
+    pub fn build_reusing(port: &Port, cx: &BuildCtx<'_>, previous: Option<&PortTable>) -> Self {
         let mut t = PortTable {
             port: port.bind.port(),
             scheme: if matches!(port.protocol, PortProtocol::Https | PortProtocol::Tls) {
@@ -193,26 +204,49 @@ impl PortTable {
             unrouted: portcullis_obs::metrics().http.get(HttpKey::default()),
         };
         let http = &portcullis_obs::metrics().http;
-        let mut actions: HashMap<(String, String, String, usize), Arc<RuleAction>> = HashMap::new();
+        // Matches of one rule share its compiled action (when their IR
+        // actions are equal, as translation makes them).
+        let mut actions: HashMap<RuleKey<'_>, (&HttpAction, Arc<RuleAction>)> = HashMap::new();
         for l in &port.listeners {
             let idx = t.listeners.len();
+            let reuse: HashMap<*const HttpRouteRule, &Routed> = previous
+                .and_then(|p| p.listeners.iter().find(|pl| *pl.name == *l.name))
+                .map(|pl| {
+                    pl.routes
+                        .rules()
+                        .iter()
+                        .map(|c| (Arc::as_ptr(c.shared_rule()), c.value()))
+                        .collect()
+                })
+                .unwrap_or_default();
             let mut stats: HashMap<RuleKey<'_>, RuleStats> = HashMap::new();
             let rules = l.http_routes.iter().map(|r| {
                 let m = &r.meta;
                 let key = (
-                    m.kind.clone(),
-                    m.namespace.clone(),
-                    m.name.clone(),
+                    m.kind.as_str(),
+                    m.namespace.as_str(),
+                    m.name.as_str(),
                     m.rule_index,
                 );
-                let action = actions
-                    .entry(key)
-                    .or_insert_with(|| Arc::new(RuleAction::new(m, &r.action, r.matches.grpc, cx)))
-                    .clone();
-                let stats = stats
-                    .entry((&m.kind, &m.namespace, &m.name, m.rule_index))
-                    .or_insert_with(|| rule_stats(&l.name, &action, &r.action))
-                    .clone();
+                let done = reuse.get(&Arc::as_ptr(r));
+                let action = match actions.get(&key) {
+                    Some((ir, a)) if std::ptr::eq(*ir, &r.action) || **ir == r.action => a.clone(),
+                    _ => {
+                        let a = match done {
+                            Some(d) => d.action.clone(),
+                            None => Arc::new(RuleAction::new(m, &r.action, r.matches.grpc, cx)),
+                        };
+                        actions.insert(key, (&r.action, a.clone()));
+                        a
+                    }
+                };
+                let stats = match done {
+                    Some(d) => stats.entry(key).or_insert_with(|| d.stats.clone()).clone(),
+                    None => stats
+                        .entry(key)
+                        .or_insert_with(|| rule_stats(&l.name, &action, &r.action))
+                        .clone(),
+                };
                 (r.clone(), Routed { action, stats })
             });
             let routes = RouteTable::build(rules);

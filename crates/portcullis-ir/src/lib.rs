@@ -33,6 +33,64 @@ pub struct Config {
     pub ports: Vec<Port>,
 }
 
+impl Config {
+    /// Whether `self` equals `other`, comparing shared HTTP rules by
+    /// identity first (equal to `==`, without walking the rules that are
+    /// the same `Arc`s, which is most of them from one version to the next).
+    pub fn same_as(&self, other: &Config) -> bool {
+        self.ports.len() == other.ports.len()
+            && self
+                .ports
+                .iter()
+                .zip(&other.ports)
+                .all(|(a, b)| a.same_as(b))
+    }
+}
+
+impl Port {
+    /// Whether `self` equals `other`; see [`Config::same_as`].
+    pub fn same_as(&self, other: &Port) -> bool {
+        let Port {
+            bind,
+            protocol,
+            listeners,
+            client,
+        } = self;
+        *bind == other.bind
+            && *protocol == other.protocol
+            && *client == other.client
+            && listeners.len() == other.listeners.len()
+            && listeners
+                .iter()
+                .zip(&other.listeners)
+                .all(|(a, b)| a.same_as(b))
+    }
+}
+
+impl Listener {
+    /// Whether `self` equals `other`; see [`Config::same_as`].
+    pub fn same_as(&self, other: &Listener) -> bool {
+        let Listener {
+            name,
+            hostname,
+            tls,
+            http_routes,
+            l4_routes,
+            client,
+        } = self;
+        *name == other.name
+            && *hostname == other.hostname
+            && *tls == other.tls
+            && *l4_routes == other.l4_routes
+            && *client == other.client
+            && http_routes.len() == other.http_routes.len()
+            && http_routes
+                .iter()
+                .zip(&other.http_routes)
+                .all(|(a, b)| std::sync::Arc::ptr_eq(a, b) || a == b)
+    }
+}
+
 /// One socket the data plane binds, with every listener that shares it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Port {
@@ -73,7 +131,12 @@ pub struct Listener {
     /// TLS settings for HTTPS and TLS-terminate listeners.
     pub tls: Option<ListenerTls>,
     /// HTTP routes (for HTTP and HTTPS listeners): HTTPRoute and GRPCRoute rules.
-    pub http_routes: Vec<HttpRouteRule>,
+    ///
+    /// Each rule is shared (`Arc`): translation keeps the rules of unchanged
+    /// routes from one configuration to the next, and the data plane keeps
+    /// what it compiled from a rule while the rule's `Arc` is the same, so a
+    /// route is held once however many versions and tables refer to it.
+    pub http_routes: Vec<std::sync::Arc<HttpRouteRule>>,
     /// Layer-4 routes (TLSRoute, TCPRoute, UDPRoute), oldest first.
     pub l4_routes: Vec<L4Route>,
     /// ClientTrafficPolicy settings of the listener's requests.

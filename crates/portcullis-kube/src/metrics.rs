@@ -6,25 +6,20 @@ use portcullis_store::status::Statuses;
 
 /// Set the object and condition gauges from the statuses.
 pub fn record_objects(statuses: &Statuses) {
-    let mut objects: BTreeMap<String, i64> = BTreeMap::new();
-    let mut conditions: BTreeMap<[String; 4], i64> = BTreeMap::new();
+    // Keys borrow from the statuses: one pass, no copies (10,000 routes are
+    // 20,000 conditions).
+    let mut objects: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut conditions: BTreeMap<[&str; 4], i64> = BTreeMap::new();
     for (obj, status) in statuses {
-        let kind = obj.kind.to_string();
+        let kind = obj.kind.as_str();
         for c in status.conditions().into_iter().flatten() {
-            let k = [
-                kind.clone(),
-                c.type_.clone(),
-                c.status.clone(),
-                c.reason.clone(),
-            ];
+            let k = [kind, &c.type_, &c.status, &c.reason];
             *conditions.entry(k).or_default() += 1;
         }
         *objects.entry(kind).or_default() += 1;
     }
     portcullis_obs::metrics().control.objects(
-        objects.iter().map(|(k, n)| (k.as_str(), *n)),
-        conditions
-            .iter()
-            .map(|([a, b, c, d], n)| ([a.as_str(), b.as_str(), c.as_str(), d.as_str()], *n)),
+        objects.iter().map(|(k, n)| (*k, *n)),
+        conditions.iter().map(|(k, n)| (*k, *n)),
     );
 }

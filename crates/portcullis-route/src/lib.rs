@@ -32,6 +32,7 @@ pub mod path;
 pub mod precedence;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::HeaderName;
 use portcullis_ir::{HttpRouteRule, PathMatch, StringMatch, ValueMatch};
@@ -61,7 +62,8 @@ pub struct BuildError {
 /// One match of one rule, compiled, with the caller's value `T` attached.
 #[derive(Debug)]
 pub struct CompiledRule<T = ()> {
-    rule: HttpRouteRule,
+    /// The IR rule, shared with the configuration it came from.
+    rule: Arc<HttpRouteRule>,
     precedence: Precedence,
     path: PathMatcher,
     method: Option<Box<str>>,
@@ -73,6 +75,10 @@ pub struct CompiledRule<T = ()> {
 impl<T> CompiledRule<T> {
     /// The IR rule.
     pub fn rule(&self) -> &HttpRouteRule {
+        &self.rule
+    }
+    /// The IR rule, as shared with the configuration it came from.
+    pub fn shared_rule(&self) -> &Arc<HttpRouteRule> {
         &self.rule
     }
     /// The caller's value (e.g. the compiled action).
@@ -199,7 +205,7 @@ pub struct RouteTable<T = ()> {
 
 impl RouteTable<()> {
     /// Build a table without attached values.
-    pub fn from_rules(rules: impl IntoIterator<Item = HttpRouteRule>) -> Self {
+    pub fn from_rules<R: Into<Arc<HttpRouteRule>>>(rules: impl IntoIterator<Item = R>) -> Self {
         Self::build(rules.into_iter().map(|r| (r, ())))
     }
 }
@@ -208,8 +214,9 @@ impl<T> RouteTable<T> {
     /// Build a table; every rule carries a caller value `T` returned by lookups.
     ///
     /// Rules that cannot be compiled (bad regex, bad header name) are left out
-    /// and reported by [`RouteTable::errors`].
-    pub fn build(rules: impl IntoIterator<Item = (HttpRouteRule, T)>) -> Self {
+    /// and reported by [`RouteTable::errors`]. Rules are taken as `Arc`s
+    /// (a plain rule is wrapped): the table shares them, never copies them.
+    pub fn build<R: Into<Arc<HttpRouteRule>>>(rules: impl IntoIterator<Item = (R, T)>) -> Self {
         let mut table = RouteTable {
             rules: Vec::new(),
             exact_hosts: HashMap::new(),
@@ -218,7 +225,7 @@ impl<T> RouteTable<T> {
             errors: Vec::new(),
         };
         for (rule, value) in rules {
-            match compile(rule, value) {
+            match compile(rule.into(), value) {
                 Ok(c) => {
                     let idx = table.rules.len() as u32;
                     if c.rule.hostnames.is_empty() {
@@ -305,7 +312,7 @@ impl<T> RouteTable<T> {
     }
 }
 
-fn compile<T>(rule: HttpRouteRule, value: T) -> Result<CompiledRule<T>, BuildError> {
+fn compile<T>(rule: Arc<HttpRouteRule>, value: T) -> Result<CompiledRule<T>, BuildError> {
     let err = |reason: String| BuildError {
         route: format!("{}/{}", rule.meta.namespace, rule.meta.name),
         rule_index: rule.meta.rule_index,

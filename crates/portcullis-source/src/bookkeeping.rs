@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::cache::{CachedFile, CachedItem, FileCache, Stamp, body_digest, digest};
 use crate::object::{Outcome, Position};
-use crate::{FieldValidation, Seen, SourceError, crd, discover_stamped, process_file};
+use crate::{FieldValidation, Seen, SourceError, crd, discover_plain, process_file};
+
+mod incremental;
 
 /// What the source knows about one object besides the object itself (which
 /// is in the source's snapshot): the metadata it assigned and digests to
@@ -80,6 +82,12 @@ pub struct FileSource {
     files: FileCache,
     /// What an unknown field or kind does.
     fields: FieldValidation,
+    /// Whether the last reload allows the next one to read only the paths
+    /// the watcher reported ([`FileSource::reload_changes`]): a directory
+    /// tree without symbolic links, every file read and cached, and no
+    /// error or warning (so nothing an unchanged file says needs
+    /// repeating, and no duplicate object whose winner could change).
+    incremental: bool,
 }
 
 impl FileSource {
@@ -93,6 +101,7 @@ impl FileSource {
             reloaded: false,
             files: FileCache::new(),
             fields: FieldValidation::Strict,
+            incremental: false,
         }
     }
 
@@ -123,7 +132,8 @@ impl FileSource {
     pub fn reload(&mut self) -> Reload {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let found = discover_stamped(&self.path, &mut errors);
+        let (found, plain) = discover_plain(&self.path, &mut errors);
+        let found_count = found.len();
         let keep_everything = !errors.is_empty();
         let mut next: Entries = HashMap::with_capacity(self.entries.len());
         let mut seen = Seen::default();
@@ -253,6 +263,8 @@ impl FileSource {
         }
         self.entries = next;
         self.reloaded = true;
+        self.incremental =
+            plain && errors.is_empty() && warnings.is_empty() && self.files.len() == found_count;
         Reload {
             snapshot: self.snapshot.clone(),
             errors,

@@ -66,13 +66,20 @@ pub fn derive(snapshot: &Snapshot, options: &ServeOptions) -> Derived {
 /// `previous` holds (the last derived snapshot), so translation's memo
 /// reuses its work for Ingresses that did not change.
 pub fn derive_reusing(snapshot: &Snapshot, options: &ServeOptions, previous: &Snapshot) -> Derived {
+    derive_owned(snapshot.clone(), options, previous)
+}
+
+/// [`derive_reusing`], taking the snapshot: without Ingresses it is handed
+/// back as it is (no copy of its maps).
+pub fn derive_owned(snapshot: Snapshot, options: &ServeOptions, previous: &Snapshot) -> Derived {
     let mut out = Derived {
-        snapshot: snapshot.clone(),
+        snapshot,
         ingresses: BTreeMap::new(),
     };
-    if snapshot.ingresses.is_empty() {
+    if out.snapshot.ingresses.is_empty() {
         return out;
     }
+    let snapshot = &out.snapshot.clone();
     let key = |k: &ObjectKey| format!("{}/{}", k.namespace, k.name);
     let inputs = Inputs {
         ingresses: snapshot

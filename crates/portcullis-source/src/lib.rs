@@ -51,7 +51,7 @@ use portcullis_store::{Kind, ObjectKey};
 
 pub use bookkeeping::{FileSource, Reload};
 pub use cel::unsupported_rules;
-pub use watch::{SourceWatchError, Watch, watch};
+pub use watch::{Changes, SourceWatchError, Watch, watch};
 
 use object::{OldLookup, Outcome, Processed};
 
@@ -320,7 +320,7 @@ pub(crate) fn process_file(
     })
 }
 
-fn is_manifest(p: &Path) -> bool {
+pub(crate) fn is_manifest(p: &Path) -> bool {
     matches!(
         p.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml" | "json")
@@ -341,20 +341,32 @@ pub(crate) fn discover_stamped(
     path: &Path,
     errors: &mut Vec<SourceError>,
 ) -> Vec<(PathBuf, Option<cache::Stamp>)> {
+    discover_plain(path, errors).0
+}
+
+/// [`discover_stamped`], and whether `path` is a directory tree without
+/// symbolic links (then a file's path is the only way to reach it, and a
+/// change under it is reported under that path).
+pub(crate) fn discover_plain(
+    path: &Path,
+    errors: &mut Vec<SourceError>,
+) -> (Vec<(PathBuf, Option<cache::Stamp>)>, bool) {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
             errors.push(SourceError::file(path, 0, format!("cannot read: {e}")));
-            return Vec::new();
+            return (Vec::new(), false);
         }
     };
     if !meta.is_dir() {
-        return vec![(path.to_path_buf(), Some(cache::Stamp::from_meta(&meta)))];
+        let file = vec![(path.to_path_buf(), Some(cache::Stamp::from_meta(&meta)))];
+        return (file, false);
     }
     let mut out = Vec::new();
     let mut visited = HashSet::new();
-    walk(path, &mut out, &mut visited, errors);
-    out
+    let mut plain = std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_symlink());
+    walk(path, &mut out, &mut visited, errors, &mut plain);
+    (out, plain)
 }
 
 fn walk(
@@ -362,6 +374,7 @@ fn walk(
     out: &mut Vec<(PathBuf, Option<cache::Stamp>)>,
     visited: &mut HashSet<PathBuf>,
     errors: &mut Vec<SourceError>,
+    plain: &mut bool,
 ) {
     // Guard against symbolic link loops.
     if !visited.insert(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())) {
@@ -384,13 +397,18 @@ fn walk(
         // Kubernetes ConfigMap and Secret volumes, whose files are also linked
         // from the volume's top directory.
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .inspect(|e| {
+            if e.file_type().map_or(true, |t| t.is_symlink()) {
+                *plain = false;
+            }
+        })
         .map(|e| e.path())
         .collect();
     // Entries of one directory: ordering by name is ordering by path.
     paths.sort_unstable_by(|a, b| a.file_name().cmp(&b.file_name()));
     for p in paths {
         match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => walk(&p, out, visited, errors),
+            Ok(m) if m.is_dir() => walk(&p, out, visited, errors, plain),
             Ok(m) if m.is_file() && is_manifest(&p) => {
                 let stamp = cache::Stamp::from_meta(&m);
                 out.push((p, Some(stamp)))

@@ -8,7 +8,7 @@
 //! resolves to; after every burst of events the set of watched directories
 //! is computed again, following the new symbolic links.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
@@ -55,6 +55,38 @@ struct Inner {
 pub struct Watch {
     rx: mpsc::Receiver<()>,
     _inner: Arc<Mutex<Inner>>,
+    changes: Arc<Mutex<Changes>>,
+}
+
+/// What changed since [`Watch::take_changes`] was last called, as the
+/// file notifications told.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Changes {
+    /// Nothing was reported.
+    #[default]
+    Nothing,
+    /// These paths (absolute; files or directories, created, written,
+    /// renamed or removed).
+    Paths(BTreeSet<PathBuf>),
+    /// Anything may have changed (an event without paths, a rescan, a
+    /// watched directory or symbolic link that moved): read everything.
+    Everything,
+}
+
+impl Changes {
+    fn add(&mut self, event: &notify::Event) {
+        if matches!(self, Changes::Everything) {
+            return;
+        }
+        if event.paths.is_empty() || event.need_rescan() {
+            *self = Changes::Everything;
+            return;
+        }
+        match self {
+            Changes::Paths(p) => p.extend(event.paths.iter().cloned()),
+            _ => *self = Changes::Paths(event.paths.iter().cloned().collect()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -69,6 +101,13 @@ impl Watch {
     /// Wait for the next burst of changes; `None` if the watch stopped.
     pub async fn changed(&mut self) -> Option<()> {
         self.rx.recv().await
+    }
+
+    /// The paths reported since the last call (what a reload after
+    /// [`Watch::changed`] needs to read again; see
+    /// [`crate::FileSource::reload_changes`]).
+    pub fn take_changes(&self) -> Changes {
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -108,7 +147,7 @@ pub fn watch(path: &Path) -> Result<Watch, SourceWatchError> {
         if wanted.is_empty() {
             return Err(SourceWatchError::NotFound(root));
         }
-        update(&mut guard, wanted);
+        let _ = update(&mut guard, wanted);
         if guard.watched.is_empty() {
             let source = notify::Error::generic("no directory could be watched");
             return Err(SourceWatchError::Notify { path: root, source });
@@ -116,14 +155,20 @@ pub fn watch(path: &Path) -> Result<Watch, SourceWatchError> {
     }
     let (tx, rx) = mpsc::channel(1);
     let weak = Arc::downgrade(&inner);
+    let changes = Arc::new(Mutex::new(Changes::Nothing));
+    let acc = changes.clone();
     std::thread::Builder::new()
         .name("portcullis-watch".into())
-        .spawn(move || debounce(root, raw_rx, tx, weak))
+        .spawn(move || debounce(root, raw_rx, tx, weak, acc))
         .map_err(|e| SourceWatchError::Notify {
             path: path.to_path_buf(),
             source: notify::Error::io(e),
         })?;
-    Ok(Watch { rx, _inner: inner })
+    Ok(Watch {
+        rx,
+        _inner: inner,
+        changes,
+    })
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -159,8 +204,9 @@ fn targets(root: &Path) -> Vec<(PathBuf, RecursiveMode)> {
     out
 }
 
-/// Watch exactly `wanted`.
-fn update(inner: &mut Inner, wanted: Vec<(PathBuf, RecursiveMode)>) {
+/// Watch exactly `wanted`; whether that changed what was watched.
+fn update(inner: &mut Inner, wanted: Vec<(PathBuf, RecursiveMode)>) -> bool {
+    let before = inner.watched.clone();
     let stale: Vec<PathBuf> = inner
         .watched
         .iter()
@@ -182,6 +228,7 @@ fn update(inner: &mut Inner, wanted: Vec<(PathBuf, RecursiveMode)>) {
             Err(e) => tracing::debug!(path = %p.display(), "cannot watch: {e}"),
         }
     }
+    inner.watched != before
 }
 
 /// Whether an event can change what is read under `root`.
@@ -227,7 +274,11 @@ fn debounce(
     raw: std_mpsc::Receiver<notify::Event>,
     tx: mpsc::Sender<()>,
     inner: Weak<Mutex<Inner>>,
+    changes: Arc<Mutex<Changes>>,
 ) {
+    let note = |e: &notify::Event| {
+        changes.lock().unwrap_or_else(|e| e.into_inner()).add(e);
+    };
     loop {
         // Wait for the first relevant event of a burst.
         let first = match raw.recv() {
@@ -240,6 +291,7 @@ fn debounce(
         if !relevant(&first, &root) {
             continue;
         }
+        note(&first);
         let start = Instant::now();
         let mut quiet = if completes_write(&first) {
             SETTLE
@@ -254,6 +306,7 @@ fn debounce(
             match raw.recv_timeout(quiet.min(left)) {
                 Ok(e) => {
                     quiet = if completes_write(&e) { SETTLE } else { QUIET };
+                    note(&e);
                     continue;
                 }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => break,
@@ -264,7 +317,10 @@ fn debounce(
         match inner.upgrade() {
             Some(inner) => {
                 let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
-                update(&mut guard, targets(&root));
+                if update(&mut guard, targets(&root)) {
+                    // A directory or link moved: paths may be stale.
+                    *changes.lock().unwrap_or_else(|e| e.into_inner()) = Changes::Everything;
+                }
             }
             None => return,
         }

@@ -259,6 +259,27 @@ impl ParentRef {
     }
 }
 
+impl ParentRef {
+    /// Whether `self.defaulted() == other.defaulted()`, without copying.
+    pub fn same_defaulted(&self, other: &ParentRef) -> bool {
+        let ParentRef {
+            group,
+            kind,
+            namespace,
+            name,
+            section_name,
+            port,
+        } = self;
+        group.as_deref().unwrap_or(crate::GATEWAY_GROUP)
+            == other.group.as_deref().unwrap_or(crate::GATEWAY_GROUP)
+            && kind.as_deref().unwrap_or("Gateway") == other.kind.as_deref().unwrap_or("Gateway")
+            && *namespace == other.namespace
+            && *name == other.name
+            && *section_name == other.section_name
+            && *port == other.port
+    }
+}
+
 impl Status {
     /// Every condition list of this status with its scope.
     pub fn scoped_conditions(&self) -> Vec<(ConditionScope, &Vec<Condition>)> {
@@ -430,12 +451,52 @@ impl TransitionTimes {
 /// `status`, else `now` (RFC 3339).
 pub fn carry_transition_times(new: &mut Statuses, previous: &Statuses, now: &str) {
     for (obj, status) in new.iter_mut() {
-        let times = previous
-            .get(obj)
-            .map(TransitionTimes::of)
-            .unwrap_or_default();
+        let previous = previous.get(obj);
+        if let Some(p) = previous
+            && carry_one_scope(status, p, now)
+        {
+            continue;
+        }
+        let times = previous.map(TransitionTimes::of).unwrap_or_default();
         times.apply(status, now);
     }
+}
+
+/// The common case of [`carry_transition_times`] without building
+/// [`TransitionTimes`]: a status with one scope (a route with one parent,
+/// a GatewayClass) whose previous version has the same scope and the same
+/// condition types, each once, in the same order. Gives what
+/// [`TransitionTimes::apply`] gives; `false` (nothing done) otherwise.
+fn carry_one_scope(status: &mut Status, previous: &Status, now: &str) -> bool {
+    let (conds, prev) = match (status, previous) {
+        (Status::Route(n), Status::Route(p)) => match (&mut n.parents[..], &p.parents[..]) {
+            ([n], [p]) if n.parent_ref.same_defaulted(&p.parent_ref) => {
+                (&mut n.conditions, &p.conditions)
+            }
+            _ => return false,
+        },
+        (Status::GatewayClass(n), Status::GatewayClass(p)) => (&mut n.conditions, &p.conditions),
+        _ => return false,
+    };
+    let distinct = |cs: &[Condition]| {
+        cs.iter()
+            .enumerate()
+            .all(|(i, c)| cs[..i].iter().all(|d| d.type_ != c.type_))
+    };
+    if conds.len() != prev.len()
+        || conds.iter().zip(prev).any(|(c, p)| c.type_ != p.type_)
+        || !distinct(conds)
+    {
+        return false;
+    }
+    for (c, p) in conds.iter_mut().zip(prev) {
+        c.last_transition_time = if c.status == p.status && !p.last_transition_time.is_empty() {
+            p.last_transition_time.clone()
+        } else {
+            now.to_string()
+        };
+    }
+    true
 }
 
 #[cfg(test)]
@@ -551,5 +612,78 @@ mod tests {
             unreachable!()
         };
         assert_eq!(r.parents[0].conditions[0].last_transition_time, "T-mine");
+    }
+
+    /// The one-scope fast path of `carry_transition_times` gives what the
+    /// general rule (`TransitionTimes`) gives, over route statuses with
+    /// one or two parents, spelled with or without defaults, conditions in
+    /// either order, some repeated, statuses flipped.
+    #[test]
+    fn the_fast_path_gives_what_transition_times_give() {
+        let parent = |kind: Option<&str>, name: &str| ParentRef {
+            group: None,
+            kind: kind.map(Into::into),
+            namespace: None,
+            name: name.into(),
+            section_name: None,
+            port: None,
+        };
+        let route = |parents: Vec<(ParentRef, Vec<Condition>)>| {
+            Status::Route(RouteStatus {
+                parents: parents
+                    .into_iter()
+                    .map(|(parent_ref, conditions)| ParentStatus {
+                        parent_ref,
+                        controller_name: "c".into(),
+                        conditions,
+                    })
+                    .collect(),
+            })
+        };
+        let lists = [
+            vec![
+                cond("Accepted", true, "T1"),
+                cond("ResolvedRefs", true, "T2"),
+            ],
+            vec![
+                cond("Accepted", false, "T3"),
+                cond("ResolvedRefs", true, ""),
+            ],
+            vec![
+                cond("ResolvedRefs", true, "T4"),
+                cond("Accepted", true, "T5"),
+            ],
+            vec![cond("Accepted", true, "T6"), cond("Accepted", false, "T7")],
+            vec![cond("Accepted", true, "T8")],
+        ];
+        let parents = [
+            parent(None, "gw"),
+            parent(Some("Gateway"), "gw"),
+            parent(None, "other"),
+        ];
+        let key = ObjectRef {
+            kind: crate::Kind::HTTPRoute,
+            key: crate::ObjectKey::new("ns", "r"),
+        };
+        let mut shapes = vec![];
+        for p in &parents {
+            for l in &lists {
+                shapes.push(route(vec![(p.clone(), l.clone())]));
+            }
+        }
+        shapes.push(route(vec![
+            (parents[0].clone(), lists[0].clone()),
+            (parents[2].clone(), lists[1].clone()),
+        ]));
+        for old in &shapes {
+            for new in &shapes {
+                let previous: Statuses = [(key.clone(), old.clone())].into();
+                let mut fast: Statuses = [(key.clone(), new.clone())].into();
+                carry_transition_times(&mut fast, &previous, "NOW");
+                let mut general = new.clone();
+                TransitionTimes::of(old).apply(&mut general, "NOW");
+                assert_eq!(fast[&key], general, "{old:?} -> {new:?}");
+            }
+        }
     }
 }

@@ -79,7 +79,7 @@ pub(crate) struct ListenerState {
     pub conflicted: Option<(Reason, String)>,
     pub tls: Option<ir::ListenerTls>,
     pub attached: i32,
-    pub http_rules: Vec<ir::HttpRouteRule>,
+    pub http_rules: Vec<std::sync::Arc<ir::HttpRouteRule>>,
     pub l4_routes: Vec<ir::L4Route>,
     /// ClientTrafficPolicy: request settings of this listener.
     pub client: Option<std::sync::Arc<ir::ClientTraffic>>,

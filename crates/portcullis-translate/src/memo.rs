@@ -37,6 +37,11 @@ impl Version {
     fn of(m: &ObjectMeta) -> Option<Version> {
         Some(Version(m.uid.clone(), m.resource_version.clone()?))
     }
+
+    /// Whether `m` is this version (without copying its fields).
+    fn is(&self, m: &ObjectMeta) -> bool {
+        m.resource_version.as_deref() == Some(self.1.as_str()) && m.uid == self.0
+    }
 }
 
 /// One route's memoised results.
@@ -87,7 +92,9 @@ impl World {
 /// Results kept from one translation for the next; see the module docs.
 #[derive(Default)]
 pub struct Memo {
-    slots: HashMap<(Kind, ObjectKey), Slot>,
+    /// By kind, then key (looked up by reference: no key is copied for a
+    /// route found in the memo).
+    slots: HashMap<Kind, HashMap<ObjectKey, Slot>>,
     world: World,
     /// Views and builds computed (not found in the memo), for tests and logs.
     misses: usize,
@@ -96,7 +103,10 @@ pub struct Memo {
 impl std::fmt::Debug for Memo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Memo")
-            .field("routes", &self.slots.len())
+            .field(
+                "routes",
+                &self.slots.values().map(HashMap::len).sum::<usize>(),
+            )
             .field("misses", &self.misses)
             .finish()
     }
@@ -119,17 +129,22 @@ impl Memo {
     pub(crate) fn begin(&mut self, s: &Snapshot) {
         let world = World::of(s);
         if !world.same(&self.world) {
-            self.slots.values_mut().for_each(|e| e.built = None);
+            self.slots
+                .values_mut()
+                .flat_map(|m| m.values_mut())
+                .for_each(|e| e.built = None);
         }
         self.world = world;
-        self.slots.retain(|(kind, key), _| match kind {
-            Kind::HTTPRoute => s.http_routes.contains_key(key),
-            Kind::GRPCRoute => s.grpc_routes.contains_key(key),
-            Kind::TLSRoute => s.tls_routes.contains_key(key),
-            Kind::TCPRoute => s.tcp_routes.contains_key(key),
-            Kind::UDPRoute => s.udp_routes.contains_key(key),
-            _ => false,
-        });
+        for (kind, slots) in self.slots.iter_mut() {
+            slots.retain(|key, _| match kind {
+                Kind::HTTPRoute => s.http_routes.contains_key(key),
+                Kind::GRPCRoute => s.grpc_routes.contains_key(key),
+                Kind::TLSRoute => s.tls_routes.contains_key(key),
+                Kind::TCPRoute => s.tcp_routes.contains_key(key),
+                Kind::UDPRoute => s.udp_routes.contains_key(key),
+                _ => false,
+            });
+        }
     }
 
     /// The view of a route object, computed once per version of the object.
@@ -139,19 +154,18 @@ impl Memo {
         key: &ObjectKey,
         o: &T,
     ) -> Arc<RouteView> {
-        let version = Version::of(o.meta());
-        let slot_key = (kind, key.clone());
-        if let (Some(v), Some(e)) = (&version, self.slots.get(&slot_key))
-            && e.version == *v
+        let slots = self.slots.entry(kind).or_default();
+        if let Some(e) = slots.get(key)
+            && e.version.is(o.meta())
         {
             return e.view.clone();
         }
         self.misses += 1;
         let view = Arc::new(o.view());
-        match version {
+        match Version::of(o.meta()) {
             Some(version) => {
-                self.slots.insert(
-                    slot_key,
+                slots.insert(
+                    key.clone(),
                     Slot {
                         version,
                         view: view.clone(),
@@ -160,7 +174,7 @@ impl Memo {
                 );
             }
             None => {
-                self.slots.remove(&slot_key);
+                slots.remove(key);
             }
         }
         view
@@ -177,7 +191,7 @@ impl Memo {
         let misses = &mut self.misses;
         // The slot's view was looked up (and the slot dropped if stale) by
         // `view` earlier in this same translation.
-        match self.slots.get_mut(&(kind, key.clone())) {
+        match self.slots.get_mut(&kind).and_then(|m| m.get_mut(key)) {
             Some(e) if self.world.0.is_some() => e
                 .built
                 .get_or_insert_with(|| {

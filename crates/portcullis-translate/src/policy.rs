@@ -29,21 +29,63 @@ use crate::tls::ca_bundle;
 /// `(namespace, service, port)`; port `None` targets every port.
 type Target = (String, String, Option<i32>);
 
-fn backends_mut(gw: &mut GatewayState) -> impl Iterator<Item = &mut ir::ServiceBackend> {
-    gw.listeners.iter_mut().flat_map(|l| {
-        let http = l.http_rules.iter_mut().flat_map(|r| {
-            let mirrors = r.action.filters.iter_mut().filter_map(|f| match f {
-                ir::HttpFilter::RequestMirror(m) => Some(&mut m.backend),
-                _ => None,
-            });
-            r.action.backends.iter_mut().chain(mirrors)
-        });
-        let l4 = l.l4_routes.iter_mut().flat_map(|r| r.backends.iter_mut());
-        http.chain(l4).filter_map(|b| match &mut b.backend {
+/// Every Service backend of one HTTP rule (its backends, then its mirrors'), mutably.
+fn rule_backends_mut(r: &mut ir::HttpRouteRule) -> impl Iterator<Item = &mut ir::ServiceBackend> {
+    let mirrors = r.action.filters.iter_mut().filter_map(|f| match f {
+        ir::HttpFilter::RequestMirror(m) => Some(&mut m.backend),
+        _ => None,
+    });
+    r.action
+        .backends
+        .iter_mut()
+        .chain(mirrors)
+        .filter_map(|b| match &mut b.backend {
             ir::Backend::Service(s) => Some(s),
             ir::Backend::Invalid { .. } => None,
         })
-    })
+}
+
+/// Whether one HTTP rule has a Service backend `pred` selects.
+fn rule_has_backend(r: &ir::HttpRouteRule, pred: &impl Fn(&ir::ServiceBackend) -> bool) -> bool {
+    let mirrors = r.action.filters.iter().filter_map(|f| match f {
+        ir::HttpFilter::RequestMirror(m) => Some(&m.backend),
+        _ => None,
+    });
+    r.action
+        .backends
+        .iter()
+        .chain(mirrors)
+        .any(|b| matches!(&b.backend, ir::Backend::Service(s) if pred(s)))
+}
+
+/// Call `f` on every Service backend of `gw` that `pred` selects. HTTP rules
+/// are shared (`Arc`) with earlier translations: one is copied only when a
+/// backend of it is selected.
+fn for_each_backend(
+    gw: &mut GatewayState,
+    pred: impl Fn(&ir::ServiceBackend) -> bool,
+    mut f: impl FnMut(&mut ir::ServiceBackend),
+) {
+    for l in gw.listeners.iter_mut() {
+        for r in l.http_rules.iter_mut() {
+            if rule_has_backend(r, &pred) {
+                for b in rule_backends_mut(std::sync::Arc::make_mut(r)) {
+                    if pred(b) {
+                        f(b);
+                    }
+                }
+            }
+        }
+        for r in l.l4_routes.iter_mut() {
+            for b in r.backends.iter_mut() {
+                if let ir::Backend::Service(s) = &mut b.backend
+                    && pred(s)
+                {
+                    f(s);
+                }
+            }
+        }
+    }
 }
 
 /// Split `ns/name:port`.
@@ -161,15 +203,14 @@ pub(crate) fn apply(
         for gw in gws.iter_mut() {
             let client_cert = gw.backend_client_cert.clone().ok().flatten();
             let gw_key = gw.key.clone();
-            for b in backends_mut(gw) {
-                let Some((bns, bname, bport)) = parse_backend(&b.name) else {
-                    continue;
-                };
-                if !targets.iter().any(|(tns, tn, tp)| {
-                    *tns == bns && *tn == bname && tp.is_none_or(|p| p == bport)
-                }) {
-                    continue;
-                }
+            let targeted = |b: &ir::ServiceBackend| {
+                parse_backend(&b.name).is_some_and(|(bns, bname, bport)| {
+                    targets.iter().any(|(tns, tn, tp)| {
+                        *tns == bns && *tn == bname && tp.is_none_or(|p| p == bport)
+                    })
+                })
+            };
+            for_each_backend(gw, targeted, |b| {
                 ancestors.insert(gw_key.clone(), ());
                 if accepted.is_none() {
                     let mut t = tls.clone();
@@ -186,7 +227,7 @@ pub(crate) fn apply(
                         ..tls.clone()
                     });
                 }
-            }
+            });
         }
         if accepted.is_none() {
             claimed.extend(targets.iter().cloned());

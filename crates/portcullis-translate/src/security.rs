@@ -532,7 +532,8 @@ pub(crate) fn apply(
             let listener = (l.owner == Owner::Gateway).then(|| l.spec.name.clone());
             for r in l.http_rules.iter_mut() {
                 if let Some(i) = att.effective(&gw_key, listener.as_deref(), &r.meta) {
-                    r.action.security = Some(irs[i].clone());
+                    // Shared with earlier translations: copied on write.
+                    std::sync::Arc::make_mut(r).action.security = Some(irs[i].clone());
                 }
             }
         }

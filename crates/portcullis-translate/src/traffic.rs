@@ -515,6 +515,8 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
                     continue;
                 };
                 let p = &resolved[i];
+                // Shared with earlier translations: copied on write.
+                let r = Arc::make_mut(r);
                 if p.invalid {
                     // Fail closed: the rule is answered 500, as an invalid backend.
                     r.action.backends = vec![ir::WeightedBackend {

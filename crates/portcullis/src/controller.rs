@@ -60,7 +60,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         errors: vec![],
         problems: Default::default(),
     };
-    looper.step(&mut source, true).await;
+    looper.step(&mut source, None).await;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -72,7 +72,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     shutdown.as_mut().await;
                     break;
                 }
-                looper.step(&mut source, false).await;
+                let changes = watch.take_changes();
+                looper.step(&mut source, Some(&changes)).await;
             }
             // Ports that could not be bound (e.g. still held by a draining
             // listener) are retried until they bind; statuses follow.
@@ -111,9 +112,19 @@ struct Loop {
 }
 
 impl Loop {
-    async fn step(&mut self, source: &mut portcullis_source::FileSource, first: bool) {
+    /// Reload (`changes`: what the watcher reported; `None` the first
+    /// time, which reads everything) and publish what changed.
+    async fn step(
+        &mut self,
+        source: &mut portcullis_source::FileSource,
+        changes: Option<&portcullis_source::Changes>,
+    ) {
         let started = Instant::now();
-        let reload = source.reload();
+        let first = changes.is_none();
+        let reload = match changes {
+            Some(c) => source.reload_changes(c),
+            None => source.reload(),
+        };
         for w in &reload.warnings {
             tracing::warn!("{w}");
         }
@@ -131,11 +142,8 @@ impl Loop {
         }
         self.errors = reload.errors;
         // Ingresses of Portcullis' classes become Gateway API objects here.
-        let derived = portcullis_source::ingress::derive_reusing(
-            &reload.snapshot,
-            &self.serve,
-            &self.snapshot,
-        );
+        let derived =
+            portcullis_source::ingress::derive_owned(reload.snapshot, &self.serve, &self.snapshot);
         self.ingresses = derived.ingresses;
         self.snapshot = Arc::new(derived.snapshot);
         self.publish(started, self.errors.len()).await;

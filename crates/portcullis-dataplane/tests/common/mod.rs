@@ -280,7 +280,7 @@ pub fn listener(name: &str, hostname: Option<&str>, rules: Vec<HttpRouteRule>) -
         name: name.into(),
         hostname: hostname.map(Into::into),
         tls: None,
-        http_routes: rules,
+        http_routes: rules.into_iter().map(Arc::new).collect(),
         l4_routes: vec![],
         client: None,
     }

@@ -149,7 +149,7 @@ pub fn tls_listener(
             certificates: certs,
             client_validation,
         }),
-        http_routes: rules,
+        http_routes: rules.into_iter().map(Arc::new).collect(),
         l4_routes: vec![],
         client: None,
     }

@@ -47,13 +47,45 @@ impl<'a> Ctx<'a> {
 /// What a route's rules turn into, independent of the listener.
 #[derive(Default)]
 pub(crate) struct Built {
+    /// The HTTP rules, hostnames left empty ([`Built::http_on`] fills them).
     pub http: Vec<ir::HttpRouteRule>,
+    /// [`Built::http`] with the hostnames of each listener it attached to,
+    /// shared (`Arc`) by every translation that reuses this `Built`, so an
+    /// unchanged route's IR rules are the same `Arc`s from one
+    /// configuration to the next (the data plane reuses what it compiled).
+    on_hosts: std::sync::Mutex<Vec<(Vec<String>, HostRules)>>,
     pub l4: Option<ir::L4Route>,
     /// First unresolved reference (ResolvedRefs=False).
     pub unresolved: Option<Problem>,
     /// Rules dropped as invalid (PartiallyInvalid=True, or Accepted=False when all are).
     pub invalid: Option<Problem>,
     pub all_invalid: bool,
+}
+
+/// A route's HTTP rules on one set of hostnames.
+type HostRules = Arc<[Arc<ir::HttpRouteRule>]>;
+
+impl Built {
+    /// The HTTP rules with `hosts` as their hostnames, built once per set
+    /// of hostnames.
+    fn http_on(&self, hosts: &[String]) -> HostRules {
+        let mut cache = self.on_hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, rules)) = cache.iter().find(|(h, _)| h == hosts) {
+            return rules.clone();
+        }
+        let rules: HostRules = self
+            .http
+            .iter()
+            .map(|r| {
+                Arc::new(ir::HttpRouteRule {
+                    hostnames: hosts.to_vec(),
+                    ..r.clone()
+                })
+            })
+            .collect();
+        cache.push((hosts.to_vec(), rules.clone()));
+        rules
+    }
 }
 
 /// A route's metadata and spec, in the shape attachment needs.
@@ -96,28 +128,29 @@ route_object!(
 );
 
 /// One route of any kind, in the shape attachment needs.
-struct RouteObj {
+struct RouteObj<'s> {
     kind: Kind,
-    key: ObjectKey,
+    /// The key, borrowed from the snapshot.
+    key: &'s ObjectKey,
     view: Arc<RouteView>,
 }
 
-impl std::ops::Deref for RouteObj {
+impl std::ops::Deref for RouteObj<'_> {
     type Target = RouteView;
     fn deref(&self) -> &RouteView {
         &self.view
     }
 }
 
-fn collect<T: RouteObject>(
+fn collect<'s, T: RouteObject>(
     memo: &mut Memo,
     kind: Kind,
-    objs: &BTreeMap<ObjectKey, Arc<T>>,
-) -> Vec<RouteObj> {
+    objs: &'s BTreeMap<ObjectKey, Arc<T>>,
+) -> Vec<RouteObj<'s>> {
     objs.iter()
         .map(|(k, o)| RouteObj {
             kind,
-            key: k.clone(),
+            key: k,
             view: memo.view(kind, k, &**o),
         })
         .collect()
@@ -191,16 +224,16 @@ fn parent_listeners(
 }
 
 fn namespace_allowed(ctx: &Ctx<'_>, l: &ListenerState, owner_ns: &str, route_ns: &str) -> bool {
+    // Borrowed, not copied: this runs for every route on every listener.
     let ns = l
         .spec
         .allowed_routes
         .as_ref()
-        .and_then(|a| a.namespaces.clone())
-        .unwrap_or_default();
-    match ns.from.as_deref().unwrap_or("Same") {
+        .and_then(|a| a.namespaces.as_ref());
+    match ns.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
         "All" => true,
         "Selector" => ns
-            .selector
+            .and_then(|n| n.selector.as_ref())
             .is_some_and(|s| s.matches(&ctx.labels(route_ns))),
         "None" => false,
         _ => owner_ns == route_ns,
@@ -244,7 +277,7 @@ fn attach(
             _ => continue,
         };
         let b =
-            built.get_or_insert_with(|| memo.built(route.kind, &route.key, || build(ctx, route)));
+            built.get_or_insert_with(|| memo.built(route.kind, route.key, || build(ctx, route)));
         let gw = &mut gws[gi];
         let owner_ns = ls
             .as_ref()
@@ -304,10 +337,8 @@ fn attach(
                         continue;
                     }
                     l.attached += 1;
-                    for r in &b.http {
-                        let mut r = r.clone();
-                        r.hostnames = hosts.clone();
-                        l.http_rules.push(r);
+                    if !b.http.is_empty() {
+                        l.http_rules.extend(b.http_on(&hosts).iter().cloned());
                     }
                     if let Some(l4) = &b.l4 {
                         let mut l4 = l4.clone();
