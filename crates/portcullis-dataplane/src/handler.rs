@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use crate::backend::balance::{self, Outcome};
 use crate::backend::endpoint::{EndpointState, InflightGuard};
 use crate::backend::h1::{H1Body, H1Client, H1Error};
+use crate::backend::hyper_pool;
 use crate::backend::{ServiceTarget, Target};
 use crate::body::{self, BoxError, Guarded, ProxyBody};
 pub use crate::ctx::{ConnCtx, PortCtx, Shared};
@@ -429,6 +430,15 @@ where
     }
 }
 
+/// How an upstream exchange through hyper failed (the pool's and the shared
+/// clients' errors, as the retry loop needs them).
+enum SendError {
+    /// `maxConnections` / `maxPendingRequests`: 503 `UO`.
+    Overflow,
+    /// Whether no connection was made, and the error.
+    Failed(bool, String),
+}
+
 struct Attempt {
     resp: Response<ProxyBody>,
     /// The upstream side of a `101` (hyper client only).
@@ -618,9 +628,38 @@ where
             };
             req
         });
-        let sent = req.map(|req| match &target.tls {
-            Some(tls) => tls.send(h2, req),
-            None => shared.clients.request(h2, req),
+        // A backend with a connection policy: its own pool, which applies
+        // the policy (`backend::hyper_pool`); else the shared clients.
+        let policy = eps.conn_policy().cloned();
+        let sent = req.map(|req| match policy {
+            Some(p) => {
+                let tls = target.tls.clone();
+                let defaults = hyper_pool::Defaults {
+                    connect: shared.opts.connect_timeout,
+                    idle: shared.opts.upstream_idle_timeout,
+                };
+                let addr = ep.addr;
+                Either::Left(async move {
+                    hyper_pool::send(&p, tls.as_ref(), h2, addr, req, defaults)
+                        .await
+                        .map_err(|e| match e {
+                            hyper_pool::PoolError::Overflow(_) => SendError::Overflow,
+                            e => SendError::Failed(e.is_connect(), e.to_string()),
+                        })
+                })
+            }
+            None => {
+                let f = match &target.tls {
+                    Some(tls) => tls.send(h2, req),
+                    None => shared.clients.request(h2, req),
+                };
+                Either::Right(async move {
+                    match f.await {
+                        Ok(resp) => Ok(resp.map(body::boxed)),
+                        Err(e) => Err(SendError::Failed(e.is_connect(), e.to_string())),
+                    }
+                })
+            }
         });
         Either::Right(async move {
             let guard = guard.ok_or(AttemptError::Overflow)?;
@@ -631,15 +670,16 @@ where
                     let upgrade = (resp.status() == StatusCode::SWITCHING_PROTOCOLS)
                         .then(|| hyper::upgrade::on(&mut resp));
                     Ok(Attempt {
-                        resp: resp.map(body::boxed),
+                        resp,
                         upgrade,
                         guard,
                         ep,
                     })
                 }
-                Err(e) => {
+                Err(SendError::Overflow) => Err(AttemptError::Overflow),
+                Err(SendError::Failed(connect, e)) => {
                     eps.record(&ep, Outcome::LocalFailure);
-                    if e.is_connect() {
+                    if connect {
                         Err(AttemptError::Connect(format!("{}: {e}", ep.addr)))
                     } else {
                         Err(AttemptError::Other(format!("{}: {e}", ep.addr)))

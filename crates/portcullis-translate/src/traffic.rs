@@ -171,8 +171,6 @@ struct Resolved {
     /// What applies to a TCPRoute, and the fields set that do not.
     tcp: Option<Arc<rl::TcpTraffic>>,
     tcp_ignored: Vec<String>,
-    /// Upstream connection fields set (HTTP/1.1 cleartext backends only).
-    conn_fields: Vec<&'static str>,
     invalid: bool,
 }
 
@@ -400,7 +398,6 @@ fn build(
     let mut out = Resolved {
         tcp: tcp.map(Arc::new),
         tcp_ignored,
-        conn_fields: crate::traffic_fields::connection_fields(s),
         policy: key.to_string(),
         local: vec![],
         global: vec![],
@@ -428,18 +425,6 @@ fn build(
         }
     }
     Ok(out)
-}
-
-/// Whether some of a route rule's requests go upstream over HTTP/2 (a
-/// GRPCRoute, an h2c Service port) or TLS (a BackendTLSPolicy).
-fn upstream_not_h1(r: &ir::HttpRouteRule) -> bool {
-    r.meta.kind == "GRPCRoute"
-        || r.action.backends.iter().any(|b| match &b.backend {
-            ir::Backend::Service(s) => {
-                s.tls.is_some() || s.app_protocol.as_deref() == Some("kubernetes.io/h2c")
-            }
-            _ => false,
-        })
 }
 
 /// The effective limits of one route rule.
@@ -491,7 +476,6 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
                     request_timeout_ms: None,
                     tcp: None,
                     tcp_ignored: vec![],
-                    conn_fields: vec![],
                     invalid: true,
                 },
                 Some(problem),
@@ -541,18 +525,6 @@ pub(crate) fn apply(input: &Input<'_>, gws: &mut [GatewayState], statuses: &mut 
                 }
                 if r.action.request_timeout_ms.is_none() {
                     r.action.request_timeout_ms = p.request_timeout_ms;
-                }
-                // Connection limits and timeouts are the lean HTTP/1.1
-                // client's: not applied over HTTP/2 (h2c, gRPC) or TLS.
-                if !p.conn_fields.is_empty() && upstream_not_h1(r) {
-                    let note = format!(
-                        "not applied to {} {}/{} (HTTP/2 or TLS upstream): {}",
-                        r.meta.kind,
-                        r.meta.namespace,
-                        r.meta.name,
-                        p.conn_fields.join(", ")
-                    );
-                    att.note(i, &gw_key, note);
                 }
             }
             // TCPRoutes: the settings that make sense for a TCP proxy; the

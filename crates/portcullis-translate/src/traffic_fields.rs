@@ -292,36 +292,3 @@ pub(crate) fn tcp(
         connect_timeout_ms.is_some() || max_connections.is_some() || s.load_balancer.is_some();
     Ok((any.then_some(t), ignored))
 }
-
-/// The upstream connection fields a policy sets (to other values than the
-/// defaults the schema fills in): they are applied by the lean HTTP/1.1
-/// client only, so a route rule whose requests go upstream over HTTP/2 or
-/// TLS is told they do not apply to it.
-pub(crate) fn connection_fields(s: &api::BackendTrafficPolicySpec) -> Vec<&'static str> {
-    let mut set = vec![];
-    if let Some(c) = &s.circuit_breaker {
-        if c.max_connections.is_some_and(|v| v != 1024) {
-            set.push("circuitBreaker.maxConnections");
-        }
-        if c.max_pending_requests.is_some_and(|v| v != 1024) {
-            set.push("circuitBreaker.maxPendingRequests");
-        }
-        if c.max_requests_per_connection.is_some() {
-            set.push("circuitBreaker.maxRequestsPerConnection");
-        }
-    }
-    if let Some(t) = &s.timeout {
-        if t.tcp.as_ref().is_some_and(|t| t.connect_timeout.is_some()) {
-            set.push("timeout.tcp.connectTimeout");
-        }
-        if let Some(h) = &t.http {
-            if h.connection_idle_timeout.is_some() {
-                set.push("timeout.http.connectionIdleTimeout");
-            }
-            if h.max_connection_duration.is_some() {
-                set.push("timeout.http.maxConnectionDuration");
-            }
-        }
-    }
-    set
-}

@@ -5,6 +5,7 @@ pub mod balance;
 pub mod endpoint;
 pub mod h1;
 mod h1pool;
+pub mod hyper_pool;
 pub mod pool;
 pub mod session;
 pub mod slow_start;

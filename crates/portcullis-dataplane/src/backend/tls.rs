@@ -34,12 +34,22 @@ use tokio::net::TcpStream;
 use crate::body::{BoxError, ProxyBody};
 
 /// Pooled TLS clients for one BackendTLSPolicy.
-#[derive(Debug)]
 pub struct TlsUpstream {
     /// The SNI sent (`hostname`).
     pub server_name: Box<str>,
     h1: Client<TlsConnector, ProxyBody>,
     h2: Client<TlsConnector, ProxyBody>,
+    h1_tls: tokio_rustls::TlsConnector,
+    h2_tls: tokio_rustls::TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsUpstream")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsUpstream {
@@ -57,9 +67,11 @@ impl TlsUpstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
         http.enforce_http(false);
-        let connector = |cfg| TlsConnector {
+        let h1_tls = tokio_rustls::TlsConnector::from(h1_cfg);
+        let h2_tls = tokio_rustls::TlsConnector::from(h2_cfg);
+        let connector = |tls: &tokio_rustls::TlsConnector| TlsConnector {
             http: http.clone(),
-            tls: tokio_rustls::TlsConnector::from(cfg),
+            tls: tls.clone(),
             name: name.clone(),
         };
         let base = || {
@@ -71,12 +83,27 @@ impl TlsUpstream {
         };
         Ok(TlsUpstream {
             server_name: tls.hostname.as_str().into(),
-            h1: base().build(connector(h1_cfg)),
+            h1: base().build(connector(&h1_tls)),
             h2: base()
                 .http2_only(true)
                 .timer(TokioTimer::new())
-                .build(connector(h2_cfg)),
+                .build(connector(&h2_tls)),
+            h1_tls,
+            h2_tls,
+            name,
         })
+    }
+
+    /// The TLS handshake over a connected socket, with the ALPN of `h2` or
+    /// HTTP/1.1 (for the pools of backends with a connection policy, which
+    /// make their own connections: [`super::hyper_pool`]).
+    pub async fn handshake(
+        &self,
+        h2: bool,
+        tcp: TcpStream,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let tls = if h2 { &self.h2_tls } else { &self.h1_tls };
+        tls.connect(self.name.clone(), tcp).await
     }
 
     /// Send a request (absolute `https` URI naming the endpoint).

@@ -3,7 +3,8 @@
 //! `maxPendingRequests` and `maxRequestsPerConnection`, and the timeouts
 //! `timeout.tcp.connectTimeout`, `timeout.http.connectionIdleTimeout` and
 //! `maxConnectionDuration`. The lean HTTP/1.1 client ([`super::h1`]) applies
-//! it.
+//! it to cleartext HTTP/1.1, [`super::hyper_pool`] to HTTP/2, TLS and
+//! upgrades.
 //!
 //! Connections are counted with one atomic per backend, across worker
 //! threads: a connection holds a [`ConnSlot`] from before it is made until
@@ -52,6 +53,9 @@ pub struct ConnPolicy {
     open: AtomicUsize,
     pending: AtomicUsize,
     freed: Notify,
+    /// The connections hyper carries for this backend (HTTP/2, TLS,
+    /// upgrades): [`super::hyper_pool`].
+    pub(crate) hyper: super::hyper_pool::HyperPool,
 }
 
 /// One open (or being opened) upstream connection, counted against its
@@ -107,6 +111,7 @@ impl ConnPolicy {
             open: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             freed: Notify::new(),
+            hyper: Default::default(),
         }))
     }
 
@@ -171,6 +176,11 @@ impl ConnPolicy {
     /// slot to connections in use (see the module documentation).
     pub fn may_pool(&self) -> bool {
         self.pending.load(Ordering::Acquire) == 0 && self.open() < self.max_connections
+    }
+
+    /// Whether a request waits for a connection slot.
+    pub fn has_waiters(&self) -> bool {
+        self.pending.load(Ordering::Acquire) != 0
     }
 
     /// Whether a connection made at `born` that carried `uses` requests may
