@@ -71,6 +71,7 @@ pub fn builder(opts: &Options) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
         .max_buf_size(opts.max_header_bytes.max(8192))
+        .preserve_header_case(opts.http1_preserve_case)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())

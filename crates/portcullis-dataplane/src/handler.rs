@@ -315,7 +315,11 @@ where
         headers,
         client,
         case: parts.extensions.remove(),
+        hyper_case: None,
     };
+    if st.case.is_none() && cx.port.opts.http1_preserve_case && parts.version == Version::HTTP_11 {
+        st.hyper_case = Some(parts.extensions);
+    }
 
     let fcx = FilterCtx {
         scheme: table.scheme,
@@ -535,10 +539,13 @@ where
     headers.insert(header::HOST, st.host);
     let method = st.method;
     let case = st.case;
+    let hyper_case = st.hyper_case;
     // Without retries there is one attempt: move the headers instead of cloning them.
     let single = !replayable || action.retry.as_ref().is_none_or(|r| r.max_retries() == 0);
-    // Plain HTTP/1.1 without an upgrade goes through the lean client.
-    let lean = !h2 && target.tls.is_none() && client_upgrade.is_none();
+    // Plain HTTP/1.1 without an upgrade goes through the lean client (but
+    // not a request whose header case hyper recorded: hyper's client
+    // writes it).
+    let lean = !h2 && client_upgrade.is_none() && hyper_case.is_none();
 
     // A retry goes to another endpoint than the attempt before it, when there is one.
     let mut prev: Option<Arc<EndpointState>> = None;
@@ -586,7 +593,10 @@ where
             return Either::Left(async move {
                 let guard = guard.ok_or(AttemptError::Overflow)?;
                 let req = req.map_err(|e| AttemptError::Other(format!("{}: {e}", ep.addr)))?;
-                match client.send(ep.addr, req, eps.conn_policy()).await {
+                match client
+                    .send(ep.addr, req, eps.conn_policy(), target.tls.as_ref())
+                    .await
+                {
                     Ok(resp) => {
                         eps.record(&ep, Outcome::Status(resp.status().as_u16()));
                         Ok(Attempt {
@@ -621,6 +631,9 @@ where
             *req.method_mut() = method.clone();
             *req.uri_mut() = uri;
             *req.version_mut() = version;
+            if let Some(ext) = hyper_case.as_ref().filter(|_| !h2) {
+                *req.extensions_mut() = ext.clone();
+            }
             *req.headers_mut() = if single {
                 std::mem::take(&mut headers)
             } else {

@@ -9,10 +9,16 @@
 //!
 //! - the fast path ([`crate::http1`]) records it while parsing a request
 //!   head, on a port whose policy asks for it ([`crate::Options::http1_preserve_case`]);
-//! - the lean upstream client ([`crate::backend::h1`]) writes the request
-//!   head with it, and records the response head's names when the request
-//!   carried one;
+//! - the lean upstream client ([`crate::backend::h1`], cleartext and TLS
+//!   backends) writes the request head with it, and records the response
+//!   head's names when the request carried one;
 //! - the fast path writes the response head with it.
+//!
+//! A connection handed to hyper uses hyper's own mechanism instead: the
+//! port's hyper server records the case (`preserve_header_case`), the
+//! request's extensions carry hyper's record to hyper's upstream client
+//! (`ReqState::hyper_case`; such a request never takes the lean client),
+//! and the response's extensions carry the backend's spelling back.
 //!
 //! Off (no policy, or `false`), nothing is recorded and the encoders take
 //! their usual loop: no extension is ever present, so the only cost is one

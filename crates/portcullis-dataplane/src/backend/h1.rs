@@ -1,4 +1,6 @@
-//! A lean HTTP/1.1 upstream client for plain-text backends.
+//! A lean HTTP/1.1 upstream client for cleartext backends and TLS backends
+//! (BackendTLSPolicy: the TLS handshake with the policy's client config and
+//! ALPN `http/1.1`, then the same exchange over the TLS stream).
 //!
 //! The request's own task drives the upstream socket: the head (and a small
 //! buffered body) is written with one `write`, the response head is parsed
@@ -36,7 +38,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::h1pool::{self, Conn};
+use super::h1pool::{self, Conn, Io};
+use super::tls::TlsUpstream;
 use super::upstream::{ConnPolicy, SlotError};
 use crate::body::{BoxError, ProxyBody};
 use crate::forward::{EncodeError, has_token, put_headers, target_ok};
@@ -57,6 +60,9 @@ pub enum H1Error {
     /// The connect timeout elapsed.
     #[error("connect timeout")]
     ConnectTimeout,
+    /// The TLS handshake failed (verification, protocol).
+    #[error("TLS handshake: {0}")]
+    Tls(io::Error),
     /// The backend's connection limits (`maxConnections`,
     /// `maxPendingRequests`) left no connection for the request.
     #[error(transparent)]
@@ -82,7 +88,10 @@ pub enum H1Error {
 impl H1Error {
     /// Whether no connection was made (retryable by the retry policy).
     pub fn is_connect(&self) -> bool {
-        matches!(self, H1Error::Connect(_) | H1Error::ConnectTimeout)
+        matches!(
+            self,
+            H1Error::Connect(_) | H1Error::ConnectTimeout | H1Error::Tls(_)
+        )
     }
 }
 
@@ -175,12 +184,13 @@ impl H1Client {
     }
 
     /// Send a prepared request to `addr`, under the backend's connection
-    /// policy if it has one.
+    /// policy if it has one, over TLS with `tls` if given.
     pub async fn send(
         &self,
         addr: SocketAddr,
         req: H1Request,
         policy: Option<&Arc<ConnPolicy>>,
+        tls: Option<&Arc<TlsUpstream>>,
     ) -> Result<Response<UpstreamBody>, H1Error> {
         let H1Request {
             head,
@@ -194,7 +204,7 @@ impl H1Client {
             head_only,
             keep_case,
         };
-        let pooled = h1pool::checkout(addr, policy);
+        let pooled = h1pool::checkout(addr, policy, tls);
         let replay = match (&pooled, &body) {
             (Some(_), H1Body::Bytes(b)) => Some(b.clone()),
             _ => None,
@@ -202,13 +212,13 @@ impl H1Client {
         let reused = pooled.is_some();
         let first = match pooled {
             Some(io) => io,
-            None => self.connect(addr, policy).await?,
+            None => self.connect(addr, policy, tls).await?,
         };
         match self.exchange(first, addr, &head, body, meta, reused).await {
             Ok(r) => Ok(r),
             Err(Failed { error, fresh: true }) if replay.is_some() => {
                 tracing::debug!(%addr, %error, "reused upstream connection failed; sending again on a new one");
-                let io = self.connect(addr, policy).await?;
+                let io = self.connect(addr, policy, tls).await?;
                 let body = H1Body::Bytes(replay.unwrap_or_default());
                 self.exchange(io, addr, &head, body, meta, false)
                     .await
@@ -225,6 +235,7 @@ impl H1Client {
         &self,
         addr: SocketAddr,
         policy: Option<&Arc<ConnPolicy>>,
+        tls: Option<&Arc<TlsUpstream>>,
     ) -> Result<Conn, H1Error> {
         let timeout = policy
             .and_then(|p| p.connect_timeout)
@@ -233,13 +244,27 @@ impl H1Client {
             Some(p) => Some(p.slot(timeout).await?),
             None => None,
         };
+        let started = Instant::now();
         let io = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| H1Error::ConnectTimeout)?
             .map_err(H1Error::Connect)?;
         io.set_nodelay(true).map_err(H1Error::Connect)?;
+        let io = match tls {
+            None => Io::Tcp(io),
+            Some(t) => {
+                // The handshake counts against the same connect timeout.
+                let left = timeout.saturating_sub(started.elapsed());
+                let stream = tokio::time::timeout(left, t.handshake(false, io))
+                    .await
+                    .map_err(|_| H1Error::ConnectTimeout)?
+                    .map_err(H1Error::Tls)?;
+                Io::Tls(Box::new(stream))
+            }
+        };
         Ok(Conn {
             io,
+            tls: tls.cloned(),
             born: Instant::now(),
             uses: 0,
             slot,
@@ -293,32 +318,17 @@ impl H1Client {
                 io.write_all(head).await.map_err(|e| early(e.into()))?;
                 // Send the body while watching for an early response (a
                 // server may answer, e.g. 413, before reading it all).
-                let (mut rd, mut wr) = io.split();
-                let write = write_stream(&mut wr, stream, chunked);
-                tokio::pin!(write);
-                let mut failed_write = None;
-                tokio::select! {
-                    w = &mut write => match w {
-                        Ok(()) => {}
-                        Err(H1Error::Body(e)) => return Err(late(H1Error::Body(e))),
-                        Err(e) => failed_write = Some(e),
-                    },
-                    n = rd.read_buf(&mut buf) => {
-                        request_done = false;
-                        match n {
-                            Ok(0) => return Err(late(H1Error::Closed)),
-                            Ok(_) => {}
-                            Err(e) => return Err(late(e.into())),
-                        }
+                request_done = match io {
+                    Io::Tcp(t) => {
+                        let (rd, wr) = t.split();
+                        send_stream(rd, wr, stream, chunked, &mut buf).await
+                    }
+                    Io::Tls(t) => {
+                        let (rd, wr) = tokio::io::split(&mut **t);
+                        send_stream(rd, wr, stream, chunked, &mut buf).await
                     }
                 }
-                if let Some(e) = failed_write {
-                    // The server may have answered before closing.
-                    request_done = false;
-                    if buf.is_empty() && rd.read_buf(&mut buf).await.unwrap_or(0) == 0 {
-                        return Err(late(e));
-                    }
-                }
+                .map_err(late)?;
             }
         }
         let (resp, framing) = loop {
@@ -408,6 +418,49 @@ fn encode_head(
     };
     out.extend_from_slice(b"\r\n");
     Ok(chunked)
+}
+
+/// Send a streamed request body on `wr`, watching `rd` for an early
+/// response; whether the whole body was sent (a response that came first is
+/// left in `buf`).
+async fn send_stream<R, W>(
+    mut rd: R,
+    mut wr: W,
+    stream: ProxyBody,
+    chunked: bool,
+    buf: &mut BytesMut,
+) -> Result<bool, H1Error>
+where
+    R: AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut request_done = true;
+    let write = write_stream(&mut wr, stream, chunked);
+    tokio::pin!(write);
+    let mut failed_write = None;
+    tokio::select! {
+        w = &mut write => match w {
+            Ok(()) => {}
+            Err(H1Error::Body(e)) => return Err(H1Error::Body(e)),
+            Err(e) => failed_write = Some(e),
+        },
+        n = rd.read_buf(buf) => {
+            request_done = false;
+            match n {
+                Ok(0) => return Err(H1Error::Closed),
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if let Some(e) = failed_write {
+        // The server may have answered before closing.
+        request_done = false;
+        if buf.is_empty() && rd.read_buf(buf).await.unwrap_or(0) == 0 {
+            return Err(e);
+        }
+    }
+    Ok(request_done)
 }
 
 async fn write_stream<W>(w: &mut W, mut body: ProxyBody, chunked: bool) -> Result<(), H1Error>

@@ -19,15 +19,72 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::tls::TlsUpstream;
 use super::upstream::{ConnPolicy, ConnSlot};
+
+/// An upstream socket: cleartext, or TLS (BackendTLSPolicy, ALPN
+/// `http/1.1`).
+#[derive(Debug)]
+pub(crate) enum Io {
+    /// Cleartext TCP.
+    Tcp(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<portcullis_tls::tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(t) => Pin::new(t).poll_read(cx, buf),
+            Io::Tls(t) => Pin::new(&mut **t).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(t) => Pin::new(t).poll_write(cx, buf),
+            Io::Tls(t) => Pin::new(&mut **t).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(t) => Pin::new(t).poll_flush(cx),
+            Io::Tls(t) => Pin::new(&mut **t).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(t) => Pin::new(t).poll_shutdown(cx),
+            Io::Tls(t) => Pin::new(&mut **t).poll_shutdown(cx),
+        }
+    }
+}
 
 /// An upstream connection with what its reuse depends on.
 #[derive(Debug)]
 pub(crate) struct Conn {
     /// The socket.
-    pub io: TcpStream,
+    pub io: Io,
+    /// The TLS client it was made with (held, so that the pool key made of
+    /// its address names it as long as the connection exists).
+    pub tls: Option<Arc<TlsUpstream>>,
     /// When it was made.
     pub born: Instant,
     /// Requests sent on it so far.
@@ -44,7 +101,12 @@ struct Idle {
     expires: Instant,
 }
 
-type Key = (SocketAddr, usize);
+/// Endpoint, connection policy (0: none), TLS client (0: cleartext).
+type Key = (SocketAddr, usize, usize);
+
+fn tls_key(tls: Option<&Arc<TlsUpstream>>) -> usize {
+    tls.map_or(0, |t| Arc::as_ptr(t) as usize)
+}
 
 thread_local! {
     static IDLE: RefCell<HashMap<Key, VecDeque<Idle>>> = RefCell::new(HashMap::new());
@@ -57,8 +119,12 @@ const SWEEP_AT_MOST: Duration = Duration::from_secs(1);
 
 /// Take an idle connection to `addr` of `policy` that is still open and
 /// reusable (most recently used first).
-pub(crate) fn checkout(addr: SocketAddr, policy: Option<&Arc<ConnPolicy>>) -> Option<Conn> {
-    let key = (addr, policy.map_or(0, ConnPolicy::key));
+pub(crate) fn checkout(
+    addr: SocketAddr,
+    policy: Option<&Arc<ConnPolicy>>,
+    tls: Option<&Arc<TlsUpstream>>,
+) -> Option<Conn> {
+    let key = (addr, policy.map_or(0, ConnPolicy::key), tls_key(tls));
     IDLE.with(|m| {
         let mut m = m.borrow_mut();
         let list = m.get_mut(&key)?;
@@ -95,7 +161,9 @@ pub(crate) fn checkin(addr: SocketAddr, conn: Conn, idle: Duration, max: usize) 
     };
     IDLE.with(|m| {
         let mut m = m.borrow_mut();
-        let list = m.entry((addr, key)).or_default();
+        let list = m
+            .entry((addr, key, tls_key(conn.tls.as_ref())))
+            .or_default();
         if list.len() >= max {
             list.pop_front();
         }
@@ -104,9 +172,19 @@ pub(crate) fn checkin(addr: SocketAddr, conn: Conn, idle: Duration, max: usize) 
     start_sweeper();
 }
 
-/// Whether an idle connection shows no sign of a peer close or stray data.
-pub(crate) fn still_open(io: &TcpStream) -> bool {
+/// Whether an idle connection shows no sign of a peer close or stray data
+/// (on TLS, any byte waiting is taken as a sign: an alert or a record
+/// nobody asked for; it is peeked, not read).
+pub(crate) fn still_open(io: &Io) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
+    let io = match io {
+        Io::Tcp(t) => t,
+        Io::Tls(t) => {
+            let mut one = [std::mem::MaybeUninit::uninit(); 1];
+            let mut rb = ReadBuf::uninit(&mut one);
+            return matches!(t.get_ref().0.poll_peek(&mut cx, &mut rb), Poll::Pending);
+        }
+    };
     match io.poll_read_ready(&mut cx) {
         Poll::Pending => true,
         Poll::Ready(Err(_)) => false,

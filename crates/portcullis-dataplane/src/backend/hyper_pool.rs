@@ -458,10 +458,15 @@ where
         tokio::spawn(watch.drive(conn));
         Ok(Sender::H2(sender))
     } else {
-        let (sender, conn) = tokio::time::timeout_at(deadline, http1::handshake(io))
-            .await
-            .map_err(|_| PoolError::ConnectTimeout)?
-            .map_err(PoolError::Handshake)?;
+        let (sender, conn) = tokio::time::timeout_at(
+            deadline,
+            http1::Builder::new()
+                .preserve_header_case(true)
+                .handshake(io),
+        )
+        .await
+        .map_err(|_| PoolError::ConnectTimeout)?
+        .map_err(PoolError::Handshake)?;
         tokio::spawn(watch.drive(conn.with_upgrades()));
         Ok(Sender::H1(sender))
     }

@@ -123,7 +123,9 @@ impl Clients {
             b
         };
         let conn = CountingConnector(conn);
-        let h1 = base().build(conn.clone());
+        // Header case (`http1.preserveHeaderCase`) is kept when the request
+        // carries hyper's record of it; requests without it are unchanged.
+        let h1 = base().http1_preserve_header_case(true).build(conn.clone());
         let h2 = base().http2_only(true).timer(TokioTimer::new()).build(conn);
         Clients { h1, h2 }
     }

@@ -83,7 +83,9 @@ impl TlsUpstream {
         };
         Ok(TlsUpstream {
             server_name: tls.hostname.as_str().into(),
-            h1: base().build(connector(&h1_tls)),
+            h1: base()
+                .http1_preserve_header_case(true)
+                .build(connector(&h1_tls)),
             h2: base()
                 .http2_only(true)
                 .timer(TokioTimer::new())

@@ -107,6 +107,11 @@ pub struct ReqState {
     /// The request's header names as the client spelled them
     /// (`http1.preserveHeaderCase`), for the HTTP/1.1 upstream head.
     pub case: Option<crate::header_case::HeaderCase>,
+    /// A request hyper parsed on a port with `http1.preserveHeaderCase`:
+    /// its extensions, which carry hyper's own record of the names' case
+    /// (private to hyper), handed to the upstream request so that hyper's
+    /// client writes them so.
+    pub hyper_case: Option<http::Extensions>,
 }
 
 impl ReqState {
