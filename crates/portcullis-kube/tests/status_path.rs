@@ -508,7 +508,9 @@ async fn provisioning_applies_objects_and_reports_service_addresses_and_bad_para
     assert_eq!(condition_of(&st, "Programmed")["status"], "True");
     // The proxy cannot bind the listener's port: the listener says so, as in standalone mode.
     *state.lock().unwrap() = r#"{"gateway":"default/gw","version":2,"generation":1,"bindErrors":{"18080":"Address already in use (os error 98)"}}"#.to_string();
-    let listener = eventually(10, "the bind error in the listener's status", || {
+    // Settled (every replica serves the generation), the poller looks every
+    // 10 s: give it three rounds.
+    let listener = eventually(30, "the bind error in the listener's status", || {
         let st = api.get(GW, "gateways", "default", "gw")?["status"].clone();
         let l = st["listeners"][0].clone();
         let c = condition_of(&l, "Accepted");
