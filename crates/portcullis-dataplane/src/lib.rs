@@ -419,6 +419,10 @@ impl Dataplane {
         {
             tracing::warn!("drain did not finish in time");
         }
+        // The access log batches lines: write the last ones.
+        tokio::task::spawn_blocking(|| portcullis_obs::accesslog::flush(Duration::from_secs(1)))
+            .await
+            .ok();
     }
 }
 
