@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Candidate for the proxy-bench harness (proxy-bench.sh, not part of this repository):
+# Candidate for an external proxy-bench harness (bench/sbs.sh does not use it; bench/profile.sh does):
 #   bench/portcullis-candidate.sh {PORT} {H2PORT} {BACKEND_PORT} {RUNDIR}
 # Writes a Gateway (HTTP on PORT, HTTP on H2PORT: both serve HTTP/1.1 and h2c prior
 # knowledge), an HTTPRoute, a Service and an EndpointSlice for the backend into RUNDIR,
