@@ -37,7 +37,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PROXIES = ["nginx", "haproxy", "portcullis"]
+# portcullis: access log off, as nginx (access_log off) and HAProxy (no log) here;
+# portcullis-log: the same binary with its default access log (text, to stdout, here a
+# file), measured in the h1, callgrind and strace phases only.
+PROXIES = ["nginx", "haproxy", "portcullis", "portcullis-log"]
+LOG_ONLY_PHASES = ("h1", "callgrind", "strace")
 
 
 def log(msg):
@@ -48,7 +52,8 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bin", help="portcullis binary [$CARGO_TARGET_DIR or target]/release/portcullis")
     p.add_argument("--phases", default="h1,h2,tls,callgrind,strace")
-    p.add_argument("--targets", default="nginx,haproxy,portcullis", help="proxies to measure [nginx,haproxy,portcullis]")
+    p.add_argument("--targets", default="nginx,haproxy,portcullis,portcullis-log",
+                   help="proxies to measure [nginx,haproxy,portcullis,portcullis-log]")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--duration", type=int, default=10, help="seconds per load run [10]")
     p.add_argument("--warmup", type=int, default=2)
@@ -220,8 +225,9 @@ PORTS = {
     "nginx": (B + 1, B + 2, B + 3),
     "haproxy": (B + 4, B + 5, B + 6),
     "portcullis": (B + 7, B + 8, B + 9),
+    "portcullis-log": (B + 11, B + 12, B + 13),
 }
-ADMIN = B + 10
+ADMIN = {"portcullis": B + 10, "portcullis-log": B + 14}
 NOFILE = 20000
 try:
     import resource
@@ -330,9 +336,9 @@ backend be
 """
 
 
-def portcullis_conf():
+def portcullis_conf(name):
     import base64
-    h1, h2, tls = PORTS["portcullis"]
+    h1, h2, tls = PORTS[name]
     b64 = lambda p: base64.b64encode(open(p, "rb").read()).decode()
     return f"""apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -391,8 +397,9 @@ write(os.path.join(CONF, "backend.conf"), nginx_backend_conf())
 write(os.path.join(CONF, "nginx.conf"), nginx_proxy_conf())
 write(os.path.join(CONF, "nginx-single.conf"), nginx_proxy_conf(single_process=True))
 write(os.path.join(CONF, "haproxy.cfg"), haproxy_conf())
-os.makedirs(os.path.join(CONF, "portcullis"), exist_ok=True)
-write(os.path.join(CONF, "portcullis", "bench.yaml"), portcullis_conf())
+for _n in ("portcullis", "portcullis-log"):
+    os.makedirs(os.path.join(CONF, _n), exist_ok=True)
+    write(os.path.join(CONF, _n, "bench.yaml"), portcullis_conf(_n))
 
 
 def proxy_argv(name, single_process=False):
@@ -401,8 +408,8 @@ def proxy_argv(name, single_process=False):
         return ["nginx", "-p", RUN + "/", "-c", os.path.join(CONF, conf), "-g", "daemon off;"]
     if name == "haproxy":
         return ["haproxy", "-db", "-f", os.path.join(CONF, "haproxy.cfg")]
-    return [A.bin, "run", "--config", os.path.join(CONF, "portcullis"), "--admin", f"127.0.0.1:{ADMIN}",
-            "--workers", "1", "--log-level", "warn"]
+    return [A.bin, "run", "--config", os.path.join(CONF, name), "--admin", f"127.0.0.1:{ADMIN[name]}",
+            "--workers", "1", "--log-level", "warn"] + (["--access-log", "off"] if name == "portcullis" else [])
 
 
 def start_proxy(name, wrapper=(), single_process=False, ready_timeout=20):
@@ -546,6 +553,10 @@ def versions():
     return v
 
 
+def in_phase(target, phase):
+    return target != "portcullis-log" or phase in LOG_ONLY_PHASES
+
+
 def load_phases(backend):
     procs = {n: start_proxy(n) for n in PROXIES}
     h2c, tls = {}, {}
@@ -562,7 +573,7 @@ def load_phases(backend):
                 wrk(port1[t], A.warmup, A.conns)
                 measured("h1", t, rep, [pid_of[t]], backend.pid,
                          lambda: parse_wrk(wrk(port1[t], A.duration, A.conns, f"{logs}/wrk.{t}.{rep}.txt")))
-            if "h2" in A.phases and t != "direct":
+            if "h2" in A.phases and t != "direct" and in_phase(t, "h2"):
                 measured("h2c", t, rep, [pid_of[t]], backend.pid,
                          lambda: parse_h2load(h2load(f"http://127.0.0.1:{PORTS[t][1]}/", f"{logs}/h2c.{t}.{rep}.txt")))
                 measured("https-h2", t, rep, [pid_of[t]], backend.pid,
@@ -578,7 +589,7 @@ def load_phases(backend):
         log("no fixed-rate load generator (oha or wrk2) on PATH: p99 at a fixed 50% load not measured")
     if "tls" in A.phases:
         for rep in range(1, A.reps + 1):
-            for t in PROXIES:
+            for t in (t for t in PROXIES if in_phase(t, "tls")):
                 for mode, version in (("new", "tls1_3"), ("reuse", "tls1_3"), ("reuse", "tls1_2")):
                     kind = f"tls-{mode}-{version}"
                     measured(kind, t, rep, [pid_of[t]], backend.pid,
@@ -727,12 +738,12 @@ def report(ver, t0):
                   f"{A.tls_clients} clients in parallel, {A.tls_seconds} s, ECDSA P-256 certificate, X25519):", "",
                   "| target | " + " | ".join(f"{k[4:]} conn/s | {k[4:]} proxy CPU µs/conn" for k in tls_kinds) + " |",
                   "|---|" + "---:|---:|" * len(tls_kinds)]
-        for t in PROXIES:
+        for t in (t for t in PROXIES if in_phase(t, "tls")):
             lines.append(f"| {t} | " + " | ".join(f"{fmt(M.get((t, k), {}).get('rps'))} | {fmt(M.get((t, k), {}).get('cpu_us_req'), 1)}"
                                                 for k in tls_kinds) + " |")
         lines.append("")
         res = []
-        for t in PROXIES:
+        for t in (t for t in PROXIES if in_phase(t, "tls")):
             for k in tls_kinds:
                 if "reuse" in k:
                     rr = S.get((t, k), [])
@@ -757,19 +768,23 @@ def report(ver, t0):
         a, b = M.get((t, kind), {}).get(f), M.get((ref, kind), {}).get(f)
         return f"{a / b:.2f}" if a and b and a == a and b == b else "–"
 
-    def pratio(ref, kind, f):
-        a, b = prof.get(("portcullis", kind), {}).get(f), prof.get((ref, kind), {}).get(f)
+    def pratio(t, ref, kind, f):
+        a, b = prof.get((t, kind), {}).get(f), prof.get((ref, kind), {}).get(f)
         return f"{a / b:.2f}" if a and b else "–"
     lines += ["| ratio | h1 rps | h1 p99 | h1 CPU/req | h2c rps | h2c CPU/req | HTTPS/h2 rps | HTTPS/h2 CPU/req | "
               "TLS full conn/s | TLS full CPU/conn | TLS 1.3 resumed conn/s | instructions/req | syscalls/req |",
               "|---|" + "---:|" * 12]
-    for ref in ("nginx", "haproxy"):
-        lines.append(f"| portcullis/{ref} | {ratio('portcullis', ref, 'h1', 'rps')} | {ratio('portcullis', ref, 'h1', 'p99')} | "
-                     f"{ratio('portcullis', ref, 'h1', 'cpu_us_req')} | {ratio('portcullis', ref, 'h2c', 'rps')} | "
-                     f"{ratio('portcullis', ref, 'h2c', 'cpu_us_req')} | {ratio('portcullis', ref, 'https-h2', 'rps')} | "
-                     f"{ratio('portcullis', ref, 'https-h2', 'cpu_us_req')} | {ratio('portcullis', ref, 'tls-new-tls1_3', 'rps')} | "
-                     f"{ratio('portcullis', ref, 'tls-new-tls1_3', 'cpu_us_req')} | {ratio('portcullis', ref, 'tls-reuse-tls1_3', 'rps')} | "
-                     f"{pratio(ref, 'callgrind', 'ir_per_req')} | {pratio(ref, 'strace', 'syscalls_per_req')} |")
+    pairs = [("portcullis", "nginx"), ("portcullis", "haproxy"), ("portcullis-log", "nginx"),
+             ("portcullis-log", "portcullis")]
+    for t, ref in pairs:
+        if t not in PROXIES or ref not in PROXIES:
+            continue
+        lines.append(f"| {t}/{ref} | {ratio(t, ref, 'h1', 'rps')} | {ratio(t, ref, 'h1', 'p99')} | "
+                     f"{ratio(t, ref, 'h1', 'cpu_us_req')} | {ratio(t, ref, 'h2c', 'rps')} | "
+                     f"{ratio(t, ref, 'h2c', 'cpu_us_req')} | {ratio(t, ref, 'https-h2', 'rps')} | "
+                     f"{ratio(t, ref, 'https-h2', 'cpu_us_req')} | {ratio(t, ref, 'tls-new-tls1_3', 'rps')} | "
+                     f"{ratio(t, ref, 'tls-new-tls1_3', 'cpu_us_req')} | {ratio(t, ref, 'tls-reuse-tls1_3', 'rps')} | "
+                     f"{pratio(t, ref, 'callgrind', 'ir_per_req')} | {pratio(t, ref, 'strace', 'syscalls_per_req')} |")
     lines += ["", "rps ratios > 1 are better; latency, CPU, instruction and syscall ratios < 1 are better."]
     if "h1" in A.phases and not shutil.which("oha"):
         lines.append("p99 at a fixed 50 % load: not measured (no open-loop load generator: oha or wrk2 not on PATH).")
