@@ -11,8 +11,9 @@ Phases (--phases, comma separated; default all):
             (utime+stime deltas of /proc/PID/stat over the proxy's process tree); with oha on
             PATH also p50/p99 at a fixed rate = --fixed-pct % of nginx's median rps
   h2        h2load -cH2CONNS -mSTREAMS: h2c (prior knowledge) and HTTPS/h2 (ALPN) rps and CPU/req
-  tls       TLS handshakes per second, a new connection per request (openssl s_time -www /,
-            TLS 1.3, X25519 ECDHE, ECDSA P-256 certificate), --tls-clients s_time processes on
+  tls       TLS handshakes per second, a new connection per request, each with one proxied
+            HTTP/1.0 GET (openssl s_time -www, see WWW below; TLS 1.3, X25519 ECDHE, ECDSA
+            P-256 certificate), --tls-clients s_time processes on
             the client cpu: full handshakes (-new) and session resumption (-reuse), with the
             proxy's CPU per handshake; also TLS 1.2 resumption (session id)
   callgrind instructions per request under valgrind --tool=callgrind: after a warm-up, the

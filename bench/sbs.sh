@@ -14,10 +14,14 @@
 # load needs an open-loop generator: measured only when `oha` is on PATH.
 #
 # Layout: client on cpu 0; proxy AND backend (nginx returning a fixed 200) pinned together on
-# cpu 1; one worker / thread per proxy (Portcullis --workers 1, nginx worker_processes 1 with
-# upstream keepalive, HAProxy nbthread 1 with http-reuse safe). Only 127.0.0.1 is used (ports
-# --base-port .. +10, default 19080); every process is stopped by its PID; every client run is
-# bounded by `timeout`, the whole run by --max-seconds [3000].
+# cpu 1; one worker / thread per proxy (Portcullis --workers 1 --access-log off, nginx
+# worker_processes 1 with upstream keepalive and access_log off, HAProxy nbthread 1 with
+# http-reuse safe and no log); "portcullis-log" is the same binary with its default access
+# log, in the h1, callgrind and strace phases (--targets to choose). Only 127.0.0.1 is used
+# (ports --base-port .. +14, default 19080); every process is stopped by its PID; every client
+# run is bounded by `timeout`, the whole run by --max-seconds [3000]. Each run records the CPU
+# other processes took on the proxies' cpu (foreign_pct in results.jsonl) and is redone once
+# (--retries) above --quiet-pct [10] %.
 #
 # --quick: --reps 1 --duration 5 --tls-seconds 3 (a first look).
 # --no-install: do not apt-get install what is missing (nginx haproxy wrk nghttp2-client
