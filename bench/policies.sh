@@ -10,7 +10,9 @@
 # Each variant runs in its own `portcullis run --workers 1`; wrk (1 thread, 32
 # connections, keep-alive) runs REPS rounds of DURATION seconds, the variants
 # interleaved in every round so that the machine's noise hits all of them
-# alike; the median requests/s of each and its ratio to `none` are printed.
+# alike; the median requests/s of each and its ratio to `none` are printed,
+# and the median CPU time per request of each gateway process (utime+stime
+# from /proc/PID/stat over the round) and its ratio to `none`.
 #
 #   bench/policies.sh [REPS] [DURATION]      defaults 3 and 10
 #
@@ -91,7 +93,7 @@ Y
 }
 
 VARIANTS=(none local global jwt metrics)
-declare -A PORT ADMIN
+declare -A PORT ADMIN GWPID
 for v in "${VARIANTS[@]}"; do
   PORT[$v]=$(free_port); ADMIN[$v]=$(free_port)
   mkdir -p "$RUN/$v"
@@ -133,6 +135,7 @@ Y
   "$BIN/portcullis" run --config "$RUN/$v" --admin "127.0.0.1:${ADMIN[$v]}" --workers 1 --log-level warn \
     --rate-limit-redis "redis://127.0.0.1:$RPORT" >"$RUN/$v.log" 2>&1 &
   PIDS+=($!)
+  GWPID[$v]=$!
 done
 TOKEN=$(cat "$RUN/token")
 for v in "${VARIANTS[@]}"; do
@@ -144,7 +147,8 @@ for v in "${VARIANTS[@]}"; do
   [ "$code" = 200 ] || { echo "variant $v does not answer 200 ($code)"; cat "$RUN/$v.log"; exit 1; }
 done
 
-declare -A RESULTS
+declare -A RESULTS CPU
+cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{ split($0, a, ") "); split(a[2], f, " "); print (f[12] + f[13]) * 1000000 / hz }' "/proc/$1/stat"; }
 for r in $(seq "$REPS"); do
   for v in "${VARIANTS[@]}"; do
     scrape=""
@@ -152,21 +156,28 @@ for r in $(seq "$REPS"); do
       ( end=$((SECONDS + DURATION)); while [ $SECONDS -lt $end ]; do curl -s -o /dev/null "http://127.0.0.1:${ADMIN[$v]}/metrics"; sleep 1; done ) &
       scrape=$!
     fi
+    c0=$(cpu_us "${GWPID[$v]}")
     out=$(wrk -t1 -c32 -d"${DURATION}s" -H "authorization: Bearer $TOKEN" "http://127.0.0.1:${PORT[$v]}/")
+    c1=$(cpu_us "${GWPID[$v]}")
+    n=$(echo "$out" | awk '/requests in/ {print $1}')
     [ -n "$scrape" ] && wait "$scrape" || true
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
     [ -z "$non2xx" ] || { echo "variant $v: $non2xx non-2xx answers"; exit 1; }
     RESULTS[$v]="${RESULTS[$v]:-} $rps"
-    echo "round $r $v: $rps req/s"
+    per=$(python3 -c "print(f'{($c1 - $c0) / max($n, 1):.2f}')")
+    CPU[$v]="${CPU[$v]:-} $per"
+    echo "round $r $v: $rps req/s, $per us CPU/req"
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 base=$(echo "${RESULTS[none]}" | median)
+cbase=$(echo "${CPU[none]}" | median)
 echo
-echo "| variant | median req/s | vs none |"
-echo "|---|---|---|"
+echo "| variant | median req/s | vs none | median gateway CPU us/req | vs none |"
+echo "|---|---|---|---|---|"
 for v in "${VARIANTS[@]}"; do
   m=$(echo "${RESULTS[$v]}" | median)
-  echo "| $v | $m | $(python3 -c "print(f'{$m/$base:.2f}x')") |"
+  c=$(echo "${CPU[$v]}" | median)
+  echo "| $v | $m | $(python3 -c "print(f'{$m/$base:.2f}x')") | $c | $(python3 -c "print(f'{$c/$cbase:.2f}x')") |"
 done

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Candidate for the proxy-bench harness (proxy-bench.sh, not part of this repository):
+# Candidate for an external proxy-bench harness (bench/sbs.sh does not use it; bench/profile.sh does):
 #   bench/portcullis-candidate.sh {PORT} {H2PORT} {BACKEND_PORT} {RUNDIR}
 # Writes a Gateway (HTTP on PORT, HTTP on H2PORT: both serve HTTP/1.1 and h2c prior
 # knowledge), an HTTPRoute, a Service and an EndpointSlice for the backend into RUNDIR,
-# then runs target/release/portcullis (or $PORTCULLIS_BIN) in the foreground with BENCH_WORKERS workers.
+# then runs target/release/portcullis (or $PORTCULLIS_BIN) in the foreground with BENCH_WORKERS workers,
+# access log off as the references run (BENCH_ACCESS_LOG=text for `run`'s default, which has been
+# on since commit 2c9c6b0; rows measured with this script before that had no access log to turn off).
 set -euo pipefail
 PORT="$1"; H2PORT="$2"; BACKEND_PORT="$3"; RUNDIR="$4"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,4 +49,4 @@ endpoints: [{addresses: [127.0.0.1], conditions: {ready: true}}]
 YAML
 ADMIN_PORT=$((PORT + 1000))
 exec "${PORTCULLIS_BIN:-$HERE/target/release/portcullis}" run --config "$RUNDIR/config" --admin "127.0.0.1:$ADMIN_PORT" \
-  --workers "${BENCH_WORKERS:-1}" --log-level warn
+  --workers "${BENCH_WORKERS:-1}" --log-level warn --access-log "${BENCH_ACCESS_LOG:-off}"

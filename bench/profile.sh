@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Profile Portcullis under a fixed HTTP/1.1 load, laid out as proxy-bench.sh does
+# Profile Portcullis under a fixed HTTP/1.1 load, laid out as bench/sbs.sh does
 # (client on cpu 0, proxy and backend on cpu 1), with perf (cpu-clock samples).
 #
 #   bench/profile.sh [--seconds S] [--conns N] [--h2] [--callgraph] [--strace|--cpu] [--workers N] [--out DIR]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Route scale, propagation and reload-under-load measurements for Portcullis.
 
-Standalone mode (files watched), laid out as the proxy-bench harness (proxy-bench.sh)
+Standalone mode (files watched), laid out as bench/sbs.sh
 does: Portcullis and an nginx backend pinned to --sut-cpus, this client to
 --client-cpus. Three phases; each starts its own Portcullis on a fresh config
 directory (one file per HTTPRoute under routes/, plus base.yaml):
