@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use common::tls::*;
 use common::*;
 use portcullis_dataplane::Options;
-use portcullis_ir::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -144,19 +143,7 @@ async fn gateway(
     tls: SocketAddr,
     ca: &Ca,
 ) -> (portcullis_dataplane::Dataplane, SocketAddr) {
-    let tls_backend = match service("tls", &[tls], None) {
-        Backend::Service(mut s) => {
-            s.tls = Some(BackendTls {
-                hostname: "up.example.com".into(),
-                ca_pem: ca.pem.clone(),
-                system_roots: false,
-                subject_alt_names: vec![],
-                client_certificate: None,
-            });
-            Backend::Service(s)
-        }
-        other => other,
-    };
+    let tls_backend = tls_backend("tls", tls, "up.example.com", ca);
     let opts = Options {
         http1_preserve_case: preserve,
         ..Default::default()

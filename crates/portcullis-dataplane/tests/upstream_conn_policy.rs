@@ -22,7 +22,6 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis_ir::traffic::{BackendTraffic, CircuitBreaker, ConnectionTimeouts};
-use portcullis_ir::*;
 use tokio::net::TcpListener;
 
 /// One accepted connection, as the backend saw it.
@@ -147,19 +146,7 @@ async fn gateway(
 ) -> (portcullis_dataplane::Dataplane, SocketAddr) {
     let b = match upstream {
         Upstream::H2c => service("up", &[backend], Some("kubernetes.io/h2c")),
-        Upstream::Tls(ca) => match service("up", &[backend], None) {
-            Backend::Service(mut s) => {
-                s.tls = Some(BackendTls {
-                    hostname: "up.example.com".into(),
-                    ca_pem: ca.pem.clone(),
-                    system_roots: false,
-                    subject_alt_names: vec![],
-                    client_certificate: None,
-                });
-                Backend::Service(s)
-            }
-            other => other,
-        },
+        Upstream::Tls(ca) => tls_backend("up", backend, "up.example.com", ca),
     };
     let mut r = rule("up", prefix("/"), vec![wb(1, b)]);
     r.action.backend_traffic = Some(policy);

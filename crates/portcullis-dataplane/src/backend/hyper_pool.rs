@@ -36,19 +36,18 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, Uri};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use super::pool::Holding;
 use super::tls::TlsUpstream;
 use super::upstream::{ConnPolicy, ConnSlot, SlotError};
 use crate::body::{Guarded, ProxyBody};
@@ -205,51 +204,7 @@ impl Drop for InFlight {
 
 /// A socket holding its place in the backend's `maxConnections` (and in
 /// the connection gauges) until it closes.
-struct Slotted<T> {
-    io: T,
-    _slot: ConnSlot,
-    _open: portcullis_obs::metrics::ActiveGuard,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Slotted<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Slotted<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
+type Slotted<T> = Holding<T, (ConnSlot, portcullis_obs::metrics::ActiveGuard)>;
 
 /// The process defaults a policy without its own timeouts falls back to.
 #[derive(Clone, Copy, Debug)]
@@ -404,31 +359,9 @@ async fn connect(
                 .await
                 .map_err(|_| PoolError::ConnectTimeout)?
                 .map_err(PoolError::Tls)?;
-            handshake(
-                Slotted {
-                    io,
-                    _slot: slot,
-                    _open: open,
-                },
-                h2,
-                deadline,
-                watch,
-            )
-            .await?
+            handshake(Holding::new(io, (slot, open)), h2, deadline, watch).await?
         }
-        None => {
-            handshake(
-                Slotted {
-                    io: tcp,
-                    _slot: slot,
-                    _open: open,
-                },
-                h2,
-                deadline,
-                watch,
-            )
-            .await?
-        }
+        None => handshake(Holding::new(tcp, (slot, open)), h2, deadline, watch).await?,
     };
     state.begin();
     if let Sender::H2(s) = &sender {

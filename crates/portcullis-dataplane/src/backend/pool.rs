@@ -34,20 +34,32 @@ pub struct CountingConnector(HttpConnector);
 type ConnectFuture =
     Pin<Box<dyn Future<Output = Result<TokioIo<CountedTcp>, crate::body::BoxError>> + Send>>;
 
-/// An upstream socket counted as open until dropped.
+/// An upstream socket holding `G` until it closes: the connection gauges
+/// (`portcullis_upstream_connections_active`), and for a backend with a
+/// connection policy its `maxConnections` slot ([`super::hyper_pool`]).
 #[derive(Debug)]
-pub struct CountedTcp {
-    io: TcpStream,
-    _open: portcullis_obs::metrics::ActiveGuard,
+pub struct Holding<T, G> {
+    io: T,
+    _hold: G,
 }
 
-impl Connection for CountedTcp {
+impl<T, G> Holding<T, G> {
+    /// `io`, holding `hold` until dropped.
+    pub fn new(io: T, hold: G) -> Self {
+        Holding { io, _hold: hold }
+    }
+}
+
+/// An upstream socket counted as open until dropped.
+pub type CountedTcp = Holding<TcpStream, portcullis_obs::metrics::ActiveGuard>;
+
+impl<G> Connection for Holding<TcpStream, G> {
     fn connected(&self) -> Connected {
         self.io.connected()
     }
 }
 
-impl AsyncRead for CountedTcp {
+impl<T: AsyncRead + Unpin, G: Unpin> AsyncRead for Holding<T, G> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -57,7 +69,7 @@ impl AsyncRead for CountedTcp {
     }
 }
 
-impl AsyncWrite for CountedTcp {
+impl<T: AsyncWrite + Unpin, G: Unpin> AsyncWrite for Holding<T, G> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -100,10 +112,10 @@ impl tower_service::Service<http::Uri> for CountingConnector {
         let connecting = self.0.call(uri);
         Box::pin(async move {
             let io = connecting.await?.into_inner();
-            Ok(TokioIo::new(CountedTcp {
+            Ok(TokioIo::new(Holding::new(
                 io,
-                _open: portcullis_obs::metrics().upstream_opened("hyper"),
-            }))
+                portcullis_obs::metrics().upstream_opened("hyper"),
+            )))
         })
     }
 }

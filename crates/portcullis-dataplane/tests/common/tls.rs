@@ -362,3 +362,21 @@ impl TlsEchoHttp {
         TlsEchoHttp { addr, snis, seen }
     }
 }
+
+/// A Service backend `name` at `addr` behind TLS: SNI and verified name
+/// `hostname`, trusting `ca` only.
+pub fn tls_backend(name: &str, addr: SocketAddr, hostname: &str, ca: &Ca) -> Backend {
+    match super::service(name, &[addr], None) {
+        Backend::Service(mut s) => {
+            s.tls = Some(BackendTls {
+                hostname: hostname.into(),
+                ca_pem: ca.pem.clone(),
+                system_roots: false,
+                subject_alt_names: vec![],
+                client_certificate: None,
+            });
+            Backend::Service(s)
+        }
+        other => other,
+    }
+}
