@@ -652,8 +652,11 @@ where
                     idle: shared.opts.upstream_idle_timeout,
                 };
                 let addr = ep.addr;
+                // Boxed: the pool's future (connect, TLS handshake) is
+                // large, and unboxed it would make every attempt's future
+                // as large, to be copied on each move even on the lean path.
                 Either::Left(async move {
-                    hyper_pool::send(&p, tls.as_ref(), h2, addr, req, defaults)
+                    Box::pin(hyper_pool::send(&p, tls.as_ref(), h2, addr, req, defaults))
                         .await
                         .map_err(|e| match e {
                             hyper_pool::PoolError::Overflow(_) => SendError::Overflow,

@@ -255,7 +255,10 @@ impl H1Client {
             Some(t) => {
                 // The handshake counts against the same connect timeout.
                 let left = timeout.saturating_sub(started.elapsed());
-                let stream = tokio::time::timeout(left, t.handshake(false, io))
+                // Boxed: the handshake's future is large; inline it would
+                // grow every request's future (cleartext too), which is
+                // moved, that is copied, several times per request.
+                let stream = tokio::time::timeout(left, Box::pin(t.handshake(false, io)))
                     .await
                     .map_err(|_| H1Error::ConnectTimeout)?
                     .map_err(H1Error::Tls)?;
