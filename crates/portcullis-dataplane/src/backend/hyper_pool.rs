@@ -274,12 +274,6 @@ impl HyperPool {
         }
         true
     }
-
-    /// Connections in the pool now (idle HTTP/1.1, or HTTP/2 in any state).
-    pub fn pooled(&self) -> usize {
-        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.values().map(Vec::len).sum()
-    }
 }
 
 /// Send `req` (absolute URI naming the endpoint) to `addr` over a
