@@ -14,7 +14,9 @@ mod validate;
 use clap::Parser;
 
 /// mimalloc: measured faster than glibc malloc on the request path
-/// (BENCHMARKS.md) and returns freed memory to the OS.
+/// (BENCHMARKS.md) and returns freed memory to the OS. Off (feature
+/// `mimalloc`) for heap profiling with the system allocator.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

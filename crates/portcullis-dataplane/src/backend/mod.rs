@@ -148,6 +148,12 @@ impl WeightedBackends {
         self.pick_indexed().map(|(_, c)| c)
     }
 
+    /// The entries that can be chosen, in order (the IR's backends of
+    /// weight above 0).
+    pub fn choices(&self) -> &[BackendChoice] {
+        &self.choices
+    }
+
     /// Weighted random choice, with its index (the order of the IR's
     /// backends of weight above 0).
     pub fn pick_indexed(&self) -> Option<(usize, &BackendChoice)> {

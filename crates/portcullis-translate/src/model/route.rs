@@ -433,56 +433,66 @@ macro_rules! l4_rules {
     };
 }
 
+/// parentRefs, in a vector of their exact length (an `Option`'s flattened
+/// iterator does not tell its length, and a vector collected from it
+/// reserves room for four: held per route by the memo's views).
 fn parents<P>(v: &Option<Vec<P>>, f: impl Fn(&P) -> ParentRefSpec) -> Vec<ParentRefSpec> {
-    v.iter().flatten().map(f).collect()
+    v.as_deref().unwrap_or_default().iter().map(f).collect()
 }
 
-impl From<&t::HttpRouteSpec> for RouteSpec {
-    fn from(s: &t::HttpRouteSpec) -> Self {
-        RouteSpec {
-            parent_refs: parents(&s.parent_refs, |p| parent_ref!(p)),
-            hostnames: s.hostnames.clone().unwrap_or_default(),
-            rules: Rules::Http(s.rules.iter().flatten().map(HttpRule::from).collect()),
-        }
-    }
+/// What attachment reads of every route on every translation: its
+/// parentRefs and hostnames. The rules are read from the route object only
+/// when they are built ([`Rules`]), so a long-lived view does not keep a
+/// second copy of them.
+#[derive(Clone, Debug)]
+pub(crate) struct RouteHead {
+    pub parent_refs: Vec<ParentRefSpec>,
+    pub hostnames: Vec<String>,
 }
 
-impl From<&t::GrpcRouteSpec> for RouteSpec {
-    fn from(s: &t::GrpcRouteSpec) -> Self {
-        RouteSpec {
-            parent_refs: parents(&s.parent_refs, |p| parent_ref!(p)),
-            hostnames: s.hostnames.clone().unwrap_or_default(),
-            rules: Rules::Grpc(s.rules.iter().flatten().map(GrpcRule::from).collect()),
+/// `From` impls of [`RouteHead`], [`Rules`] and [`RouteSpec`] for a
+/// generated route spec type.
+macro_rules! route_spec {
+    ($t:ty, |$s:ident| $hostnames:expr, $rules:expr) => {
+        impl From<&$t> for RouteHead {
+            fn from($s: &$t) -> Self {
+                RouteHead {
+                    parent_refs: parents(&$s.parent_refs, |p| parent_ref!(p)),
+                    hostnames: $hostnames,
+                }
+            }
         }
-    }
+        impl From<&$t> for Rules {
+            fn from($s: &$t) -> Self {
+                $rules
+            }
+        }
+        impl From<&$t> for RouteSpec {
+            fn from(s: &$t) -> Self {
+                let RouteHead {
+                    parent_refs,
+                    hostnames,
+                } = s.into();
+                RouteSpec {
+                    parent_refs,
+                    hostnames,
+                    rules: s.into(),
+                }
+            }
+        }
+    };
 }
 
-impl From<&t::TlsRouteSpec> for RouteSpec {
-    fn from(s: &t::TlsRouteSpec) -> Self {
-        RouteSpec {
-            parent_refs: parents(&s.parent_refs, |p| parent_ref!(p)),
-            hostnames: s.hostnames.clone(),
-            rules: l4_rules!(s.rules),
-        }
-    }
-}
-
-impl From<&t::TcpRouteSpec> for RouteSpec {
-    fn from(s: &t::TcpRouteSpec) -> Self {
-        RouteSpec {
-            parent_refs: parents(&s.parent_refs, |p| parent_ref!(p)),
-            hostnames: vec![],
-            rules: l4_rules!(s.rules),
-        }
-    }
-}
-
-impl From<&t::UdpRouteSpec> for RouteSpec {
-    fn from(s: &t::UdpRouteSpec) -> Self {
-        RouteSpec {
-            parent_refs: parents(&s.parent_refs, |p| parent_ref!(p)),
-            hostnames: vec![],
-            rules: l4_rules!(s.rules),
-        }
-    }
-}
+route_spec!(
+    t::HttpRouteSpec,
+    |s| s.hostnames.clone().unwrap_or_default(),
+    Rules::Http(s.rules.iter().flatten().map(HttpRule::from).collect())
+);
+route_spec!(
+    t::GrpcRouteSpec,
+    |s| s.hostnames.clone().unwrap_or_default(),
+    Rules::Grpc(s.rules.iter().flatten().map(GrpcRule::from).collect())
+);
+route_spec!(t::TlsRouteSpec, |s| s.hostnames.clone(), l4_rules!(s.rules));
+route_spec!(t::TcpRouteSpec, |s| vec![], l4_rules!(s.rules));
+route_spec!(t::UdpRouteSpec, |s| vec![], l4_rules!(s.rules));

@@ -24,7 +24,7 @@ use crate::conditions::*;
 use crate::gateway::{GatewayState, ListenerState, Owner};
 use crate::hostname;
 use crate::memo::Memo;
-use crate::model::{Meta, Obj, ParentRefSpec, RouteSpec, Rules, namespace_labels};
+use crate::model::{Meta, Obj, ParentRefSpec, RouteHead, Rules, namespace_labels};
 use crate::refs::Grants;
 
 /// Shared inputs of route translation.
@@ -47,13 +47,17 @@ impl<'a> Ctx<'a> {
 /// What a route's rules turn into, independent of the listener.
 #[derive(Default)]
 pub(crate) struct Built {
-    /// The HTTP rules, hostnames left empty ([`Built::http_on`] fills them).
+    /// The HTTP rules, hostnames left empty, as the builders make them;
+    /// [`Built::seal`] moves them into the per-hostnames cache
+    /// ([`Built::http_on`] fills the hostnames).
     pub http: Vec<ir::HttpRouteRule>,
-    /// [`Built::http`] with the hostnames of each listener it attached to,
-    /// shared (`Arc`) by every translation that reuses this `Built`, so an
-    /// unchanged route's IR rules are the same `Arc`s from one
+    /// How many HTTP rules there are (`http` is empty once sealed).
+    http_rules: usize,
+    /// The HTTP rules with the hostnames of each listener they attached
+    /// to, shared (`Arc`) by every translation that reuses this `Built`, so
+    /// an unchanged route's IR rules are the same `Arc`s from one
     /// configuration to the next (the data plane reuses what it compiled).
-    on_hosts: std::sync::Mutex<Vec<(Vec<String>, HostRules)>>,
+    on_hosts: std::sync::Mutex<OnHosts>,
     pub l4: Option<ir::L4Route>,
     /// First unresolved reference (ResolvedRefs=False).
     pub unresolved: Option<Problem>,
@@ -62,42 +66,66 @@ pub(crate) struct Built {
     pub all_invalid: bool,
 }
 
+/// [`Built::on_hosts`]: the rules without hostnames until the first set of
+/// hostnames takes them (moved, not copied: one copy of each rule is kept
+/// for a route that attaches with one set of hostnames, the usual case),
+/// then the rules per set of hostnames.
+#[derive(Default)]
+struct OnHosts {
+    base: Vec<ir::HttpRouteRule>,
+    by_hosts: Vec<(Vec<String>, HostRules)>,
+}
+
 /// A route's HTTP rules on one set of hostnames.
 type HostRules = Arc<[Arc<ir::HttpRouteRule>]>;
 
 impl Built {
+    /// Done building: the HTTP rules move into the per-hostnames cache.
+    fn seal(&mut self) {
+        self.http_rules = self.http.len();
+        let on = self.on_hosts.get_mut().unwrap_or_else(|e| e.into_inner());
+        on.base = std::mem::take(&mut self.http);
+    }
+
     /// The HTTP rules with `hosts` as their hostnames, built once per set
     /// of hostnames.
     fn http_on(&self, hosts: &[String]) -> HostRules {
         let mut cache = self.on_hosts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, rules)) = cache.iter().find(|(h, _)| h == hosts) {
+        if let Some((_, rules)) = cache.by_hosts.iter().find(|(h, _)| h == hosts) {
             return rules.clone();
         }
-        let rules: HostRules = self
-            .http
-            .iter()
-            .map(|r| {
-                Arc::new(ir::HttpRouteRule {
-                    hostnames: hosts.to_vec(),
-                    ..r.clone()
-                })
-            })
-            .collect();
-        cache.push((hosts.to_vec(), rules.clone()));
+        let with_hosts = |mut r: ir::HttpRouteRule| {
+            r.hostnames = hosts.to_vec();
+            Arc::new(r)
+        };
+        let rules: HostRules = match cache.by_hosts.first() {
+            Some((_, first)) => first.iter().map(|r| with_hosts((**r).clone())).collect(),
+            None => std::mem::take(&mut cache.base)
+                .into_iter()
+                .map(with_hosts)
+                .collect(),
+        };
+        // Usually the only entry: no room for more until needed.
+        cache.by_hosts.reserve_exact(1);
+        cache.by_hosts.push((hosts.to_vec(), rules.clone()));
         rules
     }
 }
 
-/// A route's metadata and spec, in the shape attachment needs.
+/// A route's metadata, parentRefs and hostnames: what attachment reads of
+/// every route on every translation (the memo keeps it per version of the
+/// route). Its rules are read from the object when they are built.
 pub(crate) struct RouteView {
     meta: Meta,
-    spec: RouteSpec,
+    spec: RouteHead,
 }
 
 /// A route object of any kind, as the snapshot holds it.
 pub(crate) trait RouteObject {
     /// Its view.
     fn view(&self) -> RouteView;
+    /// Its rules.
+    fn rules(&self) -> Rules;
     /// Its metadata.
     fn meta(&self) -> &portcullis_store::types::ObjectMeta;
 }
@@ -106,11 +134,14 @@ macro_rules! route_object {
     ($($t:ty),*) => {$(
         impl RouteObject for $t {
             fn view(&self) -> RouteView {
-                let o = Obj::<RouteSpec>::of(&self.metadata, &self.spec);
+                let o = Obj::<RouteHead>::of(&self.metadata, &self.spec);
                 RouteView {
                     meta: o.metadata,
                     spec: o.spec,
                 }
+            }
+            fn rules(&self) -> Rules {
+                Rules::from(&self.spec)
             }
             fn meta(&self) -> &portcullis_store::types::ObjectMeta {
                 &self.metadata
@@ -132,6 +163,8 @@ struct RouteObj<'s> {
     kind: Kind,
     /// The key, borrowed from the snapshot.
     key: &'s ObjectKey,
+    /// The object, borrowed from the snapshot (its rules are read when built).
+    obj: &'s dyn RouteObject,
     view: Arc<RouteView>,
 }
 
@@ -151,6 +184,7 @@ fn collect<'s, T: RouteObject>(
         .map(|(k, o)| RouteObj {
             kind,
             key: k,
+            obj: &**o,
             view: memo.view(kind, k, &**o),
         })
         .collect()
@@ -194,11 +228,13 @@ fn build(ctx: &Ctx<'_>, route: &RouteObj) -> Built {
         rule_name: name,
     };
     let ns = &route.key.namespace;
-    match &route.spec.rules {
+    let mut built = match &route.obj.rules() {
         Rules::Http(rules) => http::build(ctx, ns, rules, &route_meta),
         Rules::Grpc(rules) => grpc::build(ctx, ns, rules, &route_meta),
         Rules::L4(rules) => l4::build(ctx, route.kind, ns, rules, &route_meta),
-    }
+    };
+    built.seal();
+    built
 }
 
 /// Which listeners of `gw` a parentRef names.
@@ -246,7 +282,8 @@ fn attach(
     gws: &mut [GatewayState],
     route: &RouteObj,
 ) -> Option<RouteStatus> {
-    let mut parents = vec![];
+    // Kept per route in the statuses: room for exactly its parentRefs.
+    let mut parents = Vec::with_capacity(route.spec.parent_refs.len());
     let mut built: Option<Arc<Built>> = None;
     let g = route.meta.generation;
     for pr in &route.spec.parent_refs {
@@ -337,7 +374,7 @@ fn attach(
                         continue;
                     }
                     l.attached += 1;
-                    if !b.http.is_empty() {
+                    if b.http_rules > 0 {
                         l.http_rules.extend(b.http_on(&hosts).iter().cloned());
                     }
                     if let Some(l4) = &b.l4 {
