@@ -245,6 +245,10 @@ impl Loop {
             status_ms = ms(statuses),
             "configuration applied"
         );
+        // What the load and translation freed goes back to the OS now.
+        let t = std::time::Instant::now();
+        crate::alloc::release_free_memory();
+        tracing::debug!(elapsed_ms = ms(t.elapsed()), "free memory released");
     }
 }
 

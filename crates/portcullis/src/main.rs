@@ -1,6 +1,7 @@
 //! `portcullis`: the Gateway API controller and data-plane proxy in one binary.
 
 mod admin;
+mod alloc;
 mod cli;
 mod controller;
 mod explain;
@@ -12,13 +13,6 @@ mod ui;
 mod validate;
 
 use clap::Parser;
-
-/// mimalloc: measured faster than glibc malloc on the request path
-/// (BENCHMARKS.md) and returns freed memory to the OS. Off (feature
-/// `mimalloc`) for heap profiling with the system allocator.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
