@@ -37,6 +37,7 @@ usage: bench/route-scale.py [--phases scale,propagate,edits] [--routes 10,10000]
        [--shapes hosts,paths] [--prop-routes 3000] [--trials 20] [--edits 20]
        [--changes 5] [--workers 1] [--sut-cpus 1] [--client-cpus 0]
        [--base-port 19280] [--wrk-seconds 5] [--bin target/release/portcullis] [--out DIR]
+       bench/route-scale.py --generate DIR [--routes 10000] [--shapes hosts]   (only the files)
 """
 import argparse, http.client, json, os, re, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
@@ -58,11 +59,13 @@ ap.add_argument('--wrk-seconds', type=int, default=5)
 ap.add_argument('--bin', default=os.path.join(HERE, 'target/release/portcullis'))
 ap.add_argument('--out', default=None)
 ap.add_argument('--max-seconds', type=int, default=1800)
+ap.add_argument('--generate', metavar='DIR', default=None,
+                help='only write the config directory of --routes (first value) in --shapes (first), then exit')
 args = ap.parse_args()
 
 BACKEND, BACKEND2, PROXY, ADMIN = args.base_port, args.base_port + 1, args.base_port + 2, args.base_port + 3
-out = args.out or tempfile.mkdtemp(prefix='portcullis-route-scale.')
-for d in ('logs', 'run', 'tmp'):
+out = None if args.generate else args.out or tempfile.mkdtemp(prefix='portcullis-route-scale.')
+for d in ('logs', 'run', 'tmp') if out else ():
     os.makedirs(os.path.join(out, d), exist_ok=True)
 started = []
 T_END = time.monotonic() + args.max_seconds
@@ -570,9 +573,22 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
     print(f'\nraw: {out}/route-scale.json', file=sys.stderr)
 
 
+def generate(d):
+    shape, n = args.shapes.split(',')[0], int(args.routes.split(',')[0])
+    os.makedirs(os.path.join(d, 'routes'), exist_ok=True)
+    write(os.path.join(d, 'base.yaml'), BASE)
+    for i in range(n):
+        with open(os.path.join(d, 'routes', f'r{i}.yaml'), 'w') as f:
+            f.write(shape_route(shape, i))
+    print(f'{n} {shape} routes in {d}', file=sys.stderr)
+
+
 try:
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
-    main()
+    if args.generate:
+        generate(args.generate)
+    else:
+        main()
 finally:
     for p in list(reversed(started)):
         stop(p)
