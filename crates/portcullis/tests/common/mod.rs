@@ -25,13 +25,25 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_portcullis")
 }
 
-/// A port free on 127.0.0.1 now.
+/// A port free on 127.0.0.1 now (for TCP and UDP), chosen at random below
+/// the kernel's ephemeral range (Linux: 32768–60999). A port from
+/// `bind(0)` is an ephemeral one, which an outgoing connection of a test
+/// running alongside could take between this choice and the gateway's
+/// bind (seen: a listener refused with EADDRINUSE for 10 s).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..1000 {
+        // A fresh random seed per call (std's `RandomState`).
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + u16::try_from(h.finish() % 12_000).expect("below 12,000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port found in 20000..32000 on 127.0.0.1");
 }
 
 /// A free loopback address.
