@@ -40,6 +40,8 @@ pub struct Shared {
     pub limiters: crate::ratelimit::Limiters,
     /// Slow-start ramps of endpoints (BackendTrafficPolicy), kept across rebuilds.
     pub births: crate::backend::slow_start::Births,
+    /// Compiled Service targets shared by rules without a policy.
+    pub targets: crate::backend::SharedTargets,
 }
 
 /// State of one bound port.

@@ -291,6 +291,7 @@ impl Dataplane {
         let shared = Arc::new(Shared {
             limiters,
             births: Default::default(),
+            targets: Default::default(),
             opts,
             clients,
             h1,

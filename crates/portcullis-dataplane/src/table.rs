@@ -35,6 +35,8 @@ pub struct BuildCtx<'a> {
     pub limiters: &'a crate::ratelimit::Limiters,
     /// Slow-start ramps of endpoints, kept across rebuilds.
     pub births: &'a crate::backend::slow_start::Births,
+    /// Compiled Service targets shared by rules without a policy.
+    pub targets: &'a crate::backend::SharedTargets,
     /// The proxy's zone (zone-aware routing).
     pub zone: Option<&'a str>,
 }
@@ -48,6 +50,7 @@ impl<'a> BuildCtx<'a> {
             jwks: &shared.jwks,
             limiters: &shared.limiters,
             births: &shared.births,
+            targets: &shared.targets,
             zone: shared.opts.zone.as_deref(),
         }
     }

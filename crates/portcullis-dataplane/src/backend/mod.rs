@@ -77,27 +77,82 @@ impl Target {
                         Err(e) => return Target::Invalid(format!("backend TLS: {e}").into()),
                     },
                 };
-                let t = Arc::new(ServiceTarget {
-                    name: s.name.as_str().into(),
-                    endpoints: EndpointSet::with_policy(
-                        &s.endpoints,
-                        cx.tokens,
-                        policy,
-                        Some((cx.births, &s.name)),
-                        cx.zone,
-                    ),
-                    h2c: s.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
-                    tls,
-                });
-                // Endpoint health, read at scrape time (a weak reference:
-                // dropped with the table).
-                let w: std::sync::Weak<dyn portcullis_obs::health::BackendHealth> =
-                    Arc::downgrade(&t) as _;
-                portcullis_obs::metrics().health.register(w);
-                Target::Service(t)
+                let make = || {
+                    let t = Arc::new(ServiceTarget {
+                        name: s.name.as_str().into(),
+                        endpoints: EndpointSet::with_policy(
+                            &s.endpoints,
+                            cx.tokens,
+                            policy,
+                            Some((cx.births, &s.name)),
+                            cx.zone,
+                        ),
+                        h2c: s.app_protocol.as_deref() == Some("kubernetes.io/h2c"),
+                        tls,
+                    });
+                    // Endpoint health, read at scrape time (a weak
+                    // reference: dropped with the table).
+                    let w: std::sync::Weak<dyn portcullis_obs::health::BackendHealth> =
+                        Arc::downgrade(&t) as _;
+                    portcullis_obs::metrics().health.register(w);
+                    t
+                };
+                if policy.is_none() && s.tls.is_none() {
+                    Target::Service(cx.targets.get_or_make(s, make))
+                } else {
+                    Target::Service(make())
+                }
             }
             Backend::Invalid { reason } => Target::Invalid(reason.as_str().into()),
         }
+    }
+}
+
+/// Compiled targets of Service backends that have no BackendTrafficPolicy
+/// and no BackendTLSPolicy, shared by every rule whose IR backend is equal
+/// (name, endpoints, appProtocol): 10,000 rules sending to one Service hold
+/// one target, not 10,000 endpoint sets. Without a policy a target has no
+/// state a rule could call its own (no circuit-breaker limits, outlier
+/// detection, health checks or slow start); what is shared is the
+/// balancer's position and the endpoints' counters, as one Envoy cluster
+/// would share them. A target with a policy stays per rule, as Envoy
+/// Gateway makes a cluster per route rule. Entries are weak: a target lives
+/// as long as a compiled rule holds it.
+#[derive(Debug, Default)]
+pub struct SharedTargets(std::sync::Mutex<std::collections::HashMap<String, Vec<SharedEntry>>>);
+
+/// A backend as compiled, and its target while a rule holds it.
+type SharedEntry = (
+    portcullis_ir::ServiceBackend,
+    std::sync::Weak<ServiceTarget>,
+);
+
+impl SharedTargets {
+    /// The live target compiled for a backend equal to `s`, else `make()`'s.
+    fn get_or_make(
+        &self,
+        s: &portcullis_ir::ServiceBackend,
+        make: impl FnOnce() -> Arc<ServiceTarget>,
+    ) -> Arc<ServiceTarget> {
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = match m.get_mut(&s.name) {
+            Some(l) => l,
+            None => m.entry(s.name.clone()).or_default(),
+        };
+        list.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(t) = list
+            .iter()
+            .find(|(b, _)| b == s)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return t;
+        }
+        let t = make();
+        list.push((s.clone(), Arc::downgrade(&t)));
+        t
     }
 }
 
@@ -175,6 +230,55 @@ mod tests {
     use std::hash::RandomState;
     use std::time::Duration;
 
+    #[test]
+    fn rules_without_a_policy_share_a_target_and_rules_with_one_do_not() {
+        let tokens = RandomState::new();
+        let tls = tls::UpstreamTlsCache::new(Duration::from_secs(1), Duration::from_secs(1));
+        let jwks = crate::auth::JwksCache::default();
+        let limiters = crate::ratelimit::Limiters::new(Default::default());
+        let targets = SharedTargets::default();
+        let cx = BuildCtx {
+            tokens: &tokens,
+            upstream_tls: &tls,
+            jwks: &jwks,
+            limiters: &limiters,
+            births: &Default::default(),
+            targets: &targets,
+            zone: None,
+        };
+        let service = |t: &Target| match t {
+            Target::Service(s) => s.clone(),
+            Target::Invalid(r) => panic!("invalid: {r}"),
+        };
+        let a = Target::new(&svc("a"), &cx, None);
+        let a2 = Target::new(&svc("a"), &cx, None);
+        let b = Target::new(&svc("b"), &cx, None);
+        assert!(Arc::ptr_eq(&service(&a), &service(&a2)));
+        assert!(!Arc::ptr_eq(&service(&a), &service(&b)));
+        // Other endpoints: another target.
+        let Backend::Service(mut moved) = svc("a") else {
+            unreachable!()
+        };
+        moved.endpoints[0].addr = ([127, 0, 0, 1], 2).into();
+        let a3 = Target::new(&Backend::Service(moved), &cx, None);
+        assert!(!Arc::ptr_eq(&service(&a), &service(&a3)));
+        // With a BackendTrafficPolicy each rule keeps its own (its limits
+        // and counters are the rule's, as Envoy Gateway's per-rule clusters).
+        let policy = portcullis_ir::traffic::BackendTraffic::default();
+        let p1 = Target::new(&svc("a"), &cx, Some(&policy));
+        let p2 = Target::new(&svc("a"), &cx, Some(&policy));
+        assert!(!Arc::ptr_eq(&service(&p1), &service(&p2)));
+        assert!(!Arc::ptr_eq(&service(&a), &service(&p1)));
+        // Entries are weak: once every holder is gone the entry is dead,
+        // and the next lookup prunes it and makes a new target.
+        let weak = Arc::downgrade(&service(&a));
+        drop((a, a2, a3));
+        assert_eq!(weak.strong_count(), 0);
+        let _again = Target::new(&svc("a"), &cx, None);
+        let m = targets.0.lock().unwrap();
+        assert_eq!(m["a"].len(), 1, "the dead entries were pruned");
+    }
+
     fn svc(name: &str) -> Backend {
         Backend::Service(ServiceBackend {
             name: name.into(),
@@ -219,6 +323,7 @@ mod tests {
             jwks: &jwks,
             limiters: &limiters,
             births: &Default::default(),
+            targets: &Default::default(),
             zone: None,
         };
         let w = WeightedBackends::new(&list, |_| Filters::default(), &cx, None);
