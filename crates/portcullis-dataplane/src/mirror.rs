@@ -42,7 +42,7 @@ pub struct MirrorCopy {
 impl MirrorFilter {
     /// Compile.
     pub fn new(m: &Mirror, cx: &crate::table::BuildCtx<'_>) -> Self {
-        let target = match Target::new(&m.backend.backend, cx, None) {
+        let target = match Target::new(&m.backend.backend, cx, None, false) {
             Target::Service(s) => Some(s),
             Target::Invalid(_) => None,
         };

@@ -101,6 +101,7 @@ impl RuleAction {
                 |f| Filters::new(f, cx),
                 cx,
                 a.backend_traffic.as_deref(),
+                a.retry.is_some(),
             ),
             request_timeout: ms(a.request_timeout_ms),
             backend_timeout: ms(a.backend_request_timeout_ms),

@@ -63,10 +63,14 @@ pub enum Target {
 impl Target {
     /// Compile an IR backend. A BackendTLSPolicy whose client config cannot
     /// be built makes the backend invalid (and is reported by the apply).
+    /// `retries`: whether the rule retries (its retries draw on the target's
+    /// retry budget, which must then stay the rule's own; see
+    /// [`SharedTargets`]).
     pub fn new(
         b: &Backend,
         cx: &BuildCtx<'_>,
         policy: Option<&portcullis_ir::traffic::BackendTraffic>,
+        retries: bool,
     ) -> Self {
         match b {
             Backend::Service(s) => {
@@ -97,7 +101,7 @@ impl Target {
                     portcullis_obs::metrics().health.register(w);
                     t
                 };
-                if policy.is_none() && s.tls.is_none() {
+                if policy.is_none() && s.tls.is_none() && !retries {
                     Target::Service(cx.targets.get_or_make(s, make))
                 } else {
                     Target::Service(make())
@@ -108,14 +112,15 @@ impl Target {
     }
 }
 
-/// Compiled targets of Service backends that have no BackendTrafficPolicy
-/// and no BackendTLSPolicy, shared by every rule whose IR backend is equal
-/// (name, endpoints, appProtocol): 10,000 rules sending to one Service hold
-/// one target, not 10,000 endpoint sets. Without a policy a target has no
-/// state a rule could call its own (no circuit-breaker limits, outlier
-/// detection, health checks or slow start); what is shared is the
-/// balancer's position and the endpoints' counters, as one Envoy cluster
-/// would share them. A target with a policy stays per rule, as Envoy
+/// Compiled targets of Service backends of rules that have no
+/// BackendTrafficPolicy, no BackendTLSPolicy and no retries, shared by every
+/// such rule whose IR backend is equal (name, endpoints, appProtocol):
+/// 10,000 rules sending to one Service hold one target, not 10,000 endpoint
+/// sets. Such a rule has no state in its target it could call its own (no
+/// circuit-breaker limits, outlier detection, health checks, slow start,
+/// and no retry drawing on the retry budget); what is shared is the
+/// balancer's position and the endpoints' in-flight counts, as one Envoy
+/// cluster would share them. Any other rule keeps its own target, as Envoy
 /// Gateway makes a cluster per route rule. Entries are weak: a target lives
 /// as long as a compiled rule holds it.
 #[derive(Debug, Default)]
@@ -180,12 +185,13 @@ impl WeightedBackends {
         compile_filters: impl Fn(&[portcullis_ir::HttpFilter]) -> Filters,
         cx: &BuildCtx<'_>,
         policy: Option<&portcullis_ir::traffic::BackendTraffic>,
+        retries: bool,
     ) -> Self {
         let kept = || list.iter().filter(|b| b.weight > 0);
         WeightedBackends {
             choices: kept()
                 .map(|b| BackendChoice {
-                    target: Target::new(&b.backend, cx, policy),
+                    target: Target::new(&b.backend, cx, policy, retries),
                     filters: compile_filters(&b.filters),
                 })
                 .collect(),
@@ -250,9 +256,9 @@ mod tests {
             Target::Service(s) => s.clone(),
             Target::Invalid(r) => panic!("invalid: {r}"),
         };
-        let a = Target::new(&svc("a"), &cx, None);
-        let a2 = Target::new(&svc("a"), &cx, None);
-        let b = Target::new(&svc("b"), &cx, None);
+        let a = Target::new(&svc("a"), &cx, None, false);
+        let a2 = Target::new(&svc("a"), &cx, None, false);
+        let b = Target::new(&svc("b"), &cx, None, false);
         assert!(Arc::ptr_eq(&service(&a), &service(&a2)));
         assert!(!Arc::ptr_eq(&service(&a), &service(&b)));
         // Other endpoints: another target.
@@ -260,21 +266,24 @@ mod tests {
             unreachable!()
         };
         moved.endpoints[0].addr = ([127, 0, 0, 1], 2).into();
-        let a3 = Target::new(&Backend::Service(moved), &cx, None);
+        let a3 = Target::new(&Backend::Service(moved), &cx, None, false);
         assert!(!Arc::ptr_eq(&service(&a), &service(&a3)));
         // With a BackendTrafficPolicy each rule keeps its own (its limits
         // and counters are the rule's, as Envoy Gateway's per-rule clusters).
         let policy = portcullis_ir::traffic::BackendTraffic::default();
-        let p1 = Target::new(&svc("a"), &cx, Some(&policy));
-        let p2 = Target::new(&svc("a"), &cx, Some(&policy));
+        let p1 = Target::new(&svc("a"), &cx, Some(&policy), false);
+        let p2 = Target::new(&svc("a"), &cx, Some(&policy), false);
         assert!(!Arc::ptr_eq(&service(&p1), &service(&p2)));
         assert!(!Arc::ptr_eq(&service(&a), &service(&p1)));
+        // A rule that retries keeps its own (its retries' budget is its own).
+        let r1 = Target::new(&svc("a"), &cx, None, true);
+        assert!(!Arc::ptr_eq(&service(&a), &service(&r1)));
         // Entries are weak: once every holder is gone the entry is dead,
         // and the next lookup prunes it and makes a new target.
         let weak = Arc::downgrade(&service(&a));
         drop((a, a2, a3));
         assert_eq!(weak.strong_count(), 0);
-        let _again = Target::new(&svc("a"), &cx, None);
+        let _again = Target::new(&svc("a"), &cx, None, false);
         let m = targets.0.lock().unwrap();
         assert_eq!(m["a"].len(), 1, "the dead entries were pruned");
     }
@@ -326,7 +335,7 @@ mod tests {
             targets: &Default::default(),
             zone: None,
         };
-        let w = WeightedBackends::new(&list, |_| Filters::default(), &cx, None);
+        let w = WeightedBackends::new(&list, |_| Filters::default(), &cx, None, false);
         let mut counts = std::collections::HashMap::new();
         for _ in 0..4000 {
             let Target::Service(s) = &w.pick().unwrap().target else {
