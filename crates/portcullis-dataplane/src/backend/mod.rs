@@ -236,22 +236,46 @@ mod tests {
     use std::hash::RandomState;
     use std::time::Duration;
 
+    /// What a [`BuildCtx`] borrows.
+    struct Deps {
+        tokens: RandomState,
+        tls: tls::UpstreamTlsCache,
+        jwks: crate::auth::JwksCache,
+        limiters: crate::ratelimit::Limiters,
+        births: slow_start::Births,
+        targets: SharedTargets,
+    }
+
+    impl Deps {
+        fn new() -> Self {
+            Deps {
+                tokens: RandomState::new(),
+                tls: tls::UpstreamTlsCache::new(Duration::from_secs(1), Duration::from_secs(1)),
+                jwks: crate::auth::JwksCache::default(),
+                limiters: crate::ratelimit::Limiters::new(Default::default()),
+                births: Default::default(),
+                targets: SharedTargets::default(),
+            }
+        }
+
+        fn cx(&self) -> BuildCtx<'_> {
+            BuildCtx {
+                tokens: &self.tokens,
+                upstream_tls: &self.tls,
+                jwks: &self.jwks,
+                limiters: &self.limiters,
+                births: &self.births,
+                targets: &self.targets,
+                zone: None,
+            }
+        }
+    }
+
     #[test]
     fn rules_without_a_policy_share_a_target_and_rules_with_one_do_not() {
-        let tokens = RandomState::new();
-        let tls = tls::UpstreamTlsCache::new(Duration::from_secs(1), Duration::from_secs(1));
-        let jwks = crate::auth::JwksCache::default();
-        let limiters = crate::ratelimit::Limiters::new(Default::default());
-        let targets = SharedTargets::default();
-        let cx = BuildCtx {
-            tokens: &tokens,
-            upstream_tls: &tls,
-            jwks: &jwks,
-            limiters: &limiters,
-            births: &Default::default(),
-            targets: &targets,
-            zone: None,
-        };
+        let deps = Deps::new();
+        let cx = deps.cx();
+        let targets = &deps.targets;
         let service = |t: &Target| match t {
             Target::Service(s) => s.clone(),
             Target::Invalid(r) => panic!("invalid: {r}"),
@@ -322,19 +346,8 @@ mod tests {
                 filters: vec![],
             },
         ];
-        let tokens = RandomState::new();
-        let tls = tls::UpstreamTlsCache::new(Duration::from_secs(1), Duration::from_secs(1));
-        let jwks = crate::auth::JwksCache::default();
-        let limiters = crate::ratelimit::Limiters::new(Default::default());
-        let cx = BuildCtx {
-            tokens: &tokens,
-            upstream_tls: &tls,
-            jwks: &jwks,
-            limiters: &limiters,
-            births: &Default::default(),
-            targets: &Default::default(),
-            zone: None,
-        };
+        let deps = Deps::new();
+        let cx = deps.cx();
         let w = WeightedBackends::new(&list, |_| Filters::default(), &cx, None, false);
         let mut counts = std::collections::HashMap::new();
         for _ in 0..4000 {
