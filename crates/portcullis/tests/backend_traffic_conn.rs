@@ -57,8 +57,19 @@ impl Backend {
                     c.push(log.clone());
                     c.len()
                 };
-                let now = open.fetch_add(1, Ordering::SeqCst) + 1;
-                max_open.fetch_max(now, Ordering::SeqCst);
+                open.fetch_add(1, Ordering::SeqCst);
+                // Counted 200 ms after the accept: a connection the proxy
+                // closed just before opening this one is still counted until
+                // its thread sees the EOF (late on a loaded machine), while a
+                // connection really open beside the others stays open for
+                // the whole request (the backend delays its answers).
+                {
+                    let (open, max_open) = (open.clone(), max_open.clone());
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(200));
+                        max_open.fetch_max(open.load(Ordering::SeqCst), Ordering::SeqCst);
+                    });
+                }
                 let (delay, open) = (delay.clone(), open.clone());
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 8192];
