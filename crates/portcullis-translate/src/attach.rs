@@ -33,7 +33,7 @@ use crate::Input;
 use crate::conditions::{ACCEPTED, Problem};
 use crate::conditions::{Reason, condition};
 use crate::gateway::{GatewayState, Owner};
-use crate::model::RouteSpec;
+use crate::model::{RouteHead, Rules};
 
 /// Condition type set on an ancestor where a more specific policy wins.
 pub(crate) const OVERRIDDEN: &str = "Overridden";
@@ -159,13 +159,20 @@ fn route_facts(
     kind: &str,
     key: &ObjectKey,
 ) -> Option<(Vec<ObjectKey>, Vec<String>)> {
-    let spec: RouteSpec = match kind {
-        "HTTPRoute" => (&input.snapshot.http_routes.get(key)?.spec).into(),
-        "GRPCRoute" => (&input.snapshot.grpc_routes.get(key)?.spec).into(),
-        "TCPRoute" => (&input.snapshot.tcp_routes.get(key)?.spec).into(),
+    fn parts<'a, S>(spec: &'a S) -> (RouteHead, Rules)
+    where
+        RouteHead: From<&'a S>,
+        Rules: From<&'a S>,
+    {
+        (spec.into(), spec.into())
+    }
+    let (head, rules) = match kind {
+        "HTTPRoute" => parts(&input.snapshot.http_routes.get(key)?.spec),
+        "GRPCRoute" => parts(&input.snapshot.grpc_routes.get(key)?.spec),
+        "TCPRoute" => parts(&input.snapshot.tcp_routes.get(key)?.spec),
         _ => return None,
     };
-    let mut parents: Vec<ObjectKey> = spec
+    let mut parents: Vec<ObjectKey> = head
         .parent_refs
         .iter()
         .filter(|p| {
@@ -182,7 +189,7 @@ fn route_facts(
         .collect();
     parents.sort();
     parents.dedup();
-    let names = spec.rules.names();
+    let names = rules.names();
     Some((parents, names))
 }
 

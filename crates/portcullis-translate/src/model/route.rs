@@ -8,14 +8,6 @@ use portcullis_store::types as t;
 
 use super::{BackendRefSpec, ObjectRef, ParentRefSpec, backend_ref, parent_ref, variant};
 
-/// A route's `spec`, for every route kind.
-#[derive(Clone, Debug)]
-pub(crate) struct RouteSpec {
-    pub parent_refs: Vec<ParentRefSpec>,
-    pub hostnames: Vec<String>,
-    pub rules: Rules,
-}
-
 /// A route's rules, typed by route kind.
 #[derive(Clone, Debug)]
 pub(crate) enum Rules {
@@ -450,8 +442,8 @@ pub(crate) struct RouteHead {
     pub hostnames: Vec<String>,
 }
 
-/// `From` impls of [`RouteHead`], [`Rules`] and [`RouteSpec`] for a
-/// generated route spec type.
+/// `From` impls of [`RouteHead`] and [`Rules`] for a generated route spec
+/// type.
 macro_rules! route_spec {
     ($t:ty, |$s:ident| $hostnames:expr, $rules:expr) => {
         impl From<&$t> for RouteHead {
@@ -465,19 +457,6 @@ macro_rules! route_spec {
         impl From<&$t> for Rules {
             fn from($s: &$t) -> Self {
                 $rules
-            }
-        }
-        impl From<&$t> for RouteSpec {
-            fn from(s: &$t) -> Self {
-                let RouteHead {
-                    parent_refs,
-                    hostnames,
-                } = s.into();
-                RouteSpec {
-                    parent_refs,
-                    hostnames,
-                    rules: s.into(),
-                }
             }
         }
     };
