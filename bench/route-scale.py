@@ -223,13 +223,18 @@ def shape_request(shape, i):
     return (f'r{i}.example', '/') if shape == 'hosts' else ('one.example', f'/svc{i}/items/42')
 
 
-def make_config(shape, n):
-    d = tempfile.mkdtemp(prefix=f'cfg-{shape}-{n}-', dir=os.path.join(out, 'tmp'))
-    os.makedirs(os.path.join(d, 'routes'))
+def write_config(d, shape, n):
+    """base.yaml and n route files (routes/r<i>.yaml) of `shape` under d"""
+    os.makedirs(os.path.join(d, 'routes'), exist_ok=True)
     write(os.path.join(d, 'base.yaml'), BASE)
     for i in range(n):
         with open(os.path.join(d, 'routes', f'r{i}.yaml'), 'w') as f:
             f.write(shape_route(shape, i))
+
+
+def make_config(shape, n):
+    d = tempfile.mkdtemp(prefix=f'cfg-{shape}-{n}-', dir=os.path.join(out, 'tmp'))
+    write_config(d, shape, n)
     return d
 
 
@@ -575,11 +580,7 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
 
 def generate(d):
     shape, n = args.shapes.split(',')[0], int(args.routes.split(',')[0])
-    os.makedirs(os.path.join(d, 'routes'), exist_ok=True)
-    write(os.path.join(d, 'base.yaml'), BASE)
-    for i in range(n):
-        with open(os.path.join(d, 'routes', f'r{i}.yaml'), 'w') as f:
-            f.write(shape_route(shape, i))
+    write_config(d, shape, n)
     print(f'{n} {shape} routes in {d}', file=sys.stderr)
 
 
