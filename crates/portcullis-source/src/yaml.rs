@@ -207,8 +207,50 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
-fn line_of<T>(s: &Spanned<T>) -> usize {
-    s.referenced.line() as usize
+fn line_of<T>(s: &Spanned<T>, map: &LineMap) -> usize {
+    map.line(s.referenced.line() as usize)
+}
+
+/// From the parser's line numbers to the file's.
+///
+/// YAML 1.2 (§5.4) ends a line at LF, CR LF and a lone CR; `grep -n`, `sed`,
+/// `cat -n`, most editors and the fuzz target count LF only. A lone CR (old
+/// Mac line ends, or a stray byte) would otherwise make every later error
+/// point past the line a user sees, even past the end of the file.
+struct LineMap {
+    /// For each parser line (index = line - 1), the file line; empty when
+    /// the text has no lone CR and the two agree.
+    lines: Vec<usize>,
+}
+
+impl LineMap {
+    fn new(text: &str) -> LineMap {
+        let bytes = text.as_bytes();
+        let lone_cr = |i: usize| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n');
+        if !(0..bytes.len()).any(lone_cr) {
+            return LineMap { lines: Vec::new() };
+        }
+        let mut lines = vec![1];
+        let mut file_line = 1;
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'\n' {
+                file_line += 1;
+                lines.push(file_line);
+            } else if lone_cr(i) {
+                lines.push(file_line);
+            }
+        }
+        LineMap { lines }
+    }
+
+    fn line(&self, parser_line: usize) -> usize {
+        match parser_line.checked_sub(1).and_then(|i| self.lines.get(i)) {
+            Some(l) => *l,
+            None if self.lines.is_empty() => parser_line,
+            // Past the last break (the parser's end-of-input position).
+            None => self.lines.last().copied().unwrap_or(parser_line),
+        }
+    }
 }
 
 /// A mapping key as a string, the way Kubernetes' YAML decoder renders scalars.
@@ -224,7 +266,7 @@ fn key_string(node: &Node) -> String {
     }
 }
 
-fn convert(node: Spanned<Node>, line: usize) -> (Value, Lines) {
+fn convert(node: Spanned<Node>, line: usize, map: &LineMap) -> (Value, Lines) {
     let mut lines = Lines::flat(line);
     let value = match node.value {
         Node::Null => Value::Null,
@@ -238,8 +280,8 @@ fn convert(node: Spanned<Node>, line: usize) -> (Value, Lines) {
         Node::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
             for item in items {
-                let l = line_of(&item);
-                let (v, li) = convert(item, l);
+                let l = line_of(&item, map);
+                let (v, li) = convert(item, l, map);
                 out.push(v);
                 lines.items.push(li);
             }
@@ -249,7 +291,7 @@ fn convert(node: Spanned<Node>, line: usize) -> (Value, Lines) {
             let mut out = Map::new();
             for (k, v) in entries {
                 let key = key_string(&k.value);
-                let (v, li) = convert(v, line_of(&k));
+                let (v, li) = convert(v, line_of(&k, map), map);
                 lines.fields.insert(key.clone(), li);
                 out.insert(key, v);
             }
@@ -275,9 +317,9 @@ pub(crate) struct SyntaxError {
     pub(crate) message: String,
 }
 
-fn yaml_error(e: serde_saphyr::Error) -> SyntaxError {
+fn yaml_error(e: serde_saphyr::Error, map: &LineMap) -> SyntaxError {
     let location = e.location();
-    let line = location.map(|l| l.line() as usize).unwrap_or(0);
+    let line = location.map(|l| map.line(l.line() as usize)).unwrap_or(0);
     // The Display of serde-saphyr errors is `error: line L column C: message`
     // followed by a source snippet; keep the message and the column.
     let text = e.to_string();
@@ -327,14 +369,15 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Vec<Doc>, SyntaxError> {
         budget: Some(budget),
         alias_limits: alias_limits,
     };
+    let map = LineMap::new(text);
     let docs: Vec<Spanned<Node>> =
-        serde_saphyr::from_multiple_with_options(text, options).map_err(yaml_error)?;
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| yaml_error(e, &map))?;
     Ok(docs
         .into_iter()
         .filter(|d| !matches!(d.value, Node::Null))
         .map(|d| {
-            let line = line_of(&d).max(1);
-            let (value, lines) = convert(d, line);
+            let line = line_of(&d, &map).max(1);
+            let (value, lines) = convert(d, line, &map);
             Doc { value, lines }
         })
         .collect())
@@ -412,6 +455,23 @@ mod tests {
         assert!(e.line >= 2, "{e:?}");
         let e = parse_yaml("a: 1\na: 2\n").unwrap_err();
         assert_eq!(e.line, 2, "{e:?}");
+    }
+
+    #[test]
+    fn lines_count_line_feeds_when_a_lone_cr_is_in_the_text() {
+        // YAML ends a line at a lone CR; `grep -n` and editors do not. The
+        // fuzzer found objects said to start past the file's last line.
+        let text = "a: 1\r\r\rb: 2\n---\nc:\r\n  d: 3\r\n";
+        let docs = parse_yaml(text).unwrap();
+        assert_eq!(docs[0].lines.lookup(&FieldPath::parse("a")), 1);
+        assert_eq!(docs[0].lines.lookup(&FieldPath::parse("b")), 1);
+        assert_eq!(docs[1].lines.line, 3);
+        assert_eq!(docs[1].lines.lookup(&FieldPath::parse("c.d")), 4);
+        let e = parse_yaml("a: 1\r\r\ra: 2\nb: 3\n").unwrap_err();
+        assert_eq!(e.line, 1, "{e:?}");
+        // CR LF alone: the parser's lines are the file's.
+        let docs = parse_yaml("a: 1\r\n\r\nb: 2\r\n").unwrap();
+        assert_eq!(docs[0].lines.lookup(&FieldPath::parse("b")), 3);
     }
 
     #[test]
