@@ -32,6 +32,11 @@ pub mod path;
 pub mod precedence;
 
 use std::collections::HashMap;
+
+/// The table's maps: foldhash, seeded per process (keys come from the
+/// configuration, lookups hash a request's host or path: SipHash cost more
+/// than the rest of a lookup, and hash flooding needs control of the keys).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -133,8 +138,8 @@ impl<T> CompiledRule<T> {
 /// Rules of one hostname group, indexed by path.
 #[derive(Debug, Default)]
 struct HostGroup {
-    exact: HashMap<Box<str>, Vec<u32>>,
-    prefix: HashMap<Box<str>, Vec<u32>>,
+    exact: FastMap<Box<str>, Vec<u32>>,
+    prefix: FastMap<Box<str>, Vec<u32>>,
     regex: Vec<u32>,
 }
 
@@ -197,8 +202,8 @@ impl HostGroup {
 #[derive(Debug)]
 pub struct RouteTable<T = ()> {
     rules: Vec<CompiledRule<T>>,
-    exact_hosts: HashMap<Box<str>, HostGroup>,
-    wildcard_hosts: HashMap<Box<str>, HostGroup>,
+    exact_hosts: FastMap<Box<str>, HostGroup>,
+    wildcard_hosts: FastMap<Box<str>, HostGroup>,
     any_host: HostGroup,
     errors: Vec<BuildError>,
 }
@@ -217,10 +222,11 @@ impl<T> RouteTable<T> {
     /// and reported by [`RouteTable::errors`]. Rules are taken as `Arc`s
     /// (a plain rule is wrapped): the table shares them, never copies them.
     pub fn build<R: Into<Arc<HttpRouteRule>>>(rules: impl IntoIterator<Item = (R, T)>) -> Self {
+        let rules = rules.into_iter();
         let mut table = RouteTable {
-            rules: Vec::new(),
-            exact_hosts: HashMap::new(),
-            wildcard_hosts: HashMap::new(),
+            rules: Vec::with_capacity(rules.size_hint().0),
+            exact_hosts: FastMap::default(),
+            wildcard_hosts: FastMap::default(),
             any_host: HostGroup::default(),
             errors: Vec::new(),
         };

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use portcullis_source::ingress::ServeOptions;
 use portcullis_source::{FieldValidation, FileSource};
@@ -408,18 +409,32 @@ fn unattached(
         ));
     }
     // Routes: each parentRef to a Gateway or ListenerSet with no status entry.
-    for (kind, meta) in snapshot.metas() {
-        if !matches!(
-            kind,
-            Kind::HTTPRoute | Kind::GRPCRoute | Kind::TLSRoute | Kind::TCPRoute | Kind::UDPRoute
-        ) {
-            continue;
-        }
-        let key = ObjectKey::of(meta);
-        let json = snapshot
-            .get(kind, &key)
-            .map(|o| o.to_json())
-            .unwrap_or_default();
+    // Only the parentRefs are converted (not the whole route: this runs
+    // after every change, over every route).
+    let routes = route_parent_refs(Kind::HTTPRoute, &snapshot.http_routes, |r| {
+        &r.spec.parent_refs
+    })
+    .chain(route_parent_refs(
+        Kind::GRPCRoute,
+        &snapshot.grpc_routes,
+        |r| &r.spec.parent_refs,
+    ))
+    .chain(route_parent_refs(
+        Kind::TLSRoute,
+        &snapshot.tls_routes,
+        |r| &r.spec.parent_refs,
+    ))
+    .chain(route_parent_refs(
+        Kind::TCPRoute,
+        &snapshot.tcp_routes,
+        |r| &r.spec.parent_refs,
+    ))
+    .chain(route_parent_refs(
+        Kind::UDPRoute,
+        &snapshot.udp_routes,
+        |r| &r.spec.parent_refs,
+    ));
+    for (kind, key, refs) in routes {
         let reported: Vec<portcullis_store::status::ParentRef> = match statuses.get(&ObjectRef {
             kind,
             key: key.clone(),
@@ -427,11 +442,7 @@ fn unattached(
             Some(Status::Route(r)) => r.parents.iter().map(|p| p.parent_ref.defaulted()).collect(),
             _ => vec![],
         };
-        for pr in json["spec"]["parentRefs"].as_array().into_iter().flatten() {
-            let Ok(r) = serde_json::from_value::<portcullis_store::status::ParentRef>(pr.clone())
-            else {
-                continue;
-            };
+        for r in refs {
             let r = r.defaulted();
             if r.group.as_deref() != Some(GATEWAY_GROUP) || reported.contains(&r) {
                 continue;
@@ -460,6 +471,33 @@ fn unattached(
         }
     }
     out
+}
+
+/// Every route of one kind with its parentRefs in the status's shape
+/// (converted one by one: a parentRef that does not convert is skipped).
+fn route_parent_refs<'s, T, R: serde::Serialize + 's>(
+    kind: Kind,
+    routes: &'s BTreeMap<ObjectKey, Arc<T>>,
+    refs: impl Fn(&T) -> &Option<Vec<R>> + 's,
+) -> impl Iterator<
+    Item = (
+        Kind,
+        &'s ObjectKey,
+        Vec<portcullis_store::status::ParentRef>,
+    ),
+> + 's {
+    routes.iter().map(move |(key, route)| {
+        let converted = refs(route)
+            .iter()
+            .flatten()
+            .filter_map(|r| {
+                serde_json::to_value(r)
+                    .ok()
+                    .and_then(|v| serde_json::from_value(v).ok())
+            })
+            .collect();
+        (kind, key, converted)
+    })
 }
 
 fn missing_gateway(
