@@ -450,8 +450,11 @@ impl TransitionTimes {
 /// (the object, a listener, a parentRef or ancestorRef) has the same
 /// `status`, else `now` (RFC 3339).
 pub fn carry_transition_times(new: &mut Statuses, previous: &Statuses, now: &str) {
+    // Both maps are sorted by object: walk them side by side (no lookup per object).
+    let mut before = previous.iter().peekable();
     for (obj, status) in new.iter_mut() {
-        let previous = previous.get(obj);
+        while before.next_if(|(k, _)| *k < obj).is_some() {}
+        let previous = before.next_if(|(k, _)| *k == obj).map(|(_, s)| s);
         if let Some(p) = previous
             && carry_one_scope(status, p, now)
         {
@@ -612,6 +615,56 @@ mod tests {
             unreachable!()
         };
         assert_eq!(r.parents[0].conditions[0].last_transition_time, "T-mine");
+    }
+
+    /// Objects only in the new statuses, only in the previous ones, and in
+    /// both, interleaved: each object takes its own previous times.
+    #[test]
+    fn transition_times_are_carried_per_object_across_added_and_removed_ones() {
+        let class = |name: &str, time: &str| {
+            (
+                ObjectRef {
+                    kind: crate::Kind::GatewayClass,
+                    key: crate::ObjectKey::new("", name),
+                },
+                Status::GatewayClass(GatewayClassStatus {
+                    conditions: vec![cond("Accepted", true, time)],
+                    ..Default::default()
+                }),
+            )
+        };
+        let previous: Statuses = ["a", "c", "e", "g"]
+            .into_iter()
+            .map(|n| class(n, &format!("T-{n}")))
+            .collect();
+        let mut new: Statuses = ["b", "c", "d", "e", "f"]
+            .into_iter()
+            .map(|n| class(n, ""))
+            .collect();
+        carry_transition_times(&mut new, &previous, "NOW");
+        let times: Vec<(String, String)> = new
+            .iter()
+            .map(|(o, s)| {
+                let Status::GatewayClass(c) = s else {
+                    unreachable!()
+                };
+                (
+                    o.key.name.clone(),
+                    c.conditions[0].last_transition_time.clone(),
+                )
+            })
+            .collect();
+        let want = [
+            ("b", "NOW"),
+            ("c", "T-c"),
+            ("d", "NOW"),
+            ("e", "T-e"),
+            ("f", "NOW"),
+        ];
+        assert_eq!(
+            times,
+            want.map(|(n, t)| (n.to_string(), t.to_string())).to_vec()
+        );
     }
 
     /// The one-scope fast path of `carry_transition_times` gives what the

@@ -292,23 +292,21 @@ fn attach(
         if group != GATEWAY_GROUP {
             continue;
         }
-        let ns = pr
-            .namespace
-            .clone()
-            .unwrap_or_else(|| route.key.namespace.clone());
-        let target = ObjectKey::new(ns.clone(), pr.name.clone());
+        // Compared borrowed: this runs for every route on every translation.
+        let ns = pr.namespace.as_deref().unwrap_or(&route.key.namespace);
+        let is_target = |k: &ObjectKey| k.name == pr.name && k.namespace == ns;
         // Find the Gateway (directly, or through a ListenerSet) among ours.
         let (gi, ls) = match kind {
-            "Gateway" => match gws.iter().position(|g| g.key == target) {
+            "Gateway" => match gws.iter().position(|g| is_target(&g.key)) {
                 Some(i) => (i, None),
                 None => continue,
             },
             "ListenerSet" => match gws.iter().position(|g| {
                 g.listeners
                     .iter()
-                    .any(|l| l.owner == Owner::ListenerSet(target.clone()))
+                    .any(|l| matches!(&l.owner, Owner::ListenerSet(k) if is_target(k)))
             }) {
-                Some(i) => (i, Some(target.clone())),
+                Some(i) => (i, Some(ObjectKey::new(ns, &pr.name))),
                 None => continue,
             },
             _ => continue,
@@ -316,10 +314,7 @@ fn attach(
         let b =
             built.get_or_insert_with(|| memo.built(route.kind, route.key, || build(ctx, route)));
         let gw = &mut gws[gi];
-        let owner_ns = ls
-            .as_ref()
-            .map(|k| k.namespace.clone())
-            .unwrap_or_else(|| gw.key.namespace.clone());
+        let owner_ns = ls.as_ref().map_or(&gw.key.namespace, |k| &k.namespace);
         let candidates = parent_listeners(gw, pr, ls.as_ref());
         let accepted_problem = if candidates.is_empty() {
             Some(Problem::new(
@@ -341,7 +336,7 @@ fn attach(
                     let l = &gw.listeners[i];
                     l.attachable()
                         && l.allows_kind(route.kind.as_str())
-                        && namespace_allowed(ctx, l, &owner_ns, &route.key.namespace)
+                        && namespace_allowed(ctx, l, owner_ns, &route.key.namespace)
                 })
                 .collect();
             if allowed.is_empty() {
