@@ -17,11 +17,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use portcullis_source::ingress::ServeOptions;
 use portcullis_source::{FieldValidation, FileSource};
-use portcullis_store::status::{Condition, Status, Statuses};
+use portcullis_store::status::{Condition, ParentRef, ParentStatus, Status, Statuses};
 use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef, Snapshot};
 use serde::Serialize;
 
@@ -260,7 +259,7 @@ fn is_unserved(c: &Condition) -> bool {
 }
 
 /// `parentRef infra/gw (section http, port 80)`.
-fn parent_scope(what: &str, r: &portcullis_store::status::ParentRef) -> String {
+fn parent_scope(what: &str, r: &ParentRef) -> String {
     let kind = r.kind.as_deref().unwrap_or("Gateway");
     let mut s = format!("{what} {kind} ");
     if let Some(ns) = &r.namespace {
@@ -285,12 +284,15 @@ fn parent_scope(what: &str, r: &portcullis_store::status::ParentRef) -> String {
 /// repeats its `Conflicted=True` is left out.
 fn unserved(status: &Status) -> Vec<(Option<String>, &Condition)> {
     match status {
-        Status::GatewayClass(s) => pick(None, &s.conditions),
-        Status::Ingress(s) => pick(None, &s.conditions),
+        Status::GatewayClass(s) => pick(|| None, &s.conditions),
+        Status::Ingress(s) => pick(|| None, &s.conditions),
         Status::Gateway(s) => {
-            let mut v = pick(None, &s.conditions);
+            let mut v = pick(|| None, &s.conditions);
             for l in &s.listeners {
-                v.extend(pick(Some(format!("listener {:?}", l.name)), &l.conditions));
+                v.extend(pick(
+                    || Some(format!("listener {:?}", l.name)),
+                    &l.conditions,
+                ));
             }
             v
         }
@@ -299,7 +301,7 @@ fn unserved(status: &Status) -> Vec<(Option<String>, &Condition)> {
             .iter()
             .flat_map(|p| {
                 pick(
-                    Some(parent_scope("parentRef", &p.parent_ref)),
+                    || Some(parent_scope("parentRef", &p.parent_ref)),
                     &p.conditions,
                 )
             })
@@ -308,7 +310,7 @@ fn unserved(status: &Status) -> Vec<(Option<String>, &Condition)> {
             .iter()
             .flat_map(|a| {
                 pick(
-                    Some(parent_scope("ancestor", &a.ancestor_ref)),
+                    || Some(parent_scope("ancestor", &a.ancestor_ref)),
                     &a.conditions,
                 )
             })
@@ -316,16 +318,26 @@ fn unserved(status: &Status) -> Vec<(Option<String>, &Condition)> {
     }
 }
 
-/// The unserved conditions of one condition list, with its scope.
-fn pick(scope: Option<String>, conds: &[Condition]) -> Vec<(Option<String>, &Condition)> {
+/// The unserved conditions of one condition list, with its scope (made only
+/// when there is one: this runs over every status after every change).
+fn pick(
+    scope: impl Fn() -> Option<String>,
+    conds: &[Condition],
+) -> Vec<(Option<String>, &Condition)> {
     let conflicted = conds
         .iter()
         .find(|c| c.type_ == "Conflicted" && c.status == "True")
-        .map(|c| c.reason.clone());
+        .map(|c| c.reason.as_str());
+    let unserved = |c: &&Condition| {
+        is_unserved(c) && !(c.type_ == "Accepted" && Some(c.reason.as_str()) == conflicted)
+    };
+    if !conds.iter().any(|c| unserved(&c)) {
+        return Vec::new();
+    }
+    let scope = scope();
     conds
         .iter()
-        .filter(|c| is_unserved(c))
-        .filter(|c| !(c.type_ == "Accepted" && Some(&c.reason) == conflicted.as_ref()))
+        .filter(unserved)
         .map(|c| (scope.clone(), c))
         .collect()
 }
@@ -409,95 +421,110 @@ fn unattached(
         ));
     }
     // Routes: each parentRef to a Gateway or ListenerSet with no status entry.
-    // Only the parentRefs are converted (not the whole route: this runs
-    // after every change, over every route).
-    let routes = route_parent_refs(Kind::HTTPRoute, &snapshot.http_routes, |r| {
-        &r.spec.parent_refs
-    })
-    .chain(route_parent_refs(
-        Kind::GRPCRoute,
-        &snapshot.grpc_routes,
-        |r| &r.spec.parent_refs,
-    ))
-    .chain(route_parent_refs(
-        Kind::TLSRoute,
-        &snapshot.tls_routes,
-        |r| &r.spec.parent_refs,
-    ))
-    .chain(route_parent_refs(
-        Kind::TCPRoute,
-        &snapshot.tcp_routes,
-        |r| &r.spec.parent_refs,
-    ))
-    .chain(route_parent_refs(
-        Kind::UDPRoute,
-        &snapshot.udp_routes,
-        |r| &r.spec.parent_refs,
-    ));
-    for (kind, key, refs) in routes {
-        let reported: Vec<portcullis_store::status::ParentRef> = match statuses.get(&ObjectRef {
-            kind,
-            key: key.clone(),
-        }) {
-            Some(Status::Route(r)) => r.parents.iter().map(|p| p.parent_ref.defaulted()).collect(),
-            _ => vec![],
-        };
-        for r in refs {
-            let r = r.defaulted();
-            if r.group.as_deref() != Some(GATEWAY_GROUP) || reported.contains(&r) {
-                continue;
-            }
-            let target = ObjectKey::new(r.namespace.as_deref().unwrap_or(&key.namespace), &r.name);
-            let message = match r.kind.as_deref() {
-                Some("Gateway") => missing_gateway(snapshot, &served_gateways, &target),
-                Some("ListenerSet") if !snapshot.listener_sets.contains_key(&target) => {
-                    format!("ListenerSet {target} does not exist, so this parentRef is not served")
-                }
-                Some("ListenerSet") => format!(
-                    "ListenerSet {target} is not attached to a served Gateway, so this parentRef is not served"
-                ),
-                _ => continue,
+    // This runs after every change, over every route: routes and their
+    // statuses are walked side by side (both sorted by key) and parentRefs are
+    // compared where they are; only an unreported one is copied.
+    let mut unreported: Vec<(Kind, &ObjectKey, ParentRef)> = Vec::new();
+    macro_rules! unreported_parents {
+        ($kind:expr, $routes:expr) => {{
+            let kind = $kind;
+            let start = ObjectRef {
+                kind,
+                key: ObjectKey::new("", ""),
             };
-            let mut shown = r.clone();
-            shown.namespace.get_or_insert_with(|| key.namespace.clone());
-            out.push((
-                ObjectRef {
-                    kind,
-                    key: key.clone(),
-                },
-                Some(parent_scope("parentRef", &shown)),
-                message,
-            ));
-        }
+            let mut reported = statuses
+                .range(start..)
+                .take_while(|(o, _)| o.kind == kind)
+                .peekable();
+            for (key, route) in $routes {
+                while reported.next_if(|(o, _)| o.key < *key).is_some() {}
+                let parents: &[ParentStatus] = match reported.next_if(|(o, _)| o.key == *key) {
+                    Some((_, Status::Route(r))) => &r.parents,
+                    _ => &[],
+                };
+                for p in route.spec.parent_refs.iter().flatten() {
+                    let r = RefFields {
+                        group: p.group.as_deref(),
+                        kind: p.kind.as_deref(),
+                        namespace: p.namespace.as_deref(),
+                        name: &p.name,
+                        section_name: p.section_name.as_deref(),
+                        port: p.port,
+                    };
+                    if r.group.unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+                        && !parents.iter().any(|s| r.is(&s.parent_ref))
+                    {
+                        unreported.push((kind, key, r.to_owned()));
+                    }
+                }
+            }
+        }};
+    }
+    unreported_parents!(Kind::HTTPRoute, &snapshot.http_routes);
+    unreported_parents!(Kind::GRPCRoute, &snapshot.grpc_routes);
+    unreported_parents!(Kind::TLSRoute, &snapshot.tls_routes);
+    unreported_parents!(Kind::TCPRoute, &snapshot.tcp_routes);
+    unreported_parents!(Kind::UDPRoute, &snapshot.udp_routes);
+    for (kind, key, r) in unreported {
+        let r = r.defaulted();
+        let target = ObjectKey::new(r.namespace.as_deref().unwrap_or(&key.namespace), &r.name);
+        let message = match r.kind.as_deref() {
+            Some("Gateway") => missing_gateway(snapshot, &served_gateways, &target),
+            Some("ListenerSet") if !snapshot.listener_sets.contains_key(&target) => {
+                format!("ListenerSet {target} does not exist, so this parentRef is not served")
+            }
+            Some("ListenerSet") => format!(
+                "ListenerSet {target} is not attached to a served Gateway, so this parentRef is not served"
+            ),
+            _ => continue,
+        };
+        let mut shown = r.clone();
+        shown.namespace.get_or_insert_with(|| key.namespace.clone());
+        out.push((
+            ObjectRef {
+                kind,
+                key: key.clone(),
+            },
+            Some(parent_scope("parentRef", &shown)),
+            message,
+        ));
     }
     out
 }
 
-/// Every route of one kind with its parentRefs in the status's shape
-/// (converted one by one: a parentRef that does not convert is skipped).
-fn route_parent_refs<'s, T, R: serde::Serialize + 's>(
-    kind: Kind,
-    routes: &'s BTreeMap<ObjectKey, Arc<T>>,
-    refs: impl Fn(&T) -> &Option<Vec<R>> + 's,
-) -> impl Iterator<
-    Item = (
-        Kind,
-        &'s ObjectKey,
-        Vec<portcullis_store::status::ParentRef>,
-    ),
-> + 's {
-    routes.iter().map(move |(key, route)| {
-        let converted = refs(route)
-            .iter()
-            .flatten()
-            .filter_map(|r| {
-                serde_json::to_value(r)
-                    .ok()
-                    .and_then(|v| serde_json::from_value(v).ok())
-            })
-            .collect();
-        (kind, key, converted)
-    })
+/// A route's parentRef, borrowed from whichever of the five generated route
+/// types spells it.
+struct RefFields<'a> {
+    group: Option<&'a str>,
+    kind: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    section_name: Option<&'a str>,
+    port: Option<i32>,
+}
+
+impl RefFields<'_> {
+    /// Whether a status's parentRef names the same parent (with the API's
+    /// defaults: [`ParentRef::same_defaulted`]).
+    fn is(&self, s: &ParentRef) -> bool {
+        self.group.unwrap_or(GATEWAY_GROUP) == s.group.as_deref().unwrap_or(GATEWAY_GROUP)
+            && self.kind.unwrap_or("Gateway") == s.kind.as_deref().unwrap_or("Gateway")
+            && self.namespace == s.namespace.as_deref()
+            && self.name == s.name
+            && self.section_name == s.section_name.as_deref()
+            && self.port == s.port
+    }
+
+    fn to_owned(&self) -> ParentRef {
+        ParentRef {
+            group: self.group.map(Into::into),
+            kind: self.kind.map(Into::into),
+            namespace: self.namespace.map(Into::into),
+            name: self.name.into(),
+            section_name: self.section_name.map(Into::into),
+            port: self.port,
+        }
+    }
 }
 
 fn missing_gateway(
