@@ -146,8 +146,8 @@ struct HostGroup {
 impl HostGroup {
     fn insert(&mut self, idx: u32, path: &PathMatcher) {
         match path {
-            PathMatcher::Exact(p) => self.exact.entry(p.clone()).or_default().push(idx),
-            PathMatcher::Prefix(p) => self.prefix.entry(p.clone()).or_default().push(idx),
+            PathMatcher::Exact(p) => push_at(&mut self.exact, p, idx),
+            PathMatcher::Prefix(p) => push_at(&mut self.prefix, p, idx),
             PathMatcher::Regex(..) => self.regex.push(idx),
         }
     }
@@ -198,6 +198,26 @@ impl HostGroup {
     }
 }
 
+/// Add a rule to a path's list (the path is copied only for its first rule).
+fn push_at(map: &mut FastMap<Box<str>, Vec<u32>>, path: &str, idx: u32) {
+    match map.get_mut(path) {
+        Some(v) => v.push(idx),
+        None => {
+            map.insert(path.into(), vec![idx]);
+        }
+    }
+}
+
+/// The group of one hostname, made when it is the first rule's (the key is
+/// kept only then).
+fn group_of(map: &mut FastMap<Box<str>, HostGroup>, host: String) -> &mut HostGroup {
+    if map.contains_key(host.as_str()) {
+        map.get_mut(host.as_str()).expect("present")
+    } else {
+        map.entry(host.into()).or_default()
+    }
+}
+
 /// The compiled routing table of one listener.
 #[derive(Debug)]
 pub struct RouteTable<T = ()> {
@@ -223,37 +243,52 @@ impl<T> RouteTable<T> {
     /// (a plain rule is wrapped): the table shares them, never copies them.
     pub fn build<R: Into<Arc<HttpRouteRule>>>(rules: impl IntoIterator<Item = (R, T)>) -> Self {
         let rules = rules.into_iter();
-        let mut table = RouteTable {
-            rules: Vec::with_capacity(rules.size_hint().0),
-            exact_hosts: FastMap::default(),
-            wildcard_hosts: FastMap::default(),
-            any_host: HostGroup::default(),
-            errors: Vec::new(),
-        };
+        let mut compiled = Vec::with_capacity(rules.size_hint().0);
+        let mut errors = Vec::new();
         for (rule, value) in rules {
             match compile(rule.into(), value) {
-                Ok(c) => {
-                    let idx = table.rules.len() as u32;
-                    if c.rule.hostnames.is_empty() {
-                        table.any_host.insert(idx, &c.path);
-                    }
-                    for h in &c.rule.hostnames {
-                        let group = match host::classify(h) {
-                            host::HostPattern::Exact(e) => {
-                                table.exact_hosts.entry(e.into()).or_default()
-                            }
-                            host::HostPattern::Wildcard(s) => {
-                                table.wildcard_hosts.entry(s.into()).or_default()
-                            }
-                            host::HostPattern::Any => &mut table.any_host,
-                        };
-                        group.insert(idx, &c.path);
-                    }
-                    table.rules.push(c);
-                }
-                Err(e) => table.errors.push(e),
+                Ok(c) => compiled.push(c),
+                Err(e) => errors.push(e),
             }
         }
+        // Each host map is allocated once, for at most as many hostnames as
+        // the rules name, then shrunk when they repeat (one hostname shared
+        // by many rules).
+        let (mut exact, mut wildcard) = (0, 0);
+        for h in compiled.iter().flat_map(|c| &c.rule.hostnames) {
+            match h.as_str() {
+                "*" => {}
+                w if w.starts_with("*.") => wildcard += 1,
+                _ => exact += 1,
+            }
+        }
+        let mut table = RouteTable {
+            rules: Vec::new(),
+            exact_hosts: FastMap::with_capacity_and_hasher(exact, Default::default()),
+            wildcard_hosts: FastMap::with_capacity_and_hasher(wildcard, Default::default()),
+            any_host: HostGroup::default(),
+            errors,
+        };
+        for (idx, c) in compiled.iter().enumerate() {
+            let idx = idx as u32;
+            if c.rule.hostnames.is_empty() {
+                table.any_host.insert(idx, &c.path);
+            }
+            for h in &c.rule.hostnames {
+                let group = match host::classify(h) {
+                    host::HostPattern::Exact(e) => group_of(&mut table.exact_hosts, e),
+                    host::HostPattern::Wildcard(s) => group_of(&mut table.wildcard_hosts, s),
+                    host::HostPattern::Any => &mut table.any_host,
+                };
+                group.insert(idx, &c.path);
+            }
+        }
+        for m in [&mut table.exact_hosts, &mut table.wildcard_hosts] {
+            if m.capacity() > 2 * m.len() {
+                m.shrink_to_fit();
+            }
+        }
+        table.rules = compiled;
         let rules = &table.rules;
         table.exact_hosts.values_mut().for_each(|g| g.sort(rules));
         table

@@ -94,7 +94,9 @@ impl World {
 pub struct Memo {
     /// By kind, then key (looked up by reference: no key is copied for a
     /// route found in the memo).
-    slots: HashMap<Kind, HashMap<ObjectKey, Slot>>,
+    /// foldhash: every route is looked up on every translation, and SipHash
+    /// over its namespace and name was most of a lookup's cost.
+    slots: HashMap<Kind, HashMap<ObjectKey, Slot, foldhash::fast::RandomState>>,
     world: World,
     /// Views and builds computed (not found in the memo), for tests and logs.
     misses: usize,
