@@ -6,9 +6,6 @@
 //! [`RuleAction`] (filters, weighted backends, timeouts, retry, session).
 
 use std::collections::HashMap;
-
-/// Maps built with each table (foldhash: SipHash was a fifth of a table build).
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::hash::RandomState;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -24,6 +21,9 @@ use crate::backend::tls::UpstreamTlsCache;
 use crate::filters::Filters;
 use crate::handler::Shared;
 use crate::retry::RetryPolicy;
+
+/// Maps built with each table (foldhash: SipHash was a fifth of a table build).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What compiling a table needs besides the IR.
 #[derive(Clone, Copy)]

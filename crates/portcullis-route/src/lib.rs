@@ -32,11 +32,6 @@ pub mod path;
 pub mod precedence;
 
 use std::collections::HashMap;
-
-/// The table's maps: foldhash, seeded per process (keys come from the
-/// configuration, lookups hash a request's host or path: SipHash cost more
-/// than the rest of a lookup, and hash flooding needs control of the keys).
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -49,6 +44,11 @@ pub use host::{AuthorityError, hostname_matches, normalize_host, parse_authority
 pub use matchers::{HeaderLookup, HeaderMatcher, QueryMatcher, ValueMatcher};
 pub use path::PathMatcher;
 pub use precedence::{PathRank, Precedence};
+
+/// The table's maps hash with foldhash, seeded per process: a table build
+/// hashes every rule's hostname and path, and a lookup the request's; the
+/// keys come from the configuration, so a request cannot flood a map.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A rule that could not be compiled; it is left out of the table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
