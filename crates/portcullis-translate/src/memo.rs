@@ -54,38 +54,46 @@ struct Slot {
 
 /// The versions of every object route rules can reference; `None` when one
 /// of them has no version (then nothing built is kept).
-#[derive(Default, PartialEq)]
+#[derive(Default)]
 struct World(Option<Vec<(Kind, ObjectKey, Version)>>);
 
 impl World {
-    fn of(s: &Snapshot) -> World {
-        fn add<T: kube_core::Resource>(
-            out: &mut Option<Vec<(Kind, ObjectKey, Version)>>,
+    /// Every object route rules can reference, in a fixed order.
+    fn objects(s: &Snapshot) -> impl Iterator<Item = (Kind, &ObjectKey, &ObjectMeta)> {
+        fn of<T: kube_core::Resource>(
             kind: Kind,
             m: &BTreeMap<ObjectKey, Arc<T>>,
-        ) {
-            for (k, o) in m {
-                let Some(v) = out else { return };
-                match Version::of(o.meta()) {
-                    Some(ver) => v.push((kind, k.clone(), ver)),
-                    None => *out = None,
-                }
-            }
+        ) -> impl Iterator<Item = (Kind, &ObjectKey, &ObjectMeta)> {
+            m.iter().map(move |(k, o)| (kind, k, o.meta()))
         }
-        let mut v = Some(Vec::new());
-        add(&mut v, Kind::Service, &s.services);
-        add(&mut v, Kind::EndpointSlice, &s.endpoint_slices);
-        add(&mut v, Kind::Secret, &s.secrets);
-        add(&mut v, Kind::ConfigMap, &s.config_maps);
-        add(&mut v, Kind::Namespace, &s.namespaces);
-        add(&mut v, Kind::ReferenceGrant, &s.reference_grants);
-        add(&mut v, Kind::BackendTLSPolicy, &s.backend_tls_policies);
-        World(v)
+        of(Kind::Service, &s.services)
+            .chain(of(Kind::EndpointSlice, &s.endpoint_slices))
+            .chain(of(Kind::Secret, &s.secrets))
+            .chain(of(Kind::ConfigMap, &s.config_maps))
+            .chain(of(Kind::Namespace, &s.namespaces))
+            .chain(of(Kind::ReferenceGrant, &s.reference_grants))
+            .chain(of(Kind::BackendTLSPolicy, &s.backend_tls_policies))
     }
 
-    /// Whether what was built for `self` holds for `other`.
-    fn same(&self, other: &World) -> bool {
-        self.0.is_some() && self == other
+    fn of(s: &Snapshot) -> World {
+        World(
+            World::objects(s)
+                .map(|(kind, k, m)| Some((kind, k.clone(), Version::of(m)?)))
+                .collect(),
+        )
+    }
+
+    /// Whether `s` holds exactly the versions this world was made of (and
+    /// each has one), compared in place: no copy of the world is made on a
+    /// translation where none of these objects changed.
+    fn is_of(&self, s: &Snapshot) -> bool {
+        let Some(v) = &self.0 else { return false };
+        let mut objects = World::objects(s);
+        v.iter().all(|(kind, key, ver)| {
+            objects
+                .next()
+                .is_some_and(|(k, o, m)| k == *kind && o == key && ver.is(m))
+        }) && objects.next().is_none()
     }
 }
 
@@ -129,14 +137,13 @@ impl Memo {
     /// Start a translation of `s`: forget builds if a referenceable object
     /// changed, and entries of routes the snapshot no longer holds.
     pub(crate) fn begin(&mut self, s: &Snapshot) {
-        let world = World::of(s);
-        if !world.same(&self.world) {
+        if !self.world.is_of(s) {
             self.slots
                 .values_mut()
                 .flat_map(|m| m.values_mut())
                 .for_each(|e| e.built = None);
+            self.world = World::of(s);
         }
-        self.world = world;
         for (kind, slots) in self.slots.iter_mut() {
             slots.retain(|key, _| match kind {
                 Kind::HTTPRoute => s.http_routes.contains_key(key),
