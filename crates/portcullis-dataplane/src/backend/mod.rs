@@ -122,9 +122,19 @@ impl Target {
 /// balancer's position and the endpoints' in-flight counts, as one Envoy
 /// cluster would share them. Any other rule keeps its own target, as Envoy
 /// Gateway makes a cluster per route rule. Entries are weak: a target lives
-/// as long as a compiled rule holds it.
+/// as long as a compiled rule holds it; a backend's dead entries are pruned
+/// when it is looked up, every backend's once per 256 lookups
+/// (`slow_start::PRUNE_EVERY`, as [`slow_start::Births`] does), so a Service
+/// no rule sends to any more leaves nothing behind.
 #[derive(Debug, Default)]
-pub struct SharedTargets(std::sync::Mutex<std::collections::HashMap<String, Vec<SharedEntry>>>);
+pub struct SharedTargets(std::sync::Mutex<SharedMap>);
+
+#[derive(Debug, Default)]
+struct SharedMap {
+    by_name: std::collections::HashMap<String, Vec<SharedEntry>>,
+    /// Lookups since every backend was last pruned of dead entries.
+    since_prune: usize,
+}
 
 /// A backend as compiled, and its target while a rule holds it.
 type SharedEntry = (
@@ -139,15 +149,25 @@ impl SharedTargets {
         s: &portcullis_ir::ServiceBackend,
         make: impl FnOnce() -> Arc<ServiceTarget>,
     ) -> Arc<ServiceTarget> {
-        let mut m = self
+        let mut guard = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let list = match m.get_mut(&s.name) {
+        let m = &mut *guard;
+        let alive = |(_, w): &SharedEntry| w.strong_count() > 0;
+        m.since_prune += 1;
+        if m.since_prune >= slow_start::PRUNE_EVERY {
+            m.since_prune = 0;
+            m.by_name.retain(|_, l| {
+                l.retain(alive);
+                !l.is_empty()
+            });
+        }
+        let list = match m.by_name.get_mut(&s.name) {
             Some(l) => l,
-            None => m.entry(s.name.clone()).or_default(),
+            None => m.by_name.entry(s.name.clone()).or_default(),
         };
-        list.retain(|(_, w)| w.strong_count() > 0);
+        list.retain(alive);
         if let Some(t) = list
             .iter()
             .find(|(b, _)| b == s)
@@ -307,9 +327,22 @@ mod tests {
         let weak = Arc::downgrade(&service(&a));
         drop((a, a2, a3));
         assert_eq!(weak.strong_count(), 0);
-        let _again = Target::new(&svc("a"), &cx, None, false);
+        let again = Target::new(&svc("a"), &cx, None, false);
+        assert_eq!(
+            targets.0.lock().unwrap().by_name["a"].len(),
+            1,
+            "the dead entries were pruned"
+        );
+        // A backend no rule holds any more is forgotten within
+        // PRUNE_EVERY lookups of other backends.
+        drop(b);
+        let held: Vec<Target> = (0..slow_start::PRUNE_EVERY)
+            .map(|_| Target::new(&svc("a"), &cx, None, false))
+            .collect();
         let m = targets.0.lock().unwrap();
-        assert_eq!(m["a"].len(), 1, "the dead entries were pruned");
+        assert!(!m.by_name.contains_key("b"), "{:?}", m.by_name.keys());
+        assert_eq!(m.by_name["a"].len(), 1);
+        drop((again, held));
     }
 
     fn svc(name: &str) -> Backend {

@@ -41,8 +41,9 @@ struct ByBackend {
 }
 
 /// Every backend is pruned of endpoints no table holds once per this many
-/// calls (a backend's own entries are pruned at each call).
-const PRUNE_EVERY: usize = 256;
+/// calls (a backend's own entries are pruned at each call); the same for
+/// [`super::SharedTargets`].
+pub(super) const PRUNE_EVERY: usize = 256;
 
 impl Births {
     /// The ramp start of each of `addrs` of `backend`: the one it had in a
