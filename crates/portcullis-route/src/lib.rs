@@ -146,8 +146,8 @@ struct HostGroup {
 impl HostGroup {
     fn insert(&mut self, idx: u32, path: &PathMatcher) {
         match path {
-            PathMatcher::Exact(p) => push_at(&mut self.exact, p, idx),
-            PathMatcher::Prefix(p) => push_at(&mut self.prefix, p, idx),
+            PathMatcher::Exact(p) => entry(&mut self.exact, p).push(idx),
+            PathMatcher::Prefix(p) => entry(&mut self.prefix, p).push(idx),
             PathMatcher::Regex(..) => self.regex.push(idx),
         }
     }
@@ -198,23 +198,13 @@ impl HostGroup {
     }
 }
 
-/// Add a rule to a path's list (the path is copied only for its first rule).
-fn push_at(map: &mut FastMap<Box<str>, Vec<u32>>, path: &str, idx: u32) {
-    match map.get_mut(path) {
-        Some(v) => v.push(idx),
-        None => {
-            map.insert(path.into(), vec![idx]);
-        }
-    }
-}
-
-/// The group of one hostname, made when it is the first rule's (the key is
-/// kept only then).
-fn group_of(map: &mut FastMap<Box<str>, HostGroup>, host: String) -> &mut HostGroup {
-    if map.contains_key(host.as_str()) {
-        map.get_mut(host.as_str()).expect("present")
+/// The value of a hostname or path, made empty for its first rule (the key
+/// is copied only then, not for every rule that names it).
+fn entry<'m, V: Default>(map: &'m mut FastMap<Box<str>, V>, key: &str) -> &'m mut V {
+    if map.contains_key(key) {
+        map.get_mut(key).expect("present")
     } else {
-        map.entry(host.into()).or_default()
+        map.entry(key.into()).or_default()
     }
 }
 
@@ -251,17 +241,27 @@ impl<T> RouteTable<T> {
                 Err(e) => errors.push(e),
             }
         }
-        // Each host map is allocated once, for at most as many hostnames as
-        // the rules name, then shrunk when they repeat (one hostname shared
-        // by many rules).
-        let (mut exact, mut wildcard) = (0, 0);
-        for h in compiled.iter().flat_map(|c| &c.rule.hostnames) {
-            match h.as_str() {
-                "*" => {}
-                w if w.starts_with("*.") => wildcard += 1,
-                _ => exact += 1,
-            }
-        }
+        // Every hostname classified once (a rule without hostnames is on any
+        // host), in rule order; each host map is allocated once, for at most
+        // as many hostnames as the rules name, then shrunk when they repeat
+        // (one hostname shared by many rules).
+        let hosts: Vec<(u32, host::HostPattern)> = compiled
+            .iter()
+            .enumerate()
+            .flat_map(|(idx, c)| {
+                let any = c
+                    .rule
+                    .hostnames
+                    .is_empty()
+                    .then_some(host::HostPattern::Any);
+                let named = c.rule.hostnames.iter().map(|h| host::classify(h));
+                any.into_iter().chain(named).map(move |h| (idx as u32, h))
+            })
+            .collect();
+        let count =
+            |want: fn(&host::HostPattern) -> bool| hosts.iter().filter(|(_, h)| want(h)).count();
+        let exact = count(|h| matches!(h, host::HostPattern::Exact(_)));
+        let wildcard = count(|h| matches!(h, host::HostPattern::Wildcard(_)));
         let mut table = RouteTable {
             rules: Vec::new(),
             exact_hosts: FastMap::with_capacity_and_hasher(exact, Default::default()),
@@ -269,19 +269,13 @@ impl<T> RouteTable<T> {
             any_host: HostGroup::default(),
             errors,
         };
-        for (idx, c) in compiled.iter().enumerate() {
-            let idx = idx as u32;
-            if c.rule.hostnames.is_empty() {
-                table.any_host.insert(idx, &c.path);
-            }
-            for h in &c.rule.hostnames {
-                let group = match host::classify(h) {
-                    host::HostPattern::Exact(e) => group_of(&mut table.exact_hosts, e),
-                    host::HostPattern::Wildcard(s) => group_of(&mut table.wildcard_hosts, s),
-                    host::HostPattern::Any => &mut table.any_host,
-                };
-                group.insert(idx, &c.path);
-            }
+        for (idx, h) in &hosts {
+            let group = match h {
+                host::HostPattern::Exact(e) => entry(&mut table.exact_hosts, e),
+                host::HostPattern::Wildcard(s) => entry(&mut table.wildcard_hosts, s),
+                host::HostPattern::Any => &mut table.any_host,
+            };
+            group.insert(*idx, &compiled[*idx as usize].path);
         }
         for m in [&mut table.exact_hosts, &mut table.wildcard_hosts] {
             if m.capacity() > 2 * m.len() {
