@@ -262,21 +262,63 @@ impl ParentRef {
 impl ParentRef {
     /// Whether `self.defaulted() == other.defaulted()`, without copying.
     pub fn same_defaulted(&self, other: &ParentRef) -> bool {
-        let ParentRef {
-            group,
-            kind,
-            namespace,
-            name,
-            section_name,
-            port,
-        } = self;
-        group.as_deref().unwrap_or(crate::GATEWAY_GROUP)
-            == other.group.as_deref().unwrap_or(crate::GATEWAY_GROUP)
-            && kind.as_deref().unwrap_or("Gateway") == other.kind.as_deref().unwrap_or("Gateway")
-            && *namespace == other.namespace
-            && *name == other.name
-            && *section_name == other.section_name
-            && *port == other.port
+        self.view().same_defaulted(&other.view())
+    }
+
+    /// This reference, borrowed.
+    pub fn view(&self) -> ParentRefView<'_> {
+        ParentRefView {
+            group: self.group.as_deref(),
+            kind: self.kind.as_deref(),
+            namespace: self.namespace.as_deref(),
+            name: &self.name,
+            section_name: self.section_name.as_deref(),
+            port: self.port,
+        }
+    }
+}
+
+/// A parentRef borrowed from wherever it is spelled: a status's
+/// [`ParentRef`], or the `parentRefs` of any of the generated route types
+/// (five types with the same fields).
+#[derive(Clone, Copy, Debug)]
+pub struct ParentRefView<'a> {
+    /// Group; `gateway.networking.k8s.io` when absent.
+    pub group: Option<&'a str>,
+    /// Kind; `Gateway` when absent.
+    pub kind: Option<&'a str>,
+    /// Namespace; the route's when absent.
+    pub namespace: Option<&'a str>,
+    /// Name.
+    pub name: &'a str,
+    /// Listener name.
+    pub section_name: Option<&'a str>,
+    /// Listener port.
+    pub port: Option<i32>,
+}
+
+impl ParentRefView<'_> {
+    /// Whether both name the same parent once the API's defaults (group,
+    /// kind) are filled in.
+    pub fn same_defaulted(&self, other: &ParentRefView<'_>) -> bool {
+        self.group.unwrap_or(crate::GATEWAY_GROUP) == other.group.unwrap_or(crate::GATEWAY_GROUP)
+            && self.kind.unwrap_or("Gateway") == other.kind.unwrap_or("Gateway")
+            && self.namespace == other.namespace
+            && self.name == other.name
+            && self.section_name == other.section_name
+            && self.port == other.port
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> ParentRef {
+        ParentRef {
+            group: self.group.map(Into::into),
+            kind: self.kind.map(Into::into),
+            namespace: self.namespace.map(Into::into),
+            name: self.name.into(),
+            section_name: self.section_name.map(Into::into),
+            port: self.port,
+        }
     }
 }
 

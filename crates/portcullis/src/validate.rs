@@ -20,7 +20,9 @@ use std::process::ExitCode;
 
 use portcullis_source::ingress::ServeOptions;
 use portcullis_source::{FieldValidation, FileSource};
-use portcullis_store::status::{Condition, ParentRef, ParentStatus, Status, Statuses};
+use portcullis_store::status::{
+    Condition, ParentRef, ParentRefView, ParentStatus, Status, Statuses,
+};
 use portcullis_store::{GATEWAY_GROUP, Kind, ObjectKey, ObjectRef, Snapshot};
 use serde::Serialize;
 
@@ -443,7 +445,7 @@ fn unattached(
                     _ => &[],
                 };
                 for p in route.spec.parent_refs.iter().flatten() {
-                    let r = RefFields {
+                    let r = ParentRefView {
                         group: p.group.as_deref(),
                         kind: p.kind.as_deref(),
                         namespace: p.namespace.as_deref(),
@@ -452,7 +454,9 @@ fn unattached(
                         port: p.port,
                     };
                     if r.group.unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
-                        && !parents.iter().any(|s| r.is(&s.parent_ref))
+                        && !parents
+                            .iter()
+                            .any(|s| r.same_defaulted(&s.parent_ref.view()))
                     {
                         unreported.push((kind, key, r.to_owned()));
                     }
@@ -490,41 +494,6 @@ fn unattached(
         ));
     }
     out
-}
-
-/// A route's parentRef, borrowed from whichever of the five generated route
-/// types spells it.
-struct RefFields<'a> {
-    group: Option<&'a str>,
-    kind: Option<&'a str>,
-    namespace: Option<&'a str>,
-    name: &'a str,
-    section_name: Option<&'a str>,
-    port: Option<i32>,
-}
-
-impl RefFields<'_> {
-    /// Whether a status's parentRef names the same parent (with the API's
-    /// defaults: [`ParentRef::same_defaulted`]).
-    fn is(&self, s: &ParentRef) -> bool {
-        self.group.unwrap_or(GATEWAY_GROUP) == s.group.as_deref().unwrap_or(GATEWAY_GROUP)
-            && self.kind.unwrap_or("Gateway") == s.kind.as_deref().unwrap_or("Gateway")
-            && self.namespace == s.namespace.as_deref()
-            && self.name == s.name
-            && self.section_name == s.section_name.as_deref()
-            && self.port == s.port
-    }
-
-    fn to_owned(&self) -> ParentRef {
-        ParentRef {
-            group: self.group.map(Into::into),
-            kind: self.kind.map(Into::into),
-            namespace: self.namespace.map(Into::into),
-            name: self.name.into(),
-            section_name: self.section_name.map(Into::into),
-            port: self.port,
-        }
-    }
 }
 
 fn missing_gateway(
